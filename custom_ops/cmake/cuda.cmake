@@ -1,0 +1,25 @@
+# CUDA kernels (cuda/*.cu, cuda/*.cc) when nvcc is found, else cuda/stub.cc.
+# cudart is linked statically and cuBLAS is opened at run time, so the library loads on
+# machines with no CUDA driver and no CUDA libraries.
+include(CheckLanguage)
+if(ICL_ENABLE_CUDA)
+  check_language(CUDA)
+endif()
+file(GLOB ICL_CUDA_SOURCES CONFIGURE_DEPENDS
+     ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cc)
+list(FILTER ICL_CUDA_SOURCES EXCLUDE REGEX ".*/stub\\.cc$")
+if(ICL_ENABLE_CUDA AND CMAKE_CUDA_COMPILER AND ICL_CUDA_SOURCES)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+  target_sources(icl_ops PRIVATE ${ICL_CUDA_SOURCES})
+  target_compile_definitions(icl_ops PRIVATE ICL_USE_CUDA)
+  target_link_libraries(icl_ops PRIVATE CUDA::cudart_static ${CMAKE_DL_LIBS})
+  set_target_properties(icl_ops PROPERTIES CUDA_SEPARABLE_COMPILATION OFF)
+  message(STATUS "CUDA kernels: on (${CMAKE_CUDA_ARCHITECTURES})")
+else()
+  target_sources(icl_ops PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cuda/stub.cc)
+  message(STATUS "CUDA kernels: off")
+endif()
