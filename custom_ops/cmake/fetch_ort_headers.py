@@ -31,7 +31,9 @@ def _debian_mirrors() -> list[str]:
         with open(path, encoding="utf-8") as f:
             for stanza in f.read().split("\n\n"):
                 fields = dict(
-                    line.split(":", 1) for line in stanza.splitlines() if re.match(r"^\w[\w-]*:", line)
+                    line.split(":", 1)
+                    for line in stanza.splitlines()
+                    if re.match(r"^\w[\w-]*:", line)
                 )
                 for uri in fields.get("URIs", "").split():
                     if "debian" in uri and "security" not in uri:
@@ -73,8 +75,9 @@ def _fetch(cache_dir: str) -> str:
             "-oDebug::NoLocking=1",
         ]
         subprocess.run(["apt-get", *opts, "update"], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", *opts, "download", PACKAGE], check=True, cwd=tmp,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["apt-get", *opts, "download", PACKAGE], check=True, cwd=tmp, stdout=subprocess.DEVNULL
+        )
         debs = glob.glob(f"{tmp}/{PACKAGE}_*.deb")
         if not debs:
             raise SystemExit(f"fetch_ort_headers: apt-get download {PACKAGE} produced no .deb")

@@ -1,0 +1,155 @@
+"""ONNX schemas of the ICL operators, so ``onnx.checker`` and shape inference accept them."""
+
+from __future__ import annotations
+
+import onnx
+from onnx.defs import OpSchema
+
+from icl_onnx.ops import DOMAIN, GATHER, MATMUL, OPSET_VERSION
+
+__all__ = ["register"]
+
+_FLOATS = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"]
+_ATTR = OpSchema.AttrType
+
+
+def _view_attributes() -> list[OpSchema.Attribute]:
+    return [
+        OpSchema.Attribute(
+            "transpose",
+            onnx.helper.make_attribute("transpose", 0),
+            "1 reads the (sliced) stored tensor transposed.",
+        ),
+        OpSchema.Attribute(
+            "slice_axis",
+            onnx.helper.make_attribute("slice_axis", 0),
+            "Axis of the stored tensor that slice_start/slice_size cut.",
+        ),
+        OpSchema.Attribute(
+            "slice_start", onnx.helper.make_attribute("slice_start", 0), "First index of the slice."
+        ),
+        OpSchema.Attribute(
+            "slice_size",
+            onnx.helper.make_attribute("slice_size", -1),
+            "Length of the slice; -1 reads to the end.",
+        ),
+        OpSchema.Attribute(
+            "scale",
+            onnx.helper.make_attribute("scale", 1.0),
+            "Factor applied to every element of the view.",
+        ),
+    ]
+
+
+def _schemas() -> list[OpSchema]:
+    matmul = OpSchema(
+        MATMUL,
+        DOMAIN,
+        OPSET_VERSION,
+        doc="Y = A @ view(W) + bias, view(W) read through attributes (docs/operators.md).",
+        inputs=[
+            OpSchema.FormalParameter("A", "T", "Activations [..., K]."),
+            OpSchema.FormalParameter("W", "TW", "Stored weight, 2-D."),
+            OpSchema.FormalParameter(
+                "bias", "T", "Bias [N].", param_option=OpSchema.FormalParameterOption.Optional
+            ),
+        ],
+        outputs=[OpSchema.FormalParameter("Y", "T", "Result [..., N].")],
+        type_constraints=[("T", _FLOATS, "Compute type."), ("TW", _FLOATS, "Storage type of W.")],
+        attributes=_view_attributes(),
+    )
+    gather = OpSchema(
+        GATHER,
+        DOMAIN,
+        OPSET_VERSION,
+        doc="Y = view(W)[indices] along axis 0, view(W) read through attributes.",
+        inputs=[
+            OpSchema.FormalParameter("W", "TW", "Stored table, 2-D."),
+            OpSchema.FormalParameter("indices", "Tind", "Row indices."),
+        ],
+        outputs=[OpSchema.FormalParameter("Y", "T", "Rows [indices.shape..., H].")],
+        type_constraints=[
+            ("T", _FLOATS, "Output type."),
+            ("TW", _FLOATS, "Storage type of W."),
+            ("Tind", ["tensor(int32)", "tensor(int64)"], "Index type."),
+        ],
+        attributes=[
+            *_view_attributes(),
+            OpSchema.Attribute(
+                "output_dtype",
+                onnx.helper.make_attribute("output_dtype", 0),
+                "ONNX element type of Y; 0 means W's type.",
+            ),
+        ],
+    )
+    matmul.set_type_and_shape_inference_function(_infer_matmul)
+    gather.set_type_and_shape_inference_function(_infer_gather)
+    return [matmul, gather]
+
+
+def _attr(ctx: onnx.shape_inference.InferenceContext, name: str, default):
+    proto = ctx.get_attribute(name)
+    return default if proto is None else onnx.helper.get_attribute_value(proto)
+
+
+def _view_dims(ctx, w_type: onnx.TypeProto) -> tuple[object, object] | None:
+    """Returns the view's (rows, cols) dims, or None when W's rank is unknown."""
+    if not w_type.tensor_type.HasField("shape") or len(w_type.tensor_type.shape.dim) != 2:
+        return None
+    dims = [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+        for d in w_type.tensor_type.shape.dim
+    ]
+    axis, size = _attr(ctx, "slice_axis", 0), _attr(ctx, "slice_size", -1)
+    if size >= 0:
+        dims[axis] = size
+    elif _attr(ctx, "slice_start", 0) and isinstance(dims[axis], int):
+        dims[axis] -= _attr(ctx, "slice_start", 0)
+    elif _attr(ctx, "slice_start", 0):
+        dims[axis] = None
+    return (dims[1], dims[0]) if _attr(ctx, "transpose", 0) else (dims[0], dims[1])
+
+
+def _set_output(ctx, elem_type: int, dims: list | None) -> None:
+    out = onnx.TypeProto()
+    out.tensor_type.elem_type = elem_type
+    if dims is not None:
+        shape = out.tensor_type.shape
+        for d in dims:
+            dim = shape.dim.add()
+            if isinstance(d, int):
+                dim.dim_value = d
+            elif d:
+                dim.dim_param = d
+    ctx.set_output_type(0, out)
+
+
+def _input_dims(t: onnx.TypeProto) -> list | None:
+    if not t.tensor_type.HasField("shape"):
+        return None
+    return [
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+        for d in t.tensor_type.shape.dim
+    ]
+
+
+def _infer_matmul(ctx) -> None:
+    a_type, w_type = ctx.get_input_type(0), ctx.get_input_type(1)
+    a_dims, view = _input_dims(a_type), _view_dims(ctx, w_type)
+    dims = None if a_dims is None or view is None else [*a_dims[:-1], view[1]]
+    _set_output(ctx, a_type.tensor_type.elem_type, dims)
+
+
+def _infer_gather(ctx) -> None:
+    w_type, idx_type = ctx.get_input_type(0), ctx.get_input_type(1)
+    idx_dims, view = _input_dims(idx_type), _view_dims(ctx, w_type)
+    dims = None if idx_dims is None or view is None else [*idx_dims, view[1]]
+    elem = _attr(ctx, "output_dtype", 0) or w_type.tensor_type.elem_type
+    _set_output(ctx, elem, dims)
+
+
+def register() -> None:
+    """Registers the ICL schemas with onnx (idempotent)."""
+    for schema in _schemas():
+        if not onnx.defs.has(schema.name, schema.domain):
+            onnx.defs.register_schema(schema)
