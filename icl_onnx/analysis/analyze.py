@@ -1,0 +1,333 @@
+"""Finds initializers that are copies or views of another and plans how to share them.
+
+One streaming pass fingerprints every eligible initializer (``fingerprint.py``); tensors whose
+keys match are verified on their values (``verify.py``) and joined in a union-find that tracks
+whether each tensor is transposed relative to its set's root. ``Transpose`` nodes reading an
+initializer join the set of that initializer as view members. For each set a canonical
+initializer is chosen so that the fewest consumers need an ICL operator, and each consumer of
+every other member is planned (``consumers.py``).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+
+import numpy as np
+import onnx_ir as ir
+
+from icl_onnx.analysis.consumers import gemm_view, node_label, plan_consumer
+from icl_onnx.analysis.fingerprint import fingerprint
+from icl_onnx.analysis.plan import Consumer, Member, ShareGroup, SharePlan, Skipped, View
+from icl_onnx.analysis.verify import is_exact_copy, is_transposed_copy
+from icl_onnx.ops import GATHER, MATMUL
+
+__all__ = ["analyze", "run_analysis", "Analysis", "MemberBinding", "GroupBinding"]
+
+logger = logging.getLogger(__name__)
+
+#: Initializers with fewer elements are not worth sharing.
+DEFAULT_MIN_ELEMENTS = 1024
+
+
+@dataclasses.dataclass
+class MemberBinding:
+    """A planned member with the IR objects the rewrite needs."""
+
+    value: ir.Value
+    view: View
+    view_node: ir.Node | None  # the Transpose node whose output this member is
+    uses: list[tuple[ir.Node, int, Consumer]]
+    plan: Member
+
+
+@dataclasses.dataclass
+class GroupBinding:
+    """A planned group with the IR objects the rewrite needs."""
+
+    canonical: ir.Value
+    members: list[MemberBinding]
+    canonical_uses: list[tuple[ir.Node, int, Consumer]]
+    plan: ShareGroup
+
+
+@dataclasses.dataclass
+class Analysis:
+    """The plan and, for the pass, its binding to the IR."""
+
+    plan: SharePlan
+    groups: list[GroupBinding]
+
+
+class _UnionFind:
+    """Union-find over values, tracking each value's transpose parity to its root."""
+
+    def __init__(self) -> None:
+        self.parent: dict[ir.Value, ir.Value] = {}
+        self.parity: dict[ir.Value, bool] = {}
+
+    def add(self, v: ir.Value) -> None:
+        self.parent.setdefault(v, v)
+        self.parity.setdefault(v, False)
+
+    def find(self, v: ir.Value) -> tuple[ir.Value, bool]:
+        parity = False
+        root = v
+        while self.parent[root] is not root:
+            parity ^= self.parity[root]
+            root = self.parent[root]
+        return root, parity
+
+    def union(self, a: ir.Value, b: ir.Value, transposed: bool) -> None:
+        """Records ``b == transpose?(a)``."""
+        ra, pa = self.find(a)
+        rb, pb = self.find(b)
+        if ra is rb:
+            return
+        self.parent[rb] = ra
+        self.parity[rb] = pa ^ pb ^ transposed
+
+
+def _dtype_name(value: ir.Value) -> str:
+    return value.const_value.dtype.name  # type: ignore[union-attr]
+
+
+def _eligible(graph: ir.Graph, min_elements: int) -> tuple[list[ir.Value], list[Skipped]]:
+    inputs, outputs = set(graph.inputs), set(graph.outputs)
+    eligible, skipped = [], []
+    for value in graph.initializers.values():
+        tensor = value.const_value
+        if tensor is None:
+            skipped.append(Skipped(value.name or "?", "initializer without a value"))
+        elif tensor.size < min_elements:
+            continue
+        elif value in inputs:
+            skipped.append(
+                Skipped(value.name or "?", "graph input (can be overridden at run time)")
+            )
+        elif value in outputs:
+            skipped.append(Skipped(value.name or "?", "graph output"))
+        elif tensor.dtype.is_string() or tensor.dtype.itemsize < 1:
+            skipped.append(Skipped(value.name or "?", f"dtype {tensor.dtype.name}"))
+        else:
+            eligible.append(value)
+    return eligible, skipped
+
+
+def _array(value: ir.Value) -> np.ndarray:
+    return value.const_value.numpy()  # type: ignore[union-attr]
+
+
+def _join_copies(values: list[ir.Value]) -> _UnionFind:
+    """Fingerprints each value once and joins verified exact and transposed copies."""
+    uf = _UnionFind()
+    by_exact: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
+    for value in values:
+        uf.add(value)
+        fp = fingerprint(_array(value), _dtype_name(value))
+        by_exact[fp.exact].append(value)
+        value.meta["icl_multiset"] = fp.multiset
+    by_multiset: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
+    for same in by_exact.values():
+        head = same[0]
+        for other in same[1:]:
+            if is_exact_copy(_array(head), _array(other)):
+                uf.union(head, other, transposed=False)
+        by_multiset[head.meta.pop("icl_multiset")].append(head)
+        for other in same[1:]:
+            other.meta.pop("icl_multiset", None)
+    for bucket in by_multiset.values():
+        for i, a in enumerate(bucket):
+            for b in bucket[i + 1 :]:
+                if uf.find(a)[0] is uf.find(b)[0]:
+                    continue
+                if is_transposed_copy(_array(a), _array(b)):
+                    uf.union(a, b, transposed=True)
+    return uf
+
+
+def _transpose_views(graph: ir.Graph, eligible: set[ir.Value]) -> list[ir.Node]:
+    """Returns 2-D Transpose nodes that read an eligible initializer."""
+    nodes = []
+    for node in graph:
+        if node.op_type != "Transpose" or node.domain not in ("", "ai.onnx"):
+            continue
+        source = node.inputs[0] if node.inputs else None
+        if source not in eligible or len(source.const_value.shape) != 2:  # type: ignore[union-attr]
+            continue
+        perm = node.attributes.get("perm")
+        if perm is None or list(perm.value) == [1, 0]:
+            nodes.append(node)
+    return nodes
+
+
+def _canonical_use_plan(node: ir.Node, index: int) -> Consumer:
+    """A use of the canonical tensor: MatMul/Gemm weights move to IclMatMul (no prepacked copy)."""
+    if node.domain in ("", "ai.onnx") and index == 1 and node.op_type in ("MatMul", "Gemm"):
+        if node.op_type == "MatMul" or gemm_view(node, View())[0] is not None:
+            return Consumer(node_label(node), node.op_type, index, MATMUL)
+    return Consumer(node_label(node), node.op_type, index, "keep")
+
+
+def _cost(consumers: list[Consumer], views: list[View]) -> int:
+    cost = 0
+    for consumer, view in zip(consumers, views, strict=True):
+        if not consumer.covered:
+            cost += 100
+        elif consumer.rewrite == GATHER and view.transpose:
+            cost += 3  # a transposed gather reads strided rows
+        elif consumer.rewrite in (MATMUL, GATHER):
+            cost += 1
+    return cost
+
+
+@dataclasses.dataclass
+class _Reader:
+    value: ir.Value
+    parity: bool  # transpose relative to the set's root
+    view_node: ir.Node | None
+
+
+def _uses(reader: _Reader, view_nodes: set[ir.Node]) -> list[tuple[ir.Node, int]]:
+    return [(u.node, u.idx) for u in reader.value.uses() if u.node not in view_nodes]
+
+
+def _plan_group(readers: list[_Reader], view_nodes: set[ir.Node]) -> GroupBinding:
+    """Chooses the canonical initializer of a set and plans every member's consumers."""
+    group_values = {r.value for r in readers}
+    twice = {
+        n
+        for r in readers
+        for n, _ in _uses(r, view_nodes)
+        if sum(1 for i in n.inputs if i in group_values) > 1
+    }
+
+    def plan_for(canonical: _Reader):
+        members, canonical_uses, all_consumers, all_views = [], [], [], []
+        for reader in readers:
+            uses = _uses(reader, view_nodes)
+            if reader is canonical:
+                for node, idx in uses:
+                    consumer = _canonical_use_plan(node, idx)
+                    canonical_uses.append((node, idx, consumer))
+                    all_consumers.append(consumer)
+                    all_views.append(View())
+                continue
+            view = View(transpose=reader.parity ^ canonical.parity)
+            rank = (
+                len(reader.value.shape or ())
+                if reader.view_node
+                else len(reader.value.const_value.shape)
+            )  # type: ignore[union-attr]
+            planned = []
+            for node, idx in uses:
+                if node in twice:
+                    consumer = Consumer(
+                        node_label(node),
+                        node.op_type,
+                        idx,
+                        "",
+                        "reads the shared tensor at two inputs",
+                    )
+                else:
+                    consumer = plan_consumer(node, idx, view, rank=2 if reader.view_node else rank)
+                planned.append((node, idx, consumer))
+                all_consumers.append(consumer)
+                all_views.append(view)
+            members.append((reader, view, planned))
+        return members, canonical_uses, _cost(all_consumers, all_views)
+
+    candidates = [r for r in readers if r.view_node is None]
+    best = min(candidates, key=lambda c: plan_for(c)[2])  # min keeps graph order on ties
+    members, canonical_uses, _ = plan_for(best)
+    tensor = best.value.const_value
+    assert tensor is not None
+    bindings = []
+    for reader, view, planned in members:
+        reasons = sorted({c.reason for _, _, c in planned if not c.covered})
+        if reader.view_node is not None:
+            source, nbytes, shape = (
+                reader.view_node.op_type,
+                0,
+                tuple(reversed(tensor.shape.numpy())),
+            )
+            dtype = tensor.dtype.name
+        else:
+            t = reader.value.const_value
+            assert t is not None
+            source, nbytes, shape, dtype = (
+                "initializer",
+                t.nbytes,
+                tuple(t.shape.numpy()),
+                t.dtype.name,
+            )
+        member = Member(
+            name=reader.value.name or "?",
+            source=source,
+            shape=tuple(int(d) for d in shape),
+            dtype=dtype,
+            nbytes=nbytes,
+            view=view,
+            consumers=[c for _, _, c in planned],
+            kept_reason="; ".join(reasons),
+        )
+        bindings.append(MemberBinding(reader.value, view, reader.view_node, planned, member))
+    plan = ShareGroup(
+        canonical=best.value.name or "?",
+        shape=tuple(int(d) for d in tensor.shape.numpy()),
+        dtype=tensor.dtype.name,
+        nbytes=tensor.nbytes,
+        members=[b.plan for b in bindings],
+        canonical_consumers=[c for _, _, c in canonical_uses],
+    )
+    return GroupBinding(best.value, bindings, canonical_uses, plan)
+
+
+def run_analysis(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> Analysis:
+    """Analyses the main graph of ``model`` without changing it.
+
+    Args:
+        model: the model; external data is read through memory maps, one tensor at a time.
+        min_elements: initializers with fewer elements are ignored.
+    """
+    graph = model.graph
+    eligible, skipped = _eligible(graph, min_elements)
+    uf = _join_copies(eligible)
+    view_nodes = _transpose_views(graph, set(eligible))
+    sets: dict[ir.Value, list[_Reader]] = collections.defaultdict(list)
+    for value in eligible:
+        root, parity = uf.find(value)
+        sets[root].append(_Reader(value, parity, None))
+    for node in view_nodes:
+        root, parity = uf.find(node.inputs[0])  # type: ignore[arg-type]
+        sets[root].append(_Reader(node.outputs[0], not parity, node))
+    view_node_set = set(view_nodes)
+    groups = []
+    for readers in sets.values():
+        direct = [r for r in readers if r.view_node is None]
+        views = [r for r in readers if r.view_node is not None]
+        base_uses = sum(len(_uses(r, view_node_set)) for r in direct)
+        if len(direct) < 2 and not (views and base_uses + len(views) >= 2):
+            continue
+        groups.append(_plan_group(readers, view_node_set))
+    total = sum(v.const_value.nbytes for v in graph.initializers.values() if v.const_value)
+    plan = SharePlan(
+        groups=[g.plan for g in groups],
+        skipped=skipped,
+        initializer_count=len(graph.initializers),
+        initializer_bytes=total,
+    )
+    for group in plan.groups:
+        logger.info(
+            "group %s: %d members, %d bytes freed",
+            group.canonical,
+            len(group.members),
+            group.freed_bytes,
+        )
+    return Analysis(plan, groups)
+
+
+def analyze(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
+    """Returns the SharePlan of ``model`` (prints nothing, changes nothing)."""
+    return run_analysis(model, min_elements).plan

@@ -1,0 +1,155 @@
+"""The SharePlan: plain data describing which initializers are views of which.
+
+Analysis builds it, ``icl-onnx scan`` prints it, ``ShareWeightsPass`` applies it. It holds names,
+not IR objects, so it can be serialised to JSON and compared across runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+__all__ = ["View", "Consumer", "Member", "ShareGroup", "Skipped", "SharePlan"]
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """How a member reads the canonical tensor: ``member == view(canonical)``.
+
+    The fields mirror the ICL operators' attributes (docs/operators.md).
+    """
+
+    transpose: bool = False
+    slice_axis: int = 0
+    slice_start: int = 0
+    slice_size: int = -1
+    scale: float = 1.0
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the member is an exact copy."""
+        return self == View()
+
+    @property
+    def kind(self) -> str:
+        """A short name: ``exact``, or the view's parts joined by ``+`` (e.g. ``transpose``)."""
+        parts = []
+        if self.slice_size >= 0 or self.slice_start:
+            parts.append("row-slice" if self.slice_axis == 0 else "col-slice")
+        if self.transpose:
+            parts.append("transpose")
+        if self.scale != 1.0:
+            parts.append("scale")
+        return "+".join(parts) or "exact"
+
+    def then_transpose(self) -> View:
+        """Returns this view followed by a transpose."""
+        return dataclasses.replace(self, transpose=not self.transpose)
+
+    def attributes(self) -> dict[str, int | float]:
+        """Returns the ICL node attributes that express this view (defaults omitted)."""
+        attrs: dict[str, int | float] = {}
+        if self.transpose:
+            attrs["transpose"] = 1
+        if self.slice_size >= 0 or self.slice_start:
+            attrs.update(slice_axis=self.slice_axis, slice_start=self.slice_start)
+            attrs["slice_size"] = self.slice_size
+        if self.scale != 1.0:
+            attrs["scale"] = self.scale
+        return attrs
+
+
+@dataclasses.dataclass
+class Consumer:
+    """One use of a member: the node, which input, and whether an ICL op covers it."""
+
+    node: str
+    op_type: str
+    input_index: int
+    rewrite: str  # "rewire", "IclMatMul", "IclGather", or "" when not covered
+    reason: str = ""  # why it is not covered
+
+    @property
+    def covered(self) -> bool:
+        """True when the consumer can read the canonical tensor after the rewrite."""
+        return bool(self.rewrite)
+
+
+@dataclasses.dataclass
+class Member:
+    """A tensor of a group: an initializer, or the output of a view node on one."""
+
+    name: str
+    source: str  # "initializer" or the view op type ("Transpose")
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int  # bytes the tensor holds (0 for a node output that is free in the file)
+    view: View  # member == view(canonical)
+    consumers: list[Consumer] = dataclasses.field(default_factory=list)
+    kept_reason: str = ""  # why the member stays after the rewrite ("" when it goes)
+
+    @property
+    def freed_bytes(self) -> int:
+        """Bytes the rewrite frees in the file (0 when the member stays)."""
+        return 0 if self.kept_reason else self.nbytes
+
+
+@dataclasses.dataclass
+class ShareGroup:
+    """Tensors that are all views of one canonical initializer."""
+
+    canonical: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    members: list[Member]
+    canonical_consumers: list[Consumer] = dataclasses.field(default_factory=list)
+
+    @property
+    def freed_bytes(self) -> int:
+        """Initializer bytes the rewrite frees in the file."""
+        return sum(m.freed_bytes for m in self.members)
+
+    @property
+    def session_copies_freed(self) -> int:
+        """Copies ORT would hold at run time that the rewrite removes (view nodes included)."""
+        return sum(1 for m in self.members if not m.kept_reason)
+
+
+@dataclasses.dataclass
+class Skipped:
+    """An initializer left out of the analysis, and why."""
+
+    name: str
+    reason: str
+
+
+@dataclasses.dataclass
+class SharePlan:
+    """Result of analysing one model: groups of shared tensors and what was left alone."""
+
+    groups: list[ShareGroup]
+    skipped: list[Skipped]
+    initializer_count: int
+    initializer_bytes: int
+
+    @property
+    def freed_bytes(self) -> int:
+        """Initializer bytes the rewrite frees in the file."""
+        return sum(g.freed_bytes for g in self.groups)
+
+    @property
+    def kept(self) -> list[Member]:
+        """Members that keep their own copy, each with its reason."""
+        return [m for g in self.groups for m in g.members if m.kept_reason]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-serialisable dict (with derived totals)."""
+        out = dataclasses.asdict(self)
+        out["freed_bytes"] = self.freed_bytes
+        for group, raw in zip(self.groups, out["groups"], strict=True):
+            raw["freed_bytes"] = group.freed_bytes
+            for member, raw_member in zip(group.members, raw["members"], strict=True):
+                raw_member["kind"] = member.view.kind
+                raw_member["freed_bytes"] = member.freed_bytes
+        return out
