@@ -2,15 +2,27 @@
 
 from icl_onnx import schemas as _schemas
 from icl_onnx._runtime import LibraryNotFoundError, create_session, library_path, session_options
+from icl_onnx.analysis import SharePlan, analyze
 from icl_onnx.errors import IclUserError
+from icl_onnx.model_io import load_model, save_model
+from icl_onnx.optimize import OptimizeResult, optimize, optimize_file
+from icl_onnx.passes import ShareWeightsPass
 
 _schemas.register()
 
 __all__ = [
     "IclUserError",
     "LibraryNotFoundError",
+    "OptimizeResult",
+    "SharePlan",
+    "ShareWeightsPass",
+    "analyze",
     "create_session",
     "library_path",
+    "load_model",
+    "optimize",
+    "optimize_file",
+    "save_model",
     "session_options",
 ]
 __version__ = "0.1.0"
