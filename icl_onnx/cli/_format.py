@@ -1,0 +1,78 @@
+"""Formatting shared by the CLI commands: byte counts and the SharePlan table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from icl_onnx.analysis.plan import SharePlan
+
+__all__ = ["human_bytes", "plan_table", "print_plan", "print_json", "console"]
+
+
+def console() -> Console:
+    """Returns a console on stdout (no colour codes when stdout is not a terminal)."""
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+
+
+def human_bytes(n: int | float) -> str:
+    """Formats a byte count with a decimal unit (``92.2 MB``)."""
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def print_json(data: Any) -> None:
+    """Prints ``data`` as indented JSON on stdout."""
+    print(json.dumps(data, indent=2, default=str))
+
+
+def plan_table(plan: SharePlan, title: str) -> Table:
+    """Returns a table with one row per member of each group."""
+    table = Table(title=title, title_justify="left")
+    for column in ("canonical", "member", "kind", "shape", "bytes freed", "consumers", "note"):
+        table.add_column(column, overflow="fold")
+    for group in plan.groups:
+        canonical = f"{group.canonical} {list(group.shape)} {group.dtype}"
+        for i, member in enumerate(group.members):
+            consumers = ", ".join(
+                f"{c.op_type}→{c.rewrite}" if c.covered else f"{c.op_type} (kept)"
+                for c in member.consumers
+            )
+            source = "" if member.source == "initializer" else f" ({member.source})"
+            table.add_row(
+                canonical if i == 0 else "",
+                member.name + source,
+                member.view.kind,
+                "x".join(str(d) for d in member.shape),
+                human_bytes(member.freed_bytes),
+                consumers,
+                member.kept_reason,
+            )
+    return table
+
+
+def print_plan(plan: SharePlan, title: str) -> None:
+    """Prints the plan's table and totals."""
+    out = console()
+    if not plan.groups:
+        out.print(f"{title}: no initializer is a copy or view of another.")
+    else:
+        out.print(plan_table(plan, title))
+    out.print(
+        f"{len(plan.groups)} group(s); initializers {human_bytes(plan.initializer_bytes)} "
+        f"in {plan.initializer_count} tensors; file bytes freed {human_bytes(plan.freed_bytes)}; "
+        f"run-time copies removed "
+        f"{sum(g.session_copies_freed for g in plan.groups)}"
+    )
+    for member in plan.kept:
+        out.print(f"  kept {member.name}: {member.kept_reason}")
+    for skipped in plan.skipped:
+        out.print(f"  skipped {skipped.name}: {skipped.reason}")
