@@ -1,0 +1,239 @@
+"""Small random-weight Hugging Face models built from config classes only (never from a hub).
+
+Each builder returns a :class:`BuiltModel`, ``(module, inputs)``: a ``torch.nn.Module`` in eval
+mode and a dict of example inputs keyed by the ``forward`` argument names. The defaults
+(hidden 768, vocab 30000, 2 layers) are the size the problem is measured at; tests pass tiny
+sizes. Weights come from a fixed seed, so two builds with the same arguments are identical.
+
+``torch`` and ``transformers`` are imported lazily (the ``export`` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+__all__ = [
+    "ARCHITECTURES",
+    "BuiltModel",
+    "build_model",
+    "bert_mlm",
+    "llama_tied_lm",
+    "bart_seq2seq",
+    "vit_classifier",
+]
+
+
+class BuiltModel(NamedTuple):
+    """A module in eval mode and its example inputs (unpacks as ``module, inputs``)."""
+
+    module: Any
+    inputs: dict[str, Any]
+
+
+def _token_inputs(
+    vocab: int, batch: int, seq: int, prefix: str = "", mask: bool = True
+) -> dict[str, Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(1234 + len(prefix))
+    out = {f"{prefix}input_ids": torch.randint(0, vocab, (batch, seq), generator=generator)}
+    if mask:
+        out[f"{prefix}attention_mask"] = torch.ones(batch, seq, dtype=torch.long)
+    return out
+
+
+def _finish(module: Any) -> Any:
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def bert_mlm(
+    hidden: int = 768,
+    vocab: int = 30000,
+    layers: int = 2,
+    heads: int = 12,
+    batch: int = 2,
+    seq: int = 16,
+    seed: int = 0,
+) -> BuiltModel:
+    """BERT ``ForMaskedLM``: the MLM decoder weight is tied to the word embeddings.
+
+    Args:
+        hidden: hidden size (a multiple of ``heads``).
+        vocab: vocabulary size.
+        layers: encoder layers.
+        heads: attention heads.
+        batch: batch size of the example inputs.
+        seq: sequence length of the example inputs.
+        seed: torch seed for the random weights.
+    """
+    import torch
+    import transformers
+
+    config = transformers.BertConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=max(512, seq),
+        attn_implementation="eager",
+    )
+    torch.manual_seed(seed)
+    module = _finish(transformers.BertForMaskedLM(config))
+    return BuiltModel(module, _token_inputs(vocab, batch, seq))
+
+
+def llama_tied_lm(
+    hidden: int = 768,
+    vocab: int = 30000,
+    layers: int = 2,
+    heads: int = 12,
+    batch: int = 2,
+    seq: int = 16,
+    seed: int = 0,
+) -> BuiltModel:
+    """Llama-style causal LM with ``tie_word_embeddings=True`` and no KV cache.
+
+    Args:
+        hidden: hidden size (a multiple of ``heads``).
+        vocab: vocabulary size.
+        layers: decoder layers.
+        heads: attention heads (and key/value heads).
+        batch: batch size of the example inputs.
+        seq: sequence length of the example inputs.
+        seed: torch seed for the random weights.
+    """
+    import torch
+    import transformers
+
+    config = transformers.LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max(2048, seq),
+        tie_word_embeddings=True,
+        use_cache=False,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(seed)
+    module = _finish(transformers.LlamaForCausalLM(config))
+    return BuiltModel(module, _token_inputs(vocab, batch, seq))
+
+
+def bart_seq2seq(
+    hidden: int = 768,
+    vocab: int = 30000,
+    layers: int = 2,
+    heads: int = 12,
+    batch: int = 2,
+    seq: int = 16,
+    seed: int = 0,
+) -> BuiltModel:
+    """BART ``ForConditionalGeneration``: encoder, decoder and LM head share one embedding.
+
+    Args:
+        hidden: model size (a multiple of ``heads``).
+        vocab: vocabulary size.
+        layers: encoder layers and decoder layers (each).
+        heads: attention heads.
+        batch: batch size of the example inputs.
+        seq: encoder sequence length; the decoder sequence is ``seq // 2 + 1``.
+        seed: torch seed for the random weights.
+    """
+    import torch
+    import transformers
+
+    config = transformers.BartConfig(
+        vocab_size=vocab,
+        d_model=hidden,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=4 * hidden,
+        decoder_ffn_dim=4 * hidden,
+        max_position_embeddings=max(1024, seq),
+        use_cache=False,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(seed)
+    module = _finish(transformers.BartForConditionalGeneration(config))
+    inputs = _token_inputs(vocab, batch, seq)
+    inputs.update(_token_inputs(vocab, batch, seq // 2 + 1, prefix="decoder_", mask=False))
+    return BuiltModel(module, inputs)
+
+
+def vit_classifier(
+    hidden: int = 768,
+    vocab: int = 30000,
+    layers: int = 2,
+    heads: int = 12,
+    batch: int = 2,
+    seq: int = 16,
+    seed: int = 0,
+) -> BuiltModel:
+    """ViT ``ForImageClassification``: the control, with no tied weights.
+
+    Args:
+        hidden: hidden size (a multiple of ``heads``).
+        vocab: ignored (no vocabulary); kept so every builder takes the same arguments.
+        layers: encoder layers.
+        heads: attention heads.
+        batch: batch size of the example inputs.
+        seq: ignored; the image is 224x224 (patch 16) at hidden >= 256, else 32x32 (patch 8).
+        seed: torch seed for the random weights and the example image.
+    """
+    import torch
+    import transformers
+
+    del vocab, seq
+    image, patch = (224, 16) if hidden >= 256 else (32, 8)
+    config = transformers.ViTConfig(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        image_size=image,
+        patch_size=patch,
+        num_labels=1000 if hidden >= 256 else 10,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(seed)
+    module = _finish(transformers.ViTForImageClassification(config))
+    generator = torch.Generator().manual_seed(seed + 1)
+    pixels = torch.randn(batch, 3, image, image, generator=generator)
+    return BuiltModel(module, {"pixel_values": pixels})
+
+
+#: Builders by short name, in the order benchmarks list them.
+ARCHITECTURES: dict[str, Callable[..., BuiltModel]] = {
+    "bert": bert_mlm,
+    "llama": llama_tied_lm,
+    "bart": bart_seq2seq,
+    "vit": vit_classifier,
+}
+
+
+def build_model(name: str, **sizes: Any) -> BuiltModel:
+    """Builds one of :data:`ARCHITECTURES` by name.
+
+    Args:
+        name: ``bert``, ``llama``, ``bart`` or ``vit``.
+        **sizes: ``hidden``, ``vocab``, ``layers``, ``heads``, ``batch``, ``seq``, ``seed``.
+
+    Raises:
+        KeyError: unknown name.
+    """
+    try:
+        builder = ARCHITECTURES[name]
+    except KeyError:
+        choices = sorted(ARCHITECTURES)
+        raise KeyError(f"unknown architecture {name!r}; choose from {choices}") from None
+    return builder(**sizes)

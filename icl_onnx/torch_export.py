@@ -1,0 +1,261 @@
+"""One call around ``torch.onnx.export`` that works the same with both exporters.
+
+:func:`export_onnx` names the graph inputs after the ``forward`` keyword arguments and the
+outputs after the model's output fields (``logits``, ...), marks batch and sequence axes
+dynamic, and writes one file (no external data) when the weights fit under ONNX's 2 GB
+protobuf limit. ``dynamo=True`` uses the ``torch.export`` based exporter, ``dynamo=False``
+the TorchScript exporter.
+
+``torch`` is imported lazily (the ``export`` extra).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ExportInfo",
+    "default_dynamic_axes",
+    "export_onnx",
+    "flatten_outputs",
+]
+
+#: Weights above this many bytes go to an external data file (protobuf's limit is 2 GiB).
+EXTERNAL_DATA_THRESHOLD = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What :func:`export_onnx` wrote.
+
+    Attributes:
+        path: the ONNX file.
+        exporter: ``"dynamo"`` or ``"torchscript"``.
+        input_names: graph input names, in order.
+        output_names: graph output names, in order.
+        external_data: whether the weights went to a separate file.
+        seconds: wall time of ``torch.onnx.export``.
+    """
+
+    path: Path
+    exporter: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    external_data: bool
+    seconds: float
+
+
+def default_dynamic_axes(inputs: Mapping[str, Any]) -> dict[str, dict[int, str]]:
+    """Returns dynamic axes for example inputs: batch, and sequence for token inputs.
+
+    Axis 0 is ``batch``; axis 1 of integer inputs with two or more dimensions (token ids,
+    masks) is ``sequence``, or ``decoder_sequence`` for ``decoder_*`` inputs.
+
+    Args:
+        inputs: example inputs by name; non-tensors are skipped.
+    """
+    import torch
+
+    axes: dict[str, dict[int, str]] = {}
+    for name, value in inputs.items():
+        if not isinstance(value, torch.Tensor) or value.ndim == 0:
+            continue
+        axes[name] = {0: "batch"}
+        if value.ndim >= 2 and not value.is_floating_point():
+            axes[name][1] = "decoder_sequence" if name.startswith("decoder_") else "sequence"
+    return axes
+
+
+def flatten_outputs(outputs: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Yields ``(name, tensor)`` for a model's outputs in the order the exporters flatten them.
+
+    A Hugging Face ``ModelOutput`` gives its field names (``logits``, ...), nested tuples
+    ``name.0``, ``name.1``; a bare tensor is ``output``; ``None`` fields are skipped.
+
+    Args:
+        outputs: what ``module(**inputs)`` returned.
+        prefix: the name so far (recursion).
+    """
+    import torch
+
+    if isinstance(outputs, torch.Tensor):
+        yield (prefix or "output"), outputs
+    elif isinstance(outputs, Mapping):
+        for key, value in outputs.items():
+            if value is not None:
+                yield from flatten_outputs(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(outputs, (tuple, list)):
+        for i, value in enumerate(outputs):
+            if value is not None:
+                yield from flatten_outputs(value, f"{prefix}.{i}" if prefix else f"output_{i}")
+
+
+def _output_axes(
+    outputs: list[tuple[str, Any]],
+    inputs: Mapping[str, Any],
+    input_axes: Mapping[str, Mapping[int, str]],
+) -> dict[str, dict[int, str]]:
+    """Names output axes whose example size matches exactly one dynamic input axis."""
+    sizes: dict[int, set[str]] = {}
+    for name, axes in input_axes.items():
+        for axis, label in axes.items():
+            sizes.setdefault(int(inputs[name].shape[axis]), set()).add(label)
+    out: dict[str, dict[int, str]] = {}
+    for name, tensor in outputs:
+        axes: dict[int, str] = {}
+        for axis, size in enumerate(tensor.shape):
+            labels = sizes.get(int(size), set())
+            if axis == 0 and "batch" in labels:
+                axes[0] = "batch"
+            elif axis > 0 and len(labels) == 1 and "batch" not in labels:
+                axes[axis] = next(iter(labels))
+        if axes:
+            out[name] = axes
+    return out
+
+
+def _dynamic_shapes(axes: Mapping[str, Mapping[int, str]], names: list[str]) -> dict[str, Any]:
+    import torch
+
+    dims: dict[str, Any] = {}
+    shapes: dict[str, Any] = {}
+    for name in names:
+        spec = axes.get(name)
+        if spec:
+            shapes[name] = {
+                a: dims.setdefault(label, torch.export.Dim(label)) for a, label in spec.items()
+            }
+        else:
+            shapes[name] = None
+    return shapes
+
+
+def _weight_bytes(module: Any) -> int:
+    seen: set[int] = set()
+    total = 0
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+@contextlib.contextmanager
+def _only_these_inputs(module: Any, names: list[str]) -> Iterator[None]:
+    """Makes ``module.forward`` take exactly ``names``, for the TorchScript exporter.
+
+    That exporter turns every ``forward`` argument with a non-None default (e.g. Llama's
+    ``logits_to_keep=0``) into a graph input. A temporary instance attribute with the narrow
+    signature avoids that without a wrapper module (which would rename every initializer).
+    """
+    original = module.forward
+
+    def forward(*args: Any) -> Any:
+        return original(**dict(zip(names, args, strict=True)))
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    forward.__signature__ = inspect.Signature([inspect.Parameter(n, kind) for n in names])
+    module.forward = forward
+    try:
+        yield
+    finally:
+        del module.forward
+
+
+@contextlib.contextmanager
+def _quiet(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_onnx(
+    module: Any,
+    path: str | os.PathLike,
+    inputs: Mapping[str, Any],
+    dynamo: bool = True,
+    *,
+    dynamic_axes: Mapping[str, Mapping[int, str]] | None = None,
+    opset_version: int | None = None,
+    optimize: bool = True,
+    external_data: bool | None = None,
+    quiet: bool = True,
+) -> ExportInfo:
+    """Exports ``module(**inputs)`` to ONNX with either exporter.
+
+    Args:
+        module: a ``torch.nn.Module`` (put in eval mode by the caller).
+        path: the ONNX file to write; its folder is created.
+        inputs: example keyword inputs of ``module.forward``; the graph inputs get these names.
+        dynamo: ``True`` for the ``torch.export`` based exporter, ``False`` for TorchScript.
+        dynamic_axes: ``{input: {axis: label}}``; :func:`default_dynamic_axes` if None.
+            Inputs with the same label share one dimension. Pass ``{}`` for static shapes.
+        opset_version: ONNX opset; the exporter's default if None.
+        optimize: dynamo only: run the exporter's ONNX optimizer (it may constant-fold
+            small ``Transpose(W)`` nodes into transposed copies).
+        external_data: weights in a separate file; only when they exceed 2 GB if None.
+        quiet: hide the exporters' warnings and progress prints.
+
+    Returns:
+        What was written. Exceptions of the exporter propagate unchanged.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(inputs)
+    input_names = [n for n, v in kwargs.items() if isinstance(v, torch.Tensor)]
+    with torch.no_grad():
+        outputs = list(flatten_outputs(module(**kwargs)))
+    output_names = [name for name, _ in outputs]
+    axes = default_dynamic_axes(kwargs) if dynamic_axes is None else dict(dynamic_axes)
+    if external_data is None:
+        external_data = _weight_bytes(module) > EXTERNAL_DATA_THRESHOLD
+    common: dict[str, Any] = {
+        "kwargs": kwargs,
+        "input_names": input_names,
+        "output_names": output_names,
+        "opset_version": opset_version,
+        "dynamo": dynamo,
+        "verbose": False,
+    }
+    if dynamo:
+        common.update(
+            dynamic_shapes=_dynamic_shapes(axes, list(kwargs)) if axes else None,
+            external_data=external_data,
+            optimize=optimize,
+        )
+    else:
+        all_axes = {**axes, **_output_axes(outputs, kwargs, axes)} if axes else None
+        common.update(dynamic_axes=all_axes, do_constant_folding=True)
+    start = time.perf_counter()
+    with _quiet(quiet), torch.no_grad():
+        if dynamo:
+            torch.onnx.export(module, (), os.fspath(path), **common)
+        else:
+            common.pop("kwargs")
+            args = tuple(kwargs[n] for n in input_names)
+            with _only_these_inputs(module, input_names):
+                torch.onnx.export(module, args, os.fspath(path), **common)
+    seconds = time.perf_counter() - start
+    data_file = path.with_name(path.name + ".data")
+    return ExportInfo(
+        path=path,
+        exporter="dynamo" if dynamo else "torchscript",
+        input_names=tuple(input_names),
+        output_names=tuple(output_names),
+        external_data=data_file.exists() or external_data,
+        seconds=seconds,
+    )
