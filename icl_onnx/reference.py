@@ -12,7 +12,7 @@ import onnx
 
 from icl_onnx.ops import VIEW_DEFAULTS
 
-__all__ = ["view", "icl_matmul", "icl_gather", "numpy_dtype"]
+__all__ = ["view", "icl_matmul", "icl_gather", "numpy_dtype", "evaluator"]
 
 
 def numpy_dtype(onnx_dtype: int) -> np.dtype:
@@ -69,3 +69,29 @@ def icl_gather(w: np.ndarray, indices: np.ndarray, output_dtype: int = 0, **attr
         raise IndexError(f"indices out of range [-{n}, {n})")
     out_dtype = w.dtype if output_dtype == 0 else numpy_dtype(output_dtype)
     return v[np.where(idx < 0, idx + n, idx)].astype(out_dtype)
+
+
+def _op_run_classes() -> list[type]:
+    """Builds ``onnx.reference`` kernels of the ICL ops (for ReferenceEvaluator's new_ops)."""
+    from onnx.reference.op_run import OpRun
+
+    class IclMatMul(OpRun):
+        op_domain = "ai.icl"
+
+        def _run(self, a, w, bias=None, **attrs):
+            return (icl_matmul(a, w, bias, **{k: v for k, v in attrs.items() if v is not None}),)
+
+    class IclGather(OpRun):
+        op_domain = "ai.icl"
+
+        def _run(self, w, indices, **attrs):
+            return (icl_gather(w, indices, **{k: v for k, v in attrs.items() if v is not None}),)
+
+    return [IclMatMul, IclGather]
+
+
+def evaluator(model) -> object:
+    """Returns an ``onnx.reference.ReferenceEvaluator`` that also runs ICL nodes."""
+    from onnx.reference import ReferenceEvaluator
+
+    return ReferenceEvaluator(model, new_ops=_op_run_classes())

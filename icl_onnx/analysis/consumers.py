@@ -77,15 +77,20 @@ def plan_consumer(node: ir.Node, index: int, view: View, *, rank: int) -> Consum
     def not_covered(reason: str) -> Consumer:
         return Consumer(label, op, index, "", reason)
 
+    # A MatMul/Gemm weight that is shared moves to IclMatMul even when it is an exact copy:
+    # ORT would otherwise prepack a private copy of it for each such node.
+    if rank == 2 and _is_onnx(node) and op == "MatMul" and index == 1:
+        return covered(MATMUL)
+    if rank == 2 and _is_onnx(node) and op == "Gemm" and index == 1:
+        gview, reason = gemm_view(node, view)
+        if gview is not None:
+            return covered(MATMUL)
+        if not view.is_identity:
+            return not_covered(reason)
     if view.is_identity:
         return covered("rewire")
     if rank != 2:
         return not_covered(f"a {view.kind} view of a rank-{rank} tensor has no ICL operator")
-    if _is_onnx(node) and op == "MatMul" and index == 1:
-        return covered(MATMUL)
-    if _is_onnx(node) and op == "Gemm" and index == 1:
-        gview, reason = gemm_view(node, view)
-        return covered(MATMUL) if gview is not None else not_covered(reason)
     if _is_onnx(node) and op == "Gather" and index == 0:
         axis = int(_attr(node, "axis", 0))
         if axis not in (0, -2):
