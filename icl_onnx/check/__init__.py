@@ -1,0 +1,30 @@
+"""Parity and memory of an optimized model against its original (``icl-onnx check``).
+
+``check_models(original, optimized, **options)`` runs each model in its own subprocess with the
+ICL op library loaded, on the same seeded inputs, and returns a ``CheckReport``.
+"""
+
+from icl_onnx.check.api import PROVIDER_ALIASES, check_models, memory_regressions
+from icl_onnx.check.compare import DEFAULT_TOLERANCES, ERROR_STATS
+from icl_onnx.check.report import (
+    CheckReport,
+    MemoryReport,
+    ModelMeasurement,
+    NodePlacement,
+    OutputError,
+    ParityReport,
+)
+
+__all__ = [
+    "CheckReport",
+    "DEFAULT_TOLERANCES",
+    "ERROR_STATS",
+    "MemoryReport",
+    "ModelMeasurement",
+    "NodePlacement",
+    "OutputError",
+    "PROVIDER_ALIASES",
+    "ParityReport",
+    "check_models",
+    "memory_regressions",
+]

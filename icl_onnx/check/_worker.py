@@ -1,0 +1,163 @@
+"""Subprocess that measures one model: ``python -m icl_onnx.check._worker REQUEST.json``.
+
+The request names the model, the providers and an ``inputs.npz``; the worker writes the outputs
+to ``outputs.npz`` and its measurements to ``result.json`` in the same folder. Nothing but the
+model's own session lives in this process, so its peak RSS (VmHWM) is the model's cost:
+recorded after the imports (baseline), after the session is created and after the runs.
+
+A second session, created after those readings, runs once with profiling on and saves the graph
+ORT built (``optimized_model_filepath``, initializers to an external file) so the initializer
+bytes of that graph and the provider of each node can be reported.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from icl_onnx._runtime import session_options
+from icl_onnx.check.gpu import GpuMemoryProbe
+from icl_onnx.check.profile import node_providers
+
+_CUDA = "CUDAExecutionProvider"
+
+
+def peak_rss() -> int:
+    """Returns this process's peak resident set size (VmHWM) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmHWM missing from /proc/self/status")
+
+
+def _provider_options(request: dict[str, Any]) -> list[dict[str, str]]:
+    out = []
+    for provider in request["providers"]:
+        if provider == _CUDA:
+            out.append(
+                {
+                    "device_id": str(request.get("device_id", 0)),
+                    "arena_extend_strategy": "kSameAsRequested",
+                }
+            )
+        else:
+            out.append({})
+    return out
+
+
+def _session(request: dict[str, Any], options: ort.SessionOptions) -> ort.InferenceSession:
+    return ort.InferenceSession(
+        request["model"],
+        sess_options=options,
+        providers=request["providers"],
+        provider_options=_provider_options(request),
+    )
+
+
+def _initializer_bytes(path: Path) -> tuple[int, int]:
+    model = onnx.load(str(path), load_external_data=False)
+    total = 0
+    for tensor in model.graph.initializer:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+        total += int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
+    return total, len(model.graph.initializer)
+
+
+def _fail(folder: Path, stage: str, error: BaseException) -> int:
+    message = str(error).strip().splitlines()
+    result = {
+        "error": message[0] if message else type(error).__name__,
+        "stage": stage,
+        "detail": traceback.format_exc(),
+    }
+    (folder / "result.json").write_text(json.dumps(result))
+    return 3
+
+
+def measure(request: dict[str, Any], folder: Path) -> int:
+    """Measures the model named in ``request``; writes ``outputs.npz`` and ``result.json``."""
+    with np.load(folder / "inputs.npz", allow_pickle=False) as data:
+        count = request["iterations"]
+        feeds = [{} for _ in range(count)]
+        for key in data.files:
+            index, name = key.split("/", 1)
+            feeds[int(index)][name] = data[key]
+    options = session_options()
+    use_gpu = _CUDA in request["providers"]
+    gpu = GpuMemoryProbe(int(request.get("device_id", 0))) if use_gpu else None
+    result: dict[str, Any] = {"gpu_source": gpu.source if gpu else None}
+    result["gpu_baseline"] = gpu.used() if gpu else None
+    result["rss_baseline"] = peak_rss()
+    start = time.perf_counter()
+    try:
+        session = _session(request, options)
+    except Exception as e:
+        return _fail(folder, "create", e)
+    result["create_seconds"] = time.perf_counter() - start
+    result["rss_after_create"] = peak_rss()
+    result["gpu_after_create"] = gpu.used() if gpu else None
+    result["providers"] = session.get_providers()
+    names = [o.name for o in session.get_outputs()]
+    outputs: dict[str, np.ndarray] = {}
+    runs = []
+    try:
+        for i, feed in enumerate(feeds):
+            start = time.perf_counter()
+            values = session.run(None, feed)
+            runs.append(time.perf_counter() - start)
+            outputs.update({f"{i}/{n}": v for n, v in zip(names, values, strict=True)})
+    except Exception as e:
+        return _fail(folder, "run", e)
+    result["run_seconds"] = runs
+    result["rss_after_run"] = peak_rss()
+    result["gpu_after_run"] = gpu.used() if gpu else None
+    with open(folder / "outputs.npz", "wb") as f:
+        np.savez(f, **outputs)
+    del session
+
+    graph_path = folder / "ort_graph.onnx"
+    profiled = session_options()
+    profiled.log_severity_level = 3
+    profiled.enable_profiling = True
+    profiled.profile_file_prefix = str(folder / "profile")
+    profiled.optimized_model_filepath = str(graph_path)
+    profiled.add_session_config_entry(
+        "session.optimized_model_external_initializers_file_name", "ort_graph.data"
+    )
+    profiled.add_session_config_entry(
+        "session.optimized_model_external_initializers_min_size_in_bytes", "0"
+    )
+    try:
+        session = _session(request, profiled)
+        session.run(None, feeds[0])
+        profile = session.end_profiling()
+    except Exception as e:
+        return _fail(folder, "profile", e)
+    nodes, counts = node_providers(profile)
+    result["nodes"] = nodes
+    result["node_providers"] = counts
+    result["ort_initializer_bytes"], result["ort_initializer_count"] = _initializer_bytes(
+        graph_path
+    )
+    (folder / "result.json").write_text(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: ``argv[0]`` is the request JSON written by ``measure.run_worker``."""
+    request_path = Path(argv[0])
+    request = json.loads(request_path.read_text())
+    return measure(request, request_path.parent)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

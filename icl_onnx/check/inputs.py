@@ -1,0 +1,247 @@
+"""Input sets for ``check``: seeded random values that respect dtypes, or values from a file.
+
+Dynamic dimensions take their value from ``input_shapes``; a symbolic dimension named the same
+in several inputs (``batch``, ``sequence``) takes one value everywhere. Inputs that index a
+Gather (also through Cast, Unsqueeze, ... or ``ai.icl::IclGather``) get valid token ids.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from icl_onnx.check.model_info import ModelInfo, TensorInfo
+from icl_onnx.errors import IclUserError
+
+__all__ = [
+    "DEFAULT_DIM",
+    "DEFAULT_FLOAT_RANGE",
+    "DEFAULT_INT_RANGE",
+    "resolve_shapes",
+    "make_inputs",
+    "describe_inputs",
+    "save_inputs",
+    "load_inputs",
+]
+
+#: Value of a dynamic dimension that no ``input_shapes`` entry fixes.
+DEFAULT_DIM = 1
+#: Default range of float inputs: uniform in [lo, hi).
+DEFAULT_FLOAT_RANGE = (-1.0, 1.0)
+#: Default range of integer inputs that index no Gather: uniform in [lo, hi], both included.
+DEFAULT_INT_RANGE = (0, 1)
+
+InputSet = dict[str, np.ndarray]
+
+
+def resolve_shapes(
+    inputs: Sequence[TensorInfo], input_shapes: Mapping[str, Sequence[int]]
+) -> dict[str, tuple[int, ...]]:
+    """Returns a concrete shape for each input.
+
+    Args:
+        inputs: the model's inputs.
+        input_shapes: shapes given by the user, by input name.
+
+    Raises:
+        IclUserError: a shape names no input, has the wrong rank, or contradicts a fixed dim.
+    """
+    by_name = {i.name: i for i in inputs}
+    unknown = sorted(set(input_shapes) - set(by_name))
+    if unknown:
+        raise IclUserError(
+            f"--input-shape names {', '.join(unknown)}, not an input of the model "
+            f"(inputs: {', '.join(by_name)})"
+        )
+    symbols: dict[str, int] = {}
+    for name, shape in input_shapes.items():
+        declared = by_name[name].shape
+        if declared and len(declared) != len(shape):
+            raise IclUserError(
+                f"--input-shape {name}: rank {len(shape)} but the model declares "
+                f"{_fmt_shape(declared)}"
+            )
+        for want, got in zip(declared, shape, strict=False):
+            if isinstance(want, int) and want != got:
+                raise IclUserError(
+                    f"--input-shape {name}: {_fmt_shape(shape)} contradicts the model's "
+                    f"fixed shape {_fmt_shape(declared)}"
+                )
+            if isinstance(want, str):
+                symbols.setdefault(want, got)
+    shapes: dict[str, tuple[int, ...]] = {}
+    for info in inputs:
+        if info.name in input_shapes:
+            shapes[info.name] = tuple(int(d) for d in input_shapes[info.name])
+            continue
+        shapes[info.name] = tuple(
+            d
+            if isinstance(d, int)
+            else symbols.get(d, DEFAULT_DIM)
+            if isinstance(d, str)
+            else DEFAULT_DIM
+            for d in info.shape
+        )
+    return shapes
+
+
+def _fmt_shape(shape: Sequence[Any]) -> str:
+    return "x".join(str(d) if d is not None else "?" for d in shape) or "scalar"
+
+
+def value_range(
+    info: TensorInfo,
+    token_rows: int | None,
+    val_ranges: Mapping[str | None, tuple[float, float]],
+) -> tuple[float, float]:
+    """Returns the value range of one input: named range, token ids, default range, dtype default.
+
+    Args:
+        info: the input.
+        token_rows: rows of the table the input indexes, or None.
+        val_ranges: ranges by input name; the key None is the default for every other input.
+    """
+    if info.name in val_ranges:
+        return val_ranges[info.name]
+    if token_rows is not None:
+        return (0, token_rows - 1)
+    if None in val_ranges:
+        return val_ranges[None]
+    if info.dtype.kind in "iub":
+        return DEFAULT_INT_RANGE
+    return DEFAULT_FLOAT_RANGE
+
+
+def make_inputs(
+    info: ModelInfo,
+    *,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    val_ranges: Mapping[str | None, tuple[float, float]] | None = None,
+    iterations: int = 1,
+    seed: int = 0,
+) -> list[InputSet]:
+    """Returns ``iterations`` seeded random input sets for a model.
+
+    Integer ranges include both ends; float ranges are ``[lo, hi)``; bool inputs are fair coins
+    unless a range is given.
+
+    Raises:
+        IclUserError: a range names no input or is empty, or a shape is invalid.
+    """
+    val_ranges = dict(val_ranges or {})
+    names = {i.name for i in info.inputs}
+    unknown = sorted(k for k in val_ranges if k is not None and k not in names)
+    if unknown:
+        raise IclUserError(
+            f"--val-range names {', '.join(unknown)}, not an input of the model "
+            f"(inputs: {', '.join(sorted(names))})"
+        )
+    for key, (lo, hi) in val_ranges.items():
+        if lo > hi:
+            raise IclUserError(f"--val-range {key or ''}: [{lo},{hi}] is empty; write [lo,hi]")
+    shapes = resolve_shapes(info.inputs, input_shapes or {})
+    rng = np.random.default_rng(seed)
+    sets: list[InputSet] = []
+    for _ in range(iterations):
+        feed: InputSet = {}
+        for tensor in info.inputs:
+            lo, hi = value_range(tensor, info.token_inputs.get(tensor.name), val_ranges)
+            feed[tensor.name] = _random(rng, tensor.dtype, shapes[tensor.name], lo, hi)
+        sets.append(feed)
+    return sets
+
+
+def _random(rng: np.random.Generator, dtype: np.dtype, shape, lo: float, hi: float) -> np.ndarray:
+    if dtype == np.bool_:
+        return rng.integers(int(lo), int(hi), size=shape, endpoint=True).astype(np.bool_)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo_i, hi_i = max(int(np.ceil(lo)), info.min), min(int(np.floor(hi)), info.max)
+        return rng.integers(lo_i, hi_i, size=shape, endpoint=True, dtype=np.int64).astype(dtype)
+    if dtype.kind in "fV" or dtype.name == "bfloat16":
+        return rng.uniform(lo, hi, size=shape).astype(dtype)
+    raise IclUserError(f"inputs of type {dtype} are not supported; pass --load-inputs")
+
+
+def describe_inputs(
+    info: ModelInfo,
+    sets: Sequence[InputSet],
+    val_ranges: Mapping[str | None, tuple[float, float]] | None,
+    loaded: bool,
+) -> dict[str, dict[str, Any]]:
+    """Returns, for each input, its dtype, shape and range (or ``"loaded"``) for the report."""
+    out: dict[str, dict[str, Any]] = {}
+    for tensor in info.inputs:
+        first = sets[0][tensor.name]
+        entry: dict[str, Any] = {"dtype": str(first.dtype), "shape": list(first.shape)}
+        if loaded:
+            entry["source"] = "loaded"
+        else:
+            rows = info.token_inputs.get(tensor.name)
+            entry["range"] = list(value_range(tensor, rows, val_ranges or {}))
+            entry["source"] = (
+                "token ids"
+                if rows is not None and tensor.name not in (val_ranges or {})
+                else "random"
+            )
+        out[tensor.name] = entry
+    return out
+
+
+def save_inputs(path: str | os.PathLike, sets: Sequence[InputSet]) -> None:
+    """Saves input sets to an ``.npz``: plain input names for one set, ``"<i>/<name>"`` for more."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, feed in enumerate(sets):
+        for name, value in feed.items():
+            arrays[name if len(sets) == 1 else f"{i}/{name}"] = value
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_inputs(path: str | os.PathLike, info: ModelInfo) -> list[InputSet]:
+    """Loads input sets written by ``save_inputs`` (or any npz keyed by input name).
+
+    Raises:
+        IclUserError: the file is missing or unreadable, lacks an input, or a dtype or rank
+            does not match the model.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise IclUserError(f"--load-inputs {path}: no such file") from None
+    except Exception as e:
+        raise IclUserError(f"--load-inputs {path}: not an .npz file ({e})") from None
+    names = [t.name for t in info.inputs]
+    if all("/" in k and k.split("/", 1)[0].isdigit() for k in arrays) and arrays:
+        count = 1 + max(int(k.split("/", 1)[0]) for k in arrays)
+        sets = [
+            {k.split("/", 1)[1]: v for k, v in arrays.items() if int(k.split("/", 1)[0]) == i}
+            for i in range(count)
+        ]
+    else:
+        sets = [arrays]
+    for i, feed in enumerate(sets):
+        missing = [n for n in names if n not in feed]
+        if missing:
+            raise IclUserError(
+                f"--load-inputs {path}: set {i} lacks {', '.join(missing)} "
+                f"(has {', '.join(sorted(feed)) or 'nothing'})"
+            )
+        for tensor in info.inputs:
+            value = feed[tensor.name]
+            if value.dtype != tensor.dtype:
+                raise IclUserError(
+                    f"--load-inputs {path}: {tensor.name} is {value.dtype}, the model wants "
+                    f"{tensor.dtype}"
+                )
+            if tensor.shape and len(tensor.shape) != value.ndim:
+                raise IclUserError(
+                    f"--load-inputs {path}: {tensor.name} has rank {value.ndim}, the model "
+                    f"wants {_fmt_shape(tensor.shape)}"
+                )
+        sets[i] = {n: feed[n] for n in names}
+    return sets
