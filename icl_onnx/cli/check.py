@@ -1,0 +1,283 @@
+"""``icl-onnx check ORIG OPT``: parity, memory and time of an optimized model against its original.
+
+Exit codes: 0 parity holds and memory did not regress; 1 parity failed, memory regressed or an
+ICL node ran on another provider; 2 bad input (missing file, not ONNX, different inputs or
+outputs, bad option syntax, unavailable provider).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from icl_onnx.check import ERROR_STATS, CheckReport, check_models
+from icl_onnx.check.options import (
+    parse_per_output,
+    parse_providers,
+    parse_ranges,
+    parse_shapes,
+    tolerance,
+)
+from icl_onnx.cli._format import console as make_console
+from icl_onnx.cli._format import human_bytes
+from icl_onnx.errors import IclUserError
+
+__all__ = ["add_parser", "run", "render"]
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Registers ``check`` and its options."""
+    p = subparsers.add_parser(
+        "check",
+        help="compare an optimized model with its original: outputs, memory, time",
+        description=(
+            "Run both models on the same seeded inputs in ONNX Runtime with the ICL op library, "
+            "each in its own subprocess; compare every output and measure file bytes, ORT graph "
+            "initializer bytes, peak RSS, GPU memory and time. Exit 0 pass, 1 fail, 2 bad input."
+        ),
+    )
+    p.add_argument("original", help="the original .onnx model")
+    p.add_argument("optimized", help="the optimized .onnx model")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    g = p.add_argument_group("inputs")
+    g.add_argument(
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="NAME:1x128",
+        help="shape of an input with dynamic dimensions (repeatable)",
+    )
+    g.add_argument(
+        "--val-range",
+        action="append",
+        default=[],
+        metavar="[NAME:][lo,hi]",
+        help="value range of an input, or the default without NAME; inputs that "
+        "index a Gather get valid token ids by default",
+    )
+    g.add_argument("--load-inputs", metavar="FILE.npz", help="use these inputs")
+    g.add_argument("--save-inputs", metavar="FILE.npz", help="save the inputs used")
+    g.add_argument(
+        "--iterations",
+        type=int,
+        default=1,
+        metavar="N",
+        help="number of random input sets (default 1)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    c = p.add_argument_group("comparison")
+    c.add_argument(
+        "--atol",
+        action="append",
+        default=[],
+        metavar="[NAME:]VALUE",
+        help="absolute tolerance (default by dtype: float32 1e-5, float16 1e-3)",
+    )
+    c.add_argument(
+        "--rtol",
+        action="append",
+        default=[],
+        metavar="[NAME:]VALUE",
+        help="relative tolerance (default by dtype: float32 1e-4, float16 1e-2)",
+    )
+    c.add_argument(
+        "--error-stat",
+        action="append",
+        default=[],
+        metavar="[NAME:]STAT",
+        help=f"error statistic: {', '.join(ERROR_STATS)} (default elementwise)",
+    )
+    c.add_argument(
+        "--error-quantile",
+        type=float,
+        default=0.99,
+        metavar="Q",
+        help="quantile for --error-stat quantile (default 0.99)",
+    )
+    c.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="compare NaN/Inf by position instead of failing on them",
+    )
+    r = p.add_argument_group("providers and memory")
+    r.add_argument(
+        "--providers",
+        default="cpu",
+        metavar="cpu,cuda",
+        help="ORT providers in priority order; ICL nodes must run on the first",
+    )
+    r.add_argument("--device-id", type=int, default=0, help="CUDA device (default 0)")
+    r.add_argument(
+        "--max-memory-growth",
+        type=float,
+        default=0.05,
+        metavar="FRACTION",
+        help="fail when the optimized model's peak RSS, GPU memory or ORT-graph "
+        "initializer bytes exceed the original's by more (default 0.05)",
+    )
+    r.add_argument(
+        "--memory-slack-mb",
+        type=float,
+        default=16.0,
+        metavar="MB",
+        help="extra MiB allowed for peak RSS and GPU memory noise (default 16)",
+    )
+    r.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="kill a model's worker after this long",
+    )
+
+    def one_line_error(message: str) -> None:
+        p.exit(2, f"icl-onnx check: {message} (see icl-onnx check --help)\n")
+
+    p.error = one_line_error  # type: ignore[method-assign]
+    return p
+
+
+def _stat(value: str) -> str:
+    if value not in ERROR_STATS:
+        raise ValueError(f"unknown statistic {value!r}, use one of {', '.join(ERROR_STATS)}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the check; prints a table (or JSON) and returns 0 pass, 1 fail."""
+    if args.load_inputs and (args.input_shape or args.val_range):
+        raise IclUserError("--load-inputs fixes the inputs; drop --input-shape and --val-range")
+    error_stat = parse_per_output(args.error_stat, "--error-stat", _stat)
+    error_stat.setdefault(None, "elementwise")
+    report = check_models(
+        args.original,
+        args.optimized,
+        providers=parse_providers(args.providers),
+        input_shapes=parse_shapes(args.input_shape),
+        val_ranges=parse_ranges(args.val_range),
+        load_inputs_from=args.load_inputs,
+        save_inputs_to=args.save_inputs,
+        iterations=args.iterations,
+        seed=args.seed,
+        atol=parse_per_output(args.atol, "--atol", tolerance) or None,
+        rtol=parse_per_output(args.rtol, "--rtol", tolerance) or None,
+        error_stat=error_stat,
+        quantile=args.error_quantile,
+        allow_nonfinite=args.allow_nonfinite,
+        max_memory_growth=args.max_memory_growth,
+        memory_slack_bytes=int(args.memory_slack_mb * (1 << 20)),
+        device_id=args.device_id,
+        timeout=args.timeout,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        render(report)
+    return 0 if report.passed else 1
+
+
+def _bytes(n: int | None) -> str:
+    return "n/a" if n is None else human_bytes(n)
+
+
+def _change(a: float | None, b: float | None) -> str:
+    if a is None or b is None:
+        return ""
+    if a == 0:
+        return "" if b == 0 else "new"
+    return f"{(b - a) / a:+.1%}"
+
+
+def render(report: CheckReport) -> None:
+    """Prints the report as rich tables: parity, memory and time, ICL node placement, verdict."""
+    console = make_console()
+    parity = Table(
+        title=f"Parity over {report.parity.iterations} input set(s), "
+        f"seed {report.seed}, {', '.join(report.providers)}"
+    )
+    for col in (
+        "output",
+        "dtype",
+        "shape",
+        "max abs",
+        "max rel",
+        "stat (abs/rel)",
+        "atol / rtol",
+        "passing atol / rtol",
+        "NaN/Inf",
+        "result",
+    ):
+        parity.add_column(col)
+    for o in report.parity.outputs:
+        parity.add_row(
+            escape(o.name),
+            o.dtype,
+            "x".join(map(str, o.shape)),
+            f"{o.max_abs:.3g}",
+            f"{o.max_rel:.3g}",
+            f"{o.error_stat}: {o.stat_abs:.3g} / {o.stat_rel:.3g}",
+            f"{o.atol:g} / {o.rtol:g}",
+            f"{o.passing_atol:.3g} / {o.passing_rtol:.3g}",
+            f"{o.nonfinite_original} / {o.nonfinite_optimized}",
+            "[green]pass[/]" if o.passed else "[red]FAIL[/]",
+        )
+    console.print(parity)
+    for o in report.parity.outputs:
+        if not o.passed:
+            console.print(f"  {escape(o.name)}: {escape(o.reason)}")
+
+    a, b = report.memory.original, report.memory.optimized
+    memory = Table(title="Memory and time (each model in a fresh subprocess)")
+    for col in ("measure", "original", "optimized", "change"):
+        memory.add_column(col)
+    rows = [
+        ("file bytes (incl. external data)", a.file_bytes, b.file_bytes),
+        ("ORT graph initializer bytes", a.ort_initializer_bytes, b.ort_initializer_bytes),
+        ("peak RSS after imports", a.rss_baseline, b.rss_baseline),
+        ("peak RSS added: create session", a.rss_create_delta, b.rss_create_delta),
+        ("peak RSS added: create + run", a.rss_run_delta, b.rss_run_delta),
+        ("GPU memory added", a.gpu_delta, b.gpu_delta),
+    ]
+    for label, x, y in rows:
+        memory.add_row(label, _bytes(x), _bytes(y), _change(x, y))
+    memory.add_row(
+        "session creation",
+        f"{a.create_seconds * 1e3:,.1f} ms",
+        f"{b.create_seconds * 1e3:,.1f} ms",
+        _change(a.create_seconds, b.create_seconds),
+    )
+    memory.add_row(
+        "median run",
+        f"{a.median_run_seconds * 1e3:,.2f} ms",
+        f"{b.median_run_seconds * 1e3:,.2f} ms",
+        _change(a.median_run_seconds, b.median_run_seconds),
+    )
+    console.print(memory)
+
+    placements = a.placements + b.placements
+    if placements:
+        nodes = Table(title="ICL nodes (from the ORT profile)")
+        for col in ("node", "op", "ran on", "intended"):
+            nodes.add_column(col)
+        for pl in placements:
+            ran = pl.provider if pl.ok else f"[red]{pl.provider}[/]"
+            nodes.add_row(escape(pl.node), pl.op_type, ran, pl.intended)
+        console.print(nodes)
+
+    if report.passed:
+        console.print("[bold green]PASS[/]: outputs within tolerance, no memory regression")
+        return
+    reasons = []
+    if not report.parity.passed:
+        reasons.append("outputs outside tolerance: " + ", ".join(report.parity.failed_outputs))
+    reasons += report.memory.regressions
+    if report.memory.misplaced:
+        reasons.append(
+            "ICL nodes off the intended provider: "
+            + ", ".join(p.node for p in report.memory.misplaced)
+        )
+    console.print("[bold red]FAIL[/]: " + escape("; ".join(reasons)))
