@@ -1,0 +1,134 @@
+#include "cpu/gather_kernel.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu/attrs.h"
+#include "cpu/convert.h"
+#include "cpu/parallel.h"
+#include "cpu/scratch.h"
+
+namespace icl::cpu {
+namespace {
+
+// Output elements per thread-pool task: small gathers run inline.
+constexpr int64_t kElementsPerTask = 1 << 16;
+
+Ort::Status Error(const std::string& message, OrtErrorCode code = ORT_INVALID_ARGUMENT) {
+  return Ort::Status(("IclGather: " + message).c_str(), code);
+}
+
+ONNXTensorElementDataType DeclaredType(const OrtKernelInfo* info, bool input, size_t index) {
+  const Ort::ConstKernelInfo kernel_info(info);
+  const Ort::TypeInfo type =
+      input ? kernel_info.GetInputTypeInfo(index) : kernel_info.GetOutputTypeInfo(index);
+  return type.GetTensorTypeAndShapeInfo().GetElementType();
+}
+
+// Reads the indices as int64, wrapping negatives; false if one is outside [-rows, rows).
+template <typename Index>
+bool NormalizeIndices(const Index* in, int64_t count, int64_t rows, std::vector<int64_t>& out) {
+  out.resize(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t v = static_cast<int64_t>(in[i]);
+    if (v < -rows || v >= rows) return false;
+    out[static_cast<size_t>(i)] = v < 0 ? v + rows : v;
+  }
+  return true;
+}
+
+}  // namespace
+
+Ort::Status GatherKernel::Create(const OrtKernelInfo* info, std::unique_ptr<GatherKernel>& out) {
+  const ViewAttrs attrs = ViewAttrs::FromKernelInfo(info);
+  if (std::string problem = CheckViewAttrs(attrs); !problem.empty()) return Error(problem);
+  const auto w_onnx = DeclaredType(info, /*input=*/true, 0);
+  const auto y_onnx = DeclaredType(info, /*input=*/false, 0);
+  const auto wanted =
+      attrs.output_dtype == 0 ? w_onnx : static_cast<ONNXTensorElementDataType>(attrs.output_dtype);
+  ElemType y_type;
+  if (!ToElemType(wanted, y_type)) {
+    return Error("output_dtype must be 0, 1 (float), 10 (float16) or 16 (bfloat16), got " +
+                 std::to_string(attrs.output_dtype));
+  }
+  if (y_onnx != wanted) {
+    return Error("the model declares Y with element type " + std::to_string(y_onnx) +
+                 " but output_dtype makes it " + std::to_string(wanted) +
+                 "; declare Y's type (value_info) to match output_dtype");
+  }
+  out.reset(new GatherKernel(attrs, y_type));
+  return Ort::Status{nullptr};
+}
+
+Ort::Status GatherKernel::Compute(OrtKernelContext* context) {
+  Ort::KernelContext ctx(context);
+  const Ort::ConstValue w = ctx.GetInput(0);
+  const Ort::ConstValue indices = ctx.GetInput(1);
+  const auto w_info = w.GetTensorTypeAndShapeInfo();
+  const auto idx_info = indices.GetTensorTypeAndShapeInfo();
+  ElemType w_type;
+  if (!ToElemType(w_info.GetElementType(), w_type)) {
+    return Error("W must be float32, float16 or bfloat16");
+  }
+  const std::vector<int64_t> w_shape = w_info.GetShape();
+  if (w_shape.size() != 2) return Error("W must be 2-D");
+  ViewGeometry view;
+  std::string error;
+  if (!ResolveView(attrs_, w_shape[0], w_shape[1], view, error)) return Error(error);
+
+  // Check every index before writing anything.
+  const int64_t count = static_cast<int64_t>(idx_info.GetElementCount());
+  std::vector<int64_t> rows;
+  bool in_range;
+  switch (idx_info.GetElementType()) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
+      in_range = NormalizeIndices(indices.GetTensorData<int32_t>(), count, view.rows, rows);
+      break;
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+      in_range = NormalizeIndices(indices.GetTensorData<int64_t>(), count, view.rows, rows);
+      break;
+    default:
+      return Error("indices must be int32 or int64");
+  }
+  if (!in_range) {
+    return Error("an index is outside [-" + std::to_string(view.rows) + ", " +
+                 std::to_string(view.rows) + ")");
+  }
+
+  std::vector<int64_t> y_shape = idx_info.GetShape();
+  const int64_t h = view.cols;
+  y_shape.push_back(h);
+  Ort::UnownedValue y = ctx.GetOutput(0, y_shape);
+  char* y_data = static_cast<char*>(y.GetTensorMutableRawData());
+  const char* w_data = static_cast<const char*>(w.GetTensorRawData());
+  const int64_t w_size = SizeOf(w_type), y_size = SizeOf(y_type_);
+  // A plain copy when the view keeps rows contiguous and changes no value.
+  const bool copy_rows = !view.transposed && w_type == y_type_ && attrs_.scale == 1.0f;
+
+  // One row of view(W): contiguous at offset + r * ld, or (transposed) a column of W.
+  auto gather_row = [&](int64_t i) {
+    const int64_t r = rows[static_cast<size_t>(i)];
+    char* dst = y_data + i * h * y_size;
+    if (copy_rows) {
+      std::memcpy(dst, w_data + (view.offset + r * view.ld) * w_size,
+                  static_cast<size_t>(h * w_size));
+      return;
+    }
+    float* row = ThreadScratch(ScratchSlot::kRow, static_cast<size_t>(h));
+    if (view.transposed) {
+      StridedToFloat(w_type, w_data + (view.offset + r) * w_size, view.ld, row, h, attrs_.scale);
+    } else {
+      ToFloat(w_type, w_data + (view.offset + r * view.ld) * w_size, row, h, attrs_.scale);
+    }
+    FromFloat(row, y_type_, dst, h);
+  };
+  const int64_t rows_per_task = std::max<int64_t>(1, kElementsPerTask / std::max<int64_t>(h, 1));
+  return ParallelFor(context, ChunkCount(count, rows_per_task), [&](int64_t t) {
+    const int64_t end = std::min(count, (t + 1) * rows_per_task);
+    for (int64_t i = t * rows_per_task; i < end; ++i) gather_row(i);
+  });
+}
+
+}  // namespace icl::cpu

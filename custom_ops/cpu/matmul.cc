@@ -1,0 +1,134 @@
+// Strategy: the N columns of Y are split into chunks that ORT's threads take in turn; each
+// chunk reads a disjoint, contiguous part of W exactly once.
+//  - Transposed view, few rows of A: W's rows are the columns of view(W), so each output is a
+//    dot product of two contiguous rows. RowDot streams W once, converting 16-bit W in
+//    registers: this is a memory-bound GEMV and runs at memory bandwidth.
+//  - Otherwise: single-threaded OpenBLAS sgemm/sgemv per chunk (16-bit W converted to a
+//    per-thread float32 block first), which is compute-bound and near the machine's peak.
+// The epilogue (bias, conversion of Y to 16 bits) runs on the chunk while it is in cache.
+#include "cpu/matmul.h"
+
+#include <algorithm>
+
+#include "cpu/blas.h"
+#include "cpu/convert.h"
+#include "cpu/parallel.h"
+#include "cpu/row_dot.h"
+#include "cpu/scratch.h"
+
+namespace icl::cpu {
+namespace {
+
+// Up to this many rows of A, RowDot beats a packed GEMM (W is read once either way, and
+// RowDot skips the packing); measured with benchmarks/bench_matmul.py.
+constexpr int64_t kRowDotMaxRows = 32;
+// Columns of Y per task: RowDot tasks stream 128 rows of W (384 KB at K=768); GEMM tasks
+// are larger so that OpenBLAS's packing of A is amortised.
+constexpr int64_t kRowDotChunk = 128;
+constexpr int64_t kGemmChunk = 512;
+
+const char* ElementAddress(const void* base, ElemType t, int64_t index) {
+  return static_cast<const char*>(base) + index * SizeOf(t);
+}
+
+// Computes columns [n0, n0 + nc) of scale * A @ view(W) into out (row stride ldo).
+void ComputeChunk(const MatMulProblem& p, int64_t n0, int64_t nc, float* out, int64_t ldo) {
+  const ViewGeometry& v = p.view;
+  if (v.transposed) {
+    // Row n of W (offset + n * ld) is column n of view(W), K contiguous elements.
+    const void* w_rows = ElementAddress(p.w, p.w_type, v.offset + n0 * v.ld);
+    if (p.m <= kRowDotMaxRows) {
+      RowDotProblem rd;
+      rd.a = p.a;
+      rd.lda = p.k;
+      rd.rows = p.m;
+      rd.k = p.k;
+      rd.w = w_rows;
+      rd.ldw = v.ld;
+      rd.w_type = p.w_type;
+      rd.alpha = p.scale;
+      rd.y = out;
+      rd.ldy = ldo;
+      RowDot(rd, 0, nc);
+      return;
+    }
+    const float* b = static_cast<const float*>(w_rows);
+    int64_t ldb = v.ld;
+    if (p.w_type != ElemType::kFloat) {
+      float* block = ThreadScratch(ScratchSlot::kWeights, static_cast<size_t>(nc * p.k));
+      for (int64_t n = 0; n < nc; ++n)
+        ToFloat(p.w_type, ElementAddress(w_rows, p.w_type, n * v.ld), block + n * p.k, p.k);
+      b = block;
+      ldb = p.k;
+    }
+    Sgemm(/*b_transposed=*/true, p.m, nc, p.k, p.scale, p.a, p.k, b, ldb, out, ldo);
+    return;
+  }
+  // view(W)[k, n] = W[offset + k * ld + n]: the chunk is a K x nc block of rows of W.
+  const void* w_block = ElementAddress(p.w, p.w_type, v.offset + n0);
+  const float* b = static_cast<const float*>(w_block);
+  int64_t ldb = v.ld;
+  if (p.w_type != ElemType::kFloat) {
+    float* block = ThreadScratch(ScratchSlot::kWeights, static_cast<size_t>(nc * p.k));
+    for (int64_t kk = 0; kk < p.k; ++kk)
+      ToFloat(p.w_type, ElementAddress(w_block, p.w_type, kk * v.ld), block + kk * nc, nc);
+    b = block;
+    ldb = nc;
+  }
+  if (p.m == 1) {
+    Sgemv(nc, p.k, p.scale, p.a, b, ldb, out);
+  } else {
+    Sgemm(/*b_transposed=*/false, p.m, nc, p.k, p.scale, p.a, p.k, b, ldb, out, ldo);
+  }
+}
+
+// Adds the bias to columns [n0, n0 + nc) and stores them into Y in its element type.
+void Epilogue(const MatMulProblem& p, int64_t n0, int64_t nc, float* out, int64_t ldo) {
+  const int64_t n = p.view.cols;
+  for (int64_t r = 0; r < p.m; ++r) {
+    float* row = out + r * ldo;
+    if (p.bias != nullptr) {
+      for (int64_t j = 0; j < nc; ++j) row[j] += p.bias[n0 + j];
+    }
+    if (p.y_type != ElemType::kFloat) {
+      char* dst = static_cast<char*>(p.y) + (r * n + n0) * SizeOf(p.y_type);
+      FromFloat(row, p.y_type, dst, nc);
+    }
+  }
+}
+
+}  // namespace
+
+Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
+  const int64_t n = p.view.cols;
+  if (p.m == 0 || n == 0) return Ort::Status{nullptr};
+  if (p.k == 0) {
+    // An empty sum: every row of Y is the bias (or zero).
+    float* out = p.y_type == ElemType::kFloat
+                     ? static_cast<float*>(p.y)
+                     : ThreadScratch(ScratchSlot::kOutput, static_cast<size_t>(p.m * n));
+    std::fill(out, out + p.m * n, 0.0f);
+    Epilogue(p, 0, n, out, n);
+    return Ort::Status{nullptr};
+  }
+  const bool row_dot = p.view.transposed && p.m <= kRowDotMaxRows;
+  const int64_t chunk = row_dot ? kRowDotChunk : kGemmChunk;
+  const int64_t tasks = ChunkCount(n, chunk);
+  return ParallelFor(context, tasks, [&](int64_t t) {
+    const int64_t n0 = t * chunk;
+    const int64_t nc = std::min(chunk, n - n0);
+    float* out;
+    int64_t ldo;
+    if (p.y_type == ElemType::kFloat) {
+      out = static_cast<float*>(p.y) + n0;
+      ldo = n;
+    } else {
+      out = ThreadScratch(ScratchSlot::kOutput, static_cast<size_t>(p.m * nc));
+      ldo = nc;
+    }
+    ComputeChunk(p, n0, nc, out, ldo);
+    Epilogue(p, n0, nc, out, ldo);
+  });
+}
+
+}  // namespace icl::cpu

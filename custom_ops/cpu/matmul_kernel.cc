@@ -1,0 +1,97 @@
+#include "cpu/matmul_kernel.h"
+
+#include <string>
+#include <vector>
+
+#include "cpu/attrs.h"
+#include "cpu/convert.h"
+#include "cpu/matmul.h"
+
+namespace icl::cpu {
+namespace {
+
+Ort::Status Error(const std::string& message) {
+  return Ort::Status(("IclMatMul: " + message).c_str(), ORT_INVALID_ARGUMENT);
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+Ort::Status MatMulKernel::Create(const OrtKernelInfo* info, std::unique_ptr<MatMulKernel>& out) {
+  const ViewAttrs attrs = ViewAttrs::FromKernelInfo(info);
+  if (std::string problem = CheckViewAttrs(attrs); !problem.empty()) return Error(problem);
+  out.reset(new MatMulKernel(attrs));
+  return Ort::Status{nullptr};
+}
+
+Ort::Status MatMulKernel::Compute(OrtKernelContext* context) {
+  Ort::KernelContext ctx(context);
+  const Ort::ConstValue a = ctx.GetInput(0);
+  const Ort::ConstValue w = ctx.GetInput(1);
+  const Ort::ConstValue bias = ctx.GetInput(2);
+  const auto a_info = a.GetTensorTypeAndShapeInfo();
+  const auto w_info = w.GetTensorTypeAndShapeInfo();
+  ElemType a_type, w_type;
+  if (!ToElemType(a_info.GetElementType(), a_type) ||
+      !ToElemType(w_info.GetElementType(), w_type)) {
+    return Error("A and W must be float32, float16 or bfloat16");
+  }
+  const std::vector<int64_t> a_shape = a_info.GetShape();
+  const std::vector<int64_t> w_shape = w_info.GetShape();
+  if (a_shape.empty()) return Error("A must have rank >= 1");
+  if (w_shape.size() != 2) return Error("W must be 2-D, got " + ShapeString(w_shape));
+
+  ViewGeometry view;
+  std::string error;
+  if (!ResolveView(attrs_, w_shape[0], w_shape[1], view, error)) return Error(error);
+  const int64_t k = a_shape.back();
+  if (view.rows != k) {
+    return Error("A " + ShapeString(a_shape) + " does not match view(W) [" +
+                 std::to_string(view.rows) + ", " + std::to_string(view.cols) + "]");
+  }
+  const int64_t n = view.cols;
+  int64_t m = 1;  // rows of A: the product of its leading dimensions
+  for (size_t i = 0; i + 1 < a_shape.size(); ++i) m *= a_shape[i];
+
+  MatMulProblem p;
+  p.m = m;
+  p.k = k;
+  p.w = w.GetTensorRawData();
+  p.w_type = w_type;
+  p.view = view;
+  p.scale = attrs_.scale;
+
+  // A and bias are small next to W: convert 16-bit ones to float32 once, up front.
+  std::vector<float> a_float, bias_float;
+  if (a_type == ElemType::kFloat) {
+    p.a = a.GetTensorData<float>();
+  } else {
+    a_float.resize(static_cast<size_t>(p.m * k));
+    ToFloat(a_type, a.GetTensorRawData(), a_float.data(), p.m * k);
+    p.a = a_float.data();
+  }
+  if (bias) {
+    const auto bias_info = bias.GetTensorTypeAndShapeInfo();
+    if (bias_info.GetElementCount() != static_cast<size_t>(n) || bias_info.GetShape().size() != 1) {
+      return Error("bias must have shape [" + std::to_string(n) + "], got " +
+                   ShapeString(bias_info.GetShape()));
+    }
+    bias_float.resize(static_cast<size_t>(n));
+    ToFloat(a_type, bias.GetTensorRawData(), bias_float.data(), n);
+    p.bias = bias_float.data();
+  }
+
+  std::vector<int64_t> y_shape(a_shape.begin(), a_shape.end() - 1);
+  y_shape.push_back(n);
+  Ort::UnownedValue y = ctx.GetOutput(0, y_shape);
+  p.y = y.GetTensorMutableRawData();
+  p.y_type = a_type;
+  return RunMatMul(context, p);
+}
+
+}  // namespace icl::cpu

@@ -1,0 +1,43 @@
+// RowDot for AVX2 + FMA + F16C (8 floats a vector, 2 rows of A a tile: 16 ymm registers).
+#include <immintrin.h>
+
+#include "cpu/row_dot.h"
+
+#define ICL_TARGET __attribute__((target("avx2,fma,f16c")))
+#define ICL_ISA_NS avx2
+
+namespace icl::cpu::avx2 {
+
+struct Simd {
+  using V = __m256;
+  static constexpr int kWidth = 8;
+  static constexpr int kMaxRows = 2;
+  ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
+  ICL_TARGET static V LoadA(const float* p) { return _mm256_loadu_ps(p); }
+  ICL_TARGET static V LoadW(const float* p) { return _mm256_loadu_ps(p); }
+  ICL_TARGET static V LoadW(const Half* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  ICL_TARGET static V LoadW(const BFloat16* p) {
+    const __m256i b = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(b, 16));
+  }
+  ICL_TARGET static V Fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
+  ICL_TARGET static float Sum(V v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+  }
+};
+
+}  // namespace icl::cpu::avx2
+
+#include "cpu/row_dot_impl.h"
+
+namespace icl::cpu {
+
+void RowDotAvx2(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
+  avx2::Dispatch(p, n_begin, n_end);
+}
+
+}  // namespace icl::cpu

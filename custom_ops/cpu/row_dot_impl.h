@@ -1,0 +1,84 @@
+// The register-tiled body of RowDot, written once over a SIMD traits type `S`.
+//
+// Include this only from a row_dot_<isa>.cc that first defines
+//   ICL_TARGET  the function attribute that enables the instruction set (may be empty),
+//   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
+//     V, kWidth (floats per V), kMaxRows (rows of A per tile the register file holds),
+//     Zero(), LoadA(const float*), LoadW(const float*|const Half*|const BFloat16*),
+//     Fma(a, b, acc), Sum(v).
+// Each file's instantiations live in its own namespace, so the linker never mixes code
+// compiled for different instruction sets.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/row_dot.h"
+
+namespace icl::cpu::ICL_ISA_NS {
+
+// A tile of Rows rows of A times Cols rows of W; the Rows * Cols accumulators stay in
+// registers over the whole of K, so each W element is loaded once per tile.
+template <int Rows, int Cols, typename TW>
+ICL_TARGET void Tile(const float* a, int64_t lda, const TW* w, int64_t ldw, int64_t k,
+                     float alpha, float* y, int64_t ldy) {
+  typename Simd::V acc[Rows][Cols];
+  for (int r = 0; r < Rows; ++r)
+    for (int c = 0; c < Cols; ++c) acc[r][c] = Simd::Zero();
+  int64_t i = 0;
+  for (; i + Simd::kWidth <= k; i += Simd::kWidth) {
+    typename Simd::V av[Rows];
+    for (int r = 0; r < Rows; ++r) av[r] = Simd::LoadA(a + r * lda + i);
+    for (int c = 0; c < Cols; ++c) {
+      const typename Simd::V wv = Simd::LoadW(w + c * ldw + i);
+      for (int r = 0; r < Rows; ++r) acc[r][c] = Simd::Fma(av[r], wv, acc[r][c]);
+    }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    for (int c = 0; c < Cols; ++c) {
+      float sum = Simd::Sum(acc[r][c]);
+      for (int64_t t = i; t < k; ++t) sum += a[r * lda + t] * ToFloat(w[c * ldw + t]);
+      y[r * ldy + c] = alpha * sum;
+    }
+  }
+}
+
+// All rows of A against Cols rows of W, in tiles of up to Simd::kMaxRows rows of A.
+template <int Cols, typename TW>
+ICL_TARGET void ColumnBlock(const RowDotProblem& p, const TW* w, float* y) {
+  int64_t r = 0;
+  for (; r + Simd::kMaxRows <= p.rows; r += Simd::kMaxRows)
+    Tile<Simd::kMaxRows, Cols>(p.a + r * p.lda, p.lda, w, p.ldw, p.k, p.alpha, y + r * p.ldy,
+                               p.ldy);
+  const float* a = p.a + r * p.lda;
+  y += r * p.ldy;
+  switch (p.rows - r) {
+    case 1: return Tile<1, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy);
+    case 2: return Tile<2, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy);
+    case 3: return Tile<3, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy);
+    default: return;  // kMaxRows <= 4, so nothing else remains
+  }
+}
+
+template <typename TW>
+ICL_TARGET void Run(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
+  const TW* w = static_cast<const TW*>(p.w) + n_begin * p.ldw;
+  float* y = p.y;
+  int64_t n = n_begin;
+  // One row of A (a GEMV) needs more W rows in flight to hide the FMA latency.
+  if (p.rows == 1) {
+    for (; n + 8 <= n_end; n += 8, w += 8 * p.ldw, y += 8)
+      Tile<1, 8>(p.a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy);
+  }
+  for (; n + 4 <= n_end; n += 4, w += 4 * p.ldw, y += 4) ColumnBlock<4>(p, w, y);
+  for (; n < n_end; ++n, w += p.ldw, ++y) ColumnBlock<1>(p, w, y);
+}
+
+inline void Dispatch(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
+  switch (p.w_type) {
+    case ElemType::kFloat: return Run<float>(p, n_begin, n_end);
+    case ElemType::kFloat16: return Run<Half>(p, n_begin, n_end);
+    case ElemType::kBFloat16: return Run<BFloat16>(p, n_begin, n_end);
+  }
+}
+
+}  // namespace icl::cpu::ICL_ISA_NS

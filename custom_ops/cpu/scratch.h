@@ -1,0 +1,22 @@
+// Per-thread scratch buffers that persist across calls, so hot loops neither allocate nor
+// page-fault fresh memory each run.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace icl::cpu {
+
+// Independent buffers a task may hold at once.
+enum class ScratchSlot { kWeights = 0, kOutput = 1, kRow = 2 };
+
+// Returns at least `n` floats owned by the calling thread, valid until its next call with the
+// same slot. May throw std::bad_alloc.
+inline float* ThreadScratch(ScratchSlot slot, size_t n) {
+  thread_local std::vector<float> buffers[3];
+  std::vector<float>& b = buffers[static_cast<int>(slot)];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+}  // namespace icl::cpu
