@@ -1,0 +1,304 @@
+"""The CPU kernels of IclMatMul and IclGather against the numpy reference (icl_onnx.reference)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import ml_dtypes
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+import icl_onnx
+from icl_onnx import reference
+
+try:
+    icl_onnx.library_path()
+except icl_onnx.LibraryNotFoundError as exc:
+    pytest.skip(f"the ICL op library is not built: {exc}", allow_module_level=True)
+
+FLOAT, FLOAT16, BFLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16
+DTYPES = {FLOAT: np.float32, FLOAT16: np.float16, BFLOAT16: ml_dtypes.bfloat16}
+# Kernels and reference both accumulate in float32 and round once; what differs is the
+# summation order, so a result may land one unit in the last place of Y's type apart.
+TOLERANCE = {FLOAT: (1e-5, 1e-4), FLOAT16: (2e-3, 2e-3), BFLOAT16: (1.6e-2, 1.6e-2)}
+OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
+
+K, N = 37, 45  # neither a multiple of any SIMD width nor of a register tile
+
+# view name -> (attributes, shape of the stored W whose view is [K, N])
+VIEWS = {
+    "plain": ({}, (K, N)),
+    "transpose": ({"transpose": 1}, (N, K)),
+    "row_slice": ({"slice_axis": 0, "slice_start": 3, "slice_size": K}, (K + 7, N)),
+    "column_slice": ({"slice_axis": 1, "slice_start": 5, "slice_size": N}, (K, N + 9)),
+    "scale": ({"scale": 0.37}, (K, N)),
+    "slice_transpose_scale": (
+        {"slice_axis": 1, "slice_start": 2, "slice_size": K, "transpose": 1, "scale": -1.5},
+        (N, K + 6),
+    ),
+}
+
+
+def random(shape: tuple[int, ...], onnx_type: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(DTYPES[onnx_type])
+
+
+def session(nodes, inputs, outputs, initializers=()):
+    graph = helper.make_graph(nodes, "test", inputs, outputs, initializer=list(initializers))
+    model = helper.make_model(graph, opset_imports=OPSETS)
+    return icl_onnx.create_session(model.SerializeToString())
+
+
+def to_ortvalue(array: np.ndarray) -> ort.OrtValue:
+    # ORT's Python binding has no numpy type for bfloat16: pass its bits with the ONNX type.
+    onnx_type = helper.np_dtype_to_tensor_dtype(array.dtype)
+    bits = array.view(np.uint16) if onnx_type == BFLOAT16 else array
+    return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+        np.ascontiguousarray(bits), onnx_element_type=onnx_type
+    )
+
+
+def run(sess, feeds: dict[str, np.ndarray], like: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Runs `sess` and returns its outputs, shaped and typed as the arrays in `like`.
+
+    The outputs are bound to preallocated buffers, which also brings bfloat16 results back.
+    """
+    binding = sess.io_binding()
+    for name, array in feeds.items():
+        binding.bind_ortvalue_input(name, to_ortvalue(array))
+    results = {name: np.full(ref.shape, np.nan, dtype=ref.dtype) for name, ref in like.items()}
+    for name, array in results.items():
+        binding.bind_ortvalue_output(name, to_ortvalue(array))
+    sess.run_with_iobinding(binding)
+    return list(results.values())
+
+
+def tensor(name: str, onnx_type: int) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, onnx_type, None)
+
+
+def matmul_session(a_type: int, w_type: int, attrs: dict, bias: bool):
+    names = ["A", "W", "bias"] if bias else ["A", "W"]
+    types = [a_type, w_type, a_type][: len(names)]
+    node = helper.make_node("IclMatMul", names, ["Y"], domain="ai.icl", **attrs)
+    return session([node], [tensor(n, t) for n, t in zip(names, types, strict=True)], [tensor("Y", a_type)])
+
+
+def run_matmul(a, w, attrs, bias=None):
+    """Runs one IclMatMul node; returns Y, or raises what ORT raised."""
+    a_type = helper.np_dtype_to_tensor_dtype(a.dtype)
+    w_type = helper.np_dtype_to_tensor_dtype(w.dtype)
+    feeds = {"A": a, "W": w} | ({} if bias is None else {"bias": bias})
+    sess = matmul_session(a_type, w_type, attrs, bias is not None)
+    try:
+        like = reference.icl_matmul(a, w, bias, **attrs)
+    except ValueError:  # bad shapes: the reference refuses, so let ORT say why
+        return sess.run(None, feeds)[0]
+    return run(sess, feeds, {"Y": like})[0]
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, onnx_type: int) -> None:
+    assert actual.dtype == expected.dtype
+    assert actual.shape == expected.shape
+    rtol, atol = TOLERANCE[onnx_type]
+    scale = max(1.0, float(np.abs(expected.astype(np.float32)).max(initial=0.0)))
+    np.testing.assert_allclose(
+        actual.astype(np.float32), expected.astype(np.float32), rtol=rtol, atol=atol * scale
+    )
+
+
+TYPE_PAIRS = [(a, w) for a in DTYPES for w in DTYPES]
+A_SHAPES = {1: (K,), 2: (5, K), 3: (2, 3, K)}
+
+
+@pytest.mark.parametrize("a_type,w_type", TYPE_PAIRS, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("view", VIEWS)
+@pytest.mark.parametrize("with_bias", [False, True], ids=["no_bias", "bias"])
+@pytest.mark.parametrize("rank", A_SHAPES)
+def test_matmul_matches_reference(a_type, w_type, view, with_bias, rank):
+    attrs, w_shape = VIEWS[view]
+    a = random(A_SHAPES[rank], a_type, seed=1)
+    w = random(w_shape, w_type, seed=2)
+    bias = random((N,), a_type, seed=3) if with_bias else None
+    expected = reference.icl_matmul(a, w, bias, **attrs)
+    assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
+
+
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [1, 3, 16, 33, 70])
+@pytest.mark.parametrize("view", ["plain", "transpose", "slice_transpose_scale"])
+def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view):
+    # Large enough for several thread-pool chunks on every path (row dot, GEMM, GEMV).
+    k, n = 70, 1100
+    attrs = {
+        "plain": {},
+        "transpose": {"transpose": 1},
+        "slice_transpose_scale": {"slice_axis": 0, "slice_start": 9, "slice_size": n,
+                                  "transpose": 1, "scale": 0.5},
+    }[view]
+    w_shape = {"plain": (k, n), "transpose": (n, k), "slice_transpose_scale": (n + 20, k)}[view]
+    a = random((rows, k), FLOAT, seed=4)
+    w = random(w_shape, w_type, seed=5)
+    bias = random((n,), FLOAT, seed=6)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
+def test_matmul_with_empty_inner_dimension_gives_the_bias():
+    a = np.zeros((4, 0), np.float32)
+    w = np.zeros((0, 6), np.float32)
+    bias = np.arange(6, dtype=np.float32)
+    np.testing.assert_array_equal(run_matmul(a, w, {}, bias), np.tile(bias, (4, 1)))
+
+
+def test_matmul_rejects_a_that_does_not_match_the_view():
+    with pytest.raises(Exception, match="does not match view"):
+        run_matmul(random((2, K + 1), FLOAT, 0), random((N, K), FLOAT, 0), {"transpose": 1})
+
+
+def test_matmul_rejects_a_slice_outside_w():
+    attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": K}
+    with pytest.raises(Exception, match="out of range"):
+        run_matmul(random((2, K), FLOAT, 0), random((K, N), FLOAT, 0), attrs)
+
+
+@pytest.mark.parametrize(
+    "attrs,message",
+    [({"slice_axis": 2}, "slice_axis"), ({"transpose": 3}, "transpose"),
+     ({"slice_start": -1}, "slice_start"), ({"slice_size": -2}, "slice_size")],
+)
+def test_bad_attribute_fails_session_creation_with_a_clear_error(attrs, message):
+    with pytest.raises(Exception, match=f"IclMatMul: {message}"):
+        matmul_session(FLOAT, FLOAT, attrs, bias=False)
+
+
+def gather_session(w_type: int, index_type: int, y_type: int, attrs: dict):
+    node = helper.make_node("IclGather", ["W", "I"], ["Y"], domain="ai.icl", **attrs)
+    return session([node], [tensor("W", w_type), tensor("I", index_type)], [tensor("Y", y_type)])
+
+
+GATHER_VIEWS = {
+    "plain": {},
+    "transpose": {"transpose": 1},
+    "row_slice_scale": {"slice_axis": 0, "slice_start": 4, "slice_size": 20, "scale": 3.0},
+    "column_slice_transpose": {"slice_axis": 1, "slice_start": 1, "slice_size": 12,
+                               "transpose": 1},
+}
+
+
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("output_dtype", [0, *DTYPES], ids=lambda t: f"out{t}")
+@pytest.mark.parametrize("index_type", [TensorProto.INT32, TensorProto.INT64],
+                         ids=["int32", "int64"])
+@pytest.mark.parametrize("view", GATHER_VIEWS)
+def test_gather_matches_reference(w_type, output_dtype, index_type, view):
+    attrs = {**GATHER_VIEWS[view], "output_dtype": output_dtype}
+    w = random((30, 16), w_type, seed=7)
+    rows = reference.view(w, **GATHER_VIEWS[view]).shape[0]
+    indices = np.array([[0, rows - 1, -1], [-rows, 2, 5]],
+                       dtype=helper.tensor_dtype_to_np_dtype(index_type))
+    y_type = output_dtype or w_type
+    expected = reference.icl_gather(w, indices, **attrs)
+    sess = gather_session(w_type, index_type, y_type, attrs)
+    assert_close(run(sess, {"W": w, "I": indices}, {"Y": expected})[0], expected, y_type)
+
+
+def test_large_gather_copies_every_row():
+    w = random((500, 300), FLOAT, seed=8)
+    indices = np.random.default_rng(9).integers(-500, 500, size=(7, 111))
+    actual = gather_session(FLOAT, TensorProto.INT64, FLOAT, {}).run(None, {"W": w, "I": indices})
+    np.testing.assert_array_equal(actual[0], reference.icl_gather(w, indices))
+
+
+@pytest.mark.parametrize("bad_index", [30, -31])
+def test_gather_index_out_of_range_raises(bad_index):
+    s = gather_session(FLOAT, TensorProto.INT64, FLOAT, {})
+    with pytest.raises(Exception, match="outside"):
+        s.run(None, {"W": random((30, 4), FLOAT, 0), "I": np.array([0, bad_index])})
+
+
+def test_gather_whose_declared_type_contradicts_output_dtype_is_refused():
+    with pytest.raises(Exception, match="output_dtype"):
+        gather_session(FLOAT, TensorProto.INT64, FLOAT, {"output_dtype": FLOAT16})
+
+
+def test_one_weight_feeds_several_views_in_one_session():
+    # The shape of a rewritten tied-embedding model: W[V, H] read as itself, transposed,
+    # sliced, scaled, and as a float16 table, all from one initializer.
+    v, h = 50, 24
+    w = random((v, h), FLOAT, seed=10)
+    nodes = [
+        helper.make_node("IclMatMul", ["X", "W"], ["logits"], domain="ai.icl", transpose=1),
+        helper.make_node("IclMatMul", ["X", "W"], ["head"], domain="ai.icl", transpose=1,
+                         slice_axis=0, slice_start=10, slice_size=20, scale=0.5),
+        helper.make_node("IclMatMul", ["Z", "W"], ["proj"], domain="ai.icl",
+                         slice_axis=1, slice_start=4, slice_size=8),
+        helper.make_node("IclGather", ["W", "ids"], ["emb"], domain="ai.icl",
+                         output_dtype=FLOAT16),
+    ]
+    s = session(
+        nodes,
+        [tensor("X", FLOAT), tensor("Z", FLOAT), tensor("ids", TensorProto.INT64)],
+        [tensor("logits", FLOAT), tensor("head", FLOAT), tensor("proj", FLOAT),
+         tensor("emb", FLOAT16)],
+        initializers=[onnx.numpy_helper.from_array(w, "W")],
+    )
+    x, z = random((3, h), FLOAT, 11), random((2, 3, v), FLOAT, 12)
+    ids = np.array([1, -2, 7])
+    logits, head, proj, emb = s.run(None, {"X": x, "Z": z, "ids": ids})
+    assert_close(logits, reference.icl_matmul(x, w, transpose=1), FLOAT)
+    assert_close(
+        head,
+        reference.icl_matmul(x, w, transpose=1, slice_axis=0, slice_start=10, slice_size=20,
+                             scale=0.5),
+        FLOAT,
+    )
+    assert_close(proj, reference.icl_matmul(z, w, slice_axis=1, slice_start=4, slice_size=8),
+                 FLOAT)
+    assert_close(emb, reference.icl_gather(w, ids, output_dtype=FLOAT16), FLOAT16)
+
+
+_FALLBACK_CHECK = textwrap.dedent(
+    """
+    import ml_dtypes, numpy as np, onnxruntime as ort
+    from onnx import TensorProto, helper
+    import icl_onnx
+    from icl_onnx import reference
+    worst = 0.0
+    for w_dtype in (np.float32, np.float16, ml_dtypes.bfloat16):
+        for rows in (1, 2, 3, 5):
+            node = helper.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl",
+                                    transpose=1)
+            w_type = helper.np_dtype_to_tensor_dtype(np.dtype(w_dtype))
+            graph = helper.make_graph(
+                [node], "g",
+                [helper.make_tensor_value_info("A", TensorProto.FLOAT, None),
+                 helper.make_tensor_value_info("W", w_type, None)],
+                [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18),
+                                                            helper.make_opsetid("ai.icl", 1)])
+            s = icl_onnx.create_session(model.SerializeToString())
+            rng = np.random.default_rng(rows)
+            a = rng.standard_normal((rows, 37)).astype(np.float32)
+            w = rng.standard_normal((45, 37)).astype(w_dtype)
+            w_value = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                w.view(np.uint16) if w.dtype.itemsize == 2 else w, onnx_element_type=w_type)
+            feeds = {"A": ort.OrtValue.ortvalue_from_numpy(a), "W": w_value}
+            y = s.run_with_ort_values(None, feeds)[0].numpy()
+            worst = max(worst, float(np.abs(y - reference.icl_matmul(a, w, transpose=1)).max()))
+    print(worst)
+    """
+)
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+def test_narrower_instruction_set_fallbacks_match_reference(isa):
+    env = {**os.environ, "ICL_CPU_ISA": isa}
+    out = subprocess.run([sys.executable, "-c", _FALLBACK_CHECK], env=env, check=True,
+                         capture_output=True, text=True)
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-4
