@@ -87,7 +87,8 @@ def matmul_session(a_type: int, w_type: int, attrs: dict, bias: bool):
     names = ["A", "W", "bias"] if bias else ["A", "W"]
     types = [a_type, w_type, a_type][: len(names)]
     node = helper.make_node("IclMatMul", names, ["Y"], domain="ai.icl", **attrs)
-    return session([node], [tensor(n, t) for n, t in zip(names, types, strict=True)], [tensor("Y", a_type)])
+    inputs = [tensor(n, t) for n, t in zip(names, types, strict=True)]
+    return session([node], inputs, [tensor("Y", a_type)])
 
 
 def run_matmul(a, w, attrs, bias=None):
