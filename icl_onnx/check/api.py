@@ -41,7 +41,8 @@ def resolve_providers(providers: Sequence[str]) -> list[str]:
                 else ""
             )
             raise IclUserError(
-                f"execution provider {p!r} is not available in onnxruntime "
+                f"execution provider {p!r}{f' ({name})' if name != p else ''} is not available "
+                "in this onnxruntime "
                 f"(available: {', '.join(available)}){hint}"
             )
         out.append(name)
