@@ -63,7 +63,6 @@ class ModelInfo:
         outputs: graph outputs, in order.
         token_inputs: for inputs whose values index a Gather (also through Cast, Unsqueeze,
             ... and ``ai.icl::IclGather``), the number of rows of the smallest table they index.
-        icl_nodes: names of the ``ai.icl`` nodes in the main graph.
         file_bytes: the model file plus its external data files.
     """
 
@@ -71,7 +70,6 @@ class ModelInfo:
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     token_inputs: dict[str, int]
-    icl_nodes: list[str]
     file_bytes: int
 
 
@@ -102,9 +100,6 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         inputs=inputs,
         outputs=outputs,
         token_inputs=_token_inputs(graph, [i.name for i in inputs]),
-        icl_nodes=[
-            n.name or f"{n.op_type}_{i}" for i, n in enumerate(graph.node) if n.domain == DOMAIN
-        ],
         file_bytes=file_bytes(path, model),
     )
 
