@@ -420,6 +420,7 @@ def test_icl_model_with_scale_1_01_fails_on_logits(cli, tied, tmp_path, capsys):
         (["--iterations", "0"], "--iterations must be at least 1"),
         (["--providers", "tpu"], "execution provider 'tpu' is not available"),
         (["--load-inputs", "missing.npz"], "missing.npz: no such file"),
+        (["--save-inputs", "/nonexistent/in.npz"], "--save-inputs /nonexistent/in.npz: cannot"),
     ],
 )
 def test_bad_options_exit_2_with_one_line(cli, tied, scaled, capsys, extra, message):

@@ -197,8 +197,11 @@ def save_inputs(path: str | os.PathLike, sets: Sequence[InputSet]) -> None:
     for i, feed in enumerate(sets):
         for name, value in feed.items():
             arrays[name if len(sets) == 1 else f"{i}/{name}"] = value
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    try:
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+    except OSError as e:
+        raise IclUserError(f"--save-inputs {path}: cannot write ({e.strerror})") from None
 
 
 def load_inputs(path: str | os.PathLike, info: ModelInfo) -> list[InputSet]:
