@@ -40,7 +40,9 @@ def _export(args: argparse.Namespace, path: Path) -> None:
         raise IclUserError(
             f"demo needs torch and transformers: pip install 'icl-onnx[export]' ({e})"
         ) from e
-    module, inputs = build_model(args.arch, hidden=args.hidden, vocab=args.vocab, layers=args.layers)
+    module, inputs = build_model(
+        args.arch, hidden=args.hidden, vocab=args.vocab, layers=args.layers
+    )
     export_onnx(module, path, inputs, dynamo=args.exporter == "dynamo")
 
 
@@ -48,6 +50,11 @@ def run(args: argparse.Namespace) -> int:
     """Runs the demo; returns check's exit code."""
     from icl_onnx.cli.main import main
 
+    if args.hidden <= 0 or args.hidden % 12 or args.vocab < 2 or args.layers < 1:
+        raise IclUserError(
+            "--hidden must be a positive multiple of 12 (12 attention heads), "
+            "--vocab at least 2 and --layers at least 1"
+        )
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     original = out / f"{args.arch}-{args.exporter}.onnx"
