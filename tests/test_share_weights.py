@@ -330,3 +330,29 @@ def test_permuted_copy_with_equal_fingerprint_is_rejected_by_verification():
     )
     result, _, _ = run_pass(proto)
     assert not result.modified
+
+
+def test_icl_gather_output_is_typed_so_ort_loads_the_model():
+    # No value_info for the intermediate "e": ORT cannot infer a custom op's output type when it
+    # differs from its inputs' constraints, so the pass must declare it.
+    pytest.importorskip("onnxruntime")
+    try:
+        icl_onnx.library_path()
+    except icl_onnx.LibraryNotFoundError as e:
+        pytest.skip(f"op library not built: {e}")
+    proto = make_model(
+        [
+            h.make_node("Gather", ["wT", "ids"], ["e"]),
+            h.make_node("Neg", ["w"], ["n"]),
+            h.make_node("ReduceSum", ["e"], ["y"], keepdims=0),
+        ],
+        [("w", W), ("wT", W.T.copy())],
+        [ids_input()],
+        [out("y", rank=0), out("n", rank=2)],
+    )
+    _, optimized, _ = run_pass(proto)
+    assert [n.op_type for n in optimized.graph.node][0] == "IclGather"
+    session = icl_onnx.create_session(optimized.SerializeToString())
+    ids = RNG.integers(0, H, (2, 3))
+    (got, _) = session.run(None, {"ids": ids})
+    np.testing.assert_allclose(got, W.T[ids].sum(), rtol=1e-4)

@@ -73,6 +73,26 @@ def _rewrite(node: ir.Node, index: int, rewrite: str, canonical: ir.Value, view:
     ir.convenience.replace_nodes_and_values(
         graph, node, [node], [new], list(node.outputs), list(new.outputs)
     )
+    _declare_output_type(new)
+
+
+def _declare_output_type(node: ir.Node) -> None:
+    """Types the ICL node's output when the model did not.
+
+    ORT cannot infer the output type of a custom op whose output constraint differs from its
+    inputs' (IclGather), so the file must carry it.
+    """
+    out = node.outputs[0]
+    if out.type is not None:
+        return
+    if node.op_type == MATMUL:
+        out.type = node.inputs[0].type  # type: ignore[union-attr]
+    else:
+        out_dtype = int(_attr(node, "output_dtype", 0))
+        table = node.inputs[0].const_value  # type: ignore[union-attr]
+        dtype = ir.DataType(out_dtype) if out_dtype else (table.dtype if table else None)
+        if dtype is not None:
+            out.type = ir.TensorType(dtype)
 
 
 def _planned_rewrites(groups: list[GroupBinding]):
