@@ -4,6 +4,7 @@ from icl_onnx import schemas as _schemas
 from icl_onnx._runtime import LibraryNotFoundError, create_session, library_path, session_options
 from icl_onnx.analysis import SharePlan, analyze
 from icl_onnx.errors import IclUserError
+from icl_onnx.export import ExportResult, export
 from icl_onnx.model_io import load_model, save_model
 from icl_onnx.optimize import OptimizeResult, optimize, optimize_file
 from icl_onnx.passes import ShareWeightsPass
@@ -11,6 +12,7 @@ from icl_onnx.passes import ShareWeightsPass
 _schemas.register()
 
 __all__ = [
+    "ExportResult",
     "IclUserError",
     "LibraryNotFoundError",
     "OptimizeResult",
@@ -18,6 +20,7 @@ __all__ = [
     "ShareWeightsPass",
     "analyze",
     "create_session",
+    "export",
     "library_path",
     "load_model",
     "optimize",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import os
 import time
 import warnings
@@ -176,9 +177,15 @@ def _quiet(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    torch_onnx_log = logging.getLogger("torch.onnx")
+    level = torch_onnx_log.level
+    torch_onnx_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch_onnx_log.setLevel(level)
 
 
 def export_onnx(
