@@ -12,6 +12,7 @@ struct Simd {
   using V = __m256;
   static constexpr int kWidth = 8;
   static constexpr int kMaxRows = 2;
+  static constexpr int kTileCols = 4;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V LoadA(const float* p) { return _mm256_loadu_ps(p); }
   ICL_TARGET static V LoadW(const float* p) { return _mm256_loadu_ps(p); }

@@ -17,6 +17,7 @@ struct Simd {
   using V = __m512;
   static constexpr int kWidth = 16;
   static constexpr int kMaxRows = 4;
+  static constexpr int kTileCols = 4;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V LoadA(const float* p) { return _mm512_loadu_ps(p); }
   ICL_TARGET static V LoadW(const float* p) { return _mm512_loadu_ps(p); }

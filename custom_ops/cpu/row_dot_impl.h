@@ -16,11 +16,32 @@
 
 namespace icl::cpu::ICL_ISA_NS {
 
+// Prefetches the next W tile a few cache lines per step of the current tile, spread over all
+// of its steps. Without it the core computes on one tile and then waits on DRAM for the next
+// (the hardware prefetcher does not run far enough ahead), so memory and compute add up
+// instead of overlapping.
+struct Prefetcher {
+  const char* next = nullptr;
+  const char* end = nullptr;
+  int64_t lines_per_step = 0;
+
+  // Spreads [begin, begin + bytes) over `steps` calls of Step().
+  Prefetcher(const void* begin, int64_t bytes, int64_t steps)
+      : next(static_cast<const char*>(begin)),
+        end(static_cast<const char*>(begin) + bytes),
+        lines_per_step((bytes / 64 + steps) / (steps > 0 ? steps : 1)) {}
+
+  void Step() {
+    for (int64_t q = 0; q < lines_per_step && next < end; ++q, next += 64)
+      __builtin_prefetch(next);
+  }
+};
+
 // A tile of Rows rows of A times Cols rows of W; the Rows * Cols accumulators stay in
 // registers over the whole of K, so each W element is loaded once per tile.
 template <int Rows, int Cols, typename TW>
 ICL_TARGET void Tile(const float* a, int64_t lda, const TW* w, int64_t ldw, int64_t k,
-                     float alpha, float* y, int64_t ldy) {
+                     float alpha, float* y, int64_t ldy, Prefetcher& prefetch) {
   typename Simd::V acc[Rows][Cols];
   for (int r = 0; r < Rows; ++r)
     for (int c = 0; c < Cols; ++c) acc[r][c] = Simd::Zero();
@@ -28,6 +49,7 @@ ICL_TARGET void Tile(const float* a, int64_t lda, const TW* w, int64_t ldw, int6
   for (; i + Simd::kWidth <= k; i += Simd::kWidth) {
     typename Simd::V av[Rows];
     for (int r = 0; r < Rows; ++r) av[r] = Simd::LoadA(a + r * lda + i);
+    prefetch.Step();
     for (int c = 0; c < Cols; ++c) {
       const typename Simd::V wv = Simd::LoadW(w + c * ldw + i);
       for (int r = 0; r < Rows; ++r) acc[r][c] = Simd::Fma(av[r], wv, acc[r][c]);
@@ -42,20 +64,27 @@ ICL_TARGET void Tile(const float* a, int64_t lda, const TW* w, int64_t ldw, int6
   }
 }
 
-// All rows of A against Cols rows of W, in tiles of up to Simd::kMaxRows rows of A.
+// All rows of A against Cols rows of W, in tiles of up to Simd::kMaxRows rows of A, while the
+// next Cols rows of W (from `next`, when not null) are prefetched. The W tile stays in L1
+// while the tiles of A stream from L2.
 template <int Cols, typename TW>
-ICL_TARGET void ColumnBlock(const RowDotProblem& p, const TW* w, float* y) {
+ICL_TARGET void ColumnBlock(const RowDotProblem& p, const TW* w, const TW* next, float* y) {
+  const int64_t tiles = (p.rows + Simd::kMaxRows - 1) / Simd::kMaxRows;
+  const int64_t bytes = next ? ((Cols - 1) * p.ldw + p.k) * int64_t{sizeof(TW)} : 0;
+  Prefetcher prefetch(next, bytes, tiles * (p.k / Simd::kWidth));
   int64_t r = 0;
   for (; r + Simd::kMaxRows <= p.rows; r += Simd::kMaxRows)
     Tile<Simd::kMaxRows, Cols>(p.a + r * p.lda, p.lda, w, p.ldw, p.k, p.alpha, y + r * p.ldy,
-                               p.ldy);
+                               p.ldy, prefetch);
   const float* a = p.a + r * p.lda;
   y += r * p.ldy;
   switch (p.rows - r) {
-    case 1: return Tile<1, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy);
-    case 2: return Tile<2, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy);
-    case 3: return Tile<3, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy);
-    default: return;  // kMaxRows <= 4, so nothing else remains
+    case 1: return Tile<1, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
+    case 2: return Tile<2, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
+    case 3: return Tile<3, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
+    case 4: return Tile<4, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
+    case 5: return Tile<5, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
+    default: return;  // kMaxRows <= 6, so nothing else remains
   }
 }
 
@@ -64,13 +93,21 @@ ICL_TARGET void Run(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
   const TW* w = static_cast<const TW*>(p.w) + n_begin * p.ldw;
   float* y = p.y;
   int64_t n = n_begin;
+  // The W rows after the current `cols`, or null past the end of this call's rows.
+  auto next = [&](int64_t cols) { return n + 2 * cols <= n_end ? w + cols * p.ldw : nullptr; };
   // One row of A (a GEMV) needs more W rows in flight to hide the FMA latency.
   if (p.rows == 1) {
-    for (; n + 8 <= n_end; n += 8, w += 8 * p.ldw, y += 8)
-      Tile<1, 8>(p.a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy);
+    for (; n + 8 <= n_end; n += 8, w += 8 * p.ldw, y += 8) {
+      const TW* ahead = next(8);
+      Prefetcher prefetch(ahead, ahead ? (7 * p.ldw + p.k) * int64_t{sizeof(TW)} : 0,
+                          p.k / Simd::kWidth);
+      Tile<1, 8>(p.a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
+    }
   }
-  for (; n + 4 <= n_end; n += 4, w += 4 * p.ldw, y += 4) ColumnBlock<4>(p, w, y);
-  for (; n < n_end; ++n, w += p.ldw, ++y) ColumnBlock<1>(p, w, y);
+  constexpr int kCols = Simd::kTileCols;
+  for (; n + kCols <= n_end; n += kCols, w += kCols * p.ldw, y += kCols)
+    ColumnBlock<kCols>(p, w, next(kCols), y);
+  for (; n < n_end; ++n, w += p.ldw, ++y) ColumnBlock<1>(p, w, next(1), y);
 }
 
 inline void Dispatch(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {

@@ -10,6 +10,7 @@ struct Simd {
   using V = float;
   static constexpr int kWidth = 1;
   static constexpr int kMaxRows = 4;
+  static constexpr int kTileCols = 4;
   static V Zero() { return 0.0f; }
   static V LoadA(const float* p) { return *p; }
   template <typename T>
