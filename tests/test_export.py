@@ -1,0 +1,259 @@
+"""Export of tiny Hugging Face models with both exporters, icl_onnx.export and `icl-onnx export`."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import helper, numpy_helper
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import icl_onnx  # noqa: E402
+from icl_onnx.cli.main import main  # noqa: E402
+from icl_onnx.errors import IclUserError  # noqa: E402
+from icl_onnx.hf_folder import infer_task  # noqa: E402
+from icl_onnx.models import build_model  # noqa: E402
+from icl_onnx.torch_export import export_onnx, flatten_outputs  # noqa: E402
+
+export_module = importlib.import_module("icl_onnx.export")  # the attribute is the function
+
+# vocab * hidden = 9600 > 8192, the onnxscript optimizer's constant-folding input limit: with a
+# smaller embedding the dynamo exporter folds Transpose(W) into a transposed copy.
+TINY = {"hidden": 32, "vocab": 300, "layers": 1, "heads": 2}
+V, H = TINY["vocab"], TINY["hidden"]
+
+
+def _icl_kernels_missing() -> str | None:
+    w = numpy_helper.from_array(np.ones((3, 4), np.float32), "W")
+    node = helper.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl", transpose=1)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("A", onnx.TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [2, 3])],
+        [w],
+    )
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
+    try:
+        session = icl_onnx.create_session(
+            helper.make_model(graph, opset_imports=opsets).SerializeToString()
+        )
+        session.run(None, {"A": np.ones((2, 4), np.float32)})
+    except Exception as e:  # noqa: BLE001 - any failure means no usable kernel
+        return f"the ICL op library has no working IclMatMul kernel: {str(e).splitlines()[0][:150]}"
+    return None
+
+
+needs_icl_kernels = pytest.mark.skipif(
+    _icl_kernels_missing() is not None, reason=str(_icl_kernels_missing())
+)
+
+
+def _initializers(path) -> dict[str, np.ndarray]:
+    model = onnx.load(path)
+    return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+
+
+def _consumers(model: onnx.ModelProto, name: str) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if name in n.input]
+
+
+@pytest.mark.parametrize(
+    "arch",
+    ["bert", "llama"],
+)
+def test_torchscript_export_of_tied_model_holds_embedding_and_its_transposed_copy(tmp_path, arch):
+    module, inputs = build_model(arch, **TINY)
+    path = tmp_path / "m.onnx"
+    info = export_onnx(module, path, inputs, dynamo=False)
+
+    assert info.exporter == "torchscript"
+    inits = _initializers(path)
+    table = [w for w in inits.values() if w.shape == (V, H)]
+    copy = [w for w in inits.values() if w.shape == (H, V)]
+    assert len(table) == 1 and len(copy) == 1
+    np.testing.assert_array_equal(copy[0], table[0].T)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["bert", "llama"])
+def test_dynamo_export_of_tied_model_holds_embedding_once_with_a_transpose(tmp_path, arch):
+    module, inputs = build_model(arch, **TINY)
+    path = tmp_path / "m.onnx"
+    export_onnx(module, path, inputs, dynamo=True)
+
+    model = onnx.load(path)
+    inits = _initializers(path)
+    assert not [n for n, w in inits.items() if w.shape == (H, V)]
+    (name,) = [n for n, w in inits.items() if w.shape == (V, H)]
+    kinds = sorted(n.op_type for n in _consumers(model, name))
+    assert kinds == ["Gather", "Transpose"]
+    (transpose,) = [n for n in _consumers(model, name) if n.op_type == "Transpose"]
+    assert [n.op_type for n in _consumers(model, transpose.output[0])] == ["MatMul"]
+
+
+@pytest.mark.parametrize("dynamo", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_export_has_named_inputs_and_dynamic_batch_and_sequence(tmp_path, dynamo):
+    module, inputs = build_model("bert", **TINY)
+    path = tmp_path / "m.onnx"
+    info = export_onnx(module, path, inputs, dynamo=dynamo)
+    assert info.input_names == ("input_ids", "attention_mask")
+    assert info.output_names == ("logits",)
+
+    other = {
+        "input_ids": torch.randint(0, V, (3, 5), generator=torch.Generator().manual_seed(7)),
+        "attention_mask": torch.ones(3, 5, dtype=torch.long),
+    }
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {k: v.numpy() for k, v in other.items()})
+    with torch.no_grad():
+        want = module(**other).logits.numpy()
+    assert got.shape == (3, 5, V)
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_flatten_outputs_names_model_output_fields_and_skips_none():
+    t = torch.zeros(1)
+    assert [n for n, _ in flatten_outputs({"logits": t, "past": None, "hidden": (t, t)})] == [
+        "logits",
+        "hidden.0",
+        "hidden.1",
+    ]
+
+
+@needs_icl_kernels
+def test_export_shares_the_tied_embedding_and_matches_torch(tmp_path):
+    module, inputs = build_model("llama", **TINY)
+    path = tmp_path / "llama.onnx"
+    result = icl_onnx.export(module, path, kwargs=inputs, dynamo=False)
+
+    assert result.exporter == "torchscript" and result.fallback_reason == ""
+    (group,) = result.optimize.plan.groups
+    assert [m.view.kind for m in group.members] == ["transpose"]
+    inits = _initializers(path)
+    assert [w.shape for w in inits.values() if V in w.shape] == [(V, H)]
+    assert any(n.op_type == "IclMatMul" for n in onnx.load(path).graph.node)
+    assert all(m.ok and m.max_abs_error < 1e-4 for m in result.outputs)
+
+
+@needs_icl_kernels
+def test_export_falls_back_to_torchscript_when_dynamo_fails(tmp_path, monkeypatch):
+    real = export_module.export_onnx
+
+    def fake(module, path, inputs, dynamo=True, **options):
+        if dynamo:
+            raise RuntimeError("simulated dynamo failure")
+        return real(module, path, inputs, dynamo=dynamo, **options)
+
+    monkeypatch.setattr(export_module, "export_onnx", fake)
+    module, inputs = build_model("bert", **TINY)
+    result = icl_onnx.export(module, tmp_path / "b.onnx", kwargs=inputs)
+    assert result.exporter == "torchscript"
+    assert "simulated dynamo failure" in result.fallback_reason
+
+
+def test_export_without_fallback_raises_the_dynamo_error(tmp_path, monkeypatch):
+    def fake(module, path, inputs, dynamo=True, **options):
+        raise RuntimeError("simulated dynamo failure")
+
+    monkeypatch.setattr(export_module, "export_onnx", fake)
+    module, inputs = build_model("bert", **TINY)
+    with pytest.raises(RuntimeError, match="simulated"):
+        icl_onnx.export(module, tmp_path / "b.onnx", kwargs=inputs, fallback=False)
+
+
+class _Affine(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+def test_export_names_positional_inputs_after_forward_parameters(tmp_path):
+    result = icl_onnx.export(
+        _Affine(), tmp_path / "a.onnx", args=(torch.randn(2, 4),), dynamo=False
+    )
+    assert result.export_info.input_names == ("x",)
+    assert [m.name for m in result.outputs] == ["output"]
+
+
+def test_export_whose_outputs_differ_raises_exit_1_and_leaves_no_file(tmp_path):
+    path = tmp_path / "a.onnx"
+    with pytest.raises(export_module.ExportMismatchError, match="export already differs") as e:
+        icl_onnx.export(_Affine(), path, args=(torch.randn(2, 4),), dynamo=False, atol=-1.0)
+    assert e.value.exit_code == 1
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("architecture", "task"),
+    [
+        ("BertForMaskedLM", "masked-lm"),
+        ("LlamaForCausalLM", "causal-lm"),
+        ("GPT2LMHeadModel", "causal-lm"),
+        ("BartForConditionalGeneration", "seq2seq-lm"),
+        ("ViTForImageClassification", "image-classification"),
+        ("BertModel", "feature-extraction"),
+    ],
+)
+def test_task_is_inferred_from_the_config_architecture(architecture, task):
+    config = type("Config", (), {"architectures": [architecture], "is_encoder_decoder": True})
+    assert infer_task(config) == task
+
+
+def test_config_without_architecture_asks_for_task():
+    with pytest.raises(IclUserError, match="--task"):
+        infer_task(type("Config", (), {"architectures": None}))
+
+
+@pytest.fixture
+def bert_folder(tmp_path):
+    module, _ = build_model("bert", **TINY)
+    folder = tmp_path / "bert"
+    module.save_pretrained(folder)
+    return folder
+
+
+@needs_icl_kernels
+def test_cli_exports_a_saved_folder_and_reports_the_exporter(bert_folder, tmp_path, capsys):
+    out = tmp_path / "out" / "bert.onnx"
+    code = main(["export", str(bert_folder), "-o", str(out), "--exporter", "torchscript"])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert "BertForMaskedLM (masked-lm) with the torchscript exporter" in stdout
+    assert "outputs match PyTorch" in stdout
+    assert [w.shape for w in _initializers(out).values() if V in w.shape] == [(V, H), (V,)]
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing", "no such folder"),
+        ("empty", "has no config.json"),
+        ("no_weights", "cannot load"),
+        ("bad_json", "config.json"),
+    ],
+)
+def test_cli_rejects_a_bad_folder_with_one_line_and_exit_2(tmp_path, capsys, setup, message):
+    folder = tmp_path / "model"
+    if setup != "missing":
+        folder.mkdir()
+    if setup == "no_weights":
+        (folder / "config.json").write_text(
+            '{"model_type": "bert", "architectures": ["BertForMaskedLM"]}'
+        )
+    if setup == "bad_json":
+        (folder / "config.json").write_text("{")
+    code = main(["export", str(folder), "-o", str(tmp_path / "x.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("icl-onnx export: ") and message in err
+    assert not (tmp_path / "x.onnx").exists()
