@@ -1,0 +1,262 @@
+"""Weight-deduplication tools side by side on exported Hugging Face architectures.
+
+For each architecture (BERT ForMaskedLM, a Llama-style causal LM with tied embeddings, BART,
+and ViT as a control; random weights from transformers configs), exported with the TorchScript
+and the dynamo exporter, each tool of ``_tool_passes.TOOLS`` is applied and the result measured:
+
+* file bytes (model plus external data);
+* initializer bytes in the graph ORT builds (``optimized_model_filepath``);
+* peak RSS added by opening the session and running it (VmHWM after the runs minus after the
+  imports), CPU, each model in its own subprocess (``icl_onnx.check.measure.run_worker``);
+* session creation time; median latency of the runs after the first, as a ratio to the original;
+* time of the tool (load, transform, save); max |output - original output|.
+
+Writes ``tools.md``, ``tools.json`` and ``tools.png`` to ``benchmarks/results/`` (or --out).
+
+Usage:
+    python benchmarks/bench_tools.py            # hidden 768, vocab 30000, 2 layers, all models
+    python benchmarks/bench_tools.py --quick    # tiny sizes, for a smoke run
+The ICL op library comes from ``icl_onnx.library_path()`` (``ICL_ONNX_LIBRARY`` overrides it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import icl_onnx
+from icl_onnx.check.measure import run_worker
+from icl_onnx.check.model_info import read_model_info
+from icl_onnx.errors import IclUserError
+from icl_onnx.models import ARCHITECTURES, build_model
+from icl_onnx.torch_export import export_onnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tool_passes import TOOLS  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EXPORTERS = {"torchscript": False, "dynamo": True}
+
+
+@dataclass
+class Row:
+    model: str
+    exporter: str
+    tool: str
+    file_bytes: int = 0
+    ort_init_bytes: int = 0
+    rss_delta: int = 0
+    create_s: float = 0.0
+    latency_s: float = 0.0
+    latency_ratio: float = float("nan")
+    pass_s: float = 0.0
+    max_abs_diff: float = float("nan")
+    error: str = ""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--quick", action="store_true", help="tiny sizes: hidden 64, vocab 1000, 1 layer"
+    )
+    p.add_argument("--hidden", type=int, default=768)
+    p.add_argument("--vocab", type=int, default=30000)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=12)
+    p.add_argument("--models", default=",".join(ARCHITECTURES), help="comma-separated subset")
+    p.add_argument("--exporters", default="torchscript,dynamo")
+    p.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
+    p.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up run")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--name", default="tools", help="base name of the result files")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.hidden, args.vocab, args.layers, args.heads, args.runs = 64, 1000, 1, 4, 3
+        if args.name == "tools":
+            args.name = "tools_quick"
+    return args
+
+
+def measure(path: Path, feeds: dict[str, np.ndarray], runs: int, work: Path):
+    info = read_model_info(path)
+    return run_worker(info, [feeds] * (runs + 1), work, providers=["CPUExecutionProvider"])
+
+
+def bench_model(arch: str, exporter: str, args, work: Path) -> list[Row]:
+    module, inputs = build_model(
+        arch, hidden=args.hidden, vocab=args.vocab, layers=args.layers, heads=args.heads
+    )
+    feeds = {k: v.numpy() for k, v in inputs.items()}
+    exported = work / f"{arch}-{exporter}.onnx"
+    export_onnx(module, exported, inputs, dynamo=EXPORTERS[exporter])
+    del module
+    rows: list[Row] = []
+    reference = None
+    for tool in args.tools.split(","):
+        row = Row(arch, exporter, tool)
+        rows.append(row)
+        dst = work / f"{arch}-{exporter}-{tool.replace(' ', '_')}.onnx"
+        try:
+            start = time.perf_counter()
+            TOOLS[tool](exported, dst)
+            row.pass_s = time.perf_counter() - start
+            m, outputs = measure(dst, feeds, args.runs, work / f"w-{dst.stem}")
+        except (IclUserError, Exception) as e:  # noqa: BLE001 - one failing cell is reported
+            row.error = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+            print(f"  {arch}/{exporter}/{tool}: FAILED {row.error}", flush=True)
+            continue
+        row.file_bytes = m.file_bytes
+        row.ort_init_bytes = m.ort_initializer_bytes
+        row.rss_delta = m.rss_run_delta
+        row.create_s = m.create_seconds
+        row.latency_s = statistics.median(m.run_seconds[1:] or m.run_seconds)
+        if tool == "original":
+            reference = outputs[0]
+        if reference is not None:
+            row.max_abs_diff = max(
+                float(np.abs(outputs[0][k].astype(np.float64) - reference[k]).max())
+                for k in reference
+            )
+        dst.unlink(missing_ok=True)
+        print(f"  {arch}/{exporter}/{tool}: done", flush=True)
+    base = next((r for r in rows if r.tool == "original" and not r.error), None)
+    for row in rows:
+        if base and not row.error:
+            row.latency_ratio = row.latency_s / base.latency_s
+    exported.unlink(missing_ok=True)
+    return rows
+
+
+def mb(n: int) -> str:
+    return f"{n / 1e6:.1f}"
+
+
+def markdown(rows: list[Row], args, seconds: float) -> str:
+    head = (
+        f"# Weight-deduplication tools on exported models\n\n"
+        f"hidden {args.hidden}, vocab {args.vocab}, layers {args.layers}, heads {args.heads}; "
+        f"batch 2, sequence 16 (ViT: {224 if args.hidden >= 256 else 32}px image); random weights. "
+        f"CPU, "
+        f"{os.cpu_count()} cores, {platform.machine()}; torch {_version('torch')}, "
+        f"onnxruntime {_version('onnxruntime')}, onnx-ir {_version('onnx_ir')}, "
+        f"onnxoptimizer {_version('onnxoptimizer')}. ICL op library: {_library()}. "
+        f"Latency: median of {args.runs} runs after a warm-up, as a ratio to the original "
+        f"export. Peak RSS: added by creating the session and running it, own subprocess. "
+        f"Tool time includes load and save. Total run {seconds:.0f} s.\n\n"
+    )
+    cols = [
+        "model",
+        "exporter",
+        "tool",
+        "file MB",
+        "ORT initializers MB",
+        "peak RSS MB",
+        "session create s",
+        "latency ×",
+        "tool s",
+        "max abs diff",
+    ]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        if r.error:
+            cells = [r.model, r.exporter, r.tool, f"failed: {r.error}"] + [""] * (len(cols) - 4)
+        else:
+            cells = [
+                r.model,
+                r.exporter,
+                r.tool,
+                mb(r.file_bytes),
+                mb(r.ort_init_bytes),
+                mb(r.rss_delta),
+                f"{r.create_s:.2f}",
+                f"{r.latency_ratio:.2f}",
+                f"{r.pass_s:.2f}",
+                f"{r.max_abs_diff:.1e}",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return head + "\n".join(lines) + "\n"
+
+
+def chart(rows: list[Row], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys((r.model, r.exporter) for r in rows))
+    tools = list(dict.fromkeys(r.tool for r in rows))
+    cell = {(r.model, r.exporter, r.tool): r for r in rows}
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.6 * len(groups)), 8), sharex=True)
+    width = 0.8 / len(tools)
+    x = np.arange(len(groups))
+    for ax, field, label in (
+        (axes[0], "ort_init_bytes", "initializers in ORT's graph (MB)"),
+        (axes[1], "rss_delta", "peak RSS of session + run (MB)"),
+    ):
+        for i, tool in enumerate(tools):
+            values = [
+                getattr(cell[(m, e, tool)], field) / 1e6 if (m, e, tool) in cell else 0
+                for m, e in groups
+            ]
+            ax.bar(x + (i - (len(tools) - 1) / 2) * width, values, width, label=tool)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(ncol=len(tools), fontsize="small")
+    axes[0].set_title(title)
+    axes[1].set_xticks(x, [f"{m}\n{e}" for m, e in groups])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _version(module: str) -> str:
+    try:
+        return __import__(module).__version__
+    except Exception:  # noqa: BLE001
+        return "missing"
+
+
+def _library() -> str:
+    try:
+        return icl_onnx.library_path()
+    except Exception as e:  # noqa: BLE001
+        return f"missing ({e})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="bench-tools.") as tmp:
+        for arch in args.models.split(","):
+            for exporter in args.exporters.split(","):
+                print(f"{arch} / {exporter}", flush=True)
+                rows += bench_model(arch, exporter, args, Path(tmp))
+    seconds = time.perf_counter() - start
+    text = markdown(rows, args, seconds)
+    (args.out / f"{args.name}.md").write_text(text)
+    (args.out / f"{args.name}.json").write_text(
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "rows": [asdict(r) for r in rows]},
+            indent=1,
+        )
+    )
+    title = f"hidden {args.hidden}, vocab {args.vocab}, {args.layers} layer(s), CPU"
+    chart(rows, args.out / f"{args.name}.png", title)
+    print(text)
+    return 1 if any(r.error for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
