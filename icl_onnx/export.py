@@ -100,8 +100,13 @@ def _export_raw(
             raise
         reason = f"dynamo export failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
         logger.info("%s; falling back to the TorchScript exporter", reason)
-        options.pop("optimize", None)
-        return export_onnx(model, path, inputs, dynamo=False, **options), reason
+        try:
+            return export_onnx(model, path, inputs, dynamo=False, **options), reason
+        except Exception as e2:
+            raise IclUserError(
+                f"both exporters failed: {reason}; TorchScript export failed "
+                f"({type(e2).__name__}: {str(e2).splitlines()[0][:200] if str(e2) else ''})"
+            ) from e2
 
 
 def _run_onnx(path: Path, inputs: Mapping[str, Any], names: Sequence[str]) -> list[np.ndarray]:

@@ -167,6 +167,16 @@ def test_export_without_fallback_raises_the_dynamo_error(tmp_path, monkeypatch):
         icl_onnx.export(module, tmp_path / "b.onnx", kwargs=inputs, fallback=False)
 
 
+def test_export_when_both_exporters_fail_raises_one_user_error(tmp_path, monkeypatch):
+    def fake(module, path, inputs, dynamo=True, **options):
+        raise RuntimeError(f"simulated {'dynamo' if dynamo else 'torchscript'} failure")
+
+    monkeypatch.setattr(export_module, "export_onnx", fake)
+    module, inputs = build_model("bert", **TINY)
+    with pytest.raises(IclUserError, match="both exporters failed.*simulated torchscript"):
+        icl_onnx.export(module, tmp_path / "b.onnx", kwargs=inputs)
+
+
 class _Affine(torch.nn.Module):
     def __init__(self):
         super().__init__()
