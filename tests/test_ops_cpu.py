@@ -272,7 +272,7 @@ _FALLBACK_CHECK = textwrap.dedent(
     from icl_onnx import reference
     worst = 0.0
     for w_dtype in (np.float32, np.float16, ml_dtypes.bfloat16):
-        for rows in (1, 2, 3, 5):
+        for rows in (1, 2, 3, 5, 40):
             node = helper.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl",
                                     transpose=1)
             w_type = helper.np_dtype_to_tensor_dtype(np.dtype(w_dtype))

@@ -3,18 +3,23 @@
 //  - Transposed view, few rows of A: W's rows are the columns of view(W), so each output is a
 //    dot product of two contiguous rows. RowDot streams W once, converting 16-bit W in
 //    registers: this is a memory-bound GEMV and runs at memory bandwidth.
+//  - Transposed view, more rows of A, AVX-512: WideGemm, which packs A once per call and
+//    broadcasts W from its rows (no horizontal sums, and no packing of W: ORT prepacks the
+//    B of its own MatMul ahead of time, which a custom op cannot).
 //  - Otherwise: single-threaded OpenBLAS sgemm/sgemv per chunk (16-bit W converted to a
-//    per-thread float32 block first), which is compute-bound and near the machine's peak.
+//    per-thread float32 block first).
 // The epilogue (bias, conversion of Y to 16 bits) runs on the chunk while it is in cache.
 #include "cpu/matmul.h"
 
 #include <algorithm>
+#include <climits>
 
 #include "cpu/blas.h"
 #include "cpu/convert.h"
 #include "cpu/parallel.h"
 #include "cpu/row_dot.h"
 #include "cpu/scratch.h"
+#include "cpu/wide_gemm.h"
 
 namespace icl::cpu {
 namespace {
@@ -32,7 +37,9 @@ const char* ElementAddress(const void* base, ElemType t, int64_t index) {
 }
 
 // Computes columns [n0, n0 + nc) of scale * A @ view(W) into out (row stride ldo).
-void ComputeChunk(const MatMulProblem& p, int64_t n0, int64_t nc, float* out, int64_t ldo) {
+// `packed` is A packed for WideGemm when that is the path taken, else null.
+void ComputeChunk(const MatMulProblem& p, const PackedA* packed, int64_t n0, int64_t nc,
+                  float* out, int64_t ldo) {
   const ViewGeometry& v = p.view;
   if (v.transposed) {
     // Row n of W (offset + n * ld) is column n of view(W), K contiguous elements.
@@ -50,6 +57,10 @@ void ComputeChunk(const MatMulProblem& p, int64_t n0, int64_t nc, float* out, in
       rd.y = out;
       rd.ldy = ldo;
       RowDot(rd, 0, nc);
+      return;
+    }
+    if (packed != nullptr) {
+      WideGemm(*packed, w_rows, p.w_type, v.ld, nc, p.scale, out, ldo);
       return;
     }
     const float* b = static_cast<const float*>(w_rows);
@@ -112,6 +123,12 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
     return Ort::Status{nullptr};
   }
   const bool row_dot = p.view.transposed && p.m <= kRowDotMaxRows;
+  if (!row_dot && std::max({p.m, p.k, n, p.view.ld}) > INT_MAX) {
+    return Ort::Status("IclMatMul: a dimension exceeds the 32-bit range of the BLAS", ORT_FAIL);
+  }
+  PackedA packed;
+  const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
+  if (wide) PackA(p.a, p.m, p.k, p.k, packed);
   const int64_t chunk = row_dot ? kRowDotChunk : kGemmChunk;
   const int64_t tasks = ChunkCount(n, chunk);
   return ParallelFor(context, tasks, [&](int64_t t) {
@@ -126,7 +143,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
       out = ThreadScratch(ScratchSlot::kOutput, static_cast<size_t>(p.m * nc));
       ldo = nc;
     }
-    ComputeChunk(p, n0, nc, out, ldo);
+    ComputeChunk(p, wide ? &packed : nullptr, n0, nc, out, ldo);
     Epilogue(p, n0, nc, out, ldo);
   });
 }

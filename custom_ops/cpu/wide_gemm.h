@@ -1,0 +1,36 @@
+// GEMM against the rows of W for many rows of A (AVX-512): the transposed-view IclMatMul
+// where RowDot's per-output horizontal sums stop paying off.
+//
+// Y[m, n] = alpha * sum_k A[m, k] * W[n, k]. Instead of packing W (92 MB for an LM head, and
+// ORT cannot prepack a custom op's input), A is packed once per call, transposed into tiles
+// of up to 64 rows (A^T tiles), and the kernel broadcasts W's elements straight from its rows:
+// each W element feeds up to 64 FMA lanes and no horizontal reduction is needed.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu/elem_type.h"
+
+namespace icl::cpu {
+
+// A[m, k] repacked for WideGemm: tile t holds rows [64 t, 64 t + width) as [k][width], width a
+// multiple of 16 (zero-padded) and 64 for every tile but the last.
+struct PackedA {
+  std::vector<float> data;
+  int64_t m = 0;
+  int64_t k = 0;
+};
+
+// True when the CPU has what WideGemm needs (AVX-512F).
+bool WideGemmAvailable();
+
+// Packs row-major A[m, k] (row stride lda).
+void PackA(const float* a, int64_t m, int64_t k, int64_t lda, PackedA& out);
+
+// y[i * ldy + j] = alpha * sum_k A[i, k] * W_j[k] for i < a.m, j < rows, where W_j starts at
+// element j * ldw of `w` (of type w_type). Single-threaded: callers split the rows of W.
+void WideGemm(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
+              float alpha, float* y, int64_t ldy);
+
+}  // namespace icl::cpu
