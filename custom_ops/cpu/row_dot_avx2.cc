@@ -29,6 +29,12 @@ struct Simd {
     const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
   }
+  ICL_TARGET static void Sum4(V a, V b, V c, V d, float* out) {
+    const V ab = _mm256_hadd_ps(a, b);
+    const V cd = _mm256_hadd_ps(c, d);
+    const V abcd = _mm256_hadd_ps(ab, cd);  // per 128-bit half: a, b, c, d partial sums
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1)));
+  }
 };
 
 }  // namespace icl::cpu::avx2

@@ -30,6 +30,18 @@ struct Simd {
   }
   ICL_TARGET static V Fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
   ICL_TARGET static float Sum(V v) { return _mm512_reduce_add_ps(v); }
+  ICL_TARGET static void Sum4(V a, V b, V c, V d, float* out) {
+    // Interleave pairs, add, and gather each vector's partial sums into one 128-bit lane
+    // position per vector; then fold the four 128-bit lanes together.
+    const V ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    const V cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    const V abcd = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                 _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 half = _mm256_add_ps(_mm512_castps512_ps256(abcd),
+                                      _mm256_castpd_ps(_mm512_extractf64x4_pd(
+                                          _mm512_castps_pd(abcd), 1)));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1)));
+  }
 };
 
 }  // namespace icl::cpu::avx512

@@ -17,6 +17,12 @@ struct Simd {
   static V LoadW(const T* p) { return ToFloat(*p); }
   static V Fma(V a, V b, V acc) { return acc + a * b; }
   static float Sum(V v) { return v; }
+  static void Sum4(V a, V b, V c, V d, float* out) {
+    out[0] = a;
+    out[1] = b;
+    out[2] = c;
+    out[3] = d;
+  }
 };
 
 }  // namespace icl::cpu::scalar

@@ -19,7 +19,6 @@ namespace icl::cpu {
 namespace {
 
 constexpr int64_t kTileRows = 64;  // rows of A per packed tile: 4 zmm of lanes
-constexpr int kWRows = 6;          // rows of W per micro-tile: 6 x 4 = 24 accumulators
 
 int64_t TileWidth(int64_t m, int64_t m0) {
   return std::min(kTileRows, (m - m0 + 15) / 16 * 16);
@@ -69,8 +68,12 @@ ICL_AVX512 void WRowBlock(const PackedA& a, const float* w, int64_t ldw, float a
   }
 }
 
+// Rows of W per micro-tile: Rows x (lanes of the widest A tile) = 24 accumulators, which
+// leaves registers for the A tile and the broadcast.
+template <int Rows>
 ICL_AVX512 void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
                     float alpha, float* y, int64_t ldy) {
+  constexpr int kWRows = Rows;
   const int64_t size = SizeOf(w_type);
   const char* w_bytes = static_cast<const char*>(w);
   for (int64_t n = 0; n < rows; n += kWRows) {
@@ -114,7 +117,9 @@ void PackA(const float* a, int64_t m, int64_t k, int64_t lda, PackedA& out) {
 
 void WideGemm(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
               float alpha, float* y, int64_t ldy) {
-  Run(a, w, w_type, ldw, rows, alpha, y, ldy);
+  // With more than 32 rows of A (RowDot takes fewer), the widest tile has 3 or 4 lanes.
+  if (TileWidth(a.m, 0) <= 48) return Run<8>(a, w, w_type, ldw, rows, alpha, y, ldy);
+  Run<6>(a, w, w_type, ldw, rows, alpha, y, ldy);
 }
 
 }  // namespace icl::cpu
