@@ -24,9 +24,9 @@
 namespace icl::cpu {
 namespace {
 
-// Up to this many rows of A, RowDot beats a packed GEMM (W is read once either way, and
-// RowDot skips the packing); measured with benchmarks/bench_matmul.py.
-constexpr int64_t kRowDotMaxRows = 32;
+// Up to this many rows of A, RowDot beats the GEMMs (one core, K=768, N=30000: at 24 rows
+// RowDot ran at 60 GFLOP/s and WideGemm at 45; at 32 rows WideGemm led, 90 to 62-82).
+constexpr int64_t kRowDotMaxRows = 24;
 // Columns of Y per task: RowDot tasks stream 128 rows of W (384 KB at K=768); GEMM tasks
 // are larger so that OpenBLAS's packing of A is amortised.
 constexpr int64_t kRowDotChunk = 128;
