@@ -1,25 +1,53 @@
-# CUDA kernels (cuda/*.cu, cuda/*.cc) when nvcc is found, else cuda/stub.cc.
-# cudart is linked statically and cuBLAS is opened at run time, so the library loads on
-# machines with no CUDA driver and no CUDA libraries.
+# The CUDA part of the op library, or cuda/stub.cc when CUDA is off or nvcc is missing.
+#   icl_cuda_kernels  OBJECT: the launchers (cuda/*.cu) and the run-time cuBLAS loader, shared by
+#   icl_ops           (+ cuda/register.cc: the CUDAExecutionProvider kernels) and
+#   icl_cuda_harness  SHARED: a C API over the launchers for ctypes tests and benchmarks.
+# cudart is linked statically and cuBLAS is opened at run time (cuda/cublas.h), so both libraries
+# load on machines with no CUDA driver and no CUDA libraries.
 include(CheckLanguage)
 if(ICL_ENABLE_CUDA)
   check_language(CUDA)
 endif()
-file(GLOB ICL_CUDA_SOURCES CONFIGURE_DEPENDS
-     ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cu ${CMAKE_CURRENT_SOURCE_DIR}/cuda/*.cc)
-list(FILTER ICL_CUDA_SOURCES EXCLUDE REGEX ".*/stub\\.cc$")
-if(ICL_ENABLE_CUDA AND CMAKE_CUDA_COMPILER AND ICL_CUDA_SOURCES)
-  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-    set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
-  endif()
-  enable_language(CUDA)
-  find_package(CUDAToolkit REQUIRED)
-  target_sources(icl_ops PRIVATE ${ICL_CUDA_SOURCES})
-  target_compile_definitions(icl_ops PRIVATE ICL_USE_CUDA)
-  target_link_libraries(icl_ops PRIVATE CUDA::cudart_static ${CMAKE_DL_LIBS})
-  set_target_properties(icl_ops PROPERTIES CUDA_SEPARABLE_COMPILATION OFF)
-  message(STATUS "CUDA kernels: on (${CMAKE_CUDA_ARCHITECTURES})")
-else()
+
+if(NOT (ICL_ENABLE_CUDA AND CMAKE_CUDA_COMPILER))
   target_sources(icl_ops PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cuda/stub.cc)
   message(STATUS "CUDA kernels: off")
+  return()
 endif()
+
+if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+  # SASS for A100 (sm_80) and H100/H200 (sm_90), PTX for anything newer.
+  set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
+endif()
+enable_language(CUDA)
+find_package(CUDAToolkit REQUIRED)
+set(CMAKE_CUDA_STANDARD 17)
+set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+set(CMAKE_CUDA_VISIBILITY_PRESET hidden)
+
+set(_icl_cuda_dir ${CMAKE_CURRENT_SOURCE_DIR}/cuda)
+file(GLOB ICL_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS ${_icl_cuda_dir}/*.cu)
+add_library(icl_cuda_kernels OBJECT ${ICL_CUDA_KERNEL_SOURCES} ${_icl_cuda_dir}/cublas.cc)
+target_include_directories(icl_cuda_kernels PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_compile_options(icl_cuda_kernels PRIVATE
+  $<$<COMPILE_LANGUAGE:CUDA>:-O3 --expt-relaxed-constexpr -Xcompiler=-Wall>
+  $<$<COMPILE_LANGUAGE:CXX>:-O3 -Wall -Wextra>)
+target_link_libraries(icl_cuda_kernels PUBLIC CUDA::cudart_static ${CMAKE_DL_LIBS})
+set_target_properties(icl_cuda_kernels PROPERTIES
+  POSITION_INDEPENDENT_CODE ON CUDA_SEPARABLE_COMPILATION OFF)
+
+target_sources(icl_ops PRIVATE ${_icl_cuda_dir}/register.cc)
+target_compile_definitions(icl_ops PRIVATE ICL_USE_CUDA)
+target_link_libraries(icl_ops PRIVATE icl_cuda_kernels)
+
+add_library(icl_cuda_harness SHARED ${_icl_cuda_dir}/harness/harness_api.cc)
+target_include_directories(icl_cuda_harness PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${ORT_INCLUDE_DIR})
+target_compile_definitions(icl_cuda_harness PRIVATE ORT_API_MANUAL_INIT)
+target_compile_options(icl_cuda_harness PRIVATE -O2 -Wall -Wextra)
+target_link_libraries(icl_cuda_harness PRIVATE icl_cuda_kernels)
+target_link_options(icl_cuda_harness PRIVATE
+  "-Wl,--version-script=${_icl_cuda_dir}/harness/exports.lds" "-Wl,--no-undefined")
+set_target_properties(icl_cuda_harness PROPERTIES LINK_DEPENDS ${_icl_cuda_dir}/harness/exports.lds)
+install(TARGETS icl_cuda_harness LIBRARY DESTINATION icl_onnx/_lib)
+
+message(STATUS "CUDA kernels: on (${CMAKE_CUDA_ARCHITECTURES}), harness: icl_cuda_harness")

@@ -1,0 +1,39 @@
+// Launcher of IclMatMul: Y[M, N] = A[M, K] @ view(W) + bias through cuBLAS.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "cuda/dtype.h"
+
+namespace icl::cuda {
+
+// view(W)[i, j] = scale * W_flat[w_offset + (w_transposed ? j * w_ld + i : i * w_ld + j)],
+// i < k, j < n. A, bias and Y share a_type; W may have any supported type.
+struct MatMulProblem {
+  const void* a = nullptr;     // [m, k], row-major
+  DType a_type = DType::kFloat;
+  const void* w = nullptr;     // the stored W
+  DType w_type = DType::kFloat;
+  int64_t w_offset = 0;
+  int64_t w_ld = 0;
+  bool w_transposed = false;
+  float scale = 1.0f;
+  const void* bias = nullptr;  // [n] or nullptr
+  void* y = nullptr;           // [m, n], row-major
+  int64_t m = 0, k = 0, n = 0;
+};
+
+// Device scratch bytes LaunchMatMul needs for `p` (0 when A and W share a type).
+size_t MatMulWorkspaceBytes(const MatMulProblem& p);
+
+// Enqueues the product on `stream` (never synchronises). `workspace` must hold
+// MatMulWorkspaceBytes(p) bytes and stay allocated until the stream has run the work (a
+// stream-ordered allocator may take it back as soon as this returns). Returns "" on success, else
+// what went wrong.
+std::string LaunchMatMul(const MatMulProblem& p, void* workspace, cudaStream_t stream);
+
+}  // namespace icl::cuda

@@ -1,0 +1,62 @@
+// Glue between the ORT kernel context and the CUDA launchers: element types, statuses that never
+// throw across the C ABI, and scratch memory from ORT's device allocator.
+#pragma once
+
+#include <string>
+
+#include "cuda/dtype.h"
+#include "onnxruntime_cxx_api.h"
+
+namespace icl::cuda {
+
+inline constexpr const char* kProvider = "CUDAExecutionProvider";
+
+// ONNX element-type numbers are DType's numbers; false for any other type.
+inline bool ToDType(ONNXTensorElementDataType t, DType& out) {
+  out = static_cast<DType>(t);
+  return IsSupported(out);
+}
+
+inline bool ToIndexType(ONNXTensorElementDataType t, IndexType& out) {
+  out = static_cast<IndexType>(t);
+  return IsSupported(out);
+}
+
+inline Ort::Status InvalidArgument(const std::string& op, const std::string& message) {
+  return Ort::Status((op + " (CUDA): " + message).c_str(), ORT_INVALID_ARGUMENT);
+}
+
+inline Ort::Status Failure(const std::string& op, const std::string& message) {
+  return Ort::Status((op + " (CUDA): " + message).c_str(), ORT_FAIL);
+}
+
+// Device scratch from the kernel context's allocator for the device of `memory_info`, handed
+// back when this goes out of scope. ORT's CUDA allocator is stream-ordered (an arena whose
+// freed chunks are reused by later work on the compute stream), as for ORT's own kernels'
+// scratch, so freeing right after the asynchronous launch is safe and never synchronises.
+class DeviceScratch {
+ public:
+  DeviceScratch(const Ort::KernelContext& ctx, const OrtMemoryInfo* memory_info, size_t bytes) {
+    if (bytes == 0) return;
+    const OrtApi& api = Ort::GetApi();
+    Ort::ThrowOnError(api.KernelContext_GetAllocator(ctx.GetOrtKernelContext(), memory_info,
+                                                     &allocator_));
+    Ort::ThrowOnError(api.KernelContext_GetScratchBuffer(ctx.GetOrtKernelContext(), memory_info,
+                                                         bytes, &data_));
+  }
+  ~DeviceScratch() {
+    if (allocator_ == nullptr) return;
+    if (data_ != nullptr) allocator_->Free(allocator_, data_);
+    Ort::GetApi().ReleaseAllocator(allocator_);
+  }
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
+
+  void* get() const { return data_; }
+
+ private:
+  OrtAllocator* allocator_ = nullptr;
+  void* data_ = nullptr;
+};
+
+}  // namespace icl::cuda
