@@ -8,7 +8,8 @@ and the dynamo exporter, each tool of ``_tool_passes.TOOLS`` is applied and the 
 * initializer bytes in the graph ORT builds (``optimized_model_filepath``);
 * peak RSS added by opening the session and running it (VmHWM after the runs minus after the
   imports), CPU, each model in its own subprocess (``icl_onnx.check.measure.run_worker``);
-* session creation time; median latency of the runs after the first, as a ratio to the original;
+* session creation time; latency as a ratio to the original export, both run alternately in
+  one subprocess (``_measure_latency.py``);
 * time of the tool (load, transform, save); max |output - original output|.
 
 Writes ``tools.md``, ``tools.json`` and ``tools.png`` to ``benchmarks/results/`` (or --out).
@@ -25,7 +26,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -76,20 +77,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default=",".join(ARCHITECTURES), help="comma-separated subset")
     p.add_argument("--exporters", default="torchscript,dynamo")
     p.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
-    p.add_argument("--runs", type=int, default=5, help="timed runs after one warm-up run")
+    p.add_argument("--runs", type=int, default=20, help="timed runs of each model (latency)")
+    p.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (latency)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="tools", help="base name of the result files")
     args = p.parse_args(argv)
     if args.quick:
-        args.hidden, args.vocab, args.layers, args.heads, args.runs = 64, 1000, 1, 4, 3
+        args.hidden, args.vocab, args.layers, args.heads, args.runs = 64, 1000, 1, 4, 5
         if args.name == "tools":
             args.name = "tools_quick"
     return args
 
 
-def measure(path: Path, feeds: dict[str, np.ndarray], runs: int, work: Path):
+def measure(path: Path, feeds: dict[str, np.ndarray], work: Path):
+    """Session + one run in a fresh subprocess (icl_onnx.check's worker)."""
     info = read_model_info(path)
-    return run_worker(info, [feeds] * (runs + 1), work, providers=["CPUExecutionProvider"])
+    return run_worker(info, [feeds], work, providers=["CPUExecutionProvider"])
+
+
+def latency(baseline: Path, candidate: Path, inputs: Path, args, work: Path) -> tuple[float, float]:
+    """Fastest run of each model, run alternately in one subprocess (_measure_latency.py)."""
+    request = work / "latency.json"
+    request.write_text(
+        json.dumps(
+            {
+                "baseline": str(baseline),
+                "candidate": str(candidate),
+                "inputs": str(inputs),
+                "runs": args.runs,
+                "threads": args.threads,
+            }
+        )
+    )
+    script = Path(__file__).resolve().parent / "_measure_latency.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(request)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError((proc.stderr.strip().splitlines() or ["latency worker died"])[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["baseline_s"], result["candidate_s"]
 
 
 def bench_model(arch: str, exporter: str, args, work: Path) -> list[Row]:
@@ -97,6 +124,8 @@ def bench_model(arch: str, exporter: str, args, work: Path) -> list[Row]:
         arch, hidden=args.hidden, vocab=args.vocab, layers=args.layers, heads=args.heads
     )
     feeds = {k: v.numpy() for k, v in inputs.items()}
+    inputs_npz = work / "inputs.npz"
+    np.savez(inputs_npz, **feeds)
     exported = work / f"{arch}-{exporter}.onnx"
     export_onnx(module, exported, inputs, dynamo=EXPORTERS[exporter])
     del module
@@ -110,7 +139,8 @@ def bench_model(arch: str, exporter: str, args, work: Path) -> list[Row]:
             start = time.perf_counter()
             TOOLS[tool](exported, dst)
             row.pass_s = time.perf_counter() - start
-            m, outputs = measure(dst, feeds, args.runs, work / f"w-{dst.stem}")
+            m, outputs = measure(dst, feeds, work / f"w-{dst.stem}")
+            base_s, row.latency_s = latency(exported, dst, inputs_npz, args, work)
         except (IclUserError, Exception) as e:  # noqa: BLE001 - one failing cell is reported
             row.error = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
             print(f"  {arch}/{exporter}/{tool}: FAILED {row.error}", flush=True)
@@ -119,7 +149,7 @@ def bench_model(arch: str, exporter: str, args, work: Path) -> list[Row]:
         row.ort_init_bytes = m.ort_initializer_bytes
         row.rss_delta = m.rss_run_delta
         row.create_s = m.create_seconds
-        row.latency_s = statistics.median(m.run_seconds[1:] or m.run_seconds)
+        row.latency_ratio = row.latency_s / base_s
         if tool == "original":
             reference = outputs[0]
         if reference is not None:
@@ -129,10 +159,6 @@ def bench_model(arch: str, exporter: str, args, work: Path) -> list[Row]:
             )
         dst.unlink(missing_ok=True)
         print(f"  {arch}/{exporter}/{tool}: done", flush=True)
-    base = next((r for r in rows if r.tool == "original" and not r.error), None)
-    for row in rows:
-        if base and not row.error:
-            row.latency_ratio = row.latency_s / base.latency_s
     exported.unlink(missing_ok=True)
     return rows
 
@@ -150,8 +176,12 @@ def markdown(rows: list[Row], args, seconds: float) -> str:
         f"{os.cpu_count()} cores, {platform.machine()}; torch {_version('torch')}, "
         f"onnxruntime {_version('onnxruntime')}, onnx-ir {_version('onnx_ir')}, "
         f"onnxoptimizer {_version('onnxoptimizer')}. ICL op library: {_library()}. "
-        f"Latency: median of {args.runs} runs after a warm-up, as a ratio to the original "
-        f"export. Peak RSS: added by creating the session and running it, own subprocess. "
+        f"Latency: the tool's model and the original export run alternately in one "
+        f"subprocess, {args.runs} runs each after a warm-up, {args.threads} intra-op "
+        f"thread(s); ratio of the fastest runs (the original row shows the noise). "
+        f"Peak RSS: added by creating the session and running it once, own subprocess "
+        f"(icl_onnx.check's worker); 'ORT initializers' is that worker's count of the "
+        f"graph ORT built. "
         f"Tool time includes load and save. Total run {seconds:.0f} s.\n\n"
     )
     cols = [
@@ -210,6 +240,7 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
             ]
             ax.bar(x + (i - (len(tools) - 1) / 2) * width, values, width, label=tool)
         ax.set_ylabel(label)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # room for the legend
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(ncol=len(tools), fontsize="small")
     axes[0].set_title(title)
