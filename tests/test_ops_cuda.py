@@ -31,7 +31,7 @@ try:
     HARNESS = cuda_harness.load()
 except cuda_harness.HarnessNotFoundError as exc:
     HARNESS = None
-    NO_HARNESS_REASON = f"built without CUDA (no nvcc at build time): {exc}"
+    NO_HARNESS_REASON = f"no CUDA harness (built without nvcc, or the package not rebuilt): {exc}"
 needs_cuda_build = pytest.mark.skipif(HARNESS is None, reason=NO_HARNESS_REASON)
 
 try:
