@@ -69,10 +69,17 @@ def icl_matmul_model(w: np.ndarray) -> bytes:
     return helper.make_model(graph, opset_imports=OPSETS).SerializeToString()
 
 
-def make_options(threads: int) -> ort.SessionOptions:
+def make_options(threads: int, spinning: bool) -> ort.SessionOptions:
+    """Session options shared by both sessions.
+
+    Each session owns an intra-op pool whose idle workers spin after a run; with two sessions
+    on two cores, one session's spinning workers then slow the other's next run (measured:
+    ratios swinging from 0.2 to 2 between identical runs). Spinning is off unless asked for.
+    """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return options
 
 
@@ -108,12 +115,13 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def markdown(rows: list[Row], args: argparse.Namespace) -> str:
+def markdown(rows: list[Row], args: argparse.Namespace, load: tuple[float, float]) -> str:
     lines = [
         "# IclMatMul vs ONNX Runtime MatMul (CPU)",
         "",
         f"`benchmarks/bench_matmul.py --repeats {args.repeats} --warmup {args.warmup} "
-        f"--threads {args.threads} --pause-ms {args.pause_ms:g}`, "
+        f"--threads {args.threads} --pause-ms {args.pause_ms:g}"
+        f"{' --allow-spinning' if args.allow_spinning else ''}`, "
         f"{datetime.date.today().isoformat()}.",
         "",
         f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores visible; "
@@ -123,7 +131,10 @@ def markdown(rows: list[Row], args: argparse.Namespace) -> str:
         f"- K = {args.k}, N = {args.n}. ORT: `MatMul(A, W^T)` with W^T[K, N] an initializer "
         "(prepacked by MLAS). ICL: `IclMatMul(A, W, transpose=1)` with W[N, K] an initializer.",
         "- Median of the interleaved runs; ratio = ORT time / ICL time (throughput of ICL "
-        "relative to ORT, higher is better; goal >= 0.9).",
+        "relative to ORT, higher is better; goal >= 0.9). Intra-op spinning "
+        f"{'on' if args.allow_spinning else 'off'} in both sessions.",
+        f"- 1-minute load average before / after the run: {load[0]:.2f} / {load[1]:.2f} "
+        "(other processes share the cores; both sessions see the same interference).",
         "",
         "| M | W dtype (ICL) | ORT MatMul (ms) | IclMatMul (ms) | ratio | ICL W GB/s |",
         "|---:|---|---:|---:|---:|---:|",
@@ -141,10 +152,15 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per session and M")
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                        help="intra-op threads of both sessions")
-    parser.add_argument("--pause-ms", type=float, default=20.0,
-                        help="idle time before each timed run (lets the other pool park)")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads of both sessions"
+    )
+    parser.add_argument(
+        "--pause-ms",
+        type=float,
+        default=20.0,
+        help="idle time before each timed run (lets the other pool park)",
+    )
     parser.add_argument("--m", type=int, nargs="+", default=[1, 16, 256], help="rows of A")
     parser.add_argument("--k", type=int, default=768)
     parser.add_argument("--n", type=int, default=30000)
@@ -155,16 +171,20 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    load_before = os.getloadavg()[0]
     rng = np.random.default_rng(0)
     w = rng.standard_normal((args.n, args.k), dtype=np.float32)
     options = make_options(args.threads)
-    ort_session = ort.InferenceSession(ort_matmul_model(np.ascontiguousarray(w.T)), options,
-                                       providers=["CPUExecutionProvider"])
-    icl_sessions = {"float32": icl_onnx.create_session(icl_matmul_model(w),
-                                                       options=make_options(args.threads))}
+    ort_session = ort.InferenceSession(
+        ort_matmul_model(np.ascontiguousarray(w.T)), options, providers=["CPUExecutionProvider"]
+    )
+    icl_sessions = {
+        "float32": icl_onnx.create_session(icl_matmul_model(w), options=make_options(args.threads))
+    }
     if not args.no_fp16:
         icl_sessions["float16"] = icl_onnx.create_session(
-            icl_matmul_model(w.astype(np.float16)), options=make_options(args.threads))
+            icl_matmul_model(w.astype(np.float16)), options=make_options(args.threads)
+        )
 
     rows = []
     for m in args.m:
@@ -175,13 +195,17 @@ def main() -> int:
             tolerance = 1e-3 if dtype == "float32" else 0.1
             if not np.allclose(got, expected, rtol=tolerance, atol=tolerance):
                 raise SystemExit(f"IclMatMul disagrees with MatMul at M={m} ({dtype})")
-            ort_s, icl_s = time_pair([ort_session, icl_session], a, args.warmup, args.repeats,
-                                     args.pause_ms / 1e3)
+            ort_s, icl_s = time_pair(
+                [ort_session, icl_session], a, args.warmup, args.repeats, args.pause_ms / 1e3
+            )
             rows.append(Row(m, dtype, ort_s, icl_s))
-            print(f"M={m:4d} W {dtype:8s} ORT {ort_s * 1e3:8.3f} ms  ICL {icl_s * 1e3:8.3f} ms"
-                  f"  ratio {ort_s / icl_s:.2f}", flush=True)
+            print(
+                f"M={m:4d} W {dtype:8s} ORT {ort_s * 1e3:8.3f} ms  ICL {icl_s * 1e3:8.3f} ms"
+                f"  ratio {ort_s / icl_s:.2f}",
+                flush=True,
+            )
 
-    table = markdown(rows, args)
+    table = markdown(rows, args, (load_before, os.getloadavg()[0]))
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(table)

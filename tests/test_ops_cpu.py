@@ -132,7 +132,7 @@ def test_matmul_matches_reference(a_type, w_type, view, with_bias, rank):
 
 
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
-@pytest.mark.parametrize("rows", [1, 3, 16, 33, 70])
+@pytest.mark.parametrize("rows", [1, 3, 13, 20, 33, 70])
 @pytest.mark.parametrize("view", ["plain", "transpose", "slice_transpose_scale"])
 def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view):
     # Large enough for several thread-pool chunks on every path (row dot, GEMM, GEMV).

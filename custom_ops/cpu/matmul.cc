@@ -24,9 +24,10 @@
 namespace icl::cpu {
 namespace {
 
-// Up to this many rows of A, RowDot beats the GEMMs (one core, K=768, N=30000: at 24 rows
-// RowDot ran at 60 GFLOP/s and WideGemm at 45; at 32 rows WideGemm led, 90 to 62-82).
-constexpr int64_t kRowDotMaxRows = 24;
+// Up to this many rows of A, RowDot beats the GEMM that follows it (one core, K=768,
+// N=30000, GFLOP/s RowDot vs WideGemm: 8 rows 56 vs 42, 12 rows 61 vs 60, 16 rows 69 vs 80,
+// 32 rows 79 vs 95; without AVX-512 the alternative is OpenBLAS, which RowDot beats longer).
+int64_t RowDotMaxRows() { return WideGemmAvailable() ? 12 : 24; }
 // Columns of Y per task: RowDot tasks stream 128 rows of W (384 KB at K=768); GEMM tasks
 // are larger so that OpenBLAS's packing of A is amortised.
 constexpr int64_t kRowDotChunk = 128;
@@ -44,7 +45,7 @@ void ComputeChunk(const MatMulProblem& p, const PackedA* packed, int64_t n0, int
   if (v.transposed) {
     // Row n of W (offset + n * ld) is column n of view(W), K contiguous elements.
     const void* w_rows = ElementAddress(p.w, p.w_type, v.offset + n0 * v.ld);
-    if (p.m <= kRowDotMaxRows) {
+    if (packed == nullptr && p.m <= RowDotMaxRows()) {
       RowDotProblem rd;
       rd.a = p.a;
       rd.lda = p.k;
@@ -122,7 +123,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
     Epilogue(p, 0, n, out, n);
     return Ort::Status{nullptr};
   }
-  const bool row_dot = p.view.transposed && p.m <= kRowDotMaxRows;
+  const bool row_dot = p.view.transposed && p.m <= RowDotMaxRows();
   if (!row_dot && std::max({p.m, p.k, n, p.view.ld}) > INT_MAX) {
     return Ort::Status("IclMatMul: a dimension exceeds the 32-bit range of the BLAS", ORT_FAIL);
   }

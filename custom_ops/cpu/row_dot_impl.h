@@ -1,9 +1,10 @@
-// The register-tiled body of RowDot, written once over a SIMD traits type `S`.
+// The register-tiled body of RowDot, written once over a SIMD traits type `Simd`.
 //
 // Include this only from a row_dot_<isa>.cc that first defines
 //   ICL_TARGET  the function attribute that enables the instruction set (may be empty),
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
-//     V, kWidth (floats per V), kMaxRows (rows of A per tile the register file holds),
+//     V, kWidth (floats per V), kMaxRows (rows of A per tile, <= 6) and kTileCols (rows of W
+//     per tile) as the register file allows,
 //     Zero(), LoadA(const float*), LoadW(const float*|const Half*|const BFloat16*),
 //     Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4]) (four sums at once).
 // Each file's instantiations live in its own namespace, so the linker never mixes code
@@ -12,33 +13,10 @@
 
 #include <cstdint>
 
+#include "cpu/prefetch.h"
 #include "cpu/row_dot.h"
 
 namespace icl::cpu::ICL_ISA_NS {
-
-// Prefetches the next W tile a few cache lines per step of the current tile, spread over all
-// of its steps. Without it the core computes on one tile and then waits on DRAM for the next
-// (the hardware prefetcher does not run far enough ahead), so memory and compute add up
-// instead of overlapping. The lines go to L2 (prefetcht1): prefetching into L1 holds the L1
-// miss buffers that the tile's own loads need, and measured no better than no prefetch at
-// all (Zen 4, K=768, N=30000: M=16 from 14 ms to 9.5 ms, M=1 from 5.0 ms to 3.7 ms on one
-// core).
-struct Prefetcher {
-  const char* next = nullptr;
-  const char* end = nullptr;
-  int64_t lines_per_step = 0;
-
-  // Spreads [begin, begin + bytes) over `steps` calls of Step().
-  Prefetcher(const void* begin, int64_t bytes, int64_t steps)
-      : next(static_cast<const char*>(begin)),
-        end(static_cast<const char*>(begin) + bytes),
-        lines_per_step((bytes / 64 + steps) / (steps > 0 ? steps : 1)) {}
-
-  void Step() {
-    for (int64_t q = 0; q < lines_per_step && next < end; ++q, next += 64)
-      __builtin_prefetch(next, /*rw=*/0, /*locality=*/2);
-  }
-};
 
 // A tile of Rows rows of A times Cols rows of W; the Rows * Cols accumulators stay in
 // registers over the whole of K, so each W element is loaded once per tile.
