@@ -156,9 +156,14 @@ def parse_args() -> argparse.Namespace:
         "--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads of both sessions"
     )
     parser.add_argument(
+        "--allow-spinning",
+        action="store_true",
+        help="let idle intra-op workers spin (ORT's default; see make_options)",
+    )
+    parser.add_argument(
         "--pause-ms",
         type=float,
-        default=20.0,
+        default=5.0,
         help="idle time before each timed run (lets the other pool park)",
     )
     parser.add_argument("--m", type=int, nargs="+", default=[1, 16, 256], help="rows of A")
@@ -174,16 +179,16 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     rng = np.random.default_rng(0)
     w = rng.standard_normal((args.n, args.k), dtype=np.float32)
-    options = make_options(args.threads)
+    def options() -> ort.SessionOptions:
+        return make_options(args.threads, args.allow_spinning)
+
     ort_session = ort.InferenceSession(
-        ort_matmul_model(np.ascontiguousarray(w.T)), options, providers=["CPUExecutionProvider"]
+        ort_matmul_model(np.ascontiguousarray(w.T)), options(), providers=["CPUExecutionProvider"]
     )
-    icl_sessions = {
-        "float32": icl_onnx.create_session(icl_matmul_model(w), options=make_options(args.threads))
-    }
+    icl_sessions = {"float32": icl_onnx.create_session(icl_matmul_model(w), options=options())}
     if not args.no_fp16:
         icl_sessions["float16"] = icl_onnx.create_session(
-            icl_matmul_model(w.astype(np.float16)), options=make_options(args.threads)
+            icl_matmul_model(w.astype(np.float16)), options=options()
         )
 
     rows = []
