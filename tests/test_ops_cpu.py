@@ -266,32 +266,35 @@ def test_one_weight_feeds_several_views_in_one_session():
 
 _FALLBACK_CHECK = textwrap.dedent(
     """
+    import itertools
     import ml_dtypes, numpy as np, onnxruntime as ort
     from onnx import TensorProto, helper
     import icl_onnx
     from icl_onnx import reference
     worst = 0.0
-    for w_dtype in (np.float32, np.float16, ml_dtypes.bfloat16):
-        for rows in (1, 2, 3, 5, 40):
-            node = helper.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl",
-                                    transpose=1)
-            w_type = helper.np_dtype_to_tensor_dtype(np.dtype(w_dtype))
-            graph = helper.make_graph(
-                [node], "g",
-                [helper.make_tensor_value_info("A", TensorProto.FLOAT, None),
-                 helper.make_tensor_value_info("W", w_type, None)],
-                [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18),
-                                                            helper.make_opsetid("ai.icl", 1)])
-            s = icl_onnx.create_session(model.SerializeToString())
-            rng = np.random.default_rng(rows)
-            a = rng.standard_normal((rows, 37)).astype(np.float32)
-            w = rng.standard_normal((45, 37)).astype(w_dtype)
-            w_value = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
-                w.view(np.uint16) if w.dtype.itemsize == 2 else w, onnx_element_type=w_type)
-            feeds = {"A": ort.OrtValue.ortvalue_from_numpy(a), "W": w_value}
-            y = s.run_with_ort_values(None, feeds)[0].numpy()
-            worst = max(worst, float(np.abs(y - reference.icl_matmul(a, w, transpose=1)).max()))
+    cases = itertools.product((np.float32, np.float16, ml_dtypes.bfloat16), (1, 2, 3, 5, 40),
+                              (0, 1))
+    for w_dtype, rows, transpose in cases:
+        node = helper.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl",
+                                transpose=transpose)
+        w_type = helper.np_dtype_to_tensor_dtype(np.dtype(w_dtype))
+        graph = helper.make_graph(
+            [node], "g",
+            [helper.make_tensor_value_info("A", TensorProto.FLOAT, None),
+             helper.make_tensor_value_info("W", w_type, None)],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18),
+                                                        helper.make_opsetid("ai.icl", 1)])
+        s = icl_onnx.create_session(model.SerializeToString())
+        rng = np.random.default_rng(rows)
+        a = rng.standard_normal((rows, 37)).astype(np.float32)
+        w = rng.standard_normal((45, 37) if transpose else (37, 45)).astype(w_dtype)
+        w_value = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+            w.view(np.uint16) if w.dtype.itemsize == 2 else w, onnx_element_type=w_type)
+        feeds = {"A": ort.OrtValue.ortvalue_from_numpy(a), "W": w_value}
+        y = s.run_with_ort_values(None, feeds)[0].numpy()
+        expected = reference.icl_matmul(a, w, transpose=transpose)
+        worst = max(worst, float(np.abs(y - expected).max()))
     print(worst)
     """
 )
