@@ -3,9 +3,11 @@
 One streaming pass fingerprints every eligible initializer (``fingerprint.py``); tensors whose
 keys match are verified on their values (``verify.py``) and joined in a union-find that tracks
 whether each tensor is transposed relative to its set's root. ``Transpose`` nodes reading an
-initializer join the set of that initializer as view members. For each set a canonical
-initializer is chosen so that the fewest consumers need an ICL operator, and each consumer of
-every other member is planned (``consumers.py``).
+initializer join the set of that initializer as view members. Sets whose representative is a
+slice, scaled copy or dtype-cast copy of another set's (``derive.py``) join that set with the
+composed view. For each set a canonical initializer is chosen among the copies of the widest
+tensor so that the fewest consumers need an ICL operator, and each consumer of every other
+member is planned (``consumers.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import onnx_ir as ir
 
 from icl_onnx.analysis.consumers import gemm_view, node_label, plan_consumer
+from icl_onnx.analysis.derive import find_derived, resolve
 from icl_onnx.analysis.fingerprint import fingerprint
 from icl_onnx.analysis.plan import Consumer, Member, ShareGroup, SharePlan, Skipped, View
 from icl_onnx.analysis.verify import is_exact_copy, is_transposed_copy
@@ -178,22 +181,30 @@ def _cost(consumers: list[Consumer], views: list[View]) -> int:
         elif consumer.rewrite == GATHER and view.transpose:
             cost += 3  # a transposed gather reads strided rows
         elif consumer.rewrite in (MATMUL, GATHER):
-            cost += 1
+            cost += 1 + (view.has_slice or view.scale != 1.0 or bool(view.dtype))
     return cost
 
 
 @dataclasses.dataclass
 class _Reader:
     value: ir.Value
-    parity: bool  # transpose relative to the set's root
+    base: View  # value == base(root of the group)
     view_node: ir.Node | None
+    derived: bool = False  # a slice, scaled or cast copy: never the canonical tensor
 
 
 def _uses(reader: _Reader, view_nodes: set[ir.Node]) -> list[tuple[ir.Node, int]]:
     return [(u.node, u.idx) for u in reader.value.uses() if u.node not in view_nodes]
 
 
-def _plan_group(readers: list[_Reader], view_nodes: set[ir.Node]) -> GroupBinding:
+def _relative(reader: _Reader, canonical: _Reader) -> View:
+    """The reader as a view of the canonical tensor (canonical == transpose?(root))."""
+    return reader.base.on_transposed() if canonical.base.transpose else reader.base
+
+
+def _plan_group(
+    readers: list[_Reader], view_nodes: set[ir.Node], preferred: frozenset[str] = frozenset()
+) -> GroupBinding:
     """Chooses the canonical initializer of a set and plans every member's consumers."""
     group_values = {r.value for r in readers}
     twice = {
@@ -214,7 +225,7 @@ def _plan_group(readers: list[_Reader], view_nodes: set[ir.Node]) -> GroupBindin
                     all_consumers.append(consumer)
                     all_views.append(View())
                 continue
-            view = View(transpose=reader.parity ^ canonical.parity)
+            view = _relative(reader, canonical)
             rank = (
                 len(reader.value.shape or ())
                 if reader.view_node
@@ -238,7 +249,8 @@ def _plan_group(readers: list[_Reader], view_nodes: set[ir.Node]) -> GroupBindin
             members.append((reader, view, planned))
         return members, canonical_uses, _cost(all_consumers, all_views)
 
-    candidates = [r for r in readers if r.view_node is None]
+    candidates = [r for r in readers if r.view_node is None and not r.derived]
+    candidates = [r for r in candidates if r.value.name in preferred] or candidates
     best = min(candidates, key=lambda c: plan_for(c)[2])  # min keeps graph order on ties
     members, canonical_uses, _ = plan_for(best)
     tensor = best.value.const_value
@@ -247,12 +259,14 @@ def _plan_group(readers: list[_Reader], view_nodes: set[ir.Node]) -> GroupBindin
     for reader, view, planned in members:
         reasons = sorted({c.reason for _, _, c in planned if not c.covered})
         if reader.view_node is not None:
+            read = reader.view_node.inputs[0].const_value  # type: ignore[union-attr]
+            assert read is not None
             source, nbytes, shape = (
                 reader.view_node.op_type,
                 0,
-                tuple(reversed(tensor.shape.numpy())),
+                tuple(reversed(read.shape.numpy())),
             )
-            dtype = tensor.dtype.name
+            dtype = read.dtype.name
         else:
             t = reader.value.const_value
             assert t is not None
@@ -284,33 +298,56 @@ def _plan_group(readers: list[_Reader], view_nodes: set[ir.Node]) -> GroupBindin
     return GroupBinding(best.value, bindings, canonical_uses, plan)
 
 
-def run_analysis(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> Analysis:
+def _readers(eligible: list[ir.Value], view_nodes: list[ir.Node]):
+    """Groups every eligible initializer and view node under the root of its widest tensor."""
+    uf = _join_copies(eligible)
+    roots = list(dict.fromkeys(uf.find(v)[0] for v in eligible))
+    tops = resolve(find_derived(roots, _array))
+    sets: dict[ir.Value, list[_Reader]] = collections.defaultdict(list)
+
+    def add(value: ir.Value, source: ir.Value, view_node: ir.Node | None) -> None:
+        root, parity = uf.find(source)
+        parity ^= view_node is not None
+        top, base = tops.get(root, (root, View()))
+        base = dataclasses.replace(base, transpose=base.transpose ^ parity)
+        sets[top].append(_Reader(value, base, view_node, derived=root in tops))
+
+    for value in eligible:
+        add(value, value, None)
+    for node in view_nodes:
+        add(node.outputs[0], node.inputs[0], node)  # type: ignore[arg-type]
+    return sets
+
+
+def run_analysis(
+    model: ir.Model,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+    *,
+    preferred: frozenset[str] = frozenset(),
+    shared: frozenset[str] = frozenset(),
+) -> Analysis:
     """Analyses the main graph of ``model`` without changing it.
 
     Args:
         model: the model; external data is read through memory maps, one tensor at a time.
         min_elements: initializers with fewer elements are ignored.
+        preferred: names to choose as canonical when a group holds one (cross-model sharing).
+        shared: names whose bytes other models share: each forms a group even alone, so its
+            MatMul/Gemm consumers read it through IclMatMul (no private prepacked copy).
     """
     graph = model.graph
     eligible, skipped = _eligible(graph, min_elements)
-    uf = _join_copies(eligible)
     view_nodes = _transpose_views(graph, set(eligible))
-    sets: dict[ir.Value, list[_Reader]] = collections.defaultdict(list)
-    for value in eligible:
-        root, parity = uf.find(value)
-        sets[root].append(_Reader(value, parity, None))
-    for node in view_nodes:
-        root, parity = uf.find(node.inputs[0])  # type: ignore[arg-type]
-        sets[root].append(_Reader(node.outputs[0], not parity, node))
     view_node_set = set(view_nodes)
     groups = []
-    for readers in sets.values():
+    for readers in _readers(eligible, view_nodes).values():
         direct = [r for r in readers if r.view_node is None]
         views = [r for r in readers if r.view_node is not None]
         base_uses = sum(len(_uses(r, view_node_set)) for r in direct)
-        if len(direct) < 2 and not (views and base_uses + len(views) >= 2):
+        alone_but_shared = any(r.value.name in shared for r in direct)
+        if len(direct) < 2 and not (views and base_uses + len(views) >= 2) and not alone_but_shared:
             continue
-        groups.append(_plan_group(readers, view_node_set))
+        groups.append(_plan_group(readers, view_node_set, preferred))
     total = sum(v.const_value.nbytes for v in graph.initializers.values() if v.const_value)
     plan = SharePlan(
         groups=[g.plan for g in groups],

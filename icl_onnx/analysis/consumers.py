@@ -6,6 +6,8 @@ carries them out. A consumer no rule covers keeps its copy, and ``Consumer.reaso
 
 from __future__ import annotations
 
+import dataclasses
+
 import onnx_ir as ir
 
 from icl_onnx.analysis.plan import Consumer, View
@@ -44,9 +46,7 @@ def gemm_view(node: ir.Node, view: View) -> tuple[View | None, str]:
     out = view.then_transpose() if _attr(node, "transB", 0) else view
     alpha = float(_attr(node, "alpha", 1.0))
     if alpha != 1.0:
-        out = View(
-            out.transpose, out.slice_axis, out.slice_start, out.slice_size, out.scale * alpha
-        )
+        out = dataclasses.replace(out, scale=out.scale * alpha)
     return out, ""
 
 
@@ -99,7 +99,7 @@ def plan_consumer(node: ir.Node, index: int, view: View, *, rank: int) -> Consum
     if node.domain == DOMAIN and op in (MATMUL, GATHER) and index == (1 if op == MATMUL else 0):
         inner = _icl_node_view(node)
         if inner.is_identity or inner == View(transpose=True):
-            if view.slice_size < 0 and not view.slice_start:
+            if not view.has_slice:
                 return covered(op)
         return not_covered(f"{op} already reads a {inner.kind} view; views do not compose here")
     return not_covered(f"{op} input {index} reads it; no ICL operator covers {op}")

@@ -24,6 +24,12 @@ class View:
     slice_start: int = 0
     slice_size: int = -1
     scale: float = 1.0
+    dtype: str = ""  # the member's element type (ONNX name) when it differs: a cast view
+
+    @property
+    def has_slice(self) -> bool:
+        """True when the view cuts a slice of the canonical tensor."""
+        return self.slice_size >= 0 or self.slice_start != 0
 
     @property
     def is_identity(self) -> bool:
@@ -34,24 +40,38 @@ class View:
     def kind(self) -> str:
         """A short name: ``exact``, or the view's parts joined by ``+`` (e.g. ``transpose``)."""
         parts = []
-        if self.slice_size >= 0 or self.slice_start:
+        if self.has_slice:
             parts.append("row-slice" if self.slice_axis == 0 else "col-slice")
         if self.transpose:
             parts.append("transpose")
         if self.scale != 1.0:
             parts.append("scale")
+        if self.dtype:
+            parts.append("cast")
         return "+".join(parts) or "exact"
 
     def then_transpose(self) -> View:
         """Returns this view followed by a transpose."""
         return dataclasses.replace(self, transpose=not self.transpose)
 
+    def on_transposed(self) -> View:
+        """Returns this view re-expressed on ``W`` when it was a view of ``W^T``.
+
+        A slice along axis ``a`` of ``W^T`` is the transpose of a slice along ``1 - a`` of ``W``.
+        """
+        axis = 1 - self.slice_axis if self.has_slice else self.slice_axis
+        return dataclasses.replace(self, slice_axis=axis, transpose=not self.transpose)
+
     def attributes(self) -> dict[str, int | float]:
-        """Returns the ICL node attributes that express this view (defaults omitted)."""
+        """Returns the ICL node attributes that express this view (defaults omitted).
+
+        A cast has no attribute of its own: IclMatMul infers it from ``A``'s type, and the pass
+        sets IclGather's ``output_dtype``.
+        """
         attrs: dict[str, int | float] = {}
         if self.transpose:
             attrs["transpose"] = 1
-        if self.slice_size >= 0 or self.slice_start:
+        if self.has_slice:
             attrs.update(slice_axis=self.slice_axis, slice_start=self.slice_start)
             attrs["slice_size"] = self.slice_size
         if self.scale != 1.0:

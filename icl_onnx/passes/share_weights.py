@@ -1,10 +1,11 @@
 """ShareWeightsPass: one canonical initializer per group of copies and views.
 
 Applies the plan of ``icl_onnx.analysis``: exact copies are rewired to the canonical tensor;
-consumers of a transposed copy, or of ``Transpose(W)``, become ``ai.icl`` nodes that read the
-canonical tensor through a view; MatMul/Gemm weights that read the (shared) canonical tensor
-become IclMatMul so ORT does not prepack a second copy. Members whose consumers are all
-rewritten are removed; the others stay, and the plan says why.
+consumers of a transposed, sliced, scaled or dtype-cast copy, or of ``Transpose(W)``, become
+``ai.icl`` nodes that read the canonical tensor through a view (a cast is implied by ``W``'s
+type for IclMatMul and set through ``output_dtype`` for IclGather); MatMul/Gemm weights that
+read the (shared) canonical tensor become IclMatMul so ORT does not prepack a second copy.
+Members whose consumers are all rewritten are removed; the others stay, and the plan says why.
 """
 
 from __future__ import annotations
@@ -32,13 +33,15 @@ def _compose_with_icl(node: ir.Node, view: View) -> View:
     """The view of the canonical tensor for an ICL node that read ``view(canonical)``."""
     inner_t = bool(_attr(node, "transpose", 0))
     scale = view.scale * float(_attr(node, "scale", 1.0))
-    return View(transpose=view.transpose ^ inner_t, scale=scale)
+    return View(transpose=view.transpose ^ inner_t, scale=scale, dtype=view.dtype)
 
 
 def _icl_node(op: str, inputs: list[ir.Value | None], view: View, old: ir.Node) -> ir.Node:
     attrs = dict(view.attributes())
     if op == GATHER and "output_dtype" in old.attributes:
         attrs["output_dtype"] = int(_attr(old, "output_dtype", 0))
+    elif op == GATHER and view.dtype:
+        attrs["output_dtype"] = ir.DataType[view.dtype].value
     return ir.Node(
         DOMAIN,
         op,
@@ -135,16 +138,28 @@ class ShareWeightsPass(ir.passes.InPlacePass):
 
     Attributes:
         min_elements: initializers with fewer elements are left alone.
+        preferred: initializer names chosen as canonical when a group holds one.
+        shared: initializer names whose bytes other models share (see ``run_analysis``).
     """
 
-    def __init__(self, min_elements: int = DEFAULT_MIN_ELEMENTS):
+    def __init__(
+        self,
+        min_elements: int = DEFAULT_MIN_ELEMENTS,
+        *,
+        preferred: frozenset[str] = frozenset(),
+        shared: frozenset[str] = frozenset(),
+    ):
         super().__init__()
         self.min_elements = min_elements
+        self.preferred = preferred
+        self.shared = shared
         self.plan: SharePlan | None = None
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Analyses ``model`` and applies the plan in place."""
-        analysis = run_analysis(model, self.min_elements)
+        analysis = run_analysis(
+            model, self.min_elements, preferred=self.preferred, shared=self.shared
+        )
         self.plan = analysis.plan
         modified = False
         for node, idx, rewrite, canonical, view in _planned_rewrites(analysis.groups):
