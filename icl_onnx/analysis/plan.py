@@ -9,7 +9,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-__all__ = ["View", "Consumer", "Member", "ShareGroup", "Skipped", "SharePlan"]
+__all__ = [
+    "View",
+    "Consumer",
+    "Member",
+    "ShareGroup",
+    "Skipped",
+    "SharePlan",
+    "CrossMember",
+    "CrossGroup",
+    "CrossPlan",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,4 +182,60 @@ class SharePlan:
             for member, raw_member in zip(group.members, raw["members"], strict=True):
                 raw_member["kind"] = member.view.kind
                 raw_member["freed_bytes"] = member.freed_bytes
+        return out
+
+
+@dataclasses.dataclass
+class CrossMember:
+    """A tensor of one model that is a view of a tensor held by another model."""
+
+    model: str
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    view: View  # member == view(canonical)
+
+
+@dataclasses.dataclass
+class CrossGroup:
+    """Tensors of several models that are all views of one canonical tensor."""
+
+    model: str  # the model that holds the canonical tensor
+    canonical: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    members: list[CrossMember]
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the group touches, the canonical's first."""
+        return list(dict.fromkeys([self.model, *(m.model for m in self.members)]))
+
+
+@dataclasses.dataclass
+class CrossPlan:
+    """Groups that cross model files, and each model's own plan."""
+
+    models: list[str]
+    plans: list[SharePlan]
+    groups: list[CrossGroup]
+
+    @property
+    def shared_bytes(self) -> int:
+        """Bytes of the members that read another model's tensor."""
+        return sum(m.nbytes for g in self.groups for m in g.members)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-serialisable dict."""
+        out = {
+            "models": self.models,
+            "plans": [p.to_dict() for p in self.plans],
+            "groups": [dataclasses.asdict(g) for g in self.groups],
+            "shared_bytes": self.shared_bytes,
+        }
+        for group, raw in zip(self.groups, out["groups"], strict=True):
+            for member, raw_member in zip(group.members, raw["members"], strict=True):
+                raw_member["kind"] = member.view.kind
         return out

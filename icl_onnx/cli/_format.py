@@ -9,9 +9,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from icl_onnx.analysis.plan import SharePlan
+from icl_onnx.analysis.plan import CrossPlan, SharePlan
 
-__all__ = ["human_bytes", "plan_table", "print_plan", "print_json", "console"]
+__all__ = [
+    "human_bytes",
+    "plan_table",
+    "print_plan",
+    "print_cross_plan",
+    "print_json",
+    "console",
+]
 
 
 def console() -> Console:
@@ -76,3 +83,36 @@ def print_plan(plan: SharePlan, title: str) -> None:
         out.print(f"  kept {member.name}: {member.kept_reason}")
     for skipped in plan.skipped:
         out.print(f"  skipped {skipped.name}: {skipped.reason}")
+
+
+def cross_table(plan: CrossPlan) -> Table:
+    """Returns a table with one row per member of each group that crosses files."""
+    table = Table(title="groups across files", title_justify="left")
+    for column in ("canonical", "member", "kind", "shape", "bytes"):
+        table.add_column(column, overflow="fold")
+    for group in plan.groups:
+        canonical = f"{group.model}:{group.canonical} {list(group.shape)} {group.dtype}"
+        for i, member in enumerate(group.members):
+            table.add_row(
+                canonical if i == 0 else "",
+                f"{member.model}:{member.name}",
+                member.view.kind,
+                "x".join(str(d) for d in member.shape),
+                human_bytes(member.nbytes),
+            )
+    return table
+
+
+def print_cross_plan(plan: CrossPlan) -> None:
+    """Prints each model's own plan, then the groups that cross files."""
+    for label, own in zip(plan.models, plan.plans, strict=True):
+        print_plan(own, label)
+    out = console()
+    if not plan.groups:
+        out.print("no tensor is a copy or view of a tensor in another file.")
+        return
+    out.print(cross_table(plan))
+    out.print(
+        f"{len(plan.groups)} group(s) across files; bytes that read another file's tensor "
+        f"{human_bytes(plan.shared_bytes)}"
+    )

@@ -1,12 +1,13 @@
-"""``icl-onnx optimize MODEL -o OUT``: share weights through ICL operators and save."""
+"""``icl-onnx optimize MODEL -o OUT`` or ``MODEL... --out-dir DIR``: share weights and save."""
 
 from __future__ import annotations
 
 import argparse
 
 from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS
-from icl_onnx.cli._format import human_bytes, print_json, print_plan
-from icl_onnx.optimize import optimize_file
+from icl_onnx.cli._format import human_bytes, print_cross_plan, print_json, print_plan
+from icl_onnx.errors import IclUserError
+from icl_onnx.optimize import optimize_file, optimize_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -15,10 +16,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "optimize",
         help="rewrite a model so each shared weight is stored once",
         description="Share copies and transposed copies of weights through ICL operators. "
-        "The output is written atomically; OUT may be MODEL.",
+        "The output is written atomically; OUT may be MODEL. With several models and "
+        "--out-dir, writes DIR/<name> for each and one data file holding each unique tensor once.",
     )
-    parser.add_argument("model", help="ONNX model file")
-    parser.add_argument("-o", "--output", required=True, help="output ONNX file")
+    parser.add_argument("model", nargs="+", help="ONNX model file(s)")
+    parser.add_argument("-o", "--output", help="output ONNX file (one model)")
+    parser.add_argument("--out-dir", help="output folder (several models optimized together)")
     data = parser.add_mutually_exclusive_group()
     data.add_argument(
         "--external-data",
@@ -45,13 +48,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Optimizes and saves; exit 0."""
+    if args.out_dir is not None:
+        if args.output is not None:
+            raise IclUserError("give either -o OUT (one model) or --out-dir DIR, not both")
+        return _run_many(args)
+    if len(args.model) != 1 or args.output is None:
+        raise IclUserError("one model needs -o OUT; several models need --out-dir DIR")
+    (model,) = args.model
     result = optimize_file(
-        args.model, args.output, min_elements=args.min_elements, external_data=args.external_data
+        model, args.output, min_elements=args.min_elements, external_data=args.external_data
     )
     if args.json:
         print_json(
             {
-                "model": args.model,
+                "model": model,
                 "output": args.output,
                 "modified": result.modified,
                 "files": [str(f) for f in result.files],
@@ -59,7 +69,28 @@ def run(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    print_plan(result.plan, args.model)
+    print_plan(result.plan, model)
     written = ", ".join(f"{f} ({human_bytes(f.stat().st_size)})" for f in result.files)
     print(f"wrote {written}" + ("" if result.modified else " (nothing to share)"))
+    return 0
+
+
+def _run_many(args: argparse.Namespace) -> int:
+    result = optimize_files(args.model, args.out_dir, min_elements=args.min_elements)
+    if args.json:
+        print_json(
+            {
+                "files": [str(f) for f in result.files],
+                "tensor_bytes": result.tensor_bytes,
+                "unique_bytes": result.unique_bytes,
+                **result.plan.to_dict(),
+            }
+        )
+        return 0
+    print_cross_plan(result.plan)
+    print(
+        f"wrote {', '.join(str(f) for f in result.files)}; the models reference "
+        f"{human_bytes(result.tensor_bytes)} of tensors, stored once in "
+        f"{human_bytes(result.unique_bytes)}"
+    )
     return 0

@@ -1,4 +1,4 @@
-"""``icl-onnx scan MODEL``: report which initializers are copies or views of another."""
+"""``icl-onnx scan MODEL [MODEL ...]``: report which initializers are copies or views of another."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 
 from icl_onnx.analysis import analyze
 from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS
-from icl_onnx.cli._format import print_json, print_plan
+from icl_onnx.cli._format import print_cross_plan, print_json, print_plan
 from icl_onnx.model_io import load_model
+from icl_onnx.optimize import scan_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -15,9 +16,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "scan",
         help="report shared weights (changes nothing)",
-        description="Find initializers that are exact or transposed copies of another.",
+        description="Find initializers that are copies or views (transposed, sliced, scaled, "
+        "dtype-cast) of another; with several files, also the groups that cross files.",
     )
-    parser.add_argument("model", help="ONNX model file")
+    parser.add_argument("model", nargs="+", help="ONNX model file(s)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
     parser.add_argument(
         "--min-elements",
@@ -29,10 +31,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    """Analyses the model and prints the plan; exit 0."""
-    plan = analyze(load_model(args.model), min_elements=args.min_elements)
+    """Analyses the model(s) and prints the plan; exit 0."""
+    if len(args.model) > 1:
+        cross = scan_files(args.model, min_elements=args.min_elements)
+        if args.json:
+            print_json(cross.to_dict())
+        else:
+            print_cross_plan(cross)
+        return 0
+    (model,) = args.model
+    plan = analyze(load_model(model), min_elements=args.min_elements)
     if args.json:
-        print_json({"model": args.model, **plan.to_dict()})
+        print_json({"model": model, **plan.to_dict()})
     else:
-        print_plan(plan, args.model)
+        print_plan(plan, model)
     return 0

@@ -1,0 +1,117 @@
+"""Saving several models with one external-data file that holds each unique tensor once.
+
+Tensors are deduplicated by identity (a tensor object that several models reference after
+cross-model sharing) and by content (equal dtype, shape and bytes, confirmed byte for byte
+after a hash match). Every model file points at the same offsets of the one data file. Files
+are written into a staging folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import xxhash
+
+from icl_onnx.errors import IclUserError
+
+__all__ = ["SharedSave", "save_models_shared", "DATA_FILE"]
+
+#: Name of the data file written beside the models.
+DATA_FILE = "shared_weights.data"
+#: Offsets are aligned to pages so ONNX Runtime can memory-map each tensor.
+_ALIGN = 4096
+
+
+@dataclasses.dataclass
+class SharedSave:
+    """What ``save_models_shared`` wrote."""
+
+    files: list[Path]
+    tensor_bytes: int  # bytes of every external initializer of every model, counted per model
+    unique_bytes: int  # bytes in the data file's tensors (each unique tensor once)
+
+
+def _content_key(tensor: ir.TensorProtocol) -> tuple:
+    return (tensor.dtype, tuple(tensor.shape.numpy()), xxhash.xxh3_128_hexdigest(tensor.tobytes()))
+
+
+def save_models_shared(
+    models: list[ir.Model],
+    names: list[str],
+    out_dir: str | os.PathLike,
+    *,
+    size_threshold_bytes: int = 1024,
+) -> SharedSave:
+    """Writes ``out_dir/<name>`` for each model and one ``out_dir/shared_weights.data``.
+
+    Args:
+        models: the models; their initializers are re-pointed at the written data file.
+        names: file names, one per model (no folders).
+        out_dir: an existing folder.
+        size_threshold_bytes: smaller tensors stay inside their model file.
+
+    Raises:
+        IclUserError: the folder is missing or not writable, or two names are equal.
+    """
+    out = Path(out_dir).absolute()
+    if not out.is_dir():
+        raise IclUserError(f"output folder {out} does not exist; create it first")
+    if len(set(names)) != len(names):
+        raise IclUserError(f"two models would be written to the same file name: {names}")
+    staging = Path(tempfile.mkdtemp(prefix=".icl-shared.", dir=out))
+    try:
+        by_id: dict[int, ir.ExternalTensor] = {}
+        by_content: dict[tuple, tuple[ir.TensorProtocol, ir.ExternalTensor]] = {}
+        total = unique = 0
+        originals = []  # keeps replaced tensors alive so their ids stay unique
+        with open(staging / DATA_FILE, "wb") as data:
+            for model in models:
+                for graph in model.graphs():
+                    for value in graph.initializers.values():
+                        tensor = value.const_value
+                        if tensor is None or tensor.nbytes < size_threshold_bytes:
+                            continue
+                        total += tensor.nbytes
+                        stored = by_id.get(id(tensor))
+                        if stored is None:
+                            key = _content_key(tensor)
+                            hit = by_content.get(key)
+                            if hit is not None and np.array_equal(
+                                np.frombuffer(hit[0].tobytes(), np.uint8),
+                                np.frombuffer(tensor.tobytes(), np.uint8),
+                            ):
+                                stored = hit[1]
+                            else:
+                                offset = -data.tell() % _ALIGN + data.tell()
+                                data.seek(offset)
+                                data.write(tensor.tobytes())
+                                unique += tensor.nbytes
+                                stored = ir.ExternalTensor(
+                                    DATA_FILE, offset, tensor.nbytes, tensor.dtype,
+                                    shape=tensor.shape, name=value.name or "", base_dir=out,
+                                )  # fmt: skip
+                                by_content[key] = (tensor, stored)
+                            by_id[id(tensor)] = stored
+                            originals.append(tensor)
+                        value.const_value = ir.ExternalTensor(
+                            DATA_FILE, stored.offset, stored.length, stored.dtype,
+                            shape=stored.shape, name=value.name or "", base_dir=out,
+                        )  # fmt: skip
+        for model, name in zip(models, names, strict=True):
+            ir.save(model, staging / name)
+        written = [out / DATA_FILE]
+        os.replace(staging / DATA_FILE, out / DATA_FILE)
+        for name in names:
+            os.replace(staging / name, out / name)
+            written.append(out / name)
+        return SharedSave(written, total, unique)
+    except OSError as e:
+        raise IclUserError(f"could not write to {out}: {e.strerror or e}") from e
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
