@@ -8,6 +8,7 @@ from icl_onnx.export import ExportResult, export
 from icl_onnx.model_io import load_model, save_model
 from icl_onnx.optimize import OptimizeResult, optimize, optimize_file
 from icl_onnx.passes import ShareWeightsPass
+from icl_onnx.session_group import SessionGroup
 
 _schemas.register()
 
@@ -16,6 +17,7 @@ __all__ = [
     "IclUserError",
     "LibraryNotFoundError",
     "OptimizeResult",
+    "SessionGroup",
     "SharePlan",
     "ShareWeightsPass",
     "analyze",

@@ -1,0 +1,122 @@
+"""Several ONNX Runtime sessions that read one in-memory copy of the tensors they share.
+
+``icl-onnx optimize A.onnx B.onnx --out-dir D`` writes models whose initializers point at the
+same offsets of one data file. ``SessionGroup`` reads each such tensor that two or more models
+reference once, wraps it in an ``OrtValue`` without copying, and hands that one ``OrtValue``
+to every session through ``SessionOptions.add_initializer``: ONNX Runtime uses user-provided
+initializers in place, so all sessions read the same bytes. Tensors only one model references
+are left to ONNX Runtime (it may prepack and free them as usual). ``InferenceSession.run`` is
+thread-safe, so several threads may run the sessions at once.
+
+Limit: the shared ``OrtValue``s live in CPU memory. With ``CUDAExecutionProvider`` ONNX Runtime
+copies a CPU initializer to the device for each session, so the host holds one copy but the GPU
+one per session; placing device ``OrtValue``s once is not done yet.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from icl_onnx._runtime import session_options
+
+__all__ = ["SessionGroup"]
+
+_ITEMSIZE = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.FLOAT16: np.uint16,
+    onnx.TensorProto.BFLOAT16: np.uint16,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+
+_Key = tuple[str, int, int]  # (data file, offset, length)
+
+
+def _external_refs(path: Path) -> list[tuple[str, _Key, onnx.TensorProto]]:
+    """Returns (initializer name, data key, proto) for each external initializer of a model."""
+    model = onnx.load(path, load_external_data=False)
+    refs = []
+    for tensor in model.graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        data = str((path.parent / info["location"]).resolve())
+        offset = int(info.get("offset", 0))
+        length = int(info["length"]) if "length" in info else os.path.getsize(data) - offset
+        refs.append((tensor.name, (data, offset, length), tensor))
+    return refs
+
+
+def _read(key: _Key, tensor: onnx.TensorProto) -> np.ndarray:
+    data, offset, length = key
+    dtype = np.dtype(_ITEMSIZE[tensor.data_type])
+    array = np.fromfile(data, dtype=dtype, count=length // dtype.itemsize, offset=offset)
+    return array.reshape(tuple(tensor.dims))
+
+
+class SessionGroup:
+    """One ``InferenceSession`` per model, all reading one copy of their common tensors.
+
+    Attributes:
+        sessions: the sessions, in the order of ``paths``.
+        shared: the arrays held once for all sessions, by (data file, offset, length).
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        providers: Sequence[str] | None = None,
+        options: Any = None,
+    ) -> None:
+        """Opens the sessions.
+
+        Args:
+            paths: model files (e.g. written by ``icl-onnx optimize ... --out-dir``).
+            providers: execution providers; ``["CPUExecutionProvider"]`` if None.
+            options: a callable returning a fresh ``SessionOptions`` per session, or None;
+                the ICL op library is registered into each (``icl_onnx.session_options``).
+        """
+        import onnxruntime as ort
+
+        providers = list(providers) if providers else ["CPUExecutionProvider"]
+        refs = [_external_refs(Path(p)) for p in paths]
+        uses = Counter(key for model in refs for key in {k for _, k, _ in model})
+        self.shared: dict[_Key, np.ndarray] = {}
+        values: dict[_Key, Any] = {}
+        for model in refs:
+            for _, key, tensor in model:
+                if uses[key] < 2 or key in values:
+                    continue
+                self.shared[key] = _read(key, tensor)
+                values[key] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
+                    self.shared[key], tensor.data_type
+                )
+        self._values = values  # kept alive as long as the sessions
+        self.sessions = []
+        for path, model in zip(paths, refs, strict=True):
+            opts = session_options(options() if options else None)
+            for name, key, _ in model:
+                if key in values:
+                    opts.add_initializer(name, values[key])
+            self.sessions.append(
+                ort.InferenceSession(os.fspath(path), sess_options=opts, providers=providers)
+            )
+
+    @property
+    def shared_bytes(self) -> int:
+        """Bytes held once for all sessions."""
+        return sum(a.nbytes for a in self.shared.values())
+
+    def __len__(self) -> int:
+        return len(self.sessions)

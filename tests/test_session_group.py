@@ -1,0 +1,69 @@
+"""SessionGroup: sessions over models optimized together read one copy of shared tensors."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import icl_onnx
+from icl_onnx.optimize import optimize_files
+from tests.test_crossmodel import decoder, encoder, feeds
+
+if not (os.environ.get("ICL_ONNX_LIBRARY") and Path(os.environ["ICL_ONNX_LIBRARY"]).is_file()):
+    pytest.skip("set ICL_ONNX_LIBRARY to a built libicl_ops.so", allow_module_level=True)
+
+
+@pytest.fixture
+def optimized(tmp_path):
+    src = [tmp_path / "encoder.onnx", tmp_path / "decoder.onnx"]
+    for path, proto in zip(src, (encoder(), decoder()), strict=True):
+        onnx.save(proto, path)
+    out = tmp_path / "out"
+    out.mkdir()
+    optimize_files(src, out, min_elements=16)
+    return [out / p.name for p in src]
+
+
+def run(session, f):
+    names = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in f.items() if k in names})
+
+
+def test_sessions_read_the_one_shared_copy(optimized):
+    group = icl_onnx.SessionGroup(optimized)
+    assert len(group.sessions) == 2
+    assert group.shared_bytes == sum(a.nbytes for a in group.shared.values()) > 0
+    f = feeds()
+    before = [run(s, f) for s in group.sessions]
+    for array in group.shared.values():
+        array *= 2  # in place: a session holding its own copy would not see this
+    after = [run(s, f) for s in group.sessions]
+    for old, new in zip(before, after, strict=True):
+        assert not np.allclose(old[0], new[0])
+
+
+def test_threads_running_the_sessions_get_the_sequential_outputs(optimized):
+    group = icl_onnx.SessionGroup(optimized * 2)
+    assert len(group.sessions) == 4
+    inputs = [feeds() for _ in group.sessions]
+    want = [run(s, f) for s, f in zip(group.sessions, inputs, strict=True)]
+    for _ in range(3):
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(run, group.sessions, inputs))
+        for a, b in zip(want, got, strict=True):
+            for x, y in zip(a, b, strict=True):
+                np.testing.assert_array_equal(x, y)
+
+
+def test_group_matches_standalone_sessions(optimized):
+    group = icl_onnx.SessionGroup(optimized)
+    f = feeds()
+    for path, session in zip(optimized, group.sessions, strict=True):
+        alone = icl_onnx.create_session(path)
+        for a, b in zip(run(alone, f), run(session, f), strict=True):
+            np.testing.assert_array_equal(a, b)
