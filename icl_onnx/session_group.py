@@ -109,9 +109,9 @@ class SessionGroup:
             for name, key, _ in model:
                 if key in values:
                     opts.add_initializer(name, values[key])
-            self.sessions.append(
-                ort.InferenceSession(os.fspath(path), sess_options=opts, providers=providers)
-            )
+            session = ort.InferenceSession(os.fspath(path), sess_options=opts, providers=providers)
+            session._icl_shared = (values, self.shared)  # the sessions keep the memory alive
+            self.sessions.append(session)
 
     @property
     def shared_bytes(self) -> int:

@@ -79,7 +79,7 @@ def sign_keys(array: np.ndarray, dtype_name: str) -> tuple[tuple, tuple | None]:
     flat_len = array.size
     two_d = array.ndim == 2
     rows, cols = array.shape if two_d else (flat_len, 1)
-    sums = np.zeros((2, 3), dtype=np.uint64)  # layout (plain, transposed) x (zero, neg, pos)
+    sums = [[0, 0, 0], [0, 0, 0]]  # layout (plain, transposed) x (zero, neg, pos), mod 2**64
     flat = np.ascontiguousarray(array).reshape(rows, cols)
     step = max(1, _BLOCK_ELEMENTS // max(1, cols))
     for i in range(0, rows, step):
@@ -87,12 +87,12 @@ def sign_keys(array: np.ndarray, dtype_name: str) -> tuple[tuple, tuple | None]:
         r, c = np.indices(block.shape, dtype=np.int64)
         r += i
         for s, mask in enumerate((block == 0, block < 0, block > 0)):
-            sums[0, s] += np.uint64(_position_sum(r[mask] * cols + c[mask]))
+            sums[0][s] = (sums[0][s] + _position_sum(r[mask] * cols + c[mask])) % (1 << 64)
             if two_d:
-                sums[1, s] += np.uint64(_position_sum(c[mask] * rows + r[mask]))
+                sums[1][s] = (sums[1][s] + _position_sum(c[mask] * rows + r[mask])) % (1 << 64)
     shape = tuple(int(d) for d in array.shape)
 
-    def key(row: np.ndarray, dims: tuple) -> tuple:
+    def key(row: list[int], dims: tuple) -> tuple:
         return (dtype_name, dims, int(row[0]), tuple(sorted((int(row[1]), int(row[2])))))
 
     return key(sums[0], shape), key(sums[1], shape[::-1]) if two_d else None
