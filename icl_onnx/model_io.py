@@ -16,11 +16,20 @@ import onnx_ir as ir
 
 from icl_onnx.errors import IclUserError
 
-__all__ = ["load_model", "save_model", "external_data_files", "EXTERNAL_DATA_AUTO_BYTES"]
+__all__ = [
+    "load_model",
+    "save_model",
+    "external_data_files",
+    "EXTERNAL_DATA_AUTO_BYTES",
+    "PROTOBUF_LIMIT_BYTES",
+]
 
 #: Models with more initializer bytes than this are saved with external data (protobuf's
 #: limit is 2 GiB for the whole file).
 EXTERNAL_DATA_AUTO_BYTES = 1 << 30
+
+#: A serialized ModelProto must stay under 2 GiB; this leaves room for the graph itself.
+PROTOBUF_LIMIT_BYTES = (1 << 31) - (64 << 20)
 
 
 def _external_tensors(model: ir.Model):
@@ -35,12 +44,46 @@ def external_data_files(model: ir.Model) -> list[Path]:
     return sorted({Path(t.path) for t in _external_tensors(model)})
 
 
+def _one_line(text: str, limit: int = 200) -> str:
+    """Returns ``text`` on one line, cut to ``limit`` characters (CLI errors are one line)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _check_external_data(path: Path, model: ir.Model) -> None:
+    """Raises IclUserError when an external tensor's bytes cannot be read as the model says."""
+    folder = os.path.realpath(path.parent)
+    for tensor in _external_tensors(model):
+        data = Path(tensor.path)
+        if os.path.commonpath([folder, os.path.realpath(data)]) != folder:
+            raise IclUserError(
+                f"{path}: tensor {tensor.name} points outside the model's folder "
+                f"({tensor.location}); move its data file beside the model"
+            )
+        if not data.is_file():
+            raise IclUserError(
+                f"{path}: external data file {data.name} is missing; keep it beside the model"
+            )
+        stat = data.stat()
+        if stat.st_nlink > 1:  # onnx_ir refuses to read hard-linked data files
+            raise IclUserError(
+                f"{path}: external data file {data.name} has {stat.st_nlink} hard links; "
+                "replace it with a plain copy (cp, not ln)"
+            )
+        end = tensor.offset + (tensor.length if tensor.length is not None else tensor.nbytes)
+        if stat.st_size < end:
+            raise IclUserError(
+                f"{path}: external data file {data.name} is shorter than the model says "
+                f"({stat.st_size} < {end} bytes); it is truncated or from another model"
+            )
+
+
 def load_model(path: str | os.PathLike) -> ir.Model:
     """Loads an ONNX model, checking that its external data is present and long enough.
 
     Raises:
-        IclUserError: the file is missing, is not an ONNX model, or its external data is
-            missing or truncated.
+        IclUserError: the file is missing, is not an ONNX model, has no nodes, or its
+            external data is missing, truncated, outside the model's folder or hard-linked.
     """
     path = Path(path)
     if not path.exists():
@@ -51,33 +94,32 @@ def load_model(path: str | os.PathLike) -> ir.Model:
         model = ir.load(path)
     except Exception as e:  # protobuf raises DecodeError, RuntimeError, ... for junk input
         raise IclUserError(
-            f"{path} is not a readable ONNX model ({type(e).__name__}: {str(e)[:200]})"
+            f"{path} is not a readable ONNX model ({type(e).__name__}: {_one_line(str(e))}); "
+            "it may be truncated or another format: export or download it again"
         ) from e
-    for tensor in _external_tensors(model):
-        data = Path(tensor.path)
-        if not data.is_file():
-            raise IclUserError(
-                f"{path}: external data file {data.name} is missing; keep it beside the model"
-            )
-        end = tensor.offset + (tensor.length if tensor.length is not None else tensor.nbytes)
-        if data.stat().st_size < end:
-            raise IclUserError(
-                f"{path}: external data file {data.name} is shorter than the model says "
-                f"({data.stat().st_size} < {end} bytes); it is truncated or from another model"
-            )
+    if len(model.graph) == 0:  # an empty file parses as an empty ModelProto
+        raise IclUserError(
+            f"{path} has no nodes (an empty graph, or a file that is not an ONNX model); "
+            "check that this is the exported model"
+        )
+    _check_external_data(path, model)
     return model
+
+
+def _initializer_bytes(model: ir.Model, below: int | None = None) -> int:
+    """Bytes of all initializers (only those under ``below`` bytes when given)."""
+    return sum(
+        v.const_value.nbytes
+        for g in model.graphs()
+        for v in g.initializers.values()
+        if v.const_value is not None and (below is None or v.const_value.nbytes < below)
+    )
 
 
 def _wants_external(model: ir.Model) -> bool:
     if any(True for _ in _external_tensors(model)):
         return True
-    total = sum(
-        v.const_value.nbytes
-        for g in model.graphs()
-        for v in g.initializers.values()
-        if v.const_value is not None
-    )
-    return total > EXTERNAL_DATA_AUTO_BYTES
+    return _initializer_bytes(model) > EXTERNAL_DATA_AUTO_BYTES
 
 
 def save_model(
@@ -97,7 +139,9 @@ def save_model(
         size_threshold_bytes: tensors smaller than this stay inside the model file.
 
     Raises:
-        IclUserError: the destination folder does not exist or is not writable.
+        IclUserError: the destination folder does not exist or is not writable, writing
+            fails (the destination is then untouched), or the tensors kept inside the model
+            file would pass protobuf's 2 GiB limit.
     """
     path = Path(path).absolute()
     folder = path.parent
@@ -107,9 +151,16 @@ def save_model(
         raise IclUserError(f"output folder {folder} is not writable")
     if external_data is None:
         external_data = _wants_external(model)
+    inline = _initializer_bytes(model, below=size_threshold_bytes if external_data else None)
+    if inline > PROTOBUF_LIMIT_BYTES:
+        raise IclUserError(
+            f"{path}: {inline} bytes of weights do not fit in one ONNX file (2 GiB limit); "
+            "save with external data (drop --no-external-data)"
+        )
     data_name = f"{path.name}.data" if external_data else None
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
+    staging = None
     try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
         ir.save(
             model,
             staging / path.name,
@@ -126,4 +177,5 @@ def save_model(
     except OSError as e:
         raise IclUserError(f"could not write {path}: {e.strerror or e}") from e
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
