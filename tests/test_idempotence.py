@@ -1,0 +1,94 @@
+"""optimize is idempotent and keeps the model's versions; its output passes the full checker."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+import icl_onnx  # noqa: F401  (registers the ai.icl schemas for the checker)
+from icl_onnx.optimize import optimize_file
+from icl_onnx.reference import evaluator
+
+V, H = 64, 32
+RNG = np.random.default_rng(0)
+W = RNG.standard_normal((V, H)).astype(np.float32)
+MIN = 16
+
+
+def build(kind: str, ir_version: int, opset: int) -> onnx.ModelProto:
+    """A Gather on ``emb`` and a second consumer reading ``kind``'s copy of it."""
+    inits = [nh.from_array(W, "emb")]
+    rank = 2 if "Gemm" in kind else 3
+    nodes = [h.make_node("Gather", ["emb", "ids"], ["e"], name="embed")]
+    if kind == "transposed copy":
+        inits.append(nh.from_array(np.ascontiguousarray(W.T), "embT"))
+        nodes.append(h.make_node("MatMul", ["e", "embT"], ["y"], name="head"))
+    elif kind == "transpose node":
+        nodes.append(h.make_node("Transpose", ["emb"], ["embT"], perm=[1, 0]))
+        nodes.append(h.make_node("MatMul", ["e", "embT"], ["y"], name="head"))
+    elif kind == "exact copy, Gemm transB":
+        inits.append(nh.from_array(W.copy(), "emb2"))
+        nodes.append(h.make_node("Flatten", ["e"], ["f"], axis=2))
+        nodes.append(h.make_node("Gemm", ["f", "emb2"], ["y"], transB=1, alpha=0.5))
+    else:
+        raise ValueError(kind)
+    graph = h.make_graph(
+        nodes,
+        "g",
+        [h.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
+        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", V][-rank:])],
+        inits,
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)])
+    model.ir_version = ir_version
+    return model
+
+
+KINDS = ["transposed copy", "transpose node", "exact copy, Gemm transB"]
+
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("external", [False, True], ids=["inline", "external data"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_second_optimize_changes_nothing_byte_for_byte(tmp_path, kind, external):
+    src, out = tmp_path / "src" / "m.onnx", tmp_path / "out" / "m.onnx"
+    src.parent.mkdir()
+    out.parent.mkdir()
+    model = ir.from_proto(build(kind, 8, 17))
+    ir.save(model, src, external_data="m.onnx.data" if external else None, size_threshold_bytes=0)
+
+    first = optimize_file(src, out, min_elements=MIN)
+    assert first.modified
+    once = files_of(out.parent)
+    second = optimize_file(out, out, min_elements=MIN)  # in place: same data file name
+    assert not second.modified
+    assert second.plan.groups == []
+    assert files_of(out.parent) == once
+    assert ("m.onnx.data" in once) == external
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize(("ir_version", "opset"), [(8, 17), (10, 21)])
+def test_optimize_keeps_versions_and_passes_the_full_checker(tmp_path, kind, ir_version, opset):
+    original = build(kind, ir_version, opset)
+    src, out = tmp_path / "m.onnx", tmp_path / "o.onnx"
+    onnx.save(original, src)
+    optimize_file(src, out, min_elements=MIN)
+    optimized = onnx.load(out)
+    onnx.checker.check_model(str(out), full_check=True)
+    assert optimized.ir_version == ir_version
+    opsets = {o.domain: o.version for o in optimized.opset_import}
+    assert opsets == {"": opset, "ai.icl": 1}
+    assert len(optimized.graph.initializer) == 1
+    ids = RNG.integers(0, V, size=(2, 3))
+    want = evaluator(original).run(None, {"ids": ids})[0]
+    got = evaluator(optimized).run(None, {"ids": ids})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
