@@ -16,7 +16,6 @@ import dataclasses
 import numpy as np
 import onnx
 import onnx_ir as ir
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto
@@ -163,9 +162,7 @@ def test_planted_copies_are_shared_where_covered_and_outputs_match(rows, cols, s
             readers.setdefault(name, []).append(node.op_type)
     left = [c for c in case.copies if c in remaining]
     dead = [c for c in left if c not in readers]
-    if dead:  # known bug, see test_the_source_of_a_folded_transpose_does_not_stay_behind
-        assert dead == ["w"] and any(p.kind == "transpose node" for p in planted), dead
-        left.remove("w")
+    assert not dead, f"copies left without any reader: {dead}"
     assert left, "every copy was removed, the canonical one too"
     coverable = [c for c in left if case.consumer_of[c] in COVERED]
     assert len(coverable) <= 1, f"copies an ICL op covers survived: {coverable}"
@@ -179,11 +176,6 @@ def test_planted_copies_are_shared_where_covered_and_outputs_match(rows, cols, s
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ShareWeightsPass._remove_dead_members visits W before the Transpose(W) member "
-    "whose removal leaves W unused, so W stays as a dead initializer",
-)
 def test_the_source_of_a_folded_transpose_does_not_stay_behind():
     """W (MatMul), W^T (MatMul) and Transpose(W) (Gather): W^T is canonical, W must go."""
     planted = [

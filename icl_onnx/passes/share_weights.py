@@ -122,7 +122,8 @@ def _remove_dead_members(groups: list[GroupBinding]) -> None:
     for group in groups:
         graph = group.canonical.graph
         assert graph is not None
-        for member in group.members:
+        # View nodes first: removing one may leave the initializer it read without uses.
+        for member in sorted(group.members, key=lambda m: m.view_node is None):
             if member.value.uses():
                 continue
             if member.view_node is not None:
