@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from conftest import icl_library_missing
 
 import icl_onnx
 from icl_onnx.optimize import optimize_files
 from tests.test_crossmodel import decoder, encoder, feeds
 
-if not (os.environ.get("ICL_ONNX_LIBRARY") and Path(os.environ["ICL_ONNX_LIBRARY"]).is_file()):
-    pytest.skip("set ICL_ONNX_LIBRARY to a built libicl_ops.so", allow_module_level=True)
+if icl_library_missing():
+    pytest.skip(f"op library: {icl_library_missing()}", allow_module_level=True)
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import ml_dtypes
 import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from conftest import icl_library_missing
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -259,15 +257,7 @@ def test_slice_of_a_cast_copy_composes_into_one_view():
     assert [i.name for i in optimized.graph.initializer] == ["W"]
 
 
-def _library_from_env() -> bool:
-    path = os.environ.get("ICL_ONNX_LIBRARY")
-    return bool(path) and Path(path).is_file()
-
-
-@pytest.mark.skipif(
-    not _library_from_env(),
-    reason="set ICL_ONNX_LIBRARY to a built libicl_ops.so to run views in ORT",
-)
+@pytest.mark.skipif(bool(icl_library_missing()), reason=f"op library: {icl_library_missing()}")
 @pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("bf16")])
 def test_view_in_ort_matches_the_original_model(case):
     import onnxruntime as ort
