@@ -12,7 +12,7 @@ import onnx
 
 from icl_onnx.ops import VIEW_DEFAULTS
 
-__all__ = ["view", "icl_matmul", "icl_gather", "numpy_dtype", "evaluator"]
+__all__ = ["view", "view_cases", "icl_matmul", "icl_gather", "numpy_dtype", "evaluator"]
 
 
 def numpy_dtype(onnx_dtype: int) -> np.dtype:
@@ -42,6 +42,21 @@ def view(
     if transpose:
         v = v.T
     return v * np.float32(scale) if scale != 1.0 else v
+
+
+def view_cases(k: int, n: int) -> dict[str, tuple[dict[str, int | float], tuple[int, int]]]:
+    """Returns the kernel test cases: view name -> (attributes, stored W shape with view [k, n])."""
+    return {
+        "plain": ({}, (k, n)),
+        "transpose": ({"transpose": 1}, (n, k)),
+        "row_slice": ({"slice_axis": 0, "slice_start": 3, "slice_size": k}, (k + 7, n)),
+        "column_slice": ({"slice_axis": 1, "slice_start": 5, "slice_size": n}, (k, n + 9)),
+        "scale": ({"scale": 0.37}, (k, n)),
+        "slice_transpose_scale": (
+            {"slice_axis": 1, "slice_start": 2, "slice_size": k, "transpose": 1, "scale": -1.5},
+            (n, k + 6),
+        ),
+    }
 
 
 def _view_kwargs(attrs: dict) -> dict:

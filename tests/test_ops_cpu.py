@@ -31,18 +31,7 @@ OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
 
 K, N = 37, 45  # neither a multiple of any SIMD width nor of a register tile
 
-# view name -> (attributes, shape of the stored W whose view is [K, N])
-VIEWS = {
-    "plain": ({}, (K, N)),
-    "transpose": ({"transpose": 1}, (N, K)),
-    "row_slice": ({"slice_axis": 0, "slice_start": 3, "slice_size": K}, (K + 7, N)),
-    "column_slice": ({"slice_axis": 1, "slice_start": 5, "slice_size": N}, (K, N + 9)),
-    "scale": ({"scale": 0.37}, (K, N)),
-    "slice_transpose_scale": (
-        {"slice_axis": 1, "slice_start": 2, "slice_size": K, "transpose": 1, "scale": -1.5},
-        (N, K + 6),
-    ),
-}
+VIEWS = reference.view_cases(K, N)
 
 
 def random(shape: tuple[int, ...], onnx_type: int, seed: int) -> np.ndarray:
