@@ -1,0 +1,43 @@
+// Registration shared by the backends: one custom op per type combination of each op, all
+// under the two op names. ORT merges same-named ops into one schema (across backends too) and
+// picks the kernel whose types match the node.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "common/kernel_op.h"
+#include "common/op_signatures.h"
+
+namespace icl {
+
+// Adds a backend's IclMatMul and IclGather kernels for `provider` to `domain`.
+template <typename MatMulKernel, typename GatherKernel>
+void RegisterKernels(Ort::CustomOpDomain& domain, const char* provider) {
+  constexpr ONNXTensorElementDataType kFloatTypes[] = {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT,
+                                                       ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16,
+                                                       ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16};
+  constexpr ONNXTensorElementDataType kIndexTypes[] = {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32,
+                                                       ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64};
+  // The ops live as long as the process: ORT keeps pointers to them in every session.
+  static auto* ops = new std::vector<std::unique_ptr<OrtCustomOp>>();
+  // IclMatMul: A, bias and Y share a type T; W may be any of the three (a cast view).
+  for (auto t : kFloatTypes) {
+    for (auto tw : kFloatTypes) {
+      ops->push_back(std::make_unique<KernelOp<MatMulKernel>>(
+          MatMulSignature(), provider, std::vector{t, tw, t}, std::vector{t}));
+    }
+  }
+  // IclGather: Y is left untyped (see GatherSignature); the kernel checks it against
+  // output_dtype at creation.
+  for (auto tw : kFloatTypes) {
+    for (auto ti : kIndexTypes) {
+      ops->push_back(std::make_unique<KernelOp<GatherKernel>>(
+          GatherSignature(), provider, std::vector{tw, ti},
+          std::vector{ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED}));
+    }
+  }
+  for (auto& op : *ops) domain.Add(op.get());
+}
+
+}  // namespace icl
