@@ -1,0 +1,76 @@
+"""Progress of long work, reported to a listener (the CLI draws it; the library prints nothing).
+
+Library code opens a task and advances it::
+
+    with progress.task("verifying copies", total=nbytes) as advance:
+        for block in blocks:
+            ...
+            advance(len(block))
+
+A reporter is installed for a stretch of work with ``progress.reporting(reporter)``; without
+one, tasks cost one context-variable look-up and report nowhere. Totals and amounts are in
+whatever unit the task names (bytes for reads and writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+__all__ = ["Reporter", "task", "reporting", "Advance"]
+
+#: Advances the open task by an amount.
+Advance = Callable[[int], None]
+
+
+class Reporter(Protocol):
+    """Receives tasks from library code (implemented by the CLI's progress display)."""
+
+    def start(self, description: str, total: int | None) -> object:
+        """Begins a task; returns a handle passed back to ``advance`` and ``finish``."""
+
+    def advance(self, handle: object, amount: int) -> None:
+        """Records ``amount`` more units done on the task."""
+
+    def finish(self, handle: object) -> None:
+        """Ends the task (called even when the work fails)."""
+
+
+_current: contextvars.ContextVar[Reporter | None] = contextvars.ContextVar(
+    "icl_onnx_progress", default=None
+)
+
+
+def _ignore(amount: int) -> None:
+    del amount
+
+
+@contextlib.contextmanager
+def task(description: str, total: int | None = None) -> Iterator[Advance]:
+    """Opens a task on the installed reporter and yields its ``advance`` function.
+
+    Args:
+        description: what is being done, e.g. ``"verifying copies"``.
+        total: the amount of work (None when unknown).
+    """
+    reporter = _current.get()
+    if reporter is None:
+        yield _ignore
+        return
+    handle = reporter.start(description, total)
+    try:
+        yield lambda amount: reporter.advance(handle, amount)
+    finally:
+        reporter.finish(handle)
+
+
+@contextlib.contextmanager
+def reporting(reporter: Reporter | None) -> Iterator[None]:
+    """Installs ``reporter`` for the work done inside the block (None: report nowhere)."""
+    token = _current.set(reporter)
+    try:
+        yield
+    finally:
+        _current.reset(token)
