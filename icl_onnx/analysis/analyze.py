@@ -1,7 +1,9 @@
 """Finds initializers that are copies or views of another and plans how to share them.
 
-One streaming pass fingerprints every eligible initializer (``fingerprint.py``); tensors whose
-keys match are verified on their values (``verify.py``) and joined in a union-find that tracks
+Every eligible initializer is sampled at positions fixed by its shape (``probes.py``); tensors
+whose dtype, shape and samples match are fingerprinted in one streaming pass
+(``fingerprint.py``), tensors whose samples match another's transpose are candidates, and every
+candidate is verified on its values (``verify.py``) and joined in a union-find that tracks
 whether each tensor is transposed relative to its set's root. ``Transpose`` nodes reading an
 initializer join the set of that initializer as view members. Sets whose representative is a
 slice, scaled copy or dtype-cast copy of another set's (``derive.py``) join that set with the
@@ -16,13 +18,14 @@ import collections
 import dataclasses
 import logging
 
-import numpy as np
 import onnx_ir as ir
 
+from icl_onnx import progress
 from icl_onnx.analysis.consumers import gemm_view, node_label, plan_consumer
 from icl_onnx.analysis.derive import find_derived, resolve
-from icl_onnx.analysis.fingerprint import fingerprint
+from icl_onnx.analysis.fingerprint import exact_digest, multiset_key
 from icl_onnx.analysis.plan import Consumer, Member, ShareGroup, SharePlan, Skipped, View
+from icl_onnx.analysis.tensors import TensorCache
 from icl_onnx.analysis.verify import is_exact_copy, is_transposed_copy
 from icl_onnx.ops import GATHER, MATMUL
 
@@ -32,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: Initializers with fewer elements are not worth sharing.
 DEFAULT_MIN_ELEMENTS = 1024
+#: Transposed-copy candidates verified per tensor at most.
+_MAX_BUCKET = 8
 
 
 @dataclasses.dataclass
@@ -92,10 +97,6 @@ class _UnionFind:
         self.parity[rb] = pa ^ pb ^ transposed
 
 
-def _dtype_name(value: ir.Value) -> str:
-    return value.const_value.dtype.name  # type: ignore[union-attr]
-
-
 def _eligible(graph: ir.Graph, min_elements: int) -> tuple[list[ir.Value], list[Skipped]]:
     inputs, outputs = set(graph.inputs), set(graph.outputs)
     eligible, skipped = [], []
@@ -111,42 +112,68 @@ def _eligible(graph: ir.Graph, min_elements: int) -> tuple[list[ir.Value], list[
             )
         elif value in outputs:
             skipped.append(Skipped(value.name or "?", "graph output"))
-        elif tensor.dtype.is_string() or tensor.dtype.itemsize < 1:
+        elif tensor.dtype.is_string() or tensor.dtype.itemsize not in (1, 2, 4, 8):
             skipped.append(Skipped(value.name or "?", f"dtype {tensor.dtype.name}"))
         else:
             eligible.append(value)
     return eligible, skipped
 
 
-def _array(value: ir.Value) -> np.ndarray:
-    return value.const_value.numpy()  # type: ignore[union-attr]
+def _digest_groups(values: list[ir.Value], cache: TensorCache) -> list[list[ir.Value]]:
+    """Groups values that are probably exact copies: same dtype, shape, samples and digest.
+
+    Only values that share dtype, shape and samples with another are read in full.
+    """
+    by_samples: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
+    for value in values:
+        key = (cache.dtype(value), cache.shape(value), cache.probes(value).key())
+        by_samples[key].append(value)
+    crowded = [same for same in by_samples.values() if len(same) > 1]
+    total = sum(v.const_value.nbytes for same in crowded for v in same)  # type: ignore[union-attr]
+    groups = []
+    with progress.task("fingerprinting", total) as advance:
+        for same in crowded:
+            by_digest: dict[str, list[ir.Value]] = collections.defaultdict(list)
+            for value in same:
+                by_digest[exact_digest(cache.array(value))].append(value)
+                advance(value.const_value.nbytes)  # type: ignore[union-attr]
+            groups += [g for g in by_digest.values() if len(g) > 1]
+    return groups
 
 
-def _join_copies(values: list[ir.Value]) -> _UnionFind:
-    """Fingerprints each value once and joins verified exact and transposed copies."""
+def _transposed_candidates(roots: list[ir.Value], cache: TensorCache):
+    """Yields ``(a, b)`` pairs of 2-D roots whose samples say ``b`` may be ``a.T``."""
+    two_d = [v for v in roots if len(cache.shape(v)) == 2]
+    by_samples: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
+    shapes = collections.Counter((cache.dtype(v), tuple(sorted(cache.shape(v)))) for v in two_d)
+    for v in two_d:
+        if shapes[(cache.dtype(v), tuple(sorted(cache.shape(v))))] > 1:
+            by_samples[(cache.dtype(v), cache.shape(v), cache.probes(v).key())].append(v)
+    for a in two_d:
+        key = (cache.dtype(a), cache.shape(a)[::-1], cache.probes(a).key(transposed=True))
+        bucket = [b for b in by_samples.get(key, []) if b is not a]
+        if len(bucket) > _MAX_BUCKET:  # repeated values at every sample: split by content
+            mine = multiset_key(cache.array(a))
+            bucket = [b for b in bucket if multiset_key(cache.array(b)) == mine]
+        for b in bucket[:_MAX_BUCKET]:
+            yield a, b
+
+
+def _join_copies(values: list[ir.Value], cache: TensorCache) -> _UnionFind:
+    """Joins verified exact and transposed copies in a union-find."""
     uf = _UnionFind()
-    by_exact: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
     for value in values:
         uf.add(value)
-        fp = fingerprint(_array(value), _dtype_name(value))
-        by_exact[fp.exact].append(value)
-        value.meta["icl_multiset"] = fp.multiset
-    by_multiset: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
-    for same in by_exact.values():
+    for same in _digest_groups(values, cache):
         head = same[0]
         for other in same[1:]:
-            if is_exact_copy(_array(head), _array(other)):
+            if is_exact_copy(cache.array(head), cache.array(other)):
                 uf.union(head, other, transposed=False)
-        by_multiset[head.meta.pop("icl_multiset")].append(head)
-        for other in same[1:]:
-            other.meta.pop("icl_multiset", None)
-    for bucket in by_multiset.values():
-        for i, a in enumerate(bucket):
-            for b in bucket[i + 1 :]:
-                if uf.find(a)[0] is uf.find(b)[0]:
-                    continue
-                if is_transposed_copy(_array(a), _array(b)):
-                    uf.union(a, b, transposed=True)
+    roots = [v for v in values if uf.find(v)[0] is v]
+    for a, b in _transposed_candidates(roots, cache):
+        if uf.find(a)[0] is not uf.find(b)[0]:
+            if is_transposed_copy(cache.array(a), cache.array(b)):
+                uf.union(a, b, transposed=True)
     return uf
 
 
@@ -300,9 +327,10 @@ def _plan_group(
 
 def _readers(eligible: list[ir.Value], view_nodes: list[ir.Node]):
     """Groups every eligible initializer and view node under the root of its widest tensor."""
-    uf = _join_copies(eligible)
+    cache = TensorCache()
+    uf = _join_copies(eligible, cache)
     roots = list(dict.fromkeys(uf.find(v)[0] for v in eligible))
-    tops = resolve(find_derived(roots, _array))
+    tops = resolve(find_derived(roots, cache))
     sets: dict[ir.Value, list[_Reader]] = collections.defaultdict(list)
 
     def add(value: ir.Value, source: ir.Value, view_node: ir.Node | None) -> None:

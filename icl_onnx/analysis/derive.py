@@ -1,8 +1,10 @@
 """Views that are not copies: slices, scaled copies and dtype-cast copies of another tensor.
 
-Works on one representative tensor per set of exact/transposed copies. Candidates come from
-keys (``view_keys.py`` for slices and scales, ``fingerprint.py`` on the cast values for casts),
-one look-up per tensor; each candidate is verified on the values (``verify.py``). A relation
+Works on one representative tensor per set of exact/transposed copies. A pair is considered
+only when the shapes allow the relation, and is nominated only when sampled elements agree
+(``probes.py``): rows or columns of a slice against an index of the whole's row or column
+signatures; ``fl(c * a) == b`` or ``a.astype(b.dtype) == b`` at the sampled positions. Each
+candidate is then verified on all the values (``verify.py``). A relation
 ``child == view(parent)`` always points at the tensor that holds more information: the whole
 tensor of a slice, the float32 tensor of a cast. Chains (a slice of a cast copy) are composed
 into one view where the ICL attributes can express it; otherwise the link is dropped.
@@ -12,20 +14,22 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable
 
 import numpy as np
 import onnx_ir as ir
 
-from icl_onnx.analysis.fingerprint import fingerprint
 from icl_onnx.analysis.plan import View
-from icl_onnx.analysis.verify import is_cast_copy, is_slice, scale_factor
-from icl_onnx.analysis.view_keys import sign_keys, vector_hashes
+from icl_onnx.analysis.probes import bits, vector_signatures
+from icl_onnx.analysis.tensors import TensorCache
+from icl_onnx.analysis.verify import _near_float32, is_cast_copy, is_slice, scale_factor
 
 __all__ = ["Derived", "find_derived", "resolve", "compose"]
 
-#: Look-ups whose bucket holds more entries than this try another vector of the tensor.
+#: Candidates verified per tensor and relation at most (crowded buckets come from repeated
+#: values, e.g. zero rows).
 _MAX_BUCKET = 8
+#: Vectors of a tensor tried as the look-up key of a slice (the least crowded one is used).
+_LOOKUP_VECTORS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,104 +41,146 @@ class Derived:
     view: View
 
 
-ArrayOf = Callable[[ir.Value], np.ndarray]
+class _VectorIndex:
+    """Per (tensor, axis): signature -> positions of the rows (0) or columns (1) having it."""
+
+    def __init__(self, cache: TensorCache) -> None:
+        self._cache = cache
+        self._index: dict[tuple[ir.Value, int], dict[int, list[int]]] = {}
+
+    def lookup(self, value: ir.Value, axis: int, signature: int) -> list[int]:
+        key = (value, axis)
+        index = self._index.get(key)
+        if index is None:
+            index = collections.defaultdict(list)
+            signatures = vector_signatures(self._cache.array(value), axis)
+            for position, h in enumerate(signatures.tolist()):
+                index[h].append(position)
+            self._index[key] = index
+        return index.get(signature, [])
 
 
-def _dtype(value: ir.Value) -> str:
-    return value.const_value.dtype.name  # type: ignore[union-attr]
+# (vectors of the part, vectors of the whole, view transpose): see docs/design.md
+_SLICE_RELATIONS = ((0, 0, False), (1, 1, False), (1, 0, True), (0, 1, True))
 
 
-def _slices(values: list[ir.Value], array_of: ArrayOf) -> list[Derived]:
-    """Row/column slices, plain or transposed, found through per-vector hashes."""
-    two_d = [v for v in values if len(v.const_value.shape) == 2]  # type: ignore[union-attr]
-    hashes = {v: (vector_hashes(array_of(v), 0), vector_hashes(array_of(v), 1)) for v in two_d}
-    index: dict[tuple, list[tuple[ir.Value, int, int]]] = collections.defaultdict(list)
-    for v, (rows, cols) in hashes.items():
-        for kind, hs in ((0, rows), (1, cols)):
-            for i, hv in enumerate(hs.tolist()):
-                index[(_dtype(v), kind, hv)].append((v, kind, i))
+def _slice_parents(x_shape, shapes, parent_axis: int, transpose: bool):
+    """Wholes whose shape admits ``x == transpose?(whole[start:start+n] along parent_axis)``."""
+    view_shape = x_shape[::-1] if transpose else x_shape
+    for value, shape in shapes:
+        if shape[1 - parent_axis] == view_shape[1 - parent_axis]:
+            if shape[parent_axis] > view_shape[parent_axis]:
+                yield value
+
+
+def _slices(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
+    """Row/column slices, plain or transposed, found through row/column signatures."""
+    by_dtype: dict[str, list[tuple[ir.Value, tuple[int, ...]]]] = collections.defaultdict(list)
+    for v in values:
+        if len(cache.shape(v)) == 2:
+            by_dtype[cache.dtype(v)].append((v, cache.shape(v)))
+    index = _VectorIndex(cache)
     found = []
-    for x, (rows, cols) in hashes.items():
-        # (vectors of x, which vectors of the parent, view transpose): see docs/design.md
-        for own, parent_kind, transpose in (
-            (rows, 0, False),
-            (cols, 1, False),
-            (cols, 0, True),
-            (rows, 1, True),
-        ):
-            buckets = [index.get((_dtype(x), parent_kind, int(h)), []) for h in own[:4]]
+    for shapes in by_dtype.values():
+        for x, x_shape in shapes:
+            match = _find_slice(x, x_shape, shapes, cache, index)
+            if match is not None:
+                found.append(match)
+    return found
+
+
+def _find_slice(x, x_shape, shapes, cache: TensorCache, index: _VectorIndex) -> Derived | None:
+    own_signatures: dict[int, list[int]] = {}
+    for own, parent_axis, transpose in _SLICE_RELATIONS:
+        for parent in _slice_parents(x_shape, shapes, parent_axis, transpose):
+            if parent is x:
+                continue
+            if own not in own_signatures:
+                array = cache.array(x)
+                head = array[:_LOOKUP_VECTORS] if own == 0 else array[:, :_LOOKUP_VECTORS]
+                own_signatures[own] = vector_signatures(head, own).tolist()
+            buckets = [index.lookup(parent, parent_axis, h) for h in own_signatures[own]]
             i = min(range(len(buckets)), key=lambda k: len(buckets[k]))
-            for parent, _, j in buckets[i][:_MAX_BUCKET]:
-                if parent is x:
-                    continue
+            for j in buckets[i][:_MAX_BUCKET]:
                 start = j - i
-                if is_slice(array_of(x), array_of(parent), parent_kind, start, transpose):
-                    size = x.const_value.shape[parent_kind ^ transpose]  # type: ignore[union-attr]
-                    view = View(transpose, parent_kind, start, int(size))
-                    found.append(Derived(x, parent, view))
-                    break
-    return found
+                if is_slice(cache.array(x), cache.array(parent), parent_axis, start, transpose):
+                    size = x_shape[parent_axis ^ transpose]
+                    return Derived(x, parent, View(transpose, parent_axis, start, int(size)))
+    return None
 
 
-def _scales(values: list[ir.Value], array_of: ArrayOf) -> list[Derived]:
-    """Scaled copies ``child == c * transpose?(parent)``, found through sign keys."""
-    floats = [v for v in values if _dtype(v) == "FLOAT"]
-    keys = {v: sign_keys(array_of(v), "FLOAT") for v in floats}
-    index: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
-    for v, (plain, _) in keys.items():
-        index[plain].append(v)
-    found = []
-    for x, (plain, transposed) in keys.items():
-        for key, transpose in ((plain, False), (transposed, True)):
-            for parent in index.get(key, [])[:_MAX_BUCKET] if key else []:
-                if parent is x:
-                    continue
-                c = scale_factor(array_of(parent), array_of(x), transpose)
-                if c is not None:
-                    found.append(Derived(x, parent, View(transpose=transpose, scale=c)))
-                    break
-    return found
+def _scale_estimates(parent: np.ndarray, child: np.ndarray) -> float | None:
+    """``c`` with ``fl(c * parent) == child`` on the samples (bit for bit), or None."""
+    with np.errstate(all="ignore"):
+        if not (np.isfinite(parent).all() and np.isfinite(child).all()):
+            return None
+        k = int(np.argmax(np.abs(parent)))
+        if parent[k] == 0.0:
+            return None
+        for c in _near_float32(float(child[k]) / float(parent[k])):
+            if c == 1.0 or c == 0.0 or not np.isfinite(c):
+                continue
+            if np.array_equal(bits(parent * c), bits(child)):
+                return float(c)
+    return None
 
 
-def _casts(values: list[ir.Value], array_of: ArrayOf) -> list[Derived]:
-    """Float16/bfloat16 copies of float32 tensors, plain or transposed."""
-    narrow = [v for v in values if _dtype(v) in ("FLOAT16", "BFLOAT16")]
-    if not narrow:
-        return []
-    by_key: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
-    for v in narrow:
-        fp = fingerprint(array_of(v), _dtype(v))
-        by_key[("exact", fp.exact)].append(v)
-        by_key[("multiset", fp.multiset)].append(v)
-    sizes = {v.const_value.size for v in narrow}  # type: ignore[union-attr]
-    found = []
-    for wide in values:
-        if _dtype(wide) != "FLOAT" or wide.const_value.size not in sizes:  # type: ignore[union-attr]
+def _same_shape_pairs(values: list[ir.Value], cache: TensorCache, parents: list[ir.Value]):
+    """Yields ``(x, parent, transpose)`` where shapes admit ``x == f(transpose?(parent))``."""
+    by_shape: dict[tuple[int, ...], list[ir.Value]] = collections.defaultdict(list)
+    for p in parents:
+        by_shape[cache.shape(p)].append(p)
+    for x in values:
+        shape = cache.shape(x)
+        for parent in by_shape.get(shape, []):
+            yield x, parent, False
+        if len(shape) == 2:
+            for parent in by_shape.get(shape[::-1], []):
+                yield x, parent, True
+
+
+def _scales(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
+    """Scaled copies ``child == c * transpose?(parent)`` (float32)."""
+    floats = [v for v in values if cache.dtype(v) == "FLOAT"]
+    found, done = [], set()
+    for x, parent, transpose in _same_shape_pairs(floats, cache, floats):
+        if parent is x or x in done:
             continue
-        a = array_of(wide)
-        for name in {_dtype(v) for v in narrow}:
-            dtype = narrow_dtype(narrow, name)
-            fp = fingerprint(a.astype(dtype), name)
-            for key, transpose in ((("exact", fp.exact), False), (("multiset", fp.multiset), True)):
-                for child in by_key.get(key, [])[:_MAX_BUCKET]:
-                    if is_cast_copy(a, array_of(child), transpose):
-                        found.append(Derived(child, wide, View(transpose=transpose, dtype=name)))
+        sampled = cache.probes(parent).flip if transpose else cache.probes(parent).own
+        c = _scale_estimates(sampled, cache.probes(x).own)
+        if c is None:
+            continue
+        c = scale_factor(cache.array(parent), cache.array(x), transpose, estimate=c)
+        if c is not None:
+            found.append(Derived(x, parent, View(transpose=transpose, scale=c)))
+            done.add(x)
     return found
 
 
-def narrow_dtype(values: list[ir.Value], name: str) -> np.dtype:
-    """The numpy dtype (ml_dtypes for bfloat16) of the first value whose ONNX dtype is ``name``."""
-    return next(v.const_value.numpy().dtype for v in values if _dtype(v) == name)  # type: ignore[union-attr]
+def _casts(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
+    """Float16/bfloat16 copies of float32 tensors, plain or transposed."""
+    narrow = [v for v in values if cache.dtype(v) in ("FLOAT16", "BFLOAT16")]
+    wide = [v for v in values if cache.dtype(v) == "FLOAT"]
+    found = []
+    for child, parent, transpose in _same_shape_pairs(narrow, cache, wide):
+        dtype = cache.array(child).dtype
+        sampled = cache.probes(parent).flip if transpose else cache.probes(parent).own
+        if not np.array_equal(bits(sampled.astype(dtype)), bits(cache.probes(child).own)):
+            continue
+        if is_cast_copy(cache.array(parent), cache.array(child), transpose):
+            view = View(transpose=transpose, dtype=cache.dtype(child))
+            found.append(Derived(child, parent, view))
+    return found
 
 
-def find_derived(values: list[ir.Value], array_of: ArrayOf) -> list[Derived]:
+def find_derived(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
     """Returns every verified slice, scale and cast relation among ``values``.
 
     Args:
         values: one representative per set of copies (they are never copies of each other).
-        array_of: returns a value's array (memory-mapped for external data).
+        cache: arrays (memory-mapped for external data) and samples of the values.
     """
-    return [*_casts(values, array_of), *_slices(values, array_of), *_scales(values, array_of)]
+    return [*_casts(values, cache), *_slices(values, cache), *_scales(values, cache)]
 
 
 def _elementwise(view: View) -> bool:
