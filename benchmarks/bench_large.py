@@ -4,7 +4,7 @@ For each model, each tool runs in its own subprocess (so memory peaks do not mix
 writes files (external data):
 
 * ``icl-onnx``: ``icl_onnx.optimize_file``'s steps (``load_model``, ``optimize``,
-  ``save_model``), each timed;
+  ``save_model`` with external data), each timed;
 * ``onnx-ir dedup``: ``ir.load``, ``DeduplicateHashedInitializersPass``, ``ir.save`` with
   external data.
 
@@ -146,7 +146,7 @@ def child(tool: str, src: str, dst: str) -> None:
         marks.append(("load", time.time()))
         plan = optimize(model)
         marks.append(("pass", time.time()))
-        save_model(model, dst)
+        save_model(model, dst, external_data=True)  # the same format as the other tool
         marks.append(("save", time.time()))
         found = sum(len(g.members) for g in plan.groups)
     else:
@@ -242,8 +242,9 @@ def write_report(results: list[dict], meta: dict) -> None:
         f"onnx-ir {meta['onnx_ir']}. Each tool in its own subprocess; time = load + pass + save "
         "(interpreter start-up and imports excluded); peak RssAnon polled from the parent every "
         "20 ms in /proc/<pid>/status; VmHWM read by the child at exit (includes file-backed "
-        "mapped pages); median over rounds for time, the last round for memory. The page cache "
-        "was warm (the source was just written or read); no cache dropping.",
+        "mapped pages); median over rounds for time, the last round for memory. Both tools write "
+        "external data (one .data file beside the model). The page cache was warm (the source "
+        "was just written or read); no cache dropping.",
         "",
         "| model | tool | copies found | time (s) | load / pass / save (s) | peak RssAnon "
         "| RssAnon peak step | VmHWM | bytes written | time ratio icl/onnx-ir |",
