@@ -2,7 +2,8 @@
 
 Loading keeps external data lazy (memory-mapped by onnx_ir). Saving writes into a temporary
 folder beside the destination and renames into place, so a failure never leaves a partial
-file and the destination may be the source itself.
+file and the destination may be the source itself. Both report a :mod:`icl_onnx.progress` task
+in bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import onnx_ir as ir
 
+from icl_onnx import progress
 from icl_onnx.errors import IclUserError
 
 __all__ = [
@@ -90,8 +92,11 @@ def load_model(path: str | os.PathLike) -> ir.Model:
         raise IclUserError(f"{path}: no such file")
     if path.is_dir():
         raise IclUserError(f"{path} is a folder; pass the .onnx file inside it")
+    size = path.stat().st_size
     try:
-        model = ir.load(path)
+        with progress.task(f"loading {path.name}", size) as advance:
+            model = ir.load(path)  # external data stays memory-mapped: the bar is the .onnx file
+            advance(size)
     except Exception as e:  # protobuf raises DecodeError, RuntimeError, ... for junk input
         raise IclUserError(
             f"{path} is not a readable ONNX model ({type(e).__name__}: {_one_line(str(e))}); "
@@ -113,6 +118,16 @@ def _initializer_bytes(model: ir.Model, below: int | None = None) -> int:
         for g in model.graphs()
         for v in g.initializers.values()
         if v.const_value is not None and (below is None or v.const_value.nbytes < below)
+    )
+
+
+def _external_bytes(model: ir.Model, threshold: int) -> int:
+    """Bytes that ``ir.save(..., external_data=...)`` writes to the data file (over threshold)."""
+    return sum(
+        v.const_value.nbytes
+        for g in model.graphs()
+        for v in g.initializers.values()
+        if v.const_value is not None and v.const_value.nbytes > threshold
     )
 
 
@@ -158,15 +173,24 @@ def save_model(
             "save with external data (drop --no-external-data)"
         )
     data_name = f"{path.name}.data" if external_data else None
+    if external_data:
+        total = _external_bytes(model, size_threshold_bytes)
+    else:
+        total = _initializer_bytes(model)
     staging = None
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))
-        ir.save(
-            model,
-            staging / path.name,
-            external_data=data_name,
-            size_threshold_bytes=size_threshold_bytes,
-        )
+        with progress.task(f"writing {path.name}", total) as advance:
+            ir.save(
+                model,
+                staging / path.name,
+                external_data=data_name,
+                size_threshold_bytes=size_threshold_bytes,
+                # called before each tensor is written to the data file
+                callback=(lambda tensor, info: advance(tensor.nbytes)) if external_data else None,
+            )
+            if not external_data:  # one protobuf write: done at once
+                advance(total)
         written = []
         if data_name is not None and (staging / data_name).exists():
             os.replace(staging / data_name, folder / data_name)

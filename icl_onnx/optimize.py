@@ -9,6 +9,7 @@ from pathlib import Path
 import onnx_ir as ir
 from onnx_ir.passes.common import LiftConstantsToInitializersPass
 
+from icl_onnx import progress
 from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS
 from icl_onnx.analysis.crossmodel import CrossBinding, run_cross_analysis
 from icl_onnx.analysis.plan import CrossPlan, SharePlan
@@ -86,8 +87,13 @@ def optimize_file(
 
 
 def _load_all(srcs: list[str | os.PathLike], min_elements: int):
-    models = [load_model(src) for src in srcs]
-    plans = [_run_pipeline(model, min_elements)[0] for model in models]
+    """Loads and optimizes each model on its own (a progress task counting models)."""
+    models, plans = [], []
+    with progress.task("analysing models", len(srcs), unit="models") as advance:
+        for src in srcs:
+            models.append(load_model(src))
+            plans.append(_run_pipeline(models[-1], min_elements)[0])
+            advance(1)
     labels = [Path(src).name for src in srcs]
     return models, plans, labels
 
@@ -115,23 +121,25 @@ def _inject(model: ir.Model, canonical: ir.Value, owner: int) -> str:
 
 def _share_across(models: list[ir.Model], groups: list[CrossBinding], min_elements: int) -> None:
     """Points each model's members of cross-model groups at the canonical tensors' bytes."""
-    for index, model in enumerate(models):
-        preferred: set[str] = set()
-        injected: list[str] = []
-        for group in groups:
-            mine = [(v, view) for v, (i, view) in group.members.items() if i == index]
-            if group.owner == index:
-                preferred.add(group.canonical.name or "")
-            elif any(view.is_identity for _, view in mine):
-                preferred.update(v.name or "" for v, view in mine if view.is_identity)
-            elif mine:
-                injected.append(_inject(model, group.canonical, group.owner))
-                preferred.add(injected[-1])
-        names = frozenset(preferred)
-        _run_pipeline(model, min_elements, names, names)
-        for name in injected:
-            if not model.graph.initializers[name].uses():
-                del model.graph.initializers[name]
+    with progress.task("sharing across models", len(models), unit="models") as advance:
+        for index, model in enumerate(models):
+            preferred: set[str] = set()
+            injected: list[str] = []
+            for group in groups:
+                mine = [(v, view) for v, (i, view) in group.members.items() if i == index]
+                if group.owner == index:
+                    preferred.add(group.canonical.name or "")
+                elif any(view.is_identity for _, view in mine):
+                    preferred.update(v.name or "" for v, view in mine if view.is_identity)
+                elif mine:
+                    injected.append(_inject(model, group.canonical, group.owner))
+                    preferred.add(injected[-1])
+            names = frozenset(preferred)
+            _run_pipeline(model, min_elements, names, names)
+            for name in injected:
+                if not model.graph.initializers[name].uses():
+                    del model.graph.initializers[name]
+            advance(1)
 
 
 def optimize_files(

@@ -9,7 +9,8 @@ Library code opens a task and advances it::
 
 A reporter is installed for a stretch of work with ``progress.reporting(reporter)``; without
 one, tasks cost one context-variable look-up and report nowhere. Totals and amounts are in
-whatever unit the task names (bytes for reads and writes).
+the task's ``unit``: bytes (``"B"``, the default) for reads and writes, or a count such as
+``"models"``.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ Advance = Callable[[int], None]
 class Reporter(Protocol):
     """Receives tasks from library code (implemented by the CLI's progress display)."""
 
-    def start(self, description: str, total: int | None) -> object:
-        """Begins a task; returns a handle passed back to ``advance`` and ``finish``."""
+    def start(self, description: str, total: int | None, unit: str) -> object:
+        """Begins a task counted in ``unit``; returns the handle for ``advance`` and ``finish``."""
 
     def advance(self, handle: object, amount: int) -> None:
         """Records ``amount`` more units done on the task."""
@@ -48,18 +49,20 @@ def _ignore(amount: int) -> None:
 
 
 @contextlib.contextmanager
-def task(description: str, total: int | None = None) -> Iterator[Advance]:
+def task(description: str, total: int | None = None, *, unit: str = "B") -> Iterator[Advance]:
     """Opens a task on the installed reporter and yields its ``advance`` function.
 
     Args:
         description: what is being done, e.g. ``"verifying copies"``.
         total: the amount of work (None when unknown).
+        unit: what ``total`` and the advanced amounts count: ``"B"`` (bytes, shown in human
+            units with a transfer speed) or a plural noun such as ``"models"``.
     """
     reporter = _current.get()
     if reporter is None:
         yield _ignore
         return
-    handle = reporter.start(description, total)
+    handle = reporter.start(description, total, unit)
     try:
         yield lambda amount: reporter.advance(handle, amount)
     finally:

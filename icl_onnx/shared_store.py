@@ -3,7 +3,9 @@
 Tensors are deduplicated by identity (a tensor object that several models reference after
 cross-model sharing) and by content (equal dtype, shape and bytes, confirmed byte for byte
 after a hash match). Every model file points at the same offsets of the one data file. Files
-are written into a staging folder and renamed into place.
+are written into a staging folder and renamed into place. Writing the data file is a
+:mod:`icl_onnx.progress` task over the bytes of every tensor considered (written or found
+to be stored already).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import onnx_ir as ir
 import xxhash
 
+from icl_onnx import progress
 from icl_onnx.errors import IclUserError
 
 __all__ = ["SharedSave", "save_models_shared", "DATA_FILE"]
@@ -64,45 +67,52 @@ def save_models_shared(
         raise IclUserError(f"output folder {out} does not exist; create it first")
     if len(set(names)) != len(names):
         raise IclUserError(f"two models would be written to the same file name: {names}")
+    values = [
+        value
+        for model in models
+        for graph in model.graphs()
+        for value in graph.initializers.values()
+        if value.const_value is not None and value.const_value.nbytes >= size_threshold_bytes
+    ]
+    total = sum(value.const_value.nbytes for value in values)
     staging = Path(tempfile.mkdtemp(prefix=".icl-shared.", dir=out))
     try:
         by_id: dict[int, ir.ExternalTensor] = {}
         by_content: dict[tuple, tuple[ir.TensorProtocol, ir.ExternalTensor]] = {}
-        total = unique = 0
+        unique = 0
         originals = []  # keeps replaced tensors alive so their ids stay unique
-        with open(staging / DATA_FILE, "wb") as data:
-            for model in models:
-                for graph in model.graphs():
-                    for value in graph.initializers.values():
-                        tensor = value.const_value
-                        if tensor is None or tensor.nbytes < size_threshold_bytes:
-                            continue
-                        total += tensor.nbytes
-                        stored = by_id.get(id(tensor))
-                        if stored is None:
-                            key = _content_key(tensor)
-                            hit = by_content.get(key)
-                            if hit is not None and np.array_equal(
-                                np.frombuffer(hit[0].tobytes(), np.uint8),
-                                np.frombuffer(tensor.tobytes(), np.uint8),
-                            ):
-                                stored = hit[1]
-                            else:
-                                offset = -data.tell() % _ALIGN + data.tell()
-                                data.seek(offset)
-                                data.write(tensor.tobytes())
-                                unique += tensor.nbytes
-                                stored = ir.ExternalTensor(
-                                    DATA_FILE, offset, tensor.nbytes, tensor.dtype,
-                                    shape=tensor.shape, name=value.name or "", base_dir=out,
-                                )  # fmt: skip
-                                by_content[key] = (tensor, stored)
-                            by_id[id(tensor)] = stored
-                            originals.append(tensor)
-                        value.const_value = ir.ExternalTensor(
-                            DATA_FILE, stored.offset, stored.length, stored.dtype,
-                            shape=stored.shape, name=value.name or "", base_dir=out,
+        with (
+            open(staging / DATA_FILE, "wb") as data,
+            progress.task(f"writing {DATA_FILE}", total) as advance,
+        ):
+            for value in values:
+                tensor = value.const_value
+                stored = by_id.get(id(tensor))
+                if stored is None:
+                    key = _content_key(tensor)
+                    hit = by_content.get(key)
+                    if hit is not None and np.array_equal(
+                        np.frombuffer(hit[0].tobytes(), np.uint8),
+                        np.frombuffer(tensor.tobytes(), np.uint8),
+                    ):
+                        stored = hit[1]
+                    else:
+                        offset = -data.tell() % _ALIGN + data.tell()
+                        data.seek(offset)
+                        data.write(tensor.tobytes())
+                        unique += tensor.nbytes
+                        stored = ir.ExternalTensor(
+                            DATA_FILE, offset, tensor.nbytes, tensor.dtype,
+                            shape=tensor.shape, name=value.name or "", base_dir=out,
                         )  # fmt: skip
+                        by_content[key] = (tensor, stored)
+                    by_id[id(tensor)] = stored
+                    originals.append(tensor)
+                value.const_value = ir.ExternalTensor(
+                    DATA_FILE, stored.offset, stored.length, stored.dtype,
+                    shape=stored.shape, name=value.name or "", base_dir=out,
+                )  # fmt: skip
+                advance(tensor.nbytes)
         for model, name in zip(models, names, strict=True):
             ir.save(model, staging / name)
         written = [out / DATA_FILE]

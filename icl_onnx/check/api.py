@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from icl_onnx import progress
 from icl_onnx.check.compare import ERROR_STATS, Tolerance, compare_outputs
 from icl_onnx.check.inputs import describe_inputs, load_inputs, make_inputs, save_inputs
 from icl_onnx.check.measure import run_worker
@@ -195,18 +196,23 @@ def check_models(
         )
     if save_inputs_to is not None:
         save_inputs(save_inputs_to, sets)
-    with tempfile.TemporaryDirectory(prefix="icl-check-") as tmp:
-        runs = [
-            run_worker(
-                info,
-                sets,
-                Path(tmp) / label,
-                providers=full_providers,
-                device_id=device_id,
-                timeout=timeout,
+    with (
+        tempfile.TemporaryDirectory(prefix="icl-check-") as tmp,
+        progress.task("running models", 2, unit="models") as advance,
+    ):
+        runs = []
+        for label, info in (("original", info_a), ("optimized", info_b)):
+            runs.append(
+                run_worker(
+                    info,
+                    sets,
+                    Path(tmp) / label,
+                    providers=full_providers,
+                    device_id=device_id,
+                    timeout=timeout,
+                )
             )
-            for label, info in (("original", info_a), ("optimized", info_b))
-        ]
+            advance(1)
     (m_a, out_a), (m_b, out_b) = runs
     parity = ParityReport(
         outputs=compare_outputs(

@@ -24,6 +24,7 @@ from icl_onnx.check.options import (
 )
 from icl_onnx.cli._format import console as make_console
 from icl_onnx.cli._format import human_bytes
+from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
 
 __all__ = ["add_parser", "run", "render"]
@@ -43,6 +44,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("original", help="the original .onnx model")
     p.add_argument("optimized", help="the optimized .onnx model")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_quiet_argument(p)
     g = p.add_argument_group("inputs")
     g.add_argument(
         "--input-shape",
@@ -153,26 +155,27 @@ def run(args: argparse.Namespace) -> int:
         raise IclUserError("--load-inputs fixes the inputs; drop --input-shape and --val-range")
     error_stat = parse_per_output(args.error_stat, "--error-stat", _stat)
     error_stat.setdefault(None, "elementwise")
-    report = check_models(
-        args.original,
-        args.optimized,
-        providers=parse_providers(args.providers),
-        input_shapes=parse_shapes(args.input_shape),
-        val_ranges=parse_ranges(args.val_range),
-        load_inputs_from=args.load_inputs,
-        save_inputs_to=args.save_inputs,
-        iterations=args.iterations,
-        seed=args.seed,
-        atol=parse_per_output(args.atol, "--atol", tolerance) or None,
-        rtol=parse_per_output(args.rtol, "--rtol", tolerance) or None,
-        error_stat=error_stat,
-        quantile=args.error_quantile,
-        allow_nonfinite=args.allow_nonfinite,
-        max_memory_growth=args.max_memory_growth,
-        memory_slack_bytes=int(args.memory_slack_mb * (1 << 20)),
-        device_id=args.device_id,
-        timeout=args.timeout,
-    )
+    with cli_progress(args.quiet):
+        report = check_models(
+            args.original,
+            args.optimized,
+            providers=parse_providers(args.providers),
+            input_shapes=parse_shapes(args.input_shape),
+            val_ranges=parse_ranges(args.val_range),
+            load_inputs_from=args.load_inputs,
+            save_inputs_to=args.save_inputs,
+            iterations=args.iterations,
+            seed=args.seed,
+            atol=parse_per_output(args.atol, "--atol", tolerance) or None,
+            rtol=parse_per_output(args.rtol, "--rtol", tolerance) or None,
+            error_stat=error_stat,
+            quantile=args.error_quantile,
+            allow_nonfinite=args.allow_nonfinite,
+            max_memory_growth=args.max_memory_growth,
+            memory_slack_bytes=int(args.memory_slack_mb * (1 << 20)),
+            device_id=args.device_id,
+            timeout=args.timeout,
+        )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.hf_folder import TASKS
 
 
@@ -33,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance of the check")
     parser.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance of the check")
     parser.add_argument("--keep-original", metavar="PATH", help="also keep the unshared export")
+    add_quiet_argument(parser)
     return parser
 
 
@@ -42,19 +44,20 @@ def run(args: argparse.Namespace) -> int:
     from icl_onnx.export import export
     from icl_onnx.hf_folder import example_inputs, load_folder
 
-    model, task = load_folder(args.folder, args.task)
-    inputs = example_inputs(model, task, batch=args.batch, seq=args.seq_len)
-    result = export(
-        model,
-        args.output,
-        kwargs=inputs,
-        dynamo=args.exporter != "torchscript",
-        fallback=args.exporter == "auto",
-        opset_version=args.opset,
-        atol=args.atol,
-        rtol=args.rtol,
-        keep_original=args.keep_original,
-    )
+    with cli_progress(args.quiet):
+        model, task = load_folder(args.folder, args.task)
+        inputs = example_inputs(model, task, batch=args.batch, seq=args.seq_len)
+        result = export(
+            model,
+            args.output,
+            kwargs=inputs,
+            dynamo=args.exporter != "torchscript",
+            fallback=args.exporter == "auto",
+            opset_version=args.opset,
+            atol=args.atol,
+            rtol=args.rtol,
+            keep_original=args.keep_original,
+        )
     print(f"exported {type(model).__name__} ({task}) with the {result.exporter} exporter")
     if result.fallback_reason:
         print(f"  {result.fallback_reason}")

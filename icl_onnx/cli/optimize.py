@@ -6,6 +6,7 @@ import argparse
 
 from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS
 from icl_onnx.cli._format import human_bytes, print_cross_plan, print_json, print_plan
+from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
 from icl_onnx.optimize import optimize_file, optimize_files
 
@@ -43,6 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="ignore initializers with fewer elements (default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print the applied plan as JSON")
+    add_quiet_argument(parser)
     return parser
 
 
@@ -55,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if len(args.model) != 1 or args.output is None:
         raise IclUserError("one model needs -o OUT; several models need --out-dir DIR")
     (model,) = args.model
-    result = optimize_file(
-        model, args.output, min_elements=args.min_elements, external_data=args.external_data
-    )
+    with cli_progress(args.quiet):
+        result = optimize_file(
+            model, args.output, min_elements=args.min_elements, external_data=args.external_data
+        )
     if args.json:
         print_json(
             {
@@ -76,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_many(args: argparse.Namespace) -> int:
-    result = optimize_files(args.model, args.out_dir, min_elements=args.min_elements)
+    with cli_progress(args.quiet):
+        result = optimize_files(args.model, args.out_dir, min_elements=args.min_elements)
     if args.json:
         print_json(
             {

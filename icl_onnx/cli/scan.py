@@ -7,6 +7,7 @@ import argparse
 from icl_onnx.analysis import analyze
 from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS
 from icl_onnx.cli._format import print_cross_plan, print_json, print_plan
+from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.model_io import load_model
 from icl_onnx.optimize import scan_files
 
@@ -27,20 +28,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=DEFAULT_MIN_ELEMENTS,
         help="ignore initializers with fewer elements (default %(default)s)",
     )
+    add_quiet_argument(parser)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
     """Analyses the model(s) and prints the plan; exit 0."""
     if len(args.model) > 1:
-        cross = scan_files(args.model, min_elements=args.min_elements)
+        with cli_progress(args.quiet):
+            cross = scan_files(args.model, min_elements=args.min_elements)
         if args.json:
             print_json(cross.to_dict())
         else:
             print_cross_plan(cross)
         return 0
     (model,) = args.model
-    plan = analyze(load_model(model), min_elements=args.min_elements)
+    with cli_progress(args.quiet):
+        plan = analyze(load_model(model), min_elements=args.min_elements)
     if args.json:
         print_json({"model": model, **plan.to_dict()})
     else:
