@@ -13,6 +13,7 @@ from icl_onnx import progress
 from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS
 from icl_onnx.analysis.crossmodel import CrossBinding, run_cross_analysis
 from icl_onnx.analysis.plan import CrossPlan, SharePlan
+from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.errors import IclUserError
 from icl_onnx.model_io import load_model, save_model
 from icl_onnx.passes import ShareWeightsPass
@@ -108,9 +109,13 @@ def scan_files(
 
 
 def _inject(model: ir.Model, canonical: ir.Value, owner: int) -> str:
-    """Adds the canonical tensor of another model to ``model``; returns its name there."""
+    """Adds the canonical tensor of another model to ``model``; returns its name there.
+
+    The name is one no value of any of the model's graphs holds, so subgraphs read it as is.
+    """
+    scopes = Scopes(model)
     name = canonical.name or "shared"
-    while name in model.graph.initializers:
+    while scopes.taken(name):
         name = f"{name}.m{owner}"
     value = ir.Value(
         name=name, type=canonical.type, shape=canonical.shape, const_value=canonical.const_value

@@ -25,6 +25,7 @@ from icl_onnx.analysis.consumers import gemm_view, node_label, plan_consumer
 from icl_onnx.analysis.derive import find_derived, resolve
 from icl_onnx.analysis.fingerprint import exact_digest, multiset_key
 from icl_onnx.analysis.plan import Consumer, Member, ShareGroup, SharePlan, Skipped, View
+from icl_onnx.analysis.scopes import Scopes, function_constants
 from icl_onnx.analysis.tensors import TensorCache
 from icl_onnx.analysis.verify import is_exact_copy, is_transposed_copy
 from icl_onnx.ops import GATHER, MATMUL
@@ -97,8 +98,12 @@ class _UnionFind:
         self.parity[rb] = pa ^ pb ^ transposed
 
 
-def _eligible(graph: ir.Graph, min_elements: int) -> tuple[list[ir.Value], list[Skipped]]:
+def _eligible(
+    graph: ir.Graph, min_elements: int, *, main: bool = True
+) -> tuple[list[ir.Value], list[Skipped]]:
+    """Returns the initializers of ``graph`` that may be shared, and why the others may not."""
     inputs, outputs = set(graph.inputs), set(graph.outputs)
+    where = "graph" if main else f"subgraph {graph.name}"
     eligible, skipped = [], []
     for value in graph.initializers.values():
         tensor = value.const_value
@@ -107,11 +112,10 @@ def _eligible(graph: ir.Graph, min_elements: int) -> tuple[list[ir.Value], list[
         elif tensor.size < min_elements:
             continue
         elif value in inputs:
-            skipped.append(
-                Skipped(value.name or "?", "graph input (can be overridden at run time)")
-            )
+            why = "graph input (can be overridden at run time)" if main else f"input of {where}"
+            skipped.append(Skipped(value.name or "?", why))
         elif value in outputs:
-            skipped.append(Skipped(value.name or "?", "graph output"))
+            skipped.append(Skipped(value.name or "?", f"output of {where}"))
         elif tensor.dtype.is_string() or tensor.dtype.itemsize not in (1, 2, 4, 8):
             skipped.append(Skipped(value.name or "?", f"dtype {tensor.dtype.name}"))
         else:
@@ -178,9 +182,9 @@ def _join_copies(values: list[ir.Value], cache: TensorCache) -> _UnionFind:
 
 
 def _transpose_views(graph: ir.Graph, eligible: set[ir.Value]) -> list[ir.Node]:
-    """Returns 2-D Transpose nodes that read an eligible initializer."""
+    """Returns 2-D Transpose nodes (in ``graph`` or a subgraph) reading an eligible initializer."""
     nodes = []
-    for node in graph:
+    for node in ir.traversal.RecursiveGraphIterator(graph):
         if node.op_type != "Transpose" or node.domain not in ("", "ai.onnx"):
             continue
         source = node.inputs[0] if node.inputs else None
@@ -230,9 +234,16 @@ def _relative(reader: _Reader, canonical: _Reader) -> View:
 
 
 def _plan_group(
-    readers: list[_Reader], view_nodes: set[ir.Node], preferred: frozenset[str] = frozenset()
+    readers: list[_Reader],
+    view_nodes: set[ir.Node],
+    preferred: frozenset[str] = frozenset(),
+    scopes: Scopes | None = None,
 ) -> GroupBinding:
-    """Chooses the canonical initializer of a set and plans every member's consumers."""
+    """Chooses the canonical initializer of a set and plans every member's consumers.
+
+    Among equally cheap candidates, one whose graph already encloses every node that will read
+    it is preferred; otherwise the pass moves the canonical tensor outwards (``scopes.py``).
+    """
     group_values = {r.value for r in readers}
     twice = {
         n
@@ -278,7 +289,16 @@ def _plan_group(
 
     candidates = [r for r in readers if r.view_node is None and not r.derived]
     candidates = [r for r in candidates if r.value.name in preferred] or candidates
-    best = min(candidates, key=lambda c: plan_for(c)[2])  # min keeps graph order on ties
+
+    def key(candidate: _Reader) -> tuple[int, bool]:
+        members, canonical_uses, cost = plan_for(candidate)
+        reading = [n for n, _, _ in canonical_uses]
+        reading += [n for _, _, planned in members for n, _, c in planned if c.covered]
+        graph = candidate.value.graph
+        moves = scopes is not None and not scopes.encloses(graph, reading)  # type: ignore[arg-type]
+        return cost, moves
+
+    best = min(candidates, key=key)  # min keeps graph order on ties
     members, canonical_uses, _ = plan_for(best)
     tensor = best.value.const_value
     assert tensor is not None
@@ -354,7 +374,12 @@ def run_analysis(
     preferred: frozenset[str] = frozenset(),
     shared: frozenset[str] = frozenset(),
 ) -> Analysis:
-    """Analyses the main graph of ``model`` without changing it.
+    """Analyses ``model`` without changing it: the main graph and every subgraph.
+
+    Initializers of ``If``, ``Loop`` and ``Scan`` bodies take part like the main graph's
+    (``Constant`` nodes do once lifted to initializers); a group may span graph levels, and
+    the pass keeps its canonical tensor in a graph that encloses every reader. Functions hold
+    no initializers and are left alone; their large ``Constant`` tensors are reported skipped.
 
     Args:
         model: the model; external data is read through memory maps, one tensor at a time.
@@ -363,9 +388,14 @@ def run_analysis(
         shared: names whose bytes other models share: each forms a group even alone, so its
             MatMul/Gemm consumers read it through IclMatMul (no private prepacked copy).
     """
-    graph = model.graph
-    eligible, skipped = _eligible(graph, min_elements)
-    view_nodes = _transpose_views(graph, set(eligible))
+    scopes = Scopes(model)
+    eligible, skipped = [], []
+    for graph in scopes.graphs():
+        mine, why = _eligible(graph, min_elements, main=graph is model.graph)
+        eligible += mine
+        skipped += why
+    skipped += function_constants(model, min_elements)
+    view_nodes = _transpose_views(model.graph, set(eligible))
     view_node_set = set(view_nodes)
     groups = []
     for readers in _readers(eligible, view_nodes).values():
@@ -375,12 +405,13 @@ def run_analysis(
         alone_but_shared = any(r.value.name in shared for r in direct)
         if len(direct) < 2 and not (views and base_uses + len(views) >= 2) and not alone_but_shared:
             continue
-        groups.append(_plan_group(readers, view_node_set, preferred))
-    total = sum(v.const_value.nbytes for v in graph.initializers.values() if v.const_value)
+        groups.append(_plan_group(readers, view_node_set, preferred, scopes))
+    initializers = [v for g in scopes.graphs() for v in g.initializers.values()]
+    total = sum(v.const_value.nbytes for v in initializers if v.const_value)
     plan = SharePlan(
         groups=[g.plan for g in groups],
         skipped=skipped,
-        initializer_count=len(graph.initializers),
+        initializer_count=len(initializers),
         initializer_bytes=total,
     )
     for group in plan.groups:

@@ -6,6 +6,11 @@ consumers of a transposed, sliced, scaled or dtype-cast copy, or of ``Transpose(
 type for IclMatMul and set through ``output_dtype`` for IclGather); MatMul/Gemm weights that
 read the (shared) canonical tensor become IclMatMul so ORT does not prepack a second copy.
 Members whose consumers are all rewritten are removed; the others stay, and the plan says why.
+
+Members and consumers may sit in any graph (``If``/``Loop``/``Scan`` bodies): each node is
+rewritten and each dead member removed in its own graph, and the canonical tensor is then
+moved, if it must be, to the innermost graph that encloses all its readers
+(``icl_onnx.analysis.scopes``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import onnx_ir as ir
 from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS, GroupBinding, run_analysis
 from icl_onnx.analysis.consumers import gemm_view
 from icl_onnx.analysis.plan import SharePlan, View
+from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.ops import DOMAIN, GATHER, MATMUL, OPSET_VERSION
 
 __all__ = ["ShareWeightsPass"]
@@ -119,17 +125,29 @@ def _planned_rewrites(groups: list[GroupBinding]):
 
 
 def _remove_dead_members(groups: list[GroupBinding]) -> None:
+    """Removes members nothing reads any more, each from its own graph."""
     for group in groups:
-        graph = group.canonical.graph
-        assert graph is not None
         # View nodes first: removing one may leave the initializer it read without uses.
         for member in sorted(group.members, key=lambda m: m.view_node is None):
-            if member.value.uses():
+            if member.value.uses() or member.value.is_graph_output():
                 continue
             if member.view_node is not None:
-                graph.remove(member.view_node, safe=True)
-            elif member.value.name in graph.initializers:
-                del graph.initializers[member.value.name]
+                member.view_node.graph.remove(member.view_node, safe=True)  # type: ignore[union-attr]
+                continue
+            graph = member.value.graph
+            if graph is not None and graph.initializers.get(member.value.name) is member.value:
+                del graph.initializers[member.value.name]  # type: ignore[arg-type]
+
+
+def _place_canonicals(model: ir.Model, groups: list[GroupBinding]) -> bool:
+    """Moves (and renames) canonical tensors so every reader's graph can see them."""
+    scopes = Scopes(model)
+    placed = False
+    for group in groups:
+        if scopes.place(group.canonical):
+            group.plan.canonical = group.canonical.name or "?"
+            placed = True
+    return placed
 
 
 class ShareWeightsPass(ir.passes.InPlacePass):
@@ -167,7 +185,9 @@ class ShareWeightsPass(ir.passes.InPlacePass):
             _rewrite(node, idx, rewrite, canonical, view)
             modified = True
         _remove_dead_members(analysis.groups)
-        if modified and any(n.domain == DOMAIN for n in model.graph):
+        modified |= _place_canonicals(model, analysis.groups)
+        nodes = ir.traversal.RecursiveGraphIterator(model.graph)
+        if modified and any(n.domain == DOMAIN for n in nodes):
             model.opset_imports.setdefault(DOMAIN, OPSET_VERSION)
         logger.info(
             "ShareWeightsPass: %d groups, %d bytes freed",
