@@ -246,9 +246,10 @@ def write_report(results: list[dict], meta: dict) -> None:
         "external data (one .data file beside the model). The page cache was warm (the source "
         "was just written or read); no cache dropping.",
         "",
-        "| model | tool | copies found | time (s) | load / pass / save (s) | peak RssAnon "
+        "| model | tool | copies found | time (s), median | each round (s) "
+        "| load / pass / save (s), last round | peak RssAnon "
         "| RssAnon peak step | VmHWM | bytes written | time ratio icl/onnx-ir |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
         for tool in TOOLS:
@@ -257,9 +258,10 @@ def write_report(results: list[dict], meta: dict) -> None:
             by_step = last["peak_rss_anon_by_step_bytes"]
             worst = max(by_step, key=by_step.get)
             ratio = f"{res['ratio']:.2f}" if tool == "icl-onnx" else ""
+            rounds = ", ".join(f"{r['seconds']:.2f}" for r in res["runs"][tool])
             lines.append(
                 f"| {res['label']} | {tool} | {last['copies_found']} | "
-                f"{res['median_seconds'][tool]:.2f} | {steps} | "
+                f"{res['median_seconds'][tool]:.2f} | {rounds} | {steps} | "
                 f"{_mib(last['peak_rss_anon_bytes'])} | {worst} | {_mib(last['vm_hwm_bytes'])} | "
                 f"{_mib(last['bytes_written'])} | {ratio} |"
             )
