@@ -140,11 +140,15 @@ def _same_shape_pairs(values: list[ir.Value], cache: TensorCache, parents: list[
 
 
 def _scales(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
-    """Scaled copies ``child == c * transpose?(parent)`` (float32)."""
+    """Scaled copies ``child == c * transpose?(parent)`` (float32), every verified pair.
+
+    Both directions of a pair may verify (``c = -1`` or a power of two is exact both ways);
+    ``find_derived`` keeps one.
+    """
     floats = [v for v in values if cache.dtype(v) == "FLOAT"]
-    found, done = [], set()
+    found = []
     for x, parent, transpose in _same_shape_pairs(floats, cache, floats):
-        if parent is x or x in done:
+        if parent is x:
             continue
         sampled = cache.probes(parent).flip if transpose else cache.probes(parent).own
         c = _scale_estimates(sampled, cache.probes(x).own)
@@ -153,8 +157,27 @@ def _scales(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
         c = scale_factor(cache.array(parent), cache.array(x), transpose, estimate=c)
         if c is not None:
             found.append(Derived(x, parent, View(transpose=transpose, scale=c)))
-            done.add(x)
     return found
+
+
+def _one_direction(scales: list[Derived], others: list[Derived], values: list[ir.Value]):
+    """Drops the reverse of scale relations that verify both ways.
+
+    The parent kept is the tensor other relations already derive from (so a cast or slice of
+    it still composes), else the one first in graph order.
+    """
+    parents = {r.parent for r in others}
+    order = {v: i for i, v in enumerate(values)}
+    pairs = {(r.child, r.parent) for r in scales}
+
+    def rank(v: ir.Value) -> tuple[bool, int]:
+        return v in parents, -order[v]
+
+    return [
+        r
+        for r in scales
+        if (r.parent, r.child) not in pairs or rank(r.parent) > rank(r.child)
+    ]
 
 
 def _casts(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
@@ -180,7 +203,8 @@ def find_derived(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
         values: one representative per set of copies (they are never copies of each other).
         cache: arrays (memory-mapped for external data) and samples of the values.
     """
-    return [*_casts(values, cache), *_slices(values, cache), *_scales(values, cache)]
+    others = [*_casts(values, cache), *_slices(values, cache)]
+    return [*others, *_one_direction(_scales(values, cache), others, values)]
 
 
 def _elementwise(view: View) -> bool:
