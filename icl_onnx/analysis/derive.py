@@ -42,22 +42,25 @@ class Derived:
 
 
 class _VectorIndex:
-    """Per (tensor, axis): signature -> positions of the rows (0) or columns (1) having it."""
+    """Per (tensor, axis): the positions of the rows (0) or columns (1) with a signature.
+
+    Signatures are sorted once per (tensor, axis); a look-up is two binary searches.
+    """
 
     def __init__(self, cache: TensorCache) -> None:
         self._cache = cache
-        self._index: dict[tuple[ir.Value, int], dict[int, list[int]]] = {}
+        self._index: dict[tuple[ir.Value, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def lookup(self, value: ir.Value, axis: int, signature: int) -> list[int]:
         key = (value, axis)
-        index = self._index.get(key)
-        if index is None:
-            index = collections.defaultdict(list)
+        if key not in self._index:
             signatures = vector_signatures(self._cache.array(value), axis)
-            for position, h in enumerate(signatures.tolist()):
-                index[h].append(position)
-            self._index[key] = index
-        return index.get(signature, [])
+            order = np.argsort(signatures, kind="stable")
+            self._index[key] = (signatures[order], order)
+        ordered, order = self._index[key]
+        h = np.uint64(signature)
+        lo, hi = np.searchsorted(ordered, h, "left"), np.searchsorted(ordered, h, "right")
+        return order[lo:hi].tolist()
 
 
 # (vectors of the part, vectors of the whole, view transpose): see docs/design.md
