@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 
 import numpy as np
 import onnx
@@ -56,10 +57,12 @@ COND = "c"  # the If's condition, a bool graph input
 SCALES = (-1.0, 0.5, 3.0, -0.25)
 EXAMPLES = {"run": 0}
 
+#: ICL_PROPERTY_EXAMPLES=N runs N random (not derandomized) examples: a wider search by hand.
+_SEARCH = int(os.environ.get("ICL_PROPERTY_EXAMPLES", "0"))
 SETTINGS = settings(
-    max_examples=100,
+    max_examples=_SEARCH or 100,
     deadline=None,
-    derandomize=True,
+    derandomize=not _SEARCH,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
@@ -416,19 +419,13 @@ TWO_TRANSPOSED_VIEWS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug (analysis/derive.py): of two transposed views of W that are also views "
-    "of each other (-1*W^T and 0.5*W^T; W[0:2]^T and W[0:3]^T), one keeps its first verified "
-    "relation, a plain one to the sibling view; the chain through it (two scales, two slices) "
-    "does not compose, so the link is dropped and its transposed relation to W is never used: "
-    "it stays an initializer read by a plain MatMul",
-)
 @pytest.mark.parametrize("views", list(TWO_TRANSPOSED_VIEWS))
 def test_two_transposed_views_of_w_are_both_shared(views):
     """W 4x4 (MatMul) and two transposed views of it, each read by a MatMul: only W stays.
 
-    Found by the property test run with more examples; the plain (untransposed) pairs share.
+    Found by the property test run with more examples: each view first matched its sibling
+    (``-0.5 * p1``; a column slice of the other slice), a chain that does not compose, and the
+    view's own relation to W was never tried.
     """
     case = build_case(4, 4, 0, Plant("initializer", "MatMul", 0, 1.0), TWO_TRANSPOSED_VIEWS[views])
     out = optimized(case.proto)

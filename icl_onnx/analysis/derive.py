@@ -86,13 +86,13 @@ def _slices(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
     found = []
     for shapes in by_dtype.values():
         for x, x_shape in shapes:
-            match = _find_slice(x, x_shape, shapes, cache, index)
-            if match is not None:
-                found.append(match)
+            found += _find_slices(x, x_shape, shapes, cache, index)
     return found
 
 
-def _find_slice(x, x_shape, shapes, cache: TensorCache, index: _VectorIndex) -> Derived | None:
+def _find_slices(x, x_shape, shapes, cache: TensorCache, index: _VectorIndex) -> list[Derived]:
+    """Every verified ``x == slice view of parent``, at most one per parent and relation."""
+    found = []
     own_signatures: dict[int, list[int]] = {}
     for own, parent_axis, transpose in _SLICE_RELATIONS:
         for parent in _slice_parents(x_shape, shapes, parent_axis, transpose):
@@ -108,8 +108,10 @@ def _find_slice(x, x_shape, shapes, cache: TensorCache, index: _VectorIndex) -> 
                 start = j - i
                 if is_slice(cache.array(x), cache.array(parent), parent_axis, start, transpose):
                     size = x_shape[parent_axis ^ transpose]
-                    return Derived(x, parent, View(transpose, parent_axis, start, int(size)))
-    return None
+                    view = View(transpose, parent_axis, start, int(size))
+                    found.append(Derived(x, parent, view))
+                    break
+    return found
 
 
 def _scale_estimates(parent: np.ndarray, child: np.ndarray) -> float | None:
@@ -233,36 +235,35 @@ def compose(outer: View, inner: View) -> View | None:
 def resolve(relations: list[Derived]) -> dict[ir.Value, tuple[ir.Value, View]]:
     """Maps each child to its top-most parent and its composed view (one parent per child).
 
-    A child keeps its first relation; a relation that would close a cycle, or whose chain does
-    not compose, is dropped, and the child stays a tensor of its own.
+    A child takes the first of its relations (in the order given) whose parent resolves
+    without a cycle and whose chain composes into one view; a child with none stays a tensor
+    of its own. Every parent a child maps to is itself a tensor of its own.
     """
-    parent: dict[ir.Value, Derived] = {}
-
-    def top(v: ir.Value) -> ir.Value:
-        while v in parent:
-            v = parent[v].parent
-        return v
-
+    options: dict[ir.Value, list[Derived]] = collections.defaultdict(list)
     for rel in relations:
-        if rel.child not in parent and top(rel.parent) is not rel.child:
-            parent[rel.child] = rel
-
+        options[rel.child].append(rel)
     resolved: dict[ir.Value, tuple[ir.Value, View]] = {}
+    visiting: set[ir.Value] = set()
 
-    def walk(v: ir.Value) -> tuple[ir.Value, View]:
+    def walk(v: ir.Value) -> tuple[ir.Value, View] | None:
         if v in resolved:
             return resolved[v]
-        rel = parent.get(v)
-        if rel is None:
-            return v, View()
-        root, inner = walk(rel.parent)
-        view = compose(rel.view, inner)
-        if view is None:
-            del parent[v]
-            return v, View()
-        resolved[v] = (root, view)
-        return root, view
+        if v in visiting:
+            return None  # a cycle: the caller tries its next relation
+        visiting.add(v)
+        resolved_v = (v, View())
+        for rel in options.get(v, []):
+            up = walk(rel.parent)
+            if up is None or up[0] is v:
+                continue
+            view = compose(rel.view, up[1])
+            if view is not None:
+                resolved_v = (up[0], view)
+                break
+        visiting.discard(v)
+        resolved[v] = resolved_v
+        return resolved_v
 
-    for child in list(parent):
+    for child in list(options):
         walk(child)
-    return {c: resolved[c] for c in parent if c in resolved}
+    return {c: resolved[c] for c in options if resolved[c][0] is not c}
