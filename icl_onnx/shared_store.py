@@ -2,10 +2,10 @@
 
 Tensors are deduplicated by identity (a tensor object that several models reference after
 cross-model sharing) and by content (equal dtype, shape and bytes, confirmed byte for byte
-after a hash match). Every model file points at the same offsets of the one data file. Files
-are written into a staging folder and renamed into place. Writing the data file is a
-:mod:`icl_onnx.progress` task over the bytes of every tensor considered (written or found
-to be stored already).
+after a hash match), reading external tensors through memory maps in blocks. Every model file
+points at the same offsets of the one data file. Files are written into a staging folder and
+renamed into place. Writing the data file is a :mod:`icl_onnx.progress` task over the bytes of
+every tensor considered (written or found to be stored already).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
-import xxhash
 
 from icl_onnx import progress
+from icl_onnx.analysis.fingerprint import exact_digest
+from icl_onnx.analysis.verify import is_exact_copy
 from icl_onnx.errors import IclUserError
 
 __all__ = ["SharedSave", "save_models_shared", "DATA_FILE"]
@@ -40,8 +41,28 @@ class SharedSave:
     unique_bytes: int  # bytes in the data file's tensors (each unique tensor once)
 
 
-def _content_key(tensor: ir.TensorProtocol) -> tuple:
-    return (tensor.dtype, tuple(tensor.shape.numpy()), xxhash.xxh3_128_hexdigest(tensor.tobytes()))
+_CHUNK_BYTES = 16 << 20
+
+
+def _raw_bytes(tensor: ir.TensorProtocol) -> np.ndarray:
+    """The tensor's bytes as written to a data file, as a flat uint8 array.
+
+    A memory map for external tensors (nothing copied into anonymous memory); packed sub-byte
+    types (int4, ...) go through ``tobytes``.
+    """
+    if tensor.dtype.bitwidth < 8:
+        return np.frombuffer(tensor.tobytes(), np.uint8)
+    return np.ascontiguousarray(tensor.numpy()).reshape(-1).view(np.uint8)
+
+
+def _content_key(tensor: ir.TensorProtocol, raw: np.ndarray) -> tuple:
+    return (tensor.dtype, tuple(tensor.shape.numpy()), exact_digest(raw))
+
+
+def _write(data, raw: np.ndarray) -> None:
+    """Writes ``raw`` chunk by chunk (a memory-mapped tensor is never copied whole)."""
+    for start in range(0, raw.size, _CHUNK_BYTES):
+        data.write(raw[start : start + _CHUNK_BYTES].data)
 
 
 def save_models_shared(
@@ -89,17 +110,15 @@ def save_models_shared(
                 tensor = value.const_value
                 stored = by_id.get(id(tensor))
                 if stored is None:
-                    key = _content_key(tensor)
+                    raw = _raw_bytes(tensor)
+                    key = _content_key(tensor, raw)
                     hit = by_content.get(key)
-                    if hit is not None and np.array_equal(
-                        np.frombuffer(hit[0].tobytes(), np.uint8),
-                        np.frombuffer(tensor.tobytes(), np.uint8),
-                    ):
+                    if hit is not None and is_exact_copy(_raw_bytes(hit[0]), raw):
                         stored = hit[1]
                     else:
                         offset = -data.tell() % _ALIGN + data.tell()
                         data.seek(offset)
-                        data.write(tensor.tobytes())
+                        _write(data, raw)
                         unique += tensor.nbytes
                         stored = ir.ExternalTensor(
                             DATA_FILE, offset, tensor.nbytes, tensor.dtype,
