@@ -134,7 +134,9 @@ def _digest_groups(values: list[ir.Value], cache: TensorCache) -> list[list[ir.V
         by_samples[key].append(value)
     crowded = [same for same in by_samples.values() if len(same) > 1]
     total = sum(v.const_value.nbytes for same in crowded for v in same)  # type: ignore[union-attr]
-    groups = []
+    groups: list[list[ir.Value]] = []
+    if not crowded:
+        return groups
     with progress.task("fingerprinting", total) as advance:
         for same in crowded:
             by_digest: dict[str, list[ir.Value]] = collections.defaultdict(list)
