@@ -155,12 +155,19 @@ def _transposed_candidates(roots: list[ir.Value], cache: TensorCache):
     for v in two_d:
         if shapes[(cache.dtype(v), tuple(sorted(cache.shape(v))))] > 1:
             by_samples[(cache.dtype(v), cache.shape(v), cache.probes(v).key())].append(v)
+    multisets: dict[ir.Value, int] = {}
+
+    def multiset(v: ir.Value) -> int:
+        if v not in multisets:
+            multisets[v] = multiset_key(cache.array(v))
+        return multisets[v]
+
     for a in two_d:
         key = (cache.dtype(a), cache.shape(a)[::-1], cache.probes(a).key(transposed=True))
         bucket = [b for b in by_samples.get(key, []) if b is not a]
         if len(bucket) > _MAX_BUCKET:  # repeated values at every sample: split by content
-            mine = multiset_key(cache.array(a))
-            bucket = [b for b in bucket if multiset_key(cache.array(b)) == mine]
+            mine = multiset(a)
+            bucket = [b for b in bucket if multiset(b) == mine]
         for b in bucket[:_MAX_BUCKET]:
             yield a, b
 
