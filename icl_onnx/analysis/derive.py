@@ -19,9 +19,9 @@ import numpy as np
 import onnx_ir as ir
 
 from icl_onnx.analysis.plan import View
-from icl_onnx.analysis.probes import bits, vector_signatures
+from icl_onnx.analysis.probes import bits
 from icl_onnx.analysis.tensors import TensorCache
-from icl_onnx.analysis.verify import _near_float32, is_cast_copy, is_slice, scale_factor
+from icl_onnx.analysis.verify import is_cast_copy, is_slice, scale_factor
 
 __all__ = ["Derived", "find_derived", "resolve", "compose"]
 
@@ -42,126 +42,161 @@ class Derived:
 
 
 class _VectorIndex:
-    """Per (tensor, axis): the positions of the rows (0) or columns (1) with a signature.
+    """Sorted signatures of the rows or columns of 2-D tensors, per (dtype, axis, length).
 
-    Signatures are sorted once per (tensor, axis); a look-up is two binary searches.
+    An entry holds every row (axis 0) or column (axis 1) of length ``length`` of every tensor
+    of that dtype; it is built the first time a tensor looks it up, and a look-up is two
+    binary searches.
     """
 
-    def __init__(self, cache: TensorCache) -> None:
+    def __init__(self, cache: TensorCache, tensors: list[ir.Value]) -> None:
         self._cache = cache
-        self._index: dict[tuple[ir.Value, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._tensors = tensors
+        self._built: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._owners: dict[tuple[str, int, int], list[ir.Value]] = {}
+        self._longest: dict[tuple[str, int, int], int] = collections.defaultdict(int)
+        for v in tensors:
+            shape = cache.shape(v)
+            for axis in (0, 1):
+                key = (cache.dtype(v), axis, shape[1 - axis])
+                self._longest[key] = max(self._longest[key], shape[axis])
 
-    def lookup(self, value: ir.Value, axis: int, signature: int) -> list[int]:
-        key = (value, axis)
-        if key not in self._index:
-            signatures = vector_signatures(self._cache.array(value), axis)
-            order = np.argsort(signatures, kind="stable")
-            self._index[key] = (signatures[order], order)
-        ordered, order = self._index[key]
+    def has_longer(self, dtype: str, axis: int, length: int, count: int) -> bool:
+        """Whether some tensor has more than ``count`` vectors of ``length`` along ``axis``."""
+        return self._longest.get((dtype, axis, length), 0) > count
+
+    def _build(self, key: tuple[str, int, int]):
+        dtype, axis, length = key
+        owners = [
+            v
+            for v in self._tensors
+            if self._cache.dtype(v) == dtype and self._cache.shape(v)[1 - axis] == length
+        ]
+        parts = [self._cache.signatures(v, axis) for v in owners]
+        signatures = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+        owner = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+        position = np.concatenate([np.arange(len(p)) for p in parts]) if parts else owner
+        order = np.argsort(signatures, kind="stable")
+        self._built[key] = (signatures[order], owner[order], position[order])
+        self._owners[key] = owners
+
+    def lookup(self, dtype: str, axis: int, length: int, signature: int):
+        """Returns ``(tensor, position)`` of every vector with ``signature``."""
+        key = (dtype, axis, length)
+        if key not in self._built:
+            self._build(key)
+        ordered, owner, position = self._built[key]
         h = np.uint64(signature)
         lo, hi = np.searchsorted(ordered, h, "left"), np.searchsorted(ordered, h, "right")
-        return order[lo:hi].tolist()
+        owners = self._owners[key]
+        return [(owners[o], int(j)) for o, j in zip(owner[lo:hi], position[lo:hi], strict=True)]
 
 
 # (vectors of the part, vectors of the whole, view transpose): see docs/design.md
 _SLICE_RELATIONS = ((0, 0, False), (1, 1, False), (1, 0, True), (0, 1, True))
 
 
-def _slice_parents(x_shape, shapes, parent_axis: int, transpose: bool):
-    """Wholes whose shape admits ``x == transpose?(whole[start:start+n] along parent_axis)``."""
-    view_shape = x_shape[::-1] if transpose else x_shape
-    for value, shape in shapes:
-        if shape[1 - parent_axis] == view_shape[1 - parent_axis]:
-            if shape[parent_axis] > view_shape[parent_axis]:
-                yield value
-
-
 def _slices(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
     """Row/column slices, plain or transposed, found through row/column signatures."""
-    by_dtype: dict[str, list[tuple[ir.Value, tuple[int, ...]]]] = collections.defaultdict(list)
-    for v in values:
-        if len(cache.shape(v)) == 2:
-            by_dtype[cache.dtype(v)].append((v, cache.shape(v)))
-    index = _VectorIndex(cache)
+    two_d = [v for v in values if len(cache.shape(v)) == 2]
+    index = _VectorIndex(cache, two_d)
     found = []
-    for shapes in by_dtype.values():
-        for x, x_shape in shapes:
-            found += _find_slices(x, x_shape, shapes, cache, index)
+    for x in two_d:
+        found += _find_slices(x, cache, index)
     return found
 
 
-def _find_slices(x, x_shape, shapes, cache: TensorCache, index: _VectorIndex) -> list[Derived]:
-    """Every verified ``x == slice view of parent``, at most one per parent and relation."""
+def _starts(hits: list[list[tuple[ir.Value, int]]]) -> dict[ir.Value, set[int]]:
+    """Per whole tensor, the starts at which every looked-up vector ``i`` sits at ``start + i``."""
+    starts: dict[ir.Value, set[int]] | None = None
+    for i, hit in enumerate(hits):
+        mine: dict[ir.Value, set[int]] = collections.defaultdict(set)
+        for whole, j in hit:
+            mine[whole].add(j - i)
+        starts = mine if starts is None else {w: starts[w] & mine[w] for w in starts if w in mine}
+    return starts or {}
+
+
+def _find_slices(x: ir.Value, cache: TensorCache, index: _VectorIndex) -> list[Derived]:
+    """Every verified ``x == slice view of a whole``, at most one per whole and relation."""
+    shape, dtype = cache.shape(x), cache.dtype(x)
     found = []
-    own_signatures: dict[int, list[int]] = {}
     for own, parent_axis, transpose in _SLICE_RELATIONS:
-        for parent in _slice_parents(x_shape, shapes, parent_axis, transpose):
-            if parent is x:
+        view_shape = shape[::-1] if transpose else shape
+        length, size = view_shape[1 - parent_axis], view_shape[parent_axis]
+        if not index.has_longer(dtype, parent_axis, length, size):
+            continue  # no tensor this could be a slice of
+        signatures = cache.head_signatures(x, own, _LOOKUP_VECTORS)
+        hits = [index.lookup(dtype, parent_axis, length, h) for h in signatures]
+        for whole, starts in _starts(hits).items():
+            if whole is x or cache.shape(whole)[parent_axis] <= size:
                 continue
-            if own not in own_signatures:
-                array = cache.array(x)
-                head = array[:_LOOKUP_VECTORS] if own == 0 else array[:, :_LOOKUP_VECTORS]
-                own_signatures[own] = vector_signatures(head, own).tolist()
-            buckets = [index.lookup(parent, parent_axis, h) for h in own_signatures[own]]
-            i = min(range(len(buckets)), key=lambda k: len(buckets[k]))
-            for j in buckets[i][:_MAX_BUCKET]:
-                start = j - i
-                if is_slice(cache.array(x), cache.array(parent), parent_axis, start, transpose):
-                    size = x_shape[parent_axis ^ transpose]
+            for start in sorted(starts)[:_MAX_BUCKET]:
+                if is_slice(cache.array(x), cache.array(whole), parent_axis, start, transpose):
                     view = View(transpose, parent_axis, start, int(size))
-                    found.append(Derived(x, parent, view))
+                    found.append(Derived(x, whole, view))
                     break
     return found
 
 
-def _scale_estimates(parent: np.ndarray, child: np.ndarray) -> float | None:
-    """``c`` with ``fl(c * parent) == child`` on the samples (bit for bit), or None."""
+def _scale_matches(parents: np.ndarray, child: np.ndarray) -> list[tuple[int, float]]:
+    """Returns ``(r, c)`` for each row with ``fl(c * parents[r]) == child`` bit for bit.
+
+    Rows and ``child`` are samples; ``c`` is a float32 value other than 1, estimated from
+    each row's largest ``|value|``, then it and two float32 neighbours each side are tried, in
+    that order.
+    """
     with np.errstate(all="ignore"):
-        if not (np.isfinite(parent).all() and np.isfinite(child).all()):
-            return None
-        k = int(np.argmax(np.abs(parent)))
-        if parent[k] == 0.0:
-            return None
-        for c in _near_float32(float(child[k]) / float(parent[k])):
-            if c == 1.0 or c == 0.0 or not np.isfinite(c):
-                continue
-            if np.array_equal(bits(parent * c), bits(child)):
-                return float(c)
-    return None
+        rows = np.arange(len(parents))
+        pivot_at = np.argmax(np.abs(parents), axis=1)
+        pivot = parents[rows, pivot_at]
+        usable = np.isfinite(parents).all(axis=1) & (pivot != 0) & np.isfinite(child).all()
+        estimate = (child[pivot_at].astype(np.float64) / pivot.astype(np.float64)).astype(
+            np.float32
+        )
+        candidates, up, down = [estimate], estimate, estimate
+        for _ in range(2):
+            up = np.nextafter(up, np.float32(np.inf))
+            down = np.nextafter(down, np.float32(-np.inf))
+            candidates += [up, down]
+        c = np.stack(candidates, axis=1)  # (rows, 5)
+        scaled = parents[:, None, :] * c[:, :, None]
+        match = (bits(scaled) == bits(child)).all(axis=2)
+        match &= (c != 1) & (c != 0) & np.isfinite(c) & usable[:, None]
+    return [(int(r), float(c[r, np.argmax(match[r])])) for r in np.flatnonzero(match.any(axis=1))]
 
 
-def _same_shape_pairs(values: list[ir.Value], cache: TensorCache, parents: list[ir.Value]):
-    """Yields ``(x, parent, transpose)`` where shapes admit ``x == f(transpose?(parent))``."""
-    by_shape: dict[tuple[int, ...], list[ir.Value]] = collections.defaultdict(list)
-    for p in parents:
-        by_shape[cache.shape(p)].append(p)
-    for x in values:
-        shape = cache.shape(x)
-        for parent in by_shape.get(shape, []):
-            yield x, parent, False
-        if len(shape) == 2:
-            for parent in by_shape.get(shape[::-1], []):
-                yield x, parent, True
+def _by_shape(values: list[ir.Value], cache: TensorCache) -> dict[tuple, list[ir.Value]]:
+    groups: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
+    for v in values:
+        groups[cache.shape(v)].append(v)
+    return groups
 
 
 def _scales(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
     """Scaled copies ``child == c * transpose?(parent)`` (float32), every verified pair.
 
-    Both directions of a pair may verify (``c = -1`` or a power of two is exact both ways);
-    ``find_derived`` keeps one.
+    Each tensor's samples are checked against those of every tensor of its shape (or the
+    transposed shape) at once. Both directions of a pair may verify (``c = -1`` or a power of
+    two is exact both ways); ``find_derived`` keeps one.
     """
-    floats = [v for v in values if cache.dtype(v) == "FLOAT"]
+    groups = _by_shape([v for v in values if cache.dtype(v) == "FLOAT"], cache)
     found = []
-    for x, parent, transpose in _same_shape_pairs(floats, cache, floats):
-        if parent is x:
-            continue
-        sampled = cache.probes(parent).flip if transpose else cache.probes(parent).own
-        c = _scale_estimates(sampled, cache.probes(x).own)
-        if c is None:
-            continue
-        c = scale_factor(cache.array(parent), cache.array(x), transpose, estimate=c)
-        if c is not None:
-            found.append(Derived(x, parent, View(transpose=transpose, scale=c)))
+    for shape, group in groups.items():
+        targets = [(group, np.stack([cache.probes(p).own for p in group]), False)]
+        flipped = groups.get(shape[::-1], []) if len(shape) == 2 else []
+        if flipped:
+            samples = np.stack([cache.probes(p).flip for p in flipped])  # type: ignore[misc]
+            targets.append((flipped, samples, True))
+        for x in group:
+            for parents, samples, transpose in targets:
+                for row, c in _scale_matches(samples, cache.probes(x).own):
+                    parent = parents[row]
+                    if parent is x:
+                        continue
+                    c = scale_factor(cache.array(parent), cache.array(x), transpose, estimate=c)
+                    if c is not None:
+                        found.append(Derived(x, parent, View(transpose=transpose, scale=c)))
     return found
 
 
@@ -186,18 +221,31 @@ def _one_direction(scales: list[Derived], others: list[Derived], values: list[ir
 
 
 def _casts(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
-    """Float16/bfloat16 copies of float32 tensors, plain or transposed."""
+    """Float16/bfloat16 copies of float32 tensors, plain or transposed.
+
+    Narrow tensors are indexed by their samples; each float32 tensor looks up its own samples
+    (and its transpose's) cast to each narrow dtype present.
+    """
     narrow = [v for v in values if cache.dtype(v) in ("FLOAT16", "BFLOAT16")]
-    wide = [v for v in values if cache.dtype(v) == "FLOAT"]
+    if not narrow:
+        return []
+    index: dict[tuple, list[ir.Value]] = collections.defaultdict(list)
+    dtypes = {}
+    for v in narrow:
+        dtypes[cache.dtype(v)] = cache.array(v).dtype
+        index[(cache.dtype(v), cache.shape(v), cache.probes(v).key())].append(v)
     found = []
-    for child, parent, transpose in _same_shape_pairs(narrow, cache, wide):
-        dtype = cache.array(child).dtype
-        sampled = cache.probes(parent).flip if transpose else cache.probes(parent).own
-        if not np.array_equal(bits(sampled.astype(dtype)), bits(cache.probes(child).own)):
-            continue
-        if is_cast_copy(cache.array(parent), cache.array(child), transpose):
-            view = View(transpose=transpose, dtype=cache.dtype(child))
-            found.append(Derived(child, parent, view))
+    for wide in (v for v in values if cache.dtype(v) == "FLOAT"):
+        probes, shape = cache.probes(wide), cache.shape(wide)
+        for name, dtype in dtypes.items():
+            layouts = [(probes.own, shape, False)]
+            if probes.flip is not None:
+                layouts.append((probes.flip, shape[::-1], True))
+            for samples, child_shape, transpose in layouts:
+                key = (name, child_shape, bits(samples.astype(dtype)).tobytes())
+                for child in index.get(key, [])[:_MAX_BUCKET]:
+                    if is_cast_copy(cache.array(wide), cache.array(child), transpose):
+                        found.append(Derived(child, wide, View(transpose=transpose, dtype=name)))
     return found
 
 
