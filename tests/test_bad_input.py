@@ -18,29 +18,11 @@ import pytest
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
+from tied_model import W, tied_proto
 
 from icl_onnx import model_io
 from icl_onnx.cli.main import main
 from icl_onnx.errors import IclUserError
-
-V, H = 64, 32
-W = np.random.default_rng(0).standard_normal((V, H)).astype(np.float32)
-
-
-def tied_proto(extra_nodes=(), extra_opsets=()) -> onnx.ModelProto:
-    graph = h.make_graph(
-        [
-            h.make_node("Gather", ["emb", "ids"], ["e"]),
-            h.make_node("MatMul", ["e", "embT"], ["y"]),
-            *extra_nodes,
-        ],
-        "tied",
-        [h.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
-        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", V])],
-        [nh.from_array(W, "emb"), nh.from_array(np.ascontiguousarray(W.T), "embT")],
-    )
-    opsets = [h.make_opsetid("", 18), *extra_opsets]
-    return h.make_model(graph, opset_imports=opsets)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -6,29 +6,13 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
 from onnx import TensorProto
-from onnx import helper as h
-from onnx import numpy_helper as nh
+from tied_model import W, tied_proto
 
 from icl_onnx.cli.main import main
-
-V, H = 64, 32
-W = np.random.default_rng(0).standard_normal((V, H)).astype(np.float32)
-
-
-def tied_proto():
-    graph = h.make_graph(
-        [h.make_node("Gather", ["emb", "ids"], ["e"]), h.make_node("MatMul", ["e", "embT"], ["y"])],
-        "tied",
-        [h.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
-        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", V])],
-        [nh.from_array(W, "emb"), nh.from_array(np.ascontiguousarray(W.T), "embT")],
-    )
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
 
 
 @pytest.fixture

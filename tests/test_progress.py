@@ -6,13 +6,12 @@ import io
 import subprocess
 import sys
 
-import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from onnx import TensorProto
-from onnx import helper as h
-from onnx import numpy_helper as nh
+import tied_model
+from tied_model import BIAS as B
+from tied_model import W
 
 from icl_onnx import progress
 from icl_onnx.cli import _progress as cli_progress
@@ -21,28 +20,9 @@ from icl_onnx.errors import IclUserError
 from icl_onnx.model_io import load_model, save_model
 from icl_onnx.optimize import optimize_file, optimize_files, scan_files
 
-V, H = 64, 32
-W = np.random.default_rng(0).standard_normal((V, H)).astype(np.float32)
-B = np.random.default_rng(1).standard_normal((V,)).astype(np.float32)
-
 
 def tied_proto():
-    graph = h.make_graph(
-        [
-            h.make_node("Gather", ["emb", "ids"], ["e"]),
-            h.make_node("MatMul", ["e", "embT"], ["m"]),
-            h.make_node("Add", ["m", "bias"], ["y"]),
-        ],
-        "tied",
-        [h.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
-        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", V])],
-        [
-            nh.from_array(W, "emb"),
-            nh.from_array(np.ascontiguousarray(W.T), "embT"),
-            nh.from_array(B, "bias"),  # 256 bytes: under the external-data threshold
-        ],
-    )
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
+    return tied_model.tied_proto(bias=True)
 
 
 @pytest.fixture
