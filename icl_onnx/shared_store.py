@@ -20,7 +20,7 @@ import numpy as np
 import onnx_ir as ir
 
 from icl_onnx import progress
-from icl_onnx.analysis.fingerprint import exact_digest
+from icl_onnx.analysis.fingerprint import chunks, exact_digest
 from icl_onnx.analysis.verify import is_exact_copy
 from icl_onnx.errors import IclUserError
 
@@ -41,9 +41,6 @@ class SharedSave:
     unique_bytes: int  # bytes in the data file's tensors (each unique tensor once)
 
 
-_CHUNK_BYTES = 16 << 20
-
-
 def _raw_bytes(tensor: ir.TensorProtocol) -> np.ndarray:
     """The tensor's bytes as written to a data file, as a flat uint8 array.
 
@@ -57,12 +54,6 @@ def _raw_bytes(tensor: ir.TensorProtocol) -> np.ndarray:
 
 def _content_key(tensor: ir.TensorProtocol, raw: np.ndarray) -> tuple:
     return (tensor.dtype, tuple(tensor.shape.numpy()), exact_digest(raw))
-
-
-def _write(data, raw: np.ndarray) -> None:
-    """Writes ``raw`` chunk by chunk (a memory-mapped tensor is never copied whole)."""
-    for start in range(0, raw.size, _CHUNK_BYTES):
-        data.write(raw[start : start + _CHUNK_BYTES].data)
 
 
 def save_models_shared(
@@ -118,7 +109,8 @@ def save_models_shared(
                     else:
                         offset = -data.tell() % _ALIGN + data.tell()
                         data.seek(offset)
-                        _write(data, raw)
+                        for chunk in chunks(raw):  # a memory map is never copied whole
+                            data.write(chunk.data)
                         unique += tensor.nbytes
                         stored = ir.ExternalTensor(
                             DATA_FILE, offset, tensor.nbytes, tensor.dtype,

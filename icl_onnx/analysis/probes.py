@@ -22,16 +22,14 @@ import functools
 
 import numpy as np
 
+from icl_onnx.analysis.fingerprint import UINT_OF_SIZE, mix
+
 __all__ = ["Probes", "probe", "positions", "vector_signatures", "SAMPLES"]
 
 #: Elements sampled per tensor.
 SAMPLES = 32
 #: Elements sampled per row or column for slice signatures.
 VECTOR_SAMPLES = 4
-
-_UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
-_MIX1 = np.uint64(0x9E3779B97F4A7C15)
-_MIX2 = np.uint64(0xBF58476D1CE4E5B9)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -52,7 +50,7 @@ def positions(shape: tuple[int, ...], count: int = SAMPLES) -> tuple[np.ndarray,
 
 def bits(values: np.ndarray) -> np.ndarray:
     """The bit patterns of ``values`` widened to ``uint64`` (for keys and exact comparisons)."""
-    uint = _UINT_OF_SIZE[values.dtype.itemsize]
+    uint = UINT_OF_SIZE[values.dtype.itemsize]
     return np.ascontiguousarray(values).view(uint).astype(np.uint64)
 
 
@@ -82,14 +80,6 @@ def probe(array: np.ndarray) -> Probes:
     return Probes(np.asarray(own), None if flip is None else np.asarray(flip))
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
-    h *= _MIX1
-    h ^= h >> np.uint64(29)
-    h *= _MIX2
-    h ^= h >> np.uint64(32)
-    return h
-
-
 def vector_signatures(array: np.ndarray, axis: int) -> np.ndarray:
     """One ``uint64`` hash per row (``axis=0``) or column (``axis=1``) of a 2-D array.
 
@@ -103,5 +93,5 @@ def vector_signatures(array: np.ndarray, axis: int) -> np.ndarray:
     h = np.zeros(sampled.shape[0], dtype=np.uint64)
     for k in range(sampled.shape[1]):
         h ^= bits(sampled[:, k]) + np.uint64(k)
-        h = _mix(h)
+        h = mix(h)
     return h

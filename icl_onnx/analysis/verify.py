@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from icl_onnx import progress
+from icl_onnx.analysis.fingerprint import UINT_OF_SIZE
 
 __all__ = [
     "is_exact_copy",
@@ -26,14 +27,13 @@ __all__ = [
 _BLOCK_BYTES = 16 << 20
 #: Side of the square tiles compared when one side is read transposed.
 _TRANSPOSED_TILE = 256
-_UINT_OF_SIZE = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 #: An element-wise function of a block; None means the block cannot match.
 Transform = Callable[[np.ndarray], "np.ndarray | None"]
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
-    uint = _UINT_OF_SIZE.get(a.dtype.itemsize)
+    uint = UINT_OF_SIZE.get(a.dtype.itemsize)
     return a.view(uint) if uint is not None else a
 
 
