@@ -299,8 +299,10 @@ def _plan_group(
     candidates = [r for r in readers if r.view_node is None and not r.derived]
     candidates = [r for r in candidates if r.value.name in preferred] or candidates
 
+    plans = {c.value: plan_for(c) for c in candidates}
+
     def key(candidate: _Reader) -> tuple[int, bool]:
-        members, canonical_uses, cost = plan_for(candidate)
+        members, canonical_uses, cost = plans[candidate.value]
         reading = [n for n, _, _ in canonical_uses]
         reading += [n for _, _, planned in members for n, _, c in planned if c.covered]
         graph = candidate.value.graph
@@ -308,7 +310,7 @@ def _plan_group(
         return cost, moves
 
     best = min(candidates, key=key)  # min keeps graph order on ties
-    members, canonical_uses, _ = plan_for(best)
+    members, canonical_uses, _ = plans[best.value]
     tensor = best.value.const_value
     assert tensor is not None
     bindings = []

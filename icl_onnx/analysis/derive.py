@@ -51,14 +51,15 @@ class _VectorIndex:
 
     def __init__(self, cache: TensorCache, tensors: list[ir.Value]) -> None:
         self._cache = cache
-        self._tensors = tensors
         self._built: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        self._owners: dict[tuple[str, int, int], list[ir.Value]] = {}
+        #: (dtype, axis, length) -> the tensors with vectors of that length along that axis
+        self._owners: dict[tuple[str, int, int], list[ir.Value]] = collections.defaultdict(list)
         self._longest: dict[tuple[str, int, int], int] = collections.defaultdict(int)
         for v in tensors:
             shape = cache.shape(v)
             for axis in (0, 1):
                 key = (cache.dtype(v), axis, shape[1 - axis])
+                self._owners[key].append(v)
                 self._longest[key] = max(self._longest[key], shape[axis])
 
     def has_longer(self, dtype: str, axis: int, length: int, count: int) -> bool:
@@ -66,19 +67,12 @@ class _VectorIndex:
         return self._longest.get((dtype, axis, length), 0) > count
 
     def _build(self, key: tuple[str, int, int]):
-        dtype, axis, length = key
-        owners = [
-            v
-            for v in self._tensors
-            if self._cache.dtype(v) == dtype and self._cache.shape(v)[1 - axis] == length
-        ]
-        parts = [self._cache.signatures(v, axis) for v in owners]
+        parts = [self._cache.signatures(v, key[1]) for v in self._owners[key]]
         signatures = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
         owner = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
         position = np.concatenate([np.arange(len(p)) for p in parts]) if parts else owner
         order = np.argsort(signatures, kind="stable")
         self._built[key] = (signatures[order], owner[order], position[order])
-        self._owners[key] = owners
 
     def lookup(self, dtype: str, axis: int, length: int, signature: int):
         """Returns ``(tensor, position)`` of every vector with ``signature``."""

@@ -45,11 +45,11 @@ class TensorCache:
 
     def probes(self, value: ir.Value) -> Probes:
         """The value's sampled elements (see ``probes.py``)."""
-        sample = self._probes.get(value)
-        if sample is None:
-            array = self.array(value)
-            sample = self._probes.get(value) or self._probes.setdefault(value, probe(array))
-        return sample
+        if value not in self._probes:
+            array = self.array(value)  # a transient copy records its samples itself
+            if value not in self._probes:
+                self._probes[value] = probe(array)
+        return self._probes[value]
 
     def signatures(self, value: ir.Value, axis: int) -> np.ndarray:
         """One signature per row (``axis=0``) or column (``axis=1``) of a 2-D value."""
