@@ -142,7 +142,7 @@ def child(tool: str, src: str, dst: str) -> None:
     marks = [("start", time.time())]
     if tool == "icl-onnx":
         from icl_onnx.model_io import load_model, save_model
-        from icl_onnx.optimize import optimize
+        from icl_onnx.pipeline import optimize
 
         marks.append(("import", time.time()))
         model = load_model(src)

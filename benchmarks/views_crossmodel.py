@@ -24,7 +24,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 import icl_onnx
-from icl_onnx.optimize import optimize_file, optimize_files
+from icl_onnx.pipeline import optimize_file, optimize_files
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 

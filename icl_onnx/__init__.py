@@ -6,13 +6,14 @@ from icl_onnx.analysis import SharePlan, analyze
 from icl_onnx.errors import IclUserError
 from icl_onnx.export import ExportResult, export
 from icl_onnx.model_io import load_model, save_model
-from icl_onnx.optimize import OptimizeResult, optimize, optimize_file
-from icl_onnx.passes import ShareWeightsPass
+from icl_onnx.passes import ApplySharePlanPass, ShareWeightsPass
+from icl_onnx.pipeline import OptimizeResult, optimize, optimize_file, optimize_files, scan_files
 from icl_onnx.session_group import SessionGroup
 
 _schemas.register()
 
 __all__ = [
+    "ApplySharePlanPass",
     "ExportResult",
     "IclUserError",
     "LibraryNotFoundError",
@@ -27,7 +28,9 @@ __all__ = [
     "load_model",
     "optimize",
     "optimize_file",
+    "optimize_files",
     "save_model",
+    "scan_files",
     "session_options",
 ]
 __version__ = "0.1.0"

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from icl_onnx.errors import IclUserError
-from icl_onnx.optimize import OptimizeResult, optimize_file
+from icl_onnx.pipeline import OptimizeResult, optimize_file
 from icl_onnx.torch_export import ExportInfo, export_onnx, flatten_outputs
 
 __all__ = ["ExportMismatchError", "ExportResult", "OutputMatch", "export"]

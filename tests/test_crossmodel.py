@@ -92,11 +92,15 @@ def test_scan_of_two_files_reports_the_groups_that_cross_them(pair, capsys):
         ("encoder.onnx", "B", "decoder.onnx", "B16"): "cast",
     }
     # within the decoder, the head and the slice already read its own table
-    (own,) = data["plans"][1]["groups"]
+    own, borrowed = data["plans"][1]["groups"]
+    assert (own["canonical"], own["origin"]) == ("tok", "")
     assert {m["name"]: m["kind"] for m in own["members"]} == {
         "lm_head": "transpose",
         "q": "row-slice",
     }
+    # and B16 reads the encoder's B, which the decoder's plan adds to it
+    assert (borrowed["canonical"], borrowed["origin"]) == ("B", "encoder.onnx")
+    assert [(m["name"], m["kind"]) for m in borrowed["members"]] == [("B16", "cast")]
 
 
 def test_scan_of_two_files_prints_a_table(pair, capsys):

@@ -11,7 +11,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 import icl_onnx  # noqa: F401  (registers the ai.icl schemas for the checker)
-from icl_onnx.optimize import optimize_file
+from icl_onnx.pipeline import optimize_file
 from icl_onnx.reference import evaluator
 
 V, H = 64, 32

@@ -18,7 +18,7 @@ from icl_onnx.cli import _progress as cli_progress
 from icl_onnx.cli.main import build_parser, main
 from icl_onnx.errors import IclUserError
 from icl_onnx.model_io import load_model, save_model
-from icl_onnx.optimize import optimize_file, optimize_files, scan_files
+from icl_onnx.pipeline import optimize_file, optimize_files, scan_files
 
 
 def tied_proto():

@@ -10,7 +10,7 @@ import pytest
 from conftest import icl_library_missing
 
 import icl_onnx
-from icl_onnx.optimize import optimize_files
+from icl_onnx.pipeline import optimize_files
 from tests.test_crossmodel import decoder, encoder, feeds
 
 if icl_library_missing():

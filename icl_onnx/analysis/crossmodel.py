@@ -1,86 +1,116 @@
-"""Copies and views that cross model files (encoder/decoder splits, variants, task heads).
+"""Sets of tensors that cross model files (encoder/decoder splits, variants, task heads).
 
-The eligible initializers of every model are fingerprinted and joined exactly as within one
-model (``analyze.py``, ``derive.py``); a set whose tensors come from two or more models is a
-cross-model group. The canonical tensor is a copy of the set's widest tensor, taken from the
-first model that holds one. Changes nothing, prints nothing.
+The eligible initializers of every model are grouped in one pass (``readers.py``); a set whose
+tensors come from two or more models is planned here, once, into one group per model it
+touches and one ``CrossGroup``:
+
+* the owner is the first model that holds a copy of the set's widest tensor; its group is
+  planned as within one model, and its canonical tensor is the set's canonical tensor ``C``;
+* a model holding an exact copy of ``C`` makes that copy its canonical tensor (the shared data
+  file stores the two once, ``shared_store.py``);
+* any other model reads ``C`` itself: the plan names ``C`` as the canonical tensor of its
+  group with ``origin`` set, and the rewrite adds ``C``'s tensor to the model.
+
+Each such group forms even with a single tensor, so MatMul/Gemm consumers of a tensor other
+models share read it through IclMatMul (no private prepacked copy). Changes nothing.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS, _eligible, _readers, _relative
-from icl_onnx.analysis.plan import CrossGroup, CrossMember, View
+from icl_onnx.analysis.groups import Choice, choose_canonical
+from icl_onnx.analysis.plan import CrossGroup, CrossMember, ShareGroup
+from icl_onnx.analysis.readers import Reader, relative_view
+from icl_onnx.analysis.scopes import Scopes
 
-__all__ = ["CrossBinding", "run_cross_analysis"]
+__all__ = ["CrossSet", "plan_cross_set"]
 
 
 @dataclasses.dataclass
-class CrossBinding:
-    """A cross-model group with its IR values: ``members`` maps value -> (model index, view)."""
+class CrossSet:
+    """A set planned across models: each model's choice, the owner's first."""
 
-    canonical: ir.Value
     owner: int
-    members: dict[ir.Value, tuple[int, View]]
-    plan: CrossGroup
+    choices: dict[int, Choice]  # model index -> its plan of the set
+    foreign: set[int]  # models whose group reads the owner's tensor itself
+
+    def report(self, groups: dict[int, ShareGroup], labels: list[str]) -> CrossGroup:
+        """The CrossGroup, given each model's ShareGroup of this set (final names)."""
+        canonical = self.choices[self.owner].canonical
+        members = []
+        for model, choice in self.choices.items():
+            if model == self.owner:
+                continue
+            if model in self.foreign:
+                members += [
+                    _cross_member(labels[model], m.value, m.view)
+                    for m in groups[model].members
+                    if m.view_node is None and not m.kept_reason
+                ]
+            else:
+                group = groups[model]
+                view = relative_view(choice.canonical, canonical)
+                members.append(_cross_member(labels[model], choice.canonical.value, view, group))
+        owner = groups[self.owner]
+        return CrossGroup(
+            model=labels[self.owner],
+            canonical=owner.canonical,
+            shape=owner.shape,
+            dtype=owner.dtype,
+            nbytes=owner.nbytes,
+            members=members,
+        )
 
 
-def run_cross_analysis(
-    models: list[ir.Model],
-    labels: list[str],
-    min_elements: int = DEFAULT_MIN_ELEMENTS,
-) -> list[CrossBinding]:
-    """Returns the groups of tensors that cross models (each model's main graph).
+def _cross_member(label: str, value, view, group: ShareGroup | None = None) -> CrossMember:
+    tensor = value.const_value
+    assert tensor is not None
+    return CrossMember(
+        model=label,
+        name=group.canonical if group is not None else value.name or "?",
+        shape=tuple(int(d) for d in tensor.shape.numpy()),
+        dtype=tensor.dtype.name,
+        nbytes=tensor.nbytes,
+        view=view,
+    )
+
+
+def plan_cross_set(
+    readers: list[Reader], view_nodes: list[set[ir.Node]], scopes: list[Scopes]
+) -> CrossSet:
+    """Plans a set whose ``readers`` come from several models.
 
     Args:
-        models: the models, each analysed or optimized on its own before.
-        labels: a name per model for the plan (e.g. its file name).
-        min_elements: initializers with fewer elements are ignored.
+        readers: the set's tensors, of two models or more.
+        view_nodes: each model's view nodes.
+        scopes: each model's graph scopes.
     """
-    owner: dict[ir.Value, int] = {}
-    values: list[ir.Value] = []
-    for index, model in enumerate(models):
-        eligible, _ = _eligible(model.graph, min_elements)
-        for value in eligible:
-            owner[value] = index
-        values += eligible
-    bindings = []
-    for readers in _readers(values, []).values():
-        if len({owner[r.value] for r in readers}) < 2:
+    by_model: dict[int, list[Reader]] = collections.defaultdict(list)
+    for reader in readers:
+        by_model[reader.model].append(reader)
+    owner = min(r.model for r in readers if r.view_node is None and not r.derived)
+    first = choose_canonical(by_model[owner], view_nodes[owner], scopes[owner])
+    canonical = first.canonical
+    cross = CrossSet(owner, {owner: first}, set())
+    for model in sorted(by_model):
+        if model == owner:
             continue
-        canonical = min(
-            (r for r in readers if not r.derived), key=lambda r: (owner[r.value], r.base.transpose)
-        )
-        members, planned = {}, []
-        for reader in readers:
-            if reader is canonical:
-                continue
-            view = _relative(reader, canonical)
-            tensor = reader.value.const_value
-            assert tensor is not None
-            members[reader.value] = (owner[reader.value], view)
-            planned.append(
-                CrossMember(
-                    model=labels[owner[reader.value]],
-                    name=reader.value.name or "?",
-                    shape=tuple(int(d) for d in tensor.shape.numpy()),
-                    dtype=tensor.dtype.name,
-                    nbytes=tensor.nbytes,
-                    view=view,
-                )
-            )
-        tensor = canonical.value.const_value
-        assert tensor is not None
-        plan = CrossGroup(
-            model=labels[owner[canonical.value]],
-            canonical=canonical.value.name or "?",
-            shape=tuple(int(d) for d in tensor.shape.numpy()),
-            dtype=tensor.dtype.name,
-            nbytes=tensor.nbytes,
-            members=planned,
-        )
-        bindings.append(CrossBinding(canonical.value, owner[canonical.value], members, plan))
-    return bindings
+        mine = by_model[model]
+        copies = [
+            r
+            for r in mine
+            if r.view_node is None and not r.derived and relative_view(r, canonical).is_identity
+        ]
+        if copies:
+            cross.choices[model] = choose_canonical(mine, view_nodes[model], scopes[model], copies)
+            continue
+        stand_in = dataclasses.replace(canonical, model=model, foreign=True, derived=False)
+        choice = choose_canonical([*mine, stand_in], view_nodes[model], scopes[model], [stand_in])
+        if choice.covers_any:
+            cross.choices[model] = choice
+            cross.foreign.add(model)
+    return cross

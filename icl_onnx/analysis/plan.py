@@ -1,13 +1,22 @@
-"""The SharePlan: plain data describing which initializers are views of which.
+"""The SharePlan: what the analysis found and exactly what the rewrite will do.
 
-Analysis builds it, ``icl-onnx scan`` prints it, ``ShareWeightsPass`` applies it. It holds names,
-not IR objects, so it can be serialised to JSON and compared across runs.
+``icl_onnx.analysis.analyze`` builds it, ``icl-onnx scan`` prints it, ``ApplySharePlanPass``
+executes it. Its public fields are plain data (names, shapes, views, rule names), serialised by
+``to_dict`` and compared by ``==``; the IR objects it was computed on (the values, the consumer
+nodes, the rule objects, the graph a canonical tensor must live in) sit in fields marked
+``ir_field()``: not serialised, not compared, not printed. A plan is applied only to the model
+it was computed on.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
+
+    from icl_onnx.rules.base import ConsumerRule
 
 __all__ = [
     "View",
@@ -19,14 +28,40 @@ __all__ = [
     "CrossMember",
     "CrossGroup",
     "CrossPlan",
+    "ir_field",
+    "to_data",
 ]
+
+
+def ir_field() -> Any:
+    """A field that holds an IR object of the analysed model: not serialised, compared or shown."""
+    return dataclasses.field(default=None, repr=False, compare=False, metadata={"ir": True})
+
+
+def to_data(obj: Any) -> Any:
+    """Returns ``obj`` as JSON-ready data: dataclasses become dicts without their IR fields."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: to_data(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not f.metadata.get("ir")
+        }
+    if isinstance(obj, (list, tuple)):
+        return [to_data(v) for v in obj]
+    return obj
 
 
 @dataclasses.dataclass(frozen=True)
 class View:
     """How a member reads the canonical tensor: ``member == view(canonical)``.
 
-    The fields mirror the ICL operators' attributes (docs/operators.md).
+    The fields mirror the ICL operators' attributes (docs/operators.md). Every field's default
+    is the identity, so ``View()`` is an exact copy. To add a kind of view (a reshape, a
+    block-quantized storage, a low-rank delta): add a field whose default is the identity,
+    name its part in ``parts`` (and in ``kind`` if the name should read differently), express
+    it in ``attributes`` or in the rule that writes the node, and let the rules that can read
+    it list the part in their ``view_parts`` (``icl_onnx.rules``); rules that do not list it
+    never claim such a view.
     """
 
     transpose: bool = False
@@ -47,18 +82,25 @@ class View:
         return self == View()
 
     @property
+    def parts(self) -> tuple[str, ...]:
+        """The view's non-identity parts, in the order they apply; empty for an exact copy.
+
+        The parts are ``slice``, ``transpose``, ``scale`` and ``cast``.
+        """
+        present = {
+            "slice": self.has_slice,
+            "transpose": self.transpose,
+            "scale": self.scale != 1.0,
+            "cast": bool(self.dtype),
+        }
+        return tuple(name for name, on in present.items() if on)
+
+    @property
     def kind(self) -> str:
         """A short name: ``exact``, or the view's parts joined by ``+`` (e.g. ``transpose``)."""
-        parts = []
-        if self.has_slice:
-            parts.append("row-slice" if self.slice_axis == 0 else "col-slice")
-        if self.transpose:
-            parts.append("transpose")
-        if self.scale != 1.0:
-            parts.append("scale")
-        if self.dtype:
-            parts.append("cast")
-        return "+".join(parts) or "exact"
+        slice_name = "row-slice" if self.slice_axis == 0 else "col-slice"
+        names = [slice_name if part == "slice" else part for part in self.parts]
+        return "+".join(names) or "exact"
 
     def then_transpose(self) -> View:
         """Returns this view followed by a transpose."""
@@ -91,18 +133,26 @@ class View:
 
 @dataclasses.dataclass
 class Consumer:
-    """One use of a member: the node, which input, and whether an ICL op covers it."""
+    """One use of a group's tensor: the node, which input, and the rule that rewrites it.
+
+    ``rule`` names the consumer rule (``icl_onnx.rules``) that makes the node read the
+    canonical tensor, and ``becomes`` the node's op type after it; a consumer no rule covers
+    has ``rule == ""`` and a ``reason``.
+    """
 
     node: str
     op_type: str
     input_index: int
-    rewrite: str  # "rewire", "IclMatMul", "IclGather", or "" when not covered
-    reason: str = ""  # why it is not covered
+    rule: str = ""  # the covering rule's name; "" when none covers it
+    becomes: str = ""  # the node's op type after the rewrite
+    reason: str = ""  # why no rule covers it
+    target: ir.Node | None = ir_field()  # the consumer node
+    covering: ConsumerRule | None = ir_field()  # the rule object named by ``rule``
 
     @property
     def covered(self) -> bool:
         """True when the consumer can read the canonical tensor after the rewrite."""
-        return bool(self.rewrite)
+        return bool(self.rule)
 
 
 @dataclasses.dataclass
@@ -117,6 +167,8 @@ class Member:
     view: View  # member == view(canonical)
     consumers: list[Consumer] = dataclasses.field(default_factory=list)
     kept_reason: str = ""  # why the member stays after the rewrite ("" when it goes)
+    value: ir.Value | None = ir_field()  # the initializer, or the view node's output
+    view_node: ir.Node | None = ir_field()  # the Transpose node whose output this member is
 
     @property
     def freed_bytes(self) -> int:
@@ -126,7 +178,13 @@ class Member:
 
 @dataclasses.dataclass
 class ShareGroup:
-    """Tensors that are all views of one canonical initializer."""
+    """Tensors that are all views of one canonical initializer.
+
+    ``canonical`` is the tensor's name after the rewrite (it is renamed when it must be read
+    across graphs under a name another value holds). With several models, ``origin`` names
+    the model whose tensor the canonical is when this model holds no copy of it: the rewrite
+    adds that tensor to this model, and the shared data file stores it once.
+    """
 
     canonical: str
     shape: tuple[int, ...]
@@ -134,6 +192,9 @@ class ShareGroup:
     nbytes: int
     members: list[Member]
     canonical_consumers: list[Consumer] = dataclasses.field(default_factory=list)
+    origin: str = ""  # the model that holds the canonical tensor, "" for this model
+    value: ir.Value | None = ir_field()  # the canonical tensor (of ``origin`` when set)
+    home: ir.Graph | None = ir_field()  # the graph the canonical tensor lives in afterwards
 
     @property
     def freed_bytes(self) -> int:
@@ -162,6 +223,7 @@ class SharePlan:
     skipped: list[Skipped]
     initializer_count: int
     initializer_bytes: int
+    graph: ir.Graph | None = ir_field()  # the main graph of the model it was computed on
 
     @property
     def freed_bytes(self) -> int:
@@ -175,7 +237,7 @@ class SharePlan:
 
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-serialisable dict (with derived totals)."""
-        out = dataclasses.asdict(self)
+        out = to_data(self)
         out["freed_bytes"] = self.freed_bytes
         for group, raw in zip(self.groups, out["groups"], strict=True):
             raw["freed_bytes"] = group.freed_bytes
@@ -232,7 +294,7 @@ class CrossPlan:
         out = {
             "models": self.models,
             "plans": [p.to_dict() for p in self.plans],
-            "groups": [dataclasses.asdict(g) for g in self.groups],
+            "groups": to_data(self.groups),
             "shared_bytes": self.shared_bytes,
         }
         for group, raw in zip(self.groups, out["groups"], strict=True):

@@ -22,7 +22,7 @@ import onnx_ir as ir
 
 from icl_onnx.analysis.plan import Skipped
 
-__all__ = ["Scopes", "function_constants"]
+__all__ = ["Scopes", "function_constants", "move_initializer"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,9 @@ logger = logging.getLogger(__name__)
 class Scopes:
     """The tree of a model's graphs: the main graph and every subgraph, at any depth.
 
-    Built once; nodes may be replaced before the first ``unique_name`` or ``place`` call, and
-    initializers moved only through ``place``; subgraphs must not be added or removed.
+    Built once on the model as analysed; the planner releases the names of the values the
+    rewrite removes and reserves the names it gives (``destination``), so the names it plans
+    are those the rewrite leaves. Subgraphs must not be added or removed.
     """
 
     def __init__(self, model: ir.Model) -> None:
@@ -98,32 +99,54 @@ class Scopes:
                         self._names[v.name].add(v)
         return self._names
 
-    def place(self, value: ir.Value) -> bool:
-        """Makes the initializer ``value`` visible to every node that reads it.
+    def release(self, values: Iterable[ir.Value]) -> None:
+        """Frees the names of ``values``, which the rewrite removes."""
+        holders = self._holders()
+        for value in values:
+            holders.get(value.name or "", set()).discard(value)
 
-        Moves it to the innermost graph that encloses its current graph and all its readers,
-        and renames it when it is read from another graph and its name is not unique in the
-        model. Returns whether anything changed.
+    def destination(self, value: ir.Value, readers: Iterable[ir.Graph]) -> tuple[ir.Graph, str]:
+        """Where the initializer ``value`` must live so ``readers`` see it, and its name there.
+
+        The innermost graph that encloses its current graph and all its readers; a new name
+        when it is read from another graph and another value of the model holds its name. The
+        name is reserved, so later calls see it taken.
         """
         graph = value.graph
         assert graph is not None and value.name in graph.initializers
-        readers = {use.node.graph for use in value.uses()}
-        home = self.home([graph, *readers])  # type: ignore[list-item]
+        readers = set(readers)
+        home = self.home([graph, *readers])
         if readers <= {graph} and home is graph:
-            return False
+            return graph, value.name  # type: ignore[return-value]
         name = self.unique_name(value)
-        if home is graph and name == value.name:
-            return False
-        old_name = value.name
-        graph.initializers.pop(old_name)  # type: ignore[arg-type]
-        value.name = name
-        home.register_initializer(value)
-        self._holders()[old_name].discard(value)  # type: ignore[index]
-        self._holders()[name].add(value)
-        logger.info(
-            "shared tensor %s placed in graph %s as %s", old_name, home.name or "main", name
-        )
-        return True
+        self.reserve(value, name)
+        return home, name
+
+    def reserve(self, value: ir.Value, name: str) -> None:
+        """Records that ``value`` will hold ``name`` (and no longer its current name)."""
+        holders = self._holders()
+        holders.get(value.name or "", set()).discard(value)
+        holders[name].add(value)
+
+    def free_name(self, name: str, suffix: str) -> str:
+        """``name``, or ``name`` followed by ``suffix`` as often as needed to be a free name."""
+        while self.taken(name):
+            name = f"{name}{suffix}"
+        return name
+
+
+def move_initializer(value: ir.Value, home: ir.Graph, name: str) -> bool:
+    """Moves the initializer ``value`` to ``home`` under ``name``; returns whether it changed."""
+    graph = value.graph
+    assert graph is not None and value.name in graph.initializers
+    if home is graph and name == value.name:
+        return False
+    old_name = value.name
+    graph.initializers.pop(old_name)  # type: ignore[arg-type]
+    value.name = name
+    home.register_initializer(value)
+    logger.info("shared tensor %s placed in graph %s as %s", old_name, home.name or "main", name)
+    return True
 
 
 def function_constants(model: ir.Model, min_elements: int) -> list[Skipped]:

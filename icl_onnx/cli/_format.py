@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from icl_onnx.analysis.plan import CrossPlan, SharePlan
+from icl_onnx.analysis.plan import Consumer, CrossPlan, SharePlan
 
 __all__ = [
     "human_bytes",
@@ -41,6 +41,15 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def _consumer_text(consumer: Consumer) -> str:
+    """``MatMul→IclMatMul``, ``Add (rewire)`` (same op, reads the canonical), ``Neg (kept)``."""
+    if not consumer.covered:
+        return f"{consumer.op_type} (kept)"
+    if consumer.becomes != consumer.op_type:
+        return f"{consumer.op_type}→{consumer.becomes}"
+    return f"{consumer.op_type} ({consumer.rule})"
+
+
 def plan_table(plan: SharePlan, title: str) -> Table:
     """Returns a table with one row per member of each group."""
     table = Table(title=title, title_justify="left")
@@ -49,10 +58,7 @@ def plan_table(plan: SharePlan, title: str) -> Table:
     for group in plan.groups:
         canonical = f"{group.canonical} {list(group.shape)} {group.dtype}"
         for i, member in enumerate(group.members):
-            consumers = ", ".join(
-                f"{c.op_type}→{c.rewrite}" if c.covered else f"{c.op_type} (kept)"
-                for c in member.consumers
-            )
+            consumers = ", ".join(_consumer_text(c) for c in member.consumers)
             source = "" if member.source == "initializer" else f" ({member.source})"
             table.add_row(
                 canonical if i == 0 else "",

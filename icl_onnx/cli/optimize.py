@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS
+from icl_onnx.analysis import DEFAULT_MIN_ELEMENTS
 from icl_onnx.cli._format import human_bytes, print_cross_plan, print_json, print_plan
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
-from icl_onnx.optimize import optimize_file, optimize_files
+from icl_onnx.pipeline import optimize_file, optimize_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from icl_onnx.analysis import analyze
-from icl_onnx.analysis.analyze import DEFAULT_MIN_ELEMENTS
+from icl_onnx.analysis import DEFAULT_MIN_ELEMENTS, analyze
 from icl_onnx.cli._format import print_cross_plan, print_json, print_plan
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.model_io import load_model
-from icl_onnx.optimize import scan_files
+from icl_onnx.pipeline import scan_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

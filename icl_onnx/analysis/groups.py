@@ -1,0 +1,195 @@
+"""The plan of one set within one model: its canonical tensor and every consumer's rule.
+
+Each use of a tensor of the set is offered to the consumer rules (``icl_onnx.rules``) as a
+view of a candidate canonical tensor; the candidate whose uses cost least is chosen (a use no
+rule covers costs ``UNCOVERED_COST``), and among equally cheap ones, one whose graph already
+encloses every node that will read it (otherwise the canonical tensor moves outwards,
+``scopes.py``), then the first in graph order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import onnx_ir as ir
+
+from icl_onnx import rules
+from icl_onnx.analysis.plan import Consumer, Member, ShareGroup, View
+from icl_onnx.analysis.readers import Reader, relative_view, uses
+from icl_onnx.analysis.scopes import Scopes
+
+__all__ = ["Choice", "UNCOVERED_COST", "choose_canonical", "plan_consumer"]
+
+#: The cost of a consumer no rule covers (its member keeps its own copy).
+UNCOVERED_COST = 100
+
+
+def plan_consumer(node: ir.Node, index: int, view: View, rank: int) -> Consumer:
+    """The plan of ``node`` reading ``view(canonical)`` (a rank-``rank`` tensor) at ``index``."""
+    label, op = rules.node_label(node), node.op_type
+    outcome = rules.cover(rules.Use(node, index, view, rank))
+    if outcome is not None and outcome.covered:
+        rule = outcome.rule
+        return Consumer(label, op, index, rule.name, rule.becomes(node), target=node, covering=rule)
+    if outcome is not None:
+        reason = outcome.reason
+    elif rank != 2:
+        reason = f"a {view.kind} view of a rank-{rank} tensor has no ICL operator"
+    else:
+        reason = f"{op} input {index} reads it; no ICL operator covers {op}"
+    return Consumer(label, op, index, reason=reason, target=node)
+
+
+def _cost(consumer: Consumer, view: View) -> int:
+    if consumer.covering is None:
+        return UNCOVERED_COST
+    return consumer.covering.cost(consumer.target, view)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass
+class _Planned:
+    """A member of a candidate's plan: the reader, its view and its consumers."""
+
+    reader: Reader
+    view: View
+    consumers: list[Consumer]
+
+    @property
+    def kept_reason(self) -> str:
+        return "; ".join(sorted({c.reason for c in self.consumers if not c.covered}))
+
+
+@dataclasses.dataclass
+class Choice:
+    """A set's plan in one model with the chosen canonical tensor (names not placed yet)."""
+
+    canonical: Reader
+    members: list[_Planned]
+    canonical_consumers: list[Consumer]
+    cost: int
+
+    def reading_nodes(self) -> list[ir.Node]:
+        """The nodes that read the canonical tensor after the rewrite."""
+        nodes = [c.target for c in self.canonical_consumers]
+        for planned in self.members:
+            nodes += [c.target for c in planned.consumers if c.covered]
+            view_node = planned.reader.view_node
+            if planned.kept_reason and view_node is not None:
+                if view_node.inputs[0] is self.canonical.value:
+                    nodes.append(view_node)  # a view node that stays reads the canonical tensor
+        return nodes  # type: ignore[return-value]
+
+    def removed_values(self) -> list[ir.Value]:
+        """The members the rewrite removes."""
+        return [p.reader.value for p in self.members if not p.kept_reason]
+
+    @property
+    def covers_any(self) -> bool:
+        """Whether the rewrite changes any consumer."""
+        return any(c.covered for p in self.members for c in p.consumers)
+
+    def group(self, name: str, home: ir.Graph | None, origin: str = "") -> ShareGroup:
+        """The ShareGroup, its canonical tensor named ``name`` in ``home`` after the rewrite."""
+        tensor = self.canonical.value.const_value
+        assert tensor is not None
+        return ShareGroup(
+            canonical=name,
+            shape=tuple(int(d) for d in tensor.shape.numpy()),
+            dtype=tensor.dtype.name,
+            nbytes=tensor.nbytes,
+            members=[_member(p) for p in self.members],
+            canonical_consumers=self.canonical_consumers,
+            origin=origin,
+            value=self.canonical.value,
+            home=home,
+        )
+
+
+def _member(planned: _Planned) -> Member:
+    reader = planned.reader
+    if reader.view_node is not None:
+        read = reader.view_node.inputs[0].const_value  # type: ignore[union-attr]
+        assert read is not None
+        source, nbytes, dtype = reader.view_node.op_type, 0, read.dtype.name
+        shape = tuple(reversed(read.shape.numpy()))
+    else:
+        tensor = reader.value.const_value
+        assert tensor is not None
+        source, nbytes, dtype = "initializer", tensor.nbytes, tensor.dtype.name
+        shape = tuple(tensor.shape.numpy())
+    return Member(
+        name=reader.value.name or "?",
+        source=source,
+        shape=tuple(int(d) for d in shape),
+        dtype=dtype,
+        nbytes=nbytes,
+        view=planned.view,
+        consumers=planned.consumers,
+        kept_reason=planned.kept_reason,
+        value=reader.value,
+        view_node=reader.view_node,
+    )
+
+
+def _reading_twice(readers: list[Reader], view_nodes: set[ir.Node]) -> set[ir.Node]:
+    """Nodes that read two tensors of the set (no rule rewrites one input of such a node)."""
+    values = {r.value for r in readers}
+    return {
+        node
+        for r in readers
+        for node, _ in uses(r, view_nodes)
+        if sum(1 for i in node.inputs if i in values) > 1
+    }
+
+
+def _plan_for(
+    canonical: Reader, readers: list[Reader], view_nodes: set[ir.Node], twice: set[ir.Node]
+) -> Choice:
+    """Plans every use of the set's tensors with ``canonical`` as the canonical tensor."""
+    members, canonical_consumers, cost = [], [], 0
+    for reader in readers:
+        if reader is canonical:
+            for node, idx in uses(reader, view_nodes):
+                consumer = plan_consumer(node, idx, View(), reader.rank)
+                canonical_consumers.append(consumer)
+                cost += _cost(consumer, View())
+            continue
+        view = relative_view(reader, canonical)
+        consumers = []
+        for node, idx in uses(reader, view_nodes):
+            if node in twice:
+                label = rules.node_label(node)
+                reason = "reads the shared tensor at two inputs"
+                consumer = Consumer(label, node.op_type, idx, reason=reason, target=node)
+            else:
+                consumer = plan_consumer(node, idx, view, reader.rank)
+            consumers.append(consumer)
+            cost += _cost(consumer, view)
+        members.append(_Planned(reader, view, consumers))
+    return Choice(canonical, members, canonical_consumers, cost)
+
+
+def choose_canonical(
+    readers: list[Reader],
+    view_nodes: set[ir.Node],
+    scopes: Scopes,
+    preferred: list[Reader] | None = None,
+) -> Choice:
+    """Chooses the canonical tensor of a set's ``readers`` in one model and plans every use.
+
+    Args:
+        readers: the set's tensors in the model (and a foreign stand-in, if any).
+        view_nodes: every view node of the model (their outputs are readers, not uses).
+        scopes: the model's graph scopes.
+        preferred: the candidates to choose among (all copies of the widest tensor if none).
+    """
+    twice = _reading_twice(readers, view_nodes)
+    candidates = preferred or [r for r in readers if r.view_node is None and not r.derived]
+    plans = [_plan_for(c, readers, view_nodes, twice) for c in candidates]
+
+    def key(choice: Choice) -> tuple[int, bool]:
+        graph = choice.canonical.value.graph
+        moves = not choice.canonical.foreign and not scopes.encloses(graph, choice.reading_nodes())  # type: ignore[arg-type]
+        return choice.cost, moves
+
+    return min(plans, key=key)  # min keeps graph order on ties

@@ -1,0 +1,182 @@
+"""The planner: the SharePlan of one model, or of several models planned together.
+
+``analyze(model)`` is the plan ``optimize`` applies to ``model``: it runs on the model with its
+large ``Constant`` nodes lifted (``lifting.py``; on a copy, ``model`` is not changed), finds the
+sets of copies and views (``readers.py``), chooses each set's canonical tensor and the rule of
+every consumer (``groups.py``, ``icl_onnx.rules``), and plans where each canonical tensor lives
+and under which name (``scopes.py``). ``plan_models`` does the same for several models at once
+and plans the sets that cross models (``crossmodel.py``). Changes nothing, prints nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import onnx_ir as ir
+
+from icl_onnx.analysis.crossmodel import CrossSet, plan_cross_set
+from icl_onnx.analysis.groups import Choice, choose_canonical
+from icl_onnx.analysis.lifting import lifted
+from icl_onnx.analysis.plan import CrossGroup, ShareGroup, SharePlan, Skipped
+from icl_onnx.analysis.readers import (
+    Reader,
+    eligible_initializers,
+    group_readers,
+    transpose_views,
+    uses,
+)
+from icl_onnx.analysis.scopes import Scopes, function_constants
+
+__all__ = ["DEFAULT_MIN_ELEMENTS", "analyze", "plan_models", "plan_sharing"]
+
+logger = logging.getLogger(__name__)
+
+#: Initializers with fewer elements are not worth sharing.
+DEFAULT_MIN_ELEMENTS = 1024
+
+
+@dataclasses.dataclass
+class _Model:
+    """What the planner gathers from one model before grouping."""
+
+    model: ir.Model
+    scopes: Scopes
+    eligible: list[ir.Value]
+    skipped: list[Skipped]
+    view_nodes: set[ir.Node]
+    choices: list[Choice] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def gather(cls, model: ir.Model, min_elements: int) -> _Model:
+        """The model's eligible initializers (every graph), skipped ones and view nodes."""
+        scopes = Scopes(model)
+        eligible, skipped = [], []
+        for graph in scopes.graphs():
+            mine, why = eligible_initializers(graph, min_elements, main=graph is model.graph)
+            eligible += mine
+            skipped += why
+        skipped += function_constants(model, min_elements)
+        view_nodes = transpose_views(model.graph, set(eligible))
+        return cls(model, scopes, eligible, skipped, set(view_nodes))
+
+
+def _forms_group(readers: list[Reader], view_nodes: set[ir.Node]) -> bool:
+    """Whether a set within one model is worth a group: two copies, or a view node and two uses."""
+    direct = [r for r in readers if r.view_node is None]
+    views = [r for r in readers if r.view_node is not None]
+    base_uses = sum(len(uses(r, view_nodes)) for r in direct)
+    return len(direct) >= 2 or bool(views and base_uses + len(views) >= 2)
+
+
+def _place(info: _Model, origins: dict[int, tuple[str, int]]) -> list[ShareGroup]:
+    """Each choice as a ShareGroup, its canonical tensor's graph and name after the rewrite.
+
+    ``origins`` maps the index of a choice whose canonical tensor is another model's to that
+    model's label and index: the rewrite adds the tensor to this model's main graph under its
+    name, or with ``.m<index>`` appended while another value of the model holds that name.
+    """
+    scopes = info.scopes
+    scopes.release(v for choice in info.choices for v in choice.removed_values())
+    groups = []
+    for index, choice in enumerate(info.choices):
+        value = choice.canonical.value
+        label = ""
+        if index in origins:
+            label, owner = origins[index]
+            home, name = info.model.graph, scopes.free_name(value.name or "shared", f".m{owner}")
+            scopes.reserve(value, name)
+        else:
+            readers = {node.graph for node in choice.reading_nodes()}
+            home, name = scopes.destination(value, readers)  # type: ignore[arg-type]
+        groups.append(choice.group(name, home, label))
+    return groups
+
+
+def _plan(info: _Model, groups: list[ShareGroup]) -> SharePlan:
+    initializers = [v for g in info.scopes.graphs() for v in g.initializers.values()]
+    total = sum(v.const_value.nbytes for v in initializers if v.const_value)
+    for group in groups:
+        logger.info(
+            "group %s: %d members, %d bytes freed",
+            group.canonical,
+            len(group.members),
+            group.freed_bytes,
+        )
+    return SharePlan(
+        groups=groups,
+        skipped=info.skipped,
+        initializer_count=len(initializers),
+        initializer_bytes=total,
+        graph=info.model.graph,
+    )
+
+
+def plan_models(
+    models: list[ir.Model],
+    labels: list[str],
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+) -> tuple[list[SharePlan], list[CrossGroup]]:
+    """Plans several models together: one plan per model and the groups that cross models.
+
+    The models must have their constants lifted already (``lifting.lift_constants_pass``);
+    each is analysed once, and nothing is changed. A set within one model is planned as by
+    ``plan_sharing``; a set across models as ``crossmodel.py`` describes.
+
+    Args:
+        models: the models.
+        labels: a name per model for the plans (e.g. its file name).
+        min_elements: initializers with fewer elements are ignored.
+    """
+    infos = [_Model.gather(model, min_elements) for model in models]
+    model_of = {v: i for i, info in enumerate(infos) for v in info.eligible}
+    eligible = [v for info in infos for v in info.eligible]
+    view_nodes = [n for info in infos for n in info.view_nodes]
+    crossing: list[tuple[CrossSet, dict[int, int]]] = []
+    for readers in group_readers(eligible, view_nodes, model_of).values():
+        if len({r.model for r in readers}) == 1:
+            info = infos[readers[0].model]
+            if _forms_group(readers, info.view_nodes):
+                info.choices.append(choose_canonical(readers, info.view_nodes, info.scopes))
+            continue
+        cross = plan_cross_set(readers, [i.view_nodes for i in infos], [i.scopes for i in infos])
+        slots = {}
+        for model, choice in cross.choices.items():
+            slots[model] = len(infos[model].choices)
+            infos[model].choices.append(choice)
+        crossing.append((cross, slots))
+    origins: list[dict[int, tuple[str, int]]] = [{} for _ in infos]
+    for cross, slots in crossing:
+        for model in cross.foreign:
+            origins[model][slots[model]] = (labels[cross.owner], cross.owner)
+    groups = [_place(info, origins[i]) for i, info in enumerate(infos)]
+    cross_groups = [
+        cross.report({m: groups[m][slot] for m, slot in slots.items()}, labels)
+        for cross, slots in crossing
+    ]
+    return [_plan(info, g) for info, g in zip(infos, groups, strict=True)], cross_groups
+
+
+def plan_sharing(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
+    """The SharePlan of ``model`` as it is (constants already lifted); changes nothing.
+
+    Initializers of ``If``, ``Loop`` and ``Scan`` bodies take part like the main graph's; a
+    group may span graph levels, and its canonical tensor is planned into a graph that
+    encloses every reader. Functions hold no initializers and are left alone; their large
+    ``Constant`` tensors are reported skipped.
+    """
+    (plan,), _ = plan_models([model], [""], min_elements)
+    return plan
+
+
+def analyze(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
+    """Returns the SharePlan ``optimize`` applies to ``model``; prints nothing, changes nothing.
+
+    Large ``Constant`` nodes take part as ``optimize`` lifts them: the plan is computed on a
+    lifted copy when the model has any, and then describes (and applies to) that copy only.
+
+    Args:
+        model: the model; external data is read through memory maps, one tensor at a time.
+        min_elements: initializers with fewer elements are ignored.
+    """
+    return plan_sharing(lifted(model, min_elements), min_elements)

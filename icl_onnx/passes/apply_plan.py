@@ -1,0 +1,116 @@
+"""ApplySharePlanPass: executes a SharePlan on the model it was computed on, and only that.
+
+For every group: a canonical tensor of another model (``ShareGroup.origin``) is added to the
+main graph; every covered consumer is rewritten by the rule the plan names for it
+(``Consumer.covering``; rules that only change an input run first, so no rule meets a node
+another rule replaced); members nothing reads any more are removed, each from its own graph
+(view nodes first: removing one may leave the initializer it read without uses); and the
+canonical tensor is moved to the graph and renamed to the name the plan gives it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import onnx_ir as ir
+
+from icl_onnx.analysis.plan import Consumer, ShareGroup, SharePlan, View
+from icl_onnx.analysis.scopes import move_initializer
+from icl_onnx.ops import DOMAIN, OPSET_VERSION
+
+__all__ = ["ApplySharePlanPass"]
+
+logger = logging.getLogger(__name__)
+
+
+def _add_foreign(model: ir.Model, group: ShareGroup) -> ir.Value:
+    """Adds another model's canonical tensor to ``model`` (the same tensor object)."""
+    source = group.value
+    assert source is not None
+    value = ir.Value(
+        name=group.canonical, type=source.type, shape=source.shape, const_value=source.const_value
+    )
+    model.graph.register_initializer(value)
+    return value
+
+
+def _rewrites(groups: list[tuple[ShareGroup, ir.Value]]):
+    """Yields (consumer, canonical, view) for every covered use, in-place rewrites first."""
+    first: list[tuple[Consumer, ir.Value, View]] = []
+    last: list[tuple[Consumer, ir.Value, View]] = []
+    for group, canonical in groups:
+        planned = [(c, View()) for c in group.canonical_consumers]
+        planned += [(c, m.view) for m in group.members for c in m.consumers]
+        for consumer, view in planned:
+            if consumer.covering is not None:
+                target = last if consumer.covering.replaces_node else first
+                target.append((consumer, canonical, view))
+    yield from first
+    yield from last
+
+
+def _remove_dead_members(groups: list[ShareGroup]) -> None:
+    """Removes members nothing reads any more, each from its own graph."""
+    for group in groups:
+        for member in sorted(group.members, key=lambda m: m.view_node is None):
+            value = member.value
+            assert value is not None
+            if value.uses() or value.is_graph_output():
+                continue
+            if member.view_node is not None:
+                member.view_node.graph.remove(member.view_node, safe=True)  # type: ignore[union-attr]
+                continue
+            graph = value.graph
+            if graph is not None and graph.initializers.get(value.name) is value:  # type: ignore[arg-type]
+                del graph.initializers[value.name]  # type: ignore[arg-type]
+
+
+class ApplySharePlanPass(ir.passes.InPlacePass):
+    """Rewrites a model as its SharePlan says: one canonical initializer per group.
+
+    Attributes:
+        plan: the plan, computed (``icl_onnx.analysis.plan_sharing``) on the model this pass
+            is called on, which must not have changed since.
+    """
+
+    def __init__(self, plan: SharePlan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Applies the plan in place.
+
+        Raises:
+            ValueError: the plan was computed on another model.
+        """
+        if self.plan.graph is not model.graph:
+            raise ValueError(
+                "the plan was computed on another model; plan the model this pass runs on "
+                "(plan_sharing(model)) and apply that plan"
+            )
+        modified = False
+        groups = []
+        for group in self.plan.groups:
+            if group.origin:
+                groups.append((group, _add_foreign(model, group)))
+                modified = True
+            else:
+                assert group.value is not None
+                groups.append((group, group.value))
+        for consumer, canonical, view in _rewrites(groups):
+            rule = consumer.covering
+            assert rule is not None and consumer.target is not None
+            modified |= rule.rewrite(consumer.target, consumer.input_index, canonical, view)
+        _remove_dead_members(self.plan.groups)
+        for group, canonical in groups:
+            if not group.origin:
+                modified |= move_initializer(canonical, group.home, group.canonical)  # type: ignore[arg-type]
+        nodes = ir.traversal.RecursiveGraphIterator(model.graph)
+        if modified and any(n.domain == DOMAIN for n in nodes):
+            model.opset_imports.setdefault(DOMAIN, OPSET_VERSION)
+        logger.info(
+            "ApplySharePlanPass: %d groups, %d bytes freed",
+            len(self.plan.groups),
+            self.plan.freed_bytes,
+        )
+        return ir.passes.PassResult(model, modified=modified)

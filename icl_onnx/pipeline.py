@@ -1,0 +1,133 @@
+"""The optimize and scan pipelines, for one model or several: load, lift, plan, apply, save.
+
+Every entry point runs the same steps: constants are lifted (``analysis.lifting``), the model
+or models are planned once (``analysis.planner``), and ``optimize`` applies the plan
+(``passes.ApplySharePlanPass``) and saves (``model_io``, or ``shared_store`` for several
+models with one data file) where ``scan`` stops, so a scan reports what an optimize does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import onnx_ir as ir
+
+from icl_onnx import progress
+from icl_onnx.analysis.lifting import lift_constants_pass
+from icl_onnx.analysis.plan import CrossPlan, SharePlan
+from icl_onnx.analysis.planner import DEFAULT_MIN_ELEMENTS, plan_models, plan_sharing
+from icl_onnx.errors import IclUserError
+from icl_onnx.model_io import load_model, save_model
+from icl_onnx.passes.apply_plan import ApplySharePlanPass
+from icl_onnx.shared_store import save_models_shared
+
+__all__ = [
+    "optimize",
+    "optimize_file",
+    "optimize_files",
+    "scan_files",
+    "OptimizeResult",
+    "MultiOptimizeResult",
+]
+
+
+@dataclasses.dataclass
+class OptimizeResult:
+    """What ``optimize_file`` did."""
+
+    plan: SharePlan
+    modified: bool
+    files: list[Path]
+
+
+@dataclasses.dataclass
+class MultiOptimizeResult:
+    """What ``optimize_files`` did: the cross-model plan and the bytes written."""
+
+    plan: CrossPlan
+    files: list[Path]
+    tensor_bytes: int  # external tensor bytes of all written models, counted per model
+    unique_bytes: int  # bytes of the one data file's tensors
+
+
+def _optimize(model: ir.Model, min_elements: int) -> tuple[SharePlan, bool]:
+    """Lifts, plans and applies (in place); returns the applied plan and whether it changed."""
+    lifted = lift_constants_pass(min_elements)(model).modified
+    plan = plan_sharing(model, min_elements)
+    return plan, ApplySharePlanPass(plan)(model).modified or lifted
+
+
+def optimize(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
+    """Shares every copy and view in ``model`` (in place); returns the applied plan."""
+    return _optimize(model, min_elements)[0]
+
+
+def optimize_file(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+    external_data: bool | None = None,
+) -> OptimizeResult:
+    """Loads ``src``, optimizes it and writes ``dst`` atomically (``dst`` may equal ``src``).
+
+    Raises:
+        IclUserError: unreadable input or unwritable output.
+    """
+    if Path(dst).is_dir():
+        raise IclUserError(f"output {dst} is a folder; give a file name")
+    model = load_model(src)
+    plan, modified = _optimize(model, min_elements)
+    files = save_model(model, dst, external_data=external_data)
+    return OptimizeResult(plan, modified, files)
+
+
+def _plan_files(
+    srcs: list[str | os.PathLike], min_elements: int
+) -> tuple[list[ir.Model], CrossPlan]:
+    """Loads and lifts each model (a progress task counting models), then plans them together."""
+    models = []
+    with progress.task("analysing models", len(srcs), unit="models") as advance:
+        for src in srcs:
+            models.append(load_model(src))
+            lift_constants_pass(min_elements)(models[-1])
+            advance(1)
+    labels = [Path(src).name for src in srcs]
+    plans, groups = plan_models(models, labels, min_elements)
+    return models, CrossPlan(labels, plans, groups)
+
+
+def scan_files(
+    srcs: list[str | os.PathLike], *, min_elements: int = DEFAULT_MIN_ELEMENTS
+) -> CrossPlan:
+    """Returns each model's plan and the groups that cross files (writes nothing).
+
+    The plans are those ``optimize_files`` applies to the same files.
+    """
+    return _plan_files(srcs, min_elements)[1]
+
+
+def optimize_files(
+    srcs: list[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+) -> MultiOptimizeResult:
+    """Optimizes several models together: ``out_dir/<name>`` each, one shared data file.
+
+    The models are planned together (each analysed once): tensors that are copies or views of
+    a tensor of another model read that tensor (exact copies by content, as the data file
+    holds each unique tensor once), and each model's plan is applied to it.
+
+    Raises:
+        IclUserError: unreadable input, a missing output folder, or two inputs with one name.
+    """
+    models, plan = _plan_files(srcs, min_elements)
+    with progress.task("sharing across models", len(models), unit="models") as advance:
+        for model, own in zip(models, plan.plans, strict=True):
+            ApplySharePlanPass(own)(model)
+            advance(1)
+    saved = save_models_shared(models, plan.models, out_dir)
+    return MultiOptimizeResult(plan, saved.files, saved.tensor_bytes, saved.unique_bytes)

@@ -1,0 +1,43 @@
+"""``MatMul(A, view(W))`` becomes ``IclMatMul(A, W)`` with the view's attributes."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from icl_onnx.analysis.plan import View
+from icl_onnx.ops import MATMUL
+from icl_onnx.rules.base import ConsumerRule, Outcome, Use, icl_cost, is_onnx, replace_with_icl_node
+from icl_onnx.rules.registry import register
+
+__all__ = ["MatMulRule"]
+
+
+@register
+class MatMulRule(ConsumerRule):
+    """The weight (input 1, 2-D) of a MatMul, exact copies included.
+
+    A shared weight read by a plain MatMul would be prepacked by ORT into a private copy per
+    node, so even an exact copy (and the canonical tensor itself) moves to IclMatMul.
+    """
+
+    name = "matmul"
+
+    def match(self, use: Use) -> Outcome | None:
+        """Claims input 1 of an ONNX MatMul when it is 2-D."""
+        node = use.node
+        if is_onnx(node) and node.op_type == "MatMul" and use.index == 1 and use.rank == 2:
+            return self.ok()
+        return None
+
+    def becomes(self, node: ir.Node) -> str:
+        """IclMatMul."""
+        return MATMUL
+
+    def cost(self, node: ir.Node, view: View) -> int:
+        """An ICL read."""
+        return icl_cost(view)
+
+    def rewrite(self, node: ir.Node, index: int, canonical: ir.Value, view: View) -> bool:
+        """Replaces the MatMul by ``IclMatMul(A, canonical)``."""
+        replace_with_icl_node(node, MATMUL, [node.inputs[0], canonical], view)
+        return True
