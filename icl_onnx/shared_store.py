@@ -56,6 +56,60 @@ def _content_key(tensor: ir.TensorProtocol, raw: np.ndarray) -> tuple:
     return (tensor.dtype, tuple(tensor.shape.numpy()), exact_digest(raw))
 
 
+class _DataFile:
+    """The shared data file being written: each unique tensor once, at page-aligned offsets.
+
+    A tensor already stored (the same object, or equal dtype, shape and bytes confirmed byte
+    for byte after a digest match) is not written again.
+    """
+
+    def __init__(self, file, out: Path) -> None:
+        self._file = file
+        self._out = out
+        self._by_id: dict[int, ir.ExternalTensor] = {}
+        self._by_content: dict[tuple, tuple[ir.TensorProtocol, ir.ExternalTensor]] = {}
+        self._originals: list[ir.TensorProtocol] = []  # keeps ids unique while writing
+        self.unique_bytes = 0
+
+    def store(self, tensor: ir.TensorProtocol, name: str) -> ir.ExternalTensor:
+        """Returns where ``tensor``'s bytes are in the data file, writing them if new."""
+        stored = self._by_id.get(id(tensor))
+        if stored is None:
+            raw = _raw_bytes(tensor)
+            key = _content_key(tensor, raw)
+            hit = self._by_content.get(key)
+            if hit is not None and is_exact_copy(_raw_bytes(hit[0]), raw):
+                stored = hit[1]
+            else:
+                stored = self._write(tensor, raw, name)
+                self._by_content[key] = (tensor, stored)
+            self._by_id[id(tensor)] = stored
+            self._originals.append(tensor)
+        return stored
+
+    def _write(self, tensor: ir.TensorProtocol, raw: np.ndarray, name: str) -> ir.ExternalTensor:
+        offset = -self._file.tell() % _ALIGN + self._file.tell()
+        self._file.seek(offset)
+        for chunk in chunks(raw):  # a memory map is never copied whole
+            self._file.write(chunk.data)
+        self.unique_bytes += tensor.nbytes
+        return ir.ExternalTensor(
+            DATA_FILE, offset, tensor.nbytes, tensor.dtype,
+            shape=tensor.shape, name=name, base_dir=self._out,
+        )  # fmt: skip
+
+
+def _external_values(models: list[ir.Model], size_threshold_bytes: int) -> list[ir.Value]:
+    """The initializers (every graph of every model) large enough for the data file."""
+    return [
+        value
+        for model in models
+        for graph in model.graphs()
+        for value in graph.initializers.values()
+        if value.const_value is not None and value.const_value.nbytes >= size_threshold_bytes
+    ]
+
+
 def save_models_shared(
     models: list[ir.Model],
     names: list[str],
@@ -79,46 +133,19 @@ def save_models_shared(
         raise IclUserError(f"output folder {out} does not exist; create it first")
     if len(set(names)) != len(names):
         raise IclUserError(f"two models would be written to the same file name: {names}")
-    values = [
-        value
-        for model in models
-        for graph in model.graphs()
-        for value in graph.initializers.values()
-        if value.const_value is not None and value.const_value.nbytes >= size_threshold_bytes
-    ]
-    total = sum(value.const_value.nbytes for value in values)
+    values = _external_values(models, size_threshold_bytes)
+    total = sum(value.const_value.nbytes for value in values)  # type: ignore[union-attr]
     staging = Path(tempfile.mkdtemp(prefix=".icl-shared.", dir=out))
     try:
-        by_id: dict[int, ir.ExternalTensor] = {}
-        by_content: dict[tuple, tuple[ir.TensorProtocol, ir.ExternalTensor]] = {}
-        unique = 0
-        originals = []  # keeps replaced tensors alive so their ids stay unique
         with (
-            open(staging / DATA_FILE, "wb") as data,
+            open(staging / DATA_FILE, "wb") as file,
             progress.task(f"writing {DATA_FILE}", total) as advance,
         ):
+            data = _DataFile(file, out)
             for value in values:
                 tensor = value.const_value
-                stored = by_id.get(id(tensor))
-                if stored is None:
-                    raw = _raw_bytes(tensor)
-                    key = _content_key(tensor, raw)
-                    hit = by_content.get(key)
-                    if hit is not None and is_exact_copy(_raw_bytes(hit[0]), raw):
-                        stored = hit[1]
-                    else:
-                        offset = -data.tell() % _ALIGN + data.tell()
-                        data.seek(offset)
-                        for chunk in chunks(raw):  # a memory map is never copied whole
-                            data.write(chunk.data)
-                        unique += tensor.nbytes
-                        stored = ir.ExternalTensor(
-                            DATA_FILE, offset, tensor.nbytes, tensor.dtype,
-                            shape=tensor.shape, name=value.name or "", base_dir=out,
-                        )  # fmt: skip
-                        by_content[key] = (tensor, stored)
-                    by_id[id(tensor)] = stored
-                    originals.append(tensor)
+                assert tensor is not None
+                stored = data.store(tensor, value.name or "")
                 value.const_value = ir.ExternalTensor(
                     DATA_FILE, stored.offset, stored.length, stored.dtype,
                     shape=stored.shape, name=value.name or "", base_dir=out,
@@ -131,7 +158,7 @@ def save_models_shared(
         for name in names:
             os.replace(staging / name, out / name)
             written.append(out / name)
-        return SharedSave(written, total, unique)
+        return SharedSave(written, total, data.unique_bytes)
     except OSError as e:
         raise IclUserError(f"could not write to {out}: {e.strerror or e}") from e
     finally:
