@@ -57,6 +57,8 @@ def plan_table(plan: SharePlan, title: str) -> Table:
         table.add_column(column, overflow="fold")
     for group in plan.groups:
         canonical = f"{group.canonical} {list(group.shape)} {group.dtype}"
+        if group.origin:
+            canonical += f" (of {group.origin})"
         for i, member in enumerate(group.members):
             consumers = ", ".join(_consumer_text(c) for c in member.consumers)
             source = "" if member.source == "initializer" else f" ({member.source})"
