@@ -188,8 +188,10 @@ def choose_canonical(
     plans = [_plan_for(c, readers, view_nodes, twice) for c in candidates]
 
     def key(choice: Choice) -> tuple[int, bool]:
-        graph = choice.canonical.value.graph
-        moves = not choice.canonical.foreign and not scopes.encloses(graph, choice.reading_nodes())  # type: ignore[arg-type]
-        return choice.cost, moves
+        canonical = choice.canonical
+        if canonical.foreign:  # added to the main graph, which encloses every reader
+            return choice.cost, False
+        graph = canonical.value.graph
+        return choice.cost, not scopes.encloses(graph, choice.reading_nodes())  # type: ignore[arg-type]
 
     return min(plans, key=key)  # min keeps graph order on ties

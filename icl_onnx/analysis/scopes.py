@@ -38,6 +38,7 @@ class Scopes:
     def __init__(self, model: ir.Model) -> None:
         self.main = model.graph
         self._names: dict[str, set[ir.Value]] | None = None
+        self._released: set[ir.Value] = set()
         self.parent: dict[ir.Graph, ir.Graph | None] = {model.graph: None}
         for node in ir.traversal.RecursiveGraphIterator(model.graph):
             for attr in node.attributes.values():
@@ -95,15 +96,16 @@ class Scopes:
                     (v for node in graph for v in node.outputs),
                 )
                 for v in values:
-                    if v.name:
+                    if v.name and v not in self._released:
                         self._names[v.name].add(v)
         return self._names
 
     def release(self, values: Iterable[ir.Value]) -> None:
         """Frees the names of ``values``, which the rewrite removes."""
-        holders = self._holders()
-        for value in values:
-            holders.get(value.name or "", set()).discard(value)
+        self._released.update(values)
+        if self._names is not None:
+            for value in self._released:
+                self._names.get(value.name or "", set()).discard(value)
 
     def destination(self, value: ir.Value, readers: Iterable[ir.Graph]) -> tuple[ir.Graph, str]:
         """Where the initializer ``value`` must live so ``readers`` see it, and its name there.
