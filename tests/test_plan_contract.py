@@ -325,3 +325,35 @@ def test_share_weights_pass_is_lifting_then_sharing_and_keeps_no_plan():
     assert share(model).modified
     assert not hasattr(share, "plan")
     assert sorted(model.graph.initializers) == ["emb"]
+
+
+def test_a_model_shares_among_its_own_tensors_when_the_other_models_tensor_covers_less(tmp_path):
+    # b holds W^T twice; a Neg reads one of them, and no rule lets a Neg read W^T through a
+    # view of a's W, so b shares its two copies with each other and nothing with a.
+    a = make(
+        [h.make_node("MatMul", ["x", "w"], ["y"])],
+        [("w", W)],
+        [vi("x", ["n", V])],
+        [vi("y", ["n", H])],
+    )
+    b = make(
+        [h.make_node("MatMul", ["x", "wt"], ["y"]), h.make_node("Neg", ["wt2"], ["z"])],
+        [("wt", WT.copy()), ("wt2", WT.copy())],
+        [vi("x", ["n", H])],
+        [vi("y", ["n", V]), vi("z", [H, V])],
+    )
+    paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
+    for path, proto in zip(paths, (a, b), strict=True):
+        onnx.save(proto, path)
+    scanned = scan_files(paths, min_elements=MIN)
+    assert scanned.groups == [] and scanned.plans[0].groups == []
+    (group,) = scanned.plans[1].groups
+    assert (group.canonical, group.origin) == ("wt", "")
+    assert [(m.name, m.view.kind, m.freed_bytes) for m in group.members] == [
+        ("wt2", "exact", WT.nbytes)
+    ]
+    out = tmp_path / "out"
+    out.mkdir()
+    result = optimize_files(paths, out, min_elements=MIN)
+    assert result.plan.to_dict() == scanned.to_dict()
+    assert result.unique_bytes == W.nbytes + WT.nbytes

@@ -22,7 +22,7 @@ import dataclasses
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.groups import Choice, choose_canonical
+from icl_onnx.analysis.groups import Choice, choose_canonical, forms_group
 from icl_onnx.analysis.plan import CrossGroup, CrossMember, ShareGroup
 from icl_onnx.analysis.readers import Reader, relative_view
 from icl_onnx.analysis.scopes import Scopes
@@ -32,11 +32,25 @@ __all__ = ["CrossSet", "plan_cross_set"]
 
 @dataclasses.dataclass
 class CrossSet:
-    """A set planned across models: each model's choice, the owner's first."""
+    """A set planned across models.
+
+    Attributes:
+        owner: the model whose canonical tensor is the set's.
+        choices: the plans of the models that share the set's canonical tensor, the owner's
+            first.
+        foreign: the models among them whose group reads the owner's tensor itself.
+        alone: the plans of models that share the set's tensors among their own only.
+    """
 
     owner: int
-    choices: dict[int, Choice]  # model index -> its plan of the set
-    foreign: set[int]  # models whose group reads the owner's tensor itself
+    choices: dict[int, Choice]
+    foreign: set[int] = dataclasses.field(default_factory=set)
+    alone: dict[int, Choice] = dataclasses.field(default_factory=dict)
+
+    @property
+    def crosses(self) -> bool:
+        """Whether a model other than the owner shares the canonical tensor."""
+        return len(self.choices) > 1
 
     def report(self, groups: dict[int, ShareGroup], labels: list[str]) -> CrossGroup:
         """The CrossGroup, given each model's ShareGroup of this set (final names)."""
@@ -94,23 +108,40 @@ def plan_cross_set(
         by_model[reader.model].append(reader)
     owner = min(r.model for r in readers if r.view_node is None and not r.derived)
     first = choose_canonical(by_model[owner], view_nodes[owner], scopes[owner])
-    canonical = first.canonical
-    cross = CrossSet(owner, {owner: first}, set())
+    cross = CrossSet(owner, {owner: first})
     for model in sorted(by_model):
-        if model == owner:
-            continue
-        mine = by_model[model]
-        copies = [
-            r
-            for r in mine
-            if r.view_node is None and not r.derived and relative_view(r, canonical).is_identity
-        ]
-        if copies:
-            cross.choices[model] = choose_canonical(mine, view_nodes[model], scopes[model], copies)
-            continue
-        stand_in = dataclasses.replace(canonical, model=model, foreign=True, derived=False)
-        choice = choose_canonical([*mine, stand_in], view_nodes[model], scopes[model], [stand_in])
-        if choice.covers_any:
-            cross.choices[model] = choice
-            cross.foreign.add(model)
+        if model != owner:
+            _join(cross, model, by_model[model], view_nodes[model], scopes[model])
+    if not cross.crosses:  # nobody shares the owner's tensor: the owner's set is its own
+        cross.choices = {}
+        if forms_group(by_model[owner], view_nodes[owner]):
+            cross.alone[owner] = first
     return cross
+
+
+def _join(
+    cross: CrossSet, model: int, mine: list[Reader], view_nodes: set[ir.Node], scopes: Scopes
+) -> None:
+    """Plans ``model``'s tensors of the set: on its copy of ``C``, on ``C`` itself, or alone.
+
+    With no exact copy of ``C``, the model reads ``C`` unless planning its tensors among
+    themselves costs less (their consumers read a local tensor where ``C`` has no rule for
+    them); on equal costs it reads ``C``.
+    """
+    canonical = cross.choices[cross.owner].canonical
+    copies = [
+        r
+        for r in mine
+        if r.view_node is None and not r.derived and relative_view(r, canonical).is_identity
+    ]
+    if copies:
+        cross.choices[model] = choose_canonical(mine, view_nodes, scopes, copies)
+        return
+    stand_in = dataclasses.replace(canonical, model=model, foreign=True, derived=False)
+    borrowed = choose_canonical([*mine, stand_in], view_nodes, scopes, [stand_in])
+    own = choose_canonical(mine, view_nodes, scopes) if forms_group(mine, view_nodes) else None
+    if own is not None and own.cost < borrowed.cost:
+        cross.alone[model] = own
+    elif borrowed.covers_any:
+        cross.choices[model] = borrowed
+        cross.foreign.add(model)

@@ -18,7 +18,7 @@ from icl_onnx.analysis.plan import Consumer, Member, ShareGroup, View
 from icl_onnx.analysis.readers import Reader, relative_view, uses
 from icl_onnx.analysis.scopes import Scopes
 
-__all__ = ["Choice", "UNCOVERED_COST", "choose_canonical", "plan_consumer"]
+__all__ = ["Choice", "UNCOVERED_COST", "choose_canonical", "forms_group", "plan_consumer"]
 
 #: The cost of a consumer no rule covers (its member keeps its own copy).
 UNCOVERED_COST = 100
@@ -129,6 +129,14 @@ def _member(planned: _Planned) -> Member:
         value=reader.value,
         view_node=reader.view_node,
     )
+
+
+def forms_group(readers: list[Reader], view_nodes: set[ir.Node]) -> bool:
+    """Whether a set within one model is worth a group: two copies, or a view node and two uses."""
+    direct = [r for r in readers if r.view_node is None]
+    views = [r for r in readers if r.view_node is not None]
+    base_uses = sum(len(uses(r, view_nodes)) for r in direct)
+    return len(direct) >= 2 or bool(views and base_uses + len(views) >= 2)
 
 
 def _reading_twice(readers: list[Reader], view_nodes: set[ir.Node]) -> set[ir.Node]:

@@ -16,15 +16,13 @@ import logging
 import onnx_ir as ir
 
 from icl_onnx.analysis.crossmodel import CrossSet, plan_cross_set
-from icl_onnx.analysis.groups import Choice, choose_canonical
+from icl_onnx.analysis.groups import Choice, choose_canonical, forms_group
 from icl_onnx.analysis.lifting import lifted
 from icl_onnx.analysis.plan import CrossGroup, ShareGroup, SharePlan, Skipped
 from icl_onnx.analysis.readers import (
-    Reader,
     eligible_initializers,
     group_readers,
     transpose_views,
-    uses,
 )
 from icl_onnx.analysis.scopes import Scopes, function_constants
 
@@ -59,14 +57,6 @@ class _Model:
         skipped += function_constants(model, min_elements)
         view_nodes = transpose_views(model.graph, set(eligible))
         return cls(model, scopes, eligible, skipped, set(view_nodes))
-
-
-def _forms_group(readers: list[Reader], view_nodes: set[ir.Node]) -> bool:
-    """Whether a set within one model is worth a group: two copies, or a view node and two uses."""
-    direct = [r for r in readers if r.view_node is None]
-    views = [r for r in readers if r.view_node is not None]
-    base_uses = sum(len(uses(r, view_nodes)) for r in direct)
-    return len(direct) >= 2 or bool(views and base_uses + len(views) >= 2)
 
 
 def _place(info: _Model, origins: dict[int, tuple[str, int]]) -> list[ShareGroup]:
@@ -136,15 +126,18 @@ def plan_models(
     for readers in group_readers(eligible, view_nodes, model_of).values():
         if len({r.model for r in readers}) == 1:
             info = infos[readers[0].model]
-            if _forms_group(readers, info.view_nodes):
+            if forms_group(readers, info.view_nodes):
                 info.choices.append(choose_canonical(readers, info.view_nodes, info.scopes))
             continue
         cross = plan_cross_set(readers, [i.view_nodes for i in infos], [i.scopes for i in infos])
+        for model, choice in cross.alone.items():
+            infos[model].choices.append(choice)
         slots = {}
         for model, choice in cross.choices.items():
             slots[model] = len(infos[model].choices)
             infos[model].choices.append(choice)
-        crossing.append((cross, slots))
+        if cross.crosses:
+            crossing.append((cross, slots))
     origins: list[dict[int, tuple[str, int]]] = [{} for _ in infos]
     for cross, slots in crossing:
         for model in cross.foreign:
