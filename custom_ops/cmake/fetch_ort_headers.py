@@ -2,9 +2,12 @@
 
 pip wheels of onnxruntime ship no headers. Debian's ``libonnxruntime-dev`` (1.21, C API
 version 21) has them; a library built against API 21 loads in every later ORT release.
-The package is downloaded with ``apt-get download`` under a private apt configuration
-whose mirror is read from this machine's own apt sources, unpacked with ``dpkg -x``, and
-its ``include/onnxruntime`` folder cached. Prints the cached include folder.
+The package is downloaded with ``apt-get download`` under a private apt configuration whose
+mirror is read from this machine's own apt sources. Nothing unsigned is accepted: the
+sources entry is ``signed-by`` this machine's Debian archive keyring, so ``apt-get update``
+verifies the suite's Release signature and apt checks the package against the signed
+index; then the .deb's sha256 is compared with the one pinned here before ``dpkg -x``
+unpacks it and its ``include/onnxruntime`` folder is cached. Prints the cached include folder.
 
 Usage: python fetch_ort_headers.py CACHE_DIR
 """
@@ -12,6 +15,7 @@ Usage: python fetch_ort_headers.py CACHE_DIR
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -20,7 +24,13 @@ import sys
 import tempfile
 
 PACKAGE = "libonnxruntime-dev"
+VERSION = "1.21.0+dfsg-1"
 SUITE = "trixie"
+# sha256 of libonnxruntime-dev_1.21.0+dfsg-1_amd64.deb as Debian trixie ships it.
+DEB_SHA256 = "14f7d959d5deacbcf1504830d4189f91fc67382b399ed9ae9d3aa9c4050ced08"
+# The Debian archive keyring (trixie's Release is signed by the trixie and bookworm archive
+# keys, both in it since debian-archive-keyring 2023.3 of bookworm).
+KEYRINGS = ("/usr/share/keyrings/debian-archive-keyring.gpg",)
 REQUIRED = ("onnxruntime_c_api.h", "onnxruntime_cxx_api.h", "onnxruntime_lite_custom_op.h")
 
 
@@ -51,6 +61,26 @@ def _debian_mirrors() -> list[str]:
     return list(dict.fromkeys(uris))
 
 
+def _keyring() -> str:
+    """Returns this machine's Debian archive keyring."""
+    for path in KEYRINGS:
+        if os.path.isfile(path):
+            return path
+    raise SystemExit(
+        f"fetch_ort_headers: no Debian archive keyring ({', '.join(KEYRINGS)}); install "
+        "debian-archive-keyring or set ICL_ONNX_ORT_INCLUDE_DIR to a folder holding "
+        "onnxruntime_c_api.h"
+    )
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _fetch(cache_dir: str) -> str:
     mirrors = _debian_mirrors()
     if not mirrors:
@@ -58,29 +88,43 @@ def _fetch(cache_dir: str) -> str:
             "fetch_ort_headers: no Debian mirror in /etc/apt sources; "
             "set ICL_ONNX_ORT_INCLUDE_DIR to a folder holding onnxruntime_c_api.h"
         )
+    keyring = _keyring()
     with tempfile.TemporaryDirectory(prefix="icl-ort-apt-") as tmp:
         os.makedirs(f"{tmp}/lists/partial")
         os.makedirs(f"{tmp}/cache/archives/partial")
         with open(f"{tmp}/sources.list", "w", encoding="utf-8") as f:
             for uri in mirrors:
-                f.write(f"deb [trusted=yes] {uri} {SUITE} main\n")
+                f.write(f"deb [signed-by={keyring}] {uri} {SUITE} main\n")
         opts = [
             f"-oDir::Etc::SourceList={tmp}/sources.list",
             "-oDir::Etc::SourceParts=/dev/null",
             f"-oDir::State::Lists={tmp}/lists",
             f"-oDir::Cache={tmp}/cache",
             "-oAPT::Architecture=amd64",
-            "-oAcquire::AllowInsecureRepositories=true",
+            "-oAcquire::AllowInsecureRepositories=false",
+            "-oAcquire::AllowDowngradeToInsecureRepositories=false",
+            "-oAPT::Get::AllowUnauthenticated=false",
             "-oAPT::Sandbox::User=root",
             "-oDebug::NoLocking=1",
         ]
+        # Insecure repositories refused: update fails when the Release signature does not
+        # verify with the keyring, and download then finds no package.
         subprocess.run(["apt-get", *opts, "update"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run(
-            ["apt-get", *opts, "download", PACKAGE], check=True, cwd=tmp, stdout=subprocess.DEVNULL
+            ["apt-get", *opts, "download", f"{PACKAGE}={VERSION}"],
+            check=True,
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
         )
         debs = glob.glob(f"{tmp}/{PACKAGE}_*.deb")
-        if not debs:
-            raise SystemExit(f"fetch_ort_headers: apt-get download {PACKAGE} produced no .deb")
+        if len(debs) != 1:
+            raise SystemExit(f"fetch_ort_headers: apt-get download {PACKAGE} produced {debs}")
+        digest = _sha256(debs[0])
+        if digest != DEB_SHA256:
+            raise SystemExit(
+                f"fetch_ort_headers: {os.path.basename(debs[0])} has sha256 {digest}, "
+                f"expected {DEB_SHA256}; not unpacking it"
+            )
         subprocess.run(["dpkg", "-x", debs[0], f"{tmp}/x"], check=True)
         src = f"{tmp}/x/usr/include/onnxruntime"
         staged = f"{cache_dir}.partial"
