@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-BUILD_DEPS := "scikit-build-core>=0.10" "scipy-openblas32>=0.3.27" "cmake>=3.24" ninja
+BUILD_DEPS := "scikit-build-core>=0.10" "cmake>=3.24" ninja
 STAMP := $(VENV)/.icl-installed
 
 .PHONY: all venv build demo test lint bench clean

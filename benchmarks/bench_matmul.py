@@ -1,9 +1,14 @@
-"""IclMatMul(transpose=1) on W[N, K] against ONNX Runtime's MatMul on the materialised W^T[K, N].
+"""IclMatMul against ONNX Runtime's MatMul on the CPU, for both orientations of the view.
+
+- transpose: IclMatMul(A, W, transpose=1) on W[N, K] against MatMul on the materialised
+  W^T[K, N] (the tied LM head);
+- plain: IclMatMul(A, W) on W[K, N] against MatMul on the same W[K, N].
 
 Both run in ONNX Runtime sessions on the CPU with the same intra-op thread count. ORT's
 MatMul gets its weight as an initializer, so MLAS prepacks it: that is the bar. The runs of
-the two sessions are interleaved so that noise from other processes hits both alike, and
-the median of each is reported.
+the sessions are interleaved so that noise from other processes hits all alike, and the
+median of each is reported. `--baseline-library` adds a session per case on another build of
+the op library (say, before a change), timed in the same interleaved runs.
 
 Usage:
     ICL_ONNX_LIBRARY=build/cpu/libicl_ops.so python benchmarks/bench_matmul.py --repeats 30
@@ -34,10 +39,12 @@ OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
 class Row:
     """One line of the table: median seconds per run of each session."""
 
+    view: str
     m: int
     w_dtype: str
     ort_s: float
     icl_s: float
+    baseline_s: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -46,6 +53,7 @@ class Row:
 
 
 def ort_matmul_model(w_t: np.ndarray) -> bytes:
+    """MatMul(A, W_T) with W_T[K, N] an initializer."""
     node = helper.make_node("MatMul", ["A", "WT"], ["Y"])
     graph = helper.make_graph(
         [node],
@@ -57,13 +65,17 @@ def ort_matmul_model(w_t: np.ndarray) -> bytes:
     return helper.make_model(graph, opset_imports=OPSETS).SerializeToString()
 
 
-def icl_matmul_model(w: np.ndarray) -> bytes:
-    node = helper.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl", transpose=1)
+def icl_matmul_model(w: np.ndarray, transpose: bool) -> bytes:
+    """IclMatMul(A, W) with W an initializer, [N, K] when ``transpose`` else [K, N]."""
+    k, n = (w.shape[1], w.shape[0]) if transpose else w.shape
+    node = helper.make_node(
+        "IclMatMul", ["A", "W"], ["Y"], domain="ai.icl", transpose=int(transpose)
+    )
     graph = helper.make_graph(
         [node],
         "icl_matmul",
-        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", w.shape[1]])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", w.shape[0]])],
+        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
         initializer=[numpy_helper.from_array(w, "W")],
     )
     return helper.make_model(graph, opset_imports=OPSETS).SerializeToString()
@@ -85,7 +97,7 @@ def make_options(threads: int, spinning: bool) -> ort.SessionOptions:
 
 def time_pair(
     sessions: list, a: np.ndarray, warmup: int, repeats: int, pause: float
-) -> list[float]:
+) -> list[float]:  # any number of sessions, interleaved
     """Runs the sessions in turn, `repeats` times each after warm-up; returns their medians.
 
     Each session has its own intra-op thread pool whose workers spin for a while after a run;
@@ -116,35 +128,51 @@ def cpu_name() -> str:
 
 
 def markdown(rows: list[Row], args: argparse.Namespace, load: tuple[float, float]) -> str:
+    baseline = args.baseline_library is not None
+    isa = os.environ.get("ICL_CPU_ISA")
+    isa_note = f" with ICL_CPU_ISA={isa}" if isa else ""
     lines = [
         "# IclMatMul vs ONNX Runtime MatMul (CPU)",
         "",
         f"`benchmarks/bench_matmul.py --repeats {args.repeats} --warmup {args.warmup} "
         f"--threads {args.threads} --pause-ms {args.pause_ms:g}"
-        f"{' --allow-spinning' if args.allow_spinning else ''}`, "
-        f"{datetime.date.today().isoformat()}.",
+        f"{' --allow-spinning' if args.allow_spinning else ''}"
+        f"{' --baseline-library ' + args.baseline_label if baseline else ''}`"
+        f"{isa_note}, {datetime.date.today().isoformat()}.",
         "",
         f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores visible; "
         f"intra-op threads: {args.threads}",
         f"- onnxruntime {ort.__version__}, numpy {np.__version__}, "
         f"Python {platform.python_version()}",
-        f"- K = {args.k}, N = {args.n}. ORT: `MatMul(A, W^T)` with W^T[K, N] an initializer "
-        "(prepacked by MLAS). ICL: `IclMatMul(A, W, transpose=1)` with W[N, K] an initializer.",
+        f"- K = {args.k}, N = {args.n}. transpose: ORT `MatMul(A, W^T)` with W^T[K, N] an "
+        "initializer (prepacked by MLAS), ICL `IclMatMul(A, W, transpose=1)` with W[N, K] an "
+        "initializer. plain: ORT `MatMul(A, W)` and ICL `IclMatMul(A, W)`, W[K, N].",
         "- Median of the interleaved runs; ratio = ORT time / ICL time (throughput of ICL "
         "relative to ORT, higher is better; goal >= 0.9). Intra-op spinning "
-        f"{'on' if args.allow_spinning else 'off'} in both sessions.",
+        f"{'on' if args.allow_spinning else 'off'} in all sessions.",
         f"- 1-minute load average before / after the run: {load[0]:.2f} / {load[1]:.2f} "
-        "(other processes share the cores; both sessions see the same interference).",
-        "",
-        "| M | W dtype (ICL) | ORT MatMul (ms) | IclMatMul (ms) | ratio | ICL W GB/s |",
-        "|---:|---|---:|---:|---:|---:|",
+        "(other processes share the cores; all sessions see the same interference).",
     ]
+    if baseline:
+        lines.append(
+            f"- baseline: the op library {args.baseline_label}, timed in the same "
+            "interleaved runs (its ratio = ORT time / baseline time)."
+        )
+    header = "| view | M | W dtype (ICL) | ORT MatMul (ms) | IclMatMul (ms) | ratio |"
+    rule = "|---|---:|---|---:|---:|---:|"
+    if baseline:
+        header += " baseline (ms) | baseline ratio |"
+        rule += "---:|---:|"
+    lines += ["", header + " ICL W GB/s |", rule + "---:|"]
     for r in rows:
         w_bytes = args.n * args.k * (2 if r.w_dtype == "float16" else 4)
-        lines.append(
-            f"| {r.m} | {r.w_dtype} | {r.ort_s * 1e3:.3f} | {r.icl_s * 1e3:.3f} | "
-            f"{r.ratio:.2f} | {w_bytes / r.icl_s / 1e9:.1f} |"
+        line = (
+            f"| {r.view} | {r.m} | {r.w_dtype} | {r.ort_s * 1e3:.3f} | {r.icl_s * 1e3:.3f} | "
+            f"{r.ratio:.2f} |"
         )
+        if baseline:
+            line += f" {r.baseline_s * 1e3:.3f} | {r.ort_s / r.baseline_s:.2f} |"
+        lines.append(f"{line} {w_bytes / r.icl_s / 1e9:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -170,45 +198,82 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=768)
     parser.add_argument("--n", type=int, default=30000)
     parser.add_argument("--no-fp16", action="store_true", help="skip the float16-W rows")
+    parser.add_argument(
+        "--views",
+        nargs="+",
+        choices=["transpose", "plain"],
+        default=["transpose", "plain"],
+        help="orientations of the view to time",
+    )
+    parser.add_argument(
+        "--baseline-library",
+        type=Path,
+        default=None,
+        help="another build of libicl_ops.so to time beside the current one",
+    )
+    parser.add_argument(
+        "--baseline-label",
+        default="given by --baseline-library",
+        help="how the table names the baseline library",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown table to write")
     return parser.parse_args()
+
+
+def icl_session(model: bytes, options: ort.SessionOptions, library: Path | None):
+    """A session of the current op library, or of `library` when given."""
+    if library is None:
+        return icl_onnx.create_session(model, options=options)
+    options.register_custom_ops_library(str(library))
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
 def main() -> int:
     args = parse_args()
     load_before = os.getloadavg()[0]
     rng = np.random.default_rng(0)
-    w = rng.standard_normal((args.n, args.k), dtype=np.float32)
+    w = rng.standard_normal((args.n, args.k), dtype=np.float32)  # W[N, K]
+    w_plain = np.ascontiguousarray(w.T)  # W[K, N]
+
     def options() -> ort.SessionOptions:
         return make_options(args.threads, args.allow_spinning)
 
     ort_session = ort.InferenceSession(
-        ort_matmul_model(np.ascontiguousarray(w.T)), options(), providers=["CPUExecutionProvider"]
+        ort_matmul_model(w_plain), options(), providers=["CPUExecutionProvider"]
     )
-    icl_sessions = {"float32": icl_onnx.create_session(icl_matmul_model(w), options=options())}
-    if not args.no_fp16:
-        icl_sessions["float16"] = icl_onnx.create_session(
-            icl_matmul_model(w.astype(np.float16)), options=options()
-        )
+    dtypes = ["float32"] if args.no_fp16 else ["float32", "float16"]
+    # (view, dtype) -> [current, baseline] ICL sessions
+    icl: dict[tuple[str, str], list] = {}
+    for view in args.views:
+        stored = w if view == "transpose" else w_plain
+        for dtype in dtypes:
+            model = icl_matmul_model(stored.astype(dtype), view == "transpose")
+            libraries = [None] + ([args.baseline_library] if args.baseline_library else [])
+            icl[view, dtype] = [icl_session(model, options(), lib) for lib in libraries]
 
     rows = []
-    for m in args.m:
-        a = rng.standard_normal((m, args.k), dtype=np.float32)
-        expected = ort_session.run(None, {"A": a})[0]
-        for dtype, icl_session in icl_sessions.items():
-            got = icl_session.run(None, {"A": a})[0]
-            tolerance = 1e-3 if dtype == "float32" else 0.1
-            if not np.allclose(got, expected, rtol=tolerance, atol=tolerance):
-                raise SystemExit(f"IclMatMul disagrees with MatMul at M={m} ({dtype})")
-            ort_s, icl_s = time_pair(
-                [ort_session, icl_session], a, args.warmup, args.repeats, args.pause_ms / 1e3
-            )
-            rows.append(Row(m, dtype, ort_s, icl_s))
-            print(
-                f"M={m:4d} W {dtype:8s} ORT {ort_s * 1e3:8.3f} ms  ICL {icl_s * 1e3:8.3f} ms"
-                f"  ratio {ort_s / icl_s:.2f}",
-                flush=True,
-            )
+    for view in args.views:
+        for m in args.m:
+            a = rng.standard_normal((m, args.k), dtype=np.float32)
+            expected = ort_session.run(None, {"A": a})[0]
+            for dtype in dtypes:
+                sessions = icl[view, dtype]
+                for session in sessions:
+                    got = session.run(None, {"A": a})[0]
+                    tolerance = 1e-3 if dtype == "float32" else 0.1
+                    if not np.allclose(got, expected, rtol=tolerance, atol=tolerance):
+                        raise SystemExit(f"IclMatMul disagrees with MatMul: {view} M={m} {dtype}")
+                ort_s, icl_s, *base = time_pair(
+                    [ort_session, *sessions], a, args.warmup, args.repeats, args.pause_ms / 1e3
+                )
+                row = Row(view, m, dtype, ort_s, icl_s, base[0] if base else None)
+                rows.append(row)
+                extra = f"  baseline {row.baseline_s * 1e3:8.3f} ms" if base else ""
+                print(
+                    f"{view:9s} M={m:4d} W {dtype:8s} ORT {ort_s * 1e3:8.3f} ms  "
+                    f"ICL {icl_s * 1e3:8.3f} ms  ratio {row.ratio:.2f}{extra}",
+                    flush=True,
+                )
 
     table = markdown(rows, args, (load_before, os.getloadavg()[0]))
     print(table)

@@ -16,7 +16,7 @@ if ! python3 -c "import ctypes,sys; ctypes.CDLL(sys.argv[1])" "$ICL_ONNX_CUDA_HA
   mkdir -p build/gpu
   nvcc -O3 -std=c++17 -shared -Xcompiler=-fPIC,-fvisibility=hidden -cudart static \
     -gencode arch=compute_90,code=sm_90 -Icustom_ops -Ibuild/ort-include -DORT_API_MANUAL_INIT \
-    custom_ops/cuda/*.cu custom_ops/cuda/cublas.cc custom_ops/cuda/harness/harness_api.cc \
+    custom_ops/cuda/*.cu custom_ops/cuda/cublas.cc custom_ops/cuda/harness/*.cc \
     -ldl -o build/gpu/libicl_cuda_harness.so 2>&1 | tee -a "$OUT/env.txt"
   export ICL_ONNX_CUDA_HARNESS="$PWD/build/gpu/libicl_cuda_harness.so"
 fi

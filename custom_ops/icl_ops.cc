@@ -3,6 +3,7 @@
 
 #include <mutex>
 
+#include "common/kernel_op.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace {
@@ -15,22 +16,22 @@ Ort::CustomOpDomain& Domain() {
 
 }  // namespace
 
+// Built against C API 21, which every later ONNX Runtime still serves. Never throws: failures
+// come back as an OrtStatus.
 extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL
 RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
-  Ort::InitApi(api_base->GetApi(ORT_API_VERSION));
-  static std::once_flag once;
-  OrtStatus* status = nullptr;
-  try {
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (api == nullptr) {  // an ONNX Runtime older than 1.21: report through its first API
+    return api_base->GetApi(1)->CreateStatus(ORT_FAIL, "libicl_ops needs ONNX Runtime >= 1.21");
+  }
+  Ort::InitApi(api);
+  return icl::StatusOf([&] {
+    static std::once_flag once;
     std::call_once(once, [] {
       icl::cpu::RegisterOps(Domain());
       icl::cuda::RegisterOps(Domain());
     });
-    Ort::UnownedSessionOptions session_options(options);
-    session_options.Add(Domain());
-  } catch (const Ort::Exception& e) {
-    status = Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-  } catch (const std::exception& e) {
-    status = Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
-  }
-  return status;
+    Ort::UnownedSessionOptions(options).Add(Domain());
+    return Ort::Status{nullptr};
+  });
 }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
 import sysconfig
@@ -42,23 +41,11 @@ def library_path() -> str:
     """
     for path in _candidates():
         if path.is_file():
-            _preload_openblas()
             return str(path)
     raise LibraryNotFoundError(
         f"{_LIB_NAME} not found (looked in {', '.join(str(p) for p in _candidates())}); "
         "build it with `make build` or `pip install .`"
     )
-
-
-def _preload_openblas() -> None:
-    """Loads scipy-openblas32's library globally so the op library's dependency resolves."""
-    try:
-        import scipy_openblas32
-    except ImportError:
-        return
-    lib = Path(scipy_openblas32.get_lib_dir()) / "libscipy_openblas.so"
-    if lib.is_file():
-        ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
 
 
 def session_options(base: Any = None) -> Any:

@@ -1,7 +1,8 @@
 # The CUDA part of the op library, or cuda/stub.cc when CUDA is off or nvcc is missing.
 #   icl_cuda_kernels  OBJECT: the launchers (cuda/*.cu) and the run-time cuBLAS loader, shared by
 #   icl_ops           (+ cuda/register.cc: the CUDAExecutionProvider kernels) and
-#   icl_cuda_harness  SHARED: a C API over the launchers for ctypes tests and benchmarks.
+#   icl_cuda_harness  SHARED, test-only: a C API over the launchers for ctypes tests and
+#                     benchmarks, and the CUDA kernels' Create behind a CPU op (create_probe.cc).
 # cudart is linked statically and cuBLAS is opened at run time (cuda/cublas.h), so both libraries
 # load on machines with no CUDA driver and no CUDA libraries.
 include(CheckLanguage)
@@ -40,7 +41,8 @@ target_sources(icl_ops PRIVATE ${_icl_cuda_dir}/register.cc)
 target_compile_definitions(icl_ops PRIVATE ICL_USE_CUDA)
 target_link_libraries(icl_ops PRIVATE icl_cuda_kernels)
 
-add_library(icl_cuda_harness SHARED ${_icl_cuda_dir}/harness/harness_api.cc)
+add_library(icl_cuda_harness SHARED ${_icl_cuda_dir}/harness/harness_api.cc
+  ${_icl_cuda_dir}/harness/create_probe.cc)
 target_include_directories(icl_cuda_harness PRIVATE ${CMAKE_CURRENT_SOURCE_DIR} ${ORT_INCLUDE_DIR})
 target_compile_definitions(icl_cuda_harness PRIVATE ORT_API_MANUAL_INIT)
 target_compile_options(icl_cuda_harness PRIVATE -O2 -Wall -Wextra)
@@ -48,6 +50,6 @@ target_link_libraries(icl_cuda_harness PRIVATE icl_cuda_kernels)
 target_link_options(icl_cuda_harness PRIVATE
   "-Wl,--version-script=${_icl_cuda_dir}/harness/exports.lds" "-Wl,--no-undefined")
 set_target_properties(icl_cuda_harness PROPERTIES LINK_DEPENDS ${_icl_cuda_dir}/harness/exports.lds)
-install(TARGETS icl_cuda_harness LIBRARY DESTINATION icl_onnx/_lib)
+# Not installed: tests and benchmarks load it from the build folder (tests/support/cuda_harness.py).
 
 message(STATUS "CUDA kernels: on (${CMAKE_CUDA_ARCHITECTURES}), harness: icl_cuda_harness")

@@ -1,4 +1,5 @@
-// An OrtCustomOp built from a kernel class, for any backend.
+// The custom op of one type combination of a kernel class, for any backend, on ORT's
+// Ort::CustomOpBase in its status-returning form (CreateKernelV2 / KernelComputeV2).
 //
 // Compared with onnxruntime_lite_custom_op.h this gives each input its own characteristic
 // (the lite API makes every typed input optional, which ORT then merges into the schema) and
@@ -31,61 +32,62 @@ OrtStatus* StatusOf(Fn&& fn) noexcept {
   }
 }
 
+// What ORT calls on a created kernel: Kernel's Compute, exceptions turned into a status.
+template <typename Kernel>
+struct KernelAdapter {
+  std::unique_ptr<Kernel> kernel;
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) noexcept {
+    return StatusOf([&] { return kernel->Compute(context); });
+  }
+};
+
 // The custom op of one type combination of `Kernel`, which provides
 //   static Ort::Status Create(const OrtKernelInfo* info, std::unique_ptr<Kernel>& out);
 //   Ort::Status Compute(OrtKernelContext* context);
 // One Kernel class serves every type combination: it reads the element types at run time.
 template <typename Kernel>
-class KernelOp : public OrtCustomOp {
+class KernelOp
+    : public Ort::CustomOpBase<KernelOp<Kernel>, KernelAdapter<Kernel>, /*WithStatus=*/true> {
  public:
   KernelOp(const OpSignature& signature, const char* provider,
            std::vector<ONNXTensorElementDataType> input_types,
            std::vector<ONNXTensorElementDataType> output_types)
-      : OrtCustomOp{},
-        signature_(signature),
+      : signature_(signature),
         provider_(provider),
         input_types_(std::move(input_types)),
         output_types_(std::move(output_types)) {
-    version = ORT_API_VERSION;
-    GetName = [](const OrtCustomOp* op) { return Self(op).signature_.name; };
-    GetExecutionProviderType = [](const OrtCustomOp* op) { return Self(op).provider_; };
-    GetInputTypeCount = [](const OrtCustomOp* op) { return Self(op).input_types_.size(); };
-    GetInputType = [](const OrtCustomOp* op, size_t i) { return Self(op).input_types_[i]; };
-    GetOutputTypeCount = [](const OrtCustomOp* op) { return Self(op).output_types_.size(); };
-    GetOutputType = [](const OrtCustomOp* op, size_t i) { return Self(op).output_types_[i]; };
-    GetInputCharacteristic = [](const OrtCustomOp* op, size_t i) {
-      return Self(op).signature_.inputs[i];
-    };
-    GetOutputCharacteristic = [](const OrtCustomOp* op, size_t i) {
-      return Self(op).signature_.outputs[i];
-    };
-    GetInputMemoryType = [](const OrtCustomOp*, size_t) { return OrtMemTypeDefault; };
-    // Variadic outputs (IclGather's Y) are one tensor of any type; no variadic inputs.
-    GetVariadicInputMinArity = [](const OrtCustomOp*) { return 1; };
-    GetVariadicInputHomogeneity = [](const OrtCustomOp*) { return 0; };
-    GetVariadicOutputMinArity = [](const OrtCustomOp*) { return 1; };
-    GetVariadicOutputHomogeneity = [](const OrtCustomOp*) { return 0; };
-    GetStartVersion = [](const OrtCustomOp*) { return 1; };
-    GetEndVersion = [](const OrtCustomOp*) { return 1; };
-    CreateKernelV2 = [](const OrtCustomOp*, const OrtApi*, const OrtKernelInfo* info,
-                        void** kernel) -> OrtStatusPtr {
-      *kernel = nullptr;
-      return StatusOf([&] {
-        std::unique_ptr<Kernel> created;
-        Ort::Status status = Kernel::Create(info, created);
-        if (status.IsOK()) *kernel = created.release();
-        return status;
-      });
-    };
-    KernelComputeV2 = [](void* kernel, OrtKernelContext* context) -> OrtStatusPtr {
-      return StatusOf([&] { return static_cast<Kernel*>(kernel)->Compute(context); });
-    };
-    KernelDestroy = [](void* kernel) { delete static_cast<Kernel*>(kernel); };
+    this->end_ver_ = 1;  // opset 1 of ai.icl only
+  }
+
+  const char* GetName() const { return signature_.name; }
+  const char* GetExecutionProviderType() const { return provider_; }
+  size_t GetInputTypeCount() const { return input_types_.size(); }
+  ONNXTensorElementDataType GetInputType(size_t i) const { return input_types_[i]; }
+  size_t GetOutputTypeCount() const { return output_types_.size(); }
+  ONNXTensorElementDataType GetOutputType(size_t i) const { return output_types_[i]; }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t i) const {
+    return signature_.inputs[i];
+  }
+  OrtCustomOpInputOutputCharacteristic GetOutputCharacteristic(size_t i) const {
+    return signature_.outputs[i];
+  }
+  // Variadic outputs (IclGather's Y) are one tensor of any type; no variadic inputs.
+  bool GetVariadicInputHomogeneity() const { return false; }
+  bool GetVariadicOutputHomogeneity() const { return false; }
+
+  OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info,
+                              void** kernel) const noexcept {
+    *kernel = nullptr;
+    return StatusOf([&] {
+      auto adapter = std::make_unique<KernelAdapter<Kernel>>();
+      Ort::Status status = Kernel::Create(info, adapter->kernel);
+      if (status.IsOK()) *kernel = adapter.release();
+      return status;
+    });
   }
 
  private:
-  static const KernelOp& Self(const OrtCustomOp* op) { return *static_cast<const KernelOp*>(op); }
-
   const OpSignature& signature_;
   const char* provider_;
   std::vector<ONNXTensorElementDataType> input_types_;

@@ -1,9 +1,12 @@
-// The view attributes of the ICL operators (docs/operators.md), shared by every backend.
+// The view attributes of the ICL operators (docs/operators.md), shared by every backend:
+// reading them from a node, the one check of which values are well formed, and the geometry
+// of view(W) in the stored W. The Python side of the same contract is icl_onnx/views.py.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
+#include "common/elem_type.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl {
@@ -16,26 +19,61 @@ struct ViewAttrs {
   int64_t slice_size = -1;
   float scale = 1.0f;
   int64_t output_dtype = 0;  // IclGather only: ONNX element type of Y, 0 = W's type.
-
-  // Reads the attributes of a node; absent attributes keep their defaults.
-  static ViewAttrs FromKernelInfo(const OrtKernelInfo* info) {
-    ViewAttrs a;
-    auto get_int = [&](const char* name, int64_t& out) {
-      int64_t v = 0;
-      OrtStatus* s = Ort::GetApi().KernelInfoGetAttribute_int64(info, name, &v);
-      if (s == nullptr) out = v; else Ort::GetApi().ReleaseStatus(s);
-    };
-    get_int("transpose", a.transpose);
-    get_int("slice_axis", a.slice_axis);
-    get_int("slice_start", a.slice_start);
-    get_int("slice_size", a.slice_size);
-    get_int("output_dtype", a.output_dtype);
-    float f = 1.0f;
-    OrtStatus* s = Ort::GetApi().KernelInfoGetAttribute_float(info, "scale", &f);
-    if (s == nullptr) a.scale = f; else Ort::GetApi().ReleaseStatus(s);
-    return a;
-  }
 };
+
+// What is wrong with attributes that no shape of W could make valid; empty when they are well
+// formed. The only such check: every kernel's Create reaches it through ReadViewAttrs, and the
+// CUDA harness through the same function.
+inline std::string ViewAttrsError(const ViewAttrs& a) {
+  if (a.transpose != 0 && a.transpose != 1) {
+    return "transpose must be 0 or 1, got " + std::to_string(a.transpose);
+  }
+  if (a.slice_axis != 0 && a.slice_axis != 1) {
+    return "slice_axis must be 0 or 1, got " + std::to_string(a.slice_axis);
+  }
+  if (a.slice_start < 0) return "slice_start must be >= 0, got " + std::to_string(a.slice_start);
+  if (a.slice_size < -1) {
+    return "slice_size must be >= 0, or -1 for the rest of the axis, got " +
+           std::to_string(a.slice_size);
+  }
+  ElemType y_type;
+  if (a.output_dtype != 0 && !ToElemType(static_cast<int>(a.output_dtype), y_type)) {
+    return "output_dtype must be 0, 1 (float), 10 (float16) or 16 (bfloat16), got " +
+           std::to_string(a.output_dtype);
+  }
+  return {};
+}
+
+// Reads a node's view attributes (absent ones keep their defaults) and checks them with
+// ViewAttrsError. `op` prefixes the error message (e.g. "IclMatMul (CUDA)").
+inline Ort::Status ReadViewAttrs(const OrtKernelInfo* info, const std::string& op,
+                                 ViewAttrs& out) {
+  const OrtApi& api = Ort::GetApi();
+  auto get_int = [&](const char* name, int64_t& value) {
+    int64_t v = 0;
+    if (OrtStatus* s = api.KernelInfoGetAttribute_int64(info, name, &v)) {
+      api.ReleaseStatus(s);  // absent: keep the default
+    } else {
+      value = v;
+    }
+  };
+  out = ViewAttrs{};
+  get_int("transpose", out.transpose);
+  get_int("slice_axis", out.slice_axis);
+  get_int("slice_start", out.slice_start);
+  get_int("slice_size", out.slice_size);
+  get_int("output_dtype", out.output_dtype);
+  float f = 1.0f;
+  if (OrtStatus* s = api.KernelInfoGetAttribute_float(info, "scale", &f)) {
+    api.ReleaseStatus(s);
+  } else {
+    out.scale = f;
+  }
+  if (std::string error = ViewAttrsError(out); !error.empty()) {
+    return Ort::Status((op + ": " + error).c_str(), ORT_INVALID_ARGUMENT);
+  }
+  return Ort::Status{nullptr};
+}
 
 // Where view(W) lies in the stored row-major W[R, C], in elements.
 // view(W)[i, j] = scale * W_flat[offset + (transposed ? j * ld + i : i * ld + j)].
@@ -48,16 +86,13 @@ struct ViewGeometry {
 };
 
 // Resolves the geometry of view(W) for a stored W of shape [R, C]; returns false and fills
-// `error` when the attributes do not fit the shape.
+// `error` when the attributes are malformed or do not fit the shape.
 inline bool ResolveView(const ViewAttrs& a, int64_t R, int64_t C, ViewGeometry& g,
                         std::string& error) {
-  if (a.slice_axis != 0 && a.slice_axis != 1) {
-    error = "slice_axis must be 0 or 1";
-    return false;
-  }
+  if (error = ViewAttrsError(a); !error.empty()) return false;
   const int64_t axis_len = a.slice_axis == 0 ? R : C;
   const int64_t size = a.slice_size < 0 ? axis_len - a.slice_start : a.slice_size;
-  if (a.slice_start < 0 || size < 0 || a.slice_start + size > axis_len) {
+  if (size < 0 || a.slice_start + size > axis_len) {
     error = "slice [" + std::to_string(a.slice_start) + ", +" + std::to_string(size) +
             ") out of range for an axis of " + std::to_string(axis_len);
     return false;

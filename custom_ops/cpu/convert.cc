@@ -19,7 +19,7 @@ __attribute__((target("avx2,f16c"))) void HalfToFloatF16c(const uint16_t* src, f
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
     _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtph_ps(h), s));
   }
-  for (; i < n; ++i) dst[i] = scale * HalfToFloat(src[i]);
+  for (; i < n; ++i) dst[i] = scale * Ort::Float16_t::FromBits(src[i]).ToFloat();
 }
 
 __attribute__((target("avx2,f16c"))) void FloatToHalfF16c(const float* src, uint16_t* dst,
@@ -29,7 +29,7 @@ __attribute__((target("avx2,f16c"))) void FloatToHalfF16c(const float* src, uint
     const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
   }
-  for (; i < n; ++i) dst[i] = FloatToHalf(src[i]);
+  for (; i < n; ++i) dst[i] = Ort::Float16_t(src[i]).val;
 }
 
 __attribute__((target("avx2"))) void BFloat16ToFloatAvx2(const uint16_t* src, float* dst,
@@ -41,7 +41,7 @@ __attribute__((target("avx2"))) void BFloat16ToFloatAvx2(const uint16_t* src, fl
     const __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(b), 16);
     _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_castsi256_ps(w), s));
   }
-  for (; i < n; ++i) dst[i] = scale * BFloat16ToFloat(src[i]);
+  for (; i < n; ++i) dst[i] = scale * Ort::BFloat16_t::FromBits(src[i]).ToFloat();
 }
 
 }  // namespace
@@ -59,15 +59,15 @@ void ToFloat(ElemType src_type, const void* src, float* dst, int64_t n, float sc
       return;
     }
     case ElemType::kFloat16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      if (simd) return HalfToFloatF16c(s, dst, n, scale);
-      for (int64_t i = 0; i < n; ++i) dst[i] = scale * HalfToFloat(s[i]);
+      if (simd) return HalfToFloatF16c(static_cast<const uint16_t*>(src), dst, n, scale);
+      const auto* s = static_cast<const Ort::Float16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = scale * s[i].ToFloat();
       return;
     }
     case ElemType::kBFloat16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      if (simd) return BFloat16ToFloatAvx2(s, dst, n, scale);
-      for (int64_t i = 0; i < n; ++i) dst[i] = scale * BFloat16ToFloat(s[i]);
+      if (simd) return BFloat16ToFloatAvx2(static_cast<const uint16_t*>(src), dst, n, scale);
+      const auto* s = static_cast<const Ort::BFloat16_t*>(src);
+      for (int64_t i = 0; i < n; ++i) dst[i] = scale * s[i].ToFloat();
       return;
     }
   }
@@ -79,14 +79,14 @@ void FromFloat(const float* src, ElemType dst_type, void* dst, int64_t n) {
       if (src != dst) std::memmove(dst, src, static_cast<size_t>(n) * sizeof(float));
       return;
     case ElemType::kFloat16: {
-      uint16_t* d = static_cast<uint16_t*>(dst);
-      if (CpuIsa() >= Isa::kAvx2) return FloatToHalfF16c(src, d, n);
-      for (int64_t i = 0; i < n; ++i) d[i] = FloatToHalf(src[i]);
+      if (CpuIsa() >= Isa::kAvx2) return FloatToHalfF16c(src, static_cast<uint16_t*>(dst), n);
+      auto* d = static_cast<Ort::Float16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) d[i] = Ort::Float16_t(src[i]);
       return;
     }
     case ElemType::kBFloat16: {
-      uint16_t* d = static_cast<uint16_t*>(dst);
-      for (int64_t i = 0; i < n; ++i) d[i] = FloatToBFloat16(src[i]);
+      auto* d = static_cast<Ort::BFloat16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) d[i] = Ort::BFloat16_t(src[i]);
       return;
     }
   }

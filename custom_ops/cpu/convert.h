@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "cpu/elem_type.h"
+#include "cpu/element.h"
 
 namespace icl::cpu {
 

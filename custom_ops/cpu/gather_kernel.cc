@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu/attrs.h"
 #include "cpu/convert.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
@@ -42,17 +41,14 @@ bool NormalizeIndices(const Index* in, int64_t count, int64_t rows, std::vector<
 }  // namespace
 
 Ort::Status GatherKernel::Create(const OrtKernelInfo* info, std::unique_ptr<GatherKernel>& out) {
-  const ViewAttrs attrs = ViewAttrs::FromKernelInfo(info);
-  if (std::string problem = CheckViewAttrs(attrs); !problem.empty()) return Error(problem);
+  ViewAttrs attrs;
+  if (Ort::Status status = ReadViewAttrs(info, "IclGather", attrs); !status.IsOK()) return status;
   const auto w_onnx = DeclaredType(info, /*input=*/true, 0);
   const auto y_onnx = DeclaredType(info, /*input=*/false, 0);
   const auto wanted =
       attrs.output_dtype == 0 ? w_onnx : static_cast<ONNXTensorElementDataType>(attrs.output_dtype);
   ElemType y_type;
-  if (!ToElemType(wanted, y_type)) {
-    return Error("output_dtype must be 0, 1 (float), 10 (float16) or 16 (bfloat16), got " +
-                 std::to_string(attrs.output_dtype));
-  }
+  if (!ToElemType(wanted, y_type)) return Error("W must be float32, float16 or bfloat16");
   if (y_onnx != wanted) {
     return Error("the model declares Y with element type " + std::to_string(y_onnx) +
                  " but output_dtype makes it " + std::to_string(wanted) +

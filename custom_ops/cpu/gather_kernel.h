@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "common/view.h"
-#include "cpu/elem_type.h"
+#include "cpu/element.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl::cpu {

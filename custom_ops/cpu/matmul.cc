@@ -1,22 +1,20 @@
 // Strategy: the N columns of Y are split into chunks that ORT's threads take in turn; each
-// chunk reads a disjoint, contiguous part of W exactly once.
+// chunk reads a disjoint, contiguous part of W exactly once. The kernels are the library's own
+// (no BLAS), each with AVX-512, AVX2 and portable variants picked at run time:
 //  - Transposed view, few rows of A: W's rows are the columns of view(W), so each output is a
 //    dot product of two contiguous rows. RowDot streams W once, converting 16-bit W in
 //    registers: this is a memory-bound GEMV and runs at memory bandwidth.
 //  - Transposed view, more rows of A, AVX-512: WideGemm, which packs A once per call and
 //    broadcasts W from its rows (no horizontal sums, and no packing of W: ORT prepacks the
 //    B of its own MatMul ahead of time, which a custom op cannot).
-//  - Plain view, AVX-512, more than one row of A or 16-bit W: PanelGemm, which multiplies
-//    W's column panels in place.
-//  - Otherwise: single-threaded OpenBLAS sgemm/sgemv per chunk (16-bit W converted to a
-//    per-thread float32 block first).
+//  - Transposed view, more rows of A, no AVX-512: the chunk of W is transposed (and widened)
+//    into a per-thread float32 block once, then multiplied by PanelGemm.
+//  - Plain view: PanelGemm, which multiplies W's column panels in place.
 // The epilogue (bias, conversion of Y to 16 bits) runs on the chunk while it is in cache.
 #include "cpu/matmul.h"
 
 #include <algorithm>
-#include <climits>
 
-#include "cpu/blas.h"
 #include "cpu/convert.h"
 #include "cpu/panel_gemm.h"
 #include "cpu/parallel.h"
@@ -29,10 +27,11 @@ namespace {
 
 // Up to this many rows of A, RowDot beats the GEMM that follows it (one core, K=768,
 // N=30000, GFLOP/s RowDot vs WideGemm: 8 rows 56 vs 42, 12 rows 61 vs 60, 16 rows 69 vs 80,
-// 32 rows 79 vs 95; without AVX-512 the alternative is OpenBLAS, which RowDot beats longer).
+// 32 rows 79 vs 95; without AVX-512 the alternative transposes W's chunk first, which RowDot
+// beats for longer).
 int64_t RowDotMaxRows() { return WideGemmAvailable() ? 12 : 24; }
 // Columns of Y per task: RowDot tasks stream 128 rows of W (384 KB at K=768); GEMM tasks
-// are larger so that OpenBLAS's packing of A is amortised.
+// are larger so that the per-task set-up (packing, transposing W) is amortised.
 constexpr int64_t kRowDotChunk = 128;
 constexpr int64_t kGemmChunk = 512;
 
@@ -67,40 +66,19 @@ void ComputeChunk(const MatMulProblem& p, const PackedA* packed, int64_t n0, int
       WideGemm(*packed, w_rows, p.w_type, v.ld, nc, p.scale, out, ldo);
       return;
     }
-    const float* b = static_cast<const float*>(w_rows);
-    int64_t ldb = v.ld;
-    if (p.w_type != ElemType::kFloat) {
-      float* block = ThreadScratch(ScratchSlot::kWeights, static_cast<size_t>(nc * p.k));
-      for (int64_t n = 0; n < nc; ++n)
-        ToFloat(p.w_type, ElementAddress(w_rows, p.w_type, n * v.ld), block + n * p.k, p.k);
-      b = block;
-      ldb = p.k;
+    // Columns n0.. of view(W) as a float32 [K, nc] block, then the plain-view GEMM.
+    float* block = ThreadScratch(ScratchSlot::kWeights, static_cast<size_t>(nc * p.k));
+    float* row = ThreadScratch(ScratchSlot::kRow, static_cast<size_t>(p.k));
+    for (int64_t n = 0; n < nc; ++n) {
+      ToFloat(p.w_type, ElementAddress(w_rows, p.w_type, n * v.ld), row, p.k);
+      for (int64_t kk = 0; kk < p.k; ++kk) block[kk * nc + n] = row[kk];
     }
-    Sgemm(/*b_transposed=*/true, p.m, nc, p.k, p.scale, p.a, p.k, b, ldb, out, ldo);
+    PanelGemm(p.a, p.k, p.m, p.k, block, ElemType::kFloat, nc, nc, p.scale, out, ldo);
     return;
   }
   // view(W)[k, n] = W[offset + k * ld + n]: the chunk is a K x nc block of rows of W.
   const void* w_block = ElementAddress(p.w, p.w_type, v.offset + n0);
-  // One row of float32 A and W is a GEMV, which OpenBLAS streams faster (0.8-0.9x ORT where
-  // PanelGemm reached 0.72x); 16-bit W would need a widened copy for it, so PanelGemm.
-  if (PanelGemmAvailable() && (p.m > 1 || p.w_type != ElemType::kFloat)) {
-    PanelGemm(p.a, p.k, p.m, p.k, w_block, p.w_type, v.ld, nc, p.scale, out, ldo);
-    return;
-  }
-  const float* b = static_cast<const float*>(w_block);
-  int64_t ldb = v.ld;
-  if (p.w_type != ElemType::kFloat) {
-    float* block = ThreadScratch(ScratchSlot::kWeights, static_cast<size_t>(nc * p.k));
-    for (int64_t kk = 0; kk < p.k; ++kk)
-      ToFloat(p.w_type, ElementAddress(w_block, p.w_type, kk * v.ld), block + kk * nc, nc);
-    b = block;
-    ldb = nc;
-  }
-  if (p.m == 1) {
-    Sgemv(nc, p.k, p.scale, p.a, b, ldb, out);
-  } else {
-    Sgemm(/*b_transposed=*/false, p.m, nc, p.k, p.scale, p.a, p.k, b, ldb, out, ldo);
-  }
+  PanelGemm(p.a, p.k, p.m, p.k, w_block, p.w_type, v.ld, nc, p.scale, out, ldo);
 }
 
 // Adds the bias to columns [n0, n0 + nc) and stores them into Y in its element type.
@@ -133,9 +111,6 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
     return Ort::Status{nullptr};
   }
   const bool row_dot = p.view.transposed && p.m <= RowDotMaxRows();
-  if (!row_dot && std::max({p.m, p.k, n, p.view.ld}) > INT_MAX) {
-    return Ort::Status("IclMatMul: a dimension exceeds the 32-bit range of the BLAS", ORT_FAIL);
-  }
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
   if (wide) PackA(p.a, p.m, p.k, p.k, packed);

@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "common/view.h"
-#include "cpu/elem_type.h"
+#include "cpu/element.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl::cpu {

@@ -3,7 +3,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu/attrs.h"
 #include "cpu/convert.h"
 #include "cpu/matmul.h"
 
@@ -23,8 +22,8 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 }  // namespace
 
 Ort::Status MatMulKernel::Create(const OrtKernelInfo* info, std::unique_ptr<MatMulKernel>& out) {
-  const ViewAttrs attrs = ViewAttrs::FromKernelInfo(info);
-  if (std::string problem = CheckViewAttrs(attrs); !problem.empty()) return Error(problem);
+  ViewAttrs attrs;
+  if (Ort::Status status = ReadViewAttrs(info, "IclMatMul", attrs); !status.IsOK()) return status;
   out.reset(new MatMulKernel(attrs));
   return Ort::Status{nullptr};
 }

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "cpu/elem_type.h"
+#include "cpu/element.h"
 
 namespace icl::cpu {
 

@@ -5,7 +5,8 @@
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
 //     V, kWidth (floats per V), kMaxRows (rows of A per tile, <= 6) and kTileCols (rows of W
 //     per tile) as the register file allows,
-//     Zero(), LoadA(const float*), LoadW(const float*|const Half*|const BFloat16*),
+//     Zero(), LoadA(const float*),
+//     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*),
 //     Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4]) (four sums at once).
 // Each file's instantiations live in its own namespace, so the linker never mixes code
 // compiled for different instruction sets.
@@ -101,8 +102,8 @@ ICL_TARGET void Run(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
 inline void Dispatch(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
   switch (p.w_type) {
     case ElemType::kFloat: return Run<float>(p, n_begin, n_end);
-    case ElemType::kFloat16: return Run<Half>(p, n_begin, n_end);
-    case ElemType::kBFloat16: return Run<BFloat16>(p, n_begin, n_end);
+    case ElemType::kFloat16: return Run<Ort::Float16_t>(p, n_begin, n_end);
+    case ElemType::kBFloat16: return Run<Ort::BFloat16_t>(p, n_begin, n_end);
   }
 }
 

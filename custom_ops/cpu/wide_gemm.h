@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "cpu/elem_type.h"
+#include "cpu/element.h"
 
 namespace icl::cpu {
 

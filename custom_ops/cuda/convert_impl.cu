@@ -25,8 +25,8 @@ __global__ void Convert2DKernel(const S* __restrict__ src, int64_t src_ld, D* __
 
 }  // namespace
 
-cudaError_t LaunchConvert2D(const void* src, DType src_type, int64_t src_ld, void* dst,
-                            DType dst_type, int64_t dst_ld, int64_t rows, int64_t cols,
+cudaError_t LaunchConvert2D(const void* src, ElemType src_type, int64_t src_ld, void* dst,
+                            ElemType dst_type, int64_t dst_ld, int64_t rows, int64_t cols,
                             cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return cudaSuccess;
   const dim3 grid(static_cast<unsigned>(std::min<int64_t>((cols + kThreads - 1) / kThreads, 1024)),

@@ -4,7 +4,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "cuda/dtype.h"
+#include "common/elem_type.h"
 
 namespace icl::cuda {
 
@@ -30,11 +30,11 @@ struct TypeTag {
 
 // Calls f(TypeTag<T>{}) with the C++ type of `t`; returns cudaErrorInvalidValue for other types.
 template <typename F>
-cudaError_t DispatchDType(DType t, F&& f) {
+cudaError_t DispatchDType(ElemType t, F&& f) {
   switch (t) {
-    case DType::kFloat: return f(TypeTag<float>{});
-    case DType::kFloat16: return f(TypeTag<__half>{});
-    case DType::kBFloat16: return f(TypeTag<__nv_bfloat16>{});
+    case ElemType::kFloat: return f(TypeTag<float>{});
+    case ElemType::kFloat16: return f(TypeTag<__half>{});
+    case ElemType::kBFloat16: return f(TypeTag<__nv_bfloat16>{});
   }
   return cudaErrorInvalidValue;
 }

@@ -17,9 +17,13 @@ namespace icl::cuda {
 class GatherKernel {
  public:
   // Called by KernelOp (common/kernel_op.h) when ORT places a node on the CUDA provider.
+  // Reads and checks the view attributes (common/view.h), as the CPU kernel does: a bad
+  // attribute fails here, at session creation.
   static Ort::Status Create(const OrtKernelInfo* info, std::unique_ptr<GatherKernel>& out) {
-    out = std::make_unique<GatherKernel>(ViewAttrs::FromKernelInfo(info));
-    return Ort::Status(nullptr);
+    ViewAttrs attrs;
+    Ort::Status status = ReadViewAttrs(info, std::string(kOp) + " (CUDA)", attrs);
+    if (status.IsOK()) out = std::make_unique<GatherKernel>(attrs);
+    return status;
   }
 
   explicit GatherKernel(const ViewAttrs& attrs) : attrs_(attrs) {}
@@ -33,16 +37,15 @@ class GatherKernel {
     const auto w_info = w.GetTensorTypeAndShapeInfo();
     const auto i_info = indices.GetTensorTypeAndShapeInfo();
     GatherProblem p;
-    if (!ToDType(w_info.GetElementType(), p.w_type)) {
+    if (!ToElemType(w_info.GetElementType(), p.w_type)) {
       return InvalidArgument(kOp, "W must be float32, float16 or bfloat16");
     }
     if (!ToIndexType(i_info.GetElementType(), p.index_type)) {
       return InvalidArgument(kOp, "indices must be int32 or int64");
     }
     p.y_type = p.w_type;
-    if (attrs_.output_dtype != 0 &&
-        !ToDType(static_cast<ONNXTensorElementDataType>(attrs_.output_dtype), p.y_type)) {
-      return InvalidArgument(kOp, "output_dtype must be 0, FLOAT, FLOAT16 or BFLOAT16");
+    if (attrs_.output_dtype != 0) {
+      ToElemType(static_cast<int>(attrs_.output_dtype), p.y_type);  // checked by Create
     }
     const std::vector<int64_t> w_shape = w_info.GetShape();
     if (w_shape.size() != 2) return InvalidArgument(kOp, "W must be 2-D");

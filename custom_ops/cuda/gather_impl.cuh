@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "cuda/dtype.h"
+#include "common/elem_type.h"
 
 namespace icl::cuda {
 
@@ -13,7 +13,7 @@ namespace icl::cuda {
 // W_flat[w_offset + (w_transposed ? c * w_ld + r : r * w_ld + c)], r < rows, c < cols.
 struct GatherProblem {
   const void* w = nullptr;
-  DType w_type = DType::kFloat;
+  ElemType w_type = ElemType::kFloat;
   int64_t w_offset = 0;
   int64_t w_ld = 0;
   bool w_transposed = false;
@@ -24,7 +24,7 @@ struct GatherProblem {
   IndexType index_type = IndexType::kInt64;
   int64_t count = 0;  // number of indices
   void* y = nullptr;  // [count, cols] of y_type
-  DType y_type = DType::kFloat;
+  ElemType y_type = ElemType::kFloat;
 };
 
 // Asynchronous on `stream`. An index outside [-rows, rows) yields a zero row: reporting it would

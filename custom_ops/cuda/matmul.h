@@ -17,9 +17,13 @@ namespace icl::cuda {
 class MatMulKernel {
  public:
   // Called by KernelOp (common/kernel_op.h) when ORT places a node on the CUDA provider.
+  // Reads and checks the view attributes (common/view.h), as the CPU kernel does: a bad
+  // attribute fails here, at session creation.
   static Ort::Status Create(const OrtKernelInfo* info, std::unique_ptr<MatMulKernel>& out) {
-    out = std::make_unique<MatMulKernel>(ViewAttrs::FromKernelInfo(info));
-    return Ort::Status(nullptr);
+    ViewAttrs attrs;
+    Ort::Status status = ReadViewAttrs(info, std::string(kOp) + " (CUDA)", attrs);
+    if (status.IsOK()) out = std::make_unique<MatMulKernel>(attrs);
+    return status;
   }
 
   explicit MatMulKernel(const ViewAttrs& attrs) : attrs_(attrs) {}
@@ -34,8 +38,8 @@ class MatMulKernel {
     const auto a_info = a.GetTensorTypeAndShapeInfo();
     const auto w_info = w.GetTensorTypeAndShapeInfo();
     MatMulProblem p;
-    if (!ToDType(a_info.GetElementType(), p.a_type) ||
-        !ToDType(w_info.GetElementType(), p.w_type)) {
+    if (!ToElemType(a_info.GetElementType(), p.a_type) ||
+        !ToElemType(w_info.GetElementType(), p.w_type)) {
       return InvalidArgument(kOp, "A and W must be float32, float16 or bfloat16");
     }
     const std::vector<int64_t> a_shape = a_info.GetShape();

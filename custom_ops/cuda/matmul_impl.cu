@@ -24,11 +24,11 @@ namespace {
 constexpr int64_t kChunkBytes = int64_t{64} << 20;  // scratch per converted chunk of W and Y
 constexpr int64_t kIntMax = 2147483647;
 
-cudaDataType CudaType(DType t) {
+cudaDataType CudaType(ElemType t) {
   switch (t) {
-    case DType::kFloat: return CUDA_R_32F;
-    case DType::kFloat16: return CUDA_R_16F;
-    case DType::kBFloat16: return CUDA_R_16BF;
+    case ElemType::kFloat: return CUDA_R_32F;
+    case ElemType::kFloat16: return CUDA_R_16F;
+    case ElemType::kBFloat16: return CUDA_R_16BF;
   }
   return CUDA_R_32F;
 }
@@ -42,8 +42,8 @@ struct MixedPlan {
 
 MixedPlan PlanMixed(const MatMulProblem& p) {
   MixedPlan plan;
-  plan.widen_a = p.a_type != DType::kFloat;
-  plan.widen_w = p.w_type != DType::kFloat;
+  plan.widen_a = p.a_type != ElemType::kFloat;
+  plan.widen_w = p.w_type != ElemType::kFloat;
   plan.narrow_y = plan.widen_a;
   const int64_t per_col = 4 * ((plan.widen_w ? p.k : 0) + (plan.narrow_y ? p.m : 0));
   int64_t chunk = per_col > 0 ? std::max<int64_t>(kChunkBytes / per_col, 1) : p.n;
@@ -59,8 +59,8 @@ int64_t Align256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // Column-major Y^T[n, m] = alpha * op(W)[n, k] @ A^T[k, m] + beta * Y^T.
 std::string Gemm(cublas::Handle handle, bool w_transposed, int64_t m, int64_t n, int64_t k,
-                 float alpha, const void* w, DType w_type, int64_t ldw, const void* a,
-                 DType a_type, float beta, void* y, DType y_type, int64_t ldy) {
+                 float alpha, const void* w, ElemType w_type, int64_t ldw, const void* a,
+                 ElemType a_type, float beta, void* y, ElemType y_type, int64_t ldy) {
   std::string error;
   const cublas::Api* api = cublas::Load(error);
   if (api == nullptr) return error;
@@ -79,7 +79,7 @@ std::string CudaError(const char* what, cudaError_t e) {
 
 // Y = bias broadcast over rows (or zeros): the C operand of a beta = 1 GEMM, and the whole
 // answer when k = 0.
-std::string FillWithBias(const MatMulProblem& p, void* y, DType y_type, int64_t ldy,
+std::string FillWithBias(const MatMulProblem& p, void* y, ElemType y_type, int64_t ldy,
                          int64_t col0, int64_t cols, cudaStream_t stream) {
   if (p.bias == nullptr) return "";
   cudaError_t e = LaunchConvert2D(Advance(p.bias, col0, p.a_type), p.a_type, 0, y, y_type, ldy,
@@ -107,7 +107,7 @@ std::string LaunchMixed(const MatMulProblem& p, void* workspace, cublas::Handle 
 
   const void* a = p.a;
   if (plan.widen_a) {
-    cudaError_t e = LaunchConvert2D(p.a, p.a_type, p.k, a32, DType::kFloat, p.k, p.m, p.k, stream);
+    cudaError_t e = LaunchConvert2D(p.a, p.a_type, p.k, a32, ElemType::kFloat, p.k, p.m, p.k, stream);
     if (e != cudaSuccess) return CudaError("widening A", e);
     a = a32;
   }
@@ -120,7 +120,7 @@ std::string LaunchMixed(const MatMulProblem& p, void* workspace, cublas::Handle 
       // The chunk keeps the view's orientation, packed: [k, cols] or [cols, k] row-major.
       const int64_t rows = p.w_transposed ? cols : p.k;
       const int64_t row_len = p.w_transposed ? p.k : cols;
-      cudaError_t e = LaunchConvert2D(w, p.w_type, p.w_ld, w32, DType::kFloat, row_len, rows,
+      cudaError_t e = LaunchConvert2D(w, p.w_type, p.w_ld, w32, ElemType::kFloat, row_len, rows,
                                       row_len, stream);
       if (e != cudaSuccess) return CudaError("widening W", e);
       w = w32;
@@ -128,17 +128,17 @@ std::string LaunchMixed(const MatMulProblem& p, void* workspace, cublas::Handle 
     }
     void* y = plan.narrow_y ? y32 : Advance(p.y, col0, p.a_type);
     const int64_t ldy = plan.narrow_y ? cols : p.n;
-    if (std::string err = FillWithBias(p, y, DType::kFloat, ldy, col0, cols, stream);
+    if (std::string err = FillWithBias(p, y, ElemType::kFloat, ldy, col0, cols, stream);
         !err.empty()) {
       return err;
     }
-    if (std::string err = Gemm(handle, p.w_transposed, p.m, cols, p.k, p.scale, w, DType::kFloat,
-                               ldw, a, DType::kFloat, beta, y, DType::kFloat, ldy);
+    if (std::string err = Gemm(handle, p.w_transposed, p.m, cols, p.k, p.scale, w, ElemType::kFloat,
+                               ldw, a, ElemType::kFloat, beta, y, ElemType::kFloat, ldy);
         !err.empty()) {
       return err;
     }
     if (plan.narrow_y) {
-      cudaError_t e = LaunchConvert2D(y32, DType::kFloat, cols, Advance(p.y, col0, p.a_type),
+      cudaError_t e = LaunchConvert2D(y32, ElemType::kFloat, cols, Advance(p.y, col0, p.a_type),
                                       p.a_type, p.n, p.m, cols, stream);
       if (e != cudaSuccess) return CudaError("rounding Y", e);
     }
@@ -164,7 +164,7 @@ std::string LaunchMatMul(const MatMulProblem& p, void* workspace, cudaStream_t s
   if (p.m == 0 || p.n == 0) return "";
   if (p.k == 0) {  // an empty sum: Y = bias or zeros
     if (p.bias != nullptr) return FillWithBias(p, p.y, p.a_type, p.n, 0, p.n, stream);
-    cudaError_t e = cudaMemsetAsync(p.y, 0, p.m * p.n * ByteSize(p.a_type), stream);
+    cudaError_t e = cudaMemsetAsync(p.y, 0, p.m * p.n * SizeOf(p.a_type), stream);
     return e == cudaSuccess ? "" : CudaError("zero fill", e);
   }
   if (MatMulWorkspaceBytes(p) > 0 && workspace == nullptr) return "missing workspace";

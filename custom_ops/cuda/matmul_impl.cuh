@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "cuda/dtype.h"
+#include "common/elem_type.h"
 
 namespace icl::cuda {
 
@@ -15,9 +15,9 @@ namespace icl::cuda {
 // i < k, j < n. A, bias and Y share a_type; W may have any supported type.
 struct MatMulProblem {
   const void* a = nullptr;     // [m, k], row-major
-  DType a_type = DType::kFloat;
+  ElemType a_type = ElemType::kFloat;
   const void* w = nullptr;     // the stored W
-  DType w_type = DType::kFloat;
+  ElemType w_type = ElemType::kFloat;
   int64_t w_offset = 0;
   int64_t w_ld = 0;
   bool w_transposed = false;

@@ -4,23 +4,12 @@
 
 #include <string>
 
-#include "cuda/dtype.h"
+#include "common/elem_type.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl::cuda {
 
 inline constexpr const char* kProvider = "CUDAExecutionProvider";
-
-// ONNX element-type numbers are DType's numbers; false for any other type.
-inline bool ToDType(ONNXTensorElementDataType t, DType& out) {
-  out = static_cast<DType>(t);
-  return IsSupported(out);
-}
-
-inline bool ToIndexType(ONNXTensorElementDataType t, IndexType& out) {
-  out = static_cast<IndexType>(t);
-  return IsSupported(out);
-}
 
 inline Ort::Status InvalidArgument(const std::string& op, const std::string& message) {
   return Ort::Status((op + " (CUDA): " + message).c_str(), ORT_INVALID_ARGUMENT);

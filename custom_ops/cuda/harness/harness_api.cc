@@ -41,7 +41,7 @@ bool Resolve(const IclHarnessView* view, int64_t w_rows, int64_t w_cols, icl::Vi
 }
 
 bool ValidDType(int code) {
-  return icl::cuda::IsSupported(static_cast<icl::cuda::DType>(code));
+  return icl::IsSupported(static_cast<icl::ElemType>(code));
 }
 
 }  // namespace
@@ -75,8 +75,8 @@ ICL_HARNESS_API int icl_harness_view_shape(const IclHarnessView* view, int64_t w
 ICL_HARNESS_API int64_t icl_harness_matmul_workspace_bytes(int a_dtype, int w_dtype, int64_t m,
                                                            int64_t k, int64_t n) {
   icl::cuda::MatMulProblem p;
-  p.a_type = static_cast<icl::cuda::DType>(a_dtype);
-  p.w_type = static_cast<icl::cuda::DType>(w_dtype);
+  p.a_type = static_cast<icl::ElemType>(a_dtype);
+  p.w_type = static_cast<icl::ElemType>(w_dtype);
   p.m = m;
   p.k = k;
   p.n = n;
@@ -94,9 +94,9 @@ ICL_HARNESS_API int icl_harness_matmul(const void* a, int a_dtype, int64_t m, in
   if (g.rows != k) return Fail("view(W) rows differ from A's last dimension");
   icl::cuda::MatMulProblem p;
   p.a = a;
-  p.a_type = static_cast<icl::cuda::DType>(a_dtype);
+  p.a_type = static_cast<icl::ElemType>(a_dtype);
   p.w = w;
-  p.w_type = static_cast<icl::cuda::DType>(w_dtype);
+  p.w_type = static_cast<icl::ElemType>(w_dtype);
   p.w_offset = g.offset;
   p.w_ld = g.ld;
   p.w_transposed = g.transposed;
@@ -123,7 +123,7 @@ ICL_HARNESS_API int icl_harness_gather(const void* w, int w_dtype, int64_t w_row
   if (!Resolve(view, w_rows, w_cols, g)) return -1;
   icl::cuda::GatherProblem p;
   p.w = w;
-  p.w_type = static_cast<icl::cuda::DType>(w_dtype);
+  p.w_type = static_cast<icl::ElemType>(w_dtype);
   p.w_offset = g.offset;
   p.w_ld = g.ld;
   p.w_transposed = g.transposed;
@@ -131,10 +131,10 @@ ICL_HARNESS_API int icl_harness_gather(const void* w, int w_dtype, int64_t w_row
   p.rows = g.rows;
   p.cols = g.cols;
   p.indices = indices;
-  p.index_type = static_cast<icl::cuda::IndexType>(index_dtype);
+  p.index_type = static_cast<icl::IndexType>(index_dtype);
   p.count = count;
   p.y = y;
-  p.y_type = static_cast<icl::cuda::DType>(y_dtype);
+  p.y_type = static_cast<icl::ElemType>(y_dtype);
   cudaError_t e = icl::cuda::LaunchGather(p, static_cast<cudaStream_t>(stream));
   return e == cudaSuccess ? 0 : Fail(cudaGetErrorString(e));
 }

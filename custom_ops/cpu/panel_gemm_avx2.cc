@@ -1,0 +1,44 @@
+// PanelGemm for AVX2 + FMA + F16C: 8 floats a vector; 6 rows of A x 2 vectors = 12
+// accumulators of 16 ymm (8 for one row of A).
+#include <immintrin.h>
+
+#include "cpu/panel_gemm.h"
+
+#define ICL_TARGET __attribute__((target("avx2,fma,f16c")))
+#define ICL_ISA_NS avx2
+
+namespace icl::cpu::avx2 {
+
+struct Simd {
+  using V = __m256;
+  static constexpr int kWidth = 8;
+  static constexpr int kRows = 6;
+  static constexpr int kLanes = 2;
+  static constexpr int kGemvLanes = 8;
+  ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
+  ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
+  ICL_TARGET static V LoadW(const float* p) { return _mm256_loadu_ps(p); }
+  ICL_TARGET static V LoadW(const Ort::Float16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  ICL_TARGET static V LoadW(const Ort::BFloat16_t* p) {
+    const __m256i b = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(b, 16));
+  }
+  ICL_TARGET static V Fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
+  ICL_TARGET static V Scale(V v, float s) { return _mm256_mul_ps(v, _mm256_set1_ps(s)); }
+  ICL_TARGET static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
+};
+
+}  // namespace icl::cpu::avx2
+
+#include "cpu/panel_gemm_impl.h"
+
+namespace icl::cpu {
+
+void PanelGemmAvx2(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
+                   ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
+  avx2::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
+}
+
+}  // namespace icl::cpu

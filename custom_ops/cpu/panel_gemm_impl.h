@@ -1,0 +1,112 @@
+// The body of PanelGemm, written once over a SIMD traits type `Simd`.
+//
+// Include this only from a panel_gemm_<isa>.cc that first defines
+//   ICL_TARGET  the function attribute that enables the instruction set (may be empty),
+//   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
+//     V, kWidth (floats per V), kRows (rows of A per tile), kLanes (V per panel row) and
+//     kGemvLanes (V per panel row when A has one row) as the register file allows,
+//     Zero(), Broadcast(float), LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*),
+//     Fma(a, b, acc), Store(float*, V), Scale(V, float).
+// As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/panel_gemm.h"
+
+namespace icl::cpu::ICL_ISA_NS {
+
+// Rows rows of A times a panel of Lanes vectors of W's columns, over all of K; the
+// accumulators stay in registers. `next`, when not null, is the same panel of the next
+// column block: its rows are prefetched into L2 as the loop walks K (W's rows are far apart,
+// so the hardware prefetcher does not follow).
+template <int Rows, int Lanes, typename TW>
+ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_t ldw,
+                     const TW* next, float alpha, float* y, int64_t ldy) {
+  typename Simd::V acc[Rows][Lanes];
+  for (int r = 0; r < Rows; ++r)
+    for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Zero();
+  constexpr int64_t kPanelBytes = int64_t{Lanes} * Simd::kWidth * int64_t{sizeof(TW)};
+  for (int64_t kk = 0; kk < k; ++kk) {
+    typename Simd::V wv[Lanes];
+    for (int l = 0; l < Lanes; ++l) wv[l] = Simd::LoadW(w + kk * ldw + l * Simd::kWidth);
+    if (next != nullptr) {
+      const char* line = reinterpret_cast<const char*>(next + kk * ldw);
+      for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 2);
+    }
+    for (int r = 0; r < Rows; ++r) {
+      const typename Simd::V av = Simd::Broadcast(a[r * lda + kk]);
+      for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(av, wv[l], acc[r][l]);
+    }
+  }
+  for (int r = 0; r < Rows; ++r)
+    for (int l = 0; l < Lanes; ++l)
+      Simd::Store(y + r * ldy + l * Simd::kWidth, Simd::Scale(acc[r][l], alpha));
+}
+
+// All rows of A against one panel of Lanes vectors of columns.
+template <int Lanes, typename TW>
+ICL_TARGET void Panel(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
+                      int64_t ldw, const TW* next, float alpha, float* y, int64_t ldy) {
+  constexpr int kRows = Simd::kRows;
+  int64_t r = 0;
+  for (; r + kRows <= m; r += kRows, next = nullptr)
+    Tile<kRows, Lanes>(a + r * lda, lda, k, w, ldw, next, alpha, y + r * ldy, ldy);
+  const float* ar = a + r * lda;
+  float* yr = y + r * ldy;
+  static_assert(kRows <= 6, "the remainder switch covers up to 5 rows");
+  switch (m - r) {
+    case 1: return Tile<1, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy);
+    case 2: return Tile<2, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy);
+    case 3: return Tile<3, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy);
+    case 4: return Tile<4, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy);
+    case 5: return Tile<5, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy);
+    default: return;
+  }
+}
+
+// Panels of `Lanes` vectors over columns [j, n); returns the first column not covered.
+template <int Lanes, typename TW>
+ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
+                          int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
+                          int64_t ldy) {
+  constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
+  for (; j + kCols <= n; j += kCols) {
+    const TW* next = j + 2 * kCols <= n ? w + j + kCols : nullptr;
+    Panel<Lanes>(a, lda, m, k, w + j, ldw, next, alpha, y + j, ldy);
+  }
+  return j;
+}
+
+template <typename TW>
+ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
+                    int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
+  // One row of A (a GEMV): wider panels, so that more accumulators hide the FMA latency
+  // and each row of W is read in longer runs.
+  int64_t j = m == 1 ? Panels<Simd::kGemvLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy)
+                     : Panels<Simd::kLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
+  j = Panels<1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
+  // Fewer than kWidth columns left: plain loops.
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t jj = j; jj < n; ++jj) {
+      float sum = 0.0f;
+      for (int64_t kk = 0; kk < k; ++kk) sum += a[i * lda + kk] * ToFloat(w[kk * ldw + jj]);
+      y[i * ldy + jj] = alpha * sum;
+    }
+  }
+}
+
+inline void Dispatch(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
+                     ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
+                     int64_t ldy) {
+  switch (w_type) {
+    case ElemType::kFloat:
+      return Run(a, lda, m, k, static_cast<const float*>(w), ldw, n, alpha, y, ldy);
+    case ElemType::kFloat16:
+      return Run(a, lda, m, k, static_cast<const Ort::Float16_t*>(w), ldw, n, alpha, y, ldy);
+    case ElemType::kBFloat16:
+      return Run(a, lda, m, k, static_cast<const Ort::BFloat16_t*>(w), ldw, n, alpha, y, ldy);
+  }
+}
+
+}  // namespace icl::cpu::ICL_ISA_NS

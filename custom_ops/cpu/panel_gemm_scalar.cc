@@ -1,0 +1,36 @@
+// PanelGemm in portable C++ (one float a "vector"), for CPUs without AVX2/FMA/F16C.
+#include "cpu/panel_gemm.h"
+
+#define ICL_TARGET
+#define ICL_ISA_NS scalar
+
+namespace icl::cpu::scalar {
+
+struct Simd {
+  using V = float;
+  static constexpr int kWidth = 1;
+  static constexpr int kRows = 4;
+  static constexpr int kLanes = 4;
+  static constexpr int kGemvLanes = 8;
+  static V Zero() { return 0.0f; }
+  static V Broadcast(float v) { return v; }
+  template <typename T>
+  static V LoadW(const T* p) { return ToFloat(*p); }
+  static V Fma(V a, V b, V acc) { return acc + a * b; }
+  static V Scale(V v, float s) { return v * s; }
+  static void Store(float* p, V v) { *p = v; }
+};
+
+}  // namespace icl::cpu::scalar
+
+#include "cpu/panel_gemm_impl.h"
+
+namespace icl::cpu {
+
+void PanelGemmScalar(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
+                     ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
+                     int64_t ldy) {
+  scalar::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
+}
+
+}  // namespace icl::cpu
