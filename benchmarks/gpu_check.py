@@ -10,15 +10,15 @@
    >= 0.95).
 4. Optional: an ORT CUDA session parity check when onnxruntime-gpu and libicl_ops.so load.
 
-Writes gpu_h200.md and gpu_h200.json to --out (default benchmarks/results). Needs only torch
-and numpy: icl_onnx/cuda_harness.py is loaded by file path. Exit status 1 when a correctness
-case fails, 2 when there is no GPU or no harness.
+Writes gpu_h200.md and gpu_h200.json to --out (default benchmarks/results). Needs torch, numpy
+and the repository: the harness driver and the view cases come from tests/ (cuda_harness.py,
+view_cases.py). Exit status 1 when a correctness case fails, 2 when there is no GPU or no
+harness.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -28,19 +28,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import cuda_harness  # noqa: E402  (tests/cuda_harness.py)
+from view_cases import view_cases  # noqa: E402  (tests/view_cases.py)
+
 FLOAT, FLOAT16, BFLOAT16 = 1, 10, 16
 K, N = 300, 200  # correctness shapes: not multiples of any tile
-VIEWS = {
-    "plain": ({}, (K, N)),
-    "transpose": ({"transpose": 1}, (N, K)),
-    "row_slice": ({"slice_axis": 0, "slice_start": 3, "slice_size": K}, (K + 7, N)),
-    "column_slice": ({"slice_axis": 1, "slice_start": 5, "slice_size": N}, (K, N + 9)),
-    "scale": ({"scale": 0.37}, (K, N)),
-    "slice_transpose_scale": (
-        {"slice_axis": 1, "slice_start": 2, "slice_size": K, "transpose": 1, "scale": -1.5},
-        (N, K + 6),
-    ),
-}
+VIEWS = view_cases(K, N)
 # Float32 accumulation in both, one rounding to the output type: errors of a few units in the
 # last place of sums of ~K products of unit-variance values.
 MATMUL_TOL = {"float32": 1e-3, "float16": 5e-2, "bfloat16": 0.25}
@@ -50,12 +44,8 @@ GOAL = 0.95
 
 
 def load_harness_module():
-    spec = importlib.util.spec_from_file_location(
-        "icl_cuda_harness", ROOT / "icl_onnx" / "cuda_harness.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """Returns tests/cuda_harness.py, the ctypes driver of the harness library."""
+    return cuda_harness
 
 
 def loaded_cublas() -> list[str]:

@@ -6,6 +6,7 @@ import onnx
 from onnx.defs import OpSchema
 
 from icl_onnx.ops import DOMAIN, GATHER, MATMUL, OPSET_VERSION
+from icl_onnx.views import OUTPUT_DTYPE, VIEW_ATTRIBUTES, VIEW_DEFAULTS, Attribute, ViewAttrs
 
 __all__ = ["register"]
 
@@ -13,32 +14,12 @@ _FLOATS = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"]
 _ATTR = OpSchema.AttrType
 
 
+def _attribute(a: Attribute) -> OpSchema.Attribute:
+    return OpSchema.Attribute(a.name, onnx.helper.make_attribute(a.name, a.default), a.doc)
+
+
 def _view_attributes() -> list[OpSchema.Attribute]:
-    return [
-        OpSchema.Attribute(
-            "transpose",
-            onnx.helper.make_attribute("transpose", 0),
-            "1 reads the (sliced) stored tensor transposed.",
-        ),
-        OpSchema.Attribute(
-            "slice_axis",
-            onnx.helper.make_attribute("slice_axis", 0),
-            "Axis of the stored tensor that slice_start/slice_size cut.",
-        ),
-        OpSchema.Attribute(
-            "slice_start", onnx.helper.make_attribute("slice_start", 0), "First index of the slice."
-        ),
-        OpSchema.Attribute(
-            "slice_size",
-            onnx.helper.make_attribute("slice_size", -1),
-            "Length of the slice; -1 reads to the end.",
-        ),
-        OpSchema.Attribute(
-            "scale",
-            onnx.helper.make_attribute("scale", 1.0),
-            "Factor applied to every element of the view.",
-        ),
-    ]
+    return [_attribute(a) for a in VIEW_ATTRIBUTES]
 
 
 def _schemas() -> list[OpSchema]:
@@ -75,11 +56,7 @@ def _schemas() -> list[OpSchema]:
         ],
         attributes=[
             *_view_attributes(),
-            OpSchema.Attribute(
-                "output_dtype",
-                onnx.helper.make_attribute("output_dtype", 0),
-                "ONNX element type of Y; 0 means W's type.",
-            ),
+            _attribute(OUTPUT_DTYPE),
         ],
     )
     matmul.set_type_and_shape_inference_function(_infer_matmul)
@@ -87,27 +64,29 @@ def _schemas() -> list[OpSchema]:
     return [matmul, gather]
 
 
-def _attr(ctx: onnx.shape_inference.InferenceContext, name: str, default):
-    proto = ctx.get_attribute(name)
-    return default if proto is None else onnx.helper.get_attribute_value(proto)
+def _attrs(ctx: onnx.shape_inference.InferenceContext, names) -> dict:
+    """The node's attributes among ``names`` that it sets."""
+    out = {}
+    for name in names:
+        proto = ctx.get_attribute(name)
+        if proto is not None:
+            out[name] = onnx.helper.get_attribute_value(proto)
+    return out
 
 
 def _view_dims(ctx, w_type: onnx.TypeProto) -> tuple[object, object] | None:
-    """Returns the view's (rows, cols) dims, or None when W's rank is unknown."""
+    """Returns the view's (rows, cols) dims, or None when W's rank or the view is unknown."""
     if not w_type.tensor_type.HasField("shape") or len(w_type.tensor_type.shape.dim) != 2:
         return None
     dims = [
         d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
         for d in w_type.tensor_type.shape.dim
     ]
-    axis, size = _attr(ctx, "slice_axis", 0), _attr(ctx, "slice_size", -1)
-    if size >= 0:
-        dims[axis] = size
-    elif _attr(ctx, "slice_start", 0) and isinstance(dims[axis], int):
-        dims[axis] -= _attr(ctx, "slice_start", 0)
-    elif _attr(ctx, "slice_start", 0):
-        dims[axis] = None
-    return (dims[1], dims[0]) if _attr(ctx, "transpose", 0) else (dims[0], dims[1])
+    try:
+        view = ViewAttrs.from_attrs(_attrs(ctx, VIEW_DEFAULTS))
+    except ValueError:
+        return None  # malformed attributes: the kernels refuse the node at session creation
+    return view.shape(dims)
 
 
 def _set_output(ctx, elem_type: int, dims: list | None) -> None:
@@ -144,7 +123,8 @@ def _infer_gather(ctx) -> None:
     w_type, idx_type = ctx.get_input_type(0), ctx.get_input_type(1)
     idx_dims, view = _input_dims(idx_type), _view_dims(ctx, w_type)
     dims = None if idx_dims is None or view is None else [*idx_dims, view[1]]
-    elem = _attr(ctx, "output_dtype", 0) or w_type.tensor_type.elem_type
+    output_dtype = _attrs(ctx, [OUTPUT_DTYPE.name]).get(OUTPUT_DTYPE.name, 0)
+    elem = output_dtype or w_type.tensor_type.elem_type
     _set_output(ctx, elem, dims)
 
 

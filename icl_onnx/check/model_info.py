@@ -17,6 +17,7 @@ import onnx
 from icl_onnx.errors import IclUserError
 from icl_onnx.ops import DOMAIN, GATHER
 from icl_onnx.reference import numpy_dtype
+from icl_onnx.views import VIEW_DEFAULTS, ViewAttrs
 
 __all__ = ["TensorInfo", "ModelInfo", "read_model_info", "file_bytes"]
 
@@ -190,16 +191,17 @@ def _rows_indexed(name, consumers, shapes, seen) -> list[int]:
 
 
 def _icl_view_rows(table: list[int], node: onnx.NodeProto) -> int:
-    """Rows of ``view(W)`` for an IclGather: slice along one axis, then maybe transpose."""
-    attrs = {a.name: a.i for a in node.attribute if a.type == onnx.AttributeProto.INT}
-    axis, start, size = (
-        attrs.get("slice_axis", 0),
-        attrs.get("slice_start", 0),
-        attrs.get("slice_size", -1),
-    )
-    dims = list(table)
-    dims[axis] = dims[axis] - start if size < 0 else size
-    return dims[1] if attrs.get("transpose", 0) else dims[0]
+    """Rows of ``view(W)`` for an IclGather (0 when its view attributes are malformed)."""
+    attrs = {
+        a.name: onnx.helper.get_attribute_value(a)
+        for a in node.attribute
+        if a.name in VIEW_DEFAULTS
+    }
+    try:
+        rows, _ = ViewAttrs.from_attrs(attrs).shape(table)
+    except ValueError:
+        return 0
+    return rows if isinstance(rows, int) else 0
 
 
 def _static_shapes(graph: onnx.GraphProto) -> dict[str, list[int]]:

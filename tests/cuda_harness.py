@@ -1,10 +1,11 @@
 """Direct access to the CUDA kernels of the op library, for tests and benchmarks.
 
-``libicl_cuda_harness.so`` is built from the same launchers as the CUDA kernels of
-``libicl_ops.so`` and exposes them through a plain C API on raw device pointers. This module
-drives it with ctypes on torch CUDA tensors, so the kernels can be checked and timed where
-onnxruntime-gpu is not installed. It imports nothing else from ``icl_onnx`` (benchmarks load it
-by file path on machines that hold only torch), and torch only when a kernel is called.
+``libicl_cuda_harness.so`` (a build target that is not installed) is built from the same
+launchers as the CUDA kernels of ``libicl_ops.so`` and exposes them through a plain C API on
+raw device pointers. This module drives it with ctypes on torch CUDA tensors, so the kernels
+can be checked and timed where onnxruntime-gpu is not installed. Of ``icl_onnx`` it imports
+only the view attributes (``icl_onnx.views``, standard library only), and torch only when a
+kernel is called.
 
 The harness loads without a GPU or a CUDA driver (cudart is linked statically and cuBLAS is
 opened on the first GEMM), so the build facts (:meth:`CudaHarness.arch_list`) can be read
@@ -16,9 +17,10 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-import sysconfig
 from pathlib import Path
 from typing import Any
+
+from icl_onnx.views import ViewAttrs
 
 __all__ = [
     "CudaHarness",
@@ -29,17 +31,18 @@ __all__ = [
     "materialize_view",
 ]
 
+ROOT = Path(__file__).resolve().parent.parent
+
 _LIB_NAME = "libicl_cuda_harness.so"
 _ENV_HARNESS = "ICL_ONNX_CUDA_HARNESS"
 _ENV_LIBRARY = "ICL_ONNX_LIBRARY"
 
 # ONNX TensorProto element types, the codes the C API takes.
 _FLOAT, _FLOAT16, _BFLOAT16, _INT32, _INT64 = 1, 10, 16, 6, 7
-_VIEW_KEYS = ("transpose", "slice_axis", "slice_start", "slice_size", "scale")
 
 
 class HarnessNotFoundError(RuntimeError):
-    """The CUDA harness library was not built (no nvcc at build time) or is not installed."""
+    """The CUDA harness library was not built (no nvcc at build time)."""
 
 
 class HarnessError(RuntimeError):
@@ -47,6 +50,8 @@ class HarnessError(RuntimeError):
 
 
 class _View(ctypes.Structure):
+    """IclHarnessView of harness_api.cc: the view attributes in ViewAttrs' order."""
+
     _fields_ = [
         ("transpose", ctypes.c_int64),
         ("slice_axis", ctypes.c_int64),
@@ -62,9 +67,7 @@ def _candidates() -> list[Path]:
         out.append(Path(os.environ[_ENV_HARNESS]))
     if os.environ.get(_ENV_LIBRARY):
         out.append(Path(os.environ[_ENV_LIBRARY]).parent / _LIB_NAME)
-    out.append(Path(__file__).resolve().parent / "_lib" / _LIB_NAME)
-    for key in ("platlib", "purelib"):
-        out.append(Path(sysconfig.get_paths()[key]) / "icl_onnx" / "_lib" / _LIB_NAME)
+    out.extend(sorted(ROOT.glob(f"build/*/{_LIB_NAME}")))
     return out
 
 
@@ -72,7 +75,7 @@ def harness_path() -> str:
     """Returns the path of ``libicl_cuda_harness.so``.
 
     Looked up in ``$ICL_ONNX_CUDA_HARNESS``, beside ``$ICL_ONNX_LIBRARY``, then in the
-    installed package's ``_lib`` folder.
+    repository's build folders (``build/<wheel tag>/``, where ``make build`` leaves it).
 
     Raises:
         HarnessNotFoundError: no harness library; build the package where nvcc is available.
@@ -93,16 +96,8 @@ def load() -> CudaHarness:
 
 
 def _view_struct(view: dict[str, Any]) -> _View:
-    unknown = set(view) - set(_VIEW_KEYS)
-    if unknown:
-        raise TypeError(f"unknown view attributes: {sorted(unknown)}")
-    return _View(
-        int(view.get("transpose", 0)),
-        int(view.get("slice_axis", 0)),
-        int(view.get("slice_start", 0)),
-        int(view.get("slice_size", -1)),
-        float(view.get("scale", 1.0)),
-    )
+    v = ViewAttrs.from_attrs(view, allow_output_dtype=False)
+    return _View(*(getattr(v, name) for name, _ in _View._fields_))
 
 
 def _dtype_code(dtype: Any) -> int:
@@ -135,18 +130,12 @@ def materialize_view(w: Any, dtype: Any = None, **view: Any) -> Any:
             result rounded once.
         **view: the view attributes.
     """
-    v = _view_struct(view)
+    v = ViewAttrs.from_attrs(view, allow_output_dtype=False)
     out_dtype = w.dtype if dtype is None else dtype
-    sliced = w.narrow(v.slice_axis, v.slice_start, _slice_len(w.shape, v))
-    if v.transpose:
-        sliced = sliced.t()
+    selected = v.select(w)
     if v.scale != 1.0:
-        return (sliced.double() * v.scale).to(out_dtype).contiguous()
-    return sliced.to(out_dtype).contiguous()
-
-
-def _slice_len(shape: Any, v: _View) -> int:
-    return shape[v.slice_axis] - v.slice_start if v.slice_size < 0 else v.slice_size
+        return (selected.double() * v.scale).to(out_dtype).contiguous()
+    return selected.to(out_dtype).contiguous()
 
 
 class CudaHarness:

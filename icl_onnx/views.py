@@ -1,0 +1,159 @@
+"""The view attributes of the ICL operators: their names, defaults, meaning and rules.
+
+``view(W) = scale * cast(transpose?(slice(W)))`` for a stored 2-D ``W`` (docs/operators.md).
+This module is the one Python statement of that contract; ``custom_ops/common/view.h`` is the
+C++ one (``ViewAttrsError`` there and :meth:`ViewAttrs.error` here state the same rules). The
+numpy reference, the ONNX schemas, ``check``'s row counts and the CUDA test harness read the
+attributes from here. Standard library only, so any host can import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "OUTPUT_DTYPE",
+    "OUTPUT_DTYPES",
+    "VIEW_ATTRIBUTES",
+    "VIEW_DEFAULTS",
+    "Attribute",
+    "Dim",
+    "ViewAttrs",
+]
+
+#: A dimension: a size, a symbolic name, or None when unknown.
+Dim = int | str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Attribute:
+    """One attribute of the ICL operators: ONNX name, default and meaning."""
+
+    name: str
+    default: int | float
+    doc: str
+
+
+#: The view attributes both operators take, in the order the C++ ViewAttrs declares them.
+VIEW_ATTRIBUTES: tuple[Attribute, ...] = (
+    Attribute("transpose", 0, "1 reads the (sliced) stored tensor transposed."),
+    Attribute("slice_axis", 0, "Axis of the stored tensor that slice_start/slice_size cut."),
+    Attribute("slice_start", 0, "First index of the slice."),
+    Attribute("slice_size", -1, "Length of the slice; -1 reads to the end."),
+    Attribute("scale", 1.0, "Factor applied to every element of the view."),
+)
+
+#: IclGather's element type of Y.
+OUTPUT_DTYPE = Attribute("output_dtype", 0, "ONNX element type of Y; 0 means W's type.")
+
+#: The values output_dtype accepts: 0 (W's type), FLOAT, FLOAT16, BFLOAT16.
+OUTPUT_DTYPES: tuple[int, ...] = (0, 1, 10, 16)
+
+#: View attribute name -> default.
+VIEW_DEFAULTS: dict[str, int | float] = {a.name: a.default for a in VIEW_ATTRIBUTES}
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewAttrs:
+    """The view attributes of one ICL node (defaults where absent)."""
+
+    transpose: int = 0
+    slice_axis: int = 0
+    slice_start: int = 0
+    slice_size: int = -1
+    scale: float = 1.0
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], *, allow_output_dtype: bool = True) -> ViewAttrs:
+        """Builds the view from a node's attributes by name, checking them.
+
+        Args:
+            attrs: attribute name -> value; absent names take their defaults.
+            allow_output_dtype: accept (and ignore) ``output_dtype``, IclGather's attribute.
+
+        Raises:
+            TypeError: an attribute name that is not an ICL attribute.
+            ValueError: a malformed value (see :meth:`error`).
+        """
+        known = set(VIEW_DEFAULTS) | ({OUTPUT_DTYPE.name} if allow_output_dtype else set())
+        unknown = set(attrs) - known
+        if unknown:
+            raise TypeError(f"unknown ICL attributes: {sorted(unknown)}")
+        view = cls(
+            **{
+                a.name: type(a.default)(attrs[a.name]) if a.name in attrs else a.default
+                for a in VIEW_ATTRIBUTES
+            }
+        )
+        problem = view.error(attrs.get(OUTPUT_DTYPE.name, 0))
+        if problem:
+            raise ValueError(problem)
+        return view
+
+    def error(self, output_dtype: int = 0) -> str | None:
+        """What is wrong with these attributes whatever W's shape, or None when well formed."""
+        if self.transpose not in (0, 1):
+            return f"transpose must be 0 or 1, got {self.transpose}"
+        if self.slice_axis not in (0, 1):
+            return f"slice_axis must be 0 or 1, got {self.slice_axis}"
+        if self.slice_start < 0:
+            return f"slice_start must be >= 0, got {self.slice_start}"
+        if self.slice_size < -1:
+            return f"slice_size must be >= 0, or -1 for the rest of the axis, got {self.slice_size}"
+        if output_dtype not in OUTPUT_DTYPES:
+            return (
+                "output_dtype must be 0, 1 (float), 10 (float16) or 16 (bfloat16), "
+                f"got {output_dtype}"
+            )
+        return None
+
+    def to_attrs(self) -> dict[str, int | float]:
+        """The attributes that differ from their defaults, as a node carries them."""
+        return {
+            a.name: getattr(self, a.name)
+            for a in VIEW_ATTRIBUTES
+            if getattr(self, a.name) != a.default
+        }
+
+    def slice_bounds(self, w_shape: tuple[int, int]) -> tuple[int, int]:
+        """``(start, stop)`` of the slice along ``slice_axis`` of a stored W of ``w_shape``.
+
+        Raises:
+            ValueError: the slice does not fit the axis.
+        """
+        axis_len = w_shape[self.slice_axis]
+        stop = axis_len if self.slice_size < 0 else self.slice_start + self.slice_size
+        if not 0 <= self.slice_start <= stop <= axis_len:
+            raise ValueError(
+                f"slice [{self.slice_start}:{stop}] out of range for an axis of {axis_len}"
+            )
+        return self.slice_start, stop
+
+    def shape(self, w_dims: tuple[Dim, Dim] | list[Dim]) -> tuple[Dim, Dim]:
+        """``(rows, cols)`` of view(W) for W's dims, which may be symbolic or unknown.
+
+        A dim the slice shortens by an unknown amount becomes None.
+        """
+        dims: list[Dim] = list(w_dims)
+        axis = self.slice_axis
+        if self.slice_size >= 0:
+            dims[axis] = self.slice_size
+        elif self.slice_start:
+            dims[axis] = dims[axis] - self.slice_start if isinstance(dims[axis], int) else None
+        return (dims[1], dims[0]) if self.transpose else (dims[0], dims[1])
+
+    def select(self, w: Any) -> Any:
+        """``transpose?(slice(w))`` of a 2-D numpy array or torch tensor, without copying.
+
+        The caller casts and applies :attr:`scale` in the precision it wants.
+
+        Raises:
+            ValueError: ``w`` is not 2-D, or the slice does not fit it.
+        """
+        if len(w.shape) != 2:
+            raise ValueError(f"W must be 2-D, got shape {tuple(w.shape)}")
+        start, stop = self.slice_bounds(tuple(w.shape))
+        v = w[start:stop, :] if self.slice_axis == 0 else w[:, start:stop]
+        return v.T if self.transpose else v
