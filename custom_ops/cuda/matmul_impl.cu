@@ -107,7 +107,8 @@ std::string LaunchMixed(const MatMulProblem& p, void* workspace, cublas::Handle 
 
   const void* a = p.a;
   if (plan.widen_a) {
-    cudaError_t e = LaunchConvert2D(p.a, p.a_type, p.k, a32, ElemType::kFloat, p.k, p.m, p.k, stream);
+    cudaError_t e =
+        LaunchConvert2D(p.a, p.a_type, p.k, a32, ElemType::kFloat, p.k, p.m, p.k, stream);
     if (e != cudaSuccess) return CudaError("widening A", e);
     a = a32;
   }
