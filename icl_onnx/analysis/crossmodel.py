@@ -9,10 +9,13 @@ touches and one ``CrossGroup``:
 * a model holding an exact copy of ``C`` makes that copy its canonical tensor (the shared data
   file stores the two once, ``shared_store.py``);
 * any other model reads ``C`` itself: the plan names ``C`` as the canonical tensor of its
-  group with ``origin`` set, and the rewrite adds ``C``'s tensor to the model.
+  group with ``origin`` set, and the rewrite adds ``C``'s tensor to the model; unless sharing
+  its tensors among its own costs less (the rules cover fewer of its consumers on ``C``), then
+  its group is planned as within one model and it takes no part in the cross-model group.
 
-Each such group forms even with a single tensor, so MatMul/Gemm consumers of a tensor other
-models share read it through IclMatMul (no private prepacked copy). Changes nothing.
+Each group that shares ``C`` forms even with a single tensor, so MatMul/Gemm consumers of a
+tensor other models share read it through IclMatMul (no private prepacked copy). A set that no
+other model joins is planned as within one model. Changes nothing.
 """
 
 from __future__ import annotations
