@@ -22,8 +22,8 @@ Every module of this package is imported here, so the rule is registered by exis
 rules must not claim the same use (``cover`` raises): a rule for a new kind of view claims
 only views that have its part, so it never overlaps the rules for the existing parts (which
 never see it, as it is not in their ``view_parts``). Exact copies no rule claims are rewired
-(``RewireExactCopy``), and a use no rule covers keeps its copy, with the reason. The planner
-reads ``tests/test_rules.py``'s cases as the rules' contract; add yours there.
+(``RewireExactCopy``), and a use no rule covers keeps its copy, with the reason. Every rule's
+match and cost cases are in ``tests/test_rules.py``; add yours there.
 """
 
 from __future__ import annotations
