@@ -7,6 +7,10 @@ test beside it.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import onnx_ir as ir
 import pytest
 
@@ -104,3 +108,18 @@ def test_registering_a_second_rule_with_a_taken_name_fails():
 
     with pytest.raises(ValueError, match="matmul"):
         rules.register(Again)
+
+
+def test_a_rule_file_is_registered_by_importing_the_package_alone():
+    # A fresh interpreter imports only icl_onnx: every file of the package with a registered
+    # rule must have been imported by the package itself.
+    code = "import icl_onnx.rules as r; print(' '.join(type(x).__module__ for x in r.registered()))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    imported = set(run.stdout.split())
+    folder = Path(rules.__file__).parent
+    files = {
+        f"icl_onnx.rules.{path.stem}"
+        for path in folder.glob("*.py")
+        if "\n@register\n" in path.read_text()
+    }
+    assert files and imported == files
