@@ -1,10 +1,20 @@
-"""Finding the ICL op library and building ONNX Runtime sessions that use it."""
+"""Finding the ICL op library and building ONNX Runtime sessions that use it.
+
+``share_across_processes=True`` builds sessions that keep no private copy of a weight stored
+as external data: ONNX Runtime maps the data file and reads the weights in place, and with
+prepacking off (``session.disable_prepacking``) it makes no packed copy of MatMul and Gemm
+weights either. Every process serving the model then reads one copy from the page cache and
+pays only for its activations. Weights stored inside the ``.onnx`` file are always copied into
+each process, so sharing needs external data (``icl-onnx optimize`` writes it by default above
+16 MiB of weights).
+"""
 
 from __future__ import annotations
 
 import functools
 import os
 import sysconfig
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +23,8 @@ __all__ = ["LibraryNotFoundError", "library_path", "session_options", "create_se
 
 _LIB_NAME = "libicl_ops.so"
 _ENV_LIBRARY = "ICL_ONNX_LIBRARY"
+#: Inline weights above this many bytes draw the warning that sharing needs external data.
+_INLINE_WARN_BYTES = 1 << 20
 
 
 class LibraryNotFoundError(RuntimeError):
@@ -48,23 +60,50 @@ def library_path() -> str:
     )
 
 
-def session_options(base: Any = None) -> Any:
+def session_options(base: Any = None, *, share_across_processes: bool = False) -> Any:
     """Returns ``onnxruntime.SessionOptions`` with the ICL op library registered.
 
     Args:
         base: options to register the library into; a new ``SessionOptions`` if None.
+        share_across_processes: turn prepacking off, so a session keeps no private copy of
+            weights stored as external data and processes serving the model share them
+            through the page cache (see the module docstring; the weights must be external).
     """
     import onnxruntime as ort
 
     options = base if base is not None else ort.SessionOptions()
     options.register_custom_ops_library(library_path())
+    if share_across_processes:
+        options.add_session_config_entry("session.disable_prepacking", "1")
     return options
+
+
+def _warn_inline(model: str | os.PathLike | bytes) -> None:
+    """Warns when ``model`` keeps weights inline, where no process can share them."""
+    if isinstance(model, bytes):
+        inline, name = len(model), "a serialized model"
+    else:
+        from icl_onnx._inline_weights import inline_weight_bytes
+
+        inline, name = inline_weight_bytes(model), os.fspath(model)
+    if inline < _INLINE_WARN_BYTES:
+        return
+    warnings.warn(
+        f"{name} holds {inline / 2**20:.1f} MiB of weights inside the model; ONNX Runtime "
+        "copies them into every process, so share_across_processes shares only external "
+        "data: save the model with external data (icl-onnx optimize MODEL -o OUT "
+        "--external-data)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def create_session(
     model: str | os.PathLike | bytes,
     providers: Sequence[str] | None = None,
     options: Any = None,
+    *,
+    share_across_processes: bool = False,
 ) -> Any:
     """Creates an ``onnxruntime.InferenceSession`` that can run ICL operators.
 
@@ -72,12 +111,17 @@ def create_session(
         model: a model path or serialized model bytes.
         providers: execution providers; ``["CPUExecutionProvider"]`` if None.
         options: ``SessionOptions`` to start from.
+        share_across_processes: keep no private copy of weights stored as external data, so
+            processes serving the model share one copy (prepacking off). Warns (UserWarning)
+            when the model holds more than 1 MiB of weights inline, which cannot be shared.
     """
     import onnxruntime as ort
 
+    if share_across_processes:
+        _warn_inline(model)
     model_arg = model if isinstance(model, bytes) else os.fspath(model)
     return ort.InferenceSession(
         model_arg,
-        sess_options=session_options(options),
+        sess_options=session_options(options, share_across_processes=share_across_processes),
         providers=list(providers) if providers else ["CPUExecutionProvider"],
     )

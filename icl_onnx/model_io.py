@@ -4,6 +4,12 @@ Loading keeps external data lazy (memory-mapped by onnx_ir). Saving writes into 
 folder beside the destination and renames into place, so a failure never leaves a partial
 file and the destination may be the source itself. Both report a :mod:`icl_onnx.progress` task
 in bytes.
+
+Models over :data:`EXTERNAL_DATA_AUTO_BYTES` of weights are saved with external data by
+default: one ``<name>.data`` file beside the model, every tensor of a page or more starting
+at a page-aligned offset. ONNX Runtime memory-maps such a file and reads the weights in place,
+so they are file-backed pages that every process serving the model shares through the page
+cache, instead of a private copy out of the protobuf in each process.
 """
 
 from __future__ import annotations
@@ -23,12 +29,18 @@ __all__ = [
     "save_model",
     "external_data_files",
     "EXTERNAL_DATA_AUTO_BYTES",
+    "PAGE_BYTES",
     "PROTOBUF_LIMIT_BYTES",
 ]
 
-#: Models with more initializer bytes than this are saved with external data (protobuf's
-#: limit is 2 GiB for the whole file).
-EXTERNAL_DATA_AUTO_BYTES = 1 << 30
+#: Models with more initializer bytes than this (16 MiB) are saved with external data unless
+#: asked otherwise. Below it the private copy ONNX Runtime makes of inline weights is small,
+#: and one self-contained file is handier.
+EXTERNAL_DATA_AUTO_BYTES = 16 << 20
+
+#: External tensors of at least this many bytes start at a multiple of it (the page size), so
+#: ONNX Runtime can map each one without touching its neighbours' pages.
+PAGE_BYTES = 4096
 
 #: A serialized ModelProto must stay under 2 GiB; this leaves room for the graph itself.
 PROTOBUF_LIMIT_BYTES = (1 << 31) - (64 << 20)
@@ -149,8 +161,9 @@ def save_model(
     Args:
         model: the model; its external tensors may live in files that ``path`` replaces.
         path: destination ``.onnx`` file.
-        external_data: write tensors to ``<name>.data`` beside the model; None keeps external
-            data external and moves models over 1 GiB of weights to external data.
+        external_data: write tensors to ``<name>.data`` beside the model (tensors of a page
+            or more at page-aligned offsets); None keeps external data external and moves
+            models over :data:`EXTERNAL_DATA_AUTO_BYTES` (16 MiB) of weights to external data.
         size_threshold_bytes: tensors smaller than this stay inside the model file.
 
     Raises:
@@ -188,6 +201,8 @@ def save_model(
                 size_threshold_bytes=size_threshold_bytes,
                 # called before each tensor is written to the data file
                 callback=(lambda tensor, info: advance(tensor.nbytes)) if external_data else None,
+                alignment=PAGE_BYTES,
+                align_threshold=PAGE_BYTES - 1,  # tensors of a page or more are aligned
             )
             if not external_data:  # one protobuf write: done at once
                 advance(total)

@@ -29,13 +29,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         dest="external_data",
         action="store_true",
         default=None,
-        help="write weights to OUTPUT.data",
+        help="write weights to OUTPUT.data (the default above 16 MiB of weights, or when the "
+        "input has external data): page-aligned, so ONNX Runtime maps them and processes "
+        "serving the model share one copy",
     )
     data.add_argument(
         "--no-external-data",
         dest="external_data",
         action="store_false",
-        help="keep weights inside the model file",
+        help="keep weights inside the model file (one self-contained file)",
     )
     parser.add_argument(
         "--min-elements",
