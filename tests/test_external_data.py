@@ -19,7 +19,7 @@ from icl_onnx import create_session
 from icl_onnx._inline_weights import inline_weight_bytes
 from icl_onnx.cli.main import main
 from icl_onnx.model_io import EXTERNAL_DATA_AUTO_BYTES, PAGE_BYTES, save_model
-from icl_onnx.optimize import optimize_file
+from icl_onnx.pipeline import optimize_file
 
 RNG = np.random.default_rng(0)
 
