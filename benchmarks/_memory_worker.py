@@ -1,0 +1,113 @@
+"""Worker processes of ``bench_processes.py``: ``python _memory_worker.py serve|latency REQUEST``.
+
+``serve``: opens one session on the request's model (or none, for the baseline), runs prefill
+chunks whose token ids cover the whole vocabulary (ONNX Runtime maps external data lazily, so a
+Gather table's pages are resident only for the ids read), prints one JSON line with its memory
+from ``/proc/self/status`` (after the imports and after the workload), then waits until its stdin
+closes, so the parent can read the PSS of several live workers side by side.
+
+``latency``: opens one session per entry of ``sessions`` and runs them alternately on a prefill
+chunk and on a single token (the matrix shapes of a decode step), printing the median seconds of
+each as JSON. Alternating exposes every session to the same background load.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+import icl_onnx
+
+_STATUS = ("VmHWM", "RssAnon", "RssFile")
+
+
+def status() -> dict[str, int]:
+    """This process's peak RSS and its current anonymous and file-backed resident bytes."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in _STATUS:
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def open_session(spec: dict[str, Any], threads: int) -> ort.InferenceSession:
+    """A CPU session for ``spec``: ``model``, ``shared`` (icl-onnx's option), ``prepacking``
+    and ``constant_folding`` (plain ORT switches, for the zero-tool workaround)."""
+    options = icl_onnx.session_options(share_across_processes=spec.get("shared", False))
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    if not spec.get("prepacking", True):
+        options.add_session_config_entry("session.disable_prepacking", "1")
+    disabled = [] if spec.get("constant_folding", True) else ["ConstantFolding"]
+    return ort.InferenceSession(
+        spec["model"], options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
+    )
+
+
+def feeds(session: ort.InferenceSession, ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Inputs for one chunk of token ids (``[1, n]``): masks of ones, positions counting up."""
+    out = {}
+    for arg in session.get_inputs():
+        if arg.name == "input_ids":
+            out[arg.name] = ids
+        elif arg.name == "attention_mask":
+            out[arg.name] = np.ones_like(ids)
+        elif arg.name == "token_type_ids":
+            out[arg.name] = np.zeros_like(ids)
+        elif arg.name == "position_ids":
+            out[arg.name] = np.arange(ids.shape[1], dtype=np.int64)[None]
+        else:
+            raise ValueError(f"no rule to fill input {arg.name}")
+    return out
+
+
+def serve(request: dict[str, Any]) -> None:
+    """Opens the session, covers the vocabulary, reports, then waits for stdin to close."""
+    icl_onnx.session_options()  # onnxruntime and the op library load before the baseline
+    before = status()
+    seconds = 0.0
+    if request.get("model"):
+        session = open_session(request, request["threads"])
+        start = time.perf_counter()
+        vocab, chunk = request["vocab"], request["chunk"]
+        for first in range(0, vocab, chunk):
+            ids = np.arange(first, min(vocab, first + chunk), dtype=np.int64)[None]
+            session.run(None, feeds(session, ids))
+        seconds = time.perf_counter() - start
+    after = status()
+    print(json.dumps({"before": before, "after": after, "workload_s": seconds}), flush=True)
+    sys.stdin.read()
+
+
+def latency(request: dict[str, Any]) -> None:
+    """Median prefill and single-token latency of each session, run alternately."""
+    sessions = [open_session(spec, request["threads"]) for spec in request["sessions"]]
+    result: dict[str, list[float]] = {}
+    for label, length in (("prefill", request["prefill"]), ("decode", 1)):
+        ids = np.arange(7, 7 + length, dtype=np.int64)[None]
+        inputs = [feeds(s, ids) for s in sessions]
+        for session, feed in zip(sessions, inputs, strict=True):
+            session.run(None, feed)  # warm-up
+        times: list[list[float]] = [[] for _ in sessions]
+        for _ in range(request["runs"]):
+            for i, (session, feed) in enumerate(zip(sessions, inputs, strict=True)):
+                start = time.perf_counter()
+                session.run(None, feed)
+                times[i].append(time.perf_counter() - start)
+        result[label] = [statistics.median(t) for t in times]
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    command, request_path = sys.argv[1], sys.argv[2]
+    body = json.loads(open(request_path).read())
+    {"serve": serve, "latency": latency}[command](body)

@@ -1,0 +1,370 @@
+"""What N processes serving one model pay: total PSS split into private and shared memory.
+
+For each model (tied-embedding BERT and Llama from transformers configs, random weights,
+exported with TorchScript or dynamo) and each way of storing and opening it, N = 1, 2, 4 worker
+processes (``_memory_worker.py serve``) each open a session and run prefill chunks that cover
+the whole vocabulary. The workers are started one after another and kept alive; when N are
+alive the parent sums ``Pss_Anon`` (private) and ``Pss_File`` (file-backed pages shared
+through the page cache) from ``/proc/PID/smaps_rollup`` over them and subtracts the same sum
+for N workers that open no session (interpreter, numpy, onnxruntime and the op library). Each
+worker also reports its own peak RSS, RssAnon and RssFile added by the session and workload.
+
+Rows (the issue's table): the original as exported (inline), the original re-saved with
+external data, the zero-tool workaround (external data, ConstantFolding off,
+``session.disable_prepacking``), icl-onnx's output kept inline (``--no-external-data``),
+icl-onnx's default output (external data above 16 MiB) and the same opened with
+``share_across_processes=True``.
+
+Latency: the original, icl-onnx default and icl-onnx shared sessions run alternately in one
+process on a prefill chunk and on one token (the shapes of a decode step; these exports have
+no KV cache), medians compared.
+
+Writes ``benchmarks/results/processes.md``, ``.json`` and ``.png``.
+
+Usage: python benchmarks/bench_processes.py [--hidden 512 --vocab 8192 --layers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import onnxruntime as ort
+
+from icl_onnx.model_io import save_model
+from icl_onnx.models import build_model
+from icl_onnx.pipeline import optimize_file
+from icl_onnx.torch_export import export_onnx
+
+RESULTS = Path(__file__).parent / "results"
+WORKER = Path(__file__).parent / "_memory_worker.py"
+MODELS = ("bert-torchscript", "llama-torchscript", "llama-dynamo")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One way of storing and opening a model."""
+
+    label: str
+    file: str  # original_inline, original_external, icl_inline, icl_external
+    shared: bool = False  # icl-onnx's share_across_processes
+    prepacking: bool = True
+    constant_folding: bool = True
+
+
+ROWS = (
+    Row("original, inline (as exported)", "original_inline"),
+    Row("original re-saved with external data", "original_external"),
+    Row(
+        "original, external data, ConstantFolding off, disable_prepacking (zero-tool workaround)",
+        "original_external",
+        prepacking=False,
+        constant_folding=False,
+    ),
+    Row("icl-onnx output, inline (`--no-external-data`)", "icl_inline"),
+    Row("icl-onnx default (external data, page-aligned)", "icl_external"),
+    Row("icl-onnx shared (`share_across_processes=True`)", "icl_external", shared=True),
+)
+
+
+def weight_bytes(path: Path) -> int:
+    """Bytes of all initializers of a model (inline or external), each counted once."""
+    model = onnx.load(str(path), load_external_data=False)
+    return sum(
+        int(np.prod(t.dims, dtype=np.int64))
+        * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        for t in model.graph.initializer
+    )
+
+
+def build_files(name: str, args: argparse.Namespace, folder: Path) -> dict[str, Path]:
+    """Exports one model and writes the four files the rows open."""
+    arch, exporter = name.split("-")
+    module, inputs = build_model(
+        arch, hidden=args.hidden, vocab=args.vocab, layers=args.layers, heads=args.hidden // 64
+    )
+    files = {key: folder / f"{name}.{key}.onnx" for key in ("original_inline", "icl_inline")}
+    files["original_external"] = folder / f"{name}.original_external.onnx"
+    files["icl_external"] = folder / f"{name}.icl_external.onnx"
+    export_onnx(module, files["original_inline"], inputs, dynamo=exporter == "dynamo")
+    save_model(ir.load(files["original_inline"]), files["original_external"], external_data=True)
+    optimize_file(files["original_inline"], files["icl_inline"], external_data=False)
+    # what optimize writes by default above 16 MiB of weights (forced for smaller test runs)
+    optimize_file(files["original_inline"], files["icl_external"], external_data=True)
+    return files
+
+
+def rollup(pid: int) -> dict[str, int]:
+    """``Pss``, ``Pss_Anon`` and ``Pss_File`` of a process, in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Pss", "Pss_Anon", "Pss_File"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def run_workers(request: dict[str, Any], counts: list[int], folder: Path) -> dict[str, Any]:
+    """Starts workers one by one; at each count in ``counts`` sums their PSS."""
+    path = folder / "request.json"
+    path.write_text(json.dumps(request))
+    procs: list[subprocess.Popen] = []
+    reports: list[dict] = []
+    totals: dict[int, dict[str, int]] = {}
+    try:
+        for n in range(1, max(counts) + 1):
+            proc = subprocess.Popen(
+                [sys.executable, str(WORKER), "serve", str(path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            procs.append(proc)
+            line = proc.stdout.readline()
+            if not line:
+                raise SystemExit(f"worker died on {request.get('model')} (exit {proc.wait()})")
+            reports.append(json.loads(line))
+            if n in counts:
+                sums = {"Pss": 0, "Pss_Anon": 0, "Pss_File": 0}
+                for p in procs:
+                    for key, value in rollup(p.pid).items():
+                        sums[key] += value
+                totals[n] = sums
+    finally:
+        for proc in procs:
+            proc.stdin.close()
+            proc.wait()
+    return {"totals": totals, "workers": reports}
+
+
+def latency(files: dict[str, Path], args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """Median prefill and one-token latency of original, icl-onnx default and shared."""
+    request = {
+        "threads": args.threads,
+        "runs": args.latency_runs,
+        "prefill": args.prefill,
+        "sessions": [
+            {"model": str(files["original_inline"])},
+            {"model": str(files["icl_external"])},
+            {"model": str(files["icl_external"]), "shared": True},
+        ],
+    }
+    path = folder / "latency.json"
+    path.write_text(json.dumps(request))
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), "latency", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    medians = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"labels": ["original", "icl-onnx default", "icl-onnx shared"], **medians}
+
+
+def measure_model(name: str, args: argparse.Namespace, baseline: dict, folder: Path) -> dict:
+    files = build_files(name, args, folder)
+    out: dict[str, Any] = {
+        "model": name,
+        "original_weight_bytes": weight_bytes(files["original_inline"]),
+        "unique_weight_bytes": weight_bytes(files["icl_external"]),
+        "rows": [],
+    }
+    for row in ROWS:
+        print(f"{name}: {row.label}", file=sys.stderr, flush=True)
+        request = {
+            "model": str(files[row.file]),
+            "shared": row.shared,
+            "prepacking": row.prepacking,
+            "constant_folding": row.constant_folding,
+            "vocab": args.vocab,
+            "chunk": args.chunk,
+            "threads": args.threads,
+        }
+        measured = run_workers(request, args.workers, folder)
+        first = measured["workers"][0]
+        added = {k: first["after"][k] - first["before"][k] for k in first["after"]}
+        totals = {
+            str(n): {k: v - baseline[n][k] for k, v in sums.items()}
+            for n, sums in measured["totals"].items()
+        }
+        out["rows"].append(
+            {
+                "label": row.label,
+                "single": added,
+                "workload_s": first["workload_s"],
+                "totals": totals,
+            }
+        )
+    # activations (and the runtime's own pages): the shared row's peak minus the weights,
+    # all of them resident after the vocabulary-covering workload
+    out["activation_bytes"] = max(
+        0, out["rows"][-1]["single"]["VmHWM"] - out["unique_weight_bytes"]
+    )
+    out["latency"] = latency(files, args, folder)
+    for path in folder.iterdir():
+        path.unlink()
+    return out
+
+
+def mb(n: float) -> str:
+    return f"{n / 1e6:.0f}"
+
+
+def goals(result: dict, counts: list[int]) -> dict[str, Any]:
+    """The issue's two memory goals for one model, with the numbers they compare."""
+    unique, act = result["unique_weight_bytes"], result["activation_bytes"]
+    by_label = {r["label"]: r for r in result["rows"]}
+    default = by_label[ROWS[4].label]["single"]["VmHWM"]
+    n = max(counts)
+    shared_total = by_label[ROWS[5].label]["totals"][str(n)]["Pss"]
+    original_total = by_label[ROWS[0].label]["totals"][str(n)]["Pss"]
+    return {
+        "single_peak": default,
+        "single_limit": 1.1 * unique + act,
+        "shared_total": shared_total,
+        "shared_limit": 1.25 * unique + n * act,
+        "original_total": original_total,
+        "original_copies": original_total / max(1, result["original_weight_bytes"]),
+    }
+
+
+def to_markdown(results: list[dict], args: argparse.Namespace) -> str:
+    counts = args.workers
+    lines = [
+        "# Processes serving one model: total PSS, private and shared",
+        "",
+        f"Models: hidden {args.hidden} ({args.hidden // 64} heads), vocab {args.vocab}, "
+        f"{args.layers} layers, random weights, tied embeddings. CPU, onnxruntime "
+        f"{ort.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores (shared with other jobs), {args.threads} intra-op threads "
+        "per session. Each worker is a fresh process that opens the session and runs "
+        f"prefill chunks of {args.chunk} tokens covering all {args.vocab} ids, then stays "
+        "alive while the others start. PSS from /proc/PID/smaps_rollup summed over the N "
+        "live workers, minus the same sum for N workers that open no session; private = "
+        "Pss_Anon, shared = Pss_File. 'peak / private / file' = one worker's VmHWM, RssAnon "
+        "and RssFile added by its session and workload. MB = 10^6 bytes. Unique weights = "
+        "the initializers of icl-onnx's output; activations = the shared row's peak minus "
+        "the unique weights (so they include the pages of onnxruntime's code and arenas the "
+        "session touches).",
+        "",
+    ]
+    for result in results:
+        g = goals(result, counts)
+        n = max(counts)
+        lines += [
+            f"## {result['model']}: weights {mb(result['original_weight_bytes'])} MB as "
+            f"exported, {mb(result['unique_weight_bytes'])} MB unique; activations "
+            f"{mb(result['activation_bytes'])} MB",
+            "",
+            "| model as stored, session options | peak / private / file MB (1 process) | "
+            + " | ".join(f"N={c}: total PSS (private + shared) MB" for c in counts)
+            + " |",
+            "|---|---:|" + "---:|" * len(counts),
+        ]
+        for row in result["rows"]:
+            s = row["single"]
+            cells = [
+                f"{mb(t['Pss'])} ({mb(t['Pss_Anon'])} + {mb(t['Pss_File'])})"
+                for t in (row["totals"][str(c)] for c in counts)
+            ]
+            lines.append(
+                f"| {row['label']} | {mb(s['VmHWM'])} / {mb(s['RssAnon'])} / "
+                f"{mb(s['RssFile'])} | " + " | ".join(cells) + " |"
+            )
+        lat = result["latency"]
+        fastest = {k: min(lat[k]) for k in ("prefill", "decode")}
+        ratios = ", ".join(
+            f"{label} {lat['prefill'][i] / fastest['prefill']:.3f} / "
+            f"{lat['decode'][i] / fastest['decode']:.3f}"
+            for i, label in enumerate(lat["labels"])
+        )
+        shared_vs_default = (
+            f"{lat['prefill'][2] / lat['prefill'][1]:.3f} prefill, "
+            f"{lat['decode'][2] / lat['decode'][1]:.3f} decode"
+        )
+        lines += [
+            "",
+            f"- Single process, icl-onnx default: peak {mb(g['single_peak'])} MB; goal "
+            f"≤ 1.1 × unique + activations = {mb(g['single_limit'])} MB: "
+            f"{'met' if g['single_peak'] <= g['single_limit'] else 'NOT met'}.",
+            f"- N={n}, icl-onnx shared: {mb(g['shared_total'])} MB; goal ≤ 1.25 × unique + "
+            f"{n} × activations = {mb(g['shared_limit'])} MB: "
+            f"{'met' if g['shared_total'] <= g['shared_limit'] else 'NOT met'}. The original "
+            f"as exported: {mb(g['original_total'])} MB ({g['original_copies']:.2f} × its "
+            "weights).",
+            f"- Latency, median of {args.latency_runs} alternated runs, prefill "
+            f"{args.prefill} tokens / one token, ratio to the fastest: {ratios}. Shared "
+            f"against icl-onnx default: {shared_vs_default}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], counts: list[int], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 5.5), squeeze=False)
+    width = 0.8 / len(counts)
+    for ax, result in zip(axes[0], results, strict=True):
+        x = np.arange(len(result["rows"]))
+        for j, c in enumerate(counts):
+            private = [r["totals"][str(c)]["Pss_Anon"] / 1e6 for r in result["rows"]]
+            shared = [r["totals"][str(c)]["Pss_File"] / 1e6 for r in result["rows"]]
+            pos = x + (j - (len(counts) - 1) / 2) * width
+            ax.bar(pos, private, width, color=f"C{j}", label=f"N={c} private")
+            ax.bar(pos, shared, width, bottom=private, color=f"C{j}", alpha=0.4, hatch="//")
+        ax.axhline(result["unique_weight_bytes"] / 1e6, color="k", ls=":", lw=1)
+        ax.set_xticks(x, [f"{i + 1}" for i in x])
+        ax.set_title(f"{result['model']} (dotted: unique weights)")
+        ax.set_ylabel("total PSS added, MB (hatched: shared)")
+        ax.set_xlabel("row (see processes.md)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument("--chunk", type=int, default=256, help="prefill tokens per run")
+    parser.add_argument("--prefill", type=int, default=128, help="latency: prefill tokens")
+    parser.add_argument("--latency-runs", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    args.workers = sorted(set(args.workers))
+    with tempfile.TemporaryDirectory(prefix="icl-processes-") as tmp:
+        folder = Path(tmp)
+        print("baseline workers", file=sys.stderr, flush=True)
+        baseline = run_workers({"model": None}, args.workers, folder)["totals"]
+        results = [measure_model(name, args, baseline, folder) for name in args.models]
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = to_markdown(results, args)
+    (args.out / "processes.md").write_text(table)
+    (args.out / "processes.json").write_text(json.dumps(results, indent=2))
+    plot(results, args.workers, args.out / "processes.png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
