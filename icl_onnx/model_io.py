@@ -22,7 +22,7 @@ from pathlib import Path
 import onnx_ir as ir
 
 from icl_onnx import progress
-from icl_onnx.errors import IclUserError
+from icl_onnx.errors import IclArgumentError, IclUserError
 
 __all__ = [
     "load_model",
@@ -181,9 +181,10 @@ def save_model(
         external_data = _wants_external(model)
     inline = _initializer_bytes(model, below=size_threshold_bytes if external_data else None)
     if inline > PROTOBUF_LIMIT_BYTES:
-        raise IclUserError(
-            f"{path}: {inline} bytes of weights do not fit in one ONNX file (2 GiB limit); "
-            "save with external data (drop --no-external-data)"
+        raise IclArgumentError(
+            "external_data",
+            f"is off, but {inline} bytes of weights do not fit in one ONNX file ({path}, "
+            "2 GiB limit); save with external data",
         )
     data_name = f"{path.name}.data" if external_data else None
     if external_data:

@@ -21,7 +21,7 @@ from icl_onnx.check.inputs import load_inputs, make_inputs, save_inputs
 from icl_onnx.check.model_info import read_model_info
 from icl_onnx.check.report import ModelMeasurement
 from icl_onnx.cli import main as cli_main
-from icl_onnx.errors import IclUserError
+from icl_onnx.errors import IclArgumentError, IclUserError
 
 ROOT = Path(__file__).resolve().parents[1]
 V, H = 50, 8
@@ -418,7 +418,7 @@ def test_icl_model_with_scale_1_01_fails_on_logits(cli, tied, tmp_path, capsys):
         (["--rtol", "nope:0.1"], "nope, not an output of the model"),
         (["--error-stat", "p99"], "unknown statistic 'p99'"),
         (["--iterations", "0"], "--iterations must be at least 1"),
-        (["--providers", "tpu"], "execution provider 'tpu' is not available"),
+        (["--providers", "tpu"], "--providers 'tpu' is not available"),
         (["--load-inputs", "missing.npz"], "missing.npz: no such file"),
         (["--save-inputs", "/nonexistent/in.npz"], "--save-inputs /nonexistent/in.npz: cannot"),
     ],
@@ -427,6 +427,22 @@ def test_bad_options_exit_2_with_one_line(cli, tied, scaled, capsys, extra, mess
     assert cli(["check", tied, scaled, *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "argument", "message"),
+    [
+        ({"iterations": 0}, "iterations", "iterations must be at least 1, got 0"),
+        ({"quantile": 2.0}, "quantile", "quantile must be in [0, 1], got 2.0"),
+        ({"atol": {"nope": 0.1}}, "atol", "atol names nope, not an output of the model"),
+        ({"load_inputs_from": "gone.npz"}, "load_inputs_from", "load_inputs_from gone.npz: no"),
+    ],
+)
+def test_library_errors_name_the_argument_not_a_cli_flag(tied, options, argument, message):
+    with pytest.raises(IclArgumentError) as e:
+        check_models(tied, tied, **options)
+    assert e.value.argument == argument and str(e.value).startswith(message)
+    assert "--" not in str(e.value)
 
 
 def test_bad_model_files_exit_2_with_one_line(cli, tied, tmp_path, capsys):

@@ -122,3 +122,33 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("icl-onnx scan:") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["optimize", "m.onnx", "-o", "o.onnx", "--min-elements", "abc"], "invalid int value"),
+        (["scan"], "the following arguments are required: model"),
+        (["export", "folder"], "the following arguments are required: -o/--output"),
+        (["demo", "--arch", "gpt"], "invalid choice: 'gpt'"),
+        (["check", "a.onnx", "--seed", "x"], "invalid int value"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "the following arguments are required: COMMAND"),
+    ],
+)
+def test_every_usage_error_is_one_line_on_stderr_and_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and message in captured.err
+    command = f"icl-onnx {argv[0]}" if argv and argv[0] != "frobnicate" else "icl-onnx"
+    assert captured.err.startswith(f"{command}: ")
+    assert captured.err.endswith(f"(see {command} --help)\n")
+
+
+def test_a_library_argument_error_is_reported_under_the_commands_option(tied, capsys):
+    # check_models raises about its argument `load_inputs_from`; the CLI names --load-inputs.
+    assert main(["check", str(tied), str(tied), "--load-inputs", "gone.npz"]) == 2
+    assert capsys.readouterr().err == "icl-onnx check: --load-inputs gone.npz: no such file\n"

@@ -83,14 +83,45 @@ def _fail(folder: Path, stage: str, error: BaseException) -> int:
     return 3
 
 
-def measure(request: dict[str, Any], folder: Path) -> int:
-    """Measures the model named in ``request``; writes ``outputs.npz`` and ``result.json``."""
+def _read_feeds(folder: Path, count: int) -> list[dict[str, np.ndarray]]:
+    """Reads ``inputs.npz`` (key ``"{set}/{input}"``) into one feed per input set."""
+    feeds: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
     with np.load(folder / "inputs.npz", allow_pickle=False) as data:
-        count = request["iterations"]
-        feeds = [{} for _ in range(count)]
         for key in data.files:
             index, name = key.split("/", 1)
             feeds[int(index)][name] = data[key]
+    return feeds
+
+
+def _profile(request: dict[str, Any], folder: Path, feed: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Runs a profiled session once; returns where nodes ran and the initializer bytes ORT kept."""
+    graph_path = folder / "ort_graph.onnx"
+    options = session_options()
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    options.profile_file_prefix = str(folder / "profile")
+    options.optimized_model_filepath = str(graph_path)
+    options.add_session_config_entry(
+        "session.optimized_model_external_initializers_file_name", "ort_graph.data"
+    )
+    options.add_session_config_entry(
+        "session.optimized_model_external_initializers_min_size_in_bytes", "0"
+    )
+    session = _session(request, options)
+    session.run(None, feed)
+    nodes, counts = node_providers(session.end_profiling())
+    initializer_bytes, initializer_count = _initializer_bytes(graph_path)
+    return {
+        "nodes": nodes,
+        "node_providers": counts,
+        "ort_initializer_bytes": initializer_bytes,
+        "ort_initializer_count": initializer_count,
+    }
+
+
+def measure(request: dict[str, Any], folder: Path) -> int:
+    """Measures the model named in ``request``; writes ``outputs.npz`` and ``result.json``."""
+    feeds = _read_feeds(folder, request["iterations"])
     options = session_options()
     use_gpu = _CUDA in request["providers"]
     gpu = GpuMemoryProbe(int(request.get("device_id", 0))) if use_gpu else None
@@ -123,31 +154,10 @@ def measure(request: dict[str, Any], folder: Path) -> int:
     with open(folder / "outputs.npz", "wb") as f:
         np.savez(f, **outputs)
     del session
-
-    graph_path = folder / "ort_graph.onnx"
-    profiled = session_options()
-    profiled.log_severity_level = 3
-    profiled.enable_profiling = True
-    profiled.profile_file_prefix = str(folder / "profile")
-    profiled.optimized_model_filepath = str(graph_path)
-    profiled.add_session_config_entry(
-        "session.optimized_model_external_initializers_file_name", "ort_graph.data"
-    )
-    profiled.add_session_config_entry(
-        "session.optimized_model_external_initializers_min_size_in_bytes", "0"
-    )
     try:
-        session = _session(request, profiled)
-        session.run(None, feeds[0])
-        profile = session.end_profiling()
+        result.update(_profile(request, folder, feeds[0]))
     except Exception as e:
         return _fail(folder, "profile", e)
-    nodes, counts = node_providers(profile)
-    result["nodes"] = nodes
-    result["node_providers"] = counts
-    result["ort_initializer_bytes"], result["ort_initializer_count"] = _initializer_bytes(
-        graph_path
-    )
     (folder / "result.json").write_text(json.dumps(result))
     return 0
 

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from icl_onnx import progress
 from icl_onnx.check.compare import ERROR_STATS, Tolerance, compare_outputs
-from icl_onnx.check.inputs import describe_inputs, load_inputs, make_inputs, save_inputs
-from icl_onnx.check.measure import run_worker
+from icl_onnx.check.inputs import (
+    InputSet,
+    describe_inputs,
+    load_inputs,
+    make_inputs,
+    save_inputs,
+)
+from icl_onnx.check.measure import OutputSet, run_worker
 from icl_onnx.check.model_info import ModelInfo, read_model_info
 from icl_onnx.check.report import CheckReport, MemoryReport, ModelMeasurement, ParityReport
-from icl_onnx.errors import IclUserError
+from icl_onnx.errors import IclArgumentError, IclUserError
 
 __all__ = ["PROVIDER_ALIASES", "resolve_providers", "check_models", "memory_regressions"]
 
@@ -21,13 +28,14 @@ __all__ = ["PROVIDER_ALIASES", "resolve_providers", "check_models", "memory_regr
 PROVIDER_ALIASES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
 PerOutput = float | str | Mapping[str | None, float | str] | None
+T = TypeVar("T")
 
 
 def resolve_providers(providers: Sequence[str]) -> list[str]:
     """Returns full ORT provider names, checking that this onnxruntime has each.
 
     Raises:
-        IclUserError: a provider is unknown or not available in this onnxruntime build.
+        IclArgumentError: a provider is unknown or not available in this onnxruntime build.
     """
     import onnxruntime as ort
 
@@ -37,31 +45,50 @@ def resolve_providers(providers: Sequence[str]) -> list[str]:
         name = PROVIDER_ALIASES.get(p.lower(), p)
         if name not in available:
             hint = (
-                "; install onnxruntime-gpu (and a CUDA runtime) or use --providers cpu"
+                "; install onnxruntime-gpu (and a CUDA runtime) or use cpu"
                 if name == PROVIDER_ALIASES["cuda"]
                 else ""
             )
-            raise IclUserError(
-                f"execution provider {p!r}{f' ({name})' if name != p else ''} is not available "
-                "in this onnxruntime "
-                f"(available: {', '.join(available)}){hint}"
+            raise IclArgumentError(
+                "providers",
+                f"{p!r}{f' ({name})' if name != p else ''} is not available in this onnxruntime "
+                f"(available: {', '.join(available)}){hint}",
             )
         out.append(name)
     if not out:
-        raise IclUserError("no execution provider given; use --providers cpu")
+        raise IclArgumentError("providers", "is empty; give at least one, e.g. cpu")
     return out
 
 
-def _per_output(value: PerOutput, outputs: Sequence[str], option: str) -> Tolerance:
+def _per_output(value: PerOutput, outputs: Sequence[str], argument: str) -> Tolerance:
     if value is None or isinstance(value, (int, float, str)):
         return Tolerance(value)
     unknown = sorted(k for k in value if k is not None and k not in outputs)
     if unknown:
-        raise IclUserError(
-            f"{option} names {', '.join(unknown)}, not an output of the model "
-            f"(outputs: {', '.join(outputs)})"
+        raise IclArgumentError(
+            argument,
+            f"names {', '.join(unknown)}, not an output of the model "
+            f"(outputs: {', '.join(outputs)})",
         )
     return Tolerance(value.get(None), {k: v for k, v in value.items() if k is not None})
+
+
+def _tolerances(
+    outputs: Sequence[str], atol: PerOutput, rtol: PerOutput, error_stat: PerOutput
+) -> dict[str, Tolerance]:
+    """Returns the per-output ``atol``, ``rtol`` and ``error_stat``, checked against the outputs."""
+    tolerances = {
+        "atol": _per_output(atol, outputs, "atol"),
+        "rtol": _per_output(rtol, outputs, "rtol"),
+        "error_stat": _per_output(error_stat, outputs, "error_stat"),
+    }
+    stats = {tolerances["error_stat"].default, *tolerances["error_stat"].per_output.values()}
+    bad = sorted(str(s) for s in stats - {None, *ERROR_STATS})
+    if bad:
+        raise IclArgumentError(
+            "error_stat", f"{bad[0]!r} is not a statistic; use one of {', '.join(ERROR_STATS)}"
+        )
+    return tolerances
 
 
 def _check_same_interface(a: ModelInfo, b: ModelInfo) -> None:
@@ -164,28 +191,21 @@ def check_models(
         timeout: seconds each worker may take.
 
     Raises:
-        IclUserError: a file is missing or not ONNX, the models' inputs or outputs differ, an
-            option is invalid, or ONNX Runtime cannot load or run a model.
+        IclArgumentError: an argument is invalid (the error names it).
+        IclUserError: a file is missing or not ONNX, the models' inputs or outputs differ, or
+            ONNX Runtime cannot load or run a model.
     """
     if iterations < 1:
-        raise IclUserError(f"--iterations must be at least 1, got {iterations}")
+        raise IclArgumentError("iterations", f"must be at least 1, got {iterations}")
     if not 0.0 <= quantile <= 1.0:
-        raise IclUserError(f"--error-quantile must be in [0, 1], got {quantile}")
+        raise IclArgumentError("quantile", f"must be in [0, 1], got {quantile}")
     full_providers = resolve_providers(providers)
     info_a, info_b = read_model_info(original), read_model_info(optimized)
     _check_same_interface(info_a, info_b)
     names = [t.name for t in info_a.outputs]
-    tolerances = {
-        "atol": _per_output(atol, names, "--atol"),
-        "rtol": _per_output(rtol, names, "--rtol"),
-        "error_stat": _per_output(error_stat, names, "--error-stat"),
-    }
-    stats = {tolerances["error_stat"].default, *tolerances["error_stat"].per_output.values()}
-    bad = sorted(str(s) for s in stats - {None, *ERROR_STATS})
-    if bad:
-        raise IclUserError(f"unknown error statistic {bad[0]}; use one of {', '.join(ERROR_STATS)}")
+    tolerances = _tolerances(names, atol, rtol, error_stat)
     if load_inputs_from is not None:
-        sets = load_inputs(load_inputs_from, info_a)
+        sets = _renamed(load_inputs, "load_inputs_from", load_inputs_from, info_a)
     else:
         sets = make_inputs(
             info_a,
@@ -195,25 +215,10 @@ def check_models(
             seed=seed,
         )
     if save_inputs_to is not None:
-        save_inputs(save_inputs_to, sets)
-    with (
-        tempfile.TemporaryDirectory(prefix="icl-check-") as tmp,
-        progress.task("running models", 2, unit="models") as advance,
-    ):
-        runs = []
-        for label, info in (("original", info_a), ("optimized", info_b)):
-            runs.append(
-                run_worker(
-                    info,
-                    sets,
-                    Path(tmp) / label,
-                    providers=full_providers,
-                    device_id=device_id,
-                    timeout=timeout,
-                )
-            )
-            advance(1)
-    (m_a, out_a), (m_b, out_b) = runs
+        _renamed(save_inputs, "save_inputs_to", save_inputs_to, sets)
+    (m_a, out_a), (m_b, out_b) = _run_workers(
+        [info_a, info_b], sets, providers=full_providers, device_id=device_id, timeout=timeout
+    )
     parity = ParityReport(
         outputs=compare_outputs(
             names, out_a, out_b, quantile=quantile, allow_nonfinite=allow_nonfinite, **tolerances
@@ -237,3 +242,36 @@ def check_models(
         parity=parity,
         memory=memory,
     )
+
+
+def _renamed(function: Callable[..., T], argument: str, path: str | os.PathLike, *rest: Any) -> T:
+    """Calls ``function(path, *rest)``, blaming a bad ``path`` on the caller's ``argument``."""
+    try:
+        return function(path, *rest)
+    except IclArgumentError as e:
+        raise e.for_argument(argument) from e
+
+
+def _run_workers(
+    infos: Sequence[ModelInfo],
+    sets: list[InputSet],
+    *,
+    providers: list[str],
+    device_id: int,
+    timeout: float | None,
+) -> list[tuple[ModelMeasurement, list[OutputSet]]]:
+    """Measures each model in its own worker subprocess, one after the other."""
+    runs = []
+    with (
+        tempfile.TemporaryDirectory(prefix="icl-check-") as tmp,
+        progress.task("running models", len(infos), unit="models") as advance,
+    ):
+        for label, info in zip(("original", "optimized"), infos, strict=True):
+            folder = Path(tmp) / label
+            runs.append(
+                run_worker(
+                    info, sets, folder, providers=providers, device_id=device_id, timeout=timeout
+                )
+            )
+            advance(1)
+    return runs

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from icl_onnx.check.model_info import ModelInfo, TensorInfo
-from icl_onnx.errors import IclUserError
+from icl_onnx.errors import IclArgumentError
 
 __all__ = [
     "DEFAULT_DIM",
@@ -47,28 +47,29 @@ def resolve_shapes(
         input_shapes: shapes given by the user, by input name.
 
     Raises:
-        IclUserError: a shape names no input, has the wrong rank, or contradicts a fixed dim.
+        IclArgumentError: a shape names no input, has the wrong rank, or contradicts a fixed dim.
     """
     by_name = {i.name: i for i in inputs}
     unknown = sorted(set(input_shapes) - set(by_name))
     if unknown:
-        raise IclUserError(
-            f"--input-shape names {', '.join(unknown)}, not an input of the model "
-            f"(inputs: {', '.join(by_name)})"
+        raise IclArgumentError(
+            "input_shapes",
+            f"names {', '.join(unknown)}, not an input of the model (inputs: {', '.join(by_name)})",
         )
     symbols: dict[str, int] = {}
     for name, shape in input_shapes.items():
         declared = by_name[name].shape
         if declared and len(declared) != len(shape):
-            raise IclUserError(
-                f"--input-shape {name}: rank {len(shape)} but the model declares "
-                f"{_fmt_shape(declared)}"
+            raise IclArgumentError(
+                "input_shapes",
+                f"{name}: rank {len(shape)} but the model declares {_fmt_shape(declared)}",
             )
         for want, got in zip(declared, shape, strict=False):
             if isinstance(want, int) and want != got:
-                raise IclUserError(
-                    f"--input-shape {name}: {_fmt_shape(shape)} contradicts the model's "
-                    f"fixed shape {_fmt_shape(declared)}"
+                raise IclArgumentError(
+                    "input_shapes",
+                    f"{name}: {_fmt_shape(shape)} contradicts the model's "
+                    f"fixed shape {_fmt_shape(declared)}",
                 )
             if isinstance(want, str):
                 symbols.setdefault(want, got)
@@ -129,19 +130,22 @@ def make_inputs(
     unless a range is given.
 
     Raises:
-        IclUserError: a range names no input or is empty, or a shape is invalid.
+        IclArgumentError: a range names no input or is empty, or a shape is invalid.
     """
     val_ranges = dict(val_ranges or {})
     names = {i.name for i in info.inputs}
     unknown = sorted(k for k in val_ranges if k is not None and k not in names)
     if unknown:
-        raise IclUserError(
-            f"--val-range names {', '.join(unknown)}, not an input of the model "
-            f"(inputs: {', '.join(sorted(names))})"
+        raise IclArgumentError(
+            "val_ranges",
+            f"names {', '.join(unknown)}, not an input of the model "
+            f"(inputs: {', '.join(sorted(names))})",
         )
     for key, (lo, hi) in val_ranges.items():
         if lo > hi:
-            raise IclUserError(f"--val-range {key or ''}: [{lo},{hi}] is empty; write [lo,hi]")
+            raise IclArgumentError(
+                "val_ranges", f"{key or ''}: [{lo},{hi}] is empty; write [lo,hi]"
+            )
     shapes = resolve_shapes(info.inputs, input_shapes or {})
     rng = np.random.default_rng(seed)
     sets: list[InputSet] = []
@@ -163,7 +167,9 @@ def _random(rng: np.random.Generator, dtype: np.dtype, shape, lo: float, hi: flo
         return rng.integers(lo_i, hi_i, size=shape, endpoint=True, dtype=np.int64).astype(dtype)
     if dtype.kind in "fV" or dtype.name == "bfloat16":
         return rng.uniform(lo, hi, size=shape).astype(dtype)
-    raise IclUserError(f"inputs of type {dtype} are not supported; pass --load-inputs")
+    raise IclArgumentError(
+        "load_inputs_from", f"is needed: inputs of type {dtype} cannot be made at random"
+    )
 
 
 def describe_inputs(
@@ -201,23 +207,23 @@ def save_inputs(path: str | os.PathLike, sets: Sequence[InputSet]) -> None:
         with open(path, "wb") as f:
             np.savez(f, **arrays)
     except OSError as e:
-        raise IclUserError(f"--save-inputs {path}: cannot write ({e.strerror})") from None
+        raise IclArgumentError("path", f"{path}: cannot write ({e.strerror})") from None
 
 
 def load_inputs(path: str | os.PathLike, info: ModelInfo) -> list[InputSet]:
     """Loads input sets written by ``save_inputs`` (or any npz keyed by input name).
 
     Raises:
-        IclUserError: the file is missing or unreadable, lacks an input, or a dtype or rank
+        IclArgumentError: the file is missing or unreadable, lacks an input, or a dtype or rank
             does not match the model.
     """
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
-        raise IclUserError(f"--load-inputs {path}: no such file") from None
+        raise IclArgumentError("path", f"{path}: no such file") from None
     except Exception as e:
-        raise IclUserError(f"--load-inputs {path}: not an .npz file ({e})") from None
+        raise IclArgumentError("path", f"{path}: not an .npz file ({e})") from None
     names = [t.name for t in info.inputs]
     if all("/" in k and k.split("/", 1)[0].isdigit() for k in arrays) and arrays:
         count = 1 + max(int(k.split("/", 1)[0]) for k in arrays)
@@ -230,21 +236,23 @@ def load_inputs(path: str | os.PathLike, info: ModelInfo) -> list[InputSet]:
     for i, feed in enumerate(sets):
         missing = [n for n in names if n not in feed]
         if missing:
-            raise IclUserError(
-                f"--load-inputs {path}: set {i} lacks {', '.join(missing)} "
-                f"(has {', '.join(sorted(feed)) or 'nothing'})"
+            raise IclArgumentError(
+                "path",
+                f"{path}: set {i} lacks {', '.join(missing)} "
+                f"(has {', '.join(sorted(feed)) or 'nothing'})",
             )
         for tensor in info.inputs:
             value = feed[tensor.name]
             if value.dtype != tensor.dtype:
-                raise IclUserError(
-                    f"--load-inputs {path}: {tensor.name} is {value.dtype}, the model wants "
-                    f"{tensor.dtype}"
+                raise IclArgumentError(
+                    "path",
+                    f"{path}: {tensor.name} is {value.dtype}, the model wants {tensor.dtype}",
                 )
             if tensor.shape and len(tensor.shape) != value.ndim:
-                raise IclUserError(
-                    f"--load-inputs {path}: {tensor.name} has rank {value.ndim}, the model "
-                    f"wants {_fmt_shape(tensor.shape)}"
+                raise IclArgumentError(
+                    "path",
+                    f"{path}: {tensor.name} has rank {value.ndim}, the model "
+                    f"wants {_fmt_shape(tensor.shape)}",
                 )
         sets[i] = {n: feed[n] for n in names}
     return sets

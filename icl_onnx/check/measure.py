@@ -12,15 +12,16 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from icl_onnx.check.model_info import ModelInfo
 from icl_onnx.check.profile import ICL_OPS
 from icl_onnx.check.report import ModelMeasurement, NodePlacement
-from icl_onnx.errors import IclUserError
+from icl_onnx.errors import IclArgumentError, IclUserError
 
-__all__ = ["run_worker"]
+__all__ = ["OutputSet", "run_worker"]
 
 OutputSet = dict[str, np.ndarray]
 
@@ -45,9 +46,23 @@ def run_worker(
         timeout: seconds before the worker is killed; None waits.
 
     Raises:
+        IclArgumentError: the worker ran past ``timeout``.
         IclUserError: ONNX Runtime could not create the session or run it, or the worker died.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    _write_request(folder, info, input_sets, providers, device_id)
+    result = _run(folder, info, timeout)
+    return _measurement(info, result, providers[0]), _read_outputs(folder, len(input_sets))
+
+
+def _write_request(
+    folder: Path,
+    info: ModelInfo,
+    input_sets: Sequence[dict[str, np.ndarray]],
+    providers: Sequence[str],
+    device_id: int,
+) -> None:
+    """Writes ``inputs.npz`` (key ``"{set}/{input}"``) and ``request.json`` for the worker."""
     with open(folder / "inputs.npz", "wb") as f:
         np.savez(f, **{f"{i}/{k}": v for i, feed in enumerate(input_sets) for k, v in feed.items()})
     request = {
@@ -57,6 +72,10 @@ def run_worker(
         "iterations": len(input_sets),
     }
     (folder / "request.json").write_text(json.dumps(request))
+
+
+def _run(folder: Path, info: ModelInfo, timeout: float | None) -> dict[str, Any]:
+    """Runs the worker on ``folder``'s request and returns its ``result.json``."""
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "icl_onnx.check._worker", str(folder / "request.json")],
@@ -66,8 +85,8 @@ def run_worker(
             env=dict(os.environ),
         )
     except subprocess.TimeoutExpired:
-        raise IclUserError(
-            f"{info.path}: the check worker ran past {timeout:g} s; raise --timeout"
+        raise IclArgumentError(
+            "timeout", f"of {timeout:g} s is too short: the check worker of {info.path} ran past it"
         ) from None
     result_path = folder / "result.json"
     if not result_path.is_file():
@@ -83,18 +102,27 @@ def run_worker(
             "profile": "could not profile it",
         }[result["stage"]]
         raise IclUserError(f"{info.path}: ONNX Runtime {stage}: {result['error']}")
-    outputs: list[OutputSet] = [{} for _ in input_sets]
+    return result
+
+
+def _read_outputs(folder: Path, count: int) -> list[OutputSet]:
+    """Reads the worker's ``outputs.npz`` back into one mapping per input set."""
+    outputs: list[OutputSet] = [{} for _ in range(count)]
     with np.load(folder / "outputs.npz", allow_pickle=False) as data:
         for key in data.files:
             index, name = key.split("/", 1)
             outputs[int(index)][name] = data[key]
-    intended = providers[0]
+    return outputs
+
+
+def _measurement(info: ModelInfo, result: dict[str, Any], intended: str) -> ModelMeasurement:
+    """Returns the worker's readings as a :class:`ModelMeasurement`."""
     placements = [
         NodePlacement(node=name, op_type=op, provider=provider, intended=intended)
         for name, (op, provider) in sorted(result["nodes"].items())
         if op in ICL_OPS
     ]
-    measurement = ModelMeasurement(
+    return ModelMeasurement(
         path=str(info.path),
         file_bytes=info.file_bytes,
         ort_initializer_bytes=result["ort_initializer_bytes"],
@@ -111,4 +139,3 @@ def run_worker(
         placements=placements,
         node_providers=result["node_providers"],
     )
-    return measurement, outputs

@@ -14,8 +14,14 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from icl_onnx.check import ERROR_STATS, CheckReport, check_models
-from icl_onnx.check.options import (
+from icl_onnx.check import (
+    ERROR_STATS,
+    CheckReport,
+    ModelMeasurement,
+    NodePlacement,
+    check_models,
+)
+from icl_onnx.cli._check_options import (
     parse_per_output,
     parse_providers,
     parse_ranges,
@@ -28,6 +34,16 @@ from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
 
 __all__ = ["add_parser", "run", "render"]
+
+
+#: Options of ``check`` that set a ``check_models`` argument of another name.
+FLAGS = {
+    "input_shapes": "--input-shape",
+    "val_ranges": "--val-range",
+    "load_inputs_from": "--load-inputs",
+    "save_inputs_to": "--save-inputs",
+    "quantile": "--error-quantile",
+}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -45,7 +61,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("optimized", help="the optimized .onnx model")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_quiet_argument(p)
-    g = p.add_argument_group("inputs")
+    _add_input_options(p.add_argument_group("inputs"))
+    _add_comparison_options(p.add_argument_group("comparison"))
+    _add_memory_options(p.add_argument_group("providers and memory"))
+    return p
+
+
+def _add_input_options(g: argparse._ArgumentGroup) -> None:
     g.add_argument(
         "--input-shape",
         action="append",
@@ -71,13 +93,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="number of random input sets (default 1)",
     )
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    c = p.add_argument_group("comparison")
+
+
+def _add_comparison_options(c: argparse._ArgumentGroup) -> None:
     c.add_argument(
         "--atol",
         action="append",
         default=[],
         metavar="[NAME:]VALUE",
-        help="absolute tolerance (default by dtype: float32 1e-5, float16 1e-3)",
+        help="absolute tolerance (default by dtype: float32 1e-5, float16 1e-3); an element "
+        "passes when its absolute error is within atol or its relative error within rtol",
     )
     c.add_argument(
         "--rtol",
@@ -105,7 +130,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="compare NaN/Inf by position instead of failing on them",
     )
-    r = p.add_argument_group("providers and memory")
+
+
+def _add_memory_options(r: argparse._ArgumentGroup) -> None:
     r.add_argument(
         "--providers",
         default="cpu",
@@ -135,12 +162,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="kill a model's worker after this long",
     )
-
-    def one_line_error(message: str) -> None:
-        p.exit(2, f"icl-onnx check: {message} (see icl-onnx check --help)\n")
-
-    p.error = one_line_error  # type: ignore[method-assign]
-    return p
 
 
 def _stat(value: str) -> str:
@@ -198,6 +219,18 @@ def _change(a: float | None, b: float | None) -> str:
 def render(report: CheckReport) -> None:
     """Prints the report as rich tables: parity, memory and time, ICL node placement, verdict."""
     console = make_console()
+    console.print(_parity_table(report))
+    for o in report.parity.outputs:
+        if not o.passed:
+            console.print(f"  {escape(o.name)}: {escape(o.reason)}")
+    console.print(_memory_table(report.memory.original, report.memory.optimized))
+    placements = report.memory.original.placements + report.memory.optimized.placements
+    if placements:
+        console.print(_placement_table(placements))
+    console.print(_verdict(report))
+
+
+def _parity_table(report: CheckReport) -> Table:
     parity = Table(
         title=f"Parity over {report.parity.iterations} input set(s), "
         f"seed {report.seed}, {', '.join(report.providers)}"
@@ -228,12 +261,10 @@ def render(report: CheckReport) -> None:
             f"{o.nonfinite_original} / {o.nonfinite_optimized}",
             "[green]pass[/]" if o.passed else "[red]FAIL[/]",
         )
-    console.print(parity)
-    for o in report.parity.outputs:
-        if not o.passed:
-            console.print(f"  {escape(o.name)}: {escape(o.reason)}")
+    return parity
 
-    a, b = report.memory.original, report.memory.optimized
+
+def _memory_table(a: ModelMeasurement, b: ModelMeasurement) -> Table:
     memory = Table(title="Memory and time (each model in a fresh subprocess)")
     for col in ("measure", "original", "optimized", "change"):
         memory.add_column(col)
@@ -259,21 +290,22 @@ def render(report: CheckReport) -> None:
         f"{b.median_run_seconds * 1e3:,.2f} ms",
         _change(a.median_run_seconds, b.median_run_seconds),
     )
-    console.print(memory)
+    return memory
 
-    placements = a.placements + b.placements
-    if placements:
-        nodes = Table(title="ICL nodes (from the ORT profile)")
-        for col in ("node", "op", "ran on", "intended"):
-            nodes.add_column(col)
-        for pl in placements:
-            ran = pl.provider if pl.ok else f"[red]{pl.provider}[/]"
-            nodes.add_row(escape(pl.node), pl.op_type, ran, pl.intended)
-        console.print(nodes)
 
+def _placement_table(placements: list[NodePlacement]) -> Table:
+    nodes = Table(title="ICL nodes (from the ORT profile)")
+    for col in ("node", "op", "ran on", "intended"):
+        nodes.add_column(col)
+    for pl in placements:
+        ran = pl.provider if pl.ok else f"[red]{pl.provider}[/]"
+        nodes.add_row(escape(pl.node), pl.op_type, ran, pl.intended)
+    return nodes
+
+
+def _verdict(report: CheckReport) -> str:
     if report.passed:
-        console.print("[bold green]PASS[/]: outputs within tolerance, no memory regression")
-        return
+        return "[bold green]PASS[/]: outputs within tolerance, no memory regression"
     reasons = []
     if not report.parity.passed:
         reasons.append("outputs outside tolerance: " + ", ".join(report.parity.failed_outputs))
@@ -283,4 +315,4 @@ def render(report: CheckReport) -> None:
             "ICL nodes off the intended provider: "
             + ", ".join(p.node for p in report.memory.misplaced)
         )
-    console.print("[bold red]FAIL[/]: " + escape("; ".join(reasons)))
+    return "[bold red]FAIL[/]: " + escape("; ".join(reasons))
