@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from icl_onnx.errors import IclUserError
+from icl_onnx.errors import IclArgumentError, IclUserError
 
 __all__ = ["TASKS", "infer_task", "load_folder", "example_inputs"]
 
@@ -43,18 +43,23 @@ def infer_task(config: Any) -> str:
     """Returns the task of a config's first architecture (``BertForMaskedLM`` -> ``masked-lm``).
 
     Raises:
-        IclUserError: the config names no architecture, or one no task covers.
+        IclArgumentError: (about ``task``) the config names no architecture, or one no task
+            covers: the task must be given.
     """
     architectures = getattr(config, "architectures", None) or []
     if not architectures:
-        raise IclUserError(f"config.json names no architecture; pass --task ({', '.join(TASKS)})")
+        raise IclArgumentError(
+            "task", f"is needed: config.json names no architecture (tasks: {', '.join(TASKS)})"
+        )
     arch = architectures[0]
     for suffix, task in _SUFFIXES:
         if arch.endswith(suffix):
             if task == "seq2seq-lm" and not getattr(config, "is_encoder_decoder", False):
                 continue
             return task
-    raise IclUserError(f"cannot tell the task of {arch}; pass --task ({', '.join(TASKS)})")
+    raise IclArgumentError(
+        "task", f"is needed: cannot tell the task of {arch} (tasks: {', '.join(TASKS)})"
+    )
 
 
 def _check_folder(folder: Path) -> None:
@@ -92,7 +97,7 @@ def load_folder(folder: str | os.PathLike, task: str | None = None) -> tuple[Any
         raise IclUserError(f"{folder}/config.json: {_first_line(e)}") from e
     task = task or infer_task(config)
     if task not in TASKS:
-        raise IclUserError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+        raise IclArgumentError("task", f"{task!r} is unknown; choose from {', '.join(TASKS)}")
     auto = getattr(transformers, TASKS[task])
     try:
         model = auto.from_pretrained(folder, config=config, local_files_only=True)

@@ -226,43 +226,50 @@ def export_onnx(
     input_names = [n for n, v in kwargs.items() if isinstance(v, torch.Tensor)]
     with torch.no_grad():
         outputs = list(flatten_outputs(module(**kwargs)))
-    output_names = [name for name, _ in outputs]
     axes = default_dynamic_axes(kwargs) if dynamic_axes is None else dict(dynamic_axes)
     if external_data is None:
         external_data = _weight_bytes(module) > EXTERNAL_DATA_THRESHOLD
-    common: dict[str, Any] = {
-        "kwargs": kwargs,
+    options: dict[str, Any] = {
         "input_names": input_names,
-        "output_names": output_names,
+        "output_names": [name for name, _ in outputs],
         "opset_version": opset_version,
         "dynamo": dynamo,
         "verbose": False,
     }
     if dynamo:
-        common.update(
+        options.update(
             dynamic_shapes=_dynamic_shapes(axes, list(kwargs)) if axes else None,
             external_data=external_data,
             optimize=optimize,
         )
     else:
         all_axes = {**axes, **_output_axes(outputs, kwargs, axes)} if axes else None
-        common.update(dynamic_axes=all_axes, do_constant_folding=True)
+        options.update(dynamic_axes=all_axes, do_constant_folding=True)
     start = time.perf_counter()
     with _quiet(quiet), torch.no_grad():
-        if dynamo:
-            torch.onnx.export(module, (), os.fspath(path), **common)
-        else:
-            common.pop("kwargs")
-            args = tuple(kwargs[n] for n in input_names)
-            with _only_these_inputs(module, input_names):
-                torch.onnx.export(module, args, os.fspath(path), **common)
+        _call_exporter(module, path, kwargs, options)
     seconds = time.perf_counter() - start
     data_file = path.with_name(path.name + ".data")
     return ExportInfo(
         path=path,
         exporter="dynamo" if dynamo else "torchscript",
         input_names=tuple(input_names),
-        output_names=tuple(output_names),
+        output_names=tuple(options["output_names"]),
         external_data=data_file.exists() or external_data,
         seconds=seconds,
     )
+
+
+def _call_exporter(
+    module: Any, path: Path, kwargs: Mapping[str, Any], options: dict[str, Any]
+) -> None:
+    """Calls ``torch.onnx.export``: dynamo takes keyword inputs, TorchScript positional ones."""
+    import torch
+
+    if options["dynamo"]:
+        torch.onnx.export(module, (), os.fspath(path), kwargs=dict(kwargs), **options)
+        return
+    names = options["input_names"]
+    args = tuple(kwargs[n] for n in names)
+    with _only_these_inputs(module, names):
+        torch.onnx.export(module, args, os.fspath(path), **options)

@@ -1,8 +1,8 @@
 """Output comparison: absolute and relative error, an error statistic, NaN/Inf detection.
 
-An element (or a statistic, for the non-elementwise modes) passes when its absolute error is at
-most ``atol`` **or** its relative error is at most ``rtol`` (Polygraphy's rule). The relative
-error divides by ``|original|``; it is infinite where the original is 0 and the optimized is not.
+An element (or a statistic, for the non-elementwise modes) passes by the rule of
+:mod:`icl_onnx.tolerance`: absolute error at most ``atol`` **or** relative error (against the
+original) at most ``rtol``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from icl_onnx.check.report import OutputError
+from icl_onnx.tolerance import errors, within_tolerance
 
 __all__ = ["ERROR_STATS", "DEFAULT_TOLERANCES", "Tolerance", "default_tolerance", "compare_outputs"]
 
@@ -103,56 +104,62 @@ def _fill(
     a = np.concatenate([x.reshape(-1) for x in ref]).astype(np.float64)
     b = np.concatenate([x.reshape(-1) for x in got]).astype(np.float64)
     r.elements = int(a.size)
-    bad_a, bad_b = ~np.isfinite(a), ~np.isfinite(b)
-    r.nonfinite_original, r.nonfinite_optimized = int(bad_a.sum()), int(bad_b.sum())
-    reasons = []
-    if r.nonfinite_original or r.nonfinite_optimized:
-        same = np.array_equal(bad_a, bad_b) and np.array_equal(a[bad_a], b[bad_b], equal_nan=True)
-        if not allow_nonfinite:
-            reasons.append(
-                f"NaN/Inf: {r.nonfinite_original} in the original, "
-                f"{r.nonfinite_optimized} in the optimized"
-            )
-        elif not same:
-            reasons.append("NaN/Inf at different places in the two outputs")
-    finite = ~(bad_a | bad_b)
-    a, b = a[finite], b[finite]
-    absdiff = np.abs(a - b)
-    denom = np.abs(a)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        reldiff = np.where(absdiff == 0, 0.0, absdiff / denom)
+    reasons = _nonfinite(r, a, b, allow_nonfinite)
+    finite = np.isfinite(a) & np.isfinite(b)
+    absdiff, reldiff = errors(a[finite], b[finite])
     if absdiff.size:
         r.max_abs, r.max_rel = float(absdiff.max()), float(reldiff.max())
         r.mean_abs = float(absdiff.mean())
-    failing = (absdiff > r.atol) & (reldiff > r.rtol)
-    r.mismatches = int(failing.sum())
+    r.mismatches = int((~within_tolerance(absdiff, reldiff, r.atol, r.rtol)).sum())
     if r.error_stat == "elementwise":
-        r.stat_abs, r.stat_rel = r.max_abs, r.max_rel
-        # The smallest atol passing with this rtol covers every element outside rtol; likewise.
-        r.passing_atol = float(absdiff[reldiff > r.rtol].max(initial=0.0))
-        r.passing_rtol = float(reldiff[absdiff > r.atol].max(initial=0.0))
-        stat_failed = r.mismatches > 0
+        reasons += _elementwise(r, absdiff, reldiff)
     else:
-        r.stat_abs, r.stat_rel = (
-            _stat(absdiff, r.error_stat, r.quantile),
-            _stat(reldiff, r.error_stat, r.quantile),
-        )
-        r.passing_atol = 0.0 if r.stat_rel <= r.rtol else r.stat_abs
-        r.passing_rtol = 0.0 if r.stat_abs <= r.atol else r.stat_rel
-        stat_failed = r.stat_abs > r.atol and r.stat_rel > r.rtol
-    if stat_failed:
-        if r.error_stat == "elementwise":
-            reasons.append(
-                f"{r.mismatches} of {r.elements} elements outside atol={r.atol:g}/rtol={r.rtol:g} "
-                f"(max abs {r.max_abs:.3g}, max rel {r.max_rel:.3g})"
-            )
-        else:
-            reasons.append(
-                f"{r.error_stat} error abs {r.stat_abs:.3g} > atol={r.atol:g} and "
-                f"rel {r.stat_rel:.3g} > rtol={r.rtol:g}"
-            )
+        reasons += _statistic(r, absdiff, reldiff)
     r.passed = not reasons
     r.reason = "; ".join(reasons)
+
+
+def _nonfinite(r: OutputError, a: np.ndarray, b: np.ndarray, allow_nonfinite: bool) -> list[str]:
+    """Counts NaN/Inf in both outputs; returns why they fail the output, if they do."""
+    bad_a, bad_b = ~np.isfinite(a), ~np.isfinite(b)
+    r.nonfinite_original, r.nonfinite_optimized = int(bad_a.sum()), int(bad_b.sum())
+    if not (r.nonfinite_original or r.nonfinite_optimized):
+        return []
+    if not allow_nonfinite:
+        return [
+            f"NaN/Inf: {r.nonfinite_original} in the original, "
+            f"{r.nonfinite_optimized} in the optimized"
+        ]
+    same = np.array_equal(bad_a, bad_b) and np.array_equal(a[bad_a], b[bad_b], equal_nan=True)
+    return [] if same else ["NaN/Inf at different places in the two outputs"]
+
+
+def _elementwise(r: OutputError, absdiff: np.ndarray, reldiff: np.ndarray) -> list[str]:
+    """Every element must pass; returns the failure, if any."""
+    r.stat_abs, r.stat_rel = r.max_abs, r.max_rel
+    # The smallest atol passing with this rtol covers every element outside rtol; likewise.
+    r.passing_atol = float(absdiff[reldiff > r.rtol].max(initial=0.0))
+    r.passing_rtol = float(reldiff[absdiff > r.atol].max(initial=0.0))
+    if not r.mismatches:
+        return []
+    return [
+        f"{r.mismatches} of {r.elements} elements outside atol={r.atol:g}/rtol={r.rtol:g} "
+        f"(max abs {r.max_abs:.3g}, max rel {r.max_rel:.3g})"
+    ]
+
+
+def _statistic(r: OutputError, absdiff: np.ndarray, reldiff: np.ndarray) -> list[str]:
+    """The error statistic must pass; returns the failure, if any."""
+    r.stat_abs = _stat(absdiff, r.error_stat, r.quantile)
+    r.stat_rel = _stat(reldiff, r.error_stat, r.quantile)
+    r.passing_atol = 0.0 if r.stat_rel <= r.rtol else r.stat_abs
+    r.passing_rtol = 0.0 if r.stat_abs <= r.atol else r.stat_rel
+    if within_tolerance(np.float64(r.stat_abs), np.float64(r.stat_rel), r.atol, r.rtol):
+        return []
+    return [
+        f"{r.error_stat} error abs {r.stat_abs:.3g} > atol={r.atol:g} and "
+        f"rel {r.stat_rel:.3g} > rtol={r.rtol:g}"
+    ]
 
 
 def _stat(values: np.ndarray, stat: str, quantile: float) -> float:

@@ -7,6 +7,9 @@ import argparse
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.hf_folder import TASKS
 
+#: Options of ``export`` that set a library argument of another name.
+FLAGS = {"path": "--output", "opset_version": "--opset"}
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Registers the ``export`` subcommand."""
@@ -41,8 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Exports, optimizes and verifies; exit 0, 1 when outputs differ, 2 on bad input."""
     from icl_onnx.cli._format import human_bytes, print_plan
-    from icl_onnx.export import export
     from icl_onnx.hf_folder import example_inputs, load_folder
+    from icl_onnx.verified_export import export
 
     with cli_progress(args.quiet):
         model, task = load_folder(args.folder, args.task)

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from icl_onnx.errors import IclUserError
+from icl_onnx.errors import IclArgumentError, IclUserError
 from icl_onnx.pipeline import OptimizeResult, optimize_file
+from icl_onnx.tolerance import errors, within_tolerance
 from icl_onnx.torch_export import ExportInfo, export_onnx, flatten_outputs
 
 __all__ = ["ExportMismatchError", "ExportResult", "OutputMatch", "export"]
@@ -42,7 +43,7 @@ class OutputMatch:
     Attributes:
         name: the graph output.
         max_abs_error: the largest ``|onnx - torch|``.
-        ok: every element within ``atol + rtol * |torch|``.
+        ok: every element within tolerance (:mod:`icl_onnx.tolerance`) and finite.
     """
 
     name: str
@@ -126,9 +127,10 @@ def _compare(
         if a.shape != b.shape:
             matches.append(OutputMatch(name, float("inf"), False))
             continue
-        err = np.abs(a.astype(np.float64) - b.astype(np.float64))
-        ok = bool(np.all(err <= atol + rtol * np.abs(b))) and bool(np.isfinite(a).all())
-        matches.append(OutputMatch(name, float(err.max()) if err.size else 0.0, ok))
+        absolute, relative = errors(b, a)
+        ok = bool(within_tolerance(absolute, relative, atol, rtol).all())
+        ok = ok and bool(np.isfinite(a).all())
+        matches.append(OutputMatch(name, float(absolute.max()) if absolute.size else 0.0, ok))
     return matches
 
 
@@ -162,7 +164,9 @@ def export(
         dynamic_axes: ``{input: {axis: label}}``; batch and sequence axes if None.
         opset_version: ONNX opset; the exporter's default if None.
         atol: absolute tolerance of the output check.
-        rtol: relative tolerance of the output check (``|err| <= atol + rtol * |torch|``).
+        rtol: relative tolerance of the output check. An element passes when its absolute
+            error is at most ``atol`` or its relative error at most ``rtol``
+            (:mod:`icl_onnx.tolerance`, the rule of ``check``).
         keep_original: also keep the exporter's file (before sharing) at this path.
 
     Returns:
@@ -171,6 +175,7 @@ def export(
     Raises:
         ExportMismatchError: outputs differ beyond the tolerance; the message says whether
             the exporter or the sharing changed them. Nothing is left at ``path``.
+        IclArgumentError: ``path`` is a folder, or ``keep_original`` cannot be kept.
         IclUserError: the inputs do not fit the model or a file cannot be written.
     """
     import torch
@@ -179,42 +184,23 @@ def export(
     inputs = _bind_inputs(model, args, kwargs)
     path = Path(path)
     if path.is_dir():
-        raise IclUserError(f"output {path} is a folder; give a file name")
+        raise IclArgumentError("path", f"{path} is a folder; give a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        outputs = list(flatten_outputs(model(**inputs)))
+        want = [tensor for _, tensor in flatten_outputs(model(**inputs))]
     options = {"dynamic_axes": dynamic_axes, "opset_version": opset_version}
     work = Path(tempfile.mkdtemp(prefix=".icl-export.", dir=path.parent))
     try:
         raw = work / path.name
         info, reason = _export_raw(model, raw, inputs, dynamo, fallback, **options)
-        if len(info.output_names) != len(outputs):
-            raise IclUserError(
-                f"expected {len(outputs)} outputs, the export has {info.output_names}"
-            )
+        if len(info.output_names) != len(want):
+            raise IclUserError(f"expected {len(want)} outputs, the export has {info.output_names}")
         result = optimize_file(raw, path)
-        want = [tensor for _, tensor in outputs]
-        matches = _compare(
-            info.output_names, _run_onnx(path, inputs, info.input_names), want, atol, rtol
-        )
+        matches = _verify(path, info, inputs, want, atol, rtol)
         if not all(m.ok for m in matches):
-            raw_ok = all(
-                m.ok
-                for m in _compare(
-                    info.output_names, _run_onnx(raw, inputs, info.input_names), want, atol, rtol
-                )
-            )
             for f in result.files:
                 f.unlink(missing_ok=True)
-            culprit = (
-                "the ICL rewrite changed them"
-                if raw_ok
-                else f"the {info.exporter} export already differs"
-            )
-            raise ExportMismatchError(
-                f"ONNX outputs differ from PyTorch's ({_describe(matches)}; {culprit}); "
-                "raise atol/rtol if the difference is acceptable"
-            )
+            raise _mismatch(raw, info, inputs, want, matches, atol, rtol)
         if keep_original is not None:
             _move_model(raw, Path(keep_original))
         return ExportResult(path, result.files, info.exporter, reason, info, result, matches)
@@ -222,10 +208,45 @@ def export(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _verify(
+    path: Path,
+    info: ExportInfo,
+    inputs: Mapping[str, Any],
+    want: Sequence[Any],
+    atol: float,
+    rtol: float,
+) -> list[OutputMatch]:
+    """Compares the ONNX model at ``path`` with PyTorch's outputs ``want``."""
+    got = _run_onnx(path, inputs, info.input_names)
+    return _compare(info.output_names, got, want, atol, rtol)
+
+
+def _mismatch(
+    raw: Path,
+    info: ExportInfo,
+    inputs: Mapping[str, Any],
+    want: Sequence[Any],
+    matches: Sequence[OutputMatch],
+    atol: float,
+    rtol: float,
+) -> ExportMismatchError:
+    """Returns the error for outputs that differ, blaming the exporter or the ICL rewrite."""
+    raw_ok = all(m.ok for m in _verify(raw, info, inputs, want, atol, rtol))
+    culprit = (
+        "the ICL rewrite changed them" if raw_ok else f"the {info.exporter} export already differs"
+    )
+    return ExportMismatchError(
+        f"ONNX outputs differ from PyTorch's ({_describe(matches)}; {culprit}); "
+        "raise atol/rtol if the difference is acceptable"
+    )
+
+
 def _move_model(src: Path, dst: Path) -> None:
     """Moves an ONNX file and its ``.data`` file (if any) to ``dst``."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     data = src.with_name(src.name + ".data")
     if data.exists():
-        raise IclUserError("keep_original does not support external data; the model is > 2 GB")
+        raise IclArgumentError(
+            "keep_original", "cannot keep an export with external data (a model over 2 GB)"
+        )
     shutil.move(src, dst)
