@@ -39,11 +39,11 @@ import icl_onnx
 from icl_onnx.check.measure import run_worker
 from icl_onnx.check.model_info import read_model_info
 from icl_onnx.errors import IclUserError
-from icl_onnx.models import ARCHITECTURES, build_model
 from icl_onnx.torch_export import export_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _tool_passes import TOOLS  # noqa: E402
+from model_zoo import ARCHITECTURES, build_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 EXPORTERS = {"torchscript": False, "dynamo": True}

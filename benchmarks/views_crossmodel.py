@@ -120,8 +120,8 @@ def measure_views(tmp: Path) -> dict:
 def export_encoder_decoder(folder: Path, hidden: int) -> list[Path]:
     """Exports BART's encoder and its decoder + LM head as two files (TorchScript exporter)."""
     import torch
+    from model_zoo import build_model
 
-    from icl_onnx.models import build_model
     from icl_onnx.torch_export import export_onnx
 
     module, inputs = build_model("bart", hidden=hidden, heads=max(1, hidden // 64))

@@ -1,4 +1,7 @@
-"""Small random-weight Hugging Face models built from config classes only (never from a hub).
+"""The demo's random-weight Hugging Face models, built from config classes only (never a hub).
+
+BERT masked-LM and a Llama-style causal LM with tied embeddings (``icl-onnx demo --arch``); the
+benchmarks add more architectures on top (``benchmarks/model_zoo.py``).
 
 Each builder returns a :class:`BuiltModel`, ``(module, inputs)``: a ``torch.nn.Module`` in eval
 mode and a dict of example inputs keyed by the ``forward`` argument names. The defaults
@@ -19,8 +22,8 @@ __all__ = [
     "build_model",
     "bert_mlm",
     "llama_tied_lm",
-    "bart_seq2seq",
-    "vit_classifier",
+    "finish",
+    "token_inputs",
 ]
 
 
@@ -31,9 +34,10 @@ class BuiltModel(NamedTuple):
     inputs: dict[str, Any]
 
 
-def _token_inputs(
+def token_inputs(
     vocab: int, batch: int, seq: int, prefix: str = "", mask: bool = True
 ) -> dict[str, Any]:
+    """Returns seeded ``{prefix}input_ids`` (and an all-ones ``{prefix}attention_mask``)."""
     import torch
 
     generator = torch.Generator().manual_seed(1234 + len(prefix))
@@ -43,7 +47,8 @@ def _token_inputs(
     return out
 
 
-def _finish(module: Any) -> Any:
+def finish(module: Any) -> Any:
+    """Puts ``module`` in eval mode with its parameters frozen; returns it."""
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
@@ -83,8 +88,8 @@ def bert_mlm(
         attn_implementation="eager",
     )
     torch.manual_seed(seed)
-    module = _finish(transformers.BertForMaskedLM(config))
-    return BuiltModel(module, _token_inputs(vocab, batch, seq))
+    module = finish(transformers.BertForMaskedLM(config))
+    return BuiltModel(module, token_inputs(vocab, batch, seq))
 
 
 def llama_tied_lm(
@@ -123,101 +128,14 @@ def llama_tied_lm(
         attn_implementation="eager",
     )
     torch.manual_seed(seed)
-    module = _finish(transformers.LlamaForCausalLM(config))
-    return BuiltModel(module, _token_inputs(vocab, batch, seq))
+    module = finish(transformers.LlamaForCausalLM(config))
+    return BuiltModel(module, token_inputs(vocab, batch, seq))
 
 
-def bart_seq2seq(
-    hidden: int = 768,
-    vocab: int = 30000,
-    layers: int = 2,
-    heads: int = 12,
-    batch: int = 2,
-    seq: int = 16,
-    seed: int = 0,
-) -> BuiltModel:
-    """BART ``ForConditionalGeneration``: encoder, decoder and LM head share one embedding.
-
-    Args:
-        hidden: model size (a multiple of ``heads``).
-        vocab: vocabulary size.
-        layers: encoder layers and decoder layers (each).
-        heads: attention heads.
-        batch: batch size of the example inputs.
-        seq: encoder sequence length; the decoder sequence is ``seq // 2 + 1``.
-        seed: torch seed for the random weights.
-    """
-    import torch
-    import transformers
-
-    config = transformers.BartConfig(
-        vocab_size=vocab,
-        d_model=hidden,
-        encoder_layers=layers,
-        decoder_layers=layers,
-        encoder_attention_heads=heads,
-        decoder_attention_heads=heads,
-        encoder_ffn_dim=4 * hidden,
-        decoder_ffn_dim=4 * hidden,
-        max_position_embeddings=max(1024, seq),
-        use_cache=False,
-        attn_implementation="eager",
-    )
-    torch.manual_seed(seed)
-    module = _finish(transformers.BartForConditionalGeneration(config))
-    inputs = _token_inputs(vocab, batch, seq)
-    inputs.update(_token_inputs(vocab, batch, seq // 2 + 1, prefix="decoder_", mask=False))
-    return BuiltModel(module, inputs)
-
-
-def vit_classifier(
-    hidden: int = 768,
-    vocab: int = 30000,
-    layers: int = 2,
-    heads: int = 12,
-    batch: int = 2,
-    seq: int = 16,
-    seed: int = 0,
-) -> BuiltModel:
-    """ViT ``ForImageClassification``: the control, with no tied weights.
-
-    Args:
-        hidden: hidden size (a multiple of ``heads``).
-        vocab: ignored (no vocabulary); kept so every builder takes the same arguments.
-        layers: encoder layers.
-        heads: attention heads.
-        batch: batch size of the example inputs.
-        seq: ignored; the image is 224x224 (patch 16) at hidden >= 256, else 32x32 (patch 8).
-        seed: torch seed for the random weights and the example image.
-    """
-    import torch
-    import transformers
-
-    del vocab, seq
-    image, patch = (224, 16) if hidden >= 256 else (32, 8)
-    config = transformers.ViTConfig(
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        intermediate_size=4 * hidden,
-        image_size=image,
-        patch_size=patch,
-        num_labels=1000 if hidden >= 256 else 10,
-        attn_implementation="eager",
-    )
-    torch.manual_seed(seed)
-    module = _finish(transformers.ViTForImageClassification(config))
-    generator = torch.Generator().manual_seed(seed + 1)
-    pixels = torch.randn(batch, 3, image, image, generator=generator)
-    return BuiltModel(module, {"pixel_values": pixels})
-
-
-#: Builders by short name, in the order benchmarks list them.
+#: Builders by short name (``icl-onnx demo --arch``).
 ARCHITECTURES: dict[str, Callable[..., BuiltModel]] = {
     "bert": bert_mlm,
     "llama": llama_tied_lm,
-    "bart": bart_seq2seq,
-    "vit": vit_classifier,
 }
 
 
@@ -225,7 +143,7 @@ def build_model(name: str, **sizes: Any) -> BuiltModel:
     """Builds one of :data:`ARCHITECTURES` by name.
 
     Args:
-        name: ``bert``, ``llama``, ``bart`` or ``vit``.
+        name: ``bert`` or ``llama``.
         **sizes: ``hidden``, ``vocab``, ``layers``, ``heads``, ``batch``, ``seq``, ``seed``.
 
     Raises:
