@@ -229,6 +229,43 @@ def export_onnx(
     axes = default_dynamic_axes(kwargs) if dynamic_axes is None else dict(dynamic_axes)
     if external_data is None:
         external_data = _weight_bytes(module) > EXTERNAL_DATA_THRESHOLD
+    options = _exporter_options(
+        dynamo=dynamo,
+        kwargs=kwargs,
+        input_names=input_names,
+        outputs=outputs,
+        axes=axes,
+        opset_version=opset_version,
+        external_data=external_data,
+        optimize=optimize,
+    )
+    start = time.perf_counter()
+    with _quiet(quiet), torch.no_grad():
+        _call_exporter(module, path, kwargs, options)
+    seconds = time.perf_counter() - start
+    data_file = path.with_name(path.name + ".data")
+    return ExportInfo(
+        path=path,
+        exporter="dynamo" if dynamo else "torchscript",
+        input_names=tuple(input_names),
+        output_names=tuple(options["output_names"]),
+        external_data=data_file.exists() or external_data,
+        seconds=seconds,
+    )
+
+
+def _exporter_options(
+    *,
+    dynamo: bool,
+    kwargs: Mapping[str, Any],
+    input_names: list[str],
+    outputs: list[tuple[str, Any]],
+    axes: Mapping[str, Mapping[int, str]],
+    opset_version: int | None,
+    external_data: bool,
+    optimize: bool,
+) -> dict[str, Any]:
+    """Returns ``torch.onnx.export``'s keyword arguments for either exporter (not the inputs)."""
     options: dict[str, Any] = {
         "input_names": input_names,
         "output_names": [name for name, _ in outputs],
@@ -245,19 +282,7 @@ def export_onnx(
     else:
         all_axes = {**axes, **_output_axes(outputs, kwargs, axes)} if axes else None
         options.update(dynamic_axes=all_axes, do_constant_folding=True)
-    start = time.perf_counter()
-    with _quiet(quiet), torch.no_grad():
-        _call_exporter(module, path, kwargs, options)
-    seconds = time.perf_counter() - start
-    data_file = path.with_name(path.name + ".data")
-    return ExportInfo(
-        path=path,
-        exporter="dynamo" if dynamo else "torchscript",
-        input_names=tuple(input_names),
-        output_names=tuple(options["output_names"]),
-        external_data=data_file.exists() or external_data,
-        seconds=seconds,
-    )
+    return options
 
 
 def _call_exporter(

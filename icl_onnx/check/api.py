@@ -204,16 +204,14 @@ def check_models(
     _check_same_interface(info_a, info_b)
     names = [t.name for t in info_a.outputs]
     tolerances = _tolerances(names, atol, rtol, error_stat)
-    if load_inputs_from is not None:
-        sets = _renamed(load_inputs, "load_inputs_from", load_inputs_from, info_a)
-    else:
-        sets = make_inputs(
-            info_a,
-            input_shapes=input_shapes,
-            val_ranges=val_ranges,
-            iterations=iterations,
-            seed=seed,
-        )
+    sets = _input_sets(
+        info_a,
+        load_inputs_from=load_inputs_from,
+        input_shapes=input_shapes,
+        val_ranges=val_ranges,
+        iterations=iterations,
+        seed=seed,
+    )
     if save_inputs_to is not None:
         _renamed(save_inputs, "save_inputs_to", save_inputs_to, sets)
     (m_a, out_a), (m_b, out_b) = _run_workers(
@@ -226,21 +224,44 @@ def check_models(
         iterations=len(sets),
         inputs=describe_inputs(info_a, sets, val_ranges, loaded=load_inputs_from is not None),
     )
-    memory = MemoryReport(
-        original=m_a,
-        optimized=m_b,
-        max_growth=max_memory_growth,
-        slack_bytes=memory_slack_bytes,
-        regressions=memory_regressions(m_a, m_b, max_memory_growth, memory_slack_bytes),
-        misplaced=[p for m in (m_a, m_b) for p in m.placements if not p.ok],
-    )
     return CheckReport(
         original=str(original),
         optimized=str(optimized),
         providers=full_providers,
         seed=seed,
         parity=parity,
-        memory=memory,
+        memory=_memory_report(m_a, m_b, max_memory_growth, memory_slack_bytes),
+    )
+
+
+def _input_sets(
+    info: ModelInfo,
+    *,
+    load_inputs_from: str | os.PathLike | None,
+    input_shapes: Mapping[str, Sequence[int]] | None,
+    val_ranges: Mapping[str | None, tuple[float, float]] | None,
+    iterations: int,
+    seed: int,
+) -> list[InputSet]:
+    """Returns the loaded input sets, or ``iterations`` seeded random ones."""
+    if load_inputs_from is not None:
+        return _renamed(load_inputs, "load_inputs_from", load_inputs_from, info)
+    return make_inputs(
+        info, input_shapes=input_shapes, val_ranges=val_ranges, iterations=iterations, seed=seed
+    )
+
+
+def _memory_report(
+    original: ModelMeasurement, optimized: ModelMeasurement, max_growth: float, slack_bytes: int
+) -> MemoryReport:
+    """Compares the two measurements: regressions and ICL nodes off the intended provider."""
+    return MemoryReport(
+        original=original,
+        optimized=optimized,
+        max_growth=max_growth,
+        slack_bytes=slack_bytes,
+        regressions=memory_regressions(original, optimized, max_growth, slack_bytes),
+        misplaced=[p for m in (original, optimized) for p in m.placements if not p.ok],
     )
 
 
