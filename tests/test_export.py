@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -24,32 +24,6 @@ from icl_onnx.verified_export import ExportMismatchError  # noqa: E402
 # smaller embedding the dynamo exporter folds Transpose(W) into a transposed copy.
 TINY = {"hidden": 32, "vocab": 300, "layers": 1, "heads": 2}
 V, H = TINY["vocab"], TINY["hidden"]
-
-
-def _icl_kernels_missing() -> str | None:
-    w = numpy_helper.from_array(np.ones((3, 4), np.float32), "W")
-    node = helper.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl", transpose=1)
-    graph = helper.make_graph(
-        [node],
-        "g",
-        [helper.make_tensor_value_info("A", onnx.TensorProto.FLOAT, [2, 4])],
-        [helper.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, [2, 3])],
-        [w],
-    )
-    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
-    try:
-        session = icl_onnx.create_session(
-            helper.make_model(graph, opset_imports=opsets).SerializeToString()
-        )
-        session.run(None, {"A": np.ones((2, 4), np.float32)})
-    except Exception as e:  # noqa: BLE001 - any failure means no usable kernel
-        return f"the ICL op library has no working IclMatMul kernel: {str(e).splitlines()[0][:150]}"
-    return None
-
-
-needs_icl_kernels = pytest.mark.skipif(
-    _icl_kernels_missing() is not None, reason=str(_icl_kernels_missing())
-)
 
 
 def _initializers(path) -> dict[str, np.ndarray]:
@@ -124,7 +98,7 @@ def test_flatten_outputs_names_model_output_fields_and_skips_none():
     ]
 
 
-@needs_icl_kernels
+@pytest.mark.usefixtures("icl_library")
 def test_export_shares_the_tied_embedding_and_matches_torch(tmp_path):
     module, inputs = build_model("llama", **TINY)
     path = tmp_path / "llama.onnx"
@@ -139,7 +113,7 @@ def test_export_shares_the_tied_embedding_and_matches_torch(tmp_path):
     assert all(m.ok and m.max_abs_error < 1e-4 for m in result.outputs)
 
 
-@needs_icl_kernels
+@pytest.mark.usefixtures("icl_library")
 def test_export_falls_back_to_torchscript_when_dynamo_fails(tmp_path, monkeypatch):
     real = verified_export.export_onnx
 
@@ -231,7 +205,7 @@ def bert_folder(tmp_path):
     return folder
 
 
-@needs_icl_kernels
+@pytest.mark.usefixtures("icl_library")
 def test_cli_exports_a_saved_folder_and_reports_the_exporter(bert_folder, tmp_path, capsys):
     out = tmp_path / "out" / "bert.onnx"
     code = main(["export", str(bert_folder), "-o", str(out), "--exporter", "torchscript"])

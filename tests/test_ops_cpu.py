@@ -18,6 +18,8 @@ from view_cases import view_cases
 import icl_onnx
 from icl_onnx import reference
 
+pytestmark = pytest.mark.usefixtures("icl_library")
+
 FLOAT, FLOAT16, BFLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16
 DTYPES = {FLOAT: np.float32, FLOAT16: np.float16, BFLOAT16: ml_dtypes.bfloat16}
 # Kernels and reference both accumulate in float32 and round once; what differs is the

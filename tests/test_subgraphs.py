@@ -15,7 +15,6 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 import pytest
-from conftest import icl_library_missing
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -31,7 +30,7 @@ WT = np.ascontiguousarray(W.T)
 MIN = 16
 IR_VERSION, OPSET = 10, 18
 
-needs_ops = pytest.mark.skipif(bool(icl_library_missing()), reason=icl_library_missing())
+needs_ops = pytest.mark.usefixtures("icl_library")
 
 
 def vi(name, shape, dtype=TensorProto.FLOAT):

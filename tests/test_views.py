@@ -7,7 +7,6 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from conftest import icl_library_missing
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -257,7 +256,7 @@ def test_slice_of_a_cast_copy_composes_into_one_view():
     assert [i.name for i in optimized.graph.initializer] == ["W"]
 
 
-@pytest.mark.skipif(bool(icl_library_missing()), reason=f"op library: {icl_library_missing()}")
+@pytest.mark.usefixtures("icl_library")
 @pytest.mark.parametrize("case", [c for c in CASES if not c.startswith("bf16")])
 def test_view_in_ort_matches_the_original_model(case):
     import onnxruntime as ort
