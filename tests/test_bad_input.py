@@ -15,10 +15,10 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from builders import W, tied_model
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
-from tied_model import W, tied_proto
 
 from icl_onnx import model_io
 from icl_onnx.cli.main import main
@@ -58,13 +58,13 @@ def assert_both_commands_fail(tmp_path: Path, capsys, src: Path, *expected: str)
 
 def external_model(tmp_path: Path) -> Path:
     src = tmp_path / "ext.onnx"
-    ir.save(ir.from_proto(tied_proto()), src, external_data="ext.onnx.data")
+    ir.save(ir.from_proto(tied_model()), src, external_data="ext.onnx.data")
     return src
 
 
 def test_truncated_file_is_reported(tmp_path, capsys):
     src = tmp_path / "m.onnx"
-    data = tied_proto().SerializeToString()
+    data = tied_model().SerializeToString()
     src.write_bytes(data[: len(data) // 2])
     assert_both_commands_fail(tmp_path, capsys, src, "not a readable ONNX model", "truncated")
 
@@ -129,7 +129,7 @@ def test_hard_linked_external_data_is_reported(tmp_path, capsys):
 
 def test_output_under_a_file_is_reported(tmp_path, capsys):
     src = tmp_path / "m.onnx"
-    onnx.save(tied_proto(), src)
+    onnx.save(tied_model(), src)
     (tmp_path / "plain").write_text("x")
     before = snapshot(tmp_path)
     line = run_fails(capsys, ["optimize", str(src), "-o", str(tmp_path / "plain" / "o.onnx")])
@@ -139,7 +139,7 @@ def test_output_under_a_file_is_reported(tmp_path, capsys):
 
 def test_output_that_is_a_folder_is_reported(tmp_path, capsys):
     src = tmp_path / "m.onnx"
-    onnx.save(tied_proto(), src)
+    onnx.save(tied_model(), src)
     before = snapshot(tmp_path)
     line = run_fails(capsys, ["optimize", str(src), "-o", str(tmp_path)])
     assert "is a folder" in line
@@ -149,7 +149,7 @@ def test_output_that_is_a_folder_is_reported(tmp_path, capsys):
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
 def test_read_only_output_folder_is_reported(tmp_path, capsys):
     src = tmp_path / "m.onnx"
-    onnx.save(tied_proto(), src)
+    onnx.save(tied_model(), src)
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
@@ -165,7 +165,7 @@ def test_read_only_output_folder_is_reported(tmp_path, capsys):
 def test_output_on_a_file_system_that_refuses_writes_is_reported(tmp_path, capsys):
     """sysfs refuses new files even for root, unlike a chmod-ed folder."""
     src = tmp_path / "m.onnx"
-    onnx.save(tied_proto(), src)
+    onnx.save(tied_model(), src)
     before = snapshot(tmp_path)
     line = run_fails(capsys, ["optimize", str(src), "-o", "/sys/icl-out.onnx"])
     assert "/sys/icl-out.onnx" in line
@@ -204,7 +204,7 @@ def test_weights_past_the_protobuf_limit_without_external_data_are_refused(
 ):
     monkeypatch.setattr(model_io, "PROTOBUF_LIMIT_BYTES", W.nbytes // 2)
     src = tmp_path / "m.onnx"
-    onnx.save(tied_proto(), src)
+    onnx.save(tied_model(), src)
     before = snapshot(tmp_path)
     argv = ["optimize", str(src), "-o", str(tmp_path / "o.onnx"), "--no-external-data"]
     line = run_fails(capsys, argv)
@@ -219,7 +219,7 @@ def test_unknown_domain_nodes_keep_reading_the_tensor_they_read(tmp_path, capsys
     consumer), and the Gather reads it through IclGather(transpose=1).
     """
     custom = h.make_node("Mystery", ["embT"], ["z"], domain="com.example")
-    proto = tied_proto([custom], [h.make_opsetid("com.example", 1)])
+    proto = tied_model(extra_nodes=[custom], extra_opsets=[h.make_opsetid("com.example", 1)])
     proto.graph.output.append(h.make_tensor_value_info("z", TensorProto.FLOAT, None))
     src = tmp_path / "m.onnx"
     onnx.save(proto, src)

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import builders
 import numpy as np
 import onnx
 import pytest
+from builders import H, V, W
 from onnx import TensorProto, helper, numpy_helper
 
-import icl_onnx
 from icl_onnx.check import check_models, memory_regressions
 from icl_onnx.check.compare import Tolerance, compare_outputs
 from icl_onnx.check.inputs import load_inputs, make_inputs, save_inputs
@@ -24,8 +24,6 @@ from icl_onnx.cli import main as cli_main
 from icl_onnx.errors import IclArgumentError, IclUserError
 
 ROOT = Path(__file__).resolve().parents[1]
-V, H = 50, 8
-W = np.random.default_rng(0).standard_normal((V, H)).astype(np.float32)
 OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
 
 
@@ -44,31 +42,23 @@ def _outs(*names):
 
 
 def tied_model(scale: float = 1.0) -> onnx.ModelProto:
-    """Gather(W, ids) -> hidden; MatMul(hidden, W^T * scale) -> logits (a TorchScript export)."""
-    return _model(
-        [
-            helper.make_node("Gather", ["W", "ids"], ["hidden"]),
-            helper.make_node("MatMul", ["hidden", "WT"], ["logits"]),
-        ],
-        [_ids()],
-        _outs("logits", "hidden"),
-        [numpy_helper.from_array(W, "W"), numpy_helper.from_array((W.T * scale).copy(), "WT")],
-    )
+    """Outputs ``y`` (the logits, through ``emb^T * scale``) and ``e`` (the embedding)."""
+    return builders.tied_model(scale=scale, hidden_output=True)
 
 
 def icl_model(scale: float = 1.0) -> onnx.ModelProto:
-    """The optimized form of ``tied_model``: one W read by IclGather and IclMatMul(transpose=1)."""
-    return _model(
-        [
-            helper.make_node("IclGather", ["W", "ids"], ["hidden"], domain="ai.icl"),
-            helper.make_node(
-                "IclMatMul", ["hidden", "W"], ["logits"], domain="ai.icl", transpose=1, scale=scale
-            ),
-        ],
-        [_ids()],
-        _outs("logits", "hidden"),
-        [numpy_helper.from_array(W, "W")],
+    """The optimized form of ``tied_model``: one ``emb`` read by IclGather and IclMatMul."""
+    model = tied_model()
+    gather, matmul = model.graph.node
+    gather.CopyFrom(helper.make_node("IclGather", ["emb", "ids"], ["e"], domain="ai.icl"))
+    matmul.CopyFrom(
+        helper.make_node(
+            "IclMatMul", ["e", "emb"], ["y"], domain="ai.icl", transpose=1, scale=scale
+        )
     )
+    del model.graph.initializer[1]  # embT
+    model.opset_import.append(helper.make_opsetid("ai.icl", 1))
+    return model
 
 
 def _save(model: onnx.ModelProto, path: Path) -> str:
@@ -87,26 +77,8 @@ def scaled(tmp_path) -> str:
 
 
 @pytest.fixture
-def cli(monkeypatch):
-    """Runs ``icl_onnx.cli.main.main`` with the subcommands written so far."""
-    present = [c for c in cli_main.COMMANDS if importlib.util.find_spec(f"icl_onnx.cli.{c}")]
-    monkeypatch.setattr(cli_main, "COMMANDS", present)
+def cli():
     return cli_main.main
-
-
-def _icl_kernels_missing() -> str | None:
-    """Returns why ICL kernels cannot run here (None when a tiny IclGather session runs)."""
-    try:
-        session = icl_onnx.create_session(icl_model().SerializeToString())
-        session.run(None, {"ids": np.zeros((1, 2), np.int64)})
-    except Exception as e:  # noqa: BLE001 - any failure means no usable kernel
-        return f"the ICL op library has no working CPU kernels yet: {str(e).splitlines()[0]}"
-    return None
-
-
-needs_icl_kernels = pytest.mark.skipif(
-    _icl_kernels_missing() is not None, reason=str(_icl_kernels_missing())
-)
 
 
 # --- inputs -------------------------------------------------------------------------------------
@@ -257,16 +229,16 @@ def test_identical_models_pass_with_measurements_of_each(tied, tmp_path):
 def test_weight_scaled_by_1_01_exits_1_naming_only_the_affected_output(cli, tied, scaled, capsys):
     assert cli(["check", tied, scaled, "--input-shape", "ids:2x16"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL: outputs outside tolerance: logits" in out
-    assert "hidden:" not in out  # the Gather output is untouched and passes
+    assert "FAIL: outputs outside tolerance: y" in out
+    assert "\n  e: " not in out  # the Gather output is untouched and passes
 
 
 def test_per_output_rtol_decides_the_scaled_model(cli, tied, scaled, capsys):
-    assert cli(["check", tied, scaled, "--rtol", "logits:0.0101", "--json"]) == 0
+    assert cli(["check", tied, scaled, "--rtol", "y:0.0101", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    logits = next(o for o in report["parity"]["outputs"] if o["name"] == "logits")
+    logits = next(o for o in report["parity"]["outputs"] if o["name"] == "y")
     assert logits["rtol"] == 0.0101 and 0.0099 < logits["passing_rtol"] < 0.0101
-    assert cli(["check", tied, scaled, "--rtol", "logits:0.009", "--atol", "1e-6"]) == 1
+    assert cli(["check", tied, scaled, "--rtol", "y:0.009", "--atol", "1e-6"]) == 1
 
 
 def test_json_report_parses_with_inputs_outputs_and_memory(cli, tied, scaled, tmp_path, capsys):
@@ -287,7 +259,7 @@ def test_json_report_parses_with_inputs_outputs_and_memory(cli, tied, scaled, tm
     )
     report = json.loads(capsys.readouterr().out)
     assert rc == 1 and report["passed"] is False
-    assert report["parity"]["failed_outputs"] == ["logits"]
+    assert report["parity"]["failed_outputs"] == ["y"]
     assert report["parity"]["iterations"] == 3
     assert report["parity"]["inputs"]["ids"] == {
         "dtype": "int64",
@@ -321,18 +293,18 @@ def test_nan_outputs_fail_the_cli_unless_allowed(cli, tmp_path, capsys):
 
 
 def _grown_model() -> onnx.ModelProto:
-    """``tied_model`` plus a 400 kB table whose (zero) contribution ORT cannot fold away."""
+    """``tied_model`` plus a 512 kB table whose (zero) contribution ORT cannot fold away."""
     model = tied_model()
     graph = model.graph
     zeros = np.zeros((V, 2000), np.float32)
     graph.initializer.append(numpy_helper.from_array(zeros, "Z"))
     graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), "last"))
-    graph.node[1].output[0] = "logits_raw"
+    graph.node[1].output[0] = "y_raw"
     graph.node.extend(
         [
             helper.make_node("Gather", ["Z", "ids"], ["z"]),
             helper.make_node("ReduceSum", ["z", "last"], ["zsum"], keepdims=1),
-            helper.make_node("Add", ["logits_raw", "zsum"], ["logits"]),
+            helper.make_node("Add", ["y_raw", "zsum"], ["y"]),
         ]
     )
     return model
@@ -387,7 +359,7 @@ def test_external_data_counts_in_file_bytes(tied, tmp_path):
 # --- models with ICL operators ------------------------------------------------------------------
 
 
-@needs_icl_kernels
+@pytest.mark.usefixtures("icl_library")
 def test_icl_model_matches_and_its_icl_nodes_ran_on_cpu(tied, tmp_path):
     optimized = _save(icl_model(), tmp_path / "icl.onnx")
     report = check_models(tied, optimized, input_shapes={"ids": [2, 16]})
@@ -398,11 +370,11 @@ def test_icl_model_matches_and_its_icl_nodes_ran_on_cpu(tied, tmp_path):
     assert report.memory.optimized.ort_initializer_bytes == W.nbytes  # one copy, not two
 
 
-@needs_icl_kernels
-def test_icl_model_with_scale_1_01_fails_on_logits(cli, tied, tmp_path, capsys):
+@pytest.mark.usefixtures("icl_library")
+def test_icl_model_with_scale_1_01_fails_on_the_logits(cli, tied, tmp_path, capsys):
     optimized = _save(icl_model(scale=1.01), tmp_path / "icl.onnx")
     assert cli(["check", tied, optimized, "--json"]) == 1
-    assert json.loads(capsys.readouterr().out)["parity"]["failed_outputs"] == ["logits"]
+    assert json.loads(capsys.readouterr().out)["parity"]["failed_outputs"] == ["y"]
 
 
 # --- bad input: exit 2, one line, no traceback --------------------------------------------------
@@ -414,7 +386,7 @@ def test_icl_model_with_scale_1_01_fails_on_logits(cli, tied, tmp_path, capsys):
         (["--input-shape", "ids:1xa"], "--input-shape 'ids:1xa': write NAME:DIMxDIM"),
         (["--input-shape", "nope:1x2"], "nope, not an input of the model"),
         (["--val-range", "ids:0,5"], "write NAME:[lo,hi]"),
-        (["--atol", "logits:abc"], "--atol 'logits:abc'"),
+        (["--atol", "y:abc"], "--atol 'y:abc'"),
         (["--rtol", "nope:0.1"], "nope, not an output of the model"),
         (["--error-stat", "p99"], "unknown statistic 'p99'"),
         (["--iterations", "0"], "--iterations must be at least 1"),
@@ -483,7 +455,7 @@ def _cuda_missing() -> str | None:
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return "no CUDA EP in this onnxruntime (install onnxruntime-gpu on a GPU machine)"
-    return _icl_kernels_missing()
+    return None
 
 
 @pytest.mark.gpu
@@ -498,9 +470,6 @@ def test_cuda_check_reports_gpu_memory_and_icl_nodes_on_cuda(tied, tmp_path):
 
 
 def test_real_subprocess_cli_exits_2_on_missing_file_and_0_on_identical_models(tied):
-    missing = [c for c in cli_main.COMMANDS if not importlib.util.find_spec(f"icl_onnx.cli.{c}")]
-    if missing:
-        pytest.skip(f"icl_onnx.cli.main cannot start: {', '.join(missing)} not written yet")
     command = [sys.executable, "-m", "icl_onnx.cli.main", "check"]
     bad = subprocess.run([*command, tied, "gone.onnx"], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2

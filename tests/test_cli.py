@@ -9,8 +9,8 @@ import sys
 import onnx
 import onnx_ir as ir
 import pytest
+from builders import W, tied_model
 from onnx import TensorProto
-from tied_model import W, tied_proto
 
 from icl_onnx.cli.main import main
 
@@ -18,7 +18,7 @@ from icl_onnx.cli.main import main
 @pytest.fixture
 def tied(tmp_path):
     path = tmp_path / "tied.onnx"
-    onnx.save(tied_proto(), path)
+    onnx.save(tied_model(), path)
     return path
 
 
@@ -58,7 +58,7 @@ def test_optimize_in_place_replaces_the_input_safely(tied):
 
 def test_optimize_keeps_external_data_external(tmp_path):
     src = tmp_path / "ext.onnx"
-    ir.save(ir.from_proto(tied_proto()), src, external_data="ext.onnx.data")
+    ir.save(ir.from_proto(tied_model()), src, external_data="ext.onnx.data")
     out = tmp_path / "o.onnx"
     assert main(["optimize", str(src), "-o", str(out)]) == 0
     assert (tmp_path / "o.onnx.data").stat().st_size == W.nbytes
@@ -89,7 +89,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make_input, message)
 
 def test_missing_external_data_is_reported(tmp_path, capsys):
     src = tmp_path / "ext.onnx"
-    ir.save(ir.from_proto(tied_proto()), src, external_data="ext.onnx.data")
+    ir.save(ir.from_proto(tied_model()), src, external_data="ext.onnx.data")
     (tmp_path / "ext.onnx.data").write_bytes(b"short")
     assert main(["scan", str(src)]) == 2
     assert "shorter than the model says" in capsys.readouterr().err

@@ -7,61 +7,13 @@ import json
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
-from onnx import helper as h
-from onnx import numpy_helper as nh
+from builders import PROJECTION as B
+from builders import TABLE as W
+from builders import decoder, encoder, encoder_decoder_feeds
 
 from icl_onnx.cli.main import main
 from icl_onnx.reference import evaluator
 from icl_onnx.shared_store import DATA_FILE
-
-V, H = 64, 32
-RNG = np.random.default_rng(2)
-W = RNG.standard_normal((V, H)).astype(np.float32)
-B = RNG.standard_normal((H, H)).astype(np.float32)
-F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
-
-
-def model(nodes, inits, inputs, outputs) -> onnx.ModelProto:
-    graph = h.make_graph(nodes, "g", inputs, outputs, [nh.from_array(a, n) for n, a in inits])
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
-
-
-def encoder() -> onnx.ModelProto:
-    """Embedding table and a projection B."""
-    return model(
-        [h.make_node("Gather", ["emb", "ids"], ["e"]), h.make_node("MatMul", ["e", "B"], ["y"])],
-        [("emb", W), ("B", B)],
-        [h.make_tensor_value_info("ids", TensorProto.INT64, ["b"])],
-        [h.make_tensor_value_info("y", F32, ["b", H])],
-    )
-
-
-def decoder() -> onnx.ModelProto:
-    """An exact copy of the table, its transposed copy as LM head, a row slice, an fp16 B."""
-    return model(
-        [
-            h.make_node("Gather", ["tok", "ids"], ["e"]),
-            h.make_node("MatMul", ["e", "lm_head"], ["logits"]),
-            h.make_node("MatMul", ["e", "q"], ["q_out"]),
-            h.make_node("MatMul", ["x16", "B16"], ["z"]),
-        ],
-        [
-            ("tok", W.copy()),
-            ("lm_head", W.T.copy()),
-            ("q", W[:H].copy()),
-            ("B16", B.astype(np.float16)),
-        ],
-        [
-            h.make_tensor_value_info("ids", TensorProto.INT64, ["b"]),
-            h.make_tensor_value_info("x16", F16, ["b", H]),
-        ],
-        [
-            h.make_tensor_value_info("logits", F32, ["b", V]),
-            h.make_tensor_value_info("q_out", F32, ["b", H]),
-            h.make_tensor_value_info("z", F16, ["b", H]),
-        ],
-    )
 
 
 @pytest.fixture
@@ -70,13 +22,6 @@ def pair(tmp_path):
     for path, proto in zip(paths, (encoder(), decoder()), strict=True):
         onnx.save(proto, path)
     return paths
-
-
-def feeds() -> dict[str, np.ndarray]:
-    return {
-        "ids": RNG.integers(0, V, size=4),
-        "x16": RNG.standard_normal((4, H)).astype(np.float16),
-    }
 
 
 def test_scan_of_two_files_reports_the_groups_that_cross_them(pair, capsys):
@@ -129,7 +74,7 @@ def test_optimize_two_files_stores_each_unique_tensor_once(pair, tmp_path, capsy
     for path in pair:
         original = evaluator(str(path))
         optimized = evaluator(str(out / path.name))
-        f = feeds()
+        f = encoder_decoder_feeds()
         f = {k: v for k, v in f.items() if k in original.input_names}
         for a, b in zip(original.run(None, f), optimized.run(None, f), strict=True):
             np.testing.assert_allclose(b.astype(np.float32), a.astype(np.float32), atol=2e-2)

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from builders import V, W, tied_model
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -14,37 +15,32 @@ import icl_onnx  # noqa: F401  (registers the ai.icl schemas for the checker)
 from icl_onnx.pipeline import optimize_file
 from icl_onnx.reference import evaluator
 
-V, H = 64, 32
 RNG = np.random.default_rng(0)
-W = RNG.standard_normal((V, H)).astype(np.float32)
 MIN = 16
 
 
 def build(kind: str, ir_version: int, opset: int) -> onnx.ModelProto:
     """A Gather on ``emb`` and a second consumer reading ``kind``'s copy of it."""
-    inits = [nh.from_array(W, "emb")]
-    rank = 2 if "Gemm" in kind else 3
-    nodes = [h.make_node("Gather", ["emb", "ids"], ["e"], name="embed")]
-    if kind == "transposed copy":
-        inits.append(nh.from_array(np.ascontiguousarray(W.T), "embT"))
-        nodes.append(h.make_node("MatMul", ["e", "embT"], ["y"], name="head"))
-    elif kind == "transpose node":
-        nodes.append(h.make_node("Transpose", ["emb"], ["embT"], perm=[1, 0]))
-        nodes.append(h.make_node("MatMul", ["e", "embT"], ["y"], name="head"))
+    if kind in ("transposed copy", "transpose node"):
+        model = tied_model(transpose_node=kind == "transpose node")
     elif kind == "exact copy, Gemm transB":
-        inits.append(nh.from_array(W.copy(), "emb2"))
-        nodes.append(h.make_node("Flatten", ["e"], ["f"], axis=2))
-        nodes.append(h.make_node("Gemm", ["f", "emb2"], ["y"], transB=1, alpha=0.5))
+        nodes = [
+            h.make_node("Gather", ["emb", "ids"], ["e"], name="embed"),
+            h.make_node("Flatten", ["e"], ["f"], axis=2),
+            h.make_node("Gemm", ["f", "emb2"], ["y"], transB=1, alpha=0.5),
+        ]
+        graph = h.make_graph(
+            nodes,
+            "g",
+            [h.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
+            [h.make_tensor_value_info("y", TensorProto.FLOAT, ["s", V])],
+            [nh.from_array(W, "emb"), nh.from_array(W.copy(), "emb2")],
+        )
+        model = h.make_model(graph)
     else:
         raise ValueError(kind)
-    graph = h.make_graph(
-        nodes,
-        "g",
-        [h.make_tensor_value_info("ids", TensorProto.INT64, ["b", "s"])],
-        [h.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "s", V][-rank:])],
-        inits,
-    )
-    model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)])
+    del model.opset_import[:]
+    model.opset_import.append(h.make_opsetid("", opset))
     model.ir_version = ir_version
     return model
 

@@ -6,12 +6,12 @@ import io
 import subprocess
 import sys
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-import tied_model
-from tied_model import BIAS as B
-from tied_model import W
+from builders import BIAS as B
+from builders import W, tied_model
 
 from icl_onnx import progress
 from icl_onnx.cli import _progress as cli_progress
@@ -22,7 +22,7 @@ from icl_onnx.pipeline import optimize_file, optimize_files, scan_files
 
 
 def tied_proto():
-    return tied_model.tied_proto(bias=True)
+    return tied_model(bias=True)
 
 
 @pytest.fixture
@@ -127,9 +127,26 @@ def test_optimize_files_counts_models_and_writes_the_shared_data_file(tmp_path):
         task = recorder.named(description)
         assert (task["total"], task["unit"], task["amounts"]) == (2, "models", [1, 1])
     writing = recorder.named("writing shared_weights.data")
-    assert writing["total"] == result.tensor_bytes == sum(writing["amounts"])
+    # The writer walks every model's external tensors (a's and b's W: the bias stays inline);
+    # the file holds each unique tensor once.
+    assert writing["total"] == sum(external_bytes(f) for f in result.files) == 2 * W.nbytes
+    assert sum(writing["amounts"]) == writing["total"]
     assert result.unique_bytes == W.nbytes  # b's weights are a's, stored once
+    assert W.nbytes <= (out / "shared_weights.data").stat().st_size < W.nbytes + 4096
     assert all(t["done"] == 1 for t in recorder.tasks)
+
+
+def external_bytes(path) -> int:
+    """Bytes of the initializers an ONNX file keeps in external data, read from the file."""
+    if path.suffix != ".onnx":
+        return 0
+    model = onnx.load(path, load_external_data=False)
+    return sum(
+        int(np.prod(t.dims, dtype=np.int64))
+        * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        for t in model.graph.initializer
+        if t.data_location == onnx.TensorProto.EXTERNAL
+    )
 
 
 def test_scan_files_counts_models(tmp_path):

@@ -7,14 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnx
 import pytest
-from conftest import icl_library_missing
+from builders import decoder, encoder
+from builders import encoder_decoder_feeds as feeds
 
 import icl_onnx
 from icl_onnx.pipeline import optimize_files
-from tests.test_crossmodel import decoder, encoder, feeds
 
-if icl_library_missing():
-    pytest.skip(f"op library: {icl_library_missing()}", allow_module_level=True)
+pytestmark = pytest.mark.usefixtures("icl_library")
 
 
 @pytest.fixture
@@ -49,7 +48,7 @@ def test_sessions_read_the_one_shared_copy(optimized):
 def test_threads_running_the_sessions_get_the_sequential_outputs(optimized):
     group = icl_onnx.SessionGroup(optimized * 2)
     assert len(group.sessions) == 4
-    inputs = [feeds() for _ in group.sessions]
+    inputs = [feeds(seed) for seed in range(len(group.sessions))]
     want = [run(s, f) for s, f in zip(group.sessions, inputs, strict=True)]
     for _ in range(3):
         with ThreadPoolExecutor(4) as pool:

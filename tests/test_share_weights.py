@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builders
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -11,7 +12,8 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 import icl_onnx
-from icl_onnx.analysis import analyze
+from icl_onnx.analysis import analyze, readers
+from icl_onnx.analysis.probes import positions
 from icl_onnx.passes import ShareWeightsPass
 from icl_onnx.reference import evaluator
 
@@ -40,14 +42,7 @@ def out(name="y", rank=3):
 
 def tied_model(dynamo: bool):
     """Gather(W) feeding a MatMul with W^T: a transposed copy, or Transpose(W)."""
-    inits = [("emb", W)]
-    nodes = [h.make_node("Gather", ["emb", "ids"], ["e"], name="embed")]
-    if dynamo:
-        nodes.append(h.make_node("Transpose", ["emb"], ["embT"], perm=[1, 0], name="t"))
-    else:
-        inits.append(("embT", np.ascontiguousarray(W.T)))
-    nodes.append(h.make_node("MatMul", ["e", "embT"], ["y"], name="lm_head"))
-    return make_model(nodes, inits, [ids_input()], [out()])
+    return builders.tied_model(transpose_node=dynamo)
 
 
 def run_pass(proto):
@@ -319,27 +314,42 @@ def test_near_copy_is_not_shared():
     assert not result.modified
 
 
-def test_permuted_copy_with_equal_fingerprint_is_rejected_by_verification():
-    # A transposed shape with the same multiset of values but another order.
-    shuffled = RNG.permutation(W.reshape(-1)).reshape(H, V)
-    proto = make_model(
-        [h.make_node("Gather", ["emb", "ids"], ["e"]), h.make_node("MatMul", ["e", "embT"], ["y"])],
-        [("emb", W), ("embT", shuffled)],
-        [ids_input()],
-        [out()],
-    )
+def permuted_transposed_copy() -> np.ndarray:
+    """``W^T`` with two elements swapped where the analysis samples neither.
+
+    Its samples are those of ``W^T`` and its values the same multiset, so the analysis
+    nominates it as a transposed copy of ``W`` and only verification on all the values can
+    tell it apart.
+    """
+    permuted = np.ascontiguousarray(W.T)
+    sampled = set(zip(*(axis.tolist() for axis in positions(permuted.shape)), strict=True))
+    unsampled = [p for p in np.ndindex(permuted.shape) if p not in sampled]
+    first, second = unsampled[0], unsampled[-1]
+    assert permuted[first] != permuted[second]
+    permuted[first], permuted[second] = permuted[second], permuted[first]
+    return permuted
+
+
+def test_permuted_copy_with_equal_samples_is_rejected_by_verification():
+    proto = tied_model(dynamo=False)
+    proto.graph.initializer[1].CopyFrom(nh.from_array(permuted_transposed_copy(), "embT"))
     result, _, _ = run_pass(proto)
     assert not result.modified
 
 
+def test_permuted_copy_would_be_shared_were_verification_to_accept_it(monkeypatch):
+    # Shows the test above is decided by verification: the samples do not tell the tensors apart.
+    monkeypatch.setattr(readers, "is_transposed_copy", lambda a, b: True)
+    proto = tied_model(dynamo=False)
+    proto.graph.initializer[1].CopyFrom(nh.from_array(permuted_transposed_copy(), "embT"))
+    result, _, _ = run_pass(proto)
+    assert result.modified
+
+
+@pytest.mark.usefixtures("icl_library")
 def test_icl_gather_output_is_typed_so_ort_loads_the_model():
     # No value_info for the intermediate "e": ORT cannot infer a custom op's output type when it
     # differs from its inputs' constraints, so the pass must declare it.
-    pytest.importorskip("onnxruntime")
-    try:
-        icl_onnx.library_path()
-    except icl_onnx.LibraryNotFoundError as e:
-        pytest.skip(f"op library not built: {e}")
     proto = make_model(
         [
             h.make_node("Gather", ["wT", "ids"], ["e"]),
