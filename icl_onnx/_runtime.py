@@ -33,10 +33,7 @@ class LibraryNotFoundError(RuntimeError):
 
 def _candidates() -> list[Path]:
     here = Path(__file__).resolve().parent
-    out = []
-    if os.environ.get(_ENV_LIBRARY):
-        out.append(Path(os.environ[_ENV_LIBRARY]))
-    out.append(here / "_lib" / _LIB_NAME)
+    out = [here / "_lib" / _LIB_NAME]
     for key in ("platlib", "purelib"):
         out.append(Path(sysconfig.get_paths()[key]) / "icl_onnx" / "_lib" / _LIB_NAME)
     return out
@@ -46,11 +43,21 @@ def _candidates() -> list[Path]:
 def library_path() -> str:
     """Returns the path of the compiled ICL op library (``libicl_ops.so``).
 
-    The environment variable ``ICL_ONNX_LIBRARY`` overrides the installed copy.
+    The environment variable ``ICL_ONNX_LIBRARY`` overrides the installed copy; it must name
+    a file (a wrong override is an error, never a silent fallback to the installed copy).
 
     Raises:
-        LibraryNotFoundError: the library was not built; reinstall the package.
+        LibraryNotFoundError: the library was not built (reinstall the package), or
+            ``ICL_ONNX_LIBRARY`` names no file.
     """
+    override = os.environ.get(_ENV_LIBRARY)
+    if override:
+        if not Path(override).is_file():
+            raise LibraryNotFoundError(
+                f"{_ENV_LIBRARY}={override} is not a file; point it at a built {_LIB_NAME} "
+                "or unset it"
+            )
+        return override
     for path in _candidates():
         if path.is_file():
             return str(path)

@@ -20,6 +20,7 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+import icl_onnx
 from icl_onnx import model_io
 from icl_onnx.cli.main import main
 from icl_onnx.errors import IclUserError
@@ -240,3 +241,14 @@ def test_load_model_raises_the_user_error_for_library_callers(tmp_path):
     src.write_bytes(b"not a model")
     with pytest.raises(IclUserError, match="not a readable ONNX model"):
         model_io.load_model(src)
+
+
+def test_a_library_override_naming_no_file_is_an_error_not_a_fallback(monkeypatch, tmp_path):
+    monkeypatch.setenv("ICL_ONNX_LIBRARY", str(tmp_path / "missing.so"))
+    icl_onnx.library_path.cache_clear()
+    try:
+        with pytest.raises(icl_onnx.LibraryNotFoundError, match=r"missing\.so is not a file"):
+            icl_onnx.library_path()
+    finally:
+        monkeypatch.undo()
+        icl_onnx.library_path.cache_clear()
