@@ -56,6 +56,7 @@ CASES = [
         "IclGather already reads a row-slice view; views do not compose here",
     ),
     (node("IclMatMul", domain="ai.icl"), 1, ROWS, 2, "", "views do not compose here"),
+    (node("IclMatMul", domain="ai.icl", transpose=3), 1, T, 2, "", "malformed view attributes"),
     (node("Neg", 1), 0, T, 2, "", "Neg input 0 reads it; no ICL operator covers Neg"),
     (node("Neg", 1), 0, EXACT, 2, "rewire", 0),
 ]

@@ -8,6 +8,7 @@ from icl_onnx.analysis.plan import View
 from icl_onnx.ops import DOMAIN, GATHER, MATMUL
 from icl_onnx.rules.base import ConsumerRule, Outcome, Use, attr, icl_cost, replace_with_icl_node
 from icl_onnx.rules.registry import register
+from icl_onnx.views import ViewAttrs
 
 __all__ = ["IclNodeRule"]
 
@@ -15,13 +16,18 @@ __all__ = ["IclNodeRule"]
 _WEIGHT_INPUT = {MATMUL: 1, GATHER: 0}
 
 
-def _node_view(node: ir.Node) -> View:
+def _node_view(node: ir.Node) -> View | None:
+    """The view ``node``'s attributes describe, or None when they are malformed."""
+    try:
+        attrs = ViewAttrs.from_attrs({name: a.value for name, a in node.attributes.items()})
+    except (TypeError, ValueError):
+        return None
     return View(
-        transpose=bool(attr(node, "transpose", 0)),
-        slice_axis=int(attr(node, "slice_axis", 0)),
-        slice_start=int(attr(node, "slice_start", 0)),
-        slice_size=int(attr(node, "slice_size", -1)),
-        scale=float(attr(node, "scale", 1.0)),
+        transpose=bool(attrs.transpose),
+        slice_axis=attrs.slice_axis,
+        slice_start=attrs.slice_start,
+        slice_size=attrs.slice_size,
+        scale=attrs.scale,
     )
 
 
@@ -43,6 +49,8 @@ class IclNodeRule(ConsumerRule):
         if use.rank != 2 or use.view.is_identity:
             return None
         inner = _node_view(node)
+        if inner is None:
+            return self.fail(f"{node.op_type} has malformed view attributes")
         if (inner.is_identity or inner == View(transpose=True)) and not use.view.has_slice:
             return self.ok()
         return self.fail(
@@ -59,9 +67,13 @@ class IclNodeRule(ConsumerRule):
 
     def rewrite(self, node: ir.Node, index: int, canonical: ir.Value, view: View) -> bool:
         """Replaces the node by one of the same op reading the composed view of ``canonical``."""
-        inner_t = bool(attr(node, "transpose", 0))
-        scale = view.scale * float(attr(node, "scale", 1.0))
-        composed = View(transpose=view.transpose ^ inner_t, scale=scale, dtype=view.dtype)
+        inner = _node_view(node)
+        assert inner is not None
+        composed = View(
+            transpose=view.transpose ^ inner.transpose,
+            scale=view.scale * inner.scale,
+            dtype=view.dtype,
+        )
         extra = {}
         if node.op_type == GATHER and "output_dtype" in node.attributes:
             extra["output_dtype"] = int(attr(node, "output_dtype", 0))
