@@ -6,5 +6,6 @@ DOMAIN = "ai.icl"
 OPSET_VERSION = 1
 MATMUL = "IclMatMul"
 GATHER = "IclGather"
+GATHER_BLOCK_QUANTIZED = "IclGatherBlockQuantized"
 
-__all__ = ["DOMAIN", "OPSET_VERSION", "MATMUL", "GATHER"]
+__all__ = ["DOMAIN", "OPSET_VERSION", "MATMUL", "GATHER", "GATHER_BLOCK_QUANTIZED"]

@@ -10,9 +10,17 @@ import ml_dtypes
 import numpy as np
 import onnx
 
+from icl_onnx.block_quant import BlockLayout, dequantize
 from icl_onnx.views import ViewAttrs
 
-__all__ = ["view", "icl_matmul", "icl_gather", "numpy_dtype", "evaluator"]
+__all__ = [
+    "view",
+    "icl_matmul",
+    "icl_gather",
+    "icl_gather_block_quantized",
+    "numpy_dtype",
+    "evaluator",
+]
 
 
 def numpy_dtype(onnx_dtype: int) -> np.dtype:
@@ -50,6 +58,35 @@ def icl_gather(w: np.ndarray, indices: np.ndarray, output_dtype: int = 0, **attr
     return v[np.where(idx < 0, idx + n, idx)].astype(out_dtype)
 
 
+def icl_gather_block_quantized(
+    b: np.ndarray,
+    indices: np.ndarray,
+    scales: np.ndarray,
+    zero_points: np.ndarray | None = None,
+    *,
+    K: int,  # noqa: N803 (the attribute's name)
+    bits: int = 4,
+    block_size: int = 32,
+) -> np.ndarray:
+    """Returns rows ``indices`` of the MatMulNBits table ``(b, scales, zero_points)``, dequantized.
+
+    ``Y[indices.shape..., K]`` has the scales' dtype; see ``icl_onnx.block_quant``.
+    """
+    if b.ndim != 3:
+        raise ValueError(f"B must be 3-D [N, n_blocks, blob], got shape {b.shape}")
+    layout = BlockLayout(b.shape[0], K, bits, block_size)
+    if b.shape != layout.b_shape:
+        raise ValueError(f"B must have shape {layout.b_shape}, got {b.shape}")
+    n = layout.n
+    idx = np.asarray(indices).astype(np.int64)
+    bad = idx[(idx < -n) | (idx >= n)]
+    if bad.size:
+        raise IndexError(f"index {bad.flat[0]} is outside [-{n}, {n})")
+    rows = np.where(idx < 0, idx + n, idx)
+    values = dequantize(b, scales, zero_points, layout, rows=rows.reshape(-1))
+    return values.reshape(*idx.shape, K)
+
+
 def _op_run_classes() -> list[type]:
     """Builds ``onnx.reference`` kernels of the ICL ops (for ReferenceEvaluator's new_ops)."""
     from onnx.reference.op_run import OpRun
@@ -66,7 +103,14 @@ def _op_run_classes() -> list[type]:
         def _run(self, w, indices, **attrs):
             return (icl_gather(w, indices, **{k: v for k, v in attrs.items() if v is not None}),)
 
-    return [IclMatMul, IclGather]
+    class IclGatherBlockQuantized(OpRun):
+        op_domain = "ai.icl"
+
+        def _run(self, b, indices, scales, zero_points=None, **attrs):
+            kwargs = {k: v for k, v in attrs.items() if v is not None}
+            return (icl_gather_block_quantized(b, indices, scales, zero_points, **kwargs),)
+
+    return [IclMatMul, IclGather, IclGatherBlockQuantized]
 
 
 def evaluator(model) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import onnx
 from onnx.defs import OpSchema
 
-from icl_onnx.ops import DOMAIN, GATHER, MATMUL, OPSET_VERSION
+from icl_onnx.ops import DOMAIN, GATHER, GATHER_BLOCK_QUANTIZED, MATMUL, OPSET_VERSION
 from icl_onnx.views import OUTPUT_DTYPE, VIEW_ATTRIBUTES, VIEW_DEFAULTS, Attribute, ViewAttrs
 
 __all__ = ["register"]
@@ -61,7 +61,40 @@ def _schemas() -> list[OpSchema]:
     )
     matmul.set_type_and_shape_inference_function(_infer_matmul)
     gather.set_type_and_shape_inference_function(_infer_gather)
-    return [matmul, gather]
+    block_gather = _gather_block_quantized_schema()
+    block_gather.set_type_and_shape_inference_function(_infer_gather_block_quantized)
+    return [matmul, gather, block_gather]
+
+
+def _gather_block_quantized_schema() -> OpSchema:
+    optional = OpSchema.FormalParameterOption.Optional
+    return OpSchema(
+        GATHER_BLOCK_QUANTIZED,
+        DOMAIN,
+        OPSET_VERSION,
+        doc="Y = rows `indices` of a table stored in MatMulNBits' layout, dequantized.",
+        inputs=[
+            OpSchema.FormalParameter("B", "T1", "Quantized table [N, n_blocks, blob], uint8."),
+            OpSchema.FormalParameter("indices", "Tind", "Row indices."),
+            OpSchema.FormalParameter("scales", "T", "One scale per block, N * n_blocks values."),
+            OpSchema.FormalParameter(
+                "zero_points", "T1", "Packed zero points, uint8.", param_option=optional
+            ),
+        ],
+        outputs=[OpSchema.FormalParameter("Y", "T", "Rows [indices.shape..., K].")],
+        type_constraints=[
+            ("T1", ["tensor(uint8)"], "Packed storage."),
+            ("T", _FLOATS, "Type of the scales and of Y."),
+            ("Tind", ["tensor(int32)", "tensor(int64)"], "Index type."),
+        ],
+        attributes=[
+            OpSchema.Attribute("K", _ATTR.INT, "Elements per row of Y.", required=True),
+            OpSchema.Attribute("bits", _ATTR.INT, "Bits per element: 4 or 8.", required=True),
+            OpSchema.Attribute(
+                "block_size", _ATTR.INT, "Elements per block (power of 2, >= 16).", required=True
+            ),
+        ],
+    )
 
 
 def _attrs(ctx: onnx.shape_inference.InferenceContext, names) -> dict:
@@ -126,6 +159,13 @@ def _infer_gather(ctx) -> None:
     output_dtype = _attrs(ctx, [OUTPUT_DTYPE.name]).get(OUTPUT_DTYPE.name, 0)
     elem = output_dtype or w_type.tensor_type.elem_type
     _set_output(ctx, elem, dims)
+
+
+def _infer_gather_block_quantized(ctx) -> None:
+    idx_dims = _input_dims(ctx.get_input_type(1))
+    k = _attrs(ctx, ["K"]).get("K")
+    dims = None if idx_dims is None or k is None else [*idx_dims, k]
+    _set_output(ctx, ctx.get_input_type(2).tensor_type.elem_type, dims)
 
 
 def register() -> None:

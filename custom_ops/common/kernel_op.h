@@ -9,6 +9,7 @@
 
 #include <exception>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -41,6 +42,13 @@ struct KernelAdapter {
     return StatusOf([&] { return kernel->Compute(context); });
   }
 };
+
+// Whether `Kernel` declares where its inputs live (static OrtMemType InputMemoryType(size_t)).
+template <typename Kernel, typename = void>
+struct HasInputMemoryType : std::false_type {};
+template <typename Kernel>
+struct HasInputMemoryType<Kernel, std::void_t<decltype(Kernel::InputMemoryType(size_t{}))>>
+    : std::true_type {};
 
 // The custom op of one type combination of `Kernel`, which provides
 //   static Ort::Status Create(const OrtKernelInfo* info, std::unique_ptr<Kernel>& out);
@@ -75,6 +83,15 @@ class KernelOp
   // Variadic outputs (IclGather's Y) are one tensor of any type; no variadic inputs.
   bool GetVariadicInputHomogeneity() const { return false; }
   bool GetVariadicOutputHomogeneity() const { return false; }
+  // Where input `i` lives: Kernel::InputMemoryType(i) when the kernel says (a host input of
+  // a CUDA kernel), else the provider's device.
+  OrtMemType GetInputMemoryType(size_t i) const {
+    if constexpr (HasInputMemoryType<Kernel>::value) {
+      return Kernel::InputMemoryType(i);
+    } else {
+      return OrtMemTypeDefault;
+    }
+  }
 
   OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info,
                               void** kernel) const noexcept {

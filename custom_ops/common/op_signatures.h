@@ -40,4 +40,13 @@ inline const OpSignature& GatherSignature() {
   return s;
 }
 
+// IclGatherBlockQuantized(B, indices, scales[, zero_points]) -> Y. Y's type is the scales'.
+inline const OpSignature& GatherBlockQuantizedSignature() {
+  static const OpSignature s{
+      "IclGatherBlockQuantized",
+      {INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_OPTIONAL},
+      {INPUT_OUTPUT_REQUIRED}};
+  return s;
+}
+
 }  // namespace icl

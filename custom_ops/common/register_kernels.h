@@ -40,4 +40,22 @@ void RegisterKernels(Ort::CustomOpDomain& domain, const char* provider) {
   for (auto& op : *ops) domain.Add(op.get());
 }
 
+// Adds a backend's IclGatherBlockQuantized kernels for `provider` to `domain`: B and
+// zero_points uint8, scales and Y one float type, indices int32 or int64.
+template <typename Kernel>
+void RegisterGatherBlockQuantized(Ort::CustomOpDomain& domain, const char* provider) {
+  static auto* ops = new std::vector<std::unique_ptr<OrtCustomOp>>();
+  for (auto t : {ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16,
+                 ONNX_TENSOR_ELEMENT_DATA_TYPE_BFLOAT16}) {
+    for (auto ti : {ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64}) {
+      ops->push_back(std::make_unique<KernelOp<Kernel>>(
+          GatherBlockQuantizedSignature(), provider,
+          std::vector{ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8, ti, t,
+                      ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8},
+          std::vector{t}));
+    }
+  }
+  for (auto& op : *ops) domain.Add(op.get());
+}
+
 }  // namespace icl

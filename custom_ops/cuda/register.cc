@@ -5,6 +5,7 @@
 // without a driver: ORT creates these kernels only for nodes placed on the CUDA provider.
 #include "common/register_kernels.h"
 #include "cuda/gather.h"
+#include "cuda/gather_block_quantized.h"
 #include "cuda/matmul.h"
 #include "icl_ops.h"
 
@@ -12,6 +13,7 @@ namespace icl::cuda {
 
 void RegisterOps(Ort::CustomOpDomain& domain) {
   RegisterKernels<MatMulKernel, GatherKernel>(domain, kProvider);
+  RegisterGatherBlockQuantized<GatherBlockQuantizedKernel>(domain, kProvider);
 }
 
 }  // namespace icl::cuda
