@@ -17,6 +17,7 @@ from icl_onnx import rules
 from icl_onnx.analysis.plan import Consumer, Member, ShareGroup, View
 from icl_onnx.analysis.readers import Reader, relative_view, uses
 from icl_onnx.analysis.scopes import Scopes
+from icl_onnx.analysis.view_nodes import node_view
 
 __all__ = ["Choice", "UNCOVERED_COST", "choose_canonical", "forms_group", "plan_consumer"]
 
@@ -111,7 +112,8 @@ def _member(planned: _Planned) -> Member:
         read = reader.view_node.inputs[0].const_value  # type: ignore[union-attr]
         assert read is not None
         source, nbytes, dtype = reader.view_node.op_type, 0, read.dtype.name
-        shape = tuple(reversed(read.shape.numpy()))
+        own = node_view(reader.view_node)
+        shape = own.shape if own and own.shape else tuple(reversed(read.shape.numpy()))
     else:
         tensor = reader.value.const_value
         assert tensor is not None

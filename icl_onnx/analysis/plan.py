@@ -70,6 +70,7 @@ class View:
     slice_size: int = -1
     scale: float = 1.0
     dtype: str = ""  # the member's element type (ONNX name) when it differs: a cast view
+    shape: tuple[int, ...] = ()  # the member's dims when a reshape reads the same bytes
 
     @property
     def has_slice(self) -> bool:
@@ -85,13 +86,15 @@ class View:
     def parts(self) -> tuple[str, ...]:
         """The view's non-identity parts, in the order they apply; empty for an exact copy.
 
-        The parts are ``slice``, ``transpose``, ``scale`` and ``cast``.
+        The parts are ``slice``, ``transpose``, ``scale``, ``cast`` and ``reshape`` (the same
+        elements in row-major order with the dims ``shape``, applied last).
         """
         present = {
             "slice": self.has_slice,
             "transpose": self.transpose,
             "scale": self.scale != 1.0,
             "cast": bool(self.dtype),
+            "reshape": bool(self.shape),
         }
         return tuple(name for name, on in present.items() if on)
 
@@ -168,7 +171,7 @@ class Member:
     consumers: list[Consumer] = dataclasses.field(default_factory=list)
     kept_reason: str = ""  # why the member stays after the rewrite ("" when it goes)
     value: ir.Value | None = ir_field()  # the initializer, or the view node's output
-    view_node: ir.Node | None = ir_field()  # the Transpose node whose output this member is
+    view_node: ir.Node | None = ir_field()  # the view node (Transpose, Reshape...) it comes from
 
     @property
     def freed_bytes(self) -> int:

@@ -15,16 +15,14 @@ import logging
 
 import onnx_ir as ir
 
+from icl_onnx import rules
 from icl_onnx.analysis.crossmodel import CrossSet, plan_cross_set
 from icl_onnx.analysis.groups import Choice, choose_canonical, forms_group
 from icl_onnx.analysis.lifting import lifted
 from icl_onnx.analysis.plan import CrossGroup, ShareGroup, SharePlan, Skipped
-from icl_onnx.analysis.readers import (
-    eligible_initializers,
-    group_readers,
-    transpose_views,
-)
+from icl_onnx.analysis.readers import eligible_initializers, group_readers
 from icl_onnx.analysis.scopes import Scopes, function_constants
+from icl_onnx.analysis.view_nodes import find_view_nodes
 
 __all__ = ["DEFAULT_MIN_ELEMENTS", "analyze", "plan_models", "plan_sharing"]
 
@@ -55,8 +53,28 @@ class _Model:
             eligible += mine
             skipped += why
         skipped += function_constants(model, min_elements)
-        view_nodes = transpose_views(model.graph, set(eligible))
+        view_nodes = find_view_nodes(model.graph, set(eligible))
         return cls(model, scopes, eligible, skipped, set(view_nodes))
+
+
+def _only_unread_reshapes(choice: Choice) -> bool:
+    """Whether the set is a tensor and reshape views of it whose consumers no rule claims.
+
+    Such a set frees nothing, so it is left out of the plan rather than moving the tensor's own
+    consumers to ICL operators. A consumer a rule claims but cannot rewrite keeps the set in
+    the plan, so the reason is reported.
+    """
+    members = choice.members
+    reshapes = [m for m in members if m.reader.view_node is not None and m.view.shape]
+    if not members or len(reshapes) != len(members):
+        return False
+    uses = [
+        rules.Use(c.target, c.input_index, m.view, m.reader.rank)
+        for m in reshapes
+        for c in m.consumers
+        if c.target is not None
+    ]
+    return not any(rules.cover(use) is not None for use in uses)
 
 
 def _place(info: _Model, origins: dict[int, tuple[str, int]]) -> list[ShareGroup]:
@@ -127,7 +145,9 @@ def plan_models(
         if len({r.model for r in readers}) == 1:
             info = infos[readers[0].model]
             if forms_group(readers, info.view_nodes):
-                info.choices.append(choose_canonical(readers, info.view_nodes, info.scopes))
+                choice = choose_canonical(readers, info.view_nodes, info.scopes)
+                if not _only_unread_reshapes(choice):
+                    info.choices.append(choice)
             continue
         cross = plan_cross_set(readers, [i.view_nodes for i in infos], [i.scopes for i in infos])
         for model, choice in cross.alone.items():

@@ -4,8 +4,9 @@ Every eligible initializer is sampled at positions fixed by its shape (``probes.
 whose dtype, shape and samples match are fingerprinted in one streaming pass
 (``fingerprint.py``), tensors whose samples match another's transpose are candidates, and every
 candidate is verified on its values (``verify.py``) and joined in a union-find that tracks
-whether each tensor is transposed relative to its set's root. ``Transpose`` nodes reading an
-initializer join the set of that initializer as view members. Sets whose representative is a
+whether each tensor is transposed relative to its set's root. View nodes reading an initializer
+(``Transpose``, and the reshapes: ``view_nodes.py``) join the set of that initializer as view
+members. Sets whose representative is a
 slice, scaled copy or dtype-cast copy of another set's (``derive.py``) join that set with the
 composed view. Changes nothing.
 """
@@ -23,13 +24,13 @@ from icl_onnx.analysis.fingerprint import exact_digest, multiset_key
 from icl_onnx.analysis.plan import Skipped, View
 from icl_onnx.analysis.tensors import TensorCache
 from icl_onnx.analysis.verify import is_exact_copy, is_transposed_copy
+from icl_onnx.analysis.view_nodes import node_view
 
 __all__ = [
     "Reader",
     "eligible_initializers",
     "group_readers",
     "relative_view",
-    "transpose_views",
     "uses",
 ]
 
@@ -158,21 +159,6 @@ def _join_copies(values: list[ir.Value], cache: TensorCache) -> _UnionFind:
     return uf
 
 
-def transpose_views(graph: ir.Graph, eligible: set[ir.Value]) -> list[ir.Node]:
-    """Returns 2-D Transpose nodes (in ``graph`` or a subgraph) reading an eligible initializer."""
-    nodes = []
-    for node in ir.traversal.RecursiveGraphIterator(graph):
-        if node.op_type != "Transpose" or node.domain not in ("", "ai.onnx"):
-            continue
-        source = node.inputs[0] if node.inputs else None
-        if source not in eligible or len(source.const_value.shape) != 2:  # type: ignore[union-attr]
-            continue
-        perm = node.attributes.get("perm")
-        if perm is None or list(perm.value) == [1, 0]:
-            nodes.append(node)
-    return nodes
-
-
 @dataclasses.dataclass
 class Reader:
     """A tensor of a set: an initializer, or the output of a view node reading one.
@@ -180,7 +166,7 @@ class Reader:
     Attributes:
         value: the tensor.
         base: ``value == base(root of the set)``.
-        view_node: the Transpose node whose output ``value`` is, if any.
+        view_node: the view node (Transpose, Reshape, ...) whose output ``value`` is, if any.
         derived: a slice, scaled or cast copy, never the canonical tensor.
         model: the index of the model that holds it.
         foreign: another model's tensor standing in for this model's canonical (it has no
@@ -198,7 +184,8 @@ class Reader:
     def rank(self) -> int:
         """The rank the tensor's consumers see (a Transpose view is 2-D)."""
         if self.view_node is not None:
-            return 2
+            own = node_view(self.view_node)
+            return len(own.shape) if own is not None and own.shape else 2
         return len(self.value.const_value.shape)  # type: ignore[union-attr]
 
 
@@ -221,7 +208,7 @@ def group_readers(
 
     Args:
         eligible: the initializers that may be shared (of one model or several).
-        view_nodes: Transpose nodes reading one of them.
+        view_nodes: view nodes reading one of them (``view_nodes.find_view_nodes``).
         model_of: the model index of each eligible value (all in model 0 when omitted).
     """
     model_of = model_of or {}
@@ -233,9 +220,10 @@ def group_readers(
 
     def add(value: ir.Value, source: ir.Value, view_node: ir.Node | None) -> None:
         root, parity = uf.find(source)
-        parity ^= view_node is not None
+        own = View() if view_node is None else node_view(view_node) or View()
+        parity ^= own.transpose
         top, base = tops.get(root, (root, View()))
-        base = dataclasses.replace(base, transpose=base.transpose ^ parity)
+        base = dataclasses.replace(base, transpose=base.transpose ^ parity, shape=own.shape)
         model = model_of.get(source, 0)
         sets[top].append(Reader(value, base, view_node, derived=root in tops, model=model))
 

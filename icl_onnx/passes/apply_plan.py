@@ -49,6 +49,19 @@ def _rewrites(groups: list[tuple[ShareGroup, ir.Value]]):
     yield from last
 
 
+def _remove_view_node(node: ir.Node) -> None:
+    """Removes a view node, and its constant arguments (a Reshape's shape) nothing else reads."""
+    graph = node.graph
+    assert graph is not None
+    arguments = [v for v in node.inputs[1:] if v is not None]
+    graph.remove(node, safe=True)
+    for value in arguments:
+        if value.uses() or value.is_graph_output() or value in graph.inputs:
+            continue
+        if value.name is not None and graph.initializers.get(value.name) is value:
+            del graph.initializers[value.name]
+
+
 def _remove_dead_members(groups: list[ShareGroup]) -> None:
     """Removes members nothing reads any more, each from its own graph."""
     for group in groups:
@@ -58,7 +71,7 @@ def _remove_dead_members(groups: list[ShareGroup]) -> None:
             if value.uses() or value.is_graph_output():
                 continue
             if member.view_node is not None:
-                member.view_node.graph.remove(member.view_node, safe=True)  # type: ignore[union-attr]
+                _remove_view_node(member.view_node)
                 continue
             graph = value.graph
             if graph is not None and graph.initializers.get(value.name) is value:  # type: ignore[arg-type]

@@ -1,0 +1,80 @@
+"""The lossy opt-in: a float embedding table reads its quantized LM head instead.
+
+``find_quantized_near_copies`` lists float tables that a ``MatMulNBits`` weight of the same model
+approximates within one quantization step (a tied LM built with a quantized head and a float
+embedding). This pass makes every ``Gather`` of such a table an ``IclGatherBlockQuantized`` of
+the head's weight, and drops the table: the trade ONNX Runtime GenAI's ``shared_embeddings``
+makes. The embedding values change (by at most one quantization step), so generation may drift:
+``icl-onnx check`` reports by how much. Never applied unless asked for (``--share-quantized``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import onnx_ir as ir
+
+from icl_onnx.analysis.near_copies import QuantizedNearCopy, find_quantized_near_copies
+from icl_onnx.ops import DOMAIN, GATHER_BLOCK_QUANTIZED
+
+__all__ = ["ShareQuantizedPass"]
+
+logger = logging.getLogger(__name__)
+
+
+def _head(model: ir.Model, copy: QuantizedNearCopy) -> ir.Node | None:
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if node.op_type == "MatMulNBits" and node.inputs[1] is not None:
+            if node.inputs[1].name == copy.quantized:
+                return node
+    return None
+
+
+def _gather_from_head(gather: ir.Node, head: ir.Node) -> ir.Node:
+    """``IclGatherBlockQuantized(B, ids, scales[, zero_points])`` with the head's layout."""
+    attrs = {name: int(head.attributes[name].value) for name in ("K", "bits", "block_size")}
+    inputs = [head.inputs[1], gather.inputs[1], head.inputs[2]]
+    if len(head.inputs) > 3 and head.inputs[3] is not None:
+        inputs.append(head.inputs[3])
+    return ir.Node(
+        DOMAIN,
+        GATHER_BLOCK_QUANTIZED,
+        inputs=inputs,
+        attributes=ir.convenience.convert_attributes(attrs),
+        name=gather.name,
+        num_outputs=1,
+    )
+
+
+class ShareQuantizedPass(ir.passes.InPlacePass):
+    """Makes each float table's Gathers read its quantized near-copy, and drops the table.
+
+    Only tables that ``find_quantized_near_copies`` marks shareable (read by Gathers on axis
+    0 only, scales of the table's type, a MatMulNBits head) are rewritten.
+    """
+
+    def __init__(self, min_elements: int = 1024) -> None:
+        super().__init__()
+        self.min_elements = min_elements
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Rewrites the shareable near-copies; ``modified`` when at least one was."""
+        modified = False
+        for copy in find_quantized_near_copies(model, self.min_elements):
+            head = _head(model, copy)
+            if not copy.shareable or head is None:
+                logger.info("quantized near-copy %s not shared: %s", copy.table, copy.reason)
+                continue
+            table = model.graph.initializers[copy.table]
+            for use in list(table.uses()):
+                gather = use.node
+                new = _gather_from_head(gather, head)
+                graph = gather.graph
+                assert graph is not None
+                ir.convenience.replace_nodes_and_values(
+                    graph, gather, [gather], [new], list(gather.outputs), list(new.outputs)
+                )
+            model.graph.initializers.pop(copy.table)
+            modified = True
+            logger.info("%s now reads the quantized %s (lossy)", copy.table, copy.quantized)
+        return ir.passes.PassResult(model, modified)
