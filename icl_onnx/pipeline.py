@@ -16,11 +16,13 @@ import onnx_ir as ir
 
 from icl_onnx import progress
 from icl_onnx.analysis.lifting import lift_constants_pass
-from icl_onnx.analysis.plan import CrossPlan, SharePlan
+from icl_onnx.analysis.near_copies import find_quantized_near_copies
+from icl_onnx.analysis.plan import CrossPlan, QuantizedNearCopy, SharePlan
 from icl_onnx.analysis.planner import DEFAULT_MIN_ELEMENTS, plan_models, plan_sharing
 from icl_onnx.errors import IclUserError
 from icl_onnx.model_io import load_model, save_model
 from icl_onnx.passes.apply_plan import ApplySharePlanPass
+from icl_onnx.passes.share_quantized import ShareQuantizedPass
 from icl_onnx.shared_store import save_models_shared
 
 __all__ = [
@@ -35,11 +37,12 @@ __all__ = [
 
 @dataclasses.dataclass
 class OptimizeResult:
-    """What ``optimize_file`` did."""
+    """What ``optimize_file`` did (``shared_quantized``: the lossy near-copies it shared)."""
 
     plan: SharePlan
     modified: bool
     files: list[Path]
+    shared_quantized: list[QuantizedNearCopy] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -52,11 +55,24 @@ class MultiOptimizeResult:
     unique_bytes: int  # bytes of the one data file's tensors
 
 
-def _optimize(model: ir.Model, min_elements: int) -> tuple[SharePlan, bool]:
-    """Lifts, plans and applies (in place); returns the applied plan and whether it changed."""
+def _share_quantized(model: ir.Model, min_elements: int) -> list[QuantizedNearCopy]:
+    """Applies the lossy opt-in (``--share-quantized``); returns the near-copies it shared."""
+    shareable = [c for c in find_quantized_near_copies(model, min_elements) if c.shareable]
+    ShareQuantizedPass(shareable)(model)
+    return shareable
+
+
+def _optimize(
+    model: ir.Model, min_elements: int, share_quantized: bool = False
+) -> tuple[SharePlan, bool, list[QuantizedNearCopy]]:
+    """Lifts, plans and applies (in place): the plan, whether it changed, the lossy shares.
+
+    The lossy near-copies are shared first, and only with ``share_quantized``.
+    """
+    shared = _share_quantized(model, min_elements) if share_quantized else []
     lifted = lift_constants_pass(min_elements)(model).modified
     plan = plan_sharing(model, min_elements)
-    return plan, ApplySharePlanPass(plan)(model).modified or lifted
+    return plan, ApplySharePlanPass(plan)(model).modified or lifted or bool(shared), shared
 
 
 def optimize(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
@@ -70,8 +86,12 @@ def optimize_file(
     *,
     min_elements: int = DEFAULT_MIN_ELEMENTS,
     external_data: bool | None = None,
+    share_quantized: bool = False,
 ) -> OptimizeResult:
     """Loads ``src``, optimizes it and writes ``dst`` atomically (``dst`` may equal ``src``).
+
+    ``share_quantized`` also applies the lossy near-copies (a float table read through its
+    quantized head: ``passes.ShareQuantizedPass``); the outputs change.
 
     Raises:
         IclUserError: unreadable input or unwritable output.
@@ -79,19 +99,24 @@ def optimize_file(
     if Path(dst).is_dir():
         raise IclUserError(f"output {dst} is a folder; give a file name")
     model = load_model(src)
-    plan, modified = _optimize(model, min_elements)
+    plan, modified, shared = _optimize(model, min_elements, share_quantized)
     files = save_model(model, dst, external_data=external_data)
-    return OptimizeResult(plan, modified, files)
+    return OptimizeResult(plan, modified, files, shared)
 
 
 def _plan_files(
-    srcs: list[str | os.PathLike], min_elements: int
+    srcs: list[str | os.PathLike], min_elements: int, share_quantized: bool = False
 ) -> tuple[list[ir.Model], CrossPlan]:
-    """Loads and lifts each model (a progress task counting models), then plans them together."""
+    """Loads and lifts each model (a progress task counting models), then plans them together.
+
+    ``share_quantized`` first applies each model's lossy near-copies (``optimize_files``).
+    """
     models = []
     with progress.task("analysing models", len(srcs), unit="models") as advance:
         for src in srcs:
             models.append(load_model(src))
+            if share_quantized:
+                _share_quantized(models[-1], min_elements)
             lift_constants_pass(min_elements)(models[-1])
             advance(1)
     labels = [Path(src).name for src in srcs]
@@ -114,17 +139,19 @@ def optimize_files(
     out_dir: str | os.PathLike,
     *,
     min_elements: int = DEFAULT_MIN_ELEMENTS,
+    share_quantized: bool = False,
 ) -> MultiOptimizeResult:
     """Optimizes several models together: ``out_dir/<name>`` each, one shared data file.
 
     The models are planned together (each analysed once): tensors that are copies or views of
     a tensor of another model read that tensor (exact copies by content, as the data file
     holds each unique tensor once), and each model's plan is applied to it.
+    ``share_quantized``: as for ``optimize_file``.
 
     Raises:
         IclUserError: unreadable input, a missing output folder, or two inputs with one name.
     """
-    models, plan = _plan_files(srcs, min_elements)
+    models, plan = _plan_files(srcs, min_elements, share_quantized)
     with progress.task("sharing across models", len(models), unit="models") as advance:
         for model, own in zip(models, plan.plans, strict=True):
             ApplySharePlanPass(own)(model)

@@ -9,6 +9,7 @@ reshape view in a subgraph, and lossy near-copies (a float table beside its quan
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -25,6 +26,7 @@ from icl_onnx import block_quant
 from icl_onnx.analysis import analyze
 from icl_onnx.analysis.near_copies import find_quantized_near_copies
 from icl_onnx.analysis.view_nodes import node_view
+from icl_onnx.cli.main import main
 from icl_onnx.passes.share_quantized import ShareQuantizedPass
 from icl_onnx.pipeline import optimize_file
 
@@ -309,3 +311,41 @@ def test_share_quantized_makes_the_embedding_read_the_head(tmp_path):
     ids = np.where(FEEDS["ids"] < 0, FEEDS["ids"] + N, FEEDS["ids"])
     assert emb.tobytes() == block_quant.dequantize(b, scales, None, layout, ids).tobytes()
     assert np.max(np.abs(emb - w[ids])) <= np.max(np.abs(scales))
+
+
+def test_scan_lists_the_near_copy_in_text_and_json(tmp_path, capsys):
+    path = tmp_path / "untied.onnx"
+    onnx.save(untied(4), path)
+    assert main(["scan", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "no initializer is a copy or view of another" in text
+    assert "near-copy (lossy) table [96x80] (30.7 kB): B (MatMulNBits 4-bit, block 32" in text
+    assert "--share-quantized" in text
+    assert main(["scan", str(path), "--json"]) == 0
+    (near,) = json.loads(capsys.readouterr().out)["near_copies"]
+    assert near["table"] == "table" and near["quantized"] == "B" and near["shareable"]
+    assert near["table_bytes"] == N * K * 4 and 0 < near["max_error"] <= near["max_abs"]
+
+
+def test_optimize_shares_the_near_copy_only_when_asked(tmp_path, capsys):
+    path, plain, lossy = tmp_path / "u.onnx", tmp_path / "plain.onnx", tmp_path / "lossy.onnx"
+    onnx.save(untied(4), path)
+    assert main(["optimize", str(path), "-o", str(plain)]) == 0
+    assert "table" in {t.name for t in onnx.load(plain).graph.initializer}
+    capsys.readouterr()
+    assert main(["optimize", str(path), "-o", str(lossy), "--share-quantized", "--json"]) == 0
+    (shared,) = json.loads(capsys.readouterr().out)["shared_quantized"]
+    assert shared["table"] == "table"
+    graph = onnx.load(lossy).graph
+    assert "table" not in {t.name for t in graph.initializer}
+    assert [n.op_type for n in graph.node][0] == "IclGatherBlockQuantized"
+
+
+def test_a_gather_block_quantized_the_icl_op_cannot_read_keeps_its_copy():
+    proto = genai_like(4, 32)
+    (bits,) = [a for a in proto.graph.node[1].attribute if a.name == "bits"]
+    bits.i = 2  # a layout the ICL kernels do not read
+    plan = analyze(ir.from_proto(proto))
+    (group,) = plan.groups
+    (member,) = group.members
+    assert member.kept_reason == "GatherBlockQuantized with bits=2 (the ICL kernels read 4 and 8)"

@@ -76,7 +76,7 @@ def test_the_covering_rule_and_its_cost_or_the_reason(consumer, index, view, ran
 
 def test_every_built_in_rule_is_registered_once():
     names = [rule.name for rule in rules.registered()]
-    assert sorted(names) == ["gather", "gemm", "icl-node", "matmul"]
+    assert sorted(names) == ["gather", "gather-block-quantized", "gemm", "icl-node", "matmul"]
     assert rules.EXACT_COPY.name == "rewire" and "rewire" not in names
 
 

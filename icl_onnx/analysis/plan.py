@@ -24,6 +24,7 @@ __all__ = [
     "Member",
     "ShareGroup",
     "Skipped",
+    "QuantizedNearCopy",
     "SharePlan",
     "CrossMember",
     "CrossGroup",
@@ -218,6 +219,43 @@ class Skipped:
     reason: str
 
 
+@dataclasses.dataclass(frozen=True)
+class QuantizedNearCopy:
+    """A float table that a quantized weight of the same model approximates.
+
+    Attributes:
+        table: the float initializer's name.
+        shape: its shape ``[V, H]``.
+        table_bytes: its size, which sharing the quantized weight would free.
+        quantized: the quantized weight's name.
+        quantized_bytes: the quantized weight's bytes (data, scales and zero points).
+        consumer: the node that reads the quantized weight.
+        scheme: how it is quantized, e.g. ``MatMulNBits 4-bit, block 32``.
+        transposed: the quantized weight holds ``table^T``.
+        max_error: the largest ``|dequantized - table|``.
+        mean_error: the mean ``|dequantized - table|``.
+        max_abs: the largest ``|table|``, for scale.
+        max_steps: the largest error in units of its block's quantization step (at most 1).
+        shareable: whether ``--share-quantized`` can rewrite the table's readers.
+        reason: why not, when it cannot.
+    """
+
+    table: str
+    shape: tuple[int, int]
+    table_bytes: int
+    quantized: str
+    quantized_bytes: int
+    consumer: str
+    scheme: str
+    transposed: bool
+    max_error: float
+    mean_error: float
+    max_abs: float
+    max_steps: float
+    shareable: bool = False
+    reason: str = ""
+
+
 @dataclasses.dataclass
 class SharePlan:
     """Result of analysing one model: groups of shared tensors and what was left alone."""
@@ -226,6 +264,8 @@ class SharePlan:
     skipped: list[Skipped]
     initializer_count: int
     initializer_bytes: int
+    #: float tables a quantized weight approximates: lossy, reported, never applied
+    near_copies: list[QuantizedNearCopy] = dataclasses.field(default_factory=list)
     graph: ir.Graph | None = ir_field()  # the main graph of the model it was computed on
 
     @property

@@ -19,6 +19,7 @@ from icl_onnx import rules
 from icl_onnx.analysis.crossmodel import CrossSet, plan_cross_set
 from icl_onnx.analysis.groups import Choice, choose_canonical, forms_group
 from icl_onnx.analysis.lifting import lifted
+from icl_onnx.analysis.near_copies import find_quantized_near_copies
 from icl_onnx.analysis.plan import CrossGroup, ShareGroup, SharePlan, Skipped
 from icl_onnx.analysis.readers import eligible_initializers, group_readers
 from icl_onnx.analysis.scopes import Scopes, function_constants
@@ -101,7 +102,7 @@ def _place(info: _Model, origins: dict[int, tuple[str, int]]) -> list[ShareGroup
     return groups
 
 
-def _plan(info: _Model, groups: list[ShareGroup]) -> SharePlan:
+def _plan(info: _Model, groups: list[ShareGroup], min_elements: int) -> SharePlan:
     initializers = [v for g in info.scopes.graphs() for v in g.initializers.values()]
     total = sum(v.const_value.nbytes for v in initializers if v.const_value)
     for group in groups:
@@ -116,6 +117,7 @@ def _plan(info: _Model, groups: list[ShareGroup]) -> SharePlan:
         skipped=info.skipped,
         initializer_count=len(initializers),
         initializer_bytes=total,
+        near_copies=find_quantized_near_copies(info.model, min_elements),
         graph=info.model.graph,
     )
 
@@ -167,7 +169,8 @@ def plan_models(
         cross.report({m: groups[m][slot] for m, slot in slots.items()}, labels)
         for cross, slots in crossing
     ]
-    return [_plan(info, g) for info, g in zip(infos, groups, strict=True)], cross_groups
+    plans = [_plan(info, g, min_elements) for info, g in zip(infos, groups, strict=True)]
+    return plans, cross_groups
 
 
 def plan_sharing(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:

@@ -9,10 +9,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from icl_onnx.analysis.plan import Consumer, CrossPlan, SharePlan
+from icl_onnx.analysis.plan import Consumer, CrossPlan, QuantizedNearCopy, SharePlan
 
 __all__ = [
     "human_bytes",
+    "near_copy_text",
     "plan_table",
     "print_plan",
     "print_cross_plan",
@@ -91,6 +92,27 @@ def print_plan(plan: SharePlan, title: str) -> None:
         out.print(f"  kept {member.name}: {member.kept_reason}")
     for skipped in plan.skipped:
         out.print(f"  skipped {skipped.name}: {skipped.reason}")
+    for near in plan.near_copies:
+        out.print(near_copy_text(near))
+
+
+def near_copy_text(near: QuantizedNearCopy) -> str:
+    """One lossy near-copy: what matches what, by how much, and what the user can do."""
+    shape = "x".join(str(d) for d in near.shape)
+    what = f"{near.quantized}^T" if near.transposed else near.quantized
+    text = (
+        f"  near-copy (lossy) {near.table} [{shape}] ({human_bytes(near.table_bytes)}): "
+        f"{what} ({near.scheme}, read by {near.consumer}, {human_bytes(near.quantized_bytes)}) "
+        f"dequantized matches it within one quantization step: max |error| "
+        f"{near.max_error:.3g}, mean {near.mean_error:.3g} (|values| up to {near.max_abs:.3g}); "
+    )
+    if near.shareable:
+        return text + (
+            "`icl-onnx optimize --share-quantized` makes its Gathers read the quantized weight "
+            f"and frees {human_bytes(near.table_bytes)} (outputs change; `icl-onnx check` "
+            "shows by how much)"
+        )
+    return text + f"not shareable by --share-quantized: {near.reason}"
 
 
 def cross_table(plan: CrossPlan) -> Table:

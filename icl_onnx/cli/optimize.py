@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from icl_onnx.analysis import DEFAULT_MIN_ELEMENTS
+from icl_onnx.analysis.plan import to_data
 from icl_onnx.cli._format import human_bytes, print_cross_plan, print_json, print_plan
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
@@ -45,6 +46,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=DEFAULT_MIN_ELEMENTS,
         help="ignore initializers with fewer elements (default %(default)s)",
     )
+    parser.add_argument(
+        "--share-quantized",
+        action="store_true",
+        help="lossy: a float embedding table that a quantized head approximates (listed by "
+        "scan as a near-copy) reads the quantized head instead; outputs change",
+    )
     parser.add_argument("--json", action="store_true", help="print the applied plan as JSON")
     add_quiet_argument(parser)
     return parser
@@ -61,7 +68,11 @@ def run(args: argparse.Namespace) -> int:
     (model,) = args.model
     with cli_progress(args.quiet):
         result = optimize_file(
-            model, args.output, min_elements=args.min_elements, external_data=args.external_data
+            model,
+            args.output,
+            min_elements=args.min_elements,
+            external_data=args.external_data,
+            share_quantized=args.share_quantized,
         )
     if args.json:
         print_json(
@@ -70,11 +81,14 @@ def run(args: argparse.Namespace) -> int:
                 "output": args.output,
                 "modified": result.modified,
                 "files": [str(f) for f in result.files],
+                "shared_quantized": [to_data(c) for c in result.shared_quantized],
                 **result.plan.to_dict(),
             }
         )
         return 0
     print_plan(result.plan, model)
+    for near in result.shared_quantized:
+        print(f"shared (lossy) {near.table} -> {near.quantized}: max |error| {near.max_error:.3g}")
     written = ", ".join(f"{f} ({human_bytes(f.stat().st_size)})" for f in result.files)
     print(f"wrote {written}" + ("" if result.modified else " (nothing to share)"))
     return 0
@@ -82,7 +96,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_many(args: argparse.Namespace) -> int:
     with cli_progress(args.quiet):
-        result = optimize_files(args.model, args.out_dir, min_elements=args.min_elements)
+        result = optimize_files(
+            args.model,
+            args.out_dir,
+            min_elements=args.min_elements,
+            share_quantized=args.share_quantized,
+        )
     if args.json:
         print_json(
             {

@@ -49,18 +49,29 @@ def _gather_from_head(gather: ir.Node, head: ir.Node) -> ir.Node:
 class ShareQuantizedPass(ir.passes.InPlacePass):
     """Makes each float table's Gathers read its quantized near-copy, and drops the table.
 
-    Only tables that ``find_quantized_near_copies`` marks shareable (read by Gathers on axis
-    0 only, scales of the table's type, a MatMulNBits head) are rewritten.
+    Only near-copies marked shareable (read by Gathers on axis 0 only, scales of the table's
+    type, a MatMulNBits head) are rewritten.
+
+    Attributes:
+        near_copies: the near-copies to share, found on the model this pass runs on
+            (``find_quantized_near_copies``); None finds them when the pass runs.
+        min_elements: smaller tables are ignored (when the pass finds them).
     """
 
-    def __init__(self, min_elements: int = 1024) -> None:
+    def __init__(
+        self, near_copies: list[QuantizedNearCopy] | None = None, min_elements: int = 1024
+    ) -> None:
         super().__init__()
+        self.near_copies = near_copies
         self.min_elements = min_elements
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Rewrites the shareable near-copies; ``modified`` when at least one was."""
         modified = False
-        for copy in find_quantized_near_copies(model, self.min_elements):
+        copies = self.near_copies
+        if copies is None:
+            copies = find_quantized_near_copies(model, self.min_elements)
+        for copy in copies:
             head = _head(model, copy)
             if not copy.shareable or head is None:
                 logger.info("quantized near-copy %s not shared: %s", copy.table, copy.reason)
