@@ -49,15 +49,38 @@ def _cost(consumer: Consumer, view: View) -> int:
 
 @dataclasses.dataclass
 class _Planned:
-    """A member of a candidate's plan: the reader, its view and its consumers."""
+    """A member of a candidate's plan: the reader, its view and its consumers.
+
+    ``held`` says why the member stays although every consumer is covered (a view node that
+    stays reads it, or it is a graph output).
+    """
 
     reader: Reader
     view: View
     consumers: list[Consumer]
+    held: str = ""
 
     @property
     def kept_reason(self) -> str:
-        return "; ".join(sorted({c.reason for c in self.consumers if not c.covered}))
+        reasons = {c.reason for c in self.consumers if not c.covered} | {self.held}
+        return "; ".join(sorted(reasons - {""}))
+
+
+def _hold(members: list[_Planned]) -> None:
+    """Marks the members the rewrite cannot remove although their consumers are covered.
+
+    A view node's output that is a graph output stays, and so does the node; a member that a
+    staying view node reads stays too.
+    """
+    for planned in members:
+        view_node = planned.reader.view_node
+        if view_node is not None and planned.reader.value.is_graph_output():
+            planned.held = "graph output"
+    staying = {p.reader.view_node: p for p in members if p.reader.view_node and p.kept_reason}
+    for planned in members:
+        readers = [n for n in staying if n.inputs[0] is planned.reader.value]
+        if readers and not planned.kept_reason:
+            planned.held = f"read by {rules.node_label(readers[0])}, which stays"
 
 
 @dataclasses.dataclass
@@ -176,6 +199,7 @@ def _plan_for(
             consumers.append(consumer)
             cost += _cost(consumer, view)
         members.append(_Planned(reader, view, consumers))
+    _hold(members)
     return Choice(canonical, members, canonical_consumers, cost)
 
 
