@@ -15,6 +15,7 @@ from icl_onnx.views import ViewAttrs
 
 __all__ = [
     "view",
+    "low_rank_delta",
     "icl_matmul",
     "icl_gather",
     "icl_gather_block_quantized",
@@ -37,25 +38,56 @@ def view(w: np.ndarray, **attrs: int | float) -> np.ndarray:
     return out * np.float32(v.scale) if v.scale != 1.0 else out
 
 
-def icl_matmul(a: np.ndarray, w: np.ndarray, bias: np.ndarray | None = None, **attrs) -> np.ndarray:
-    """Returns ``a @ view(w) + bias`` with ``a``'s dtype."""
-    v = view(w, **attrs)
-    y = a.astype(np.float32) @ v
+def low_rank_delta(u: np.ndarray, v: np.ndarray, delta_transpose: int = 0) -> np.ndarray:
+    """Returns the low-rank term ``U @ V`` (or ``(U @ V)^T``) in float32, added to ``view(W)``."""
+    delta = u.astype(np.float32) @ v.astype(np.float32)
+    return delta.T if delta_transpose else delta
+
+
+def _with_delta(table: np.ndarray, u, v, delta_transpose: int) -> np.ndarray:
+    if (u is None) != (v is None):
+        raise ValueError("U and V must be given together")
+    return table if u is None else table + low_rank_delta(u, v, delta_transpose)
+
+
+def icl_matmul(
+    a: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    u: np.ndarray | None = None,
+    v: np.ndarray | None = None,
+    delta_transpose: int = 0,
+    **attrs,
+) -> np.ndarray:
+    """Returns ``a @ (view(w) + delta) + bias`` with ``a``'s dtype (delta from ``u``, ``v``)."""
+    ViewAttrs.from_attrs({**attrs, "delta_transpose": delta_transpose})  # checks it
+    weight = _with_delta(view(w, **attrs), u, v, delta_transpose)
+    y = a.astype(np.float32) @ weight
     if bias is not None:
         y = y + bias.astype(np.float32)
     return y.astype(a.dtype)
 
 
-def icl_gather(w: np.ndarray, indices: np.ndarray, output_dtype: int = 0, **attrs) -> np.ndarray:
-    """Returns ``view(w)[indices]`` in ``output_dtype`` (``w``'s dtype when 0)."""
-    ViewAttrs.from_attrs({**attrs, "output_dtype": output_dtype})  # checks output_dtype too
-    v = view(w, **attrs)
-    n = v.shape[0]
+def icl_gather(
+    w: np.ndarray,
+    indices: np.ndarray,
+    u: np.ndarray | None = None,
+    v: np.ndarray | None = None,
+    output_dtype: int = 0,
+    delta_transpose: int = 0,
+    **attrs,
+) -> np.ndarray:
+    """Returns ``(view(w) + delta)[indices]`` in ``output_dtype`` (``w``'s dtype when 0)."""
+    ViewAttrs.from_attrs(
+        {**attrs, "output_dtype": output_dtype, "delta_transpose": delta_transpose}
+    )  # checks output_dtype and delta_transpose too
+    table = _with_delta(view(w, **attrs), u, v, delta_transpose)
+    n = table.shape[0]
     idx = np.asarray(indices).astype(np.int64)
     if idx.size and (idx.min() < -n or idx.max() >= n):
         raise IndexError(f"indices out of range [-{n}, {n})")
     out_dtype = w.dtype if output_dtype == 0 else numpy_dtype(output_dtype)
-    return v[np.where(idx < 0, idx + n, idx)].astype(out_dtype)
+    return table[np.where(idx < 0, idx + n, idx)].astype(out_dtype)
 
 
 def icl_gather_block_quantized(
@@ -94,14 +126,16 @@ def _op_run_classes() -> list[type]:
     class IclMatMul(OpRun):
         op_domain = "ai.icl"
 
-        def _run(self, a, w, bias=None, **attrs):
-            return (icl_matmul(a, w, bias, **{k: v for k, v in attrs.items() if v is not None}),)
+        def _run(self, a, w, bias=None, u=None, v=None, **attrs):
+            given = {k: x for k, x in attrs.items() if x is not None}
+            return (icl_matmul(a, w, bias, u, v, **given),)
 
     class IclGather(OpRun):
         op_domain = "ai.icl"
 
-        def _run(self, w, indices, **attrs):
-            return (icl_gather(w, indices, **{k: v for k, v in attrs.items() if v is not None}),)
+        def _run(self, w, indices, u=None, v=None, **attrs):
+            given = {k: x for k, x in attrs.items() if x is not None}
+            return (icl_gather(w, indices, u, v, **given),)
 
     class IclGatherBlockQuantized(OpRun):
         op_domain = "ai.icl"

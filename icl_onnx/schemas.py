@@ -6,7 +6,14 @@ import onnx
 from onnx.defs import OpSchema
 
 from icl_onnx.ops import DOMAIN, GATHER, GATHER_BLOCK_QUANTIZED, MATMUL, OPSET_VERSION
-from icl_onnx.views import OUTPUT_DTYPE, VIEW_ATTRIBUTES, VIEW_DEFAULTS, Attribute, ViewAttrs
+from icl_onnx.views import (
+    DELTA_TRANSPOSE,
+    OUTPUT_DTYPE,
+    VIEW_ATTRIBUTES,
+    VIEW_DEFAULTS,
+    Attribute,
+    ViewAttrs,
+)
 
 __all__ = ["register"]
 
@@ -19,7 +26,19 @@ def _attribute(a: Attribute) -> OpSchema.Attribute:
 
 
 def _view_attributes() -> list[OpSchema.Attribute]:
-    return [_attribute(a) for a in VIEW_ATTRIBUTES]
+    return [_attribute(a) for a in (*VIEW_ATTRIBUTES, DELTA_TRANSPOSE)]
+
+
+def _factor_inputs() -> list[OpSchema.FormalParameter]:
+    optional = OpSchema.FormalParameterOption.Optional
+    return [
+        OpSchema.FormalParameter(
+            "U", "TW", "Left factor of the low-rank term added to view(W).", param_option=optional
+        ),
+        OpSchema.FormalParameter(
+            "V", "TW", "Right factor of the low-rank term.", param_option=optional
+        ),
+    ]
 
 
 def _schemas() -> list[OpSchema]:
@@ -27,13 +46,15 @@ def _schemas() -> list[OpSchema]:
         MATMUL,
         DOMAIN,
         OPSET_VERSION,
-        doc="Y = A @ view(W) + bias, view(W) read through attributes (docs/operators.md).",
+        doc="Y = A @ (view(W) + U @ V) + bias, view(W) read through attributes "
+        "(docs/operators.md).",
         inputs=[
             OpSchema.FormalParameter("A", "T", "Activations [..., K]."),
             OpSchema.FormalParameter("W", "TW", "Stored weight, 2-D."),
             OpSchema.FormalParameter(
                 "bias", "T", "Bias [N].", param_option=OpSchema.FormalParameterOption.Optional
             ),
+            *_factor_inputs(),
         ],
         outputs=[OpSchema.FormalParameter("Y", "T", "Result [..., N].")],
         type_constraints=[("T", _FLOATS, "Compute type."), ("TW", _FLOATS, "Storage type of W.")],
@@ -43,10 +64,11 @@ def _schemas() -> list[OpSchema]:
         GATHER,
         DOMAIN,
         OPSET_VERSION,
-        doc="Y = view(W)[indices] along axis 0, view(W) read through attributes.",
+        doc="Y = (view(W) + U @ V)[indices] along axis 0, view(W) read through attributes.",
         inputs=[
             OpSchema.FormalParameter("W", "TW", "Stored table, 2-D."),
             OpSchema.FormalParameter("indices", "Tind", "Row indices."),
+            *_factor_inputs(),
         ],
         outputs=[OpSchema.FormalParameter("Y", "T", "Rows [indices.shape..., H].")],
         type_constraints=[

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "DELTA_TRANSPOSE",
     "OUTPUT_DTYPE",
     "OUTPUT_DTYPES",
     "VIEW_ATTRIBUTES",
@@ -48,6 +49,11 @@ VIEW_ATTRIBUTES: tuple[Attribute, ...] = (
 #: IclGather's element type of Y.
 OUTPUT_DTYPE = Attribute("output_dtype", 0, "ONNX element type of Y; 0 means W's type.")
 
+#: How the optional low-rank factors U, V read (both operators; docs/operators.md).
+DELTA_TRANSPOSE = Attribute(
+    "delta_transpose", 0, "1: the low-rank term added to view(W) is (U @ V)^T instead of U @ V."
+)
+
 #: The values output_dtype accepts: 0 (W's type), FLOAT, FLOAT16, BFLOAT16.
 OUTPUT_DTYPES: tuple[int, ...] = (0, 1, 10, 16)
 
@@ -71,13 +77,15 @@ class ViewAttrs:
 
         Args:
             attrs: attribute name -> value; absent names take their defaults.
-            allow_output_dtype: accept (and ignore) ``output_dtype``, IclGather's attribute.
+            allow_output_dtype: accept (and ignore) ``output_dtype``, IclGather's attribute,
+                and ``delta_transpose``, the factors' orientation.
 
         Raises:
             TypeError: an attribute name that is not an ICL attribute.
             ValueError: a malformed value (see :meth:`error`).
         """
-        known = set(VIEW_DEFAULTS) | ({OUTPUT_DTYPE.name} if allow_output_dtype else set())
+        extra = {OUTPUT_DTYPE.name, DELTA_TRANSPOSE.name} if allow_output_dtype else set()
+        known = set(VIEW_DEFAULTS) | extra
         unknown = set(attrs) - known
         if unknown:
             raise TypeError(f"unknown ICL attributes: {sorted(unknown)}")
@@ -87,12 +95,12 @@ class ViewAttrs:
                 for a in VIEW_ATTRIBUTES
             }
         )
-        problem = view.error(attrs.get(OUTPUT_DTYPE.name, 0))
+        problem = view.error(attrs.get(OUTPUT_DTYPE.name, 0), attrs.get(DELTA_TRANSPOSE.name, 0))
         if problem:
             raise ValueError(problem)
         return view
 
-    def error(self, output_dtype: int = 0) -> str | None:
+    def error(self, output_dtype: int = 0, delta_transpose: int = 0) -> str | None:
         """What is wrong with these attributes whatever W's shape, or None when well formed."""
         if self.transpose not in (0, 1):
             return f"transpose must be 0 or 1, got {self.transpose}"
@@ -102,6 +110,8 @@ class ViewAttrs:
             return f"slice_start must be >= 0, got {self.slice_start}"
         if self.slice_size < -1:
             return f"slice_size must be >= 0, or -1 for the rest of the axis, got {self.slice_size}"
+        if delta_transpose not in (0, 1):
+            return f"delta_transpose must be 0 or 1, got {delta_transpose}"
         if output_dtype not in OUTPUT_DTYPES:
             return (
                 "output_dtype must be 0, 1 (float), 10 (float16) or 16 (bfloat16), "

@@ -19,23 +19,25 @@ struct OpSignature {
   std::vector<OrtCustomOpInputOutputCharacteristic> outputs;
 };
 
-// IclMatMul(A, W[, bias]) -> Y. Y's type is A's, so ORT infers it from the kernel whose
-// type constraints match A and W.
+// IclMatMul(A, W[, bias][, U, V]) -> Y. Y's type is A's, so ORT infers it from the kernel whose
+// type constraints match A and W. U and V are the factors of a low-rank term (common/low_rank.h).
 inline const OpSignature& MatMulSignature() {
   static const OpSignature s{"IclMatMul",
-                             {INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_OPTIONAL},
+                             {INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_OPTIONAL,
+                              INPUT_OUTPUT_OPTIONAL, INPUT_OUTPUT_OPTIONAL},
                              {INPUT_OUTPUT_REQUIRED}};
   return s;
 }
 
-// IclGather(W, indices) -> Y. Y's type comes from the attribute `output_dtype`, which ORT's
-// custom-op type inference cannot read: it only propagates types chosen by the inputs. A
+// IclGather(W, indices[, U, V]) -> Y (U, V: a low-rank term, common/low_rank.h). Y's type
+// comes from the attribute `output_dtype`, which ORT's custom-op type inference cannot read: it only propagates types chosen by the inputs. A
 // single, non-homogeneous variadic output is the one form ORT leaves untyped, so Y takes the
 // type the model declares for it (graph output or value_info; icl_onnx.schemas' shape
 // inference writes it). Kernels check that the declared type agrees with `output_dtype`.
 inline const OpSignature& GatherSignature() {
   static const OpSignature s{"IclGather",
-                             {INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_REQUIRED},
+                             {INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_REQUIRED,
+                              INPUT_OUTPUT_OPTIONAL, INPUT_OUTPUT_OPTIONAL},
                              {INPUT_OUTPUT_VARIADIC}};
   return s;
 }

@@ -21,19 +21,20 @@ void RegisterKernels(Ort::CustomOpDomain& domain, const char* provider) {
                                                        ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64};
   // The ops live as long as the process: ORT keeps pointers to them in every session.
   static auto* ops = new std::vector<std::unique_ptr<OrtCustomOp>>();
-  // IclMatMul: A, bias and Y share a type T; W may be any of the three (a cast view).
+  // IclMatMul: A, bias and Y share a type T; W may be any of the three (a cast view); the
+  // low-rank factors U and V have W's type.
   for (auto t : kFloatTypes) {
     for (auto tw : kFloatTypes) {
       ops->push_back(std::make_unique<KernelOp<MatMulKernel>>(
-          MatMulSignature(), provider, std::vector{t, tw, t}, std::vector{t}));
+          MatMulSignature(), provider, std::vector{t, tw, t, tw, tw}, std::vector{t}));
     }
   }
-  // IclGather: Y is left untyped (see GatherSignature); the kernel checks it against
+  // IclGather: U and V have W's type; Y is left untyped (see GatherSignature); the kernel checks it against
   // output_dtype at creation.
   for (auto tw : kFloatTypes) {
     for (auto ti : kIndexTypes) {
       ops->push_back(std::make_unique<KernelOp<GatherKernel>>(
-          GatherSignature(), provider, std::vector{tw, ti},
+          GatherSignature(), provider, std::vector{tw, ti, tw, tw},
           std::vector{ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED}));
     }
   }

@@ -19,6 +19,7 @@ struct ViewAttrs {
   int64_t slice_size = -1;
   float scale = 1.0f;
   int64_t output_dtype = 0;  // IclGather only: ONNX element type of Y, 0 = W's type.
+  int64_t delta_transpose = 0;  // the low-rank term is (U @ V)^T (common/low_rank.h).
 };
 
 // What is wrong with attributes that no shape of W could make valid; empty when they are well
@@ -35,6 +36,9 @@ inline std::string ViewAttrsError(const ViewAttrs& a) {
   if (a.slice_size < -1) {
     return "slice_size must be >= 0, or -1 for the rest of the axis, got " +
            std::to_string(a.slice_size);
+  }
+  if (a.delta_transpose != 0 && a.delta_transpose != 1) {
+    return "delta_transpose must be 0 or 1, got " + std::to_string(a.delta_transpose);
   }
   ElemType y_type;
   if (a.output_dtype != 0 && !ToElemType(static_cast<int>(a.output_dtype), y_type)) {
@@ -63,6 +67,7 @@ inline Ort::Status ReadViewAttrs(const OrtKernelInfo* info, const std::string& o
   get_int("slice_start", out.slice_start);
   get_int("slice_size", out.slice_size);
   get_int("output_dtype", out.output_dtype);
+  get_int("delta_transpose", out.delta_transpose);
   float f = 1.0f;
   if (OrtStatus* s = api.KernelInfoGetAttribute_float(info, "scale", &f)) {
     api.ReleaseStatus(s);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cpu/convert.h"
+#include "cpu/low_rank.h"
 #include "cpu/parallel.h"
 #include "cpu/scratch.h"
 
@@ -62,6 +63,9 @@ Ort::Status GatherKernel::Compute(OrtKernelContext* context) {
   Ort::KernelContext ctx(context);
   const Ort::ConstValue w = ctx.GetInput(0);
   const Ort::ConstValue indices = ctx.GetInput(1);
+  const size_t inputs = ctx.GetInputCount();
+  const Ort::ConstValue u = inputs > 2 ? ctx.GetInput(2) : Ort::ConstValue(nullptr);
+  const Ort::ConstValue v = inputs > 3 ? ctx.GetInput(3) : Ort::ConstValue(nullptr);
   const auto w_info = w.GetTensorTypeAndShapeInfo();
   const auto idx_info = indices.GetTensorTypeAndShapeInfo();
   ElemType w_type;
@@ -73,6 +77,10 @@ Ort::Status GatherKernel::Compute(OrtKernelContext* context) {
   ViewGeometry view;
   std::string error;
   if (!ResolveView(attrs_, w_shape[0], w_shape[1], view, error)) return Error(error);
+  std::vector<float> u_float, v_float;
+  LowRankTerm delta;
+  error = ReadLowRank(u, v, w_type, view, attrs_.delta_transpose != 0, u_float, v_float, delta);
+  if (!error.empty()) return Error(error);
 
   // Check every index before writing anything.
   const int64_t count = static_cast<int64_t>(idx_info.GetElementCount());
@@ -101,7 +109,8 @@ Ort::Status GatherKernel::Compute(OrtKernelContext* context) {
   const char* w_data = static_cast<const char*>(w.GetTensorRawData());
   const int64_t w_size = SizeOf(w_type), y_size = SizeOf(y_type_);
   // A plain copy when the view keeps rows contiguous and changes no value.
-  const bool copy_rows = !view.transposed && w_type == y_type_ && attrs_.scale == 1.0f;
+  const bool copy_rows =
+      !view.transposed && w_type == y_type_ && attrs_.scale == 1.0f && delta.rank == 0;
 
   // One row of view(W): contiguous at offset + r * ld, or (transposed) a column of W.
   auto gather_row = [&](int64_t i) {
@@ -118,6 +127,7 @@ Ort::Status GatherKernel::Compute(OrtKernelContext* context) {
     } else {
       ToFloat(w_type, w_data + (view.offset + r * view.ld) * w_size, row, h, attrs_.scale);
     }
+    if (delta.rank > 0) LowRankAddRow(delta, r, row);
     FromFloat(row, y_type_, dst, h);
   };
   const int64_t rows_per_task = std::max<int64_t>(1, kElementsPerTask / std::max<int64_t>(h, 1));

@@ -10,10 +10,12 @@
 //  - Transposed view, more rows of A, no AVX-512: the chunk of W is transposed (and widened)
 //    into a per-thread float32 block once, then multiplied by PanelGemm.
 //  - Plain view: PanelGemm, which multiplies W's column panels in place.
-// The epilogue (bias, conversion of Y to 16 bits) runs on the chunk while it is in cache.
+// The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
+// conversion of Y to 16 bits) runs on the chunk while it is in cache.
 #include "cpu/matmul.h"
 
 #include <algorithm>
+#include <vector>
 
 #include "cpu/convert.h"
 #include "cpu/panel_gemm.h"
@@ -111,6 +113,11 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
     return Ort::Status{nullptr};
   }
   const bool row_dot = p.view.transposed && p.m <= RowDotMaxRows();
+  std::vector<float> left;  // A @ L, [m, rank]
+  if (p.delta.rank > 0) {
+    left.resize(static_cast<size_t>(p.m * p.delta.rank));
+    LowRankLeft(p.delta, p.a, p.m, left.data());
+  }
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
   if (wide) PackA(p.a, p.m, p.k, p.k, packed);
@@ -129,6 +136,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
       ldo = nc;
     }
     ComputeChunk(p, wide ? &packed : nullptr, n0, nc, out, ldo);
+    if (p.delta.rank > 0) LowRankAddColumns(p.delta, left.data(), p.m, n0, nc, out, ldo);
     Epilogue(p, n0, nc, out, ldo);
   });
 }

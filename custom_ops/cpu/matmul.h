@@ -1,11 +1,12 @@
 // The arithmetic of IclMatMul on the CPU, free of tensor bookkeeping:
-// Y[m, n] = scale * (A @ view(W))[m, n] + bias[n].
+// Y[m, n] = scale * (A @ view(W))[m, n] + (A @ delta)[m, n] + bias[n], delta a low-rank term.
 #pragma once
 
 #include <cstdint>
 
 #include "common/view.h"
 #include "cpu/element.h"
+#include "cpu/low_rank.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl::cpu {
@@ -21,6 +22,7 @@ struct MatMulProblem {
   const float* bias = nullptr;  // [n] float32, or null
   void* y = nullptr;            // [m, n] of y_type
   ElemType y_type = ElemType::kFloat;
+  LowRankTerm delta;  // float32 factors of delta [k, n] (rank 0: none)
 };
 
 // Computes the problem, splitting the N columns of Y over the session's thread pool.

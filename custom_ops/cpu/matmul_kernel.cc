@@ -32,7 +32,10 @@ Ort::Status MatMulKernel::Compute(OrtKernelContext* context) {
   Ort::KernelContext ctx(context);
   const Ort::ConstValue a = ctx.GetInput(0);
   const Ort::ConstValue w = ctx.GetInput(1);
-  const Ort::ConstValue bias = ctx.GetInput(2);
+  const size_t inputs = ctx.GetInputCount();
+  const Ort::ConstValue bias = inputs > 2 ? ctx.GetInput(2) : Ort::ConstValue(nullptr);
+  const Ort::ConstValue u = inputs > 3 ? ctx.GetInput(3) : Ort::ConstValue(nullptr);
+  const Ort::ConstValue v = inputs > 4 ? ctx.GetInput(4) : Ort::ConstValue(nullptr);
   const auto a_info = a.GetTensorTypeAndShapeInfo();
   const auto w_info = w.GetTensorTypeAndShapeInfo();
   ElemType a_type, w_type;
@@ -83,6 +86,13 @@ Ort::Status MatMulKernel::Compute(OrtKernelContext* context) {
     bias_float.resize(static_cast<size_t>(n));
     ToFloat(a_type, bias.GetTensorRawData(), bias_float.data(), n);
     p.bias = bias_float.data();
+  }
+
+  std::vector<float> u_float, v_float;
+  if (std::string problem = ReadLowRank(u, v, w_type, view, attrs_.delta_transpose != 0,
+                                        u_float, v_float, p.delta);
+      !problem.empty()) {
+    return Error(problem);
   }
 
   std::vector<int64_t> y_shape(a_shape.begin(), a_shape.end() - 1);

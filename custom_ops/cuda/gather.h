@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/low_rank.h"
 #include "common/view.h"
 #include "cuda/gather_impl.cuh"
 #include "cuda/ort_util.h"
@@ -34,6 +35,9 @@ class GatherKernel {
     Ort::KernelContext ctx(context);
     Ort::ConstValue w = ctx.GetInput(0);
     Ort::ConstValue indices = ctx.GetInput(1);
+    const size_t inputs = ctx.GetInputCount();
+    Ort::ConstValue u = inputs > 2 ? ctx.GetInput(2) : Ort::ConstValue(nullptr);
+    Ort::ConstValue v = inputs > 3 ? ctx.GetInput(3) : Ort::ConstValue(nullptr);
     const auto w_info = w.GetTensorTypeAndShapeInfo();
     const auto i_info = indices.GetTensorTypeAndShapeInfo();
     GatherProblem p;
@@ -53,6 +57,17 @@ class GatherKernel {
     std::string error;
     if (!ResolveView(attrs_, w_shape[0], w_shape[1], g, error)) {
       return InvalidArgument(kOp, error);
+    }
+    const bool has_u = u != nullptr, has_v = v != nullptr;
+    error = CheckLowRankShapes(
+        has_u, has_u ? u.GetTensorTypeAndShapeInfo().GetShape() : std::vector<int64_t>{}, has_v,
+        has_v ? v.GetTensorTypeAndShapeInfo().GetShape() : std::vector<int64_t>{}, g.rows, g.cols,
+        attrs_.delta_transpose != 0, p.rank);
+    if (!error.empty()) return InvalidArgument(kOp, error);
+    if (p.rank > 0) {
+      p.u = u.GetTensorRawData();
+      p.v = v.GetTensorRawData();
+      p.delta_transposed = attrs_.delta_transpose != 0;
     }
 
     std::vector<int64_t> y_shape = i_info.GetShape();

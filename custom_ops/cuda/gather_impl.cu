@@ -15,7 +15,8 @@ template <typename TW, typename TY>
 __global__ void GatherKernel(const TW* __restrict__ w, int64_t w_offset, int64_t w_ld,
                              bool transposed, float scale, int64_t rows, int64_t cols,
                              const void* __restrict__ indices, bool index64, int64_t count,
-                             TY* __restrict__ y) {
+                             const TW* __restrict__ u, const TW* __restrict__ v, int64_t rank,
+                             bool delta_transposed, TY* __restrict__ y) {
   const int64_t col_step = transposed ? w_ld : 1;
   for (int64_t t = blockIdx.y; t < count; t += gridDim.y) {
     int64_t r = index64 ? static_cast<const int64_t*>(indices)[t]
@@ -26,7 +27,13 @@ __global__ void GatherKernel(const TW* __restrict__ w, int64_t w_offset, int64_t
     TY* out = y + t * cols;
     for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < cols;
          c += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-      out[c] = FromFloat<TY>(valid ? ToFloat(row[c * col_step]) * scale : 0.0f);
+      float value = valid ? ToFloat(row[c * col_step]) * scale : 0.0f;
+      // delta[r, c] = sum_j L[r, j] * R[j, c] (common/low_rank.h)
+      for (int64_t j = 0; valid && j < rank; ++j) {
+        value += delta_transposed ? ToFloat(v[j * rows + r]) * ToFloat(u[c * rank + j])
+                                  : ToFloat(u[r * rank + j]) * ToFloat(v[j * cols + c]);
+      }
+      out[c] = FromFloat<TY>(value);
     }
   }
 }
@@ -46,7 +53,8 @@ cudaError_t LaunchGather(const GatherProblem& p, cudaStream_t stream) {
       using TY = typename decltype(y_tag)::type;
       GatherKernel<TW, TY><<<grid, kThreads, 0, stream>>>(
           static_cast<const TW*>(p.w), p.w_offset, p.w_ld, p.w_transposed, p.scale, p.rows,
-          p.cols, p.indices, index64, p.count, static_cast<TY*>(p.y));
+          p.cols, p.indices, index64, p.count, static_cast<const TW*>(p.u),
+          static_cast<const TW*>(p.v), p.rank, p.delta_transposed, static_cast<TY*>(p.y));
       return cudaGetLastError();
     });
   });

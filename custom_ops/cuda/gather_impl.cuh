@@ -9,7 +9,7 @@
 
 namespace icl::cuda {
 
-// Y[t, c] = scale * view(W)[indices[t], c] with view(W)[r, c] =
+// Y[t, c] = scale * view(W)[indices[t], c] + delta[indices[t], c] with view(W)[r, c] =
 // W_flat[w_offset + (w_transposed ? c * w_ld + r : r * w_ld + c)], r < rows, c < cols.
 struct GatherProblem {
   const void* w = nullptr;
@@ -25,6 +25,11 @@ struct GatherProblem {
   int64_t count = 0;  // number of indices
   void* y = nullptr;  // [count, cols] of y_type
   ElemType y_type = ElemType::kFloat;
+  // The low-rank term (common/low_rank.h): U, V of W's type (rank 0: none).
+  const void* u = nullptr;
+  const void* v = nullptr;
+  int64_t rank = 0;
+  bool delta_transposed = false;
 };
 
 // Asynchronous on `stream`. An index outside [-rows, rows) yields a zero row: reporting it would

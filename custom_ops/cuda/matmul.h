@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/low_rank.h"
 #include "common/view.h"
 #include "cuda/matmul_impl.cuh"
 #include "cuda/ort_util.h"
@@ -34,7 +35,10 @@ class MatMulKernel {
     Ort::KernelContext ctx(context);
     Ort::ConstValue a = ctx.GetInput(0);
     Ort::ConstValue w = ctx.GetInput(1);
-    Ort::ConstValue bias = ctx.GetInputCount() > 2 ? ctx.GetInput(2) : Ort::ConstValue(nullptr);
+    const size_t inputs = ctx.GetInputCount();
+    Ort::ConstValue bias = inputs > 2 ? ctx.GetInput(2) : Ort::ConstValue(nullptr);
+    Ort::ConstValue u = inputs > 3 ? ctx.GetInput(3) : Ort::ConstValue(nullptr);
+    Ort::ConstValue v = inputs > 4 ? ctx.GetInput(4) : Ort::ConstValue(nullptr);
     const auto a_info = a.GetTensorTypeAndShapeInfo();
     const auto w_info = w.GetTensorTypeAndShapeInfo();
     MatMulProblem p;
@@ -66,6 +70,20 @@ class MatMulKernel {
         return InvalidArgument(kOp, "bias must be 1-D of length N with A's type");
       }
       p.bias = bias.GetTensorRawData();
+    }
+    const bool has_u = u != nullptr, has_v = v != nullptr;
+    error = CheckLowRankShapes(
+        has_u, has_u ? u.GetTensorTypeAndShapeInfo().GetShape() : std::vector<int64_t>{}, has_v,
+        has_v ? v.GetTensorTypeAndShapeInfo().GetShape() : std::vector<int64_t>{}, g.rows, g.cols,
+        attrs_.delta_transpose != 0, p.rank);
+    if (!error.empty()) return InvalidArgument(kOp, error);
+    if (p.rank > 0) {
+      if (p.a_type != p.w_type) {
+        return InvalidArgument(kOp, "on CUDA, low-rank factors need A and W of one type");
+      }
+      p.u = u.GetTensorRawData();
+      p.v = v.GetTensorRawData();
+      p.delta_transposed = attrs_.delta_transpose != 0;
     }
     p.m = 1;
     for (size_t i = 0; i + 1 < a_shape.size(); ++i) p.m *= a_shape[i];

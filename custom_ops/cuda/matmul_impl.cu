@@ -73,6 +73,34 @@ std::string Gemm(cublas::Handle handle, bool w_transposed, int64_t m, int64_t n,
   return "";
 }
 
+// Column-major C[rows, cols] = op(X)[rows, inner] @ op(Y)[inner, cols] + beta * C, one type.
+std::string GemmOneType(cublas::Handle handle, bool x_transposed, int64_t rows, int64_t cols,
+                        int64_t inner, const void* x, int64_t ldx, const void* y, int64_t ldy,
+                        float beta, void* c, int64_t ldc, ElemType type) {
+  std::string error;
+  const cublas::Api* api = cublas::Load(error);
+  if (api == nullptr) return error;
+  const float alpha = 1.0f;
+  const cublas::Status s = api->gemm_ex(
+      handle, x_transposed ? cublas::kOpT : cublas::kOpN, cublas::kOpN, static_cast<int>(rows),
+      static_cast<int>(cols), static_cast<int>(inner), &alpha, x, CudaType(type),
+      static_cast<int>(ldx), y, CudaType(type), static_cast<int>(ldy), &beta, c, CudaType(type),
+      static_cast<int>(ldc), cublas::kCompute32F, cublas::kGemmDefault);
+  if (s != cublas::kSuccess) return std::string("cublasGemmEx: ") + cublas::StatusName(s);
+  return "";
+}
+
+// Y += (A @ L) @ R, as column-major T^T[r, m] = L^T @ A^T, then Y^T[n, m] += R^T @ T^T.
+// Plain: L = U [k, r] and R = V [r, n]; transposed: L = V^T (V [r, k]), R = U^T (U [n, r]).
+std::string AddLowRank(const MatMulProblem& p, void* t, cublas::Handle handle) {
+  const bool tr = p.delta_transposed;
+  std::string err = GemmOneType(handle, tr, p.rank, p.m, p.k, tr ? p.v : p.u, tr ? p.k : p.rank,
+                                p.a, p.k, 0.0f, t, p.rank, p.a_type);
+  if (!err.empty()) return err;
+  return GemmOneType(handle, tr, p.n, p.m, p.rank, tr ? p.u : p.v, tr ? p.rank : p.n, t, p.rank,
+                     1.0f, p.y, p.n, p.a_type);
+}
+
 std::string CudaError(const char* what, cudaError_t e) {
   return std::string(what) + ": " + cudaGetErrorString(e);
 }
@@ -149,11 +177,21 @@ std::string LaunchMixed(const MatMulProblem& p, void* workspace, cublas::Handle 
 
 }  // namespace
 
-size_t MatMulWorkspaceBytes(const MatMulProblem& p) {
+namespace {
+
+// Scratch of the cast views' chunks (0 when A and W share a type).
+int64_t MixedBytes(const MatMulProblem& p) {
   if (p.a_type == p.w_type || p.m <= 0 || p.n <= 0 || p.k <= 0) return 0;
   const MixedPlan plan = PlanMixed(p);
-  return static_cast<size_t>(Align256(plan.a_bytes) + Align256(plan.w_bytes) +
-                             Align256(plan.y_bytes));
+  return Align256(plan.a_bytes) + Align256(plan.w_bytes) + Align256(plan.y_bytes);
+}
+
+}  // namespace
+
+size_t MatMulWorkspaceBytes(const MatMulProblem& p) {
+  const int64_t t_bytes = p.m * p.rank * SizeOf(p.a_type);
+  const int64_t low_rank = p.rank > 0 ? Align256(t_bytes) : 0;
+  return static_cast<size_t>(MixedBytes(p) + low_rank);
 }
 
 std::string LaunchMatMul(const MatMulProblem& p, void* workspace, cudaStream_t stream) {
@@ -172,8 +210,11 @@ std::string LaunchMatMul(const MatMulProblem& p, void* workspace, cudaStream_t s
   std::string error;
   cublas::Handle handle = cublas::HandleFor(stream, error);
   if (handle == nullptr) return error;
-  return p.a_type == p.w_type ? LaunchSameType(p, handle, stream)
-                              : LaunchMixed(p, workspace, handle, stream);
+  if (p.rank > 0 && p.a_type != p.w_type) return "low-rank factors need A and W of one type";
+  error = p.a_type == p.w_type ? LaunchSameType(p, handle, stream)
+                               : LaunchMixed(p, workspace, handle, stream);
+  if (!error.empty() || p.rank == 0) return error;
+  return AddLowRank(p, static_cast<char*>(workspace) + MixedBytes(p), handle);
 }
 
 }  // namespace icl::cuda

@@ -1,4 +1,5 @@
-// Launcher of IclMatMul: Y[M, N] = A[M, K] @ view(W) + bias through cuBLAS.
+// Launcher of IclMatMul: Y[M, N] = A[M, K] @ view(W) + (A @ L) @ R + bias through cuBLAS, where
+// L, R are the low-rank factors seen from delta's side (common/low_rank.h).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -25,6 +26,11 @@ struct MatMulProblem {
   const void* bias = nullptr;  // [n] or nullptr
   void* y = nullptr;           // [m, n], row-major
   int64_t m = 0, k = 0, n = 0;
+  // The low-rank term: U, V of W's type, which must then be A's too (rank 0: none).
+  const void* u = nullptr;
+  const void* v = nullptr;
+  int64_t rank = 0;
+  bool delta_transposed = false;
 };
 
 // Device scratch bytes LaunchMatMul needs for `p` (0 when A and W share a type).

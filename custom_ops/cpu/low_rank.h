@@ -1,0 +1,39 @@
+// The low-rank term of the ICL views on the CPU (common/low_rank.h), on float32 factors.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/view.h"
+#include "cpu/element.h"
+#include "onnxruntime_cxx_api.h"
+
+namespace icl::cpu {
+
+// delta[P, Q] = U @ V (U [P, r], V [r, Q]) or, when `transposed`, (U @ V)^T (U [Q, r], V [r, P]).
+struct LowRankTerm {
+  const float* u = nullptr;
+  const float* v = nullptr;
+  int64_t p = 0, q = 0;  // delta's shape: view(W)'s
+  int64_t rank = 0;      // 0: no term
+  bool transposed = false;
+};
+
+// t[i, j] = sum_k a[i, k] * L[k, j] for i < m (a is [m, P] row-major, t is [m, rank]).
+void LowRankLeft(const LowRankTerm& f, const float* a, int64_t m, float* t);
+
+// out[i, c] += sum_j t[i, j] * R[j, q0 + c] for i < m, c < nc (out has row stride ldo).
+void LowRankAddColumns(const LowRankTerm& f, const float* t, int64_t m, int64_t q0, int64_t nc,
+                       float* out, int64_t ldo);
+
+// out[c] += delta[row, c] for c < Q.
+void LowRankAddRow(const LowRankTerm& f, int64_t row, float* out);
+
+// Reads the optional factor inputs of a node whose view(W) has geometry `view` into `term`
+// (16-bit factors are widened into `u_float`, `v_float`); "" when absent or well formed.
+std::string ReadLowRank(const Ort::ConstValue& u, const Ort::ConstValue& v, ElemType w_type,
+                        const ViewGeometry& view, bool transposed, std::vector<float>& u_float,
+                        std::vector<float>& v_float, LowRankTerm& term);
+
+}  // namespace icl::cpu
