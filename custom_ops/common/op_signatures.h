@@ -30,10 +30,10 @@ inline const OpSignature& MatMulSignature() {
 }
 
 // IclGather(W, indices[, U, V]) -> Y (U, V: a low-rank term, common/low_rank.h). Y's type
-// comes from the attribute `output_dtype`, which ORT's custom-op type inference cannot read: it only propagates types chosen by the inputs. A
-// single, non-homogeneous variadic output is the one form ORT leaves untyped, so Y takes the
-// type the model declares for it (graph output or value_info; icl_onnx.schemas' shape
-// inference writes it). Kernels check that the declared type agrees with `output_dtype`.
+// comes from the attribute `output_dtype`, which ORT's custom-op type inference cannot read: it
+// only propagates types chosen by the inputs. A single, non-homogeneous variadic output is the
+// one form ORT leaves untyped, so Y takes the type the model declares for it (graph output or
+// value_info; icl_onnx.schemas' shape inference writes it). Kernels check that the declared type agrees with `output_dtype`.
 inline const OpSignature& GatherSignature() {
   static const OpSignature s{"IclGather",
                              {INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_REQUIRED,

@@ -72,6 +72,11 @@ class View:
     scale: float = 1.0
     dtype: str = ""  # the member's element type (ONNX name) when it differs: a cast view
     shape: tuple[int, ...] = ()  # the member's dims when a reshape reads the same bytes
+    # A low-rank delta added to the view: member == view(canonical) + U·V (or (U·V)^T when
+    # ``delta_transpose``); ``factors`` holds the initializers U and V the rewrite adds.
+    rank: int = 0
+    delta_transpose: bool = False
+    factors: tuple[ir.Value, ir.Value] | None = ir_field()
 
     @property
     def has_slice(self) -> bool:
@@ -87,8 +92,8 @@ class View:
     def parts(self) -> tuple[str, ...]:
         """The view's non-identity parts, in the order they apply; empty for an exact copy.
 
-        The parts are ``slice``, ``transpose``, ``scale``, ``cast`` and ``reshape`` (the same
-        elements in row-major order with the dims ``shape``, applied last).
+        The parts are ``slice``, ``transpose``, ``scale``, ``cast``, ``reshape`` (the same
+        elements in row-major order with the dims ``shape``, applied last) and ``low-rank``.
         """
         present = {
             "slice": self.has_slice,
@@ -96,6 +101,7 @@ class View:
             "scale": self.scale != 1.0,
             "cast": bool(self.dtype),
             "reshape": bool(self.shape),
+            "low-rank": self.rank > 0,
         }
         return tuple(name for name, on in present.items() if on)
 
@@ -107,8 +113,11 @@ class View:
         return "+".join(names) or "exact"
 
     def then_transpose(self) -> View:
-        """Returns this view followed by a transpose."""
-        return dataclasses.replace(self, transpose=not self.transpose)
+        """Returns this view followed by a transpose (a low-rank delta is transposed too)."""
+        delta_transpose = self.delta_transpose != (self.rank > 0)
+        return dataclasses.replace(
+            self, transpose=not self.transpose, delta_transpose=delta_transpose
+        )
 
     def on_transposed(self) -> View:
         """Returns this view re-expressed on ``W`` when it was a view of ``W^T``.
@@ -132,6 +141,8 @@ class View:
             attrs["slice_size"] = self.slice_size
         if self.scale != 1.0:
             attrs["scale"] = self.scale
+        if self.rank and self.delta_transpose:
+            attrs["delta_transpose"] = 1
         return attrs
 
 
@@ -292,7 +303,12 @@ class SharePlan:
 
 @dataclasses.dataclass
 class CrossMember:
-    """A tensor of one model that is a view of a tensor held by another model."""
+    """A tensor of one model that is a view of a tensor held by another model.
+
+    A low-rank member (``view.rank > 0``) is stored as its two factors: ``factor_bytes``, and
+    the largest ``|view(canonical) + U·V - member|`` measured on every element (``max_error``,
+    also in units in the last place of ``max|member|``: ``error_ulps``).
+    """
 
     model: str
     name: str
@@ -300,6 +316,14 @@ class CrossMember:
     dtype: str
     nbytes: int
     view: View  # member == view(canonical)
+    factor_bytes: int = 0
+    max_error: float = 0.0
+    error_ulps: float = 0.0
+
+    @property
+    def saved_bytes(self) -> int:
+        """Bytes the member no longer takes (its factors still do)."""
+        return self.nbytes - self.factor_bytes
 
 
 @dataclasses.dataclass
@@ -329,8 +353,13 @@ class CrossPlan:
 
     @property
     def shared_bytes(self) -> int:
-        """Bytes of the members that read another model's tensor."""
-        return sum(m.nbytes for g in self.groups for m in g.members)
+        """Bytes of the members that read another model's tensor (low-rank ones: less factors)."""
+        return sum(m.saved_bytes for g in self.groups for m in g.members)
+
+    @property
+    def low_rank(self) -> list[tuple[CrossGroup, CrossMember]]:
+        """Every low-rank relation: (the group of the base tensor, the member)."""
+        return [(g, m) for g in self.groups for m in g.members if m.view.rank]
 
     def to_dict(self) -> dict[str, Any]:
         """Returns a JSON-serialisable dict."""
@@ -343,4 +372,5 @@ class CrossPlan:
         for group, raw in zip(self.groups, out["groups"], strict=True):
             for member, raw_member in zip(group.members, raw["members"], strict=True):
                 raw_member["kind"] = member.view.kind
+                raw_member["saved_bytes"] = member.saved_bytes
         return out

@@ -5,7 +5,9 @@ large ``Constant`` nodes lifted (``lifting.py``; on a copy, ``model`` is not cha
 sets of copies and views (``readers.py``), chooses each set's canonical tensor and the rule of
 every consumer (``groups.py``, ``icl_onnx.rules``), and plans where each canonical tensor lives
 and under which name (``scopes.py``). ``plan_models`` does the same for several models at once
-and plans the sets that cross models (``crossmodel.py``). Changes nothing, prints nothing.
+and plans the sets that cross models (``crossmodel.py``) and, the first model being the base,
+the other models' tensors that are a base tensor plus a low-rank delta (``variants.py``).
+Changes nothing, prints nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from icl_onnx.analysis.crossmodel import CrossSet, plan_cross_set
 from icl_onnx.analysis.groups import Choice, choose_canonical, forms_group
 from icl_onnx.analysis.lifting import lifted
 from icl_onnx.analysis.near_copies import find_quantized_near_copies
-from icl_onnx.analysis.plan import CrossGroup, ShareGroup, SharePlan, Skipped
-from icl_onnx.analysis.readers import eligible_initializers, group_readers
+from icl_onnx.analysis.plan import CrossGroup, ShareGroup, SharePlan, Skipped, View
+from icl_onnx.analysis.readers import Reader, eligible_initializers, group_readers
 from icl_onnx.analysis.scopes import Scopes, function_constants
+from icl_onnx.analysis.variants import plan_low_rank
 from icl_onnx.analysis.view_nodes import find_view_nodes
 
 __all__ = ["DEFAULT_MIN_ELEMENTS", "analyze", "plan_models", "plan_sharing"]
@@ -78,6 +81,47 @@ def _only_unread_reshapes(choice: Choice) -> bool:
     return not any(rules.cover(use) is not None for use in uses)
 
 
+def _held(info: _Model) -> tuple[set[ir.Value], set[ir.Value]]:
+    """The values of ``info``'s groups: (every one, the ones the rewrite removes)."""
+    held, removed = set(), set()
+    for choice in info.choices:
+        held.add(choice.canonical.value)
+        held.update(p.reader.value for p in choice.members)
+        removed.update(choice.removed_values())
+    return held, removed
+
+
+def _plan_variants(
+    infos: list[_Model], labels: list[str], origins: list[dict[int, tuple[str, int]]]
+) -> list[CrossGroup]:
+    """Adds the low-rank groups of every model after the first (the base) to ``infos``."""
+    base = infos[0]
+    _, removed = _held(base)
+    readable = [v for v in base.eligible if v.graph is base.model.graph and v not in removed]
+    canonical = {choice.canonical.value for choice in base.choices}
+    reports = []
+    for index, info in enumerate(infos[1:], start=1):
+        held, _ = _held(info)
+        free = [v for v in info.eligible if v.graph is info.model.graph and v not in held]
+        found = plan_low_rank(
+            readable,
+            base.model.graph,
+            free,
+            info.model.graph,
+            info.scopes,
+            (labels[0], labels[index]),
+        )
+        for planned in found:
+            origins[index][len(info.choices)] = (labels[0], 0)
+            info.choices.append(planned.choice)
+            reports.append(planned.report)
+            if planned.base_value not in canonical:  # its consumers move to ICL operators too
+                canonical.add(planned.base_value)
+                reader = Reader(planned.base_value, View(), None)
+                base.choices.append(choose_canonical([reader], base.view_nodes, base.scopes))
+    return reports
+
+
 def _place(info: _Model, origins: dict[int, tuple[str, int]]) -> list[ShareGroup]:
     """Each choice as a ShareGroup, its canonical tensor's graph and name after the rewrite.
 
@@ -126,17 +170,21 @@ def plan_models(
     models: list[ir.Model],
     labels: list[str],
     min_elements: int = DEFAULT_MIN_ELEMENTS,
+    low_rank: bool = True,
 ) -> tuple[list[SharePlan], list[CrossGroup]]:
     """Plans several models together: one plan per model and the groups that cross models.
 
     The models must have their constants lifted already (``lifting.lift_constants_pass``);
     each is analysed once, and nothing is changed. A set within one model is planned as by
-    ``plan_sharing``; a set across models as ``crossmodel.py`` describes.
+    ``plan_sharing``; a set across models as ``crossmodel.py`` describes; low-rank deltas of
+    the first model's tensors as ``variants.py`` describes.
 
     Args:
         models: the models.
         labels: a name per model for the plans (e.g. its file name).
         min_elements: initializers with fewer elements are ignored.
+        low_rank: look for tensors of later models that are a first-model tensor plus a
+            low-rank delta.
     """
     infos = [_Model.gather(model, min_elements) for model in models]
     model_of = {v: i for i, info in enumerate(infos) for v in info.eligible}
@@ -164,13 +212,14 @@ def plan_models(
     for cross, slots in crossing:
         for model in cross.foreign:
             origins[model][slots[model]] = (labels[cross.owner], cross.owner)
+    variants = _plan_variants(infos, labels, origins) if low_rank and len(infos) > 1 else []
     groups = [_place(info, origins[i]) for i, info in enumerate(infos)]
     cross_groups = [
         cross.report({m: groups[m][slot] for m, slot in slots.items()}, labels)
         for cross, slots in crossing
     ]
     plans = [_plan(info, g, min_elements) for info, g in zip(infos, groups, strict=True)]
-    return plans, cross_groups
+    return plans, cross_groups + variants
 
 
 def plan_sharing(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:

@@ -118,17 +118,24 @@ def near_copy_text(near: QuantizedNearCopy) -> str:
 def cross_table(plan: CrossPlan) -> Table:
     """Returns a table with one row per member of each group that crosses files."""
     table = Table(title="groups across files", title_justify="left")
-    for column in ("canonical", "member", "kind", "shape", "bytes"):
+    for column in ("canonical", "member", "kind", "shape", "bytes saved", "note"):
         table.add_column(column, overflow="fold")
     for group in plan.groups:
         canonical = f"{group.model}:{group.canonical} {list(group.shape)} {group.dtype}"
         for i, member in enumerate(group.members):
+            note = ""
+            if member.view.rank:
+                note = (
+                    f"rank {member.view.rank}, factors {human_bytes(member.factor_bytes)}, "
+                    f"max error {member.max_error:.2g} ({member.error_ulps:.1f} ulp)"
+                )
             table.add_row(
                 canonical if i == 0 else "",
                 f"{member.model}:{member.name}",
                 member.view.kind,
                 "x".join(str(d) for d in member.shape),
-                human_bytes(member.nbytes),
+                human_bytes(member.saved_bytes),
+                note,
             )
     return table
 
@@ -146,3 +153,10 @@ def print_cross_plan(plan: CrossPlan) -> None:
         f"{len(plan.groups)} group(s) across files; bytes that read another file's tensor "
         f"{human_bytes(plan.shared_bytes)}"
     )
+    low_rank = plan.low_rank
+    if low_rank:
+        saved = sum(member.saved_bytes for _, member in low_rank)
+        out.print(
+            f"{len(low_rank)} low-rank relation(s) to {plan.models[0]}: "
+            f"{human_bytes(saved)} saved after their factors"
+        )

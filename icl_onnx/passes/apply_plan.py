@@ -24,9 +24,16 @@ logger = logging.getLogger(__name__)
 
 
 def _add_foreign(model: ir.Model, group: ShareGroup) -> ir.Value:
-    """Adds another model's canonical tensor to ``model`` (the same tensor object)."""
+    """Adds another model's canonical tensor to ``model`` (the same tensor object).
+
+    The plan may give it the name of a member the rewrite removes (a variant's tensor that
+    becomes the base's plus a low-rank delta): that member is renamed until it goes.
+    """
     source = group.value
     assert source is not None
+    holder = model.graph.initializers.get(group.canonical)
+    if holder is not None and any(m.value is holder and not m.kept_reason for m in group.members):
+        holder.name = f"{group.canonical}.replaced"
     value = ir.Value(
         name=group.canonical, type=source.type, shape=source.shape, const_value=source.const_value
     )

@@ -13,6 +13,8 @@ from icl_onnx.ops import DOMAIN, GATHER, MATMUL
 
 __all__ = [
     "ICL_VIEW_PARTS",
+    "LOW_RANK_PARTS",
+    "factor_inputs",
     "ConsumerRule",
     "Outcome",
     "Use",
@@ -24,6 +26,8 @@ __all__ = [
 
 #: The view parts the ICL operators' attributes express (``View.parts``).
 ICL_VIEW_PARTS = frozenset({"slice", "transpose", "scale", "cast"})
+#: The same with a low-rank delta, which a rule expresses with ``factor_inputs``.
+LOW_RANK_PARTS = ICL_VIEW_PARTS | {"low-rank"}
 
 
 def node_label(node: ir.Node) -> str:
@@ -123,6 +127,20 @@ class ConsumerRule(abc.ABC):
 def icl_cost(view: View) -> int:
     """The cost of an ICL operator reading ``view``: 1, plus 1 for a slice, scale or cast."""
     return 1 + bool(set(view.parts) - {"transpose"})
+
+
+def factor_inputs(view: View, graph: ir.Graph) -> list[ir.Value]:
+    """The factor inputs ``[U, V]`` of a low-rank view (``[]`` for any other view).
+
+    The factors are initializers of ``graph``, added there by the first rewrite that reads them.
+    """
+    if not view.rank:
+        return []
+    assert view.factors is not None
+    for factor in view.factors:
+        if factor.graph is None:
+            graph.register_initializer(factor)
+    return list(view.factors)
 
 
 def replace_with_icl_node(

@@ -7,10 +7,12 @@ import onnx_ir as ir
 from icl_onnx.analysis.plan import View
 from icl_onnx.ops import GATHER
 from icl_onnx.rules.base import (
+    LOW_RANK_PARTS,
     ConsumerRule,
     Outcome,
     Use,
     attr,
+    factor_inputs,
     icl_cost,
     is_onnx,
     replace_with_icl_node,
@@ -28,6 +30,7 @@ class GatherRule(ConsumerRule):
     """
 
     name = "gather"
+    view_parts = LOW_RANK_PARTS
 
     def match(self, use: Use) -> Outcome | None:
         """Claims input 0 of an ONNX Gather when it is 2-D and not an exact copy."""
@@ -50,5 +53,6 @@ class GatherRule(ConsumerRule):
     def rewrite(self, node: ir.Node, index: int, canonical: ir.Value, view: View) -> bool:
         """Replaces the Gather by ``IclGather(canonical, ids)``."""
         extra = {"output_dtype": ir.DataType[view.dtype].value} if view.dtype else {}
-        replace_with_icl_node(node, GATHER, [canonical, node.inputs[1]], view, extra)
+        factors = factor_inputs(view, node.graph)  # type: ignore[arg-type]
+        replace_with_icl_node(node, GATHER, [canonical, node.inputs[1], *factors], view, extra)
         return True

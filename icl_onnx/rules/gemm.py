@@ -9,10 +9,12 @@ import onnx_ir as ir
 from icl_onnx.analysis.plan import View
 from icl_onnx.ops import MATMUL
 from icl_onnx.rules.base import (
+    LOW_RANK_PARTS,
     ConsumerRule,
     Outcome,
     Use,
     attr,
+    factor_inputs,
     icl_cost,
     is_onnx,
     replace_with_icl_node,
@@ -34,6 +36,8 @@ def gemm_view(node: ir.Node, view: View) -> tuple[View | None, str]:
             return None, "Gemm bias is not 1-D"
     out = view.then_transpose() if attr(node, "transB", 0) else view
     alpha = float(attr(node, "alpha", 1.0))
+    if alpha != 1.0 and view.rank:
+        return None, "Gemm with alpha != 1 reading a low-rank delta"
     if alpha != 1.0:
         out = dataclasses.replace(out, scale=out.scale * alpha)
     return out, ""
@@ -48,6 +52,7 @@ class GemmRule(ConsumerRule):
     """
 
     name = "gemm"
+    view_parts = LOW_RANK_PARTS
 
     def match(self, use: Use) -> Outcome | None:
         """Claims input 1 of an ONNX Gemm when it is 2-D."""
@@ -71,5 +76,8 @@ class GemmRule(ConsumerRule):
         """Replaces the Gemm by ``IclMatMul(A, canonical, C)`` reading the composed view."""
         gview, _ = gemm_view(node, view)
         assert gview is not None
-        replace_with_icl_node(node, MATMUL, [node.inputs[0], canonical, *node.inputs[2:3]], gview)
+        factors = factor_inputs(gview, node.graph)  # type: ignore[arg-type]
+        bias = node.inputs[2] if len(node.inputs) > 2 else None
+        inputs = [node.inputs[0], canonical, *([bias, *factors] if factors or bias else [])]
+        replace_with_icl_node(node, MATMUL, inputs, gview)
         return True

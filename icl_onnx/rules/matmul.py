@@ -6,7 +6,16 @@ import onnx_ir as ir
 
 from icl_onnx.analysis.plan import View
 from icl_onnx.ops import MATMUL
-from icl_onnx.rules.base import ConsumerRule, Outcome, Use, icl_cost, is_onnx, replace_with_icl_node
+from icl_onnx.rules.base import (
+    LOW_RANK_PARTS,
+    ConsumerRule,
+    Outcome,
+    Use,
+    factor_inputs,
+    icl_cost,
+    is_onnx,
+    replace_with_icl_node,
+)
 from icl_onnx.rules.registry import register
 
 __all__ = ["MatMulRule"]
@@ -17,10 +26,12 @@ class MatMulRule(ConsumerRule):
     """The weight (input 1, 2-D) of a MatMul, exact copies included.
 
     A shared weight read by a plain MatMul would be prepacked by ORT into a private copy per
-    node, so even an exact copy (and the canonical tensor itself) moves to IclMatMul.
+    node, so even an exact copy (and the canonical tensor itself) moves to IclMatMul. A
+    low-rank view adds its factors as the inputs U, V.
     """
 
     name = "matmul"
+    view_parts = LOW_RANK_PARTS
 
     def match(self, use: Use) -> Outcome | None:
         """Claims input 1 of an ONNX MatMul when it is 2-D."""
@@ -38,6 +49,8 @@ class MatMulRule(ConsumerRule):
         return icl_cost(view)
 
     def rewrite(self, node: ir.Node, index: int, canonical: ir.Value, view: View) -> bool:
-        """Replaces the MatMul by ``IclMatMul(A, canonical)``."""
-        replace_with_icl_node(node, MATMUL, [node.inputs[0], canonical], view)
+        """Replaces the MatMul by ``IclMatMul(A, canonical[, , U, V])``."""
+        factors = factor_inputs(view, node.graph)  # type: ignore[arg-type]
+        inputs = [node.inputs[0], canonical, *([None, *factors] if factors else [])]
+        replace_with_icl_node(node, MATMUL, inputs, view)
         return True

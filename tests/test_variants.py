@@ -1,0 +1,170 @@
+"""Variants of a base model stored as the base's tensors plus low-rank factors (tiny inline models).
+
+Each consumer op that reads a weight (MatMul, Gemm with transB and a bias, Gather) gets a
+variant whose weight is the base's plus a planted rank-3 delta; ``optimize`` of the base and
+the variant writes one data file in which the variant holds only the factors, and ONNX Runtime
+gives the variant's own outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+import icl_onnx
+from icl_onnx.cli.main import main
+from icl_onnx.pipeline import optimize_files, scan_files
+from icl_onnx.session_group import SessionGroup
+
+K, N, V, OUT = 96, 128, 200, 64
+F32 = TensorProto.FLOAT
+
+
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+BASE = {
+    "w": (rng(1).standard_normal((K, N)) * 0.05).astype(np.float32),  # MatMul B [K, N]
+    "g": (rng(2).standard_normal((OUT, N)) * 0.05).astype(np.float32),  # Gemm B, transB=1
+    "emb": (rng(3).standard_normal((V, K)) * 0.05).astype(np.float32),  # Gather table
+    "bias": (rng(4).standard_normal(OUT) * 0.05).astype(np.float32),
+}
+
+
+def with_delta(array: np.ndarray, rank: int, seed: int) -> np.ndarray:
+    b = rng(seed).standard_normal((array.shape[0], rank)).astype(np.float32) * 0.1
+    a = rng(seed + 1).standard_normal((rank, array.shape[1])).astype(np.float32) * 0.1
+    return (array + b @ a).astype(np.float32)
+
+
+def build(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """ids -> Gather(emb) -> MatMul(w) -> Gemm(g, bias, transB=1) -> y."""
+    nodes = [
+        h.make_node("Gather", ["emb", "ids"], ["e"]),
+        h.make_node("MatMul", ["e", "w"], ["m"]),
+        h.make_node("Gemm", ["m", "g", "bias"], ["y"], transB=1),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "variant",
+        [h.make_tensor_value_info("ids", TensorProto.INT64, [5])],
+        [h.make_tensor_value_info("y", F32, [5, OUT])],
+        [nh.from_array(a, n) for n, a in weights.items()],
+    )
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
+
+
+def run_original(model: onnx.ModelProto, ids: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {"ids": ids})[0]
+
+
+@pytest.fixture
+def files(tmp_path):
+    variant = dict(BASE)
+    variant["w"] = with_delta(BASE["w"], 3, 10)
+    variant["g"] = with_delta(BASE["g"], 3, 20)
+    variant["emb"] = with_delta(BASE["emb"], 3, 30)
+    paths = {}
+    for name, weights in (("base", BASE), ("variant", variant)):
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx.save(build(weights), paths[name])
+    return paths
+
+
+def test_each_consumer_reads_the_base_plus_factors_and_gives_the_variants_outputs(files, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = optimize_files([files["base"], files["variant"]], out)
+
+    relations = {member.name: member for _, member in result.plan.low_rank}
+    assert set(relations) == {"w", "g", "emb"}
+    for member in relations.values():
+        assert member.view.rank == 3 and member.error_ulps <= 4.0
+        assert member.factor_bytes == 4 * 3 * sum(member.shape)
+    model = onnx.load(out / "variant.onnx", load_external_data=False)
+    ops = {n.op_type: n for n in model.graph.node}
+    assert set(ops) == {"IclGather", "IclMatMul"}
+    assert sorted(i.name for i in model.graph.initializer) == [
+        "bias",
+        "emb",
+        "emb.lowrank_u",
+        "emb.lowrank_v",
+        "g",
+        "g.lowrank_u",
+        "g.lowrank_v",
+        "w",
+        "w.lowrank_u",
+        "w.lowrank_v",
+    ]
+    gemm = next(n for n in model.graph.node if n.input[1] == "g")
+    attrs = {a.name: a.i for a in gemm.attribute}
+    assert attrs == {"transpose": 1, "delta_transpose": 1}  # transB read through the factors
+    assert list(gemm.input) == ["m", "g", "bias", "g.lowrank_u", "g.lowrank_v"]
+
+    # The base's weights are stored once: the data file holds them and the factors (the bias
+    # and the smallest factor stay inline in the model files).
+    base_bytes = sum(BASE[name].nbytes for name in ("w", "g", "emb"))
+    factors = sum(m.factor_bytes for m in relations.values())
+    assert base_bytes < result.unique_bytes <= base_bytes + factors
+
+    ids = np.array([0, 3, 199, 57, 3], dtype=np.int64)
+    group = SessionGroup([out / "base.onnx", out / "variant.onnx"])
+    assert group.shared_bytes == base_bytes
+    for name, session in zip(("base", "variant"), group.sessions, strict=True):
+        want = run_original(onnx.load(files[name]), ids)
+        got = session.run(None, {"ids": ids})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    base_out = run_original(onnx.load(files["base"]), ids)
+    assert np.abs(group.sessions[1].run(None, {"ids": ids})[0] - base_out).max() > 1e-2
+
+
+def test_a_dense_change_and_an_unrelated_model_are_not_low_rank(tmp_path):
+    dense = dict(BASE)
+    dense["w"] = (BASE["w"] + rng(7).standard_normal((K, N)).astype(np.float32) * 1e-3).astype(
+        np.float32
+    )
+    unrelated = {
+        k: rng(8 + i).permutation(a.reshape(-1)).reshape(a.shape)
+        for i, (k, a) in enumerate(BASE.items())
+    }
+    paths = []
+    for name, weights in (("base", BASE), ("dense", dense), ("unrelated", unrelated)):
+        paths.append(tmp_path / f"{name}.onnx")
+        onnx.save(build(weights), paths[-1])
+    plan = scan_files(paths)
+    assert plan.low_rank == []
+    assert {m.model for g in plan.groups for m in g.members} == {"dense.onnx"}  # exact copies
+    assert "w" not in {m.name for g in plan.groups for m in g.members}
+
+
+def test_scan_lists_each_low_rank_relation_with_rank_bytes_and_error(files, capsys):
+    assert main(["scan", "-q", str(files["base"]), str(files["variant"])]) == 0
+    out = capsys.readouterr().out
+    assert out.count("low-rank") >= 3
+    assert "rank 3, factors" in out and "ulp" in out
+    assert "3 low-rank relation(s) to base.onnx" in out
+
+
+def test_low_rank_search_can_be_turned_off(files):
+    from icl_onnx.analysis.planner import plan_models
+    from icl_onnx.model_io import load_model
+
+    models = [load_model(files["base"]), load_model(files["variant"])]
+    _, groups = plan_models(models, ["b", "v"], low_rank=False)
+    assert not [m for g in groups for m in g.members if m.view.rank]
+
+
+def test_optimized_variant_passes_the_onnx_checker(files, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    optimize_files([files["base"], files["variant"]], out)
+    icl_onnx.schemas.register()
+    onnx.checker.check_model(str(out / "variant.onnx"))
