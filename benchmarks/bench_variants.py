@@ -1,0 +1,371 @@
+"""K fine-tuned variants of one Llama-style base: one base plus factors, against K whole files.
+
+The base is a random-weight Llama (``transformers`` config, untied embedding and LM head); each
+variant is the base with a LoRA adapter (``peft``, nonzero B, rank ``--rank`` on every linear
+layer) merged by ``merge_and_unload``. Every model is exported with the TorchScript exporter.
+For K = 1, 2, 4, 8 variants, side by side in one run:
+
+* bytes on disk: the K variant files as exported, against ``icl-onnx optimize base v1..vK``
+  (one data file), against the ideal ``base + adapters`` (the factors icl-onnx stores);
+* memory: RSS added by a ``SessionGroup`` of the K optimized variants in one process, against
+  K sessions of the exported files in one process; total PSS of K processes each serving one
+  variant (``/proc/PID/smaps_rollup``), optimized against exported, each less an idle
+  process's PSS. Each session runs one prefill of ``--tokens`` tokens first;
+* latency per variant, optimized against exported, at M = 1 and M = 128 tokens (fastest of
+  alternating runs in one process, ``_measure_latency.py``);
+* detection: seconds the low-rank search takes per variant, against creating a session of it;
+* parity: each variant's logits from the K = 8 group against its own export (max relative).
+
+Writes ``benchmarks/results/variants.md``, ``.json`` and ``.png``.
+
+Usage: python benchmarks/bench_variants.py [--hidden 768 --vocab 32000 --layers 1 --rank 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+HERE = Path(__file__).resolve()
+KS = (1, 2, 4, 8)
+LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def build(args, seed: int | None):
+    """The base (``seed`` None) or a merged LoRA variant of it."""
+    import torch
+    import transformers
+
+    config = transformers.LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=int(2.75 * args.hidden),
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.hidden // 64,
+        num_key_value_heads=args.hidden // 64,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        use_cache=False,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(0)
+    module = transformers.LlamaForCausalLM(config).eval()
+    if seed is not None:
+        import peft
+
+        torch.manual_seed(seed)
+        lora = peft.LoraConfig(
+            r=args.rank, lora_alpha=args.rank, target_modules=LINEAR, init_lora_weights=False
+        )
+        module = peft.get_peft_model(module, lora).merge_and_unload().eval()
+    return module
+
+
+def feeds(vocab: int, tokens: int, seed: int = 0) -> dict[str, np.ndarray]:
+    ids = np.random.default_rng(seed).integers(0, vocab, (1, tokens), dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def export_all(args, folder: Path) -> list[Path]:
+    import torch
+
+    from icl_onnx.torch_export import export_onnx
+
+    example = {k: torch.from_numpy(v) for k, v in feeds(args.vocab, 8).items()}
+    paths = []
+    for index in range(max(KS) + 1):
+        path = folder / ("base.onnx" if index == 0 else f"variant{index}.onnx")
+        if not path.exists():
+            export_onnx(
+                build(args, None if index == 0 else 100 + index), path, example, dynamo=False
+            )
+        paths.append(path)
+    return paths
+
+
+def optimize_k(paths: list[Path], k: int, out: Path) -> dict:
+    """Optimizes base + k variants into ``out``; times the low-rank search per variant."""
+    from icl_onnx.analysis import variants
+    from icl_onnx.pipeline import optimize_files
+
+    spent = [0.0]
+    real = variants.find_low_rank_delta
+
+    def timed(*a, **kw):
+        start = time.perf_counter()
+        try:
+            return real(*a, **kw)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    variants.find_low_rank_delta = timed
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        result = optimize_files(paths[: k + 1], out)
+        total = time.perf_counter() - start
+    finally:
+        variants.find_low_rank_delta = real
+    relations = result.plan.low_rank
+    return {
+        "disk_bytes": sum(p.stat().st_size for p in out.iterdir()),
+        "base_bytes": result.plan.plans[0].initializer_bytes,
+        "factor_bytes": sum(m.factor_bytes for _, m in relations),
+        "relations": len(relations),
+        "ranks": sorted({m.view.rank for _, m in relations}),
+        "max_error_ulps": max((m.error_ulps for _, m in relations), default=0.0),
+        "detect_s_per_variant": spent[0] / k,
+        "optimize_s": total,
+    }
+
+
+# ---- workers (each a fresh process) -------------------------------------------------------
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def _pss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+
+
+def worker(argv: list[str]) -> None:
+    """``--worker MODE VOCAB TOKENS [REF.npz] PATH...``: open, run once, report, then wait."""
+    import onnxruntime as ort
+
+    import icl_onnx
+    from icl_onnx.session_group import SessionGroup
+
+    mode, vocab, tokens = argv[0], int(argv[1]), int(argv[2])
+    ref = np.load(argv[3]) if mode == "group-check" else None
+    paths = argv[4:] if ref is not None else argv[3:]
+    data = feeds(vocab, tokens)
+    before = _rss_kb()
+    if mode.startswith("group"):
+        sessions = SessionGroup(paths).sessions
+    else:
+        sessions = [icl_onnx.create_session(p) for p in paths] if mode != "idle" else []
+    outs = [s.run(None, data)[0] for s in sessions]
+    report = {"rss_added_kb": _rss_kb() - before}
+    if ref is not None:
+        report["max_rel_error"] = max(
+            float(np.abs(o - ref[f"v{i}"]).max() / np.abs(ref[f"v{i}"]).max())
+            for i, o in enumerate(outs)
+        )
+    print(json.dumps(report), flush=True)
+    sys.stdin.readline()  # the parent reads our PSS, then closes stdin
+    del ort
+
+
+def _spawn(mode: str, args, paths: list[Path], ref: Path | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, str(HERE), "--worker", mode, str(args.vocab), str(args.tokens)]
+    cmd += [str(ref)] if ref else []
+    cmd += [str(p) for p in paths]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+
+def _finish(procs: list[subprocess.Popen]) -> tuple[list[dict], int]:
+    reports = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
+    pss = sum(_pss_kb(p.pid) for p in procs)
+    for p in procs:
+        p.stdin.close()  # type: ignore[union-attr]
+        p.wait()
+    return reports, pss
+
+
+def memory(args, originals: list[Path], optimized: list[Path], ref: Path | None) -> dict:
+    """RSS of one process holding K sessions, and PSS of K processes, each way."""
+    (idle,), idle_pss = _finish([_spawn("idle", args, [])])
+    out = {}
+    group, _ = _finish([_spawn("group-check" if ref else "group", args, optimized, ref)])
+    separate, _ = _finish([_spawn("separate", args, originals)])
+    out["group_rss_mb"] = group[0]["rss_added_kb"] / 1024
+    out["separate_rss_mb"] = separate[0]["rss_added_kb"] / 1024
+    if ref:
+        out["max_rel_error"] = group[0]["max_rel_error"]
+    k = len(originals)
+    for name, paths in (("optimized", optimized), ("exported", originals)):
+        _, pss = _finish([_spawn("single", args, [p]) for p in paths])
+        out[f"{name}_pss_mb"] = (pss - k * idle_pss) / 1024
+    return out
+
+
+def latency(args, original: Path, optimized: Path, folder: Path) -> dict:
+    out = {}
+    for m in (1, 128):
+        inputs = folder / f"feeds{m}.npz"
+        np.savez(inputs, **feeds(args.vocab, m, seed=m))
+        request = folder / f"latency{m}.json"
+        request.write_text(
+            json.dumps(
+                {
+                    "baseline": str(original),
+                    "candidate": str(optimized),
+                    "inputs": str(inputs),
+                    "runs": args.runs,
+                    "threads": 2,
+                }
+            )
+        )
+        measured = subprocess.run(
+            [sys.executable, str(HERE.parent / "_measure_latency.py"), str(request)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        times = json.loads(measured.stdout.strip().splitlines()[-1])
+        out[f"m{m}"] = times["candidate_s"] / times["baseline_s"]
+    return out
+
+
+def load_seconds(path: Path) -> float:
+    import icl_onnx
+
+    start = time.perf_counter()
+    icl_onnx.create_session(str(path))
+    return time.perf_counter() - start
+
+
+def reference_logits(paths: list[Path], args, folder: Path) -> Path:
+    import icl_onnx
+
+    data = feeds(args.vocab, args.tokens)
+    ref = {f"v{i}": icl_onnx.create_session(str(p)).run(None, data)[0] for i, p in enumerate(paths)}
+    out = folder / "reference.npz"
+    np.savez(out, **ref)
+    return out
+
+
+def measure(args, folder: Path) -> dict:
+    paths = export_all(args, folder)
+    results: dict = {"config": vars(args), "host": platform.node(), "k": {}}
+    mb = 1e6
+    for k in KS:
+        out = folder / f"out{k}"
+        entry = optimize_k(paths, k, out)
+        originals = paths[1 : k + 1]
+        optimized = [out / p.name for p in originals]
+        entry["separate_disk_bytes"] = sum(p.stat().st_size for p in originals)
+        ref = reference_logits(originals, args, folder) if k == max(KS) else None
+        entry.update(memory(args, originals, optimized, ref))
+        results["k"][k] = entry
+        print(f"K={k}: {json.dumps(entry)}", file=sys.stderr, flush=True)
+    out = folder / f"out{max(KS)}"
+    results["latency"] = latency(args, paths[1], out / paths[1].name, folder)
+    results["load_s"] = load_seconds(paths[1])
+    results["variant_file_mb"] = paths[1].stat().st_size / mb
+    return results
+
+
+def to_markdown(r: dict) -> str:
+    c = r["config"]
+    mb = 1e6
+    lines = [
+        "# K fine-tuned variants of one base (issue 15)",
+        "",
+        f"Llama-style base, hidden {c['hidden']}, vocab {c['vocab']}, {c['layers']} layer(s), "
+        f"untied embedding; each variant a merged LoRA of rank {c['rank']} on every linear layer "
+        "(peft, nonzero B), exported by TorchScript. `benchmarks/bench_variants.py`, one run, "
+        f"CPU, 2 cores shared with other jobs. Memory after one {c['tokens']}-token prefill per "
+        "session (embedding rows are paged in only for the ids read, in both columns).",
+        "",
+        "| K | exported files MB | optimized MB | base + adapters MB | ratio to ideal | "
+        "SessionGroup RSS MB | K sessions RSS MB | PSS K procs optimized MB | "
+        "PSS K procs exported MB | detection s/variant |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, e in r["k"].items():
+        ideal = e["base_bytes"] + e["factor_bytes"]
+        lines.append(
+            f"| {k} | {e['separate_disk_bytes'] / mb:.1f} | {e['disk_bytes'] / mb:.1f} | "
+            f"{ideal / mb:.1f} | {e['disk_bytes'] / ideal:.3f} | {e['group_rss_mb']:.0f} | "
+            f"{e['separate_rss_mb']:.0f} | {e['optimized_pss_mb']:.0f} | "
+            f"{e['exported_pss_mb']:.0f} | {e['detect_s_per_variant']:.2f} |"
+        )
+    k8 = r["k"][max(r["k"], key=int)]
+    lat = r["latency"]
+    lines += [
+        "",
+        f"- Low-rank relations found at K = 8: {k8['relations']} (rank {k8['ranks']}), largest "
+        f"reconstruction error {k8['max_error_ulps']:.2f} ulp of max|W|; logits of the 8 "
+        f"variants in one SessionGroup against their own exports: max relative error "
+        f"{k8.get('max_rel_error', float('nan')):.2e}.",
+        f"- Latency per variant, optimized / exported (fastest of {c['runs']} alternating runs): "
+        f"M = 1: {lat['m1']:.3f}, M = 128: {lat['m128']:.3f}.",
+        f"- Detection {k8['detect_s_per_variant']:.2f} s per variant against "
+        f"{r['load_s']:.2f} s to create a session of one exported variant "
+        f"({r['variant_file_mb']:.0f} MB).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = [int(k) for k in r["k"]]
+    e = list(r["k"].values())
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    disk = axes[0]
+    disk.plot(ks, [x["separate_disk_bytes"] / 1e6 for x in e], "o-", label="exported files")
+    disk.plot(ks, [x["disk_bytes"] / 1e6 for x in e], "o-", label="icl-onnx optimize")
+    disk.plot(
+        ks, [(x["base_bytes"] + x["factor_bytes"]) / 1e6 for x in e], "k--", label="base + adapters"
+    )
+    disk.set(xlabel="variants K", ylabel="MB on disk", title="disk")
+    mem = axes[1]
+    mem.plot(ks, [x["separate_rss_mb"] for x in e], "o-", label="K sessions (exported)")
+    mem.plot(ks, [x["group_rss_mb"] for x in e], "o-", label="SessionGroup (optimized)")
+    mem.plot(ks, [x["exported_pss_mb"] for x in e], "s:", label="PSS, K processes (exported)")
+    mem.plot(ks, [x["optimized_pss_mb"] for x in e], "s:", label="PSS, K processes (optimized)")
+    mem.set(xlabel="variants K", ylabel="MB added", title="memory")
+    for ax in axes:
+        ax.set_xticks(ks)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--vocab", type=int, default=32000)
+    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--work", type=Path, default=None, help="keep exports here")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="icl-variants-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = measure(args, work)
+    results["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "variants.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "variants.md").write_text(to_markdown(results))
+    plot(results, args.out / "variants.png")
+    print(to_markdown(results))
+
+
+if __name__ == "__main__":
+    main()
