@@ -6,19 +6,17 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch  # the test extra installs torch and transformers: no skip when they are missing
 from onnx import numpy_helper
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-import icl_onnx  # noqa: E402
-from icl_onnx import verified_export  # noqa: E402
-from icl_onnx.cli.main import main  # noqa: E402
-from icl_onnx.errors import IclArgumentError, IclUserError  # noqa: E402
-from icl_onnx.hf_folder import infer_task  # noqa: E402
-from icl_onnx.models import build_model  # noqa: E402
-from icl_onnx.torch_export import export_onnx, flatten_outputs  # noqa: E402
-from icl_onnx.verified_export import ExportMismatchError  # noqa: E402
+import icl_onnx
+from icl_onnx import verified_export
+from icl_onnx.cli.main import main
+from icl_onnx.errors import IclArgumentError, IclUserError
+from icl_onnx.hf_folder import infer_task
+from icl_onnx.models import build_model
+from icl_onnx.torch_export import export_onnx, flatten_outputs
+from icl_onnx.verified_export import ExportMismatchError
 
 # vocab * hidden = 9600 > 8192, the onnxscript optimizer's constant-folding input limit: with a
 # smaller embedding the dynamo exporter folds Transpose(W) into a transposed copy.
