@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import cuda_harness
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -152,19 +153,49 @@ def test_an_index_out_of_range_is_a_clear_error(bad):
         icl_gather(b, indices, scales, None, K=32, bits=4, block_size=32)
 
 
-@pytest.mark.parametrize(
-    "attrs,message",
-    [
-        ({"K": 32, "bits": 3, "block_size": 32}, "bits must be 4 or 8, got 3"),
-        ({"K": 32, "bits": 4, "block_size": 24}, "block_size must be a power of 2"),
-        ({"K": 32, "bits": 4, "block_size": 8}, "block_size must be a power of 2"),
-        ({"K": 0, "bits": 4, "block_size": 32}, "K must be at least 1"),
-        ({"bits": 4, "block_size": 32}, "the attribute K is required"),
-    ],
-)
+BAD_ATTRIBUTES = [
+    ({"K": 32, "bits": 3, "block_size": 32}, "bits must be 4 or 8, got 3"),
+    ({"K": 32, "bits": 4, "block_size": 24}, "block_size must be a power of 2"),
+    ({"K": 32, "bits": 4, "block_size": 8}, "block_size must be a power of 2"),
+    ({"K": 0, "bits": 4, "block_size": 32}, "K must be at least 1"),
+    ({"bits": 4, "block_size": 32}, "the attribute K is required"),
+]
+
+
+@pytest.mark.parametrize("attrs,message", BAD_ATTRIBUTES)
 def test_bad_attributes_fail_at_session_creation(attrs, message):
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(Exception, match="IclGatherBlockQuantized: " + message):
         icl_onnx.create_session(icl_model(np.float32, TensorProto.INT64, False, **attrs))
+
+
+try:
+    HARNESS_PATH, NO_HARNESS = cuda_harness.harness_path(), ""
+except cuda_harness.HarnessNotFoundError as exc:
+    HARNESS_PATH, NO_HARNESS = "", f"CUDA kernels not built (no nvcc at build time): {exc}"
+needs_cuda_build = pytest.mark.skipif(not HARNESS_PATH, reason=NO_HARNESS)
+
+
+def cuda_create_session(attrs: dict) -> ort.InferenceSession:
+    """A session whose node's kernel is created by the CUDA kernel's Create (no GPU needed)."""
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(HARNESS_PATH)
+    model = icl_model(np.float32, TensorProto.INT64, False, **attrs)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("attrs,message", BAD_ATTRIBUTES)
+def test_the_cuda_kernel_refuses_the_same_attributes_with_the_same_message(attrs, message):
+    with pytest.raises(Exception, match=re.escape("IclGatherBlockQuantized (CUDA): ") + message):
+        cuda_create_session(attrs)
+
+
+@needs_cuda_build
+def test_the_cuda_kernel_creates_for_good_attributes():
+    session = cuda_create_session({"K": 32, "bits": 4, "block_size": 32})
+    b, scales, _ = table(3, 32, 4, 32, np.float32, True)
+    with pytest.raises(Exception, match="only creates kernels"):
+        session.run(None, {"B": b, "indices": np.array([0]), "scales": scales})
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 // The CUDA kernels' Create, reachable without a GPU: RegisterCustomOps of the harness library
-// registers IclMatMul and IclGather (domain ai.icl) on the CPU provider, each op running the
-// CUDA kernel's own Create (cuda/matmul.h, cuda/gather.h) with the node's real OrtKernelInfo.
+// registers IclMatMul, IclGather and IclGatherBlockQuantized (domain ai.icl) on the CPU
+// provider, each op running the CUDA kernel's own Create (cuda/matmul.h, cuda/gather.h,
+// cuda/gather_block_quantized.h) with the node's real OrtKernelInfo.
 // Creating a session over a node therefore fails exactly when the CUDA kernel would refuse
 // it at session creation; Create touches no CUDA API, so this runs on machines without a GPU
 // or driver. Tests only; the probe kernels never compute.
@@ -9,6 +10,7 @@
 #include "common/kernel_op.h"
 #include "common/op_signatures.h"
 #include "cuda/gather.h"
+#include "cuda/gather_block_quantized.h"
 #include "cuda/matmul.h"
 #include "icl_ops.h"
 
@@ -49,9 +51,15 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
         icl::GatherSignature(), "CPUExecutionProvider",
         Float{kF, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64},
         Float{ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED});
+    constexpr auto kU8 = ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
+    static auto* block_gather =
+        new icl::KernelOp<CreateProbe<icl::cuda::GatherBlockQuantizedKernel>>(
+            icl::GatherBlockQuantizedSignature(), "CPUExecutionProvider",
+            Float{kU8, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, kF, kU8}, Float{kF});
     static const bool added = [] {
       Domain().Add(matmul);
       Domain().Add(gather);
+      Domain().Add(block_gather);
       return true;
     }();
     (void)added;
