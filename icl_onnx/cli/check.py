@@ -1,13 +1,14 @@
 """``icl-onnx check ORIG OPT``: parity, memory and time of an optimized model against its original.
 
-Exit codes: 0 parity holds and memory did not regress; 1 parity failed, memory regressed or an
-ICL node ran on another provider; 2 bad input (missing file, not ONNX, different inputs or
-outputs, bad option syntax, unavailable provider).
+Exit codes: 0 parity holds and memory did not regress; 1 parity failed, memory regressed, an
+ICL node ran on another provider or (``--generate``) the greedy tokens differ; 2 bad input
+(missing file, not ONNX, different inputs or outputs, bad option syntax, unavailable provider).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from typing import Any
 
@@ -21,6 +22,7 @@ from icl_onnx.check import (
     NodePlacement,
     check_models,
 )
+from icl_onnx.check.generate import GreedyComparison, compare_greedy
 from icl_onnx.cli._check_options import (
     parse_per_output,
     parse_providers,
@@ -130,6 +132,14 @@ def _add_comparison_options(c: argparse._ArgumentGroup) -> None:
         action="store_true",
         help="compare NaN/Inf by position instead of failing on them",
     )
+    c.add_argument(
+        "--generate",
+        type=int,
+        default=0,
+        metavar="N",
+        help="models in ONNX Runtime GenAI folders: also decode N tokens greedily in each "
+        "(og.Generator) and report the first step where the tokens differ",
+    )
 
 
 def _add_memory_options(r: argparse._ArgumentGroup) -> None:
@@ -197,11 +207,46 @@ def run(args: argparse.Namespace) -> int:
             device_id=args.device_id,
             timeout=args.timeout,
         )
+    greedy = _greedy(args) if args.generate else None
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        data = report.to_dict()
+        if greedy is not None:
+            data["greedy"] = {
+                **dataclasses.asdict(greedy),
+                "first_difference": greedy.first_difference,
+            }
+        print(json.dumps(data, indent=2))
     else:
         render(report)
-    return 0 if report.passed else 1
+        if greedy is not None:
+            make_console().print(greedy_text(greedy))
+    drift = greedy is not None and greedy.first_difference is not None
+    return 0 if report.passed and not drift else 1
+
+
+def _greedy(args: argparse.Namespace) -> GreedyComparison:
+    if args.generate < 1:
+        raise IclUserError("--generate needs a number of tokens of at least 1")
+    try:
+        return compare_greedy(args.original, args.optimized, args.generate)
+    except (ValueError, RuntimeError) as e:
+        raise IclUserError(f"--generate: {e}") from None
+
+
+def greedy_text(greedy: GreedyComparison) -> str:
+    """One line: the greedy tokens are identical, or from which step they differ."""
+    steps = len(greedy.original)
+    step = greedy.first_difference
+    if step is None:
+        return (
+            f"Greedy generation: the same {steps} tokens after a {len(greedy.prompt)}-token prompt"
+        )
+    return (
+        f"Greedy generation: tokens differ from step {step} of {steps} "
+        f"(original {greedy.original[step]}, optimized {greedy.optimized[step]}); "
+        f"{sum(a != b for a, b in zip(greedy.original, greedy.optimized, strict=True))} "
+        "of the steps differ"
+    )
 
 
 def _bytes(n: int | None) -> str:
