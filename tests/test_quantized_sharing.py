@@ -28,7 +28,7 @@ from icl_onnx.analysis.near_copies import find_quantized_near_copies
 from icl_onnx.analysis.view_nodes import node_view
 from icl_onnx.cli.main import main
 from icl_onnx.passes.share_quantized import ShareQuantizedPass
-from icl_onnx.pipeline import optimize_file
+from icl_onnx.pipeline import optimize_file, optimize_files
 
 LIBRARY = icl_onnx.library_path()  # fails, never skips, without the op library
 
@@ -349,3 +349,32 @@ def test_a_gather_block_quantized_the_icl_op_cannot_read_keeps_its_copy():
     (group,) = plan.groups
     (member,) = group.members
     assert member.kept_reason == "GatherBlockQuantized with bits=2 (the ICL kernels read 4 and 8)"
+
+
+def test_reshape_views_are_shared_across_files(tmp_path):
+    """The head in one file, the embedding (Reshape -> GBQ of a copy of B) in another."""
+    head, emb = genai_like(), genai_like()
+    del head.graph.node[:3], head.graph.output[0], head.graph.input[0]
+    keep = {"B", "scales"}
+    for proto in (head,):
+        kept = [t for t in proto.graph.initializer if t.name in keep]
+        del proto.graph.initializer[:]
+        proto.graph.initializer.extend(kept)
+    del emb.graph.node[3], emb.graph.output[1], emb.graph.input[1]
+    onnx.save(head, tmp_path / "head.onnx")
+    onnx.save(emb, tmp_path / "emb.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = optimize_files([tmp_path / "head.onnx", tmp_path / "emb.onnx"], out)
+    (cross,) = result.plan.groups
+    assert (cross.model, cross.canonical, cross.members[0].model) == ("head.onnx", "B", "emb.onnx")
+    (group,) = result.plan.plans[1].groups
+    assert group.members[0].view.kind == "reshape"
+    assert result.unique_bytes < result.tensor_bytes  # B stored once for both files
+    ops = [n.op_type for n in onnx.load(out / "emb.onnx", load_external_data=False).graph.node]
+    assert ops == ["IclGatherBlockQuantized", "Slice"]
+    feeds = {"ids": FEEDS["ids"]}
+    original = ort.InferenceSession(str(tmp_path / "emb.onnx"), providers=["CPUExecutionProvider"])
+    (want,) = original.run(None, feeds)
+    (got,) = run(str(out / "emb.onnx"), feeds)
+    assert want.tobytes() == got.tobytes()
