@@ -52,6 +52,10 @@ def test_scan_of_two_files_prints_a_table(pair, capsys):
     assert main(["scan", *map(str, pair), "--min-elements", "16"]) == 0
     out = capsys.readouterr().out
     assert "groups across files" in out and "decoder.onnx:B16" in out and "cast" in out
+    # the encoder's B stays, and its MatMul reads it through IclMatMul as the decoder does
+    (b_row,) = [line for line in out.splitlines() if line.startswith("│ B [32, 32] FLOAT  ")]
+    assert "MatMul→IclMatMul" in b_row and "shared across files" in b_row
+    assert "B [32, 32] FLOAT (of encoder.onnx)" in out
 
 
 def test_optimize_two_files_stores_each_unique_tensor_once(pair, tmp_path, capsys):

@@ -60,6 +60,10 @@ def plan_table(plan: SharePlan, title: str) -> Table:
         canonical = f"{group.canonical} {list(group.shape)} {group.dtype}"
         if group.origin:
             canonical += f" (of {group.origin})"
+        if not group.members:  # a tensor other files share: only its own consumers change
+            changed = [c for c in group.canonical_consumers if c.becomes != c.op_type]
+            consumers = ", ".join(_consumer_text(c) for c in changed)
+            table.add_row(canonical, "", "", "", human_bytes(0), consumers, "shared across files")
         for i, member in enumerate(group.members):
             consumers = ", ".join(_consumer_text(c) for c in member.consumers)
             source = "" if member.source == "initializer" else f" ({member.source})"
