@@ -16,10 +16,6 @@ if(NOT (ICL_ENABLE_CUDA AND CMAKE_CUDA_COMPILER))
   return()
 endif()
 
-if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-  # SASS for A100 (sm_80) and H100/H200 (sm_90), PTX for anything newer.
-  set(CMAKE_CUDA_ARCHITECTURES 80-real 90-real 90-virtual)
-endif()
 enable_language(CUDA)
 find_package(CUDAToolkit REQUIRED)
 set(CMAKE_CUDA_STANDARD 17)

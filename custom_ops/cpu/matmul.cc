@@ -4,20 +4,21 @@
 //  - Transposed view, few rows of A: W's rows are the columns of view(W), so each output is a
 //    dot product of two contiguous rows. RowDot streams W once, converting 16-bit W in
 //    registers: this is a memory-bound GEMV and runs at memory bandwidth.
-//  - Transposed view, more rows of A, AVX-512: WideGemm, which packs A once per call and
-//    broadcasts W from its rows (no horizontal sums, and no packing of W: ORT prepacks the
-//    B of its own MatMul ahead of time, which a custom op cannot).
-//  - Transposed view, more rows of A, no AVX-512: the chunk of W is transposed (and widened)
-//    into a per-thread float32 block once, then multiplied by PanelGemm.
+//  - Transposed view, more rows of A (AVX-512 or AVX2): WideGemm, which packs A once per call
+//    and broadcasts W from its rows (no horizontal sums, and no packing of W: ORT prepacks
+//    the B of its own MatMul ahead of time, which a custom op cannot). The portable build
+//    uses RowDot for every M.
 //  - Plain view: PanelGemm, which multiplies W's column panels in place.
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache.
 #include "cpu/matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "cpu/convert.h"
+#include "cpu/isa.h"
 #include "cpu/panel_gemm.h"
 #include "cpu/parallel.h"
 #include "cpu/row_dot.h"
@@ -29,9 +30,15 @@ namespace {
 
 // Up to this many rows of A, RowDot beats the GEMM that follows it (one core, K=768,
 // N=30000, GFLOP/s RowDot vs WideGemm: 8 rows 56 vs 42, 12 rows 61 vs 60, 16 rows 69 vs 80,
-// 32 rows 79 vs 95; without AVX-512 the alternative transposes W's chunk first, which RowDot
-// beats for longer).
-int64_t RowDotMaxRows() { return WideGemmAvailable() ? 12 : 24; }
+// 32 rows 79 vs 95). With AVX2 only, WideGemm's tiles are half as wide and RowDot stays
+// ahead for longer; the portable build has no WideGemm.
+int64_t RowDotMaxRows() {
+  switch (CpuIsa()) {
+    case Isa::kAvx512: return 12;
+    case Isa::kAvx2: return 24;
+    default: return INT64_MAX;  // no WideGemm
+  }
+}
 // Columns of Y per task: RowDot tasks stream 128 rows of W (384 KB at K=768); GEMM tasks
 // are larger so that the per-task set-up (packing, transposing W) is amortised.
 constexpr int64_t kRowDotChunk = 128;
@@ -49,7 +56,7 @@ void ComputeChunk(const MatMulProblem& p, const PackedA* packed, int64_t n0, int
   if (v.transposed) {
     // Row n of W (offset + n * ld) is column n of view(W), K contiguous elements.
     const void* w_rows = ElementAddress(p.w, p.w_type, v.offset + n0 * v.ld);
-    if (packed == nullptr && p.m <= RowDotMaxRows()) {
+    if (packed == nullptr) {
       RowDotProblem rd;
       rd.a = p.a;
       rd.lda = p.k;
@@ -64,18 +71,7 @@ void ComputeChunk(const MatMulProblem& p, const PackedA* packed, int64_t n0, int
       RowDot(rd, 0, nc);
       return;
     }
-    if (packed != nullptr) {
-      WideGemm(*packed, w_rows, p.w_type, v.ld, nc, p.scale, out, ldo);
-      return;
-    }
-    // Columns n0.. of view(W) as a float32 [K, nc] block, then the plain-view GEMM.
-    float* block = ThreadScratch(ScratchSlot::kWeights, static_cast<size_t>(nc * p.k));
-    float* row = ThreadScratch(ScratchSlot::kRow, static_cast<size_t>(p.k));
-    for (int64_t n = 0; n < nc; ++n) {
-      ToFloat(p.w_type, ElementAddress(w_rows, p.w_type, n * v.ld), row, p.k);
-      for (int64_t kk = 0; kk < p.k; ++kk) block[kk * nc + n] = row[kk];
-    }
-    PanelGemm(p.a, p.k, p.m, p.k, block, ElemType::kFloat, nc, nc, p.scale, out, ldo);
+    WideGemm(*packed, w_rows, p.w_type, v.ld, nc, p.scale, out, ldo);
     return;
   }
   // view(W)[k, n] = W[offset + k * ld + n]: the chunk is a K x nc block of rows of W.

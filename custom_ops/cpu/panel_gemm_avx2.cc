@@ -1,5 +1,5 @@
 // PanelGemm for AVX2 + FMA + F16C: 8 floats a vector; 6 rows of A x 2 vectors = 12
-// accumulators of 16 ymm (8 for one row of A).
+// accumulators of 16 ymm (one row of A: GEMV in axpy form).
 #include <immintrin.h>
 
 #include "cpu/panel_gemm.h"
@@ -14,9 +14,9 @@ struct Simd {
   static constexpr int kWidth = 8;
   static constexpr int kRows = 6;
   static constexpr int kLanes = 2;
-  static constexpr int kGemvLanes = 8;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
+  ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }
   ICL_TARGET static V LoadW(const float* p) { return _mm256_loadu_ps(p); }
   ICL_TARGET static V LoadW(const Ort::Float16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));

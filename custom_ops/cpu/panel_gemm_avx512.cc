@@ -1,5 +1,5 @@
 // PanelGemm for AVX-512F: 16 floats a vector; 6 rows of A x 4 vectors = 24 accumulators of
-// 32 zmm (8 for one row of A).
+// 32 zmm (one row of A: GEMV in axpy form).
 #include <immintrin.h>
 
 // GCC 12 flags the deliberately undefined lanes inside its own AVX-512 intrinsics
@@ -19,9 +19,9 @@ struct Simd {
   static constexpr int kWidth = 16;
   static constexpr int kRows = 6;
   static constexpr int kLanes = 4;
-  static constexpr int kGemvLanes = 8;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }
+  ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
   ICL_TARGET static V LoadW(const float* p) { return _mm512_loadu_ps(p); }
   ICL_TARGET static V LoadW(const Ort::Float16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));

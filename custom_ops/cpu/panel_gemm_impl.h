@@ -3,9 +3,10 @@
 // Include this only from a panel_gemm_<isa>.cc that first defines
 //   ICL_TARGET  the function attribute that enables the instruction set (may be empty),
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
-//     V, kWidth (floats per V), kRows (rows of A per tile), kLanes (V per panel row) and
-//     kGemvLanes (V per panel row when A has one row) as the register file allows,
-//     Zero(), Broadcast(float), LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*),
+//     V, kWidth (floats per V), kRows (rows of A per tile) and kLanes (V per panel row) as
+//     the register file allows,
+//     Zero(), Broadcast(float), Load(const float*),
+//     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*),
 //     Fma(a, b, acc), Store(float*, V), Scale(V, float).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
@@ -78,13 +79,51 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
   return j;
 }
 
+// One row of A (a GEMV), in axpy form: y[0, n) stays in L1 while W's rows stream past it, eight
+// at a time, each read as one contiguous run of n elements (long runs are what the hardware
+// prefetcher follows; a panel walk reads each row in short pieces far apart).
+template <typename TW>
+ICL_TARGET void Gemv(const float* a, int64_t k, const TW* w, int64_t ldw, int64_t n, float alpha,
+                     float* y) {
+  constexpr int64_t kW = Simd::kWidth;
+  const int64_t nv = n / kW * kW;
+  for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
+  constexpr int kRowsAtOnce = 8;
+  int64_t kk = 0;
+  for (; kk + kRowsAtOnce <= k; kk += kRowsAtOnce) {
+    const TW* wr[kRowsAtOnce];
+    typename Simd::V ak[kRowsAtOnce];
+    for (int r = 0; r < kRowsAtOnce; ++r) {
+      wr[r] = w + (kk + r) * ldw;
+      ak[r] = Simd::Broadcast(a[kk + r]);
+    }
+    for (int64_t j = 0; j < nv; j += kW) {
+      typename Simd::V acc = Simd::Load(y + j);
+      for (int r = 0; r < kRowsAtOnce; ++r) acc = Simd::Fma(ak[r], Simd::LoadW(wr[r] + j), acc);
+      Simd::Store(y + j, acc);
+    }
+    for (int64_t j = nv; j < n; ++j) {
+      float sum = y[j];
+      for (int r = 0; r < kRowsAtOnce; ++r) sum += a[kk + r] * ToFloat(wr[r][j]);
+      y[j] = sum;
+    }
+  }
+  for (; kk < k; ++kk) {
+    const TW* wr = w + kk * ldw;
+    const typename Simd::V ak = Simd::Broadcast(a[kk]);
+    for (int64_t j = 0; j < nv; j += kW)
+      Simd::Store(y + j, Simd::Fma(ak, Simd::LoadW(wr + j), Simd::Load(y + j)));
+    for (int64_t j = nv; j < n; ++j) y[j] += a[kk] * ToFloat(wr[j]);
+  }
+  for (int64_t j = 0; j < nv; j += kW) Simd::Store(y + j, Simd::Scale(Simd::Load(y + j), alpha));
+  for (int64_t j = nv; j < n; ++j) y[j] *= alpha;
+}
+
 template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
-  // One row of A (a GEMV): wider panels, so that more accumulators hide the FMA latency
-  // and each row of W is read in longer runs.
-  int64_t j = m == 1 ? Panels<Simd::kGemvLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy)
-                     : Panels<Simd::kLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
+  if (m == 1) return Gemv(a, k, w, ldw, n, alpha, y);
+  int64_t j = Panels<Simd::kLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
   j = Panels<1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
   // Fewer than kWidth columns left: plain loops.
   for (int64_t i = 0; i < m; ++i) {

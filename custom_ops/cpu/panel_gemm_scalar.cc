@@ -11,9 +11,9 @@ struct Simd {
   static constexpr int kWidth = 1;
   static constexpr int kRows = 4;
   static constexpr int kLanes = 4;
-  static constexpr int kGemvLanes = 8;
   static V Zero() { return 0.0f; }
   static V Broadcast(float v) { return v; }
+  static V Load(const float* p) { return *p; }
   template <typename T>
   static V LoadW(const T* p) { return ToFloat(*p); }
   static V Fma(V a, V b, V acc) { return acc + a * b; }

@@ -1,5 +1,5 @@
-// GEMM against the rows of W for many rows of A (AVX-512): the transposed-view IclMatMul
-// where RowDot's per-output horizontal sums stop paying off.
+// GEMM against the rows of W for many rows of A (AVX-512 or AVX2): the transposed-view
+// IclMatMul where RowDot's per-output horizontal sums stop paying off.
 //
 // Y[m, n] = alpha * sum_k A[m, k] * W[n, k]. Instead of packing W (92 MB for an LM head, and
 // ORT cannot prepack a custom op's input), A is packed once per call, transposed into tiles
@@ -14,15 +14,16 @@
 
 namespace icl::cpu {
 
-// A[m, k] repacked for WideGemm: tile t holds rows [64 t, 64 t + width) as [k][width], width a
-// multiple of 16 (zero-padded) and 64 for every tile but the last.
+// A[m, k] repacked for WideGemm: tile t holds rows [T t, T t + width) as [k][width], width a
+// multiple of the vector width L (zero-padded) and T = 4 L for every tile but the last
+// (L = 16 with AVX-512, 8 with AVX2).
 struct PackedA {
   std::vector<float> data;
   int64_t m = 0;
   int64_t k = 0;
 };
 
-// True when the CPU has what WideGemm needs (AVX-512F).
+// True when the CPU has what WideGemm needs (AVX2 + FMA + F16C at least).
 bool WideGemmAvailable();
 
 // Packs row-major A[m, k] (row stride lda).
@@ -32,5 +33,11 @@ void PackA(const float* a, int64_t m, int64_t k, int64_t lda, PackedA& out);
 // element j * ldw of `w` (of type w_type). Single-threaded: callers split the rows of W.
 void WideGemm(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
               float alpha, float* y, int64_t ldy);
+
+// One instantiation per instruction set (wide_gemm_<isa>.cc); WideGemm picks one.
+void WideGemmAvx512(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
+                    float alpha, float* y, int64_t ldy);
+void WideGemmAvx2(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
+                  float alpha, float* y, int64_t ldy);
 
 }  // namespace icl::cpu

@@ -1,0 +1,33 @@
+// WideGemm for AVX2 + FMA: 8 floats a vector, A tiles of 32 rows; 12 accumulators of 16 ymm.
+#include <immintrin.h>
+
+#include "cpu/wide_gemm.h"
+
+#define ICL_TARGET __attribute__((target("avx2,fma,f16c")))
+#define ICL_ISA_NS avx2
+
+namespace icl::cpu::avx2 {
+
+struct Simd {
+  using V = __m256;
+  static constexpr int kWidth = 8;
+  static constexpr int kWRows[4] = {12, 6, 4, 3};
+  ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
+  ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }
+  ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
+  ICL_TARGET static V Fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
+  ICL_TARGET static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
+};
+
+}  // namespace icl::cpu::avx2
+
+#include "cpu/wide_gemm_impl.h"
+
+namespace icl::cpu {
+
+void WideGemmAvx2(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
+                  float alpha, float* y, int64_t ldy) {
+  avx2::Dispatch(a, w, w_type, ldw, rows, alpha, y, ldy);
+}
+
+}  // namespace icl::cpu

@@ -1,0 +1,117 @@
+// The body of WideGemm, written once over a SIMD traits type `Simd`.
+//
+// Include this only from a wide_gemm_<isa>.cc that first defines ICL_TARGET and ICL_ISA_NS
+// (as for row_dot_impl.h) and, in that namespace, the traits struct `Simd`: V, kWidth
+// (floats per V), kWRows[4] (rows of W per micro-tile for A tiles of 1 to 4 vectors: rows x
+// lanes accumulators, leaving registers for the A tile and the broadcast), Zero(),
+// Load(const float*), Broadcast(float), Fma(a, b, acc), Store(float*, V).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cpu/convert.h"
+#include "cpu/prefetch.h"
+#include "cpu/scratch.h"
+#include "cpu/wide_gemm.h"
+
+namespace icl::cpu::ICL_ISA_NS {
+
+constexpr int64_t kTileRows = 4 * Simd::kWidth;  // rows of A per packed tile: 4 vectors
+
+// Width of the packed tile at row m0: a multiple of kWidth, kTileRows but for the last.
+inline int64_t TileWidth(const PackedA& a, int64_t m0) {
+  return std::min(kTileRows, (a.m - m0 + Simd::kWidth - 1) / Simd::kWidth * Simd::kWidth);
+}
+
+// One A^T tile (Lanes vectors wide) against Rows rows of float W, over all of K; the result
+// lands in out[Rows][kTileRows] (lanes beyond the tile's width are left untouched).
+template <int Lanes, int Rows>
+ICL_TARGET void Micro(const float* at, int64_t k, const float* w, int64_t ldw, float* out,
+                      Prefetcher& prefetch) {
+  constexpr int kW = Simd::kWidth;
+  typename Simd::V acc[Rows][Lanes];
+  for (int r = 0; r < Rows; ++r)
+    for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Zero();
+  for (int64_t kk = 0; kk < k; ++kk, at += Lanes * kW) {
+    typename Simd::V a[Lanes];
+    for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + l * kW);
+    prefetch.Step();
+    for (int r = 0; r < Rows; ++r) {
+      const typename Simd::V b = Simd::Broadcast(w[r * ldw + kk]);
+      for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(a[l], b, acc[r][l]);
+    }
+  }
+  for (int r = 0; r < Rows; ++r)
+    for (int l = 0; l < Lanes; ++l) Simd::Store(out + r * kTileRows + l * kW, acc[r][l]);
+}
+
+template <int Rows>
+ICL_TARGET void MicroAnyWidth(int64_t width, const float* at, int64_t k, const float* w,
+                              int64_t ldw, float* out, Prefetcher& prefetch) {
+  switch (width / Simd::kWidth) {
+    case 4: return Micro<4, Rows>(at, k, w, ldw, out, prefetch);
+    case 3: return Micro<3, Rows>(at, k, w, ldw, out, prefetch);
+    case 2: return Micro<2, Rows>(at, k, w, ldw, out, prefetch);
+    default: return Micro<1, Rows>(at, k, w, ldw, out, prefetch);
+  }
+}
+
+// Rows rows of float W against every tile of A; writes y (transposing the tile results).
+template <int Rows>
+ICL_TARGET void WRowBlock(const PackedA& a, const float* w, int64_t ldw, float alpha, float* y,
+                          int64_t ldy, Prefetcher& prefetch) {
+  alignas(64) float out[Rows * kTileRows];
+  for (int64_t m0 = 0; m0 < a.m; m0 += kTileRows) {
+    const int64_t width = TileWidth(a, m0);
+    MicroAnyWidth<Rows>(width, a.data.data() + m0 * a.k, a.k, w, ldw, out, prefetch);
+    const int64_t valid = std::min(kTileRows, a.m - m0);
+    for (int64_t i = 0; i < valid; ++i)
+      for (int r = 0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
+  }
+}
+
+// Rows of W per micro-tile: Simd::kWRows[lanes of the widest A tile - 1].
+template <int Rows>
+ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
+                    float alpha, float* y, int64_t ldy) {
+  constexpr int kWRows = Rows;
+  const int64_t size = SizeOf(w_type);
+  const char* w_bytes = static_cast<const char*>(w);
+  for (int64_t n = 0; n < rows; n += kWRows) {
+    const int block = static_cast<int>(std::min<int64_t>(kWRows, rows - n));
+    const float* wf = reinterpret_cast<const float*>(w_bytes + n * ldw * size);
+    int64_t ldwf = ldw;
+    if (w_type != ElemType::kFloat) {
+      // 16-bit W: widen this block's rows once, then reuse them for every tile of A.
+      float* buf = ThreadScratch(ScratchSlot::kWeights, static_cast<size_t>(kWRows * a.k));
+      for (int r = 0; r < block; ++r)
+        ToFloat(w_type, w_bytes + (n + r) * ldw * size, buf + r * a.k, a.k);
+      wf = buf;
+      ldwf = a.k;
+    }
+    // The next block of W streams into L2 while this one is multiplied.
+    const bool has_next = n + 2 * kWRows <= rows;
+    Prefetcher prefetch(has_next ? w_bytes + (n + kWRows) * ldw * size : nullptr,
+                        has_next ? ((kWRows - 1) * ldw + a.k) * size : 0,
+                        (a.m + kTileRows - 1) / kTileRows * a.k);
+    if (block == kWRows) {
+      WRowBlock<kWRows>(a, wf, ldwf, alpha, y + n, ldy, prefetch);
+    } else {
+      for (int r = 0; r < block; ++r)
+        WRowBlock<1>(a, wf + r * ldwf, ldwf, alpha, y + n + r, ldy, prefetch);
+    }
+  }
+}
+
+inline void Dispatch(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
+                     int64_t rows, float alpha, float* y, int64_t ldy) {
+  switch (TileWidth(a, 0) / Simd::kWidth) {
+    case 1: return Run<Simd::kWRows[0]>(a, w, w_type, ldw, rows, alpha, y, ldy);
+    case 2: return Run<Simd::kWRows[1]>(a, w, w_type, ldw, rows, alpha, y, ldy);
+    case 3: return Run<Simd::kWRows[2]>(a, w, w_type, ldw, rows, alpha, y, ldy);
+    default: return Run<Simd::kWRows[3]>(a, w, w_type, ldw, rows, alpha, y, ldy);
+  }
+}
+
+}  // namespace icl::cpu::ICL_ISA_NS
