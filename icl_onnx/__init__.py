@@ -1,36 +1,62 @@
-"""icl-onnx: one copy of every shared weight in ONNX models and ONNX Runtime sessions."""
+"""icl-onnx: one copy of every shared weight in ONNX models and ONNX Runtime sessions.
 
-from icl_onnx import schemas as _schemas
+Importing the package is light: :func:`library_path`, :func:`session_options` and
+:func:`create_session` need only onnxruntime, so a serving environment without onnx, onnx-ir
+or torch can run optimized models. Everything else (analysis, passes, export, ...) is imported
+on first use (PEP 562), which also registers the ICL operator schemas with onnx.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from icl_onnx._runtime import LibraryNotFoundError, create_session, library_path, session_options
-from icl_onnx.analysis import SharePlan, analyze
 from icl_onnx.errors import IclUserError
-from icl_onnx.model_io import load_model, save_model
-from icl_onnx.passes import ApplySharePlanPass, ShareWeightsPass
-from icl_onnx.pipeline import OptimizeResult, optimize, optimize_file, optimize_files, scan_files
-from icl_onnx.session_group import SessionGroup
-from icl_onnx.verified_export import ExportResult, export
 
-_schemas.register()
+#: Public name -> the module that defines it, imported on first access.
+_LAZY: dict[str, str] = {
+    "SharePlan": "icl_onnx.analysis",
+    "analyze": "icl_onnx.analysis",
+    "ExportResult": "icl_onnx.verified_export",
+    "export": "icl_onnx.verified_export",
+    "load_model": "icl_onnx.model_io",
+    "save_model": "icl_onnx.model_io",
+    "OptimizeResult": "icl_onnx.pipeline",
+    "optimize": "icl_onnx.pipeline",
+    "optimize_file": "icl_onnx.pipeline",
+    "optimize_files": "icl_onnx.pipeline",
+    "scan_files": "icl_onnx.pipeline",
+    "FolderResult": "icl_onnx.folders",
+    "optimize_folder": "icl_onnx.folders",
+    "ApplySharePlanPass": "icl_onnx.passes",
+    "ShareWeightsPass": "icl_onnx.passes",
+    "SessionGroup": "icl_onnx.session_group",
+}
 
 __all__ = [
-    "ApplySharePlanPass",
-    "ExportResult",
     "IclUserError",
     "LibraryNotFoundError",
-    "OptimizeResult",
-    "SessionGroup",
-    "SharePlan",
-    "ShareWeightsPass",
-    "analyze",
     "create_session",
-    "export",
     "library_path",
-    "load_model",
-    "optimize",
-    "optimize_file",
-    "optimize_files",
-    "save_model",
-    "scan_files",
     "session_options",
+    *sorted(_LAZY),
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Imports a public name's module on first access (PEP 562)."""
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from icl_onnx import schemas
+
+    schemas.register()
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

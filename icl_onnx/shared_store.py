@@ -110,6 +110,19 @@ def _external_values(models: list[ir.Model], size_threshold_bytes: int) -> list[
     ]
 
 
+def _load_small_external(models: list[ir.Model], threshold: int) -> None:
+    """Reads external tensors under ``threshold`` into memory: they go inside the model file.
+
+    Left external, they would still point at the input's data file, which is not written.
+    """
+    for model in models:
+        for graph in model.graphs():
+            for value in graph.initializers.values():
+                tensor = value.const_value
+                if isinstance(tensor, ir.ExternalTensor) and tensor.nbytes < threshold:
+                    value.const_value = ir.Tensor(tensor.numpy(), name=value.name)
+
+
 def save_models_shared(
     models: list[ir.Model],
     names: list[str],
@@ -133,6 +146,7 @@ def save_models_shared(
         raise IclUserError(f"output folder {out} does not exist; create it first")
     if len(set(names)) != len(names):
         raise IclUserError(f"two models would be written to the same file name: {names}")
+    _load_small_external(models, size_threshold_bytes)
     values = _external_values(models, size_threshold_bytes)
     total = sum(value.const_value.nbytes for value in values)  # type: ignore[union-attr]
     staging = Path(tempfile.mkdtemp(prefix=".icl-shared.", dir=out))

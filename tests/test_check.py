@@ -385,7 +385,7 @@ def test_icl_model_with_scale_1_01_fails_on_the_logits(cli, tied, tmp_path, caps
     [
         (["--input-shape", "ids:1xa"], "--input-shape 'ids:1xa': write NAME:DIMxDIM"),
         (["--input-shape", "nope:1x2"], "nope, not an input of the model"),
-        (["--val-range", "ids:0,5"], "write NAME:[lo,hi]"),
+        (["--val-range", "ids:0..5"], "write NAME:lo,hi"),
         (["--atol", "y:abc"], "--atol 'y:abc'"),
         (["--rtol", "nope:0.1"], "nope, not an output of the model"),
         (["--error-stat", "p99"], "unknown statistic 'p99'"),

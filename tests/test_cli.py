@@ -75,7 +75,7 @@ def test_optimize_keeps_external_data_external(tmp_path):
             lambda d: (d / "junk.onnx").write_bytes(b"\x00\xffnot onnx") and d / "junk.onnx",
             "not a readable ONNX model",
         ),
-        (lambda d: d, "is a folder"),
+        (lambda d: d, "is not a model folder"),
     ],
     ids=["missing", "not-onnx", "folder"],
 )

@@ -1,8 +1,10 @@
 """Input sets for ``check``: seeded random values that respect dtypes, or values from a file.
 
-Dynamic dimensions take their value from ``input_shapes``; a symbolic dimension named the same
-in several inputs (``batch``, ``sequence``) takes one value everywhere. Inputs that index a
-Gather (also through Cast, Unsqueeze, ... or ``ai.icl::IclGather``) get valid token ids.
+Dynamic dimensions take their value from ``input_shapes``, else as :mod:`icl_onnx.check.dims`
+decides (one value per symbol; a decoder gets a non-empty past: 8 cached + 8 new tokens).
+Inputs that index a Gather (also through Cast, Unsqueeze, ... or ``ai.icl::IclGather``) get
+valid token ids; attention masks are all ones, position ids follow the mask, and a merged
+decoder's ``use_cache_branch`` is true, unless ``val_ranges`` names them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from icl_onnx.check.dims import (
+    DEFAULT_DIM,
+    CacheGeometry,
+    DimResolver,
+    cache_geometry,
+    is_cache_input,
+)
 from icl_onnx.check.model_info import ModelInfo, TensorInfo
 from icl_onnx.errors import IclArgumentError
 
@@ -27,8 +36,6 @@ __all__ = [
     "load_inputs",
 ]
 
-#: Value of a dynamic dimension that no ``input_shapes`` entry fixes.
-DEFAULT_DIM = 1
 #: Default range of float inputs: uniform in [lo, hi).
 DEFAULT_FLOAT_RANGE = (-1.0, 1.0)
 #: Default range of integer inputs that index no Gather: uniform in [lo, hi], both included.
@@ -38,13 +45,16 @@ InputSet = dict[str, np.ndarray]
 
 
 def resolve_shapes(
-    inputs: Sequence[TensorInfo], input_shapes: Mapping[str, Sequence[int]]
+    inputs: Sequence[TensorInfo],
+    input_shapes: Mapping[str, Sequence[int]],
+    cache: CacheGeometry | None = None,
 ) -> dict[str, tuple[int, ...]]:
     """Returns a concrete shape for each input.
 
     Args:
         inputs: the model's inputs.
         input_shapes: shapes given by the user, by input name.
+        cache: head count and head size for symbolic dims of KV-cache inputs.
 
     Raises:
         IclArgumentError: a shape names no input, has the wrong rank, or contradicts a fixed dim.
@@ -56,7 +66,7 @@ def resolve_shapes(
             "input_shapes",
             f"names {', '.join(unknown)}, not an input of the model (inputs: {', '.join(by_name)})",
         )
-    symbols: dict[str, int] = {}
+    fixed: dict[str, int] = {}
     for name, shape in input_shapes.items():
         declared = by_name[name].shape
         if declared and len(declared) != len(shape):
@@ -72,18 +82,22 @@ def resolve_shapes(
                     f"fixed shape {_fmt_shape(declared)}",
                 )
             if isinstance(want, str):
-                symbols.setdefault(want, got)
+                fixed.setdefault(want, int(got))
+    if cache is not None:  # head dims of KV-cache inputs, unless the user fixed them
+        for info in inputs:
+            if is_cache_input(info.name, len(info.shape)):
+                for axis, size in ((1, cache.heads), (3, cache.head_size)):
+                    if isinstance(info.shape[axis], str):
+                        fixed.setdefault(info.shape[axis], size)
+    symbols = [d for info in inputs for d in info.shape if isinstance(d, str)]
+    resolver = DimResolver(fixed, symbols)
     shapes: dict[str, tuple[int, ...]] = {}
     for info in inputs:
         if info.name in input_shapes:
             shapes[info.name] = tuple(int(d) for d in input_shapes[info.name])
             continue
         shapes[info.name] = tuple(
-            d
-            if isinstance(d, int)
-            else symbols.get(d, DEFAULT_DIM)
-            if isinstance(d, str)
-            else DEFAULT_DIM
+            d if isinstance(d, int) else resolver.value(d) if isinstance(d, str) else DEFAULT_DIM
             for d in info.shape
         )
     return shapes
@@ -146,7 +160,7 @@ def make_inputs(
             raise IclArgumentError(
                 "val_ranges", f"{key or ''}: [{lo},{hi}] is empty; write [lo,hi]"
             )
-    shapes = resolve_shapes(info.inputs, input_shapes or {})
+    shapes = resolve_shapes(info.inputs, input_shapes or {}, cache_geometry(info.path))
     rng = np.random.default_rng(seed)
     sets: list[InputSet] = []
     for _ in range(iterations):
@@ -154,8 +168,52 @@ def make_inputs(
         for tensor in info.inputs:
             lo, hi = value_range(tensor, info.token_inputs.get(tensor.name), val_ranges)
             feed[tensor.name] = _random(rng, tensor.dtype, shapes[tensor.name], lo, hi)
+        for tensor in info.inputs:
+            if tensor.name not in val_ranges and tensor.name not in info.token_inputs:
+                value = _decoder_value(tensor, shapes, feed)
+                if value is not None:
+                    feed[tensor.name] = value
         sets.append(feed)
     return sets
+
+
+def _role(name: str) -> str | None:
+    """The decoder role of an input by its name: ``mask``, ``positions``, ``branch`` or None."""
+    lower = name.lower()
+    if "attention_mask" in lower:
+        return "mask"
+    if lower.endswith("position_ids"):
+        return "positions"
+    if lower == "use_cache_branch":
+        return "branch"
+    return None
+
+
+_ROLE_SOURCES = {
+    "mask": "all ones",
+    "positions": "from the mask",
+    "branch": "true",
+}
+
+
+def _decoder_value(
+    tensor: TensorInfo, shapes: Mapping[str, tuple[int, ...]], feed: InputSet
+) -> np.ndarray | None:
+    """A mask of ones, positions that follow the mask, or a true cache branch; else None."""
+    role = _role(tensor.name)
+    shape = shapes[tensor.name]
+    if role == "mask" or (role == "branch" and tensor.dtype.kind in "biu"):
+        return np.ones(shape, dtype=tensor.dtype)
+    if role != "positions" or tensor.dtype.kind not in "iu" or not shape:
+        return None
+    mask = feed.get("attention_mask")
+    length = shape[-1]
+    if mask is not None and mask.ndim == 2 and mask.shape[-1] >= length:
+        positions = np.maximum(np.cumsum(mask.astype(np.int64), axis=-1) - 1, 0)
+        positions = positions[: shape[0], -length:] if len(shape) == 2 else positions[0, -length:]
+    else:
+        positions = np.arange(length, dtype=np.int64)
+    return np.broadcast_to(positions, shape).astype(tensor.dtype)
 
 
 def _random(rng: np.random.Generator, dtype: np.dtype, shape, lo: float, hi: float) -> np.ndarray:
@@ -187,12 +245,15 @@ def describe_inputs(
             entry["source"] = "loaded"
         else:
             rows = info.token_inputs.get(tensor.name)
+            role = _role(tensor.name) if tensor.name not in (val_ranges or {}) else None
             entry["range"] = list(value_range(tensor, rows, val_ranges or {}))
-            entry["source"] = (
-                "token ids"
-                if rows is not None and tensor.name not in (val_ranges or {})
-                else "random"
-            )
+            if rows is not None and tensor.name not in (val_ranges or {}):
+                entry["source"] = "token ids"
+            elif role is not None and first.size and first.dtype.kind in "biu":
+                entry["source"] = _ROLE_SOURCES[role]
+                entry["range"] = [int(first.min()), int(first.max())]
+            else:
+                entry["source"] = "random"
         out[tensor.name] = entry
     return out
 

@@ -51,7 +51,7 @@ def run_worker(
     """
     folder.mkdir(parents=True, exist_ok=True)
     _write_request(folder, info, input_sets, providers, device_id)
-    result = _run(folder, info, timeout)
+    result = _run(folder, info, timeout, _describe_shapes(input_sets[0]))
     return _measurement(info, result, providers[0]), _read_outputs(folder, len(input_sets))
 
 
@@ -74,7 +74,12 @@ def _write_request(
     (folder / "request.json").write_text(json.dumps(request))
 
 
-def _run(folder: Path, info: ModelInfo, timeout: float | None) -> dict[str, Any]:
+def _describe_shapes(feed: dict[str, np.ndarray]) -> str:
+    """``"ids 1x8, mask 1x16"``: the shapes a failed run was given, for its message."""
+    return ", ".join(f"{n} {'x'.join(map(str, v.shape)) or 'scalar'}" for n, v in feed.items())
+
+
+def _run(folder: Path, info: ModelInfo, timeout: float | None, shapes: str) -> dict[str, Any]:
     """Runs the worker on ``folder``'s request and returns its ``result.json``."""
     try:
         proc = subprocess.run(
@@ -101,7 +106,10 @@ def _run(folder: Path, info: ModelInfo, timeout: float | None) -> dict[str, Any]
             "run": "could not run it",
             "profile": "could not profile it",
         }[result["stage"]]
-        raise IclUserError(f"{info.path}: ONNX Runtime {stage}: {result['error']}")
+        raise IclUserError(
+            f"{info.path}: ONNX Runtime {stage}: {result['error']} (inputs: {shapes}; "
+            "set them with --input-shape and --val-range)"
+        )
     return result
 
 

@@ -153,9 +153,21 @@ def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     return TensorInfo(value.name, numpy_dtype(tensor_type.elem_type), shape)
 
 
+def _all_nodes(graph: onnx.GraphProto):
+    """The graph's nodes and those of its subgraphs (If/Loop/Scan bodies read outer names)."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _all_nodes(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from _all_nodes(g)
+
+
 def _token_inputs(graph: onnx.GraphProto, input_names: list[str]) -> dict[str, int]:
     consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
+    for node in _all_nodes(graph):
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     shapes = _static_shapes(graph)
@@ -206,7 +218,11 @@ def _icl_view_rows(table: list[int], node: onnx.NodeProto) -> int:
 
 def _static_shapes(graph: onnx.GraphProto) -> dict[str, list[int]]:
     shapes: dict[str, list[int]] = {t.name: list(t.dims) for t in graph.initializer}
-    for node in graph.node:
+    for node in _all_nodes(graph):
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                shapes.update({t.name: list(t.dims) for t in attr.g.initializer})
+    for node in _all_nodes(graph):
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             for attr in node.attribute:
                 if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:

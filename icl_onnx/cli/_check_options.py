@@ -12,7 +12,7 @@ __all__ = ["parse_shapes", "parse_ranges", "parse_per_output", "parse_providers"
 
 T = TypeVar("T")
 
-_RANGE = re.compile(r"^\[\s*([^,\]]+)\s*,\s*([^,\]]+)\s*\]$")
+_RANGE = re.compile(r"^\[\s*([^,\]]+)\s*,\s*([^,\]]+)\s*\]$|^([^,\[\]]+),([^,\[\]]+)$")
 
 
 def _split_name(spec: str) -> tuple[str | None, str]:
@@ -37,7 +37,7 @@ def parse_shapes(specs: Iterable[str]) -> dict[str, list[int]]:
 
 
 def parse_ranges(specs: Iterable[str]) -> dict[str | None, tuple[float, float]]:
-    """Parses ``--val-range [NAME:][lo,hi]``; a spec without a name sets the default range."""
+    """Parses ``--val-range [NAME:][lo,hi]`` or ``[NAME:]lo,hi``; no name: the default range."""
     out: dict[str | None, tuple[float, float]] = {}
     for spec in specs:
         name, value = (None, spec) if spec.lstrip().startswith("[") else _split_name(spec)
@@ -45,10 +45,12 @@ def parse_ranges(specs: Iterable[str]) -> dict[str | None, tuple[float, float]]:
         try:
             if match is None:
                 raise ValueError
-            lo, hi = float(match.group(1)), float(match.group(2))
+            lo_text, hi_text = match.group(1, 2) if match.group(1) else match.group(3, 4)
+            lo, hi = float(lo_text), float(hi_text)
         except ValueError:
             raise IclUserError(
-                f"--val-range {spec!r}: write NAME:[lo,hi] or [lo,hi], e.g. input_ids:[0,100]"
+                f"--val-range {spec!r}: write NAME:lo,hi or NAME:[lo,hi] (or no NAME for "
+                "the default), e.g. input_ids:0,100"
             ) from None
         if lo > hi:
             raise IclUserError(f"--val-range {spec!r}: lo is greater than hi")

@@ -81,7 +81,7 @@ def _add_input_options(g: argparse._ArgumentGroup) -> None:
         "--val-range",
         action="append",
         default=[],
-        metavar="[NAME:][lo,hi]",
+        metavar="[NAME:]lo,hi",
         help="value range of an input, or the default without NAME; inputs that "
         "index a Gather get valid token ids by default",
     )
@@ -264,6 +264,7 @@ def _change(a: float | None, b: float | None) -> str:
 def render(report: CheckReport) -> None:
     """Prints the report as rich tables: parity, memory and time, ICL node placement, verdict."""
     console = make_console()
+    console.print(_inputs_table(report))
     console.print(_parity_table(report))
     for o in report.parity.outputs:
         if not o.passed:
@@ -273,6 +274,23 @@ def render(report: CheckReport) -> None:
     if placements:
         console.print(_placement_table(placements))
     console.print(_verdict(report))
+
+
+def _inputs_table(report: CheckReport) -> Table:
+    """The shape and values chosen for each input (one value per symbolic dim)."""
+    table = Table(title="Inputs (shape chosen for each; symbolic dims take one value each)")
+    for col in ("input", "dtype", "shape", "values", "range"):
+        table.add_column(col)
+    for name, entry in report.parity.inputs.items():
+        bounds = entry.get("range")
+        table.add_row(
+            escape(name),
+            entry["dtype"],
+            "x".join(map(str, entry["shape"])) or "scalar",
+            entry["source"],
+            "" if bounds is None else f"[{bounds[0]:g}, {bounds[1]:g}]",
+        )
+    return table
 
 
 def _parity_table(report: CheckReport) -> Table:

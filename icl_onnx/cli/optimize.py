@@ -1,14 +1,16 @@
-"""``icl-onnx optimize MODEL -o OUT`` or ``MODEL... --out-dir DIR``: share weights and save."""
+"""``icl-onnx optimize MODEL -o OUT``, ``MODEL... --out-dir DIR`` or ``FOLDER -o OUTDIR``."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from icl_onnx.analysis import DEFAULT_MIN_ELEMENTS
 from icl_onnx.analysis.plan import to_data
 from icl_onnx.cli._format import human_bytes, print_cross_plan, print_json, print_plan
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
+from icl_onnx.folders import optimize_folder
 from icl_onnx.pipeline import optimize_file, optimize_files
 
 
@@ -19,10 +21,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="rewrite a model so each shared weight is stored once",
         description="Share copies and transposed copies of weights through ICL operators. "
         "The output is written atomically; OUT may be MODEL. With several models and "
-        "--out-dir, writes DIR/<name> for each and one data file holding each unique tensor once.",
+        "--out-dir, writes DIR/<name> for each and one data file holding each unique tensor once. "
+        "With a model folder (onnxruntime-genai: genai_config.json; Optimum export: config.json "
+        "and model.onnx or decoder_*.onnx), writes OUTDIR ready to run: the models optimized "
+        "together, the other files copied, the op library copied in and, for GenAI, named in "
+        "genai_config.json.",
     )
-    parser.add_argument("model", nargs="+", help="ONNX model file(s)")
-    parser.add_argument("-o", "--output", help="output ONNX file (one model)")
+    parser.add_argument("model", nargs="+", help="ONNX model file(s), or one model folder")
+    parser.add_argument("-o", "--output", help="output ONNX file (one model) or folder (a folder)")
     parser.add_argument("--out-dir", help="output folder (several models optimized together)")
     data = parser.add_mutually_exclusive_group()
     data.add_argument(
@@ -52,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="lossy: a float embedding table that a quantized head approximates (listed by "
         "scan as a near-copy) reads the quantized head instead; outputs change",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="replace a non-empty output folder (folder input)"
+    )
     parser.add_argument("--json", action="store_true", help="print the applied plan as JSON")
     add_quiet_argument(parser)
     return parser
@@ -63,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         if args.output is not None:
             raise IclUserError("give either -o OUT (one model) or --out-dir DIR, not both")
         return _run_many(args)
+    if len(args.model) == 1 and Path(args.model[0]).is_dir():
+        return _run_folder(args)
     if len(args.model) != 1 or args.output is None:
         raise IclUserError("one model needs -o OUT; several models need --out-dir DIR")
     (model,) = args.model
@@ -117,5 +128,44 @@ def _run_many(args: argparse.Namespace) -> int:
         f"wrote {', '.join(str(f) for f in result.files)}; the models reference "
         f"{human_bytes(result.tensor_bytes)} of tensors, stored once in "
         f"{human_bytes(result.unique_bytes)}"
+    )
+    return 0
+
+
+def _run_folder(args: argparse.Namespace) -> int:
+    if args.output is None:
+        raise IclUserError("a model folder needs -o OUTDIR")
+    if args.external_data is not None:
+        raise IclUserError("--external-data does not apply to a folder (it writes one data file)")
+    (folder,) = args.model
+    with cli_progress(args.quiet):
+        result = optimize_folder(
+            folder,
+            args.output,
+            force=args.force,
+            min_elements=args.min_elements,
+            share_quantized=args.share_quantized,
+        )
+    if args.json:
+        print_json(
+            {
+                "folder": folder,
+                "kind": result.folder.kind,
+                "output": str(result.out_dir),
+                "models": result.folder.models,
+                "copied": result.copied,
+                "library": str(result.library),
+                "tensor_bytes": result.tensor_bytes,
+                "unique_bytes": result.unique_bytes,
+                **result.plan.to_dict(),
+            }
+        )
+        return 0
+    print_cross_plan(result.plan)
+    print(
+        f"wrote {result.out_dir} ({result.folder.kind}): {len(result.folder.models)} model(s) "
+        f"referencing {human_bytes(result.tensor_bytes)} of tensors stored once in "
+        f"{human_bytes(result.unique_bytes)}, {len(result.copied)} other file(s) copied, "
+        f"the op library as {result.library.name}"
     )
     return 0
