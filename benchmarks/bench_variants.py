@@ -9,8 +9,8 @@ For K = 1, 2, 4, 8 variants, side by side in one run:
   (one data file), against the ideal ``base + adapters`` (the factors icl-onnx stores);
 * memory: RSS added by a ``SessionGroup`` of the K optimized variants in one process, against
   K sessions of the exported files in one process; total PSS of K processes each serving one
-  variant (``/proc/PID/smaps_rollup``), optimized against exported, each less an idle
-  process's PSS. Each session runs one prefill of ``--tokens`` tokens first;
+  variant (``/proc/PID/smaps_rollup``), optimized against exported, less the PSS of K idle
+  processes (interpreter and libraries). Each session runs one prefill of ``--tokens`` tokens first;
 * latency per variant, optimized against exported, at M = 1 and M = 128 tokens (fastest of
   alternating runs in one process, ``_measure_latency.py``);
 * detection: seconds the low-rank search takes per variant, against creating a session of it;
@@ -189,7 +189,8 @@ def _finish(procs: list[subprocess.Popen]) -> tuple[list[dict], int]:
 
 def memory(args, originals: list[Path], optimized: list[Path], ref: Path | None) -> dict:
     """RSS of one process holding K sessions, and PSS of K processes, each way."""
-    (idle,), idle_pss = _finish([_spawn("idle", args, [])])
+    k = len(originals)
+    _, idle_pss = _finish([_spawn("idle", args, []) for _ in range(k)])  # K bare interpreters
     out = {}
     group, _ = _finish([_spawn("group-check" if ref else "group", args, optimized, ref)])
     separate, _ = _finish([_spawn("separate", args, originals)])
@@ -197,10 +198,9 @@ def memory(args, originals: list[Path], optimized: list[Path], ref: Path | None)
     out["separate_rss_mb"] = separate[0]["rss_added_kb"] / 1024
     if ref:
         out["max_rel_error"] = group[0]["max_rel_error"]
-    k = len(originals)
     for name, paths in (("optimized", optimized), ("exported", originals)):
         _, pss = _finish([_spawn("single", args, [p]) for p in paths])
-        out[f"{name}_pss_mb"] = (pss - k * idle_pss) / 1024
+        out[f"{name}_pss_mb"] = (pss - idle_pss) / 1024
     return out
 
 
@@ -352,7 +352,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--work", type=Path, default=None, help="keep exports here")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

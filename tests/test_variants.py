@@ -168,3 +168,35 @@ def test_optimized_variant_passes_the_onnx_checker(files, tmp_path):
     optimize_files([files["base"], files["variant"]], out)
     icl_onnx.schemas.register()
     onnx.checker.check_model(str(out / "variant.onnx"))
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        h.make_node("Gemm", ["x", "t"], ["y"], alpha=2.0),  # the delta would need the alpha too
+        h.make_node("Add", ["x", "t"], ["y"]),  # no ICL operator reads an Add's input
+    ],
+    ids=["gemm_alpha", "add"],
+)
+def test_a_delta_no_rule_can_read_is_stored_whole(tmp_path, node, caplog):
+    table = (rng(5).standard_normal((K, K)) * 0.05).astype(np.float32)
+    paths = []
+    for name, weight in (("base", table), ("variant", with_delta(table, 2, 40))):
+        graph = h.make_graph(
+            [node],
+            "g",
+            [h.make_tensor_value_info("x", F32, [K, K])],
+            [h.make_tensor_value_info("y", F32, [K, K])],
+            [nh.from_array(weight, "t")],
+        )
+        paths.append(tmp_path / f"{name}.onnx")
+        onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 18)]), paths[-1])
+    out = tmp_path / "out"
+    out.mkdir()
+    with caplog.at_level("INFO", logger="icl_onnx.analysis.variants"):
+        result = optimize_files(paths, out)
+    assert "t: a consumer cannot read a low-rank view; stored whole" in caplog.text
+    assert result.plan.low_rank == []
+    variant = onnx.load(out / "variant.onnx")
+    assert [n.op_type for n in variant.graph.node] == [node.op_type]
+    assert [i.name for i in variant.graph.initializer] == ["t"]

@@ -110,6 +110,7 @@ def _plan_variants(
             info.model.graph,
             info.scopes,
             (labels[0], labels[index]),
+            index,
         )
         for planned in found:
             origins[index][len(info.choices)] = (labels[0], 0)

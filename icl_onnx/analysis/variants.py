@@ -25,7 +25,6 @@ from icl_onnx.analysis.lowrank import LowRankDelta, TensorSlot, find_low_rank_de
 from icl_onnx.analysis.plan import CrossGroup, CrossMember, View
 from icl_onnx.analysis.readers import Reader
 from icl_onnx.analysis.scopes import Scopes
-from icl_onnx.analysis.tensors import TensorCache
 
 __all__ = ["LowRankChoice", "plan_low_rank"]
 
@@ -106,6 +105,7 @@ def plan_low_rank(
     graph: ir.Graph,
     scopes: Scopes,
     labels: tuple[str, str],
+    model: int,
 ) -> list[LowRankChoice]:
     """Plans the variant's tensors that are a base tensor plus a low-rank delta.
 
@@ -116,8 +116,15 @@ def plan_low_rank(
         graph: the variant's main graph.
         scopes: the variant's graph scopes (the factors' names are reserved there).
         labels: the base's and the variant's labels.
+        model: the variant's index among the models (the base is 0).
     """
-    cache = TensorCache()
+    arrays: dict[ir.Value, np.ndarray] = {}
+
+    def array(value: ir.Value) -> np.ndarray:  # external data stays a memory map
+        if value not in arrays:
+            arrays[value] = value.const_value.numpy()  # type: ignore[union-attr]
+        return arrays[value]
+
     planned = []
     for base_value, value, transpose in _candidates(base, variant, base_graph, graph):
         tensor = value.const_value
@@ -125,23 +132,25 @@ def plan_low_rank(
             continue
         if base_value.const_value.dtype != ir.DataType.FLOAT:  # type: ignore[union-attr]
             continue
-        found = find_low_rank_delta(cache.array(base_value), cache.array(value), transpose)
+        found = find_low_rank_delta(array(base_value), array(value), transpose)
+        arrays.pop(value)  # each variant tensor is tested once
         if not isinstance(found, LowRankDelta):
             logger.info(
                 "%s is not a low-rank delta of %s: %s", value.name, base_value.name, found.reason
             )
             continue
-        factors = (
-            _factor(f"{value.name}.lowrank_u", found.u, scopes),
-            _factor(f"{value.name}.lowrank_v", found.v, scopes),
-        )
-        view = View(transpose=transpose, rank=found.rank, factors=factors)
+        view = View(transpose=transpose, rank=found.rank)
         consumers = [plan_consumer(u.node, u.idx, view, 2) for u in value.uses()]
         if not consumers or not all(c.covered for c in consumers):
             logger.info("%s: a consumer cannot read a low-rank view; stored whole", value.name)
             continue
+        factors = (
+            _factor(f"{value.name}.lowrank_u", found.u, scopes),
+            _factor(f"{value.name}.lowrank_v", found.v, scopes),
+        )
+        view = dataclasses.replace(view, factors=factors)
         stand_in = Reader(base_value, View(), None, model=0, foreign=True)
-        reader = Reader(value, View(), None, model=1)
+        reader = Reader(value, View(), None, model=model)
         choice = Choice(stand_in, [Planned(reader, view, consumers)], [], 0)
         tensor_b = base_value.const_value
         assert tensor_b is not None
