@@ -298,14 +298,36 @@ def to_markdown(r: dict) -> str:
         )
     k8 = r["k"][max(r["k"], key=int)]
     lat = r["latency"]
+    k1 = r["k"][min(r["k"], key=int)]
+    kmax = int(max(r["k"], key=int))
+    steps = kmax - int(min(r["k"], key=int))
+    per_variant = (k8["group_rss_mb"] - k1["group_rss_mb"]) / steps
+    factors_mb = (k8["factor_bytes"] - k1["factor_bytes"]) / steps / 2**20
+    exported = (k8["separate_rss_mb"] - k1["separate_rss_mb"]) / steps
     lines += [
         "",
+        f"- Each further variant adds {per_variant:.0f} MB to the SessionGroup: "
+        f"{factors_mb:.2f} MB of factors, the rest that session's own buffers for the "
+        f"{c['tokens']}-token prefill (the logits alone are "
+        f"{c['tokens'] * c['vocab'] * 4 / 2**20:.0f} MB); an exported file adds "
+        f"{exported:.0f} MB. The base's weights are held once.",
         f"- Low-rank relations found at K = 8: {k8['relations']} (rank {k8['ranks']}), largest "
         f"reconstruction error {k8['max_error_ulps']:.2f} ulp of max|W|; logits of the 8 "
         f"variants in one SessionGroup against their own exports: max relative error "
         f"{k8.get('max_rel_error', float('nan')):.2e}.",
         f"- Latency per variant, optimized / exported (fastest of {c['runs']} alternating runs): "
         f"M = 1: {lat['m1']:.3f}, M = 128: {lat['m128']:.3f}.",
+    ]
+    repeat = r.get("latency_repeat")
+    if repeat:
+        v, b = repeat["variant"], repeat["base_exact_copies_only"]
+        lines.append(
+            f"- Repeated on the same files (another run, same method): variant M = 1: "
+            f"{v['m1']:.3f}, M = 128: {v['m128']:.3f}; the base, whose weights only changed to "
+            f"IclMatMul (no low-rank term): M = 1: {b['m1']:.3f}, M = 128: {b['m128']:.3f}. "
+            "Run to run the ratios move by about 0.2 on these shared cores."
+        )
+    lines += [
         f"- Detection {k8['detect_s_per_variant']:.2f} s per variant against "
         f"{r['load_s']:.2f} s to create a session of one exported variant "
         f"({r['variant_file_mb']:.0f} MB).",
@@ -355,7 +377,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--work", type=Path, default=None, help="keep exports here")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the .md and .png from the .json"
+    )
     args = parser.parse_args()
+    if args.report_only:
+        results = json.loads((args.out / "variants.json").read_text())
+        (args.out / "variants.md").write_text(to_markdown(results))
+        plot(results, args.out / "variants.png")
+        return
     work = args.work or Path(tempfile.mkdtemp(prefix="icl-variants-"))
     work.mkdir(parents=True, exist_ok=True)
     results = measure(args, work)
