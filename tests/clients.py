@@ -74,11 +74,19 @@ MODELS: dict[str, tuple[str, dict]] = {
 PROMPT = [5, 17, 42, 99, 7, 300, 12, 64]
 NEW_TOKENS = 16
 
+#: Peak RSS of this process in bytes: VmHWM, which (unlike ru_maxrss) starts afresh at exec
+#: instead of keeping the RSS of the process that forked it.
+_PEAK_RSS = """
+def peak_rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
+"""
+
 #: Greedy decoding through GenAI: ``python -c GENAI_GENERATE FOLDER PROMPT_JSON NEW``. Imports
 #: only onnxruntime_genai; prints JSON: tokens, seconds for the first new token and for the
 #: rest, peak RSS (bytes) and whether onnx_ir was imported.
-GENAI_GENERATE = """
-import json, resource, sys, time
+GENAI_GENERATE = _PEAK_RSS + """
+import json, sys, time
 import onnxruntime_genai as og
 
 folder, prompt, new = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
@@ -96,7 +104,7 @@ end = time.perf_counter()
 print(json.dumps({
     "tokens": [int(t) for t in generator.get_sequence(0)],
     "first_token_s": first - start, "decode_s": end - first,
-    "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    "peak_rss": peak_rss(),
     "onnx_ir": "onnx_ir" in sys.modules,
 }))
 """
@@ -104,8 +112,8 @@ print(json.dumps({
 #: Greedy decoding through Optimum's ``ORTModelForCausalLM`` (run in ``.venv-optimum``):
 #: ``python -c OPTIMUM_GENERATE FOLDER PROMPT_JSON NEW icl|plain``; prints JSON as above
 #: (decode_s covers the whole ``generate``).
-OPTIMUM_GENERATE = """
-import json, resource, sys, time
+OPTIMUM_GENERATE = _PEAK_RSS + """
+import json, sys, time
 import torch
 from optimum.onnxruntime import ORTModelForCausalLM
 import icl_onnx
@@ -125,7 +133,7 @@ end = time.perf_counter()
 print(json.dumps({
     "tokens": out[0].tolist(),
     "first_token_s": first - start, "decode_s": (end - first) - (first - start),
-    "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    "peak_rss": peak_rss(),
     "onnx_ir": "onnx_ir" in sys.modules,
 }))
 """
@@ -214,10 +222,10 @@ def genai_build(name: str, shared_embeddings: bool | None = None, **sizes: int) 
     )
 
 
-def genai_generate(folder: Path) -> dict:
+def genai_generate(folder: Path, new_tokens: int = NEW_TOKENS) -> dict:
     """:data:`GENAI_GENERATE` on ``folder`` in a fresh subprocess with a clean environment."""
     out = run(
-        [sys.executable, "-c", GENAI_GENERATE, str(folder), json.dumps(PROMPT), str(NEW_TOKENS)],
+        [sys.executable, "-c", GENAI_GENERATE, str(folder), json.dumps(PROMPT), str(new_tokens)],
         timeout=600,
         env=clean_env(),
         cwd=folder.parent,
@@ -315,11 +323,11 @@ def optimum_export(name: str, dedup: bool = True, **sizes: int) -> Path:
     )
 
 
-def optimum_generate(folder: Path, options: str) -> dict:
+def optimum_generate(folder: Path, options: str, new_tokens: int = NEW_TOKENS) -> dict:
     """:data:`OPTIMUM_GENERATE` in ``.venv-optimum`` (clean environment); options icl|plain."""
     out = run(
         [str(optimum_python()), "-c", OPTIMUM_GENERATE, str(folder), json.dumps(PROMPT),
-         str(NEW_TOKENS), options],
+         str(new_tokens), options],
         timeout=600,
         env={**clean_env(), "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
