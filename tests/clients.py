@@ -202,23 +202,45 @@ def hf_model(name: str, scale: float = 8.0, **sizes: int) -> Path:
     return cached_folder(f"hf-{_key(name, sizes)}", functools.partial(_save_hf, name, scale, sizes))
 
 
-def _genai(hf: Path, shared_embeddings: bool | None, folder: Path) -> None:
+def _option(value: object) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _genai(hf: Path, precision: str, options: dict, folder: Path) -> None:
     args = [
         sys.executable, "-m", "onnxruntime_genai.models.builder",
-        "-i", str(hf), "-o", str(folder), "-p", "fp32", "-e", "cpu",
+        "-i", str(hf), "-o", str(folder), "-p", precision, "-e", "cpu",
         "-c", str(folder.parent / f"{folder.name}.cache"),
     ]  # fmt: skip
-    if shared_embeddings is not None:
-        args += ["--extra_options", f"shared_embeddings={str(shared_embeddings).lower()}"]
+    if options:
+        args += ["--extra_options", *(f"{k}={_option(v)}" for k, v in sorted(options.items()))]
     run(args, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
-def genai_build(name: str, shared_embeddings: bool | None = None, **sizes: int) -> Path:
-    """onnxruntime-genai's fp32 CPU build of :func:`hf_model` (the builder's default if None)."""
-    mode = "default" if shared_embeddings is None else f"shared{shared_embeddings}"
+def genai_build(
+    name: str,
+    shared_embeddings: bool | None = None,
+    *,
+    precision: str = "fp32",
+    options: dict | None = None,
+    **sizes: int,
+) -> Path:
+    """onnxruntime-genai's CPU build of :func:`hf_model` (the builder's default if None).
+
+    Args:
+        name: a key of :data:`MODELS`.
+        shared_embeddings: the builder's ``shared_embeddings`` option (its default if None).
+        precision: the builder's ``-p`` (``fp32``, ``int4``, ...).
+        options: more ``--extra_options`` (``{"algo_config": "rtn_last"}``: an 8-bit head).
+        sizes: config values that replace the small defaults.
+    """
+    options = dict(options or {})
+    if shared_embeddings is not None:
+        options["shared_embeddings"] = shared_embeddings
+    mode = "-".join(f"{k}{_option(v)}" for k, v in sorted(options.items())) or "default"
     return cached_folder(
-        f"genai-{_key(name, sizes)}-{mode}",
-        functools.partial(_genai, hf_model(name, **sizes), shared_embeddings),
+        f"genai-{_key(name, sizes)}-{precision}-{mode}",
+        functools.partial(_genai, hf_model(name, **sizes), precision, options),
     )
 
 
