@@ -7,8 +7,9 @@ from ``/proc/self/status`` (after the imports and after the workload), then wait
 closes, so the parent can read the PSS of several live workers side by side.
 
 ``latency``: opens one session per entry of ``sessions`` and runs them alternately on a prefill
-chunk and on a single token (the matrix shapes of a decode step), printing the median seconds of
-each as JSON. Alternating exposes every session to the same background load.
+chunk and on a single token (a decode step: after a zero KV cache as long as the prefill when
+the model takes one, otherwise the matrix shapes of one), printing the median seconds of each as
+JSON. Alternating exposes every session to the same background load.
 """
 
 from __future__ import annotations
@@ -39,8 +40,11 @@ def status() -> dict[str, int]:
 
 
 def open_session(spec: dict[str, Any], threads: int) -> ort.InferenceSession:
-    """A CPU session for ``spec``: ``model``, ``shared`` (icl-onnx's option), ``prepacking``
-    and ``constant_folding`` (plain ORT switches, for the zero-tool workaround)."""
+    """Opens a CPU session as ``spec`` says.
+
+    Keys: ``model``, ``shared`` (icl-onnx's option), ``prepacking`` and ``constant_folding``
+    (plain ORT switches, for the zero-tool workaround).
+    """
     options = icl_onnx.session_options(share_across_processes=spec.get("shared", False))
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -53,18 +57,28 @@ def open_session(spec: dict[str, Any], threads: int) -> ort.InferenceSession:
     )
 
 
-def feeds(session: ort.InferenceSession, ids: np.ndarray) -> dict[str, np.ndarray]:
-    """Inputs for one chunk of token ids (``[1, n]``): masks of ones, positions counting up."""
+def feeds(session: ort.InferenceSession, ids: np.ndarray, past: int = 0) -> dict[str, np.ndarray]:
+    """Inputs for one chunk of token ids (``[1, n]``) after ``past`` cached positions.
+
+    Masks are ones, positions count up from ``past``, a KV cache (``past_key_values.*``,
+    Optimum's names) holds zeros.
+    """
     out = {}
+    length = ids.shape[1]
+    if not any(arg.name.startswith("past_key_values.") for arg in session.get_inputs()):
+        past = 0  # no KV cache: the model sees the chunk alone
     for arg in session.get_inputs():
         if arg.name == "input_ids":
             out[arg.name] = ids
         elif arg.name == "attention_mask":
-            out[arg.name] = np.ones_like(ids)
+            out[arg.name] = np.ones((1, past + length), np.int64)
         elif arg.name == "token_type_ids":
             out[arg.name] = np.zeros_like(ids)
         elif arg.name == "position_ids":
-            out[arg.name] = np.arange(ids.shape[1], dtype=np.int64)[None]
+            out[arg.name] = np.arange(past, past + length, dtype=np.int64)[None]
+        elif arg.name.startswith("past_key_values."):
+            shape = [d if isinstance(d, int) else 1 if "batch" in d else past for d in arg.shape]
+            out[arg.name] = np.zeros(shape, np.float32)
         else:
             raise ValueError(f"no rule to fill input {arg.name}")
     return out
@@ -92,9 +106,12 @@ def latency(request: dict[str, Any]) -> None:
     """Median prefill and single-token latency of each session, run alternately."""
     sessions = [open_session(spec, request["threads"]) for spec in request["sessions"]]
     result: dict[str, list[float]] = {}
-    for label, length in (("prefill", request["prefill"]), ("decode", 1)):
+    for label, length, past in (
+        ("prefill", request["prefill"], 0),
+        ("decode", 1, request["prefill"]),
+    ):
         ids = np.arange(7, 7 + length, dtype=np.int64)[None]
-        inputs = [feeds(s, ids) for s in sessions]
+        inputs = [feeds(s, ids, past) for s in sessions]
         for session, feed in zip(sessions, inputs, strict=True):
             session.run(None, feed)  # warm-up
         times: list[list[float]] = [[] for _ in sessions]

@@ -15,9 +15,17 @@ external data, the zero-tool workaround (external data, ConstantFolding off,
 icl-onnx's default output (external data above 16 MiB) and the same opened with
 ``share_across_processes=True``.
 
+``--optimum-model PATH`` adds an Optimum export (``text-generation-with-past``) of a tied
+Llama of the same sizes. optimum-onnx needs ``transformers<4.58``, so it is made in a venv of its
+own: ``LlamaConfig(vocab_size=V, hidden_size=H, intermediate_size=2*H, num_hidden_layers=L,
+num_attention_heads=H//64, num_key_value_heads=H//64, tie_word_embeddings=True)``, random
+weights (``torch.manual_seed(0)``), ``save_pretrained(SRC)``, then ``optimum-cli export onnx
+--model SRC --task text-generation-with-past OUT``; pass ``OUT/model.onnx``.
+
 Latency: the original, icl-onnx default and icl-onnx shared sessions run alternately in one
-process on a prefill chunk and on one token (the shapes of a decode step; these exports have
-no KV cache), medians compared.
+process on a prefill chunk and on one token (a decode step after a zero KV cache as long as the
+prefill for the Optimum export; the other exports have no cache, so one token without one),
+medians compared.
 
 Writes ``benchmarks/results/processes.md``, ``.json`` and ``.png``.
 
@@ -31,6 +39,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,15 +98,17 @@ def weight_bytes(path: Path) -> int:
 
 
 def build_files(name: str, args: argparse.Namespace, folder: Path) -> dict[str, Path]:
-    """Exports one model and writes the four files the rows open."""
+    """Exports one model (or copies the Optimum export) and writes the four files rows open."""
+    keys = ("original_inline", "original_external", "icl_inline", "icl_external")
+    files = {key: folder / f"{name}.{key}.onnx" for key in keys}
     arch, exporter = name.split("-")
-    module, inputs = build_model(
-        arch, hidden=args.hidden, vocab=args.vocab, layers=args.layers, heads=args.hidden // 64
-    )
-    files = {key: folder / f"{name}.{key}.onnx" for key in ("original_inline", "icl_inline")}
-    files["original_external"] = folder / f"{name}.original_external.onnx"
-    files["icl_external"] = folder / f"{name}.icl_external.onnx"
-    export_onnx(module, files["original_inline"], inputs, dynamo=exporter == "dynamo")
+    if exporter == "optimum":
+        shutil.copyfile(args.optimum_model, files["original_inline"])
+    else:
+        module, inputs = build_model(
+            arch, hidden=args.hidden, vocab=args.vocab, layers=args.layers, heads=args.hidden // 64
+        )
+        export_onnx(module, files["original_inline"], inputs, dynamo=exporter == "dynamo")
     save_model(ir.load(files["original_inline"]), files["original_external"], external_data=True)
     optimize_file(files["original_inline"], files["icl_inline"], external_data=False)
     # what optimize writes by default above 16 MiB of weights (forced for smaller test runs)
@@ -344,6 +355,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
+    parser.add_argument(
+        "--optimum-model",
+        type=Path,
+        help="an Optimum text-generation-with-past export of the same sizes (see above)",
+    )
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--chunk", type=int, default=256, help="prefill tokens per run")
     parser.add_argument("--prefill", type=int, default=128, help="latency: prefill tokens")
@@ -352,11 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.workers = sorted(set(args.workers))
+    names = list(args.models) + (["llama-optimum"] if args.optimum_model else [])
     with tempfile.TemporaryDirectory(prefix="icl-processes-") as tmp:
         folder = Path(tmp)
         print("baseline workers", file=sys.stderr, flush=True)
         baseline = run_workers({"model": None}, args.workers, folder)["totals"]
-        results = [measure_model(name, args, baseline, folder) for name in args.models]
+        results = [measure_model(name, args, baseline, folder) for name in names]
     args.out.mkdir(parents=True, exist_ok=True)
     table = to_markdown(results, args)
     (args.out / "processes.md").write_text(table)

@@ -182,3 +182,25 @@ def test_shared_session_of_an_optimized_tied_model_reads_the_table_from_the_file
     added = added_memory(out, shared=True, input_name="ids")
     assert added["RssAnon"] < table.nbytes // 4, added
     assert added["RssFile"] > table.nbytes * 9 // 10, added  # the LM head read all of it
+
+
+def test_check_shared_across_processes_reports_private_file_backed_and_pss(tmp_path, capsys):
+    rows, cols = 1024, 8192  # W: 32 MiB
+    proto, _ = matmul_proto(rows, cols)
+    inline, external = tmp_path / "inline.onnx", tmp_path / "external.onnx"
+    onnx.save(proto, inline)
+    save_model(ir.from_proto(proto), external)
+    args = ["check", str(inline), str(external), "--share-across-processes", "--pss", "--json"]
+    assert main([*args, "--input-shape", "x:4x1024"]) == 0
+    out, err = capsys.readouterr()
+    assert f"note: {inline} holds 33.6 MB" in err and "needs external data" in err
+    assert str(external) not in err
+    memory = json.loads(out)["memory"]
+    weight = rows * cols * 4
+    original, optimized = memory["original"], memory["optimized"]
+    assert original["shared_across_processes"] and optimized["shared_across_processes"]
+    assert original["private_delta"] > weight // 2  # copied out of the protobuf
+    assert optimized["private_delta"] < weight // 4  # read in place from the mapped file
+    assert optimized["file_backed_delta"] > weight * 9 // 10
+    assert optimized["pss_after_run"]["Pss_File"] > weight * 9 // 10
+    assert optimized["pss_after_run"]["Pss"] >= optimized["pss_after_run"]["Pss_Anon"]

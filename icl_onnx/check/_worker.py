@@ -3,7 +3,10 @@
 The request names the model, the providers and an ``inputs.npz``; the worker writes the outputs
 to ``outputs.npz`` and its measurements to ``result.json`` in the same folder. Nothing but the
 model's own session lives in this process, so its peak RSS (VmHWM) is the model's cost:
-recorded after the imports (baseline), after the session is created and after the runs.
+recorded after the imports (baseline), after the session is created and after the runs. Its
+private (RssAnon) and file-backed (RssFile) resident bytes are read at the baseline and after the
+runs, and its PSS after the runs when the request asks (``pss``). ``share_across_processes``
+opens the session as :func:`icl_onnx.create_session` does with that option.
 
 A second session, created after those readings, runs once with profiling on and saves the graph
 ORT built (``optimized_model_filepath``, initializers to an external file) so the initializer
@@ -37,6 +40,35 @@ def peak_rss() -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("VmHWM missing from /proc/self/status")
+
+
+def memory_status() -> dict[str, int]:
+    """Returns peak, private and file-backed resident bytes of this process, in bytes.
+
+    Keys ``VmHWM`` (peak RSS), ``RssAnon`` and ``RssFile`` (now), from ``/proc/self/status``.
+    """
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "RssAnon", "RssFile"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def proportional_set_size() -> dict[str, int]:
+    """Returns this process's PSS (``Pss``, ``Pss_Anon``, ``Pss_File``) in bytes.
+
+    Shared pages count divided by the number of processes mapping them, so the PSS of every
+    process serving a model adds up to what they cost together.
+    """
+    out = {}
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("Pss", "Pss_Anon", "Pss_File"):
+                out[key] = int(value.split()[0]) * 1024
+    return out
 
 
 def _provider_options(request: dict[str, Any]) -> list[dict[str, str]]:
@@ -122,12 +154,17 @@ def _profile(request: dict[str, Any], folder: Path, feed: dict[str, np.ndarray])
 def measure(request: dict[str, Any], folder: Path) -> int:
     """Measures the model named in ``request``; writes ``outputs.npz`` and ``result.json``."""
     feeds = _read_feeds(folder, request["iterations"])
-    options = session_options()
+    shared = bool(request.get("share_across_processes"))
+    options = session_options(share_across_processes=shared)
     use_gpu = _CUDA in request["providers"]
     gpu = GpuMemoryProbe(int(request.get("device_id", 0))) if use_gpu else None
     result: dict[str, Any] = {"gpu_source": gpu.source if gpu else None}
+    result["share_across_processes"] = shared
     result["gpu_baseline"] = gpu.used() if gpu else None
     result["rss_baseline"] = peak_rss()
+    baseline = memory_status()
+    result["rss_anon_baseline"] = baseline["RssAnon"]
+    result["rss_file_baseline"] = baseline["RssFile"]
     start = time.perf_counter()
     try:
         session = _session(request, options)
@@ -150,6 +187,10 @@ def measure(request: dict[str, Any], folder: Path) -> int:
         return _fail(folder, "run", e)
     result["run_seconds"] = runs
     result["rss_after_run"] = peak_rss()
+    after = memory_status()
+    result["rss_anon_after_run"] = after["RssAnon"]
+    result["rss_file_after_run"] = after["RssFile"]
+    result["pss_after_run"] = proportional_set_size() if request.get("pss") else None
     result["gpu_after_run"] = gpu.used() if gpu else None
     with open(folder / "outputs.npz", "wb") as f:
         np.savez(f, **outputs)

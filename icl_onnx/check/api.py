@@ -164,6 +164,8 @@ def check_models(
     memory_slack_bytes: int = 16 << 20,
     device_id: int = 0,
     timeout: float | None = None,
+    share_across_processes: bool = False,
+    pss: bool = False,
 ) -> CheckReport:
     """Runs both models on the same inputs, each in its own subprocess, and compares them.
 
@@ -189,6 +191,9 @@ def check_models(
         memory_slack_bytes: extra bytes allowed for peak RSS and GPU memory (noise).
         device_id: CUDA device.
         timeout: seconds each worker may take.
+        share_across_processes: open both sessions with ``share_across_processes=True`` (no
+            prepacking: weights stored as external data stay in the mapped file).
+        pss: also report each worker's proportional set size after the runs.
 
     Raises:
         IclArgumentError: an argument is invalid (the error names it).
@@ -215,7 +220,13 @@ def check_models(
     if save_inputs_to is not None:
         _renamed(save_inputs, "save_inputs_to", save_inputs_to, sets)
     (m_a, out_a), (m_b, out_b) = _run_workers(
-        [info_a, info_b], sets, providers=full_providers, device_id=device_id, timeout=timeout
+        [info_a, info_b],
+        sets,
+        providers=full_providers,
+        device_id=device_id,
+        timeout=timeout,
+        share_across_processes=share_across_processes,
+        pss=pss,
     )
     parity = ParityReport(
         outputs=compare_outputs(
@@ -280,6 +291,8 @@ def _run_workers(
     providers: list[str],
     device_id: int,
     timeout: float | None,
+    share_across_processes: bool = False,
+    pss: bool = False,
 ) -> list[tuple[ModelMeasurement, list[OutputSet]]]:
     """Measures each model in its own worker subprocess, one after the other."""
     runs = []
@@ -291,7 +304,14 @@ def _run_workers(
             folder = Path(tmp) / label
             runs.append(
                 run_worker(
-                    info, sets, folder, providers=providers, device_id=device_id, timeout=timeout
+                    info,
+                    sets,
+                    folder,
+                    providers=providers,
+                    device_id=device_id,
+                    timeout=timeout,
+                    share_across_processes=share_across_processes,
+                    pss=pss,
                 )
             )
             advance(1)

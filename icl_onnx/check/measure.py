@@ -34,6 +34,8 @@ def run_worker(
     providers: Sequence[str],
     device_id: int = 0,
     timeout: float | None = None,
+    share_across_processes: bool = False,
+    pss: bool = False,
 ) -> tuple[ModelMeasurement, list[OutputSet]]:
     """Measures one model in a subprocess.
 
@@ -44,13 +46,23 @@ def run_worker(
         providers: ORT execution providers, in priority order.
         device_id: the CUDA device when CUDA is used.
         timeout: seconds before the worker is killed; None waits.
+        share_across_processes: open the session with ``share_across_processes=True``.
+        pss: also read the worker's PSS after the runs.
 
     Raises:
         IclArgumentError: the worker ran past ``timeout``.
         IclUserError: ONNX Runtime could not create the session or run it, or the worker died.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    _write_request(folder, info, input_sets, providers, device_id)
+    _write_request(
+        folder,
+        info,
+        input_sets,
+        providers,
+        device_id,
+        share_across_processes=share_across_processes,
+        pss=pss,
+    )
     result = _run(folder, info, timeout, _describe_shapes(input_sets[0]))
     return _measurement(info, result, providers[0]), _read_outputs(folder, len(input_sets))
 
@@ -61,6 +73,9 @@ def _write_request(
     input_sets: Sequence[dict[str, np.ndarray]],
     providers: Sequence[str],
     device_id: int,
+    *,
+    share_across_processes: bool,
+    pss: bool,
 ) -> None:
     """Writes ``inputs.npz`` (key ``"{set}/{input}"``) and ``request.json`` for the worker."""
     with open(folder / "inputs.npz", "wb") as f:
@@ -70,6 +85,8 @@ def _write_request(
         "providers": list(providers),
         "device_id": device_id,
         "iterations": len(input_sets),
+        "share_across_processes": share_across_processes,
+        "pss": pss,
     }
     (folder / "request.json").write_text(json.dumps(request))
 
@@ -146,4 +163,10 @@ def _measurement(info: ModelInfo, result: dict[str, Any], intended: str) -> Mode
         providers=result["providers"],
         placements=placements,
         node_providers=result["node_providers"],
+        rss_anon_baseline=result["rss_anon_baseline"],
+        rss_anon_after_run=result["rss_anon_after_run"],
+        rss_file_baseline=result["rss_file_baseline"],
+        rss_file_after_run=result["rss_file_after_run"],
+        pss_after_run=result["pss_after_run"],
+        shared_across_processes=result["share_across_processes"],
     )

@@ -138,6 +138,15 @@ class ModelMeasurement:
         providers: the providers the session used.
         placements: where each ICL node ran.
         node_providers: number of nodes ORT ran on each provider.
+        rss_anon_baseline: private resident bytes (RssAnon) after the imports.
+        rss_anon_after_run: private resident bytes after the runs.
+        rss_file_baseline: file-backed resident bytes (RssFile) after the imports.
+        rss_file_after_run: file-backed resident bytes after the runs: weights ORT maps from
+            external data, which every process serving the model shares.
+        pss_after_run: the process's ``Pss``, ``Pss_Anon`` and ``Pss_File`` after the runs
+            (None unless asked).
+        shared_across_processes: whether the session was opened with
+            ``share_across_processes=True``.
     """
 
     path: str
@@ -155,6 +164,12 @@ class ModelMeasurement:
     providers: list[str]
     placements: list[NodePlacement]
     node_providers: dict[str, int]
+    rss_anon_baseline: int = 0
+    rss_anon_after_run: int = 0
+    rss_file_baseline: int = 0
+    rss_file_after_run: int = 0
+    pss_after_run: dict[str, int] | None = None
+    shared_across_processes: bool = False
 
     @property
     def rss_create_delta(self) -> int:
@@ -165,6 +180,22 @@ class ModelMeasurement:
     def rss_run_delta(self) -> int:
         """Peak RSS added by creating the session and running it."""
         return self.rss_after_run - self.rss_baseline
+
+    @property
+    def private_delta(self) -> int:
+        """Private (anonymous) resident bytes added by the session and its runs.
+
+        What each further process serving the model pays again.
+        """
+        return self.rss_anon_after_run - self.rss_anon_baseline
+
+    @property
+    def file_backed_delta(self) -> int:
+        """File-backed resident bytes added by the session and its runs.
+
+        Shared between processes through the page cache.
+        """
+        return self.rss_file_after_run - self.rss_file_baseline
 
     @property
     def gpu_delta(self) -> int | None:
@@ -248,6 +279,8 @@ class CheckReport:
             out["memory"][key].update(
                 rss_create_delta=m.rss_create_delta,
                 rss_run_delta=m.rss_run_delta,
+                private_delta=m.private_delta,
+                file_backed_delta=m.file_backed_delta,
                 gpu_delta=m.gpu_delta,
                 median_run_seconds=_clean(m.median_run_seconds),
             )

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
+from icl_onnx._inline_weights import inline_weight_bytes
 from icl_onnx.check import (
     ERROR_STATS,
     CheckReport,
@@ -166,6 +168,18 @@ def _add_memory_options(r: argparse._ArgumentGroup) -> None:
         help="extra MiB allowed for peak RSS and GPU memory noise (default 16)",
     )
     r.add_argument(
+        "--share-across-processes",
+        action="store_true",
+        help="open both sessions as create_session(..., share_across_processes=True) does "
+        "(no prepacking: weights stored as external data stay in the mapped file, shared by "
+        "every process serving the model)",
+    )
+    r.add_argument(
+        "--pss",
+        action="store_true",
+        help="also report each model's proportional set size after the runs (Linux)",
+    )
+    r.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -206,7 +220,12 @@ def run(args: argparse.Namespace) -> int:
             memory_slack_bytes=int(args.memory_slack_mb * (1 << 20)),
             device_id=args.device_id,
             timeout=args.timeout,
+            share_across_processes=args.share_across_processes,
+            pss=args.pss,
         )
+    if args.share_across_processes:
+        for path in (args.original, args.optimized):
+            _note_inline_weights(path)
     greedy = _greedy(args) if args.generate else None
     if args.json:
         data = report.to_dict()
@@ -247,6 +266,18 @@ def greedy_text(greedy: GreedyComparison) -> str:
         f"{sum(a != b for a, b in zip(greedy.original, greedy.optimized, strict=True))} "
         "of the steps differ"
     )
+
+
+def _note_inline_weights(path: str) -> None:
+    """Says on stderr when a model shared across processes keeps its weights inline."""
+    inline = inline_weight_bytes(path)
+    if inline >= 1 << 20:
+        print(
+            f"note: {path} holds {human_bytes(inline)} of weights inside the model file; ONNX "
+            "Runtime copies them into every process, so sharing across processes needs "
+            "external data (icl-onnx optimize MODEL -o OUT --external-data)",
+            file=sys.stderr,
+        )
 
 
 def _bytes(n: int | None) -> str:
@@ -328,7 +359,8 @@ def _parity_table(report: CheckReport) -> Table:
 
 
 def _memory_table(a: ModelMeasurement, b: ModelMeasurement) -> Table:
-    memory = Table(title="Memory and time (each model in a fresh subprocess)")
+    shared = ", sessions shared across processes" if b.shared_across_processes else ""
+    memory = Table(title=f"Memory and time (each model in a fresh subprocess{shared})")
     for col in ("measure", "original", "optimized", "change"):
         memory.add_column(col)
     rows = [
@@ -337,8 +369,16 @@ def _memory_table(a: ModelMeasurement, b: ModelMeasurement) -> Table:
         ("peak RSS after imports", a.rss_baseline, b.rss_baseline),
         ("peak RSS added: create session", a.rss_create_delta, b.rss_create_delta),
         ("peak RSS added: create + run", a.rss_run_delta, b.rss_run_delta),
+        ("private memory added (RssAnon)", a.private_delta, b.private_delta),
+        ("file-backed memory added (RssFile)", a.file_backed_delta, b.file_backed_delta),
         ("GPU memory added", a.gpu_delta, b.gpu_delta),
     ]
+    if a.pss_after_run is not None and b.pss_after_run is not None:
+        rows += [
+            ("PSS after run", a.pss_after_run["Pss"], b.pss_after_run["Pss"]),
+            ("  private (Pss_Anon)", a.pss_after_run["Pss_Anon"], b.pss_after_run["Pss_Anon"]),
+            ("  shared (Pss_File)", a.pss_after_run["Pss_File"], b.pss_after_run["Pss_File"]),
+        ]
     for label, x, y in rows:
         memory.add_row(label, _bytes(x), _bytes(y), _change(x, y))
     memory.add_row(
