@@ -251,6 +251,33 @@ def goals(result: dict, counts: list[int]) -> dict[str, Any]:
     }
 
 
+def summary(results: list[dict], counts: list[int]) -> list[str]:
+    """One table of every model: total PSS at the fewest and the most workers."""
+    lo, hi = min(counts), max(counts)
+    lines = [
+        f"Total PSS added, MB: N={lo} → N={hi} workers (N={hi}: private + shared).",
+        "",
+        "| model as stored, session options | " + " | ".join(r["model"] for r in results) + " |",
+        "|---|" + "---:|" * len(results),
+    ]
+    for i, row in enumerate(ROWS):
+        cells = []
+        for r in results:
+            a, b = r["rows"][i]["totals"][str(lo)], r["rows"][i]["totals"][str(hi)]
+            cells.append(
+                f"{mb(a['Pss'])} → {mb(b['Pss'])} ({mb(b['Pss_Anon'])} + {mb(b['Pss_File'])})"
+            )
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    lines.append(
+        "| unique weights / activations per process | "
+        + " | ".join(
+            f"{mb(r['unique_weight_bytes'])} / {mb(r['activation_bytes'])}" for r in results
+        )
+        + " |"
+    )
+    return lines
+
+
 def to_markdown(results: list[dict], args: argparse.Namespace) -> str:
     counts = args.workers
     lines = [
@@ -271,6 +298,7 @@ def to_markdown(results: list[dict], args: argparse.Namespace) -> str:
         "session touches).",
         "",
     ]
+    lines += summary(results, counts) + [""]
     for result in results:
         g = goals(result, counts)
         n = max(counts)
@@ -366,6 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other models of an earlier processes.json (same sizes) in the report",
+    )
     args = parser.parse_args(argv)
     args.workers = sorted(set(args.workers))
     names = list(args.models) + (["llama-optimum"] if args.optimum_model else [])
@@ -375,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
         baseline = run_workers({"model": None}, args.workers, folder)["totals"]
         results = [measure_model(name, args, baseline, folder) for name in names]
     args.out.mkdir(parents=True, exist_ok=True)
+    earlier = args.out / "processes.json"
+    if args.merge and earlier.is_file():
+        kept = [r for r in json.loads(earlier.read_text()) if r["model"] not in names]
+        results = kept + results
     table = to_markdown(results, args)
     (args.out / "processes.md").write_text(table)
     (args.out / "processes.json").write_text(json.dumps(results, indent=2))
