@@ -399,17 +399,28 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the other models of an earlier processes.json (same sizes) in the report",
     )
+    parser.add_argument(
+        "--report-only",
+        nargs="+",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: write the report of these processes.json files (runs made with "
+        "the same sizes, e.g. the Optimum export run on its own)",
+    )
     args = parser.parse_args(argv)
     args.workers = sorted(set(args.workers))
     names = list(args.models) + (["llama-optimum"] if args.optimum_model else [])
-    with tempfile.TemporaryDirectory(prefix="icl-processes-") as tmp:
-        folder = Path(tmp)
-        print("baseline workers", file=sys.stderr, flush=True)
-        baseline = run_workers({"model": None}, args.workers, folder)["totals"]
-        results = [measure_model(name, args, baseline, folder) for name in names]
+    if args.report_only:
+        results = [r for path in args.report_only for r in json.loads(path.read_text())]
+    else:
+        with tempfile.TemporaryDirectory(prefix="icl-processes-") as tmp:
+            folder = Path(tmp)
+            print("baseline workers", file=sys.stderr, flush=True)
+            baseline = run_workers({"model": None}, args.workers, folder)["totals"]
+            results = [measure_model(name, args, baseline, folder) for name in names]
     args.out.mkdir(parents=True, exist_ok=True)
     earlier = args.out / "processes.json"
-    if args.merge and earlier.is_file():
+    if args.merge and earlier.is_file() and not args.report_only:
         kept = [r for r in json.loads(earlier.read_text()) if r["model"] not in names]
         results = kept + results
     table = to_markdown(results, args)
