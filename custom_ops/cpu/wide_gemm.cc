@@ -9,9 +9,10 @@ namespace icl::cpu {
 bool WideGemmAvailable() { return CpuIsa() >= Isa::kAvx2; }
 
 void PackA(const float* a, int64_t m, int64_t k, int64_t lda, PackedA& out) {
-  // The tile geometry of the variant WideGemm will run: 4 vectors of lanes.
-  const int64_t lane = CpuIsa() >= Isa::kAvx512 ? 16 : 8;
-  const int64_t tile_rows = 4 * lane;
+  // The tile geometry of the variant WideGemm will run (its Simd::kWidth and kTileLanes).
+  const bool avx512 = CpuIsa() >= Isa::kAvx512;
+  const int64_t lane = avx512 ? 16 : 8;
+  const int64_t tile_rows = (avx512 ? 4 : 3) * lane;
   out.m = m;
   out.k = k;
   out.data.assign(static_cast<size_t>((m + tile_rows) * k), 0.0f);

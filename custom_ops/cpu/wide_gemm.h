@@ -15,8 +15,8 @@
 namespace icl::cpu {
 
 // A[m, k] repacked for WideGemm: tile t holds rows [T t, T t + width) as [k][width], width a
-// multiple of the vector width L (zero-padded) and T = 4 L for every tile but the last
-// (L = 16 with AVX-512, 8 with AVX2).
+// multiple of the vector width L (zero-padded) and T for every tile but the last (L = 16 and
+// T = 64 with AVX-512, L = 8 and T = 24 with AVX2).
 struct PackedA {
   std::vector<float> data;
   int64_t m = 0;

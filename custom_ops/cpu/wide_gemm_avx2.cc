@@ -1,4 +1,5 @@
-// WideGemm for AVX2 + FMA: 8 floats a vector, A tiles of 32 rows; 12 accumulators of 16 ymm.
+// WideGemm for AVX2 + FMA: 8 floats a vector, A tiles of 24 rows (3 vectors), so that 12
+// accumulators, the A tile and the broadcast fit the 16 ymm registers without spilling.
 #include <immintrin.h>
 
 #include "cpu/wide_gemm.h"
@@ -11,7 +12,8 @@ namespace icl::cpu::avx2 {
 struct Simd {
   using V = __m256;
   static constexpr int kWidth = 8;
-  static constexpr int kWRows[4] = {12, 6, 4, 3};
+  static constexpr int kTileLanes = 3;
+  static constexpr int kWRows[3] = {12, 6, 4};
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }

@@ -17,6 +17,7 @@ namespace icl::cpu::avx512 {
 struct Simd {
   using V = __m512;
   static constexpr int kWidth = 16;
+  static constexpr int kTileLanes = 4;
   static constexpr int kWRows[4] = {16, 12, 8, 6};
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }

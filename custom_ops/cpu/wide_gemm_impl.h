@@ -2,8 +2,9 @@
 //
 // Include this only from a wide_gemm_<isa>.cc that first defines ICL_TARGET and ICL_ISA_NS
 // (as for row_dot_impl.h) and, in that namespace, the traits struct `Simd`: V, kWidth
-// (floats per V), kWRows[4] (rows of W per micro-tile for A tiles of 1 to 4 vectors: rows x
-// lanes accumulators, leaving registers for the A tile and the broadcast), Zero(),
+// (floats per V), kTileLanes (vectors per packed A tile, at most 4), kWRows[kTileLanes]
+// (rows of W per micro-tile for A tiles of 1, 2, ... vectors: rows x lanes accumulators,
+// leaving registers for the A tile and the broadcast), Zero(),
 // Load(const float*), Broadcast(float), Fma(a, b, acc), Store(float*, V).
 #pragma once
 
@@ -17,7 +18,7 @@
 
 namespace icl::cpu::ICL_ISA_NS {
 
-constexpr int64_t kTileRows = 4 * Simd::kWidth;  // rows of A per packed tile: 4 vectors
+constexpr int64_t kTileRows = Simd::kTileLanes * Simd::kWidth;  // rows of A per packed tile
 
 // Width of the packed tile at row m0: a multiple of kWidth, kTileRows but for the last.
 inline int64_t TileWidth(const PackedA& a, int64_t m0) {
@@ -50,7 +51,9 @@ template <int Rows>
 ICL_TARGET void MicroAnyWidth(int64_t width, const float* at, int64_t k, const float* w,
                               int64_t ldw, float* out, Prefetcher& prefetch) {
   switch (width / Simd::kWidth) {
-    case 4: return Micro<4, Rows>(at, k, w, ldw, out, prefetch);
+    case 4:
+      if constexpr (Simd::kTileLanes >= 4) return Micro<4, Rows>(at, k, w, ldw, out, prefetch);
+      return;
     case 3: return Micro<3, Rows>(at, k, w, ldw, out, prefetch);
     case 2: return Micro<2, Rows>(at, k, w, ldw, out, prefetch);
     default: return Micro<1, Rows>(at, k, w, ldw, out, prefetch);
@@ -106,11 +109,13 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
 
 inline void Dispatch(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
                      int64_t rows, float alpha, float* y, int64_t ldy) {
+  static_assert(Simd::kTileLanes >= 3 && Simd::kTileLanes <= 4, "tiles of 3 or 4 vectors");
   switch (TileWidth(a, 0) / Simd::kWidth) {
     case 1: return Run<Simd::kWRows[0]>(a, w, w_type, ldw, rows, alpha, y, ldy);
     case 2: return Run<Simd::kWRows[1]>(a, w, w_type, ldw, rows, alpha, y, ldy);
     case 3: return Run<Simd::kWRows[2]>(a, w, w_type, ldw, rows, alpha, y, ldy);
-    default: return Run<Simd::kWRows[3]>(a, w, w_type, ldw, rows, alpha, y, ldy);
+    default: return Run<Simd::kWRows[Simd::kTileLanes - 1]>(a, w, w_type, ldw, rows, alpha, y,
+                                                             ldy);
   }
 }
 
