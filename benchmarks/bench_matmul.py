@@ -129,15 +129,15 @@ def cpu_name() -> str:
 
 def markdown(rows: list[Row], args: argparse.Namespace, load: tuple[float, float]) -> str:
     baseline = args.baseline_library is not None
-    isa = os.environ.get("ICL_CPU_ISA")
-    isa_note = f" with ICL_CPU_ISA={isa}" if isa else ""
+    env = [f"{k}={os.environ[k]}" for k in ("ICL_CPU_ISA", "OPENBLAS_CORETYPE") if k in os.environ]
+    isa_note = f" with {' '.join(env)}" if env else ""
     lines = [
         "# IclMatMul vs ONNX Runtime MatMul (CPU)",
         "",
         f"`benchmarks/bench_matmul.py --repeats {args.repeats} --warmup {args.warmup} "
         f"--threads {args.threads} --pause-ms {args.pause_ms:g}"
         f"{' --allow-spinning' if args.allow_spinning else ''}"
-        f"{' --baseline-library ' + args.baseline_label if baseline else ''}`"
+        f"{' --baseline-library LIB' if baseline else ''}`"
         f"{isa_note}, {datetime.date.today().isoformat()}.",
         "",
         f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores visible; "
