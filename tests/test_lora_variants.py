@@ -8,18 +8,16 @@ fine-tune stays whole; an unrelated model of the same shapes relates to nothing.
 
 from __future__ import annotations
 
+import lora_models as lm
 import numpy as np
 import onnxruntime as ort
+import peft  # noqa: F401  # the test extra installs peft, torch, transformers: no skip
 import pytest
+import torch  # noqa: F401
+import transformers  # noqa: F401
 
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("peft")
-
-import lora_models as lm  # noqa: E402
-
-from icl_onnx.pipeline import optimize_files, scan_files  # noqa: E402
-from icl_onnx.session_group import SessionGroup  # noqa: E402
+from icl_onnx.pipeline import optimize_files, scan_files
+from icl_onnx.session_group import SessionGroup
 
 LORAS = ["qv_r4", "all_r8", "embed_r16"]
 #: (number of low-rank tensors, rank) of each LoRA variant: q/v per layer, every linear layer
