@@ -19,7 +19,14 @@ from icl_onnx.analysis.readers import Reader, relative_view, uses
 from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.analysis.view_nodes import node_view
 
-__all__ = ["Choice", "UNCOVERED_COST", "choose_canonical", "forms_group", "plan_consumer"]
+__all__ = [
+    "Choice",
+    "PlannedMember",
+    "UNCOVERED_COST",
+    "choose_canonical",
+    "forms_group",
+    "plan_consumer",
+]
 
 #: The cost of a consumer no rule covers (its member keeps its own copy).
 UNCOVERED_COST = 100
@@ -48,11 +55,18 @@ def _cost(consumer: Consumer, view: View) -> int:
 
 
 @dataclasses.dataclass
-class _Planned:
+class PlannedMember:
     """A member of a candidate's plan: the reader, its view and its consumers.
 
-    ``held`` says why the member stays although every consumer is covered (a view node that
-    stays reads it, or it is a graph output).
+    Shared by the within-model plan (``choose_canonical``) and the low-rank variants
+    (``icl_onnx.analysis.variants``), whose one member reads a foreign canonical tensor.
+
+    Attributes:
+        reader: how the member's tensor is read (an initializer or a view node's output).
+        view: the member as a view of the candidate canonical tensor.
+        consumers: the plan of each node that reads the member.
+        held: why the member stays although every consumer is covered (a view node that
+            stays reads it, or it is a graph output); empty when it does not.
     """
 
     reader: Reader
@@ -62,11 +76,12 @@ class _Planned:
 
     @property
     def kept_reason(self) -> str:
+        """Why the rewrite keeps the member ("" when it removes it)."""
         reasons = {c.reason for c in self.consumers if not c.covered} | {self.held}
         return "; ".join(sorted(reasons - {""}))
 
 
-def _hold(members: list[_Planned]) -> None:
+def _hold(members: list[PlannedMember]) -> None:
     """Marks the members the rewrite cannot remove although their consumers are covered.
 
     A view node's output that is a graph output stays, and so does the node; a member that a
@@ -88,7 +103,7 @@ class Choice:
     """A set's plan in one model with the chosen canonical tensor (names not placed yet)."""
 
     canonical: Reader
-    members: list[_Planned]
+    members: list[PlannedMember]
     canonical_consumers: list[Consumer]
     cost: int
 
@@ -129,7 +144,7 @@ class Choice:
         )
 
 
-def _member(planned: _Planned) -> Member:
+def _member(planned: PlannedMember) -> Member:
     reader = planned.reader
     if reader.view_node is not None:
         read = reader.view_node.inputs[0].const_value  # type: ignore[union-attr]
@@ -198,7 +213,7 @@ def _plan_for(
                 consumer = plan_consumer(node, idx, view, reader.rank)
             consumers.append(consumer)
             cost += _cost(consumer, view)
-        members.append(_Planned(reader, view, consumers))
+        members.append(PlannedMember(reader, view, consumers))
     _hold(members)
     return Choice(canonical, members, canonical_consumers, cost)
 

@@ -19,8 +19,7 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
-from icl_onnx.analysis.groups import Choice, plan_consumer
-from icl_onnx.analysis.groups import _Planned as Planned
+from icl_onnx.analysis.groups import Choice, PlannedMember, plan_consumer
 from icl_onnx.analysis.lowrank import LowRankDelta, TensorSlot, find_low_rank_delta, pair_tensors
 from icl_onnx.analysis.plan import CrossGroup, CrossMember, View
 from icl_onnx.analysis.readers import Reader
@@ -151,7 +150,7 @@ def plan_low_rank(
         view = dataclasses.replace(view, factors=factors)
         stand_in = Reader(base_value, View(), None, model=0, foreign=True)
         reader = Reader(value, View(), None, model=model)
-        choice = Choice(stand_in, [Planned(reader, view, consumers)], [], 0)
+        choice = Choice(stand_in, [PlannedMember(reader, view, consumers)], [], 0)
         tensor_b = base_value.const_value
         assert tensor_b is not None
         report = CrossGroup(
