@@ -58,7 +58,7 @@ from icl_onnx.torch_export import export_onnx
 
 RESULTS = Path(__file__).parent / "results"
 WORKER = Path(__file__).parent / "_memory_worker.py"
-MODELS = ("bert-torchscript", "llama-torchscript", "llama-dynamo")
+MODELS = ("bert-torchscript", "bert-dynamo", "llama-torchscript", "llama-dynamo")
 
 
 @dataclasses.dataclass(frozen=True)
