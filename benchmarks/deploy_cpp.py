@@ -4,7 +4,7 @@ The example registers the op library with ``RegisterCustomOpsLibrary``, creates 
 and runs the model once (dynamic dimensions set to 1). Each tied model (random weights, 2
 layers, TorchScript export, which stores ``W`` and ``W^T``) is run as exported and after
 ``icl-onnx optimize``, each in a fresh process under ``/usr/bin/time -v``; the figure is its
-maximum resident set size. The example is compiled as ``tests/test_cpp_example.py`` does.
+maximum resident set size. The example is compiled by ``tests/cpp_example.py`` as in its test.
 
 Run from the repository root:
     .venv/bin/python benchmarks/deploy_cpp.py --out benchmarks/results
@@ -22,9 +22,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the example's build helper (tests/test_cpp_example.py)
+sys.path.insert(0, str(ROOT / "tests"))  # the example's build helper (tests/cpp_example.py)
 
-from test_cpp_example import build_example  # noqa: E402
+from cpp_example import build_example  # noqa: E402
 
 import icl_onnx  # noqa: E402
 from icl_onnx.models import build_model  # noqa: E402
