@@ -8,6 +8,12 @@ initializers in place, so all sessions read the same bytes. Tensors only one mod
 are left to ONNX Runtime (it may prepack and free them as usual). ``InferenceSession.run`` is
 thread-safe, so several threads may run the sessions at once.
 
+With ``share_buffers`` (the default) the sessions also take their working memory (activations,
+outputs, the tensors only one model holds) from one arena registered with the ONNX Runtime
+environment (``session.use_env_allocators``), so K sessions that run one at a time need one
+session's working memory rather than K. Sessions that run at the same time grow the arena to
+their sum; it keeps what it grew to.
+
 Limit: the shared ``OrtValue``s live in CPU memory. With ``CUDAExecutionProvider`` ONNX Runtime
 copies a CPU initializer to the device for each session, so the host holds one copy but the GPU
 one per session; placing device ``OrtValue``s once is not done yet.
@@ -27,6 +33,9 @@ import onnx
 from icl_onnx._runtime import session_options
 
 __all__ = ["SessionGroup"]
+
+#: The environment's CPU arena is registered once per process (``_register_env_arena``).
+_env_arena_registered = False
 
 _ITEMSIZE = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -65,6 +74,22 @@ def _read(key: _Key, tensor: onnx.TensorProto) -> np.ndarray:
     return array.reshape(tuple(tensor.dims))
 
 
+def _register_env_arena(ort: Any) -> None:
+    """Registers one CPU arena with the ONNX Runtime environment of this process, once.
+
+    It grows by what is requested (``arena_extend_strategy`` 1), not by powers of two, so it
+    holds about the largest working set the sessions need at once.
+    """
+    global _env_arena_registered
+    if _env_arena_registered:
+        return
+    info = ort.OrtMemoryInfo(
+        "Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT
+    )
+    ort.create_and_register_allocator(info, ort.OrtArenaCfg({"arena_extend_strategy": 1}))
+    _env_arena_registered = True
+
+
 class SessionGroup:
     """One ``InferenceSession`` per model, all reading one copy of their common tensors.
 
@@ -78,6 +103,8 @@ class SessionGroup:
         paths: Sequence[str | os.PathLike],
         providers: Sequence[str] | None = None,
         options: Any = None,
+        *,
+        share_buffers: bool = True,
     ) -> None:
         """Opens the sessions.
 
@@ -86,6 +113,8 @@ class SessionGroup:
             providers: execution providers; ``["CPUExecutionProvider"]`` if None.
             options: a callable returning a fresh ``SessionOptions`` per session, or None;
                 the ICL op library is registered into each (``icl_onnx.session_options``).
+            share_buffers: take every session's working memory from one arena of the ONNX
+                Runtime environment (see the module docstring).
         """
         import onnxruntime as ort
 
@@ -103,9 +132,13 @@ class SessionGroup:
                     self.shared[key], tensor.data_type
                 )
         self._values = values  # kept alive as long as the sessions
+        if share_buffers:
+            _register_env_arena(ort)
         self.sessions = []
         for path, model in zip(paths, refs, strict=True):
             opts = session_options(options() if options else None)
+            if share_buffers:
+                opts.add_session_config_entry("session.use_env_allocators", "1")
             for name, key, _ in model:
                 if key in values:
                     opts.add_initializer(name, values[key])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -9,6 +11,8 @@ import onnx
 import pytest
 from builders import decoder, encoder
 from builders import encoder_decoder_feeds as feeds
+from onnx import TensorProto
+from onnx import helper as h
 
 import icl_onnx
 from icl_onnx.pipeline import optimize_files
@@ -65,3 +69,53 @@ def test_group_matches_standalone_sessions(optimized):
         alone = icl_onnx.create_session(path)
         for a, b in zip(run(alone, f), run(session, f), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+_RSS_AFTER_RUNS = """
+import sys
+import numpy as np
+import onnxruntime
+import icl_onnx
+
+def rss_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+x = np.ones((1, int(sys.argv[2])), np.float32)
+before = rss_kb()
+group = icl_onnx.SessionGroup(sys.argv[3:], share_buffers=sys.argv[1] == "shared")
+for session in group.sessions:
+    session.run(None, {"x": x})  # the output is dropped before the next session runs
+print(rss_kb() - before)
+"""
+
+
+def test_sessions_that_run_one_at_a_time_share_one_working_memory(tmp_path):
+    n = 1 << 22  # 16 MiB per float32 activation; the weights are one scalar
+    nodes = [
+        h.make_node("Mul", ["x", "c"], ["a"]),
+        h.make_node("Add", ["a", "c"], ["b"]),
+        h.make_node("Sigmoid", ["b"], ["y"]),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "activations",
+        [h.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+        [h.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+        [h.make_tensor("c", TensorProto.FLOAT, [], [2.0])],
+    )
+    path = tmp_path / "activations.onnx"
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), path)
+    added_mib = {}
+    for mode in ("shared", "own"):
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS_AFTER_RUNS, mode, str(n)] + [str(path)] * 6,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        added_mib[mode] = int(out.stdout.split()[-1]) / 1024
+    # Six sessions, each with its own arena, keep six working sets (>= 2 activations each);
+    # one arena for all keeps about one.
+    assert added_mib["own"] > 6 * 2 * 16 * 0.9, added_mib
+    assert added_mib["shared"] < added_mib["own"] / 2, added_mib
