@@ -210,6 +210,7 @@ def optimize_folder(
     force: bool = False,
     min_elements: int | None = None,
     share_quantized: bool = False,
+    low_rank: bool = True,
 ) -> FolderResult:
     """Optimizes every model of a GenAI or Optimum folder into a new folder, ready to run.
 
@@ -226,6 +227,8 @@ def optimize_folder(
         min_elements: ignore initializers with fewer elements (the analysis default if None).
         share_quantized: lossy sharing of float tables with quantized heads, as for
             :func:`icl_onnx.optimize_file`.
+        low_rank: look for low-rank deltas between the folder's models, as for
+            :func:`icl_onnx.optimize_files`.
 
     Raises:
         IclUserError: bad input folder or output folder (see :func:`read_folder`), or a model
@@ -245,6 +248,7 @@ def optimize_folder(
             staging,
             min_elements=DEFAULT_MIN_ELEMENTS if min_elements is None else min_elements,
             share_quantized=share_quantized,
+            low_rank=low_rank,
         )
         copied = _copy_others(folder, staging)
         shutil.copyfile(lib, staging / LIBRARY_NAME)

@@ -105,11 +105,15 @@ def optimize_file(
 
 
 def _plan_files(
-    srcs: list[str | os.PathLike], min_elements: int, share_quantized: bool = False
+    srcs: list[str | os.PathLike],
+    min_elements: int,
+    share_quantized: bool = False,
+    low_rank: bool = True,
 ) -> tuple[list[ir.Model], CrossPlan]:
     """Loads and lifts each model (a progress task counting models), then plans them together.
 
-    ``share_quantized`` first applies each model's lossy near-copies (``optimize_files``).
+    ``share_quantized`` first applies each model's lossy near-copies (``optimize_files``);
+    ``low_rank`` looks for low-rank deltas to the first model (``plan_models``).
     """
     models = []
     with progress.task("analysing models", len(srcs), unit="models") as advance:
@@ -120,18 +124,21 @@ def _plan_files(
             lift_constants_pass(min_elements)(models[-1])
             advance(1)
     labels = [Path(src).name for src in srcs]
-    plans, groups = plan_models(models, labels, min_elements)
+    plans, groups = plan_models(models, labels, min_elements, low_rank=low_rank)
     return models, CrossPlan(labels, plans, groups)
 
 
 def scan_files(
-    srcs: list[str | os.PathLike], *, min_elements: int = DEFAULT_MIN_ELEMENTS
+    srcs: list[str | os.PathLike],
+    *,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+    low_rank: bool = True,
 ) -> CrossPlan:
     """Returns each model's plan and the groups that cross files (writes nothing).
 
-    The plans are those ``optimize_files`` applies to the same files.
+    The plans are those ``optimize_files`` applies to the same files with the same options.
     """
-    return _plan_files(srcs, min_elements)[1]
+    return _plan_files(srcs, min_elements, low_rank=low_rank)[1]
 
 
 def optimize_files(
@@ -140,18 +147,22 @@ def optimize_files(
     *,
     min_elements: int = DEFAULT_MIN_ELEMENTS,
     share_quantized: bool = False,
+    low_rank: bool = True,
 ) -> MultiOptimizeResult:
     """Optimizes several models together: ``out_dir/<name>`` each, one shared data file.
 
     The models are planned together (each analysed once): tensors that are copies or views of
     a tensor of another model read that tensor (exact copies by content, as the data file
     holds each unique tensor once), and each model's plan is applied to it.
-    ``share_quantized``: as for ``optimize_file``.
+    ``share_quantized``: as for ``optimize_file``. ``low_rank``: a tensor of a later model
+    that is a first-model tensor plus a low-rank delta (a merged LoRA fine-tune) is stored as
+    that tensor's factors; False skips this search (it reads every pair of same-shaped tensors
+    whose relation is not exact).
 
     Raises:
         IclUserError: unreadable input, a missing output folder, or two inputs with one name.
     """
-    models, plan = _plan_files(srcs, min_elements, share_quantized)
+    models, plan = _plan_files(srcs, min_elements, share_quantized, low_rank)
     with progress.task("sharing across models", len(models), unit="models") as advance:
         for model, own in zip(models, plan.plans, strict=True):
             ApplySharePlanPass(own)(model)

@@ -8,6 +8,8 @@ gives the variant's own outputs.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -153,13 +155,26 @@ def test_scan_lists_each_low_rank_relation_with_rank_bytes_and_error(files, caps
     assert "3 low-rank relation(s) to base.onnx" in out
 
 
-def test_low_rank_search_can_be_turned_off(files):
+def test_low_rank_search_can_be_turned_off(files, tmp_path, capsys):
     from icl_onnx.analysis.planner import plan_models
     from icl_onnx.model_io import load_model
 
     models = [load_model(files["base"]), load_model(files["variant"])]
     _, groups = plan_models(models, ["b", "v"], low_rank=False)
     assert not [m for g in groups for m in g.members if m.view.rank]
+    pair = [str(files["base"]), str(files["variant"])]
+    assert main(["scan", "-q", "--no-low-rank", *pair]) == 0
+    assert "low-rank" not in capsys.readouterr().out
+    for flags, want in (([], 3), (["--no-low-rank"], 0)):
+        out = tmp_path / f"out{len(flags)}"
+        out.mkdir()
+        assert main(["optimize", "-q", "--json", *flags, *pair, "--out-dir", str(out)]) == 0
+        plan = json.loads(capsys.readouterr().out)
+        ranks = [m["view"].get("rank", 0) for g in plan["groups"] for m in g["members"]]
+        assert sum(r > 0 for r in ranks) == want
+        variant = onnx.load(out / "variant.onnx", load_external_data=False)
+        lowrank_inputs = [i for n in variant.graph.node for i in n.input if "lowrank" in i]
+        assert bool(lowrank_inputs) == bool(want)
 
 
 def test_optimized_variant_passes_the_onnx_checker(files, tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from icl_onnx.analysis import DEFAULT_MIN_ELEMENTS
 from icl_onnx.analysis.plan import to_data
 from icl_onnx.cli._format import human_bytes, print_cross_plan, print_json, print_plan
+from icl_onnx.cli._plan_options import add_plan_arguments
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
 from icl_onnx.folders import optimize_folder
@@ -46,12 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_false",
         help="keep weights inside the model file (one self-contained file)",
     )
-    parser.add_argument(
-        "--min-elements",
-        type=int,
-        default=DEFAULT_MIN_ELEMENTS,
-        help="ignore initializers with fewer elements (default %(default)s)",
-    )
+    add_plan_arguments(parser)
     parser.add_argument(
         "--share-quantized",
         action="store_true",
@@ -112,6 +107,7 @@ def _run_many(args: argparse.Namespace) -> int:
             args.out_dir,
             min_elements=args.min_elements,
             share_quantized=args.share_quantized,
+            low_rank=args.low_rank,
         )
     if args.json:
         print_json(
@@ -145,6 +141,7 @@ def _run_folder(args: argparse.Namespace) -> int:
             force=args.force,
             min_elements=args.min_elements,
             share_quantized=args.share_quantized,
+            low_rank=args.low_rank,
         )
     if args.json:
         print_json(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from icl_onnx.analysis import DEFAULT_MIN_ELEMENTS, analyze
+from icl_onnx.analysis import analyze
 from icl_onnx.cli._format import print_cross_plan, print_json, print_plan
+from icl_onnx.cli._plan_options import add_plan_arguments
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.model_io import load_model
 from icl_onnx.pipeline import scan_files
@@ -21,12 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("model", nargs="+", help="ONNX model file(s)")
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
-    parser.add_argument(
-        "--min-elements",
-        type=int,
-        default=DEFAULT_MIN_ELEMENTS,
-        help="ignore initializers with fewer elements (default %(default)s)",
-    )
+    add_plan_arguments(parser)
     add_quiet_argument(parser)
     return parser
 
@@ -35,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Analyses the model(s) and prints the plan; exit 0."""
     if len(args.model) > 1:
         with cli_progress(args.quiet):
-            cross = scan_files(args.model, min_elements=args.min_elements)
+            cross = scan_files(args.model, min_elements=args.min_elements, low_rank=args.low_rank)
         if args.json:
             print_json(cross.to_dict())
         else:
