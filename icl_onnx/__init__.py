@@ -9,6 +9,7 @@ on first use (PEP 562), which also registers the ICL operator schemas with onnx.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from icl_onnx._runtime import LibraryNotFoundError, create_session, library_path, session_options
@@ -46,9 +47,11 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """Imports a public name's module on first access (PEP 562)."""
+    """Imports a public name's module, or a submodule (``icl_onnx.schemas``), on first access."""
     module_name = _LAZY.get(name)
     if module_name is None:
+        if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+            return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from icl_onnx import schemas
 

@@ -85,3 +85,17 @@ def test_every_public_name_resolves_after_every_submodule_is_imported():
         value = getattr(icl_onnx, name)
         assert not isinstance(value, type(icl_onnx)), f"icl_onnx.{name} is a module"
     assert callable(icl_onnx.optimize) and callable(icl_onnx.export)
+
+
+def test_a_submodule_is_an_attribute_after_a_plain_import():
+    """``icl_onnx.schemas.register()`` (as the README says) works without importing it first."""
+    code = (
+        "import icl_onnx, onnx.defs; icl_onnx.schemas.register(); "
+        "print(onnx.defs.has('IclMatMul', 'ai.icl'))\n"
+        "try:\n    icl_onnx.no_such_name\nexcept AttributeError as e:\n    print(e)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == [
+        "True",
+        "module 'icl_onnx' has no attribute 'no_such_name'",
+    ]
