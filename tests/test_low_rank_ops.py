@@ -87,10 +87,15 @@ def assert_close(actual, expected, onnx_type):
 
 @pytest.mark.parametrize("view", ["plain", "transpose", "slice_transpose_scale"])
 @pytest.mark.parametrize("delta_transpose", [0, 1])
-@pytest.mark.parametrize("rows", [1, 5, 40])
+@pytest.mark.parametrize("rows", [1, 5, 40, 70])
 @pytest.mark.parametrize("with_bias", [False, True], ids=["no_bias", "bias"])
-def test_matmul_adds_the_low_rank_term_to_every_view(view, delta_transpose, rows, with_bias):
-    k, n, rank = 70, 1100, 4  # N spans several thread-pool chunks on every path
+@pytest.mark.parametrize("k,rank", [(70, 4), (300, 16)])
+def test_matmul_adds_the_low_rank_term_to_every_view(
+    view, delta_transpose, rows, with_bias, k, rank
+):
+    # N spans several thread-pool chunks on every path; rows > 32 split A @ L over tasks;
+    # K=300 spans several packed slices of W; rank 16 is one full AVX-512 vector of columns.
+    n = 1100
     attrs, w_shape = views(k, n)[view]
     attrs = {**attrs, "delta_transpose": delta_transpose}
     a = random((rows, k), np.float32, 1)

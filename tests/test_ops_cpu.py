@@ -121,9 +121,11 @@ def test_matmul_matches_reference(a_type, w_type, view, with_bias, rank):
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("rows", [1, 3, 13, 20, 33, 70])
 @pytest.mark.parametrize("view", ["plain", "transpose", "slice_transpose_scale"])
-def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view):
-    # Large enough for several thread-pool chunks on every path (row dot, GEMM, GEMV).
-    k, n = 70, 1100
+@pytest.mark.parametrize("k", [70, 300])
+def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view, k):
+    # Large enough for several thread-pool chunks on every path (row dot, GEMM, GEMV); K=300
+    # spans several of the plain GEMM's packed slices of W (128 rows each), the last partial.
+    n = 1100
     attrs = {
         "plain": {},
         "transpose": {"transpose": 1},

@@ -4,6 +4,8 @@
 
 #include "common/low_rank.h"
 #include "cpu/convert.h"
+#include "cpu/panel_gemm.h"
+#include "cpu/scratch.h"
 
 
 namespace icl::cpu {
@@ -41,53 +43,41 @@ std::string ReadLowRank(const Ort::ConstValue& u, const Ort::ConstValue& v, Elem
 }
 
 
-void LowRankLeft(const LowRankTerm& f, const float* a, int64_t m, float* t) {
+const float* LowRankLeftMatrix(const LowRankTerm& f, std::vector<float>& buffer) {
+  if (!f.transposed) return f.u;
   const int64_t r = f.rank, p = f.p;
-  for (int64_t i = 0; i < m; ++i) {
-    const float* a_row = a + i * p;
-    float* t_row = t + i * r;
-    for (int64_t j = 0; j < r; ++j) t_row[j] = 0.0f;
-    if (f.transposed) {  // L[k, j] = V[j, k]: a dot product of two contiguous rows
-      for (int64_t j = 0; j < r; ++j) {
-        const float* v_row = f.v + j * p;
-        float sum = 0.0f;
-        for (int64_t k = 0; k < p; ++k) sum += a_row[k] * v_row[k];
-        t_row[j] = sum;
-      }
-    } else {  // L[k, j] = U[k, j]
-      for (int64_t k = 0; k < p; ++k) {
-        const float coefficient = a_row[k];
-        const float* u_row = f.u + k * r;
-        for (int64_t j = 0; j < r; ++j) t_row[j] += coefficient * u_row[j];
-      }
-    }
+  buffer.resize(static_cast<size_t>(p * r));
+  for (int64_t j = 0; j < r; ++j) {  // V [r, P] -> L [P, r]
+    const float* v_row = f.v + j * p;
+    for (int64_t k = 0; k < p; ++k) buffer[k * r + j] = v_row[k];
   }
+  return buffer.data();
+}
+
+void LowRankLeft(const LowRankTerm& f, const float* left, const float* a, int64_t m, float* t) {
+  PanelGemm(a, f.p, m, f.p, left, ElemType::kFloat, f.rank, f.rank, 1.0f, t, f.rank);
 }
 
 void LowRankAddColumns(const LowRankTerm& f, const float* t, int64_t m, int64_t q0, int64_t nc,
                        float* out, int64_t ldo) {
   const int64_t r = f.rank;
-  if (!f.transposed) {  // R[j, c] = V[j, c]: rows of V are contiguous
-    for (int64_t i = 0; i < m; ++i) {
-      float* row = out + i * ldo;
-      for (int64_t j = 0; j < r; ++j) {
-        const float coefficient = t[i * r + j];
-        const float* v_row = f.v + j * f.q + q0;
-        for (int64_t c = 0; c < nc; ++c) row[c] += coefficient * v_row[c];
-      }
-    }
-    return;
-  }
-  // R[j, c] = U[c, j]: column c of R is row c of U, so each output is a dot product of length r.
-  for (int64_t i = 0; i < m; ++i) {
-    float* row = out + i * ldo;
-    const float* t_row = t + i * r;
+  const float* right = f.v + q0;  // R[j, q0 + c] = V[j, q0 + c]
+  int64_t ld_right = f.q;
+  if (f.transposed) {  // R[j, q0 + c] = U[q0 + c, j]: the block is copied transposed
+    float* block = ThreadScratch(ScratchSlot::kLowRankRight, static_cast<size_t>(r * nc));
     for (int64_t c = 0; c < nc; ++c) {
       const float* u_row = f.u + (q0 + c) * r;
-      float sum = 0.0f;
-      for (int64_t j = 0; j < r; ++j) sum += t_row[j] * u_row[j];
-      row[c] += sum;
+      for (int64_t j = 0; j < r; ++j) block[j * nc + c] = u_row[j];
     }
+    right = block;
+    ld_right = nc;
+  }
+  float* product = ThreadScratch(ScratchSlot::kLowRankOut, static_cast<size_t>(m * nc));
+  PanelGemm(t, r, m, r, right, ElemType::kFloat, ld_right, nc, 1.0f, product, nc);
+  for (int64_t i = 0; i < m; ++i) {
+    float* row = out + i * ldo;
+    const float* add = product + i * nc;
+    for (int64_t c = 0; c < nc; ++c) row[c] += add[c];
   }
 }
 

@@ -20,10 +20,20 @@ struct LowRankTerm {
   bool transposed = false;
 };
 
-// t[i, j] = sum_k a[i, k] * L[k, j] for i < m (a is [m, P] row-major, t is [m, rank]).
-void LowRankLeft(const LowRankTerm& f, const float* a, int64_t m, float* t);
+// delta = L @ R with L [P, rank] and R [rank, Q]: L = U and R = V, or, when `transposed`,
+// L = V^T and R = U^T. Both products below run on PanelGemm (plain, row-major operands), so
+// they use the widest instruction set the CPU has; a transposed factor is copied transposed
+// first (rank x P or a rank x nc block: small next to W).
+
+// L row-major [P, rank]: U itself, or V transposed into `buffer`.
+const float* LowRankLeftMatrix(const LowRankTerm& f, std::vector<float>& buffer);
+
+// t[i, j] = sum_k a[i, k] * L[k, j] for i < m (a is [m, P] row-major, t is [m, rank]);
+// `left` is LowRankLeftMatrix's. Single-threaded: callers split the rows.
+void LowRankLeft(const LowRankTerm& f, const float* left, const float* a, int64_t m, float* t);
 
 // out[i, c] += sum_j t[i, j] * R[j, q0 + c] for i < m, c < nc (out has row stride ldo).
+// Uses two of the calling thread's scratch buffers.
 void LowRankAddColumns(const LowRankTerm& f, const float* t, int64_t m, int64_t q0, int64_t nc,
                        float* out, int64_t ldo);
 

@@ -8,12 +8,19 @@
 namespace icl::cpu {
 
 // Independent buffers a task may hold at once.
-enum class ScratchSlot { kWeights = 0, kOutput = 1, kRow = 2 };
+enum class ScratchSlot {
+  kWeights = 0,
+  kOutput = 1,
+  kRow = 2,
+  kLowRankRight = 3,
+  kLowRankOut = 4,
+  kPanel = 5,
+};
 
 // Returns at least `n` floats owned by the calling thread, valid until its next call with the
 // same slot. May throw std::bad_alloc.
 inline float* ThreadScratch(ScratchSlot slot, size_t n) {
-  thread_local std::vector<float> buffers[3];
+  thread_local std::vector<float> buffers[6];
   std::vector<float>& b = buffers[static_cast<int>(slot)];
   if (b.size() < n) b.resize(n);
   return b.data();
