@@ -1,12 +1,15 @@
 """Several ONNX Runtime sessions that read one in-memory copy of the tensors they share.
 
 ``icl-onnx optimize A.onnx B.onnx --out-dir D`` writes models whose initializers point at the
-same offsets of one data file. ``SessionGroup`` reads each such tensor that two or more models
-reference once, wraps it in an ``OrtValue`` without copying, and hands that one ``OrtValue``
-to every session through ``SessionOptions.add_initializer``: ONNX Runtime uses user-provided
-initializers in place, so all sessions read the same bytes. Tensors only one model references
-are left to ONNX Runtime (it may prepack and free them as usual). ``InferenceSession.run`` is
-thread-safe, so several threads may run the sessions at once.
+same offsets of one data file. ``SessionGroup`` maps each such tensor that two or more models
+reference once (copy-on-write: its pages are read on first use and shared with the page
+cache, so processes that open the same files share them too), wraps it in an ``OrtValue``
+without copying, and hands that one ``OrtValue`` to every session through
+``SessionOptions.add_initializer``: ONNX Runtime uses user-provided initializers in place, so
+all sessions read the same bytes. The data file must not change while a group is open.
+Tensors only one model references are left to ONNX Runtime (it may prepack and free them as
+usual). ``InferenceSession.run`` is thread-safe, so several threads may run the sessions at
+once.
 
 With ``share_buffers`` (the default) the sessions also take their working memory (activations,
 outputs, the tensors only one model holds) from one arena registered with the ONNX Runtime
@@ -67,11 +70,20 @@ def _external_refs(path: Path) -> list[tuple[str, _Key, onnx.TensorProto]]:
     return refs
 
 
-def _read(key: _Key, tensor: onnx.TensorProto) -> np.ndarray:
+def _map(key: _Key, tensor: onnx.TensorProto) -> np.ndarray:
+    """Maps a tensor of the data file copy-on-write.
+
+    Its pages are read when first used and, until written, shared with the page cache (and so
+    with other processes mapping the file).
+    """
     data, offset, length = key
     dtype = np.dtype(_ITEMSIZE[tensor.data_type])
-    array = np.fromfile(data, dtype=dtype, count=length // dtype.itemsize, offset=offset)
-    return array.reshape(tuple(tensor.dims))
+    shape = tuple(tensor.dims)
+    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != length:
+        raise ValueError(f"{tensor.name}: {length} bytes in {data} do not hold shape {shape}")
+    if length == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(data, dtype=dtype, mode="c", offset=offset, shape=shape)
 
 
 def _register_env_arena(ort: Any) -> None:
@@ -127,7 +139,7 @@ class SessionGroup:
             for _, key, tensor in model:
                 if uses[key] < 2 or key in values:
                     continue
-                self.shared[key] = _read(key, tensor)
+                self.shared[key] = _map(key, tensor)
                 values[key] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
                     self.shared[key], tensor.data_type
                 )
