@@ -3,7 +3,8 @@
 The request (JSON) names ``baseline`` and ``candidate`` model files, ``inputs`` (an ``.npz``),
 ``runs`` and ``threads``. Both sessions are created with the ICL op library, warmed up once,
 then run alternately ``runs`` times each; the fastest run of each is printed as JSON
-(``{"baseline_s": ..., "candidate_s": ...}``). Alternating keeps the two exposed to the same
+(``{"baseline_s": ..., "candidate_s": ...}``), with the median of the per-round ratios
+candidate / baseline (``median_ratio``). Alternating keeps the two exposed to the same
 background load, so their ratio is steadier than times taken minutes apart on shared cores.
 """
 
@@ -32,14 +33,19 @@ def main(argv: list[str]) -> int:
         feeds = {k: data[k] for k in data.files}
     sessions = [_session(request[k], request["threads"]) for k in ("baseline", "candidate")]
     best = [float("inf"), float("inf")]
+    ratios = []
     for session in sessions:
         session.run(None, feeds)
     for _ in range(request["runs"]):
+        spent = [0.0, 0.0]
         for i, session in enumerate(sessions):
             start = time.perf_counter()
             session.run(None, feeds)
-            best[i] = min(best[i], time.perf_counter() - start)
-    print(json.dumps({"baseline_s": best[0], "candidate_s": best[1]}))
+            spent[i] = time.perf_counter() - start
+            best[i] = min(best[i], spent[i])
+        ratios.append(spent[1] / spent[0])
+    median = float(np.median(ratios))
+    print(json.dumps({"baseline_s": best[0], "candidate_s": best[1], "median_ratio": median}))
     return 0
 
 

@@ -37,7 +37,6 @@ import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
 HERE = Path(__file__).resolve()
-KS = (1, 2, 4, 8)
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -83,7 +82,7 @@ def export_all(args, folder: Path) -> list[Path]:
 
     example = {k: torch.from_numpy(v) for k, v in feeds(args.vocab, 8).items()}
     paths = []
-    for index in range(max(KS) + 1):
+    for index in range(max(args.ks) + 1):
         path = folder / ("base.onnx" if index == 0 else f"variant{index}.onnx")
         if not path.exists():
             export_onnx(
@@ -137,6 +136,11 @@ def _rss_kb() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
+def _mb(kib: int) -> float:
+    """MB (10^6 bytes, as the disk columns) from the KiB that /proc reports."""
+    return kib * 1024 / 1e6
+
+
 def _pss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/smaps_rollup") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
@@ -155,16 +159,21 @@ def worker(argv: list[str]) -> None:
     data = feeds(vocab, tokens)
     before = _rss_kb()
     if mode.startswith("group"):
-        sessions = SessionGroup(paths).sessions
+        sessions = SessionGroup(paths, share_buffers=not mode.endswith("own-buffers")).sessions
     else:
         sessions = [icl_onnx.create_session(p) for p in paths] if mode != "idle" else []
-    outs = [s.run(None, data)[0] for s in sessions]
-    report = {"rss_added_kb": _rss_kb() - before}
-    if ref is not None:
-        report["max_rel_error"] = max(
-            float(np.abs(o - ref[f"v{i}"]).max() / np.abs(ref[f"v{i}"]).max())
-            for i, o in enumerate(outs)
-        )
+    for session in sessions:  # one decode-sized step first: the weights, little working memory
+        session.run(None, feeds(vocab, 1))
+    one_token = _rss_kb() - before
+    errors = []
+    for i, session in enumerate(sessions):  # an output is dropped before the next run
+        out = session.run(None, data)[0]
+        if ref is not None:
+            errors.append(float(np.abs(out - ref[f"v{i}"]).max() / np.abs(ref[f"v{i}"]).max()))
+        del out
+    report = {"rss_added_kb": _rss_kb() - before, "rss_one_token_kb": one_token}
+    if errors:
+        report["max_rel_error"] = max(errors)
     print(json.dumps(report), flush=True)
     sys.stdin.readline()  # the parent reads our PSS, then closes stdin
     del ort
@@ -193,14 +202,17 @@ def memory(args, originals: list[Path], optimized: list[Path], ref: Path | None)
     _, idle_pss = _finish([_spawn("idle", args, []) for _ in range(k)])  # K bare interpreters
     out = {}
     group, _ = _finish([_spawn("group-check" if ref else "group", args, optimized, ref)])
+    own, _ = _finish([_spawn("group-own-buffers", args, optimized)])
     separate, _ = _finish([_spawn("separate", args, originals)])
-    out["group_rss_mb"] = group[0]["rss_added_kb"] / 1024
-    out["separate_rss_mb"] = separate[0]["rss_added_kb"] / 1024
+    out["group_rss_mb"] = _mb(group[0]["rss_added_kb"])
+    out["group_one_token_rss_mb"] = _mb(group[0]["rss_one_token_kb"])
+    out["group_own_buffers_rss_mb"] = _mb(own[0]["rss_added_kb"])
+    out["separate_rss_mb"] = _mb(separate[0]["rss_added_kb"])
     if ref:
         out["max_rel_error"] = group[0]["max_rel_error"]
     for name, paths in (("optimized", optimized), ("exported", originals)):
         _, pss = _finish([_spawn("single", args, [p]) for p in paths])
-        out[f"{name}_pss_mb"] = (pss - idle_pss) / 1024
+        out[f"{name}_pss_mb"] = _mb(pss - idle_pss)
     return out
 
 
@@ -229,6 +241,7 @@ def latency(args, original: Path, optimized: Path, folder: Path) -> dict:
         )
         times = json.loads(measured.stdout.strip().splitlines()[-1])
         out[f"m{m}"] = times["candidate_s"] / times["baseline_s"]
+        out[f"m{m}_median"] = times["median_ratio"]
     return out
 
 
@@ -253,18 +266,21 @@ def reference_logits(paths: list[Path], args, folder: Path) -> Path:
 def measure(args, folder: Path) -> dict:
     paths = export_all(args, folder)
     results: dict = {"config": vars(args), "host": platform.node(), "k": {}}
+    base_run, _ = _finish([_spawn("separate", args, paths[:1])])
+    results["base_session_rss_mb"] = _mb(base_run[0]["rss_added_kb"])
+    results["base_session_one_token_rss_mb"] = _mb(base_run[0]["rss_one_token_kb"])
     mb = 1e6
-    for k in KS:
+    for k in args.ks:
         out = folder / f"out{k}"
         entry = optimize_k(paths, k, out)
         originals = paths[1 : k + 1]
         optimized = [out / p.name for p in originals]
         entry["separate_disk_bytes"] = sum(p.stat().st_size for p in originals)
-        ref = reference_logits(originals, args, folder) if k == max(KS) else None
+        ref = reference_logits(originals, args, folder) if k == max(args.ks) else None
         entry.update(memory(args, originals, optimized, ref))
         results["k"][k] = entry
         print(f"K={k}: {json.dumps(entry)}", file=sys.stderr, flush=True)
-    out = folder / f"out{max(KS)}"
+    out = folder / f"out{max(args.ks)}"
     results["latency"] = latency(args, paths[1], out / paths[1].name, folder)
     results["load_s"] = load_seconds(paths[1])
     results["variant_file_mb"] = paths[1].stat().st_size / mb
@@ -274,61 +290,74 @@ def measure(args, folder: Path) -> dict:
 def to_markdown(r: dict) -> str:
     c = r["config"]
     mb = 1e6
+    base_session = r["base_session_rss_mb"]
     lines = [
         "# K fine-tuned variants of one base (issue 15)",
         "",
         f"Llama-style base, hidden {c['hidden']}, vocab {c['vocab']}, {c['layers']} layer(s), "
         f"untied embedding; each variant a merged LoRA of rank {c['rank']} on every linear layer "
         "(peft, nonzero B), exported by TorchScript. `benchmarks/bench_variants.py`, one run, "
-        f"CPU, 2 cores shared with other jobs. Memory after one {c['tokens']}-token prefill per "
-        "session (embedding rows are paged in only for the ids read, in both columns).",
+        f"CPU, 2 cores shared with other jobs. Memory is RSS added after one {c['tokens']}-token "
+        "prefill per session, each output dropped before the next session runs (embedding rows "
+        "are paged in only for the ids read, in every column). The ideal is the base plus the "
+        "adapters' factors: as bytes, and as one session of the exported base running the same "
+        f"prefill ({base_session:.0f} MB RSS) plus the factors. The columns after 1 token are "
+        "the same SessionGroup after a one-token step per session, before the prefill: little "
+        "working memory, and the shared tensors are mapped, so of the embedding table only "
+        "the pages read (and the kernel's read-ahead around them) are resident.",
         "",
-        "| K | exported files MB | optimized MB | base + adapters MB | ratio to ideal | "
-        "SessionGroup RSS MB | K sessions RSS MB | PSS K procs optimized MB | "
+        "| K | exported files MB | optimized MB | base + adapters MB | disk / ideal | "
+        "SessionGroup RSS MB | RSS / (base + adapters) | RSS / (base session + adapters) | "
+        "SessionGroup RSS after 1 token MB | that / (base + adapters) | "
+        "SessionGroup, own buffers MB | K sessions RSS MB | PSS K procs optimized MB | "
         "PSS K procs exported MB | detection s/variant |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for k, e in r["k"].items():
         ideal = e["base_bytes"] + e["factor_bytes"]
+        factors_mb = e["factor_bytes"] / mb
         lines.append(
             f"| {k} | {e['separate_disk_bytes'] / mb:.1f} | {e['disk_bytes'] / mb:.1f} | "
             f"{ideal / mb:.1f} | {e['disk_bytes'] / ideal:.3f} | {e['group_rss_mb']:.0f} | "
-            f"{e['separate_rss_mb']:.0f} | {e['optimized_pss_mb']:.0f} | "
-            f"{e['exported_pss_mb']:.0f} | {e['detect_s_per_variant']:.2f} |"
+            f"{e['group_rss_mb'] * mb / ideal:.3f} | "
+            f"{e['group_rss_mb'] / (base_session + factors_mb):.3f} | "
+            f"{e['group_one_token_rss_mb']:.0f} | {e['group_one_token_rss_mb'] * mb / ideal:.3f} | "
+            f"{e['group_own_buffers_rss_mb']:.0f} | {e['separate_rss_mb']:.0f} | "
+            f"{e['optimized_pss_mb']:.0f} | {e['exported_pss_mb']:.0f} | "
+            f"{e['detect_s_per_variant']:.2f} |"
         )
-    k8 = r["k"][max(r["k"], key=int)]
+    k_max = r["k"][max(r["k"], key=int)]
+    k_min = r["k"][min(r["k"], key=int)]
+    ideal_max = k_max["base_bytes"] + k_max["factor_bytes"]
+    steps = int(max(r["k"], key=int)) - int(min(r["k"], key=int))
+    per_variant = (k_max["group_rss_mb"] - k_min["group_rss_mb"]) / steps
+    own = (k_max["group_own_buffers_rss_mb"] - k_min["group_own_buffers_rss_mb"]) / steps
+    factors_mb = (k_max["factor_bytes"] - k_min["factor_bytes"]) / steps / mb
+    exported = (k_max["separate_rss_mb"] - k_min["separate_rss_mb"]) / steps
     lat = r["latency"]
-    k1 = r["k"][min(r["k"], key=int)]
-    kmax = int(max(r["k"], key=int))
-    steps = kmax - int(min(r["k"], key=int))
-    per_variant = (k8["group_rss_mb"] - k1["group_rss_mb"]) / steps
-    factors_mb = (k8["factor_bytes"] - k1["factor_bytes"]) / steps / 2**20
-    exported = (k8["separate_rss_mb"] - k1["separate_rss_mb"]) / steps
     lines += [
         "",
-        f"- Each further variant adds {per_variant:.0f} MB to the SessionGroup: "
-        f"{factors_mb:.2f} MB of factors, the rest that session's own buffers for the "
-        f"{c['tokens']}-token prefill (the logits alone are "
-        f"{c['tokens'] * c['vocab'] * 4 / 2**20:.0f} MB); an exported file adds "
-        f"{exported:.0f} MB. The base's weights are held once.",
-        f"- Low-rank relations found at K = 8: {k8['relations']} (rank {k8['ranks']}), largest "
-        f"reconstruction error {k8['max_error_ulps']:.2f} ulp of max|W|; logits of the 8 "
-        f"variants in one SessionGroup against their own exports: max relative error "
-        f"{k8.get('max_rel_error', float('nan')):.2e}.",
-        f"- Latency per variant, optimized / exported (fastest of {c['runs']} alternating runs): "
-        f"M = 1: {lat['m1']:.3f}, M = 128: {lat['m128']:.3f}.",
-    ]
-    repeat = r.get("latency_repeat")
-    if repeat:
-        v, b = repeat["variant"], repeat["base_exact_copies_only"]
-        lines.append(
-            f"- Repeated on the same files (another run, same method): variant M = 1: "
-            f"{v['m1']:.3f}, M = 128: {v['m128']:.3f}; the base, whose weights only changed to "
-            f"IclMatMul (no low-rank term): M = 1: {b['m1']:.3f}, M = 128: {b['m128']:.3f}. "
-            "Run to run the ratios move by about 0.2 on these shared cores."
-        )
-    lines += [
-        f"- Detection {k8['detect_s_per_variant']:.2f} s per variant against "
+        f"- Each further variant adds {per_variant:.1f} MB to the SessionGroup, of which "
+        f"{factors_mb:.2f} MB are its factors; the sessions take their working memory from one "
+        f"arena (`share_buffers`, the default). With an arena per session (`share_buffers="
+        f"False`) a variant adds {own:.1f} MB (its own buffers for the {c['tokens']}-token "
+        f"prefill; the logits alone are {c['tokens'] * c['vocab'] * 4 / mb:.0f} MB), and an "
+        f"exported file in its own session {exported:.0f} MB. The base's weights are held once.",
+        f"- Against the goal (K variants at most 1.1 x the base plus the adapters), K = "
+        f"{max(r['k'], key=int)}: on disk {k_max['disk_bytes'] / ideal_max:.3f}; SessionGroup "
+        f"RSS {k_max['group_rss_mb'] / (base_session + k_max['factor_bytes'] / mb):.3f} of one "
+        f"base session running the same prefill plus the factors, and "
+        f"{k_max['group_rss_mb'] * mb / ideal_max:.3f} of the bytes alone, which leave out the "
+        "working memory any session running the prefill needs.",
+        f"- Low-rank relations found at K = {max(r['k'], key=int)}: {k_max['relations']} "
+        f"(rank {k_max['ranks']}), largest reconstruction error {k_max['max_error_ulps']:.2f} "
+        f"ulp of max|W|; logits of the variants in one SessionGroup against their own exports: "
+        f"max relative error {k_max.get('max_rel_error', float('nan')):.2e}.",
+        f"- Latency per variant, optimized / exported, {c['runs']} alternating runs in one "
+        f"process: M = 1: {lat['m1']:.3f} (fastest against fastest), {lat['m1_median']:.3f} "
+        f"(median of the per-run ratios); M = 128: {lat['m128']:.3f}, "
+        f"{lat['m128_median']:.3f}.",
+        f"- Detection {k_max['detect_s_per_variant']:.2f} s per variant against "
         f"{r['load_s']:.2f} s to create a session of one exported variant "
         f"({r['variant_file_mb']:.0f} MB).",
     ]
@@ -354,8 +383,20 @@ def plot(r: dict, path: Path) -> None:
     mem = axes[1]
     mem.plot(ks, [x["separate_rss_mb"] for x in e], "o-", label="K sessions (exported)")
     mem.plot(ks, [x["group_rss_mb"] for x in e], "o-", label="SessionGroup (optimized)")
+    mem.plot(
+        ks, [x["group_own_buffers_rss_mb"] for x in e], "o--", label="SessionGroup, own buffers"
+    )
     mem.plot(ks, [x["exported_pss_mb"] for x in e], "s:", label="PSS, K processes (exported)")
     mem.plot(ks, [x["optimized_pss_mb"] for x in e], "s:", label="PSS, K processes (optimized)")
+    mem.plot(
+        ks, [(x["base_bytes"] + x["factor_bytes"]) / 1e6 for x in e], "k--", label="base + adapters"
+    )
+    mem.plot(
+        ks,
+        [r["base_session_rss_mb"] + x["factor_bytes"] / 1e6 for x in e],
+        "k:",
+        label="one base session + adapters",
+    )
     mem.set(xlabel="variants K", ylabel="MB added", title="memory")
     for ax in axes:
         ax.set_xticks(ks)
@@ -375,6 +416,7 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8], help="variant counts")
     parser.add_argument("--work", type=Path, default=None, help="keep exports here")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
