@@ -117,6 +117,7 @@ class SessionGroup:
         options: Any = None,
         *,
         share_buffers: bool = True,
+        share_across_processes: bool = False,
     ) -> None:
         """Opens the sessions.
 
@@ -127,6 +128,9 @@ class SessionGroup:
                 the ICL op library is registered into each (``icl_onnx.session_options``).
             share_buffers: take every session's working memory from one arena of the ONNX
                 Runtime environment (see the module docstring).
+            share_across_processes: open each session as ``icl_onnx.create_session`` does
+                with it (prepacking off), so that the tensors only one model holds are read in
+                place from its mapped data file too, and other processes share them.
         """
         import onnxruntime as ort
 
@@ -148,7 +152,9 @@ class SessionGroup:
             _register_env_arena(ort)
         self.sessions = []
         for path, model in zip(paths, refs, strict=True):
-            opts = session_options(options() if options else None)
+            opts = session_options(
+                options() if options else None, share_across_processes=share_across_processes
+            )
             if share_buffers:
                 opts.add_session_config_entry("session.use_env_allocators", "1")
             for name, key, _ in model:

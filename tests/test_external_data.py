@@ -132,9 +132,14 @@ def rss():
     return {k: int(fields[k].split()[0]) * 1024 for k in ("RssAnon", "RssFile")}
 
 path, shared, name, width = sys.argv[1], sys.argv[2] == "1", sys.argv[3], int(sys.argv[4])
+opener = sys.argv[5]
 icl_onnx.session_options()  # onnxruntime and the op library are loaded before the baseline
+SessionGroup = icl_onnx.SessionGroup
 before = rss()
-session = icl_onnx.create_session(path, share_across_processes=shared)
+if opener == "SessionGroup":
+    session = SessionGroup([path], share_across_processes=shared).sessions[0]
+else:
+    session = icl_onnx.create_session(path, share_across_processes=shared)
 feed = np.arange(4, dtype=np.int64)[None] if name == "ids" else np.ones((4, width), np.float32)
 session.run(None, {name: feed})
 after = rss()
@@ -142,22 +147,25 @@ print(json.dumps({k: after[k] - before[k] for k in after}))
 """
 
 
-def added_memory(path, *, shared: bool, input_name: str, width: int = 0) -> dict[str, int]:
+def added_memory(
+    path, *, shared: bool, input_name: str, width: int = 0, opener: str = "create_session"
+) -> dict[str, int]:
     """RssAnon and RssFile added by opening ``path`` and running it once, in a fresh process."""
-    args = [str(path), "1" if shared else "0", input_name, str(width)]
+    args = [str(path), "1" if shared else "0", input_name, str(width), opener]
     proc = subprocess.run(
         [sys.executable, "-c", _MEASURE, *args], capture_output=True, text=True, check=True
     )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.parametrize("opener", ["create_session", "SessionGroup"])
 @pytest.mark.parametrize("shared", [False, True], ids=["default", "shared"])
-def test_shared_session_keeps_no_private_copy_of_a_prepackable_weight(tmp_path, shared):
+def test_shared_session_keeps_no_private_copy_of_a_prepackable_weight(tmp_path, shared, opener):
     rows, cols = 1024, 8192  # W: 32 MiB
     proto, _ = matmul_proto(rows, cols)
     path = tmp_path / "m.onnx"
     save_model(ir.from_proto(proto), path)
-    added = added_memory(path, shared=shared, input_name="x", width=rows)
+    added = added_memory(path, shared=shared, input_name="x", width=rows, opener=opener)
     weight = rows * cols * 4
     if shared:  # the weight is read in place from the mapped file: no anonymous copy
         assert added["RssAnon"] < weight // 4, added
