@@ -1,8 +1,9 @@
 """Tiny Llama fine-tunes merged with peft (``merge_and_unload``), exported to ONNX.
 
 A base model and variants of it: LoRA adapters with nonzero ``B`` (``init_lora_weights=False``)
-of ranks 4, 8 and 16 on q/v only, on every linear layer, and on the embedding too; a full
-fine-tune (every weight changed densely); and an unrelated model of the same shapes. Each is
+of ranks 4, 8 and 16 on q/v only, on every linear layer, and on the embedding too; one of rank
+8 on q/v whose MLP down projection is also changed densely; a full fine-tune (every weight
+changed densely); and an unrelated model of the same shapes. Each is
 exported by one of the two exporters. The sizes keep a rank-16 adapter on a square projection
 worth storing as factors: ``(128 + 128)·16 ≤ 128·128/4``.
 """
@@ -28,6 +29,7 @@ class Variant:
     rank: int = 0  # 0: not a LoRA merge
     targets: tuple[str, ...] = ()
     full: bool = False  # every weight changed densely
+    dense: tuple[str, ...] = ()  # parameters (by name suffix) also changed densely
     seed: int = 1
 
 
@@ -38,6 +40,9 @@ VARIANTS = {
     "all_r8": Variant("all_r8", 8, tuple(ALL_LINEAR), seed=12),
     "embed_r16": Variant("embed_r16", 16, ("q_proj", "v_proj", "embed_tokens"), seed=13),
     "full": Variant("full", full=True, seed=14),
+    "qv_r8_dense_mlp": Variant(
+        "qv_r8_dense_mlp", 8, ("q_proj", "v_proj"), dense=("mlp.down_proj.weight",), seed=16
+    ),
     "unrelated": Variant("unrelated", seed=15),
 }
 
@@ -61,12 +66,13 @@ def build(variant: Variant) -> Any:
     )
     torch.manual_seed(variant.seed if variant.name == "unrelated" else 0)
     module = transformers.LlamaForCausalLM(config).eval()
-    if variant.full:
+    if variant.full or variant.dense:
         generator = torch.Generator().manual_seed(variant.seed)
         with torch.no_grad():
-            for parameter in module.parameters():
-                noise = torch.randn(parameter.shape, generator=generator)
-                parameter.add_(0.01 * noise * parameter.abs().mean())
+            for name, parameter in module.named_parameters():
+                if variant.full or name.endswith(variant.dense):
+                    noise = torch.randn(parameter.shape, generator=generator)
+                    parameter.add_(0.01 * noise * parameter.abs().mean())
     if variant.rank:
         import peft
 

@@ -100,3 +100,24 @@ def test_full_fine_tune_stays_whole(exports, tmp_path):
 def test_unrelated_model_of_the_same_shapes_relates_to_nothing(exports):
     plan = scan_files([exports("base", "torchscript"), exports("unrelated", "torchscript")])
     assert plan.low_rank == [] and plan.groups == []
+
+
+def test_a_lora_with_one_dense_update_shares_all_but_that_tensor(exports, tmp_path):
+    """The issue's mixed case: q/v are found low-rank, the densely changed MLP weight is stored
+    whole, and the files cost the base, the factors and that one tensor."""
+    paths = [exports("base", "torchscript"), exports("qv_r8_dense_mlp", "torchscript")]
+    result = optimize_files(paths, tmp_path)
+    found = [m for _, m in result.plan.low_rank]
+    assert len(found) == 2 * lm.LAYERS and {m.view.rank for m in found} == {8}  # q and v only
+    ideal = (
+        result.plan.plans[0].initializer_bytes
+        + sum(m.factor_bytes for m in found)
+        + lm.LAYERS * 2 * lm.HIDDEN * lm.HIDDEN * 4  # the dense down projection, [2H, H] float32
+    )
+    assert ideal * 0.99 <= result.unique_bytes <= 1.1 * ideal
+    feeds = lm.feeds()
+    group = SessionGroup([tmp_path / p.name for p in paths])
+    for path, session in zip(paths, group.sessions, strict=True):
+        want = outputs(path, feeds)
+        got = session.run(None, feeds)[0]
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max(), path.name
