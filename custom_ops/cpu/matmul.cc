@@ -43,11 +43,16 @@ int64_t RowDotMaxRows() {
 // are larger so that the per-task set-up (packing, transposing W) is amortised.
 constexpr int64_t kRowDotChunk = 128;
 constexpr int64_t kGemmChunk = 512;
-// The plain view with more rows of A than one PanelGemm tile: each task already packs W per
-// panel, so smaller tasks cost nothing and balance the threads (N=768 is 6 tasks, not 2 of
-// 512 and 256 columns: 2.4 ms against 3.5 ms at M=128, K=2112 on two threads).
-constexpr int64_t kPanelGemmChunk = 128;
+// The plain view with more rows of A than one PanelGemm tile: a narrow W is split into at least
+// four tasks of whole 64-column panels so that two threads balance (N=768: 4 of 192 columns,
+// not 512 + 256: 1.44 against 1.56 ms at M=128, K=768), a wide one into tasks of 512 columns
+// (smaller tasks lose PanelGemm's prefetch of the next panel: M=16, K=768, N=30000, 10.7 ms
+// in tasks of 128 columns against 8.6 in tasks of 512).
 constexpr int64_t kPanelGemmTileRows = 6;
+int64_t PanelGemmChunk(int64_t n) {
+  const int64_t quarter = (n + 3) / 4;
+  return std::clamp<int64_t>((quarter + 63) / 64 * 64, 64, kGemmChunk);
+}
 // Rows of A per task of A @ L, the low-rank term's first product.
 constexpr int64_t kLowRankRows = 32;
 
@@ -133,7 +138,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
   if (wide) PackA(p.a, p.m, p.k, p.k, packed);
   const int64_t chunk = row_dot                                        ? kRowDotChunk
-                        : !p.view.transposed && p.m > kPanelGemmTileRows ? kPanelGemmChunk
+                        : !p.view.transposed && p.m > kPanelGemmTileRows ? PanelGemmChunk(n)
                                                                          : kGemmChunk;
   const int64_t tasks = ChunkCount(n, chunk);
   return ParallelFor(context, tasks, [&](int64_t t) {

@@ -94,18 +94,26 @@ ICL_TARGET void PackPanel(const TW* w, int64_t ldw, int64_t k, float* out) {
 // L1 with the slice of A while every row tile reads it.
 constexpr int64_t kPackedRows = 128;
 
+// From this many rows of float32 W, a panel read in place no longer stays in cache.
+constexpr int64_t kPackFromRows = 1024;
+
 // Panels of `Lanes` vectors over columns [j, n); returns the first column not covered.
-// With more rows of A than one tile holds, each panel is copied, kPackedRows rows of W at a
-// time, into a contiguous per-thread buffer that every row tile then reads from L1. Read in
-// place, a panel is a few cache lines from each of k rows of W a few KB apart: those
-// addresses fall into a few cache sets, so the panel is evicted between tiles and each tile
-// re-reads it from memory (measured: 4.5x ORT's time at M=128, K=2112, N=768).
+// With more rows of A than one tile holds, a panel of 16-bit W or of float32 W with at least
+// kPackFromRows rows is copied (as float32), kPackedRows rows at a time, into a contiguous
+// per-thread buffer that every row tile then reads from L1. Read in place, a panel is a few
+// cache lines from each of k rows of W a few KB apart: those addresses fall into a few cache
+// sets, and past about a thousand rows the panel is evicted between tiles, so each tile
+// re-reads it from memory. Measured in ORT, two threads, plain view, ms before -> after:
+// float32 K=2112, N=768: M=128 8.5 -> 4.2; float16 K=768, N=30000: M=16 12.2 -> 8.3,
+// M=256 84 -> 59; but float32 K=768 (N=768, 2112, 30000) is as fast or faster in place
+// (M=16, N=768: 0.53 in place, 0.83 packed), hence the threshold.
 template <int Lanes, typename TW>
 ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
                           int64_t ldy) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
-  const bool pack = m > Simd::kRows;
+  constexpr bool kWide = sizeof(TW) == sizeof(float);
+  const bool pack = m > Simd::kRows && (!kWide || k >= kPackFromRows);
   float* packed =
       pack ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kPackedRows * kCols)) : nullptr;
   for (; j + kCols <= n; j += kCols) {
