@@ -48,7 +48,7 @@ constexpr int64_t kGemmChunk = 512;
 // not 512 + 256: 1.44 against 1.56 ms at M=128, K=768), a wide one into tasks of 512 columns
 // (smaller tasks lose PanelGemm's prefetch of the next panel: M=16, K=768, N=30000, 10.7 ms
 // in tasks of 128 columns against 8.6 in tasks of 512).
-constexpr int64_t kPanelGemmTileRows = 6;
+constexpr int64_t kPanelGemmTileRows = 6;  // Simd::kRows of every PanelGemm build
 int64_t PanelGemmChunk(int64_t n) {
   const int64_t quarter = (n + 3) / 4;
   return std::clamp<int64_t>((quarter + 63) / 64 * 64, 64, kGemmChunk);

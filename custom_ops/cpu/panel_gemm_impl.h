@@ -46,7 +46,8 @@ ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_
   }
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l)
-      Simd::Store(y + r * ldy + l * Simd::kWidth, last ? Simd::Scale(acc[r][l], alpha) : acc[r][l]);
+      Simd::Store(y + r * ldy + l * Simd::kWidth,
+                  last ? Simd::Scale(acc[r][l], alpha) : acc[r][l]);
 }
 
 // All rows of A against one panel of Lanes vectors of columns (a slice of K: see Tile).
@@ -85,7 +86,8 @@ ICL_TARGET void PackPanel(const TW* w, int64_t ldw, int64_t k, float* out) {
       for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 0);
     }
     for (int l = 0; l < Lanes; ++l) {
-      Simd::Store(out + kk * kCols + l * Simd::kWidth, Simd::LoadW(w + kk * ldw + l * Simd::kWidth));
+      const int64_t col = l * Simd::kWidth;
+      Simd::Store(out + kk * kCols + col, Simd::LoadW(w + kk * ldw + col));
     }
   }
 }
@@ -115,7 +117,8 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
   constexpr bool kWide = sizeof(TW) == sizeof(float);
   const bool pack = m > Simd::kRows && (!kWide || k >= kPackFromRows);
   float* packed =
-      pack ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kPackedRows * kCols)) : nullptr;
+      pack ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kPackedRows * kCols))
+           : nullptr;
   for (; j + kCols <= n; j += kCols) {
     if (pack) {
       for (int64_t k0 = 0; k0 < k; k0 += kPackedRows) {
