@@ -100,7 +100,7 @@ constexpr int64_t kPackedRows = 128;
 constexpr int64_t kPackFromRows = 1024;
 
 // Panels of `Lanes` vectors over columns [j, n); returns the first column not covered.
-// With more rows of A than one tile holds, a panel of 16-bit W or of float32 W with at least
+// With more rows of A than two tiles hold, a panel of 16-bit W or of float32 W with at least
 // kPackFromRows rows is copied (as float32), kPackedRows rows at a time, into a contiguous
 // per-thread buffer that every row tile then reads from L1. Read in place, a panel is a few
 // cache lines from each of k rows of W a few KB apart: those addresses fall into a few cache
@@ -108,14 +108,15 @@ constexpr int64_t kPackFromRows = 1024;
 // re-reads it from memory. Measured in ORT, two threads, plain view, ms before -> after:
 // float32 K=2112, N=768: M=128 8.5 -> 4.2; float16 K=768, N=30000: M=16 12.2 -> 8.3,
 // M=256 84 -> 59; but float32 K=768 (N=768, 2112, 30000) is as fast or faster in place
-// (M=16, N=768: 0.53 in place, 0.83 packed), hence the threshold.
+// (M=16, N=768: 0.53 in place, 0.83 packed), hence the threshold; and with two tiles or fewer
+// the copy does not pay (float32 K=2112, N=768, M=8: 1.31 in place, 1.55 packed).
 template <int Lanes, typename TW>
 ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
                           int64_t ldy) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   constexpr bool kWide = sizeof(TW) == sizeof(float);
-  const bool pack = m > Simd::kRows && (!kWide || k >= kPackFromRows);
+  const bool pack = m > 2 * Simd::kRows && (!kWide || k >= kPackFromRows);
   float* packed =
       pack ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kPackedRows * kCols))
            : nullptr;
