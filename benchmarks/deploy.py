@@ -136,8 +136,7 @@ def write_markdown(rows: list[dict], path: Path, rounds: int) -> None:
         "Random-weight tied models, 2 layers: Llama hidden 768 / vocab 32000, Qwen2 512 / 32000,",
         "GPT-2 768 / 30000; fp32, CPU. Written by `benchmarks/deploy.py` (see its docstring for",
         f"how each figure is taken); decode speed: best of {rounds} alternating runs of",
-        f"{NEW_TOKENS} greedy tokens after an {len(clients.PROMPT)}-token prompt; "
-        "MB = 1e6 B.",
+        f"{NEW_TOKENS} greedy tokens after an {len(clients.PROMPT)}-token prompt; MB = 1e6 B.",
         "",
         "| case | model.onnx + data, MB | initializers in ORT's graph, MB "
         "| session RSS (check), MB | peak RSS of generation, MB | tokens identical "

@@ -85,7 +85,9 @@ def peak_rss():
 #: Greedy decoding through GenAI: ``python -c GENAI_GENERATE FOLDER PROMPT_JSON NEW``. Imports
 #: only onnxruntime_genai; prints JSON: tokens, seconds for the first new token and for the
 #: rest, peak RSS (bytes) and whether onnx_ir was imported.
-GENAI_GENERATE = _PEAK_RSS + """
+GENAI_GENERATE = (
+    _PEAK_RSS
+    + """
 import json, sys, time
 import onnxruntime_genai as og
 
@@ -108,11 +110,14 @@ print(json.dumps({
     "onnx_ir": "onnx_ir" in sys.modules,
 }))
 """
+)
 
 #: Greedy decoding through Optimum's ``ORTModelForCausalLM`` (run in ``.venv-optimum``):
 #: ``python -c OPTIMUM_GENERATE FOLDER PROMPT_JSON NEW icl|plain``; prints JSON as above
 #: (decode_s covers the whole ``generate``).
-OPTIMUM_GENERATE = _PEAK_RSS + """
+OPTIMUM_GENERATE = (
+    _PEAK_RSS
+    + """
 import json, sys, time
 import torch
 from optimum.onnxruntime import ORTModelForCausalLM
@@ -137,6 +142,7 @@ print(json.dumps({
     "onnx_ir": "onnx_ir" in sys.modules,
 }))
 """
+)
 
 
 @functools.cache

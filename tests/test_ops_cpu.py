@@ -130,8 +130,13 @@ def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view, k):
     attrs = {
         "plain": {},
         "transpose": {"transpose": 1},
-        "slice_transpose_scale": {"slice_axis": 0, "slice_start": 9, "slice_size": n,
-                                  "transpose": 1, "scale": 0.5},
+        "slice_transpose_scale": {
+            "slice_axis": 0,
+            "slice_start": 9,
+            "slice_size": n,
+            "transpose": 1,
+            "scale": 0.5,
+        },
     }[view]
     w_shape = {"plain": (k, n), "transpose": (n, k), "slice_transpose_scale": (n + 20, k)}[view]
     a = random((rows, k), FLOAT, seed=4)
@@ -167,22 +172,23 @@ GATHER_VIEWS = {
     "plain": {},
     "transpose": {"transpose": 1},
     "row_slice_scale": {"slice_axis": 0, "slice_start": 4, "slice_size": 20, "scale": 3.0},
-    "column_slice_transpose": {"slice_axis": 1, "slice_start": 1, "slice_size": 12,
-                               "transpose": 1},
+    "column_slice_transpose": {"slice_axis": 1, "slice_start": 1, "slice_size": 12, "transpose": 1},
 }
 
 
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("output_dtype", [0, *DTYPES], ids=lambda t: f"out{t}")
-@pytest.mark.parametrize("index_type", [TensorProto.INT32, TensorProto.INT64],
-                         ids=["int32", "int64"])
+@pytest.mark.parametrize(
+    "index_type", [TensorProto.INT32, TensorProto.INT64], ids=["int32", "int64"]
+)
 @pytest.mark.parametrize("view", GATHER_VIEWS)
 def test_gather_matches_reference(w_type, output_dtype, index_type, view):
     attrs = {**GATHER_VIEWS[view], "output_dtype": output_dtype}
     w = random((30, 16), w_type, seed=7)
     rows = reference.view(w, **GATHER_VIEWS[view]).shape[0]
-    indices = np.array([[0, rows - 1, -1], [-rows, 2, 5]],
-                       dtype=helper.tensor_dtype_to_np_dtype(index_type))
+    indices = np.array(
+        [[0, rows - 1, -1], [-rows, 2, 5]], dtype=helper.tensor_dtype_to_np_dtype(index_type)
+    )
     y_type = output_dtype or w_type
     expected = reference.icl_gather(w, indices, **attrs)
     sess = gather_session(w_type, index_type, y_type, attrs)
@@ -215,18 +221,37 @@ def test_one_weight_feeds_several_views_in_one_session():
     w = random((v, h), FLOAT, seed=10)
     nodes = [
         helper.make_node("IclMatMul", ["X", "W"], ["logits"], domain="ai.icl", transpose=1),
-        helper.make_node("IclMatMul", ["X", "W"], ["head"], domain="ai.icl", transpose=1,
-                         slice_axis=0, slice_start=10, slice_size=20, scale=0.5),
-        helper.make_node("IclMatMul", ["Z", "W"], ["proj"], domain="ai.icl",
-                         slice_axis=1, slice_start=4, slice_size=8),
-        helper.make_node("IclGather", ["W", "ids"], ["emb"], domain="ai.icl",
-                         output_dtype=FLOAT16),
+        helper.make_node(
+            "IclMatMul",
+            ["X", "W"],
+            ["head"],
+            domain="ai.icl",
+            transpose=1,
+            slice_axis=0,
+            slice_start=10,
+            slice_size=20,
+            scale=0.5,
+        ),
+        helper.make_node(
+            "IclMatMul",
+            ["Z", "W"],
+            ["proj"],
+            domain="ai.icl",
+            slice_axis=1,
+            slice_start=4,
+            slice_size=8,
+        ),
+        helper.make_node("IclGather", ["W", "ids"], ["emb"], domain="ai.icl", output_dtype=FLOAT16),
     ]
     s = session(
         nodes,
         [tensor("X", FLOAT), tensor("Z", FLOAT), tensor("ids", TensorProto.INT64)],
-        [tensor("logits", FLOAT), tensor("head", FLOAT), tensor("proj", FLOAT),
-         tensor("emb", FLOAT16)],
+        [
+            tensor("logits", FLOAT),
+            tensor("head", FLOAT),
+            tensor("proj", FLOAT),
+            tensor("emb", FLOAT16),
+        ],
         initializers=[onnx.numpy_helper.from_array(w, "W")],
     )
     x, z = random((3, h), FLOAT, 11), random((2, 3, v), FLOAT, 12)
@@ -235,12 +260,12 @@ def test_one_weight_feeds_several_views_in_one_session():
     assert_close(logits, reference.icl_matmul(x, w, transpose=1), FLOAT)
     assert_close(
         head,
-        reference.icl_matmul(x, w, transpose=1, slice_axis=0, slice_start=10, slice_size=20,
-                             scale=0.5),
+        reference.icl_matmul(
+            x, w, transpose=1, slice_axis=0, slice_start=10, slice_size=20, scale=0.5
+        ),
         FLOAT,
     )
-    assert_close(proj, reference.icl_matmul(z, w, slice_axis=1, slice_start=4, slice_size=8),
-                 FLOAT)
+    assert_close(proj, reference.icl_matmul(z, w, slice_axis=1, slice_start=4, slice_size=8), FLOAT)
     assert_close(emb, reference.icl_gather(w, ids, output_dtype=FLOAT16), FLOAT16)
 
 
@@ -283,6 +308,7 @@ _FALLBACK_CHECK = textwrap.dedent(
 @pytest.mark.parametrize("isa", ["scalar", "avx2"])
 def test_narrower_instruction_set_fallbacks_match_reference(isa):
     env = {**os.environ, "ICL_CPU_ISA": isa}
-    out = subprocess.run([sys.executable, "-c", _FALLBACK_CHECK], env=env, check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _FALLBACK_CHECK], env=env, check=True, capture_output=True, text=True
+    )
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-4

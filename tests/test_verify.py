@@ -115,7 +115,5 @@ def test_a_transposed_copy_is_found_in_a_crowded_bucket_of_equal_samples():
         inits,
     )
     plan = analyze(ir.from_proto(h.make_model(graph)), min_elements=16)
-    assert [(g.canonical, [m.name for m in g.members]) for g in plan.groups] == [
-        ("s11", ["copyT"])
-    ]
+    assert [(g.canonical, [m.name for m in g.members]) for g in plan.groups] == [("s11", ["copyT"])]
     assert plan.groups[0].members[0].view.transpose

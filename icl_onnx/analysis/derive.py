@@ -207,11 +207,7 @@ def _one_direction(scales: list[Derived], others: list[Derived], values: list[ir
     def rank(v: ir.Value) -> tuple[bool, int]:
         return v in parents, -order[v]
 
-    return [
-        r
-        for r in scales
-        if (r.parent, r.child) not in pairs or rank(r.parent) > rank(r.child)
-    ]
+    return [r for r in scales if (r.parent, r.child) not in pairs or rank(r.parent) > rank(r.child)]
 
 
 def _casts(values: list[ir.Value], cache: TensorCache) -> list[Derived]:
