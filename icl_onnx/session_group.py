@@ -52,7 +52,31 @@ _ITEMSIZE = {
     onnx.TensorProto.BOOL: np.bool_,
 }
 
+#: Element types of less than a byte (packed two or more to a byte) and strings: left to ORT.
+_NOT_MAPPED = {
+    getattr(onnx.TensorProto, name)
+    for name in ("STRING", "INT4", "UINT4", "FLOAT4E2M1", "INT2", "UINT2")
+    if hasattr(onnx.TensorProto, name)
+}
+
 _Key = tuple[str, int, int]  # (data file, offset, length)
+
+
+def _storage_dtype(data_type: int) -> np.dtype | None:
+    """The numpy type that holds one element of ``data_type``, or None to leave it to ORT.
+
+    For the types numpy lacks it is an unsigned integer of the element's size: the
+    ``OrtValue`` is told the ONNX type.
+    """
+    if data_type in _ITEMSIZE:
+        return np.dtype(_ITEMSIZE[data_type])
+    if data_type in _NOT_MAPPED:
+        return None
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        return None
+    return np.dtype(f"u{itemsize}") if itemsize in (1, 2, 4, 8) else None
 
 
 def _external_refs(path: Path) -> list[tuple[str, _Key, onnx.TensorProto]]:
@@ -77,7 +101,8 @@ def _map(key: _Key, tensor: onnx.TensorProto) -> np.ndarray:
     with other processes mapping the file).
     """
     data, offset, length = key
-    dtype = np.dtype(_ITEMSIZE[tensor.data_type])
+    dtype = _storage_dtype(tensor.data_type)
+    assert dtype is not None  # the caller skips the tensors _storage_dtype leaves to ORT
     shape = tuple(tensor.dims)
     if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != length:
         raise ValueError(f"{tensor.name}: {length} bytes in {data} do not hold shape {shape}")
@@ -141,7 +166,7 @@ class SessionGroup:
         values: dict[_Key, Any] = {}
         for model in refs:
             for _, key, tensor in model:
-                if uses[key] < 2 or key in values:
+                if uses[key] < 2 or key in values or _storage_dtype(tensor.data_type) is None:
                     continue
                 self.shared[key] = _map(key, tensor)
                 values[key] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(

@@ -170,3 +170,30 @@ def test_shared_tensors_are_mapped_and_paged_in_as_read(tmp_path):
     # Read into memory, the table alone would add 32 MiB; ORT's sessions add about 11 MiB.
     assert opened_kb < 16 * 1024, opened_kb
     assert after_run_kb < 16 * 1024, after_run_kb
+
+
+@pytest.mark.parametrize(
+    "dtype,onnx_type", [(np.int16, TensorProto.INT16), (np.uint32, TensorProto.UINT32)]
+)
+def test_tables_of_types_numpy_holds_as_raw_bytes_are_shared(tmp_path, dtype, onnx_type):
+    """Element types outside the common float/int set are mapped as their bytes, not refused."""
+    table = np.arange(64 * 1024, dtype=dtype).reshape(1024, 64)
+    src = []
+    for name in ("a", "b"):
+        graph = h.make_graph(
+            [h.make_node("Gather", ["table", "ids"], ["rows"])],
+            name,
+            [h.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+            [h.make_tensor_value_info("rows", onnx_type, [2, 64])],
+            [onnx.numpy_helper.from_array(table, "table")],
+        )
+        src.append(tmp_path / f"{name}.onnx")
+        onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), src[-1])
+    out = tmp_path / "out"
+    out.mkdir()
+    optimize_files(src, out)
+    group = icl_onnx.SessionGroup([out / p.name for p in src])
+    assert group.shared_bytes == table.nbytes
+    ids = np.array([3, 1000], np.int64)
+    for session in group.sessions:
+        np.testing.assert_array_equal(session.run(None, {"ids": ids})[0], table[ids])
