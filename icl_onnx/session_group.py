@@ -94,15 +94,16 @@ def _external_refs(path: Path) -> list[tuple[str, _Key, onnx.TensorProto]]:
     return refs
 
 
-def _map(key: _Key, tensor: onnx.TensorProto) -> np.ndarray:
-    """Maps a tensor of the data file copy-on-write.
+def _map(key: _Key, tensor: onnx.TensorProto) -> np.ndarray | None:
+    """Maps a tensor of the data file copy-on-write, or returns None to leave it to ORT.
 
     Its pages are read when first used and, until written, shared with the page cache (and so
     with other processes mapping the file).
     """
     data, offset, length = key
     dtype = _storage_dtype(tensor.data_type)
-    assert dtype is not None  # the caller skips the tensors _storage_dtype leaves to ORT
+    if dtype is None:
+        return None
     shape = tuple(tensor.dims)
     if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != length:
         raise ValueError(f"{tensor.name}: {length} bytes in {data} do not hold shape {shape}")
@@ -166,11 +167,14 @@ class SessionGroup:
         values: dict[_Key, Any] = {}
         for model in refs:
             for _, key, tensor in model:
-                if uses[key] < 2 or key in values or _storage_dtype(tensor.data_type) is None:
+                if uses[key] < 2 or key in values:
                     continue
-                self.shared[key] = _map(key, tensor)
+                array = _map(key, tensor)
+                if array is None:
+                    continue
+                self.shared[key] = array
                 values[key] = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(
-                    self.shared[key], tensor.data_type
+                    array, tensor.data_type
                 )
         self._values = values  # kept alive as long as the sessions
         if share_buffers:
