@@ -67,11 +67,11 @@ inline std::string ResolveBlockQuant(const BlockQuantAttrs& a, const std::vector
   g.blob = a.block_size * a.bits / 8;
   g.row_bytes = g.n_blocks * g.blob;
   g.zero_point_row_bytes = (g.n_blocks * a.bits + 7) / 8;
-  const std::string expected = "[N, " + std::to_string(g.n_blocks) + ", " +
-                               std::to_string(g.blob) + "] for K=" + std::to_string(a.k) +
-                               ", bits=" + std::to_string(a.bits) +
-                               ", block_size=" + std::to_string(a.block_size);
   if (b_shape.size() != 3 || b_shape[1] != g.n_blocks || b_shape[2] != g.blob) {
+    const std::string expected = "[N, " + std::to_string(g.n_blocks) + ", " +
+                                 std::to_string(g.blob) + "] for K=" + std::to_string(a.k) +
+                                 ", bits=" + std::to_string(a.bits) +
+                                 ", block_size=" + std::to_string(a.block_size);
     std::string got = "[";
     for (size_t i = 0; i < b_shape.size(); ++i) {
       got += (i ? ", " : "") + std::to_string(b_shape[i]);

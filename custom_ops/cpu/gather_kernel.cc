@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/block_quant_io.h"
 #include "cpu/convert.h"
 #include "cpu/low_rank.h"
 #include "cpu/parallel.h"
@@ -25,18 +26,6 @@ ONNXTensorElementDataType DeclaredType(const OrtKernelInfo* info, bool input, si
   const Ort::TypeInfo type =
       input ? kernel_info.GetInputTypeInfo(index) : kernel_info.GetOutputTypeInfo(index);
   return type.GetTensorTypeAndShapeInfo().GetElementType();
-}
-
-// Reads the indices as int64, wrapping negatives; false if one is outside [-rows, rows).
-template <typename Index>
-bool NormalizeIndices(const Index* in, int64_t count, int64_t rows, std::vector<int64_t>& out) {
-  out.resize(static_cast<size_t>(count));
-  for (int64_t i = 0; i < count; ++i) {
-    int64_t v = static_cast<int64_t>(in[i]);
-    if (v < -rows || v >= rows) return false;
-    out[static_cast<size_t>(i)] = v < 0 ? v + rows : v;
-  }
-  return true;
 }
 
 }  // namespace
@@ -83,23 +72,10 @@ Ort::Status GatherKernel::Compute(OrtKernelContext* context) {
   if (!error.empty()) return Error(error);
 
   // Check every index before writing anything.
-  const int64_t count = static_cast<int64_t>(idx_info.GetElementCount());
   std::vector<int64_t> rows;
-  bool in_range;
-  switch (idx_info.GetElementType()) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
-      in_range = NormalizeIndices(indices.GetTensorData<int32_t>(), count, view.rows, rows);
-      break;
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
-      in_range = NormalizeIndices(indices.GetTensorData<int64_t>(), count, view.rows, rows);
-      break;
-    default:
-      return Error("indices must be int32 or int64");
-  }
-  if (!in_range) {
-    return Error("an index is outside [-" + std::to_string(view.rows) + ", " +
-                 std::to_string(view.rows) + ")");
-  }
+  error = ReadRowIndices(indices, view.rows, rows);
+  if (!error.empty()) return Error(error);
+  const int64_t count = static_cast<int64_t>(rows.size());
 
   std::vector<int64_t> y_shape = idx_info.GetShape();
   const int64_t h = view.cols;
