@@ -71,7 +71,8 @@ def test_group_matches_standalone_sessions(optimized):
             np.testing.assert_array_equal(a, b)
 
 
-_RSS_AFTER_RUNS = """
+# The start of the scripts below, each run in a fresh interpreter.
+_RSS_KB = """
 import sys
 import numpy as np
 import onnxruntime
@@ -80,7 +81,11 @@ import icl_onnx
 def rss_kb():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+"""
 
+_RSS_AFTER_RUNS = (
+    _RSS_KB
+    + """
 x = np.ones((1, int(sys.argv[2])), np.float32)
 before = rss_kb()
 group = icl_onnx.SessionGroup(sys.argv[3:], share_buffers=sys.argv[1] == "shared")
@@ -88,6 +93,7 @@ for session in group.sessions:
     session.run(None, {"x": x})  # the output is dropped before the next session runs
 print(rss_kb() - before)
 """
+)
 
 
 def test_sessions_that_run_one_at_a_time_share_one_working_memory(tmp_path):
@@ -121,16 +127,28 @@ def test_sessions_that_run_one_at_a_time_share_one_working_memory(tmp_path):
     assert added_mib["shared"] < added_mib["own"] / 2, added_mib
 
 
-_RSS_AFTER_OPEN = """
-import sys
-import numpy as np
-import onnxruntime
-import icl_onnx
+def optimized_gather_pair(tmp_path, table: np.ndarray, onnx_type: int) -> list:
+    """Two models that Gather two rows of one table, optimized together (one data file)."""
+    src = []
+    for name in ("a", "b"):
+        graph = h.make_graph(
+            [h.make_node("Gather", ["table", "ids"], ["rows"])],
+            name,
+            [h.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+            [h.make_tensor_value_info("rows", onnx_type, [2, table.shape[1]])],
+            [onnx.numpy_helper.from_array(table, "table")],
+        )
+        src.append(tmp_path / f"{name}.onnx")
+        onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), src[-1])
+    out = tmp_path / "out"
+    out.mkdir()
+    optimize_files(src, out)
+    return [out / p.name for p in src]
 
-def rss_kb():
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
+_RSS_AFTER_OPEN = (
+    _RSS_KB
+    + """
 SessionGroup = icl_onnx.SessionGroup  # imports onnx before the measurement
 before = rss_kb()
 group = SessionGroup(sys.argv[1:])
@@ -139,28 +157,16 @@ for session in group.sessions:
     session.run(None, {"ids": np.array([3, 5], np.int64)})
 print(opened - before, rss_kb() - before, group.shared_bytes)
 """
+)
 
 
 def test_shared_tensors_are_mapped_and_paged_in_as_read(tmp_path):
     """A table two models share is mapped, not read: opening the group leaves it on disk, and
     gathering two rows pages in little of it."""
     table = np.random.default_rng(0).standard_normal((8192, 1024)).astype(np.float32)  # 32 MiB
-    src = []
-    for name, op in (("gather", "Gather"), ("gather_again", "Gather")):
-        graph = h.make_graph(
-            [h.make_node(op, ["table", "ids"], ["rows"])],
-            name,
-            [h.make_tensor_value_info("ids", TensorProto.INT64, [2])],
-            [h.make_tensor_value_info("rows", TensorProto.FLOAT, [2, 1024])],
-            [onnx.numpy_helper.from_array(table, "table")],
-        )
-        src.append(tmp_path / f"{name}.onnx")
-        onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), src[-1])
-    out = tmp_path / "out"
-    out.mkdir()
-    optimize_files(src, out)
+    paths = optimized_gather_pair(tmp_path, table, TensorProto.FLOAT)
     result = subprocess.run(
-        [sys.executable, "-c", _RSS_AFTER_OPEN] + [str(out / p.name) for p in src],
+        [sys.executable, "-c", _RSS_AFTER_OPEN] + [str(p) for p in paths],
         capture_output=True,
         text=True,
         check=True,
@@ -178,21 +184,7 @@ def test_shared_tensors_are_mapped_and_paged_in_as_read(tmp_path):
 def test_tables_of_types_numpy_holds_as_raw_bytes_are_shared(tmp_path, dtype, onnx_type):
     """Element types outside the common float/int set are mapped as their bytes, not refused."""
     table = np.arange(64 * 1024, dtype=dtype).reshape(1024, 64)
-    src = []
-    for name in ("a", "b"):
-        graph = h.make_graph(
-            [h.make_node("Gather", ["table", "ids"], ["rows"])],
-            name,
-            [h.make_tensor_value_info("ids", TensorProto.INT64, [2])],
-            [h.make_tensor_value_info("rows", onnx_type, [2, 64])],
-            [onnx.numpy_helper.from_array(table, "table")],
-        )
-        src.append(tmp_path / f"{name}.onnx")
-        onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), src[-1])
-    out = tmp_path / "out"
-    out.mkdir()
-    optimize_files(src, out)
-    group = icl_onnx.SessionGroup([out / p.name for p in src])
+    group = icl_onnx.SessionGroup(optimized_gather_pair(tmp_path, table, onnx_type))
     assert group.shared_bytes == table.nbytes
     ids = np.array([3, 1000], np.int64)
     for session in group.sessions:
