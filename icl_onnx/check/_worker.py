@@ -28,6 +28,7 @@ import onnxruntime as ort
 
 from icl_onnx._runtime import session_options
 from icl_onnx.check.gpu import GpuMemoryProbe
+from icl_onnx.check.measure import read_sets
 from icl_onnx.check.profile import node_providers
 
 _CUDA = "CUDAExecutionProvider"
@@ -35,11 +36,18 @@ _CUDA = "CUDAExecutionProvider"
 
 def peak_rss() -> int:
     """Returns this process's peak resident set size (VmHWM) in bytes."""
-    with open("/proc/self/status") as f:
+    return memory_status()["VmHWM"]
+
+
+def _proc_bytes(path: str, keys: tuple[str, ...]) -> dict[str, int]:
+    """Reads the ``key: N kB`` lines named by ``keys`` from a /proc file, in bytes."""
+    out = {}
+    with open(path) as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM missing from /proc/self/status")
+            key, _, value = line.partition(":")
+            if key in keys:
+                out[key] = int(value.split()[0]) * 1024
+    return out
 
 
 def memory_status() -> dict[str, int]:
@@ -47,13 +55,7 @@ def memory_status() -> dict[str, int]:
 
     Keys ``VmHWM`` (peak RSS), ``RssAnon`` and ``RssFile`` (now), from ``/proc/self/status``.
     """
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "RssAnon", "RssFile"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
+    return _proc_bytes("/proc/self/status", ("VmHWM", "RssAnon", "RssFile"))
 
 
 def proportional_set_size() -> dict[str, int]:
@@ -62,13 +64,7 @@ def proportional_set_size() -> dict[str, int]:
     Shared pages count divided by the number of processes mapping them, so the PSS of every
     process serving a model adds up to what they cost together.
     """
-    out = {}
-    with open("/proc/self/smaps_rollup") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("Pss", "Pss_Anon", "Pss_File"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
+    return _proc_bytes("/proc/self/smaps_rollup", ("Pss", "Pss_Anon", "Pss_File"))
 
 
 def _provider_options(request: dict[str, Any]) -> list[dict[str, str]]:
@@ -115,16 +111,6 @@ def _fail(folder: Path, stage: str, error: BaseException) -> int:
     return 3
 
 
-def _read_feeds(folder: Path, count: int) -> list[dict[str, np.ndarray]]:
-    """Reads ``inputs.npz`` (key ``"{set}/{input}"``) into one feed per input set."""
-    feeds: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
-    with np.load(folder / "inputs.npz", allow_pickle=False) as data:
-        for key in data.files:
-            index, name = key.split("/", 1)
-            feeds[int(index)][name] = data[key]
-    return feeds
-
-
 def _profile(request: dict[str, Any], folder: Path, feed: dict[str, np.ndarray]) -> dict[str, Any]:
     """Runs a profiled session once; returns where nodes ran and the initializer bytes ORT kept."""
     graph_path = folder / "ort_graph.onnx"
@@ -153,7 +139,7 @@ def _profile(request: dict[str, Any], folder: Path, feed: dict[str, np.ndarray])
 
 def measure(request: dict[str, Any], folder: Path) -> int:
     """Measures the model named in ``request``; writes ``outputs.npz`` and ``result.json``."""
-    feeds = _read_feeds(folder, request["iterations"])
+    feeds = read_sets(folder / "inputs.npz", request["iterations"])
     shared = bool(request.get("share_across_processes"))
     options = session_options(share_across_processes=shared)
     use_gpu = _CUDA in request["providers"]
@@ -161,8 +147,8 @@ def measure(request: dict[str, Any], folder: Path) -> int:
     result: dict[str, Any] = {"gpu_source": gpu.source if gpu else None}
     result["share_across_processes"] = shared
     result["gpu_baseline"] = gpu.used() if gpu else None
-    result["rss_baseline"] = peak_rss()
     baseline = memory_status()
+    result["rss_baseline"] = baseline["VmHWM"]
     result["rss_anon_baseline"] = baseline["RssAnon"]
     result["rss_file_baseline"] = baseline["RssFile"]
     start = time.perf_counter()
@@ -186,8 +172,8 @@ def measure(request: dict[str, Any], folder: Path) -> int:
     except Exception as e:
         return _fail(folder, "run", e)
     result["run_seconds"] = runs
-    result["rss_after_run"] = peak_rss()
     after = memory_status()
+    result["rss_after_run"] = after["VmHWM"]
     result["rss_anon_after_run"] = after["RssAnon"]
     result["rss_file_after_run"] = after["RssFile"]
     result["pss_after_run"] = proportional_set_size() if request.get("pss") else None

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from icl_onnx.folders import GENAI_CONFIG, HF_CONFIG
+
 __all__ = [
     "DEFAULT_DIM",
     "DEFAULT_PAST",
@@ -95,7 +97,7 @@ def cache_geometry(model_path: str | Path) -> CacheGeometry | None:
     Returns None when neither file is there or states it.
     """
     folder = Path(model_path).parent
-    for name, section in (("genai_config.json", ("model", "decoder")), ("config.json", ())):
+    for name, section in ((GENAI_CONFIG, ("model", "decoder")), (HF_CONFIG, ())):
         path = folder / name
         if not path.is_file():
             continue
@@ -151,11 +153,6 @@ class DimResolver:
             "past_sequence_length" if "past_sequence_length" in past else next(iter(past), None)
         )
         self._new = "sequence_length" if "sequence_length" in new else next(iter(new), None)
-
-    @property
-    def values(self) -> dict[str, int]:
-        """The value of every symbol resolved so far."""
-        return dict(self._values)
 
     def value(self, symbol: str) -> int:
         """Returns the symbol's value, deciding it on first use."""

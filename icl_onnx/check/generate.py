@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from icl_onnx.folders import GENAI_CONFIG
+
 __all__ = ["GreedyComparison", "compare_greedy", "genai_folder"]
 
-GENAI_CONFIG = "genai_config.json"
 
 _SCRIPT = """
 import json, sys

@@ -64,7 +64,8 @@ def run_worker(
         pss=pss,
     )
     result = _run(folder, info, timeout, _describe_shapes(input_sets[0]))
-    return _measurement(info, result, providers[0]), _read_outputs(folder, len(input_sets))
+    outputs = read_sets(folder / "outputs.npz", len(input_sets))
+    return _measurement(info, result, providers[0]), outputs
 
 
 def _write_request(
@@ -130,14 +131,14 @@ def _run(folder: Path, info: ModelInfo, timeout: float | None, shapes: str) -> d
     return result
 
 
-def _read_outputs(folder: Path, count: int) -> list[OutputSet]:
-    """Reads the worker's ``outputs.npz`` back into one mapping per input set."""
-    outputs: list[OutputSet] = [{} for _ in range(count)]
-    with np.load(folder / "outputs.npz", allow_pickle=False) as data:
+def read_sets(path: Path, count: int) -> list[OutputSet]:
+    """Reads an ``.npz`` keyed ``"{set}/{name}"`` (worker inputs or outputs), one dict a set."""
+    sets: list[OutputSet] = [{} for _ in range(count)]
+    with np.load(path, allow_pickle=False) as data:
         for key in data.files:
             index, name = key.split("/", 1)
-            outputs[int(index)][name] = data[key]
-    return outputs
+            sets[int(index)][name] = data[key]
+    return sets
 
 
 def _measurement(info: ModelInfo, result: dict[str, Any], intended: str) -> ModelMeasurement:
