@@ -23,13 +23,12 @@ from icl_onnx import progress
 from icl_onnx.analysis.fingerprint import chunks, exact_digest
 from icl_onnx.analysis.verify import is_exact_copy
 from icl_onnx.errors import IclUserError
+from icl_onnx.model_io import PAGE_BYTES
 
 __all__ = ["SharedSave", "save_models_shared", "DATA_FILE"]
 
 #: Name of the data file written beside the models.
 DATA_FILE = "shared_weights.data"
-#: Offsets are aligned to pages so ONNX Runtime can memory-map each tensor.
-_ALIGN = 4096
 
 
 @dataclasses.dataclass
@@ -88,7 +87,7 @@ class _DataFile:
         return stored
 
     def _write(self, tensor: ir.TensorProtocol, raw: np.ndarray, name: str) -> ir.ExternalTensor:
-        offset = -self._file.tell() % _ALIGN + self._file.tell()
+        offset = -self._file.tell() % PAGE_BYTES + self._file.tell()  # ORT maps each tensor
         self._file.seek(offset)
         for chunk in chunks(raw):  # a memory map is never copied whole
             self._file.write(chunk.data)

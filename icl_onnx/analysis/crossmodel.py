@@ -30,7 +30,7 @@ from icl_onnx.analysis.plan import CrossGroup, CrossMember, ShareGroup
 from icl_onnx.analysis.readers import Reader, relative_view
 from icl_onnx.analysis.scopes import Scopes
 
-__all__ = ["CrossSet", "plan_cross_set"]
+__all__ = ["CrossSet", "cross_member", "plan_cross_set"]
 
 
 @dataclasses.dataclass
@@ -64,14 +64,14 @@ class CrossSet:
                 continue
             if model in self.foreign:
                 members += [
-                    _cross_member(labels[model], m.value, m.view)
+                    cross_member(labels[model], m.value, m.view)
                     for m in groups[model].members
                     if m.view_node is None and not m.kept_reason
                 ]
             else:
                 group = groups[model]
                 view = relative_view(choice.canonical, canonical)
-                members.append(_cross_member(labels[model], choice.canonical.value, view, group))
+                members.append(cross_member(labels[model], choice.canonical.value, view, group))
         owner = groups[self.owner]
         return CrossGroup(
             model=labels[self.owner],
@@ -83,7 +83,8 @@ class CrossSet:
         )
 
 
-def _cross_member(label: str, value, view, group: ShareGroup | None = None) -> CrossMember:
+def cross_member(label: str, value, view, group: ShareGroup | None = None) -> CrossMember:
+    """The report row of one model's tensor in a set that crosses models."""
     tensor = value.const_value
     assert tensor is not None
     return CrossMember(

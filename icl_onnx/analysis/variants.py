@@ -19,6 +19,7 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
+from icl_onnx.analysis.crossmodel import cross_member
 from icl_onnx.analysis.groups import Choice, PlannedMember, plan_consumer
 from icl_onnx.analysis.lowrank import LowRankDelta, TensorSlot, find_low_rank_delta, pair_tensors
 from icl_onnx.analysis.plan import CrossGroup, CrossMember, View
@@ -73,15 +74,8 @@ def _factor(name: str, array: np.ndarray, scopes: Scopes) -> ir.Value:
 
 
 def _member_report(label: str, value: ir.Value, view: View, found: LowRankDelta) -> CrossMember:
-    tensor = value.const_value
-    assert tensor is not None
-    return CrossMember(
-        model=label,
-        name=value.name or "?",
-        shape=tuple(int(d) for d in tensor.shape.numpy()),
-        dtype=tensor.dtype.name,
-        nbytes=tensor.nbytes,
-        view=view,
+    return dataclasses.replace(
+        cross_member(label, value, view),
         factor_bytes=found.factor_bytes,
         max_error=found.max_error,
         error_ulps=found.error_ulps,

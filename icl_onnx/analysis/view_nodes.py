@@ -18,10 +18,7 @@ import onnx_ir as ir
 
 from icl_onnx.analysis.plan import View
 
-__all__ = ["RESHAPE_OPS", "find_view_nodes", "node_view"]
-
-#: The ops whose output is their input's bytes with other dims.
-RESHAPE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
+__all__ = ["find_view_nodes", "node_view"]
 
 
 def _ints(value: ir.Value | None) -> list[int] | None:
