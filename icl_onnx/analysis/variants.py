@@ -82,6 +82,10 @@ def _member_report(label: str, value: ir.Value, view: View, found: LowRankDelta)
     )
 
 
+def _all_covered(consumers: list) -> bool:
+    return bool(consumers) and all(c.covered for c in consumers)
+
+
 def _candidates(
     base: list[ir.Value], variant: list[ir.Value], base_graph: ir.Graph, graph: ir.Graph
 ) -> list[tuple[ir.Value, ir.Value, bool]]:
@@ -125,6 +129,12 @@ def plan_low_rank(
             continue
         if base_value.const_value.dtype != ir.DataType.FLOAT:  # type: ignore[union-attr]
             continue
+        # Whether every consumer can read a low-rank view does not depend on the rank: asked
+        # first, it spares the search for tensors that would be stored whole anyway.
+        probe = View(transpose=transpose, rank=1)
+        if not _all_covered([plan_consumer(u.node, u.idx, probe, 2) for u in value.uses()]):
+            logger.info("%s: a consumer cannot read a low-rank view; stored whole", value.name)
+            continue
         found = find_low_rank_delta(array(base_value), array(value), transpose)
         arrays.pop(value)  # each variant tensor is tested once
         if not isinstance(found, LowRankDelta):
@@ -134,7 +144,7 @@ def plan_low_rank(
             continue
         view = View(transpose=transpose, rank=found.rank)
         consumers = [plan_consumer(u.node, u.idx, view, 2) for u in value.uses()]
-        if not consumers or not all(c.covered for c in consumers):
+        if not _all_covered(consumers):  # not expected after the probe; never planned unread
             logger.info("%s: a consumer cannot read a low-rank view; stored whole", value.name)
             continue
         factors = (
