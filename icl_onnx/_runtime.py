@@ -85,8 +85,11 @@ def session_options(base: Any = None, *, share_across_processes: bool = False) -
     return options
 
 
-def _warn_inline(model: str | os.PathLike | bytes) -> None:
-    """Warns when ``model`` keeps weights inline, where no process can share them."""
+def inline_weights_note(model: str | os.PathLike | bytes) -> str | None:
+    """Why ``model`` cannot be shared across processes, if it keeps over 1 MiB of weights inline.
+
+    Returns None when it does not.
+    """
     if isinstance(model, bytes):
         inline, name = len(model), "a serialized model"
     else:
@@ -94,15 +97,19 @@ def _warn_inline(model: str | os.PathLike | bytes) -> None:
 
         inline, name = inline_weight_bytes(model), os.fspath(model)
     if inline < _INLINE_WARN_BYTES:
-        return
-    warnings.warn(
-        f"{name} holds {inline / 2**20:.1f} MiB of weights inside the model; ONNX Runtime "
-        "copies them into every process, so share_across_processes shares only external "
-        "data: save the model with external data (icl-onnx optimize MODEL -o OUT "
-        "--external-data)",
-        UserWarning,
-        stacklevel=3,
+        return None
+    return (
+        f"{name} holds {inline / 1e6:.1f} MB of weights inside the model file; ONNX Runtime "
+        "copies them into every process, so sharing across processes needs external data "
+        "(icl-onnx optimize MODEL -o OUT --external-data)"
     )
+
+
+def _warn_inline(model: str | os.PathLike | bytes) -> None:
+    """Warns when ``model`` keeps weights inline, where no process can share them."""
+    note = inline_weights_note(model)
+    if note is not None:
+        warnings.warn(note, UserWarning, stacklevel=3)
 
 
 def create_session(

@@ -16,7 +16,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from icl_onnx._inline_weights import inline_weight_bytes
+from icl_onnx._runtime import inline_weights_note
 from icl_onnx.check import (
     ERROR_STATS,
     CheckReport,
@@ -270,14 +270,9 @@ def greedy_text(greedy: GreedyComparison) -> str:
 
 def _note_inline_weights(path: str) -> None:
     """Says on stderr when a model shared across processes keeps its weights inline."""
-    inline = inline_weight_bytes(path)
-    if inline >= 1 << 20:
-        print(
-            f"note: {path} holds {human_bytes(inline)} of weights inside the model file; ONNX "
-            "Runtime copies them into every process, so sharing across processes needs "
-            "external data (icl-onnx optimize MODEL -o OUT --external-data)",
-            file=sys.stderr,
-        )
+    note = inline_weights_note(path)
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _bytes(n: int | None) -> str:
