@@ -12,7 +12,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 from icl_onnx.check.dims import DEFAULT_PAST, DEFAULT_SEQUENCE, DimResolver, cache_geometry
-from icl_onnx.check.inputs import make_inputs
+from icl_onnx.check.inputs import describe_inputs, make_inputs
 from icl_onnx.check.model_info import read_model_info
 from icl_onnx.cli._check_options import parse_ranges
 from icl_onnx.errors import IclUserError
@@ -119,3 +119,23 @@ def test_user_shapes_and_ranges_win(tmp_path):
     np.testing.assert_array_equal(feed["position_ids"], np.maximum(
         np.cumsum(feed["attention_mask"], -1) - 1, 0
     ))  # fmt: skip
+
+
+def test_the_report_names_each_input_as_it_was_made(tmp_path):
+    """A float mask is made of ones and reported so; bool positions are random and reported so."""
+    model = _decoder([HEADS, "past_sequence_length", HEAD])
+    for value in model.graph.input:
+        if value.name == "attention_mask":
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+        if value.name == "position_ids":
+            value.type.tensor_type.elem_type = TensorProto.BOOL
+    model.graph.node[2].CopyFrom(h.make_node("Identity", ["attention_mask"], ["mf"]))
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    info = read_model_info(tmp_path / "m.onnx")
+    sets = make_inputs(info)
+    assert (sets[0]["attention_mask"] == 1).all()
+    report = describe_inputs(info, sets, None, loaded=False)
+    assert report["attention_mask"]["source"] == "all ones"
+    assert report["attention_mask"]["range"] == [1.0, 1.0]
+    assert report["position_ids"]["source"] == "random"
+    assert report["input_ids"]["source"] == "token ids"

@@ -196,15 +196,27 @@ _ROLE_SOURCES = {
 }
 
 
+def _decoder_role(tensor: TensorInfo, shape: tuple[int, ...]) -> str | None:
+    """The decoder role whose value ``_decoder_value`` makes for this input, if any."""
+    role = _role(tensor.name)
+    if role == "mask":
+        return role
+    if role == "branch" and tensor.dtype.kind in "biu":
+        return role
+    if role == "positions" and tensor.dtype.kind in "iu" and shape:
+        return role
+    return None
+
+
 def _decoder_value(
     tensor: TensorInfo, shapes: Mapping[str, tuple[int, ...]], feed: InputSet
 ) -> np.ndarray | None:
     """A mask of ones, positions that follow the mask, or a true cache branch; else None."""
-    role = _role(tensor.name)
     shape = shapes[tensor.name]
-    if role == "mask" or (role == "branch" and tensor.dtype.kind in "biu"):
+    role = _decoder_role(tensor, shape)
+    if role in ("mask", "branch"):
         return np.ones(shape, dtype=tensor.dtype)
-    if role != "positions" or tensor.dtype.kind not in "iu" or not shape:
+    if role != "positions":
         return None
     mask = feed.get("attention_mask")
     length = shape[-1]
@@ -245,13 +257,15 @@ def describe_inputs(
             entry["source"] = "loaded"
         else:
             rows = info.token_inputs.get(tensor.name)
-            role = _role(tensor.name) if tensor.name not in (val_ranges or {}) else None
+            fixed = tensor.name in (val_ranges or {})
+            role = None if fixed else _decoder_role(tensor, first.shape)
             entry["range"] = list(value_range(tensor, rows, val_ranges or {}))
-            if rows is not None and tensor.name not in (val_ranges or {}):
+            if rows is not None and not fixed:
                 entry["source"] = "token ids"
-            elif role is not None and first.size and first.dtype.kind in "biu":
+            elif role is not None and first.size:
                 entry["source"] = _ROLE_SOURCES[role]
-                entry["range"] = [int(first.min()), int(first.max())]
+                number = int if first.dtype.kind in "biu" else float
+                entry["range"] = [number(first.min()), number(first.max())]
             else:
                 entry["source"] = "random"
         out[tensor.name] = entry
