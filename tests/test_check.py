@@ -478,3 +478,12 @@ def test_real_subprocess_cli_exits_2_on_missing_file_and_0_on_identical_models(t
     ]
     good = subprocess.run([*command, tied, tied], capture_output=True, text=True, cwd=ROOT)
     assert good.returncode == 0 and "PASS" in good.stdout, good.stderr
+
+
+def test_generate_outside_genai_folders_is_refused_before_the_models_are_measured(
+    cli, tied, tmp_path, capsys
+):
+    missing = str(tmp_path / "missing.onnx")  # measuring it would fail: the flag is read first
+    assert cli(["check", tied, missing, "--generate", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--generate: greedy generation needs both models in GenAI folders" in err

@@ -200,6 +200,8 @@ def run(args: argparse.Namespace) -> int:
         raise IclUserError("--load-inputs fixes the inputs; drop --input-shape and --val-range")
     error_stat = parse_per_output(args.error_stat, "--error-stat", _stat)
     error_stat.setdefault(None, "elementwise")
+    # First, so that a bad --generate is refused before the models are measured.
+    greedy = _greedy(args) if args.generate else None
     with cli_progress(args.quiet):
         report = check_models(
             args.original,
@@ -226,7 +228,6 @@ def run(args: argparse.Namespace) -> int:
     if args.share_across_processes:
         for path in (args.original, args.optimized):
             _note_inline_weights(path)
-    greedy = _greedy(args) if args.generate else None
     if args.json:
         data = report.to_dict()
         if greedy is not None:
