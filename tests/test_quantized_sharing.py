@@ -378,3 +378,33 @@ def test_reshape_views_are_shared_across_files(tmp_path):
     (want,) = original.run(None, feeds)
     (got,) = run(str(out / "emb.onnx"), feeds)
     assert want.tobytes() == got.tobytes()
+
+
+def _qdq_model(table: np.ndarray, vocab: int) -> ir.Model:
+    """A float table read by Gather, and a per-channel int8 DequantizeLinear of ``table^T``
+    (or of a random ``[H, vocab]`` weight when ``vocab`` differs) feeding a MatMul."""
+    rng = np.random.default_rng(3)
+    weight_t = table.T if vocab == table.shape[0] else rng.standard_normal((table.shape[1], vocab))
+    scale = (np.abs(weight_t).max(axis=0) / 127).astype(np.float32)
+    q = np.clip(np.round(weight_t / scale), -127, 127).astype(np.int8)
+    graph = h.make_graph(
+        [
+            h.make_node("Gather", ["table", "ids"], ["e"]),
+            h.make_node("DequantizeLinear", ["q", "scale"], ["w"], axis=1),
+            h.make_node("MatMul", ["e", "w"], ["y"]),
+        ],
+        "qdq",
+        [h.make_tensor_value_info("ids", TensorProto.INT64, [2])],
+        [h.make_tensor_value_info("y", TensorProto.FLOAT, [2, vocab])],
+        [nh.from_array(table, "table"), nh.from_array(q, "q"), nh.from_array(scale, "scale")],
+    )
+    return ir.from_proto(h.make_model(graph, opset_imports=[h.make_opsetid("", 21)]))
+
+
+def test_a_qdq_weight_within_a_step_of_a_table_is_a_near_copy_and_no_other_is():
+    table = np.random.default_rng(2).standard_normal((N, K)).astype(np.float32)
+    (near,) = find_quantized_near_copies(_qdq_model(table, N))
+    assert near.table == "table" and near.quantized == "q" and near.transposed
+    assert 0 < near.max_steps <= 1.0
+    assert not near.shareable and "DequantizeLinear" in near.reason
+    assert find_quantized_near_copies(_qdq_model(table, N + 16)) == []  # another shape

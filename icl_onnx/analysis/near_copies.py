@@ -84,10 +84,16 @@ def _matmul_nbits(node: ir.Node) -> _Quantized | None:
     return _Quantized(node, name, nbytes, scheme, (layout.n, layout.k), False, rows)
 
 
-def _dequantize_linear(node: ir.Node) -> _Quantized | None:
-    """A 2-D constant DequantizeLinear feeding a MatMul's weight: ``W^T`` quantized."""
+def _dequantize_linear(node: ir.Node, shapes: set[tuple[int, int]]) -> _Quantized | None:
+    """A 2-D constant DequantizeLinear feeding a MatMul's weight: ``W^T`` quantized.
+
+    Only a weight whose ``[V, H]`` orientation is in ``shapes`` (a float table's) is
+    dequantized; any other is None.
+    """
     x, scale, zero_point = _const(node, 0), _const(node, 1), _const(node, 2)
     if x is None or scale is None or len(x.shape) != 2:
+        return None
+    if (int(x.shape[1]), int(x.shape[0])) not in shapes:
         return None
     if not any(u.node.op_type in ("MatMul", "Gemm") and u.idx == 1 for u in node.outputs[0].uses()):
         return None
@@ -126,13 +132,14 @@ def _broadcast(p: np.ndarray, shape: tuple, axis: int, block: int) -> np.ndarray
     return p.reshape((-1, 1) if axis == 0 else (1, -1)) * np.ones(shape, np.float32)
 
 
-def _quantized_weights(model: ir.Model) -> list[_Quantized]:
+def _quantized_weights(model: ir.Model, shapes: set[tuple[int, int]]) -> list[_Quantized]:
+    """The quantized weights of ``model`` that a float table of one of ``shapes`` could match."""
     found = []
     for node in ir.traversal.RecursiveGraphIterator(model.graph):
         if node.op_type == "MatMulNBits" and node.domain == "com.microsoft":
             q = _matmul_nbits(node)
         elif node.op_type == "DequantizeLinear" and node.domain in ("", "ai.onnx"):
-            q = _dequantize_linear(node)
+            q = _dequantize_linear(node, shapes)
         else:
             q = None
         if q is not None:
@@ -199,9 +206,11 @@ def find_quantized_near_copies(
     constant ``DequantizeLinear`` weight ``[H, V]`` feeding a MatMul) when every element of the
     dequantized weight is within one quantization step of the table's.
     """
-    quantized = _quantized_weights(model)
+    tables = _float_tables(model, min_elements)
+    shapes = {tuple(int(d) for d in t.const_value.shape) for t in tables}  # type: ignore[union-attr]
+    quantized = _quantized_weights(model, shapes) if tables else []  # type: ignore[arg-type]
     found = []
-    for table in _float_tables(model, min_elements):
+    for table in tables:
         tensor = table.const_value
         shape = tuple(int(d) for d in tensor.shape)  # type: ignore[union-attr]
         for q in quantized:
