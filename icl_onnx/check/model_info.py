@@ -218,15 +218,16 @@ def _icl_view_rows(table: list[int], node: onnx.NodeProto) -> int:
 
 def _static_shapes(graph: onnx.GraphProto) -> dict[str, list[int]]:
     shapes: dict[str, list[int]] = {t.name: list(t.dims) for t in graph.initializer}
-    for node in _all_nodes(graph):
+    for node in _all_nodes(graph):  # one walk: subgraph initializers and Constant values
+        constant = node.op_type == "Constant" and node.domain in ("", "ai.onnx")
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
                 shapes.update({t.name: list(t.dims) for t in attr.g.initializer})
-    for node in _all_nodes(graph):
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            for attr in node.attribute:
-                if attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
-                    shapes[node.output[0]] = list(attr.t.dims)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for body in attr.graphs:
+                    shapes.update({t.name: list(t.dims) for t in body.initializer})
+            elif constant and attr.name == "value" and attr.type == onnx.AttributeProto.TENSOR:
+                shapes[node.output[0]] = list(attr.t.dims)
     for value in list(graph.input) + list(graph.value_info):
         if value.name in shapes or not value.type.HasField("tensor_type"):
             continue
