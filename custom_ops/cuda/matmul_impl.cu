@@ -73,32 +73,15 @@ std::string Gemm(cublas::Handle handle, bool w_transposed, int64_t m, int64_t n,
   return "";
 }
 
-// Column-major C[rows, cols] = op(X)[rows, inner] @ op(Y)[inner, cols] + beta * C, one type.
-std::string GemmOneType(cublas::Handle handle, bool x_transposed, int64_t rows, int64_t cols,
-                        int64_t inner, const void* x, int64_t ldx, const void* y, int64_t ldy,
-                        float beta, void* c, int64_t ldc, ElemType type) {
-  std::string error;
-  const cublas::Api* api = cublas::Load(error);
-  if (api == nullptr) return error;
-  const float alpha = 1.0f;
-  const cublas::Status s = api->gemm_ex(
-      handle, x_transposed ? cublas::kOpT : cublas::kOpN, cublas::kOpN, static_cast<int>(rows),
-      static_cast<int>(cols), static_cast<int>(inner), &alpha, x, CudaType(type),
-      static_cast<int>(ldx), y, CudaType(type), static_cast<int>(ldy), &beta, c, CudaType(type),
-      static_cast<int>(ldc), cublas::kCompute32F, cublas::kGemmDefault);
-  if (s != cublas::kSuccess) return std::string("cublasGemmEx: ") + cublas::StatusName(s);
-  return "";
-}
-
 // Y += (A @ L) @ R, as column-major T^T[r, m] = L^T @ A^T, then Y^T[n, m] += R^T @ T^T.
 // Plain: L = U [k, r] and R = V [r, n]; transposed: L = V^T (V [r, k]), R = U^T (U [n, r]).
 std::string AddLowRank(const MatMulProblem& p, void* t, cublas::Handle handle) {
   const bool tr = p.delta_transposed;
-  std::string err = GemmOneType(handle, tr, p.rank, p.m, p.k, tr ? p.v : p.u, tr ? p.k : p.rank,
-                                p.a, p.k, 0.0f, t, p.rank, p.a_type);
+  std::string err = Gemm(handle, tr, p.m, p.rank, p.k, 1.0f, tr ? p.v : p.u, p.a_type,
+                         tr ? p.k : p.rank, p.a, p.a_type, 0.0f, t, p.a_type, p.rank);
   if (!err.empty()) return err;
-  return GemmOneType(handle, tr, p.n, p.m, p.rank, tr ? p.u : p.v, tr ? p.rank : p.n, t, p.rank,
-                     1.0f, p.y, p.n, p.a_type);
+  return Gemm(handle, tr, p.m, p.n, p.rank, 1.0f, tr ? p.u : p.v, p.a_type, tr ? p.rank : p.n, t,
+              p.a_type, 1.0f, p.y, p.a_type, p.n);
 }
 
 std::string CudaError(const char* what, cudaError_t e) {
