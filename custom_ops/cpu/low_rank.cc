@@ -2,7 +2,7 @@
 // so that the compiler vectorises it, and nothing larger than a row of factors is copied.
 #include "cpu/low_rank.h"
 
-#include "common/low_rank.h"
+#include "common/low_rank_io.h"
 #include "cpu/convert.h"
 #include "cpu/panel_gemm.h"
 #include "cpu/scratch.h"
@@ -25,13 +25,8 @@ const float* AsFloat(const Ort::ConstValue& factor, ElemType type, std::vector<f
 std::string ReadLowRank(const Ort::ConstValue& u, const Ort::ConstValue& v, ElemType w_type,
                         const ViewGeometry& view, bool transposed, std::vector<float>& u_float,
                         std::vector<float>& v_float, LowRankTerm& term) {
-  const bool has_u = u != nullptr, has_v = v != nullptr;
-  std::vector<int64_t> u_shape, v_shape;
-  if (has_u) u_shape = u.GetTensorTypeAndShapeInfo().GetShape();
-  if (has_v) v_shape = v.GetTensorTypeAndShapeInfo().GetShape();
   int64_t rank = 0;
-  std::string problem = CheckLowRankShapes(has_u, u_shape, has_v, v_shape, view.rows, view.cols,
-                                           transposed, rank);
+  std::string problem = CheckLowRankInputs(u, v, view.rows, view.cols, transposed, rank);
   if (!problem.empty() || rank == 0) return problem;
   term.u = AsFloat(u, w_type, u_float);
   term.v = AsFloat(v, w_type, v_float);

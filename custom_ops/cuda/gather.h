@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/low_rank.h"
+#include "common/low_rank_io.h"
 #include "common/view.h"
 #include "cuda/gather_impl.cuh"
 #include "cuda/ort_util.h"
@@ -58,11 +58,7 @@ class GatherKernel {
     if (!ResolveView(attrs_, w_shape[0], w_shape[1], g, error)) {
       return InvalidArgument(kOp, error);
     }
-    const bool has_u = u != nullptr, has_v = v != nullptr;
-    error = CheckLowRankShapes(
-        has_u, has_u ? u.GetTensorTypeAndShapeInfo().GetShape() : std::vector<int64_t>{}, has_v,
-        has_v ? v.GetTensorTypeAndShapeInfo().GetShape() : std::vector<int64_t>{}, g.rows, g.cols,
-        attrs_.delta_transpose != 0, p.rank);
+    error = CheckLowRankInputs(u, v, g.rows, g.cols, attrs_.delta_transpose != 0, p.rank);
     if (!error.empty()) return InvalidArgument(kOp, error);
     if (p.rank > 0) {
       p.u = u.GetTensorRawData();

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "common/low_rank.h"
+#include "common/low_rank_io.h"
 #include "common/view.h"
 #include "cuda/matmul_impl.cuh"
 #include "cuda/ort_util.h"
@@ -71,11 +71,7 @@ class MatMulKernel {
       }
       p.bias = bias.GetTensorRawData();
     }
-    const bool has_u = u != nullptr, has_v = v != nullptr;
-    error = CheckLowRankShapes(
-        has_u, has_u ? u.GetTensorTypeAndShapeInfo().GetShape() : std::vector<int64_t>{}, has_v,
-        has_v ? v.GetTensorTypeAndShapeInfo().GetShape() : std::vector<int64_t>{}, g.rows, g.cols,
-        attrs_.delta_transpose != 0, p.rank);
+    error = CheckLowRankInputs(u, v, g.rows, g.cols, attrs_.delta_transpose != 0, p.rank);
     if (!error.empty()) return InvalidArgument(kOp, error);
     if (p.rank > 0) {
       if (p.a_type != p.w_type) {
