@@ -1,5 +1,6 @@
-// The rank is small (a LoRA's 4..64): every loop keeps the long, contiguous dimension innermost
-// so that the compiler vectorises it, and nothing larger than a row of factors is copied.
+// The low-rank term on the CPU. The rank is small (a LoRA's 4..64): the two products run on
+// PanelGemm, and a factor is copied (transposed) only when the delta is transposed, rank x P
+// for A @ L and rank x (a task's columns) for the second product.
 #include "cpu/low_rank.h"
 
 #include "common/low_rank_io.h"
@@ -9,18 +10,6 @@
 
 
 namespace icl::cpu {
-namespace {
-
-// The factor's data as float32: in place, or widened into `widened`.
-const float* AsFloat(const Ort::ConstValue& factor, ElemType type, std::vector<float>& widened) {
-  if (type == ElemType::kFloat) return factor.GetTensorData<float>();
-  const size_t count = factor.GetTensorTypeAndShapeInfo().GetElementCount();
-  widened.resize(count);
-  ToFloat(type, factor.GetTensorRawData(), widened.data(), static_cast<int64_t>(count));
-  return widened.data();
-}
-
-}  // namespace
 
 std::string ReadLowRank(const Ort::ConstValue& u, const Ort::ConstValue& v, ElemType w_type,
                         const ViewGeometry& view, bool transposed, std::vector<float>& u_float,

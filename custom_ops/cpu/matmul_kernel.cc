@@ -68,24 +68,16 @@ Ort::Status MatMulKernel::Compute(OrtKernelContext* context) {
   p.view = view;
   p.scale = attrs_.scale;
 
-  // A and bias are small next to W: convert 16-bit ones to float32 once, up front.
+  // A and bias are small next to W: 16-bit ones are widened to float32 once, up front.
   std::vector<float> a_float, bias_float;
-  if (a_type == ElemType::kFloat) {
-    p.a = a.GetTensorData<float>();
-  } else {
-    a_float.resize(static_cast<size_t>(p.m * k));
-    ToFloat(a_type, a.GetTensorRawData(), a_float.data(), p.m * k);
-    p.a = a_float.data();
-  }
+  p.a = AsFloat(a, a_type, a_float);
   if (bias) {
     const auto bias_info = bias.GetTensorTypeAndShapeInfo();
     if (bias_info.GetElementCount() != static_cast<size_t>(n) || bias_info.GetShape().size() != 1) {
       return Error("bias must have shape [" + std::to_string(n) + "], got " +
                    ShapeString(bias_info.GetShape()));
     }
-    bias_float.resize(static_cast<size_t>(n));
-    ToFloat(a_type, bias.GetTensorRawData(), bias_float.data(), n);
-    p.bias = bias_float.data();
+    p.bias = AsFloat(bias, a_type, bias_float);
   }
 
   std::vector<float> u_float, v_float;
