@@ -4,7 +4,9 @@
 // GCC 12 flags the deliberately undefined lanes inside its own AVX-512 intrinsics
 // (_mm512_undefined_ps) as uninitialised once they are inlined here.
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#ifndef __clang__  // clang (the wheel's compiler) has no -Wmaybe-uninitialized
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include "cpu/row_dot.h"
 
