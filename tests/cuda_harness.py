@@ -67,7 +67,9 @@ def _candidates() -> list[Path]:
         out.append(Path(os.environ[_ENV_HARNESS]))
     if os.environ.get(_ENV_LIBRARY):
         out.append(Path(os.environ[_ENV_LIBRARY]).parent / _LIB_NAME)
-    out.extend(sorted(ROOT.glob(f"build/*/{_LIB_NAME}")))
+    # Newest first: a build folder left from an older wheel tag keeps an outdated harness.
+    builds = ROOT.glob(f"build/*/{_LIB_NAME}")
+    out.extend(sorted(builds, key=lambda p: p.stat().st_mtime, reverse=True))
     return out
 
 
