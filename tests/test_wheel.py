@@ -10,6 +10,7 @@ names no source tree (no PYTHONPATH, no ``ICL_ONNX_LIBRARY``, HOME a new folder)
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,8 @@ from builders import V, tied_model
 pytestmark = pytest.mark.wheel
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The wheel's tag promises this glibc; the library may need no newer symbol version.
+MANYLINUX_GLIBC = (2, 28)
 BUILD_TOOLS = ("cc", "gcc", "c++", "g++", "clang", "cmake", "ninja", "nvcc", "make", "zig")
 
 _RUN = textwrap.dedent(
@@ -73,6 +76,21 @@ def test_wheel_holds_the_package_and_the_library_only(wheel):
     assert "icl_onnx/_lib/libicl_ops.so" in names
     assert [n for n in names if n.endswith(".so")] == ["icl_onnx/_lib/libicl_ops.so"]
     assert not [n for n in names if "test" in n or "bench" in n or n.endswith((".cc", ".h"))]
+
+
+def test_wheel_library_needs_no_glibc_newer_than_its_tag(wheel, tmp_path):
+    assert f"manylinux_{MANYLINUX_GLIBC[0]}_{MANYLINUX_GLIBC[1]}_x86_64" in wheel.name
+    library = tmp_path / "libicl_ops.so"
+    library.write_bytes(zipfile.ZipFile(wheel).read("icl_onnx/_lib/libicl_ops.so"))
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.fail("objdump (binutils) is needed to read the library's symbol versions")
+    symbols = subprocess.run(
+        [objdump, "-T", str(library)], capture_output=True, text=True, check=True
+    ).stdout
+    versions = {(int(a), int(b)) for a, b in re.findall(r"GLIBC_(\d+)\.(\d+)", symbols)}
+    assert versions and max(versions) <= MANYLINUX_GLIBC, sorted(versions)
+    assert "RegisterCustomOps" in symbols
 
 
 def test_fresh_venv_optimizes_and_runs_with_no_build_tools(venv, tmp_path):
