@@ -21,8 +21,12 @@ dynamo exporters). Writes ``benchmarks/results/<name>.md`` and ``.json`` (``--na
 machines, writes to disk are throttled at random (the same save takes 0.07 or 0.3 s), so a run
 with ``--work`` on tmpfs (``/dev/shm``) isolates the tools' own cost.
 
+``--profile N`` also runs icl-onnx N more times on the large model under cProfile (untimed) and
+reports where its time goes: load, the pass (candidate sets and their bit-exact verification,
+the low-rank and quantized searches, the rewrite) and save.
+
 Usage: python benchmarks/bench_large.py [--vocab 349525 --hidden 768] [--rounds 1]
-    [--core-rounds 3] [--skip-large] [--skip-core] [--work DIR]
+    [--core-rounds 3] [--skip-large] [--skip-core] [--work DIR] [--profile N]
 """
 
 from __future__ import annotations
@@ -228,11 +232,89 @@ def compare(src: Path, work: Path, rounds: int) -> dict:
     }
 
 
+# ---------------------------------------------------------------- where icl-onnx's time goes
+
+#: The parts of one icl-onnx run the profile reports: (label, file, function), cumulative time;
+#: an indented label is part of the one above it.
+PROFILED = [
+    ("load", "icl_onnx/model_io.py", "load_model"),
+    ("pass", "icl_onnx/pipeline.py", "optimize"),
+    ("  candidate sets (group_readers)", "icl_onnx/analysis/readers.py", "group_readers"),
+    ("    bit-exact verification", "icl_onnx/analysis/verify.py", "_matches"),
+    ("  low-rank search", "icl_onnx/analysis/lowrank.py", "find_low_rank_delta"),
+    (
+        "  quantized near-copy search",
+        "icl_onnx/analysis/near_copies.py",
+        "find_quantized_near_copies",
+    ),
+    ("  rewrite", "icl_onnx/passes/apply_plan.py", "call"),
+    ("save", "icl_onnx/model_io.py", "save_model"),
+]
+
+
+def profile_child(src: str, dst: str) -> None:
+    """Runs icl-onnx's load, optimize and save under cProfile; prints each part's seconds."""
+    import cProfile
+    import pstats
+
+    from icl_onnx.model_io import load_model, save_model
+    from icl_onnx.pipeline import optimize
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    model = load_model(src)
+    optimize(model)
+    save_model(model, dst, external_data=True)
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    parts = {
+        label: sum(
+            entry[3]  # cumulative seconds
+            for (path, _, function), entry in stats.items()
+            if path.endswith(file) and function == name
+        )
+        for label, file, name in PROFILED
+    }
+    print(json.dumps(parts))
+
+
+def profile(src: Path, dst: Path, rounds: int) -> dict[str, list[float]]:
+    """Profiles icl-onnx on ``src`` ``rounds`` times, each in a fresh subprocess."""
+    runs: dict[str, list[float]] = {label: [] for label, _, _ in PROFILED}
+    dst.parent.mkdir(exist_ok=True)
+    for _ in range(rounds):
+        os.sync()
+        cmd = [sys.executable, __file__, "--profile-child", str(src), str(dst)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        for label, seconds in json.loads(out.strip().splitlines()[-1]).items():
+            runs[label].append(seconds)
+    return runs
+
+
 # ---------------------------------------------------------------- report
 
 
 def _mib(n: int) -> str:
     return f"{n / (1 << 20):,.0f} MiB"
+
+
+def _round_ratios(res: dict) -> list[float]:
+    """icl-onnx's time over onnx-ir's in each round (the two runs of a round are adjacent)."""
+    icl, dedup = (res["runs"][t] for t in TOOLS)
+    return [a["seconds"] / b["seconds"] for a, b in zip(icl, dedup, strict=True)]
+
+
+def _profile_line(res: dict) -> str:
+    parts = res.get("profile")
+    if not parts:
+        return ""
+    rounds = len(next(iter(parts.values())))
+    text = "; ".join(f"{label.strip()} {np.median(v):.2f}" for label, v in parts.items())
+    return (
+        f"Where icl-onnx's time goes on {res['label']} (cProfile, cumulative seconds, median of "
+        f"{rounds} profiled runs, each in its own process; an entry includes the ones listed "
+        f"after it up to the next top-level step): {text}."
+    )
 
 
 def write_report(results: list[dict], meta: dict, name: str) -> None:
@@ -251,15 +333,18 @@ def write_report(results: list[dict], meta: dict, name: str) -> None:
         "Each tool in its own subprocess; time = load + pass + save "
         "(interpreter start-up and imports excluded); peak RssAnon polled from the parent every "
         "20 ms in /proc/<pid>/status; VmHWM read by the child at exit (includes file-backed "
-        "mapped pages); median over rounds for time, the last round for memory. Dirty pages are "
+        "mapped pages); median over rounds for time, the last round for memory. Each round "
+        "runs both tools one right after the other, alternating which goes first; the time "
+        "ratio is taken per round (the machine is shared and its load changes between rounds) "
+        "and reported as the median and p10-p90 of the rounds' ratios. Dirty pages are "
         "flushed (sync) before each run, untimed. Both tools write "
         "external data (one .data file beside the model). The page cache was warm (the source "
         "was just written or read); no cache dropping.",
         "",
         "| model | tool | copies found | time (s), median | each round (s) "
         "| load / pass / save (s), medians | peak RssAnon "
-        "| RssAnon peak step | VmHWM | bytes written | time ratio icl/onnx-ir, medians "
-        "| time ratio, fastest rounds |",
+        "| RssAnon peak step | VmHWM | bytes written "
+        "| time ratio icl/onnx-ir per round: median (p10-p90) | time ratio, fastest rounds |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
@@ -271,7 +356,10 @@ def write_report(results: list[dict], meta: dict, name: str) -> None:
             )
             by_step = last["peak_rss_anon_by_step_bytes"]
             worst = max(by_step, key=by_step.get)
-            ratio = f"{res['ratio']:.2f}" if tool == "icl-onnx" else ""
+            ratio = ""
+            if tool == "icl-onnx":
+                p10, median, p90 = np.percentile(_round_ratios(res), [10, 50, 90])
+                ratio = f"{median:.2f} ({p10:.2f}-{p90:.2f})"
             fastest = {t: min(r["seconds"] for r in res["runs"][t]) for t in TOOLS}
             best = f"{fastest['icl-onnx'] / fastest['onnx-ir dedup']:.2f}" if ratio else ""
             rounds = ", ".join(f"{r['seconds']:.2f}" for r in res["runs"][tool])
@@ -282,6 +370,7 @@ def write_report(results: list[dict], meta: dict, name: str) -> None:
                 f"{_mib(last['bytes_written'])} | {ratio} | {best} |"
             )
     lines += ["", f"Rounds: {meta['rounds']}. Raw runs in {name}.json.", ""]
+    lines += [line + "\n" for line in map(_profile_line, results) if line]
     (RESULTS / f"{name}.md").write_text("\n".join(lines))
 
 
@@ -312,9 +401,20 @@ def main() -> None:
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite <name>.md from <name>.json"
     )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also profile icl-onnx N times on the large model (cProfile, untimed rounds)",
+    )
+    parser.add_argument("--profile-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.profile_child:
+        profile_child(*args.profile_child)
         return
     if args.report_only:
         saved = json.loads((RESULTS / f"{args.name}.json").read_text())
@@ -335,6 +435,8 @@ def main() -> None:
             src = build_synthetic(folder, args.vocab, args.hidden)
             print(f"built {src} in {time.time() - t:.1f} s", flush=True)
             res = compare(src, folder, args.rounds)
+            if args.profile:
+                res["profile"] = profile(src, folder / "profiled" / "out.onnx", args.profile)
             gib = 2 * args.vocab * args.hidden * 4 / (1 << 30)
             res["label"] = (
                 f"synthetic W[{args.vocab},{args.hidden}] + W^T ({gib:.2f} GiB, external)"

@@ -24,15 +24,23 @@ catches it. This module tests one pair of tensors:
 ``view(base)`` is ``base`` or, with ``transpose``, ``base.T`` (TorchScript exports store linear
 weights transposed; the dynamo exporter stores them as the module holds them). Only float32
 tensors are tested. Pure functions on arrays: nothing is printed or changed.
+
+The linear algebra runs on one BLAS thread (``threadpoolctl``): the factorizations are small
+(a few hundred columns) and OpenBLAS's threads wait on each other when the cores are shared.
+Twelve ``eigvalsh`` of 544 x 544 Gram matrices took 17 to 61 s with numpy's default two
+threads and 1.5 to 2.1 s with one, alternated on this project's 2-core machine at load
+averages of 18 to 27; the rejection of a dense difference is one such factorization.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "DEFAULT_ULPS",
@@ -126,6 +134,12 @@ class _Difference:
     def rows(self, rows: slice | np.ndarray) -> np.ndarray:
         return np.asarray(self.variant[rows], dtype=np.float64) - self.base_rows(rows)
 
+    def block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``D[rows][:, cols]``, reading only the needed rows of both tensors."""
+        variant = np.asarray(self.variant[rows][:, cols], dtype=np.float64)
+        base = self.base[cols][:, rows].T if self.transpose else self.base[rows][:, cols]
+        return variant - np.asarray(base, dtype=np.float64)
+
     def blocks(self) -> Iterator[tuple[slice, np.ndarray]]:
         for rows in _row_blocks(self.m, self.n):
             yield rows, self.rows(rows)
@@ -218,6 +232,20 @@ def find_low_rank_delta(
     Returns:
         The factors with the measured error, or why the pair does not qualify.
     """
+    with _blas_threads().limit(limits=1, user_api="blas"):
+        return _find_low_rank_delta(base, variant, transpose, ulps, seed)
+
+
+@functools.cache
+def _blas_threads() -> ThreadpoolController:
+    """The BLAS libraries loaded (found once: looking them up reads the process's maps)."""
+    return ThreadpoolController()
+
+
+def _find_low_rank_delta(
+    base: np.ndarray, variant: np.ndarray, transpose: bool, ulps: float, seed: int
+) -> LowRankDelta | NotLowRank:
+    """``find_low_rank_delta`` on whatever BLAS threads the caller allows."""
     if base.dtype != np.float32 or variant.dtype != np.float32:
         return NotLowRank("only float32 tensors are tested for low-rank deltas")
     if base.ndim != 2 or variant.ndim != 2:
@@ -240,7 +268,7 @@ def find_low_rank_delta(
     side = limit + _PROBE_EXTRA
     rows = np.sort(rng.choice(m, size=min(m, side), replace=False))
     cols = np.sort(rng.choice(n, size=min(n, side), replace=False))
-    probe = _singular_values(diff.rows(rows)[:, cols])
+    probe = _singular_values(diff.block(rows, cols))
     if probe.size == 0 or probe[0] == 0.0:
         return NotLowRank("the tensors are equal (an exact copy)", rank=0)
     probe_noise = _ulp(scale) * (math.sqrt(rows.size) + math.sqrt(cols.size))

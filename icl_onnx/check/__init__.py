@@ -14,6 +14,7 @@ from icl_onnx.check.report import (
     OutputError,
     ParityReport,
 )
+from icl_onnx.check.timing import TimingReport, timing_verdict
 
 __all__ = [
     "CheckReport",
@@ -25,6 +26,8 @@ __all__ = [
     "OutputError",
     "PROVIDER_ALIASES",
     "ParityReport",
+    "TimingReport",
     "check_models",
     "memory_regressions",
+    "timing_verdict",
 ]

@@ -8,19 +8,26 @@ private (RssAnon) and file-backed (RssFile) resident bytes are read at the basel
 runs, and its PSS after the runs when the request asks (``pss``). ``share_across_processes``
 opens the session as :func:`icl_onnx.create_session` does with that option.
 
-A second session, created after those readings, runs once with profiling on and saves the graph
-ORT built (``optimized_model_filepath``, initializers to an external file) so the initializer
-bytes of that graph and the provider of each node can be reported.
+After those readings the worker writes ``ready`` on its stdout and serves timed runs: each
+``run K`` line on stdin is answered with the seconds of one run on input set ``K``, until
+``stop`` (or the end of stdin). The parent alternates these runs with the other model's worker,
+so both models are timed under the same load; the memory readings are taken before them.
+Anything else written to stdout (by a library) goes to stderr, which keeps the replies clean.
+
+Then a second session runs once with profiling on and saves the graph ORT built
+(``optimized_model_filepath``, initializers to an external file) so the initializer bytes of
+that graph and the provider of each node can be reported.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import onnx
@@ -137,8 +144,35 @@ def _profile(request: dict[str, Any], folder: Path, feed: dict[str, np.ndarray])
     }
 
 
-def measure(request: dict[str, Any], folder: Path) -> int:
-    """Measures the model named in ``request``; writes ``outputs.npz`` and ``result.json``."""
+def serve(
+    session: ort.InferenceSession,
+    feeds: list[dict[str, np.ndarray]],
+    requests: TextIO,
+    replies: TextIO,
+) -> None:
+    """Says ``ready``, then answers each ``run K`` with the seconds of one run on set ``K``.
+
+    Returns on ``stop`` or at the end of ``requests``.
+    """
+    replies.write("ready\n")
+    replies.flush()
+    for line in requests:
+        command, *rest = line.split()
+        if command == "stop":
+            return
+        feed = feeds[int(rest[0]) % len(feeds)]
+        start = time.perf_counter()
+        session.run(None, feed)
+        replies.write(f"{time.perf_counter() - start!r}\n")
+        replies.flush()
+
+
+def measure(request: dict[str, Any], folder: Path, replies: TextIO) -> int:
+    """Measures the model named in ``request``; writes ``outputs.npz`` and ``result.json``.
+
+    Between the measurements and the profile it serves timed runs (``serve``), replying on
+    ``replies``.
+    """
     feeds = read_sets(folder / "inputs.npz", request["iterations"])
     shared = bool(request.get("share_across_processes"))
     options = session_options(share_across_processes=shared)
@@ -180,6 +214,10 @@ def measure(request: dict[str, Any], folder: Path) -> int:
     result["gpu_after_run"] = gpu.used() if gpu else None
     with open(folder / "outputs.npz", "wb") as f:
         np.savez(f, **outputs)
+    try:
+        serve(session, feeds, sys.stdin, replies)
+    except Exception as e:
+        return _fail(folder, "run", e)
     del session
     try:
         result.update(_profile(request, folder, feeds[0]))
@@ -193,7 +231,10 @@ def main(argv: list[str]) -> int:
     """Entry point: ``argv[0]`` is the request JSON written by ``measure.run_worker``."""
     request_path = Path(argv[0])
     request = json.loads(request_path.read_text())
-    return measure(request, request_path.parent)
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not mix with replies
+    with replies:
+        return measure(request, request_path.parent, replies)
 
 
 if __name__ == "__main__":

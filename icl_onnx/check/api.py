@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -17,9 +18,10 @@ from icl_onnx.check.inputs import (
     make_inputs,
     save_inputs,
 )
-from icl_onnx.check.measure import OutputSet, run_worker
+from icl_onnx.check.measure import OutputSet, Worker, time_alternately
 from icl_onnx.check.model_info import ModelInfo, read_model_info
 from icl_onnx.check.report import CheckReport, MemoryReport, ModelMeasurement, ParityReport
+from icl_onnx.check.timing import MIN_PAIRS, TimingReport, summarize_timing
 from icl_onnx.errors import IclArgumentError, IclUserError
 
 __all__ = ["PROVIDER_ALIASES", "resolve_providers", "check_models", "memory_regressions"]
@@ -166,8 +168,13 @@ def check_models(
     timeout: float | None = None,
     share_across_processes: bool = False,
     pss: bool = False,
+    timing_runs: int = 20,
+    timing_seconds: float = 10.0,
 ) -> CheckReport:
     """Runs both models on the same inputs, each in its own subprocess, and compares them.
+
+    Each worker reads its memory after running the input sets; then both stay alive and run in
+    alternated pairs (``timing``), so their run times see the same load on the machine.
 
     Args:
         original: the reference model file.
@@ -194,6 +201,10 @@ def check_models(
         share_across_processes: open both sessions with ``share_across_processes=True`` (no
             prepacking: weights stored as external data stay in the mapped file).
         pss: also report each worker's proportional set size after the runs.
+        timing_runs: pairs of alternated runs timed after the memory readings (both workers
+            are alive meanwhile); 0 times none, and the first worker then exits before the
+            second starts.
+        timing_seconds: stop timing after this long once ``MIN_PAIRS`` pairs ran.
 
     Raises:
         IclArgumentError: an argument is invalid (the error names it).
@@ -204,6 +215,8 @@ def check_models(
         raise IclArgumentError("iterations", f"must be at least 1, got {iterations}")
     if not 0.0 <= quantile <= 1.0:
         raise IclArgumentError("quantile", f"must be in [0, 1], got {quantile}")
+    if timing_runs < 0:
+        raise IclArgumentError("timing_runs", f"must be at least 0, got {timing_runs}")
     full_providers = resolve_providers(providers)
     info_a, info_b = read_model_info(original), read_model_info(optimized)
     _check_same_interface(info_a, info_b)
@@ -219,7 +232,7 @@ def check_models(
     )
     if save_inputs_to is not None:
         _renamed(save_inputs, "save_inputs_to", save_inputs_to, sets)
-    (m_a, out_a), (m_b, out_b) = _run_workers(
+    (m_a, out_a), (m_b, out_b), timing = _run_workers(
         [info_a, info_b],
         sets,
         providers=full_providers,
@@ -227,6 +240,8 @@ def check_models(
         timeout=timeout,
         share_across_processes=share_across_processes,
         pss=pss,
+        timing_runs=timing_runs,
+        timing_seconds=timing_seconds,
     )
     parity = ParityReport(
         outputs=compare_outputs(
@@ -242,6 +257,7 @@ def check_models(
         seed=seed,
         parity=parity,
         memory=_memory_report(m_a, m_b, max_memory_growth, memory_slack_bytes),
+        timing=timing,
     )
 
 
@@ -293,20 +309,30 @@ def _run_workers(
     timeout: float | None,
     share_across_processes: bool = False,
     pss: bool = False,
-) -> list[tuple[ModelMeasurement, list[OutputSet]]]:
-    """Measures each model in its own worker subprocess, one after the other."""
-    runs = []
+    timing_runs: int = 0,
+    timing_seconds: float = 10.0,
+) -> tuple[
+    tuple[ModelMeasurement, list[OutputSet]],
+    tuple[ModelMeasurement, list[OutputSet]],
+    TimingReport | None,
+]:
+    """Measures each model in its own worker subprocess, then times both alternately.
+
+    The second worker starts once the first has read its memory (one measurement at a time:
+    a worker waiting for its timed runs allocates nothing); with ``timing_runs`` 0 the first
+    worker finishes before the second starts.
+    """
     with (
         tempfile.TemporaryDirectory(prefix="icl-check-") as tmp,
+        contextlib.ExitStack() as stack,
         progress.task("running models", len(infos), unit="models") as advance,
     ):
-        for label, info in zip(("original", "optimized"), infos, strict=True):
-            folder = Path(tmp) / label
-            runs.append(
-                run_worker(
+        workers = [
+            stack.enter_context(
+                Worker(
                     info,
                     sets,
-                    folder,
+                    Path(tmp) / label,
                     providers=providers,
                     device_id=device_id,
                     timeout=timeout,
@@ -314,5 +340,23 @@ def _run_workers(
                     pss=pss,
                 )
             )
-            advance(1)
-    return runs
+            for label, info in zip(("original", "optimized"), infos, strict=True)
+        ]
+        first, second = workers
+        first.start()
+        timing = None
+        if timing_runs:
+            second.start()
+            with progress.task("timing runs alternately", timing_runs, unit="pairs") as timed:
+                a, b = time_alternately(
+                    first, second, timing_runs, timing_seconds, MIN_PAIRS, on_pair=timed
+                )
+            timing = summarize_timing(a, b)
+            measured_a = first.finish()
+        else:
+            measured_a = first.finish()
+            second.start()
+        advance(1)
+        measured_b = second.finish()
+        advance(1)
+    return measured_a, measured_b, timing

@@ -1,16 +1,21 @@
-"""Runs one model in a fresh worker subprocess and reads back its outputs and measurements.
+"""Runs each model in its own worker subprocess and reads back its outputs and measurements.
 
 The parent never builds a session: ``python -m icl_onnx.check._worker`` does, in its own
-process, exchanging ``inputs.npz``, ``outputs.npz`` and ``result.json`` through a folder.
+process, exchanging ``inputs.npz``, ``outputs.npz`` and ``result.json`` through a folder. A
+:class:`Worker` stays alive after its memory readings and runs once each time it is asked
+(``run_once``), so two models can be timed alternately (``time_alternately``) without either
+session sharing a process with the other.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +26,164 @@ from icl_onnx.check.profile import ICL_OPS
 from icl_onnx.check.report import ModelMeasurement, NodePlacement
 from icl_onnx.errors import IclArgumentError, IclUserError
 
-__all__ = ["OutputSet", "run_worker"]
+__all__ = ["OutputSet", "Worker", "run_worker", "time_alternately"]
 
 OutputSet = dict[str, np.ndarray]
+
+
+class Worker:
+    """One model's check worker: measured when started, then timed on request, then finished.
+
+    Use as a context manager: a worker still running on exit is killed.
+
+    Args:
+        info: the model (its path is passed to the worker; the parent never loads the weights).
+        input_sets: the inputs of each run.
+        folder: an empty folder for the exchange files.
+        providers: ORT execution providers, in priority order.
+        device_id: the CUDA device when CUDA is used.
+        timeout: seconds the worker may take for each step (its measurements, one timed run,
+            its profile) before it is killed; None waits.
+        share_across_processes: open the session with ``share_across_processes=True``.
+        pss: also read the worker's PSS after the runs.
+    """
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        input_sets: Sequence[dict[str, np.ndarray]],
+        folder: Path,
+        *,
+        providers: Sequence[str],
+        device_id: int = 0,
+        timeout: float | None = None,
+        share_across_processes: bool = False,
+        pss: bool = False,
+    ) -> None:
+        self.info, self.folder, self.timeout = info, folder, timeout
+        self.sets = len(input_sets)
+        self.intended = providers[0]
+        self._shapes = _describe_shapes(input_sets[0])
+        self._proc: subprocess.Popen | None = None
+        self._buffer = b""
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_request(
+            folder,
+            info,
+            input_sets,
+            providers,
+            device_id,
+            share_across_processes=share_across_processes,
+            pss=pss,
+        )
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+    def start(self) -> None:
+        """Starts the worker and waits until it has run the input sets and read its memory.
+
+        Raises:
+            IclArgumentError: the worker ran past ``timeout``.
+            IclUserError: ONNX Runtime could not create the session or run it, or it died.
+        """
+        with open(self.folder / "stderr.txt", "wb") as stderr:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "icl_onnx.check._worker", str(self.folder / "request.json")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=dict(os.environ),
+            )
+        if self._reply() != "ready":
+            self._failed()
+
+    def run_once(self, index: int) -> float:
+        """Runs the model once on input set ``index`` (modulo the sets); returns its seconds."""
+        reply = self._send(f"run {index}") and self._reply()
+        if not reply:
+            self._failed()
+        return float(reply)
+
+    def finish(self) -> tuple[ModelMeasurement, list[OutputSet]]:
+        """Lets the worker profile its model and exit; returns its measurement and outputs."""
+        self._send("stop")
+        assert self._proc is not None
+        try:
+            self._proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self._too_slow()
+        self._close()
+        result = _result(self.folder, self.info, self._shapes, self._stderr_tail())
+        outputs = read_sets(self.folder / "outputs.npz", self.sets)
+        return _measurement(self.info, result, self.intended), outputs
+
+    def kill(self) -> None:
+        """Kills the worker if it still runs."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._close()
+
+    def _close(self) -> None:
+        if self._proc is not None:
+            for pipe in (self._proc.stdin, self._proc.stdout):
+                if pipe is not None and not pipe.closed:
+                    try:
+                        pipe.close()
+                    except BrokenPipeError:
+                        pass
+
+    def _send(self, line: str) -> bool:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(line.encode() + b"\n")
+            self._proc.stdin.flush()
+        except BrokenPipeError:
+            return False
+        return True
+
+    def _reply(self) -> str:
+        """The worker's next line on stdout ("" once it closed it); kills it past the timeout."""
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while b"\n" not in self._buffer:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], left)[0]:
+                self._too_slow()
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return ""
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode().strip()
+
+    def _too_slow(self) -> None:
+        self.kill()
+        raise IclArgumentError(
+            "timeout",
+            f"of {self.timeout:g} s is too short: the check worker of {self.info.path} ran past it",
+        )
+
+    def _failed(self) -> None:
+        """Raises the worker's error once it has exited."""
+        assert self._proc is not None
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # it answered nonsense and still runs
+            self.kill()
+        self._close()
+        _result(self.folder, self.info, self._shapes, self._stderr_tail())
+        raise IclUserError(f"{self.info.path}: the check worker stopped answering")
+
+    def _stderr_tail(self) -> str:
+        assert self._proc is not None
+        text = (self.folder / "stderr.txt").read_text(errors="replace").strip().splitlines()
+        return f"exit {self._proc.returncode}: {text[-1] if text else 'no output'}"
 
 
 def run_worker(
@@ -37,35 +197,54 @@ def run_worker(
     share_across_processes: bool = False,
     pss: bool = False,
 ) -> tuple[ModelMeasurement, list[OutputSet]]:
-    """Measures one model in a subprocess.
-
-    Args:
-        info: the model (its path is passed to the worker; the parent never loads the weights).
-        input_sets: the inputs of each run.
-        folder: an empty folder for the exchange files.
-        providers: ORT execution providers, in priority order.
-        device_id: the CUDA device when CUDA is used.
-        timeout: seconds before the worker is killed; None waits.
-        share_across_processes: open the session with ``share_across_processes=True``.
-        pss: also read the worker's PSS after the runs.
+    """Measures one model in a subprocess (a :class:`Worker` started and finished at once).
 
     Raises:
         IclArgumentError: the worker ran past ``timeout``.
         IclUserError: ONNX Runtime could not create the session or run it, or the worker died.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_request(
-        folder,
+    with Worker(
         info,
         input_sets,
-        providers,
-        device_id,
+        folder,
+        providers=providers,
+        device_id=device_id,
+        timeout=timeout,
         share_across_processes=share_across_processes,
         pss=pss,
-    )
-    result = _run(folder, info, timeout, _describe_shapes(input_sets[0]))
-    outputs = read_sets(folder / "outputs.npz", len(input_sets))
-    return _measurement(info, result, providers[0]), outputs
+    ) as worker:
+        worker.start()
+        return worker.finish()
+
+
+def time_alternately(
+    first: Worker,
+    second: Worker,
+    pairs: int,
+    seconds: float,
+    min_pairs: int,
+    on_pair: Callable[[int], None] | None = None,
+) -> tuple[list[float], list[float]]:
+    """Times both started workers in pairs of runs, alternating which runs first.
+
+    Pair ``i`` runs input set ``i`` (modulo the sets) once in each worker. Stops after
+    ``pairs`` pairs, or once ``seconds`` have passed and ``min_pairs`` pairs ran.
+    ``on_pair(1)`` is called after each pair.
+
+    Returns:
+        Each worker's run times, one per pair.
+    """
+    times: tuple[list[float], list[float]] = ([], [])
+    start = time.monotonic()
+    for i in range(pairs):
+        if i >= min_pairs and time.monotonic() - start > seconds:
+            break
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for which in order:
+            times[which].append((first, second)[which].run_once(i))
+        if on_pair is not None:
+            on_pair(1)
+    return times
 
 
 def _write_request(
@@ -97,26 +276,11 @@ def _describe_shapes(feed: dict[str, np.ndarray]) -> str:
     return ", ".join(f"{n} {'x'.join(map(str, v.shape)) or 'scalar'}" for n, v in feed.items())
 
 
-def _run(folder: Path, info: ModelInfo, timeout: float | None, shapes: str) -> dict[str, Any]:
-    """Runs the worker on ``folder``'s request and returns its ``result.json``."""
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "icl_onnx.check._worker", str(folder / "request.json")],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=dict(os.environ),
-        )
-    except subprocess.TimeoutExpired:
-        raise IclArgumentError(
-            "timeout", f"of {timeout:g} s is too short: the check worker of {info.path} ran past it"
-        ) from None
+def _result(folder: Path, info: ModelInfo, shapes: str, died: str) -> dict[str, Any]:
+    """The worker's ``result.json``; raises its error, or that it died (``died`` says how)."""
     result_path = folder / "result.json"
     if not result_path.is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise IclUserError(
-            f"{info.path}: the check worker died (exit {proc.returncode}): {tail[0]}"
-        )
+        raise IclUserError(f"{info.path}: the check worker died ({died})")
     result = json.loads(result_path.read_text())
     if "error" in result:
         stage = {

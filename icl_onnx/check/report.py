@@ -9,6 +9,8 @@ import dataclasses
 import math
 from typing import Any
 
+from icl_onnx.check.timing import TimingReport
+
 __all__ = [
     "OutputError",
     "ParityReport",
@@ -16,6 +18,7 @@ __all__ = [
     "ModelMeasurement",
     "MemoryReport",
     "CheckReport",
+    "TimingReport",
 ]
 
 
@@ -134,7 +137,8 @@ class ModelMeasurement:
         gpu_after_create: GPU memory in use after the session was created.
         gpu_after_run: GPU memory in use after the runs.
         create_seconds: session creation time.
-        run_seconds: wall time of each run.
+        run_seconds: wall time of each run on the input sets (the parity runs, the first
+            one cold); ``CheckReport.timing`` holds the runs timed alternately.
         providers: the providers the session used.
         placements: where each ICL node ran.
         node_providers: number of nodes ORT ran on each provider.
@@ -252,7 +256,8 @@ class CheckReport:
         providers: the execution providers requested, in priority order.
         seed: the seed of the random inputs.
         parity: output parity.
-        memory: memory, time and provider placement.
+        memory: memory, session creation time and provider placement.
+        timing: both models' runs timed alternately (None when none were timed).
     """
 
     original: str
@@ -261,6 +266,7 @@ class CheckReport:
     seed: int
     parity: ParityReport
     memory: MemoryReport
+    timing: TimingReport | None = None
 
     @property
     def passed(self) -> bool:
@@ -283,6 +289,12 @@ class CheckReport:
                 file_backed_delta=m.file_backed_delta,
                 gpu_delta=m.gpu_delta,
                 median_run_seconds=_clean(m.median_run_seconds),
+            )
+        if self.timing is not None:
+            out["timing"].update(
+                pairs=self.timing.pairs,
+                original_median_seconds=self.timing.original_median,
+                optimized_median_seconds=self.timing.optimized_median,
             )
         return out
 

@@ -25,6 +25,7 @@ from icl_onnx.check import (
     check_models,
 )
 from icl_onnx.check.generate import GreedyComparison, compare_greedy
+from icl_onnx.check.timing import MIN_PAIRS, TimingReport
 from icl_onnx.cli._check_options import (
     parse_per_output,
     parse_providers,
@@ -58,7 +59,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Run both models on the same seeded inputs in ONNX Runtime with the ICL op library, "
             "each in its own subprocess; compare every output and measure file bytes, ORT graph "
-            "initializer bytes, peak RSS, GPU memory and time. Exit 0 pass, 1 fail, 2 bad input."
+            "initializer bytes, peak RSS and GPU memory, then time both models' runs "
+            "alternately. Exit 0 pass, 1 fail, 2 bad input."
         ),
     )
     p.add_argument("original", help="the original .onnx model")
@@ -180,6 +182,21 @@ def _add_memory_options(r: argparse._ArgumentGroup) -> None:
         help="also report each model's proportional set size after the runs (Linux)",
     )
     r.add_argument(
+        "--timing-runs",
+        type=int,
+        default=20,
+        metavar="N",
+        help="pairs of runs timed alternately, one of each model, after the memory readings "
+        "(default 20; 0 times none and never keeps both models' workers alive at once)",
+    )
+    r.add_argument(
+        "--timing-seconds",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help=f"stop timing after this long once {MIN_PAIRS} pairs ran (default 10)",
+    )
+    r.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -224,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             share_across_processes=args.share_across_processes,
             pss=args.pss,
+            timing_runs=args.timing_runs,
+            timing_seconds=args.timing_seconds,
         )
     if args.share_across_processes:
         for path in (args.original, args.optimized):
@@ -296,7 +315,7 @@ def render(report: CheckReport) -> None:
     for o in report.parity.outputs:
         if not o.passed:
             console.print(f"  {escape(o.name)}: {escape(o.reason)}")
-    console.print(_memory_table(report.memory.original, report.memory.optimized))
+    console.print(_memory_table(report.memory.original, report.memory.optimized, report.timing))
     placements = report.memory.original.placements + report.memory.optimized.placements
     if placements:
         console.print(_placement_table(placements))
@@ -354,7 +373,9 @@ def _parity_table(report: CheckReport) -> Table:
     return parity
 
 
-def _memory_table(a: ModelMeasurement, b: ModelMeasurement) -> Table:
+def _memory_table(
+    a: ModelMeasurement, b: ModelMeasurement, timing: TimingReport | None = None
+) -> Table:
     shared = ", sessions shared across processes" if b.shared_across_processes else ""
     memory = Table(title=f"Memory and time (each model in a fresh subprocess{shared})")
     for col in ("measure", "original", "optimized", "change"):
@@ -383,13 +404,29 @@ def _memory_table(a: ModelMeasurement, b: ModelMeasurement) -> Table:
         f"{b.create_seconds * 1e3:,.1f} ms",
         _change(a.create_seconds, b.create_seconds),
     )
-    memory.add_row(
-        "median run",
-        f"{a.median_run_seconds * 1e3:,.2f} ms",
-        f"{b.median_run_seconds * 1e3:,.2f} ms",
-        _change(a.median_run_seconds, b.median_run_seconds),
-    )
+    if timing is None:
+        memory.add_row(
+            "median run (one model after the other)",
+            f"{a.median_run_seconds * 1e3:,.2f} ms",
+            f"{b.median_run_seconds * 1e3:,.2f} ms",
+            _change(a.median_run_seconds, b.median_run_seconds),
+        )
+    else:
+        memory.add_row(
+            f"median run (alternated, {timing.pairs} pairs)",
+            f"{timing.original_median * 1e3:,.2f} ms",
+            f"{timing.optimized_median * 1e3:,.2f} ms",
+            timing_text(timing),
+        )
     return memory
+
+
+def timing_text(timing: TimingReport) -> str:
+    """``-3.1% (p10-p90 -5.0%..-1.2%): faster``: the median per-pair change and the verdict."""
+    return (
+        f"{timing.median_ratio - 1:+.1%} (p10-p90 {timing.p10_ratio - 1:+.1%}.."
+        f"{timing.p90_ratio - 1:+.1%}): {timing.verdict}"
+    )
 
 
 def _placement_table(placements: list[NodePlacement]) -> Table:
