@@ -257,3 +257,12 @@ def test_a_killed_replica_is_replaced_and_requests_succeed_again(cluster):
     for _ in range(6):
         status, reply = cluster.call("/tied/infer", {"inputs": {"ids": [[5, 6]]}})
         assert status == 200 and np.array(reply["outputs"]["y"]).shape == (1, 2, V)
+
+
+def test_the_config_builder_needs_a_model_and_passes_the_rest_to_app(models):
+    pytest.importorskip("ray.serve", reason="Ray Serve is the serve extra")
+    with pytest.raises(ValueError, match="needs args.model"):
+        icl_onnx.serve.app_builder({"replicas": 2})
+    application = icl_onnx.serve.app_builder({"model": str(models["tied"]), "replicas": 3})
+    deployment = application._bound_deployment
+    assert deployment.num_replicas == 3 and deployment.name == "icl-onnx"

@@ -15,7 +15,7 @@ from typing import Any
 
 from icl_onnx.serve.model import InferRequest, RequestError, ServedModel
 
-__all__ = ["app", "InferRequest", "RequestError", "ServedModel"]
+__all__ = ["app", "app_builder", "InferRequest", "RequestError", "ServedModel"]
 
 
 def app(
@@ -55,3 +55,16 @@ def app(
         max_batch_size=max_batch_size,
         batch_wait_timeout_s=batch_wait_timeout_s,
     )
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """Ray Serve application builder for config files (``icl_onnx.serve:app_builder``).
+
+    ``args`` holds ``model`` and any keyword of :func:`app` (``replicas``, ``threads``, ...).
+    """
+    options = dict(args)
+    try:
+        model = options.pop("model")
+    except KeyError:
+        raise ValueError("icl_onnx.serve:app_builder needs args.model (a model path)") from None
+    return app(model, **options)
