@@ -127,6 +127,43 @@ def test_generate_matches_onnxruntime_genai_on_an_optimized_folder(tmp_path):
         model.generate({"input_ids": PROMPT, "max_new_tokens": 0})
 
 
+def test_generate_reruns_the_sequence_on_an_optimum_decoder_without_a_cache(tmp_path):
+    """An Optimum folder (config.json + model.onnx) whose decoder has no KV cache."""
+    from onnx import TensorProto
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(3)
+    table = rng.standard_normal((V, 8)).astype(np.float32)
+    mix = rng.standard_normal((8, 8)).astype(np.float32)
+    nodes = [
+        h.make_node("Gather", ["table", "input_ids"], ["e"]),
+        h.make_node("CumSum", ["e", "axis"], ["c"]),  # each position sees the prefix
+        h.make_node("MatMul", ["c", "mix"], ["m"]),
+        h.make_node("Transpose", ["table"], ["tableT"], perm=[1, 0]),
+        h.make_node("MatMul", ["m", "tableT"], ["logits"]),
+    ]
+    inits = [nh.from_array(table, "table"), nh.from_array(mix, "mix")]
+    inits.append(nh.from_array(np.array(1, np.int64), "axis"))
+    graph = h.make_graph(
+        nodes,
+        "lm",
+        [h.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+        [h.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", "s", V])],
+        inits,
+    )
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 18)]), tmp_path / "model.onnx")
+    (tmp_path / "config.json").write_text("{}")
+    model = ServedModel(tmp_path)
+    assert (model.kind, model.can_generate) == ("optimum", True)
+    got = model.generate({"input_ids": [4, 9], "max_new_tokens": 5})["tokens"]
+    sequence = [4, 9]
+    for _ in range(5):  # the reference: numpy on the whole sequence each step
+        last = table[sequence].sum(axis=0) @ mix @ table.T
+        sequence.append(int(np.argmax(last)))
+    assert got == sequence[2:]
+
+
 def test_the_cli_names_a_missing_model_in_one_line(tmp_path, capsys):
     assert cli_main(["serve", str(tmp_path / "none.onnx"), "--replicas", "2"]) == 2
     err = capsys.readouterr().err.strip()
