@@ -194,7 +194,7 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def cluster(models):
+def cluster(models, tmp_path_factory):
     """A local Ray cluster serving /tied (2 replicas) and /variants (1 replica)."""
     serve = pytest.importorskip("ray.serve", reason="Ray Serve is the serve extra")
     import ray
@@ -205,7 +205,10 @@ def cluster(models):
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         serve.run(icl_onnx.serve.app(models["tied"], replicas=2), name="tied", route_prefix="/tied")
         serve.run(icl_onnx.serve.app(models["variants"]), name="vars", route_prefix="/variants")
-        yield Client(port)
+        client = Client(port)
+        client.port = port
+        client.address = ray.get_runtime_context().gcs_address
+        yield client
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -303,3 +306,30 @@ def test_the_config_builder_needs_a_model_and_passes_the_rest_to_app(models):
     application = icl_onnx.serve.app_builder({"model": str(models["tied"]), "replicas": 3})
     deployment = application._bound_deployment
     assert deployment.num_replicas == 3 and deployment.name == "icl-onnx"
+
+
+def test_the_cli_joins_a_cluster_serves_and_removes_its_app_on_sigterm(cluster, models):
+    import subprocess
+    import sys
+
+    from ray import serve
+
+    command = [sys.executable, "-m", "icl_onnx.cli.main", "serve", str(models["tied"])]
+    command += ["--replicas", "1", "--port", str(cluster.port), "--address", cluster.address]
+    # a cluster that ray.init starts uses Ray's default token authentication, unless disabled
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        line = proc.stdout.readline().decode()  # printed once every replica is up
+        assert line.startswith(f"serving {models['tied']} with 1 replica(s)"), line
+        assert cluster.call("/health")[0] == 200
+        status, reply = cluster.call("/infer", {"inputs": {"ids": [[1, 2]]}})
+        assert status == 200 and np.array(reply["outputs"]["y"]).shape == (1, 2, V)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert "icl-onnx" not in serve.status().applications
+        assert cluster.call("/tied/health")[0] == 200  # the other applications still serve
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

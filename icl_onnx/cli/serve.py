@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from pathlib import Path
+from typing import Any
 
 from icl_onnx.errors import IclUserError
+from icl_onnx.serve.model import check_model_path
 
 #: The Ray Serve application's name.
 APP_NAME = "icl-onnx"
@@ -18,6 +19,17 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _failure(serve: Any, error: Exception) -> str:
+    """The last line of what Ray Serve says about the failed deployment, else of ``error``."""
+    try:
+        app = serve.status().applications.get(APP_NAME)
+        messages = [d.message for d in app.deployments.values() if d.message] if app else []
+    except Exception:  # noqa: BLE001 - the status is a best effort
+        messages = []
+    lines = [ln for m in messages or [str(error)] for ln in m.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -60,8 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Deploys the application and serves until interrupted; exit 0."""
-    if not Path(args.model).exists():
-        raise IclUserError(f"{args.model}: no such file or folder")
+    check_model_path(args.model)
     try:
         import ray
         from ray import serve
@@ -76,19 +87,24 @@ def run(args: argparse.Namespace) -> int:
         cpus_per_replica=args.cpus_per_replica,
         max_batch_size=args.max_batch_size,
     )
+    try:
+        if args.address:
+            ray.init(address=args.address, logging_level="warning")
+        else:
+            ray.init(include_dashboard=False, logging_level="warning")
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        where = f"join the Ray cluster at {args.address}" if args.address else "start Ray"
+        hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token here)"
+        raise IclUserError(f"cannot {where}: {lines[0]}" + (hint if args.address else "")) from None
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if args.address:
-        ray.init(address=args.address, logging_level="warning")
-    else:
-        ray.init(include_dashboard=False, logging_level="warning")
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after ray.init, which sets its own
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         try:
             serve.run(application, name=APP_NAME, route_prefix="/")
         except Exception as e:  # noqa: BLE001 - Ray's deployment errors carry no common type
-            lines = str(e).strip().splitlines() or [type(e).__name__]
-            raise IclUserError(f"the replicas did not start: {lines[-1]}") from None
+            raise IclUserError(f"the replicas did not start: {_failure(serve, e)}") from None
         print(
             f"serving {args.model} with {args.replicas} replica(s) on "
             f"http://{args.host}:{args.port}: GET /health, POST /infer, POST /generate",

@@ -29,7 +29,7 @@ import numpy as np
 
 from icl_onnx.errors import IclUserError
 
-__all__ = ["RequestError", "InferRequest", "ServedModel"]
+__all__ = ["RequestError", "InferRequest", "ServedModel", "check_model_path"]
 
 #: ONNX Runtime's element type names and the numpy type a request's values are read as.
 _DTYPES = {
@@ -315,6 +315,23 @@ def _array(arg: Any, value: Any) -> np.ndarray:
             return array.astype(dtype, casting="unsafe" if kind == "f" else "same_kind")
     except (TypeError, OverflowError, FloatingPointError):
         raise RequestError(f"input {arg.name}: values do not fit {arg.type}") from None
+
+
+def check_model_path(path: str | os.PathLike) -> list[Path]:
+    """The .onnx files a replica would open at ``path``, each checked to parse as ONNX.
+
+    Raises:
+        IclUserError: nothing to serve at ``path``, or a file that is not an ONNX model.
+    """
+    import onnx
+
+    files, _ = _model_files(Path(path))
+    for file in files:
+        try:
+            onnx.load(str(file), load_external_data=False)
+        except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and others
+            raise IclUserError(f"{file}: not an ONNX model ({type(e).__name__})") from None
+    return files
 
 
 def _model_files(path: Path) -> tuple[list[Path], str]:
