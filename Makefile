@@ -17,7 +17,7 @@ $(VENV)/bin/python:
 # Installs the package editable (Python sources live here), compiling the op library.
 $(STAMP): $(VENV)/bin/python pyproject.toml $(shell find custom_ops -type f 2>/dev/null)
 	$(PIP) install -q $(BUILD_DEPS)
-	$(PIP) install -q --no-build-isolation -e ".[test,export,bench]"
+	$(PIP) install -q --no-build-isolation -e ".[test,export,bench,serve]"
 	touch $(STAMP)
 
 venv build: $(STAMP)

@@ -99,3 +99,31 @@ def test_a_submodule_is_an_attribute_after_a_plain_import():
         "True",
         "module 'icl_onnx' has no attribute 'no_such_name'",
     ]
+
+
+NO_RAY = """
+import importlib.abc, sys
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("ray", "starlette"):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocker())
+import icl_onnx.serve
+from icl_onnx.cli.main import main
+sys.exit(main(["serve", sys.argv[1], "--replicas", "2"]))
+"""
+
+
+def test_serve_imports_without_ray_and_its_cli_says_what_to_install(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"")
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_RAY, str(tmp_path / "m.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr == "icl-onnx serve: serve needs Ray Serve: pip install 'icl-onnx[serve]'\n"

@@ -18,7 +18,7 @@ from typing import NoReturn
 from icl_onnx.errors import IclArgumentError, IclUserError
 
 #: Subcommand modules under icl_onnx.cli, in help order.
-COMMANDS = ["scan", "optimize", "check", "export", "demo"]
+COMMANDS = ["scan", "optimize", "check", "export", "serve", "demo"]
 
 
 class CliParser(argparse.ArgumentParser):

@@ -1,0 +1,121 @@
+"""``icl-onnx serve MODEL --replicas N``: Ray Serve replicas sharing one copy per machine."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from typing import Any
+
+from icl_onnx.errors import IclUserError
+from icl_onnx.serve.model import check_model_path
+
+#: The Ray Serve application's name.
+APP_NAME = "icl-onnx"
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _failure(serve: Any, error: Exception) -> str:
+    """The last line of what Ray Serve says about the failed deployment, else of ``error``."""
+    try:
+        app = serve.status().applications.get(APP_NAME)
+        messages = [d.message for d in app.deployments.values() if d.message] if app else []
+    except Exception:  # noqa: BLE001 - the status is a best effort
+        messages = []
+    lines = [ln for m in messages or [str(error)] for ln in m.strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else type(error).__name__
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Registers the ``serve`` subcommand."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a model over HTTP with Ray Serve, replicas sharing one copy per machine",
+        description="Deploy N Ray Serve replicas of a model (an .onnx file, an optimize "
+        "--out-dir folder of variants, or a GenAI / Optimum folder), each opening it with "
+        "share_across_processes=True, and serve GET /health, POST /infer and (model folders) "
+        "POST /generate as JSON until interrupted. Needs the serve extra: "
+        "pip install 'icl-onnx[serve]'. See docs/serve.md.",
+    )
+    parser.add_argument("model", help="ONNX model file, variants folder or model folder")
+    parser.add_argument("--replicas", type=_positive, default=1, help="replica processes")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
+    parser.add_argument(
+        "--address",
+        help="join this Ray cluster (host:port of its head) instead of starting one here; "
+        "MODEL must be at the same path on every node",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="ONNX Runtime threads per replica (0: its default)"
+    )
+    parser.add_argument(
+        "--cpus-per-replica",
+        type=float,
+        default=0.0,
+        help="Ray logical CPUs each replica reserves (default 0)",
+    )
+    parser.add_argument(
+        "--max-batch-size",
+        type=_positive,
+        default=8,
+        help="most concurrent /infer requests stacked into one run (default 8)",
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Deploys the application and serves until interrupted; exit 0."""
+    check_model_path(args.model)
+    try:
+        import ray
+        from ray import serve
+    except ImportError:
+        raise IclUserError("serve needs Ray Serve: pip install 'icl-onnx[serve]'") from None
+    from icl_onnx.serve import app
+
+    application = app(
+        args.model,
+        replicas=args.replicas,
+        threads=args.threads,
+        cpus_per_replica=args.cpus_per_replica,
+        max_batch_size=args.max_batch_size,
+    )
+    try:
+        if args.address:
+            ray.init(address=args.address, logging_level="warning")
+        else:
+            ray.init(include_dashboard=False, logging_level="warning")
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        where = f"join the Ray cluster at {args.address}" if args.address else "start Ray"
+        hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token here)"
+        raise IclUserError(f"cannot {where}: {lines[0]}" + (hint if args.address else "")) from None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after ray.init, which sets its own
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port})
+        try:
+            serve.run(application, name=APP_NAME, route_prefix="/")
+        except Exception as e:  # noqa: BLE001 - Ray's deployment errors carry no common type
+            raise IclUserError(f"the replicas did not start: {_failure(serve, e)}") from None
+        print(
+            f"serving {args.model} with {args.replicas} replica(s) on "
+            f"http://{args.host}:{args.port}: GET /health, POST /infer, POST /generate",
+            flush=True,
+        )
+        while not stop.wait(0.5):
+            pass
+        return 0
+    finally:
+        if args.address:
+            serve.delete(APP_NAME)
+        else:
+            serve.shutdown()
+        ray.shutdown()

@@ -1,0 +1,335 @@
+"""``icl-onnx serve``: replicas on Ray Serve answer like a direct session, and survive.
+
+The replica's model logic (:class:`ServedModel`: request checks, stacking, greedy decoding) is
+tested without Ray. One local Ray cluster (2 logical CPUs, no dashboard, HTTP on 127.0.0.1 at a
+free port) serves two applications for the rest of the module: a tied model optimized with
+external data (2 replicas) and a folder of two variants optimized together (1 replica); the
+cluster is shut down at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import onnx
+import pytest
+from builders import V, decoder, encoder, encoder_decoder_feeds, tied_model
+
+import icl_onnx
+from icl_onnx.cli.main import main as cli_main
+from icl_onnx.pipeline import optimize_file, optimize_files
+from icl_onnx.serve import RequestError, ServedModel
+
+pytestmark = pytest.mark.usefixtures("icl_library")
+
+IDS = [[3, 9, 60, 1], [0, 63, 5, 7]]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The optimized tied model (external data) and a folder of two variants."""
+    root = tmp_path_factory.mktemp("serve")
+    onnx.save(tied_model(), root / "tied.onnx")
+    optimize_file(root / "tied.onnx", root / "tied.opt.onnx", external_data=True, min_elements=16)
+    src = [root / "encoder.onnx", root / "decoder.onnx"]
+    for path, proto in zip(src, (encoder(), decoder()), strict=True):
+        onnx.save(proto, path)
+    (root / "variants").mkdir()
+    optimize_files(src, root / "variants", min_elements=16)
+    return {"tied": root / "tied.opt.onnx", "variants": root / "variants"}
+
+
+def direct(path, feeds):
+    session = icl_onnx.create_session(path)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, feeds), strict=True))
+
+
+# --- the replica's model, without Ray ---------------------------------------------------------
+
+
+def test_concurrent_requests_are_stacked_into_one_run_with_equal_outputs(models):
+    model = ServedModel(models["tied"])
+    session = model.variants["tied.opt"].session
+    runs = []
+    real_run = session.run
+    session.run = lambda *a, **k: runs.append(1) or real_run(*a, **k)
+    requests = [model.parse({"inputs": {"ids": [row]}}) for row in IDS] + [
+        model.parse({"inputs": {"ids": [[4, 5]]}})  # another length: its own run
+    ]
+    results = model.run(requests)
+    assert len(runs) == 2
+    expected = direct(models["tied"], {"ids": np.array(IDS)})["y"]
+    np.testing.assert_allclose(np.array(results[0]["y"] + results[1]["y"]), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        results[2]["y"], direct(models["tied"], {"ids": np.array([[4, 5]])})["y"], rtol=1e-6
+    )
+
+
+def test_a_bad_request_in_a_stack_fails_alone(models):
+    model = ServedModel(models["tied"])
+    good, bad = (
+        model.parse({"inputs": {"ids": [[1, 2]]}}),
+        model.parse({"inputs": {"ids": [[1, V]]}}),
+    )
+    results = model.run([good, bad, good])
+    assert isinstance(results[1], RequestError) and "out of data bounds" in str(results[1])
+    assert results[0] == results[2] and np.array(results[0]["y"]).shape == (1, 2, V)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([1, 2], "JSON object"),
+        ({"inputs": {"idz": [[1]]}}, "unknown input(s) idz; missing input(s) ids"),
+        ({"inputs": {"ids": [1, 2]}}, "has shape [2]; the model takes [b, s]"),
+        ({"inputs": {"ids": [[1.5, 2]]}}, "takes tensor(int64); got float64"),
+        ({"inputs": {"ids": [[1, 2], [3]]}}, "not a rectangular nested list"),
+        ({"inputs": {"ids": [["a"]]}}, "nested list of numbers"),
+        ({"inputs": {"ids": [[1]]}, "variant": "other"}, "unknown variant 'other'"),
+    ],
+)
+def test_bad_requests_are_one_line_request_errors(models, body, message):
+    model = ServedModel(models["tied"])
+    with pytest.raises(RequestError) as caught:
+        model.parse(body)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value.status == (404 if "variant" in message else 400)
+
+
+def test_a_variants_folder_needs_a_variant_name(models):
+    model = ServedModel(models["variants"])
+    assert (model.kind, sorted(model.variants)) == ("variants", ["decoder", "encoder"])
+    with pytest.raises(RequestError, match="name a variant: one of decoder, encoder"):
+        model.parse({"inputs": {}})
+
+
+def test_generate_matches_onnxruntime_genai_on_an_optimized_folder(tmp_path):
+    pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is in the test extra")
+    from clients import NEW_TOKENS, PROMPT, genai_build, genai_generate
+
+    src = genai_build("llama")
+    out = tmp_path / "out"
+    assert cli_main(["optimize", str(src), "-o", str(out), "-q"]) == 0
+    model = ServedModel(out)
+    assert model.kind == "genai" and model.can_generate
+    got = model.generate({"input_ids": PROMPT, "max_new_tokens": NEW_TOKENS})["tokens"]
+    assert PROMPT + got == genai_generate(src)["tokens"]
+    with pytest.raises(RequestError, match="max_new_tokens"):
+        model.generate({"input_ids": PROMPT, "max_new_tokens": 0})
+
+
+def test_generate_reruns_the_sequence_on_an_optimum_decoder_without_a_cache(tmp_path):
+    """An Optimum folder (config.json + model.onnx) whose decoder has no KV cache."""
+    from onnx import TensorProto
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    rng = np.random.default_rng(3)
+    table = rng.standard_normal((V, 8)).astype(np.float32)
+    mix = rng.standard_normal((8, 8)).astype(np.float32)
+    nodes = [
+        h.make_node("Gather", ["table", "input_ids"], ["e"]),
+        h.make_node("CumSum", ["e", "axis"], ["c"]),  # each position sees the prefix
+        h.make_node("MatMul", ["c", "mix"], ["m"]),
+        h.make_node("Transpose", ["table"], ["tableT"], perm=[1, 0]),
+        h.make_node("MatMul", ["m", "tableT"], ["logits"]),
+    ]
+    inits = [nh.from_array(table, "table"), nh.from_array(mix, "mix")]
+    inits.append(nh.from_array(np.array(1, np.int64), "axis"))
+    graph = h.make_graph(
+        nodes,
+        "lm",
+        [h.make_tensor_value_info("input_ids", TensorProto.INT64, ["b", "s"])],
+        [h.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", "s", V])],
+        inits,
+    )
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 18)]), tmp_path / "model.onnx")
+    (tmp_path / "config.json").write_text("{}")
+    model = ServedModel(tmp_path)
+    assert (model.kind, model.can_generate) == ("optimum", True)
+    got = model.generate({"input_ids": [4, 9], "max_new_tokens": 5})["tokens"]
+    sequence = [4, 9]
+    for _ in range(5):  # the reference: numpy on the whole sequence each step
+        last = table[sequence].sum(axis=0) @ mix @ table.T
+        sequence.append(int(np.argmax(last)))
+    assert got == sequence[2:]
+
+
+def test_the_cli_names_a_missing_model_in_one_line(tmp_path, capsys):
+    assert cli_main(["serve", str(tmp_path / "none.onnx"), "--replicas", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"icl-onnx serve: {tmp_path / 'none.onnx'}: no such file or folder"
+
+
+# --- replicas on a local Ray cluster --------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def call(self, path: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+
+@pytest.fixture(scope="module")
+def cluster(models, tmp_path_factory):
+    """A local Ray cluster serving /tied (2 replicas) and /variants (1 replica)."""
+    serve = pytest.importorskip("ray.serve", reason="Ray Serve is the serve extra")
+    import ray
+
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(icl_onnx.serve.app(models["tied"], replicas=2), name="tied", route_prefix="/tied")
+        serve.run(icl_onnx.serve.app(models["variants"]), name="vars", route_prefix="/variants")
+        client = Client(port)
+        client.port = port
+        client.address = ray.get_runtime_context().gcs_address
+        yield client
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def replica_pids(app: str) -> dict[str, int]:
+    """Process ids of an application's live replicas, by actor name, through Ray's API."""
+    import ray
+
+    pids = {}
+    for actor in ray.util.list_named_actors(all_namespaces=True):
+        if actor["name"].startswith(f"SERVE_REPLICA::{app}#"):
+            handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
+            try:
+                pids[actor["name"]] = ray.get(handle.__ray_call__.remote(lambda _: os.getpid()))
+            except ray.exceptions.RayActorError:
+                continue  # died since listed
+    return pids
+
+
+def test_health_answers_once_every_replica_is_up(cluster):
+    status, body = cluster.call("/tied/health")
+    assert status == 200 and body["replicas"] == body["target"] == 2
+    assert body["variants"] == ["tied.opt"] and body["generate"] is False
+
+
+def test_concurrent_infer_requests_equal_a_direct_session(cluster, models):
+    rows = np.random.default_rng(0).integers(0, V, size=(16, 5))
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(
+            pool.map(lambda r: cluster.call("/tied/infer", {"inputs": {"ids": [r.tolist()]}}), rows)
+        )
+    assert all(status == 200 for status, _ in replies)
+    got = np.concatenate([np.array(body["outputs"]["y"], np.float32) for _, body in replies])
+    np.testing.assert_allclose(
+        got, direct(models["tied"], {"ids": rows})["y"], rtol=1e-5, atol=1e-5
+    )
+
+
+def test_a_request_names_its_variant(cluster, models):
+    feeds = encoder_decoder_feeds()
+    for name in ("encoder", "decoder"):
+        path = models["variants"] / f"{name}.onnx"
+        inputs = {i.name for i in icl_onnx.create_session(path).get_inputs()}
+        mine = {k: v for k, v in feeds.items() if k in inputs}
+        body = {"variant": name, "inputs": {k: v.tolist() for k, v in mine.items()}}
+        status, reply = cluster.call("/variants/infer", body)
+        assert status == 200, reply
+        for key, value in direct(path, mine).items():
+            np.testing.assert_allclose(np.array(reply["outputs"][key]), value, rtol=1e-5)
+    status, reply = cluster.call("/variants/infer", {"variant": "nope", "inputs": {}})
+    assert status == 404 and reply["error"].startswith("unknown variant 'nope'")
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "status"),
+    [
+        ("/tied/infer", b"{not json", 400),
+        ("/tied/infer", json.dumps({"inputs": {"ids": [[1.5]]}}).encode(), 400),
+        ("/tied/infer", json.dumps({"inputs": {"ids": [[V + 5]]}}).encode(), 400),
+        ("/tied/predict", b"{}", 404),
+        ("/tied/generate", json.dumps({"input_ids": [1]}).encode(), 404),
+    ],
+)
+def test_a_bad_request_gets_a_4xx_and_the_next_good_one_succeeds(cluster, path, raw, status):
+    got, reply = cluster.call(path, raw=raw)
+    assert got == status and "\n" not in reply["error"]
+    got, reply = cluster.call("/tied/infer", {"inputs": {"ids": [[1, 2, 3]]}})
+    assert got == 200 and np.array(reply["outputs"]["y"]).shape == (1, 3, V)
+
+
+def test_a_killed_replica_is_replaced_and_requests_succeed_again(cluster):
+    before = replica_pids("tied")
+    assert len(before) == 2
+    victim = next(iter(before.values()))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        now = replica_pids("tied")
+        if len(now) == 2 and victim not in now.values():
+            if cluster.call("/tied/health")[0] == 200:
+                break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"replica {victim} was not replaced within 90 s")
+    for _ in range(6):
+        status, reply = cluster.call("/tied/infer", {"inputs": {"ids": [[5, 6]]}})
+        assert status == 200 and np.array(reply["outputs"]["y"]).shape == (1, 2, V)
+
+
+def test_the_config_builder_needs_a_model_and_passes_the_rest_to_app(models):
+    pytest.importorskip("ray.serve", reason="Ray Serve is the serve extra")
+    with pytest.raises(ValueError, match="needs args.model"):
+        icl_onnx.serve.app_builder({"replicas": 2})
+    application = icl_onnx.serve.app_builder({"model": str(models["tied"]), "replicas": 3})
+    deployment = application._bound_deployment
+    assert deployment.num_replicas == 3 and deployment.name == "icl-onnx"
+
+
+def test_the_cli_joins_a_cluster_serves_and_removes_its_app_on_sigterm(cluster, models):
+    import subprocess
+    import sys
+
+    from ray import serve
+
+    command = [sys.executable, "-m", "icl_onnx.cli.main", "serve", str(models["tied"])]
+    command += ["--replicas", "1", "--port", str(cluster.port), "--address", cluster.address]
+    # a cluster that ray.init starts uses Ray's default token authentication, unless disabled
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    try:
+        line = proc.stdout.readline().decode()  # printed once every replica is up
+        assert line.startswith(f"serving {models['tied']} with 1 replica(s)"), line
+        assert cluster.call("/health")[0] == 200
+        status, reply = cluster.call("/infer", {"inputs": {"ids": [[1, 2]]}})
+        assert status == 200 and np.array(reply["outputs"]["y"]).shape == (1, 2, V)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert "icl-onnx" not in serve.status().applications
+        assert cluster.call("/tied/health")[0] == 200  # the other applications still serve
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
