@@ -46,13 +46,23 @@ struct BlockQuantGeometry {
   int64_t zero_point_row_bytes = 0;  // ceil(n_blocks * bits / 8)
 };
 
-// Returns why the attributes are invalid, or "" (checked once, when the kernel is created).
+// Returns why the attributes are invalid, or "" (checked once, when the kernel is created):
+// besides each value's range, a row padded to whole blocks (ceil(K / block_size) * block_size
+// elements), its bytes in B and its bits of zero points must be counts int64 holds.
 inline std::string CheckBlockQuantAttrs(const BlockQuantAttrs& a) {
   if (a.bits != 4 && a.bits != 8) return "bits must be 4 or 8, got " + std::to_string(a.bits);
   if (a.block_size < 16 || (a.block_size & (a.block_size - 1)) != 0) {
     return "block_size must be a power of 2 and at least 16, got " + std::to_string(a.block_size);
   }
   if (a.k < 1) return "K must be at least 1, got " + std::to_string(a.k);
+  const int64_t n_blocks = a.k / a.block_size + (a.k % a.block_size != 0);  // no k + block_size
+  int64_t padded = 0, row_bytes = 0, zero_point_bits = 0;
+  if (!CheckedMul(n_blocks, a.block_size, padded) ||
+      !CheckedMul(n_blocks, a.block_size / 8 * a.bits, row_bytes) ||
+      !CheckedMul(n_blocks, a.bits, zero_point_bits)) {
+    return "K=" + std::to_string(a.k) + " and block_size=" + std::to_string(a.block_size) +
+           " make rows of more than 2^63-1 elements";
+  }
   return "";
 }
 
@@ -66,14 +76,11 @@ inline std::string ResolveBlockQuant(const BlockQuantAttrs& a, const std::vector
   g.k = a.k;
   g.bits = static_cast<int>(a.bits);
   g.block_size = a.block_size;
+  // No product below overflows: CheckBlockQuantAttrs checked the row sizes.
   g.n_blocks = a.k / a.block_size + (a.k % a.block_size != 0);  // ceil, without k + block_size
   g.blob = a.block_size / 8 * a.bits;                            // block_size is a multiple of 8
-  int64_t zero_point_bits = 0;
-  if (!CheckedMul(g.n_blocks, g.blob, g.row_bytes) ||
-      !CheckedMul(g.n_blocks, a.bits, zero_point_bits)) {
-    return "K=" + std::to_string(a.k) + " with block_size=" + std::to_string(a.block_size) +
-           " makes rows of more than 2^63-1 bytes";
-  }
+  g.row_bytes = g.n_blocks * g.blob;
+  const int64_t zero_point_bits = g.n_blocks * a.bits;
   g.zero_point_row_bytes = zero_point_bits / 8 + (zero_point_bits % 8 != 0);
   if (b_shape.size() != 3 || b_shape[0] < 0 || b_shape[1] != g.n_blocks || b_shape[2] != g.blob) {
     return "B must have shape [N, " + std::to_string(g.n_blocks) + ", " + std::to_string(g.blob) +
