@@ -88,9 +88,12 @@ def run_in_child(case: Case, library: str, tmp_path) -> dict:
         text=True,
         timeout=300,
     )
+    # A sanitizer's report starts with "runtime error" (UBSan) or "ERROR:" (ASan): show it.
+    start = min((i for i in (child.stderr.find("runtime error"), child.stderr.find("ERROR:"))
+                 if i >= 0), default=max(0, len(child.stderr) - 3000))  # fmt: skip
     assert child.returncode == 0, (
         f"the child process died (exit {child.returncode}) on {case.op} {case.attrs}:\n"
-        f"{child.stderr[-3000:]}"
+        f"{child.stderr[start : start + 3000]}"
     )
     return json.loads(child.stdout.strip().splitlines()[-1])
 
