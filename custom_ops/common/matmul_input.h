@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/input.h"
@@ -41,7 +42,7 @@ inline std::string CheckMatMul(const ViewAttrs& attrs, const Backend& backend, c
   }
   if (a.shape.empty()) return "A must have rank >= 1";
   if (w.shape.size() != 2) return "W must be 2-D, got " + ShapeString(w.shape);
-  const std::vector<int64_t> leading(a.shape.begin(), a.shape.end() - 1);
+  std::vector<int64_t> leading(a.shape.begin(), a.shape.end() - 1);
   int64_t a_count = 0;
   if (!ElementCount(a.shape, a_count) || !ElementCount(leading, call.m)) {
     return "A " + ShapeString(a.shape) + " has a negative dimension or too many elements";
@@ -54,7 +55,7 @@ inline std::string CheckMatMul(const ViewAttrs& attrs, const Backend& backend, c
     return "A " + ShapeString(a.shape) + " does not match view(W) " +
            ShapeString({call.view.rows, call.view.cols});
   }
-  y_shape = leading;
+  y_shape = std::move(leading);
   y_shape.push_back(call.n);
   if (error = CheckTensorSize("Y", y_shape, SizeOf(call.a_type)); !error.empty()) return error;
   if (bias.present && (bias.onnx_type != a.onnx_type || bias.shape != std::vector{call.n})) {
