@@ -8,7 +8,8 @@ namespace icl {
 inline constexpr const char* kDomain = "ai.icl";
 
 namespace cpu {
-// Adds the CPUExecutionProvider kernels of IclMatMul and IclGather to `domain`.
+// Adds the CPUExecutionProvider kernels of IclMatMul, IclGather and IclGatherBlockQuantized to
+// `domain`.
 void RegisterOps(Ort::CustomOpDomain& domain);
 }  // namespace cpu
 

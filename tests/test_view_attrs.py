@@ -4,7 +4,8 @@ The C++ rule lives in custom_ops/common/view.h (ViewAttrsError, reached through
 ReadViewAttrs from every kernel's Create). The CPU kernels' Create runs at session creation
 in any onnxruntime. The CUDA kernels' Create needs no GPU either: the test-only harness library
 registers ops on the CPU provider whose Create is the CUDA kernel's own (harness
-create_probe.cc), so creating a session over a node runs exactly the CUDA Create.
+create_probe.cc), so creating a session over a node runs exactly the CUDA Create (and running
+it, the CUDA kernel's input front end, stopping before any launch).
 """
 
 from __future__ import annotations
@@ -49,10 +50,10 @@ needs_cuda_build = pytest.mark.skipif(not HARNESS_PATH, reason=NO_HARNESS)
 
 
 def model(op: str, attrs: dict) -> bytes:
-    """One IclMatMul (A[2, 8] @ view(W[8, 8])) or IclGather (view(W[8, 8])[I]) node."""
+    """One IclMatMul (A[2, K] @ view(W[8, 8])) or IclGather (view(W[8, 8])[I]) node."""
     if op == "IclMatMul":
         inputs = [
-            helper.make_tensor_value_info("A", FLOAT, [2, 8]),
+            helper.make_tensor_value_info("A", FLOAT, [2, "K"]),
             helper.make_tensor_value_info("W", FLOAT, [8, 8]),
         ]
         node = helper.make_node(op, ["A", "W"], ["Y"], domain="ai.icl", **attrs)
@@ -119,11 +120,12 @@ def test_well_formed_attributes_are_accepted_everywhere(op):
 @needs_cuda_build
 @pytest.mark.parametrize("op", ["IclMatMul", "IclGather"])
 def test_cuda_kernel_create_accepts_well_formed_attributes(op):
-    # The probe kernels only create: running one reports that, proving the CUDA Create ran.
+    # The probe kernels create, then run the CUDA front end on the inputs and stop before any
+    # launch: reaching that answer proves the CUDA Create ran and the front end took the inputs.
     session = cuda_create_session(op, GOOD)
     w = np.zeros((8, 8), np.float32)
     feeds = (
-        {"A": np.zeros((2, 8), np.float32), "W": w}
+        {"A": np.zeros((2, 4), np.float32), "W": w}  # view(W) is [4, 8]
         if op == "IclMatMul"
         else {"W": w, "I": np.arange(3, dtype=np.int64)}
     )

@@ -2,7 +2,8 @@
 #   icl_cuda_kernels  OBJECT: the launchers (cuda/*.cu) and the run-time cuBLAS loader, shared by
 #   icl_ops           (+ cuda/register.cc: the CUDAExecutionProvider kernels) and
 #   icl_cuda_harness  SHARED, test-only: a C API over the launchers for ctypes tests and
-#                     benchmarks, and the CUDA kernels' Create behind a CPU op (create_probe.cc).
+#                     benchmarks, and the CUDA kernels' Create and input front end behind CPU ops
+#                     (create_probe.cc).
 # cudart is linked statically and cuBLAS is opened at run time (cuda/cublas.h), so both libraries
 # load on machines with no CUDA driver and no CUDA libraries.
 include(CheckLanguage)

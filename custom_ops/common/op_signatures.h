@@ -33,7 +33,8 @@ inline const OpSignature& MatMulSignature() {
 // comes from the attribute `output_dtype`, which ORT's custom-op type inference cannot read: it
 // only propagates types chosen by the inputs. A single, non-homogeneous variadic output is the
 // one form ORT leaves untyped, so Y takes the type the model declares for it (graph output or
-// value_info; icl_onnx.schemas' shape inference writes it). Kernels check that the declared type agrees with `output_dtype`.
+// value_info; icl_onnx.schemas' shape inference writes it). The input front end
+// (common/gather_input.h) checks, at kernel creation, that the declared type is `output_dtype`'s.
 inline const OpSignature& GatherSignature() {
   static const OpSignature s{"IclGather",
                              {INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_REQUIRED,

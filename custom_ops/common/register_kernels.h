@@ -1,5 +1,5 @@
-// Registration shared by the backends: one custom op per type combination of each op, all
-// under the two op names. ORT merges same-named ops into one schema (across backends too) and
+// Registration shared by the backends (and the CUDA harness's create probe): one custom op per
+// type combination of each op, all under the op names. ORT merges same-named ops into one schema (across backends too) and
 // picks the kernel whose types match the node.
 #pragma once
 
@@ -29,8 +29,8 @@ void RegisterKernels(Ort::CustomOpDomain& domain, const char* provider) {
           MatMulSignature(), provider, std::vector{t, tw, t, tw, tw}, std::vector{t}));
     }
   }
-  // IclGather: U and V have W's type; Y is left untyped (see GatherSignature); the kernel checks it against
-  // output_dtype at creation.
+  // IclGather: U and V have W's type; Y is left untyped (see GatherSignature); the front end
+  // (common/gather_input.h) checks it against output_dtype at kernel creation.
   for (auto tw : kFloatTypes) {
     for (auto ti : kIndexTypes) {
       ops->push_back(std::make_unique<KernelOp<GatherKernel>>(

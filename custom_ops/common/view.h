@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/checked_math.h"
 #include "common/elem_type.h"
 #include "onnxruntime_cxx_api.h"
 
@@ -91,21 +92,30 @@ struct ViewGeometry {
 };
 
 // Resolves the geometry of view(W) for a stored W of shape [R, C]; returns false and fills
-// `error` when the attributes are malformed or do not fit the shape.
+// `error` when the attributes are malformed or do not fit the shape. Every comparison is arranged
+// so that no attribute value, up to 2^63-1, can overflow (slice_start + size is never formed).
 inline bool ResolveView(const ViewAttrs& a, int64_t R, int64_t C, ViewGeometry& g,
                         std::string& error) {
   if (error = ViewAttrsError(a); !error.empty()) return false;
-  const int64_t axis_len = a.slice_axis == 0 ? R : C;
-  const int64_t size = a.slice_size < 0 ? axis_len - a.slice_start : a.slice_size;
-  if (size < 0 || a.slice_start + size > axis_len) {
-    error = "slice [" + std::to_string(a.slice_start) + ", +" + std::to_string(size) +
-            ") out of range for an axis of " + std::to_string(axis_len);
+  int64_t elements = 0;
+  if (!ElementCount({R, C}, elements)) {
+    error = "W " + ShapeString({R, C}) + " has a negative dimension or too many elements";
     return false;
   }
+  const int64_t axis_len = a.slice_axis == 0 ? R : C;
+  // slice_start >= 0 and slice_size >= -1 here (ViewAttrsError).
+  if (a.slice_start > axis_len || a.slice_size > axis_len - a.slice_start) {
+    error = "the slice [" + std::to_string(a.slice_start) + ", +" +
+            (a.slice_size < 0 ? std::string("rest") : std::to_string(a.slice_size)) +
+            ") is out of range for axis " + std::to_string(a.slice_axis) + " of W " +
+            ShapeString({R, C});
+    return false;
+  }
+  const int64_t size = a.slice_size < 0 ? axis_len - a.slice_start : a.slice_size;
   int64_t sr = R, sc = C;  // shape of the slice
   if (a.slice_axis == 0) {
     sr = size;
-    g.offset = a.slice_start * C;
+    g.offset = a.slice_start * C;  // <= R * C, which fits (checked above)
   } else {
     sc = size;
     g.offset = a.slice_start;

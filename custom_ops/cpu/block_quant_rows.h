@@ -1,6 +1,6 @@
 // IclGatherBlockQuantized's CPU arithmetic: dequantizes selected rows of a MatMulNBits table
-// (common/block_quant.h). No ORT API here: the kernel (gather_block_quantized_kernel.cc) checks
-// the inputs, normalises the indices and splits the rows over ORT's thread pool.
+// (common/block_quant.h). No ORT API here: the front end (common/gather_block_quantized_input.h)
+// checks the inputs and normalises the indices, the kernel splits the rows over ORT's threads.
 #pragma once
 
 #include <cstdint>

@@ -97,11 +97,11 @@ void StridedToFloat(ElemType src_type, const void* src, int64_t stride, float* d
   for (int64_t i = 0; i < n; ++i) dst[i] = scale * LoadAsFloat(src_type, src, i * stride);
 }
 
-const float* AsFloat(const Ort::ConstValue& value, ElemType type, std::vector<float>& widened) {
-  if (type == ElemType::kFloat) return value.GetTensorData<float>();
-  const size_t count = value.GetTensorTypeAndShapeInfo().GetElementCount();
-  widened.resize(count);
-  ToFloat(type, value.GetTensorRawData(), widened.data(), static_cast<int64_t>(count));
+const float* AsFloat(const void* data, int64_t count, ElemType type,
+                     std::vector<float>& widened) {
+  if (type == ElemType::kFloat) return static_cast<const float*>(data);
+  widened.resize(static_cast<size_t>(count));
+  ToFloat(type, data, widened.data(), count);
   return widened.data();
 }
 

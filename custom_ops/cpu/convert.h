@@ -11,8 +11,9 @@ namespace icl::cpu {
 // dst[i] = scale * float(src[i]) for i < n; src holds elements of type `src_type`.
 void ToFloat(ElemType src_type, const void* src, float* dst, int64_t n, float scale = 1.0f);
 
-// A tensor of `type` as float32: its own data when it is float32, else widened into `widened`.
-const float* AsFloat(const Ort::ConstValue& value, ElemType type, std::vector<float>& widened);
+// `count` elements of `type` as float32: `data` itself when it is float32, else widened into
+// `widened`.
+const float* AsFloat(const void* data, int64_t count, ElemType type, std::vector<float>& widened);
 
 // dst[i] = src[i] rounded to `dst_type` (nearest even) for i < n.
 void FromFloat(const float* src, ElemType dst_type, void* dst, int64_t n);

@@ -1,10 +1,11 @@
 // The CPUExecutionProvider kernel of IclGatherBlockQuantized(B, indices, scales[, zero_points])
-// -> Y (docs/operators.md): rows of a MatMulNBits table, dequantized.
+// -> Y (docs/operators.md): rows of a MatMulNBits table, dequantized. The shared front end
+// (common/gather_block_quantized_input.h) checks, this kernel dequantizes (cpu/block_quant_rows.h).
 #pragma once
 
 #include <memory>
 
-#include "common/block_quant.h"
+#include "common/gather_block_quantized_input.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl::cpu {
@@ -13,14 +14,14 @@ class GatherBlockQuantizedKernel {
  public:
   // Reads and checks the attributes K, bits and block_size.
   static Ort::Status Create(const OrtKernelInfo* info,
-                           std::unique_ptr<GatherBlockQuantizedKernel>& out);
+                            std::unique_ptr<GatherBlockQuantizedKernel>& out);
 
   Ort::Status Compute(OrtKernelContext* context);
 
  private:
-  explicit GatherBlockQuantizedKernel(const BlockQuantAttrs& attrs) : attrs_(attrs) {}
+  explicit GatherBlockQuantizedKernel(const GatherBlockQuantizedInput& input) : input_(input) {}
 
-  BlockQuantAttrs attrs_;
+  GatherBlockQuantizedInput input_;
 };
 
 }  // namespace icl::cpu

@@ -2,10 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
-#include <string>
 #include <vector>
 
-#include "common/block_quant_io.h"
+#include "cpu/backend.h"
 #include "cpu/convert.h"
 #include "cpu/low_rank.h"
 #include "cpu/parallel.h"
@@ -17,76 +16,34 @@ namespace {
 // Output elements per thread-pool task: small gathers run inline.
 constexpr int64_t kElementsPerTask = 1 << 16;
 
-Ort::Status Error(const std::string& message, OrtErrorCode code = ORT_INVALID_ARGUMENT) {
-  return Ort::Status(("IclGather: " + message).c_str(), code);
-}
-
-ONNXTensorElementDataType DeclaredType(const OrtKernelInfo* info, bool input, size_t index) {
-  const Ort::ConstKernelInfo kernel_info(info);
-  const Ort::TypeInfo type =
-      input ? kernel_info.GetInputTypeInfo(index) : kernel_info.GetOutputTypeInfo(index);
-  return type.GetTensorTypeAndShapeInfo().GetElementType();
-}
-
 }  // namespace
 
 Ort::Status GatherKernel::Create(const OrtKernelInfo* info, std::unique_ptr<GatherKernel>& out) {
-  ViewAttrs attrs;
-  if (Ort::Status status = ReadViewAttrs(info, "IclGather", attrs); !status.IsOK()) return status;
-  const auto w_onnx = DeclaredType(info, /*input=*/true, 0);
-  const auto y_onnx = DeclaredType(info, /*input=*/false, 0);
-  const auto wanted =
-      attrs.output_dtype == 0 ? w_onnx : static_cast<ONNXTensorElementDataType>(attrs.output_dtype);
-  ElemType y_type;
-  if (!ToElemType(wanted, y_type)) return Error("W must be float32, float16 or bfloat16");
-  if (y_onnx != wanted) {
-    return Error("the model declares Y with element type " + std::to_string(y_onnx) +
-                 " but output_dtype makes it " + std::to_string(wanted) +
-                 "; declare Y's type (value_info) to match output_dtype");
+  GatherInput input;
+  if (Ort::Status status = GatherInput::Create(info, kBackend, input); !status.IsOK()) {
+    return status;
   }
-  out.reset(new GatherKernel(attrs, y_type));
+  out.reset(new GatherKernel(input));
   return Ort::Status{nullptr};
 }
 
 Ort::Status GatherKernel::Compute(OrtKernelContext* context) {
-  Ort::KernelContext ctx(context);
-  const Ort::ConstValue w = ctx.GetInput(0);
-  const Ort::ConstValue indices = ctx.GetInput(1);
-  const size_t inputs = ctx.GetInputCount();
-  const Ort::ConstValue u = inputs > 2 ? ctx.GetInput(2) : Ort::ConstValue(nullptr);
-  const Ort::ConstValue v = inputs > 3 ? ctx.GetInput(3) : Ort::ConstValue(nullptr);
-  const auto w_info = w.GetTensorTypeAndShapeInfo();
-  const auto idx_info = indices.GetTensorTypeAndShapeInfo();
-  ElemType w_type;
-  if (!ToElemType(w_info.GetElementType(), w_type)) {
-    return Error("W must be float32, float16 or bfloat16");
-  }
-  const std::vector<int64_t> w_shape = w_info.GetShape();
-  if (w_shape.size() != 2) return Error("W must be 2-D");
-  ViewGeometry view;
-  std::string error;
-  if (!ResolveView(attrs_, w_shape[0], w_shape[1], view, error)) return Error(error);
+  GatherCall call;  // every index checked: the CPU reads them on the host
+  if (Ort::Status status = input_.Read(context, call); !status.IsOK()) return status;
+  const ViewGeometry& view = call.view;
+  const std::vector<int64_t>& rows = call.rows;
+  const ElemType w_type = call.w_type, y_type = call.y_type;
+  const int64_t count = call.count, h = view.cols;
+  if (count == 0 || h == 0) return Ort::Status{nullptr};  // Y is empty
   std::vector<float> u_float, v_float;
-  LowRankTerm delta;
-  error = ReadLowRank(u, v, w_type, view, attrs_.delta_transpose != 0, u_float, v_float, delta);
-  if (!error.empty()) return Error(error);
-
-  // Check every index before writing anything.
-  std::vector<int64_t> rows;
-  error = ReadRowIndices(indices, view.rows, rows);
-  if (!error.empty()) return Error(error);
-  const int64_t count = static_cast<int64_t>(rows.size());
-
-  std::vector<int64_t> y_shape = idx_info.GetShape();
-  const int64_t h = view.cols;
-  y_shape.push_back(h);
-  Ort::UnownedValue y = ctx.GetOutput(0, y_shape);
-  char* y_data = static_cast<char*>(y.GetTensorMutableRawData());
-  const char* w_data = static_cast<const char*>(w.GetTensorRawData());
-  const int64_t w_size = SizeOf(w_type), y_size = SizeOf(y_type_);
+  const LowRankTerm delta = ToLowRankTerm(call.u, call.v, w_type, view, call.rank,
+                                          call.delta_transposed, u_float, v_float);
+  char* y_data = static_cast<char*>(call.y);
+  const char* w_data = static_cast<const char*>(call.w);
+  const int64_t w_size = SizeOf(w_type), y_size = SizeOf(y_type);
   // A plain copy when the view keeps rows contiguous and changes no value.
   const bool copy_rows =
-      !view.transposed && w_type == y_type_ && attrs_.scale == 1.0f && delta.rank == 0;
+      !view.transposed && w_type == y_type && call.scale == 1.0f && delta.rank == 0;
 
   // One row of view(W): contiguous at offset + r * ld, or (transposed) a column of W.
   auto gather_row = [&](int64_t i) {
@@ -99,12 +56,12 @@ Ort::Status GatherKernel::Compute(OrtKernelContext* context) {
     }
     float* row = ThreadScratch(ScratchSlot::kRow, static_cast<size_t>(h));
     if (view.transposed) {
-      StridedToFloat(w_type, w_data + (view.offset + r) * w_size, view.ld, row, h, attrs_.scale);
+      StridedToFloat(w_type, w_data + (view.offset + r) * w_size, view.ld, row, h, call.scale);
     } else {
-      ToFloat(w_type, w_data + (view.offset + r * view.ld) * w_size, row, h, attrs_.scale);
+      ToFloat(w_type, w_data + (view.offset + r * view.ld) * w_size, row, h, call.scale);
     }
     if (delta.rank > 0) LowRankAddRow(delta, r, row);
-    FromFloat(row, y_type_, dst, h);
+    FromFloat(row, y_type, dst, h);
   };
   const int64_t rows_per_task = std::max<int64_t>(1, kElementsPerTask / std::max<int64_t>(h, 1));
   return ParallelFor(context, ChunkCount(count, rows_per_task), [&](int64_t t) {

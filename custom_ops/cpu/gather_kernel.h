@@ -1,10 +1,10 @@
-// The CPUExecutionProvider kernel of IclGather(W, indices) -> Y (docs/operators.md).
+// The CPUExecutionProvider kernel of IclGather(W, indices[, U, V]) -> Y (docs/operators.md):
+// the shared front end (common/gather_input.h) checks, this kernel copies and converts rows.
 #pragma once
 
 #include <memory>
 
-#include "common/view.h"
-#include "cpu/element.h"
+#include "common/gather_input.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl::cpu {
@@ -17,10 +17,9 @@ class GatherKernel {
   Ort::Status Compute(OrtKernelContext* context);
 
  private:
-  GatherKernel(const ViewAttrs& attrs, ElemType y_type) : attrs_(attrs), y_type_(y_type) {}
+  explicit GatherKernel(const GatherInput& input) : input_(input) {}
 
-  ViewAttrs attrs_;
-  ElemType y_type_;
+  GatherInput input_;
 };
 
 }  // namespace icl::cpu

@@ -3,29 +3,26 @@
 // for A @ L and rank x (a task's columns) for the second product.
 #include "cpu/low_rank.h"
 
-#include "common/low_rank_io.h"
 #include "cpu/convert.h"
 #include "cpu/panel_gemm.h"
 #include "cpu/scratch.h"
 
-
 namespace icl::cpu {
 
-std::string ReadLowRank(const Ort::ConstValue& u, const Ort::ConstValue& v, ElemType w_type,
-                        const ViewGeometry& view, bool transposed, std::vector<float>& u_float,
-                        std::vector<float>& v_float, LowRankTerm& term) {
-  int64_t rank = 0;
-  std::string problem = CheckLowRankInputs(u, v, view.rows, view.cols, transposed, rank);
-  if (!problem.empty() || rank == 0) return problem;
-  term.u = AsFloat(u, w_type, u_float);
-  term.v = AsFloat(v, w_type, v_float);
+LowRankTerm ToLowRankTerm(const void* u, const void* v, ElemType w_type, const ViewGeometry& view,
+                          int64_t rank, bool transposed, std::vector<float>& u_float,
+                          std::vector<float>& v_float) {
+  LowRankTerm term;
+  if (rank == 0) return term;
   term.p = view.rows;
   term.q = view.cols;
   term.rank = rank;
   term.transposed = transposed;
-  return {};
+  // U [p, rank] and V [rank, q], or U [q, rank] and V [rank, p] when transposed.
+  term.u = AsFloat(u, (transposed ? term.q : term.p) * rank, w_type, u_float);
+  term.v = AsFloat(v, rank * (transposed ? term.p : term.q), w_type, v_float);
+  return term;
 }
-
 
 const float* LowRankLeftMatrix(const LowRankTerm& f, std::vector<float>& buffer) {
   if (!f.transposed) return f.u;

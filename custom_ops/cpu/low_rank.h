@@ -7,7 +7,6 @@
 
 #include "common/view.h"
 #include "cpu/element.h"
-#include "onnxruntime_cxx_api.h"
 
 namespace icl::cpu {
 
@@ -40,10 +39,11 @@ void LowRankAddColumns(const LowRankTerm& f, const float* t, int64_t m, int64_t 
 // out[c] += delta[row, c] for c < Q.
 void LowRankAddRow(const LowRankTerm& f, int64_t row, float* out);
 
-// Reads the optional factor inputs of a node whose view(W) has geometry `view` into `term`
-// (16-bit factors are widened into `u_float`, `v_float`); "" when absent or well formed.
-std::string ReadLowRank(const Ort::ConstValue& u, const Ort::ConstValue& v, ElemType w_type,
-                        const ViewGeometry& view, bool transposed, std::vector<float>& u_float,
-                        std::vector<float>& v_float, LowRankTerm& term);
+// The low-rank term of a checked call (common/matmul_input.h, common/gather_input.h): factors
+// `u`, `v` of W's type and rank `rank` for view(W) `view`, 16-bit ones widened into `u_float`,
+// `v_float`. Rank 0: no term.
+LowRankTerm ToLowRankTerm(const void* u, const void* v, ElemType w_type, const ViewGeometry& view,
+                          int64_t rank, bool transposed, std::vector<float>& u_float,
+                          std::vector<float>& v_float);
 
 }  // namespace icl::cpu

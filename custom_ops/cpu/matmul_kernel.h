@@ -1,9 +1,10 @@
-// The CPUExecutionProvider kernel of IclMatMul(A, W[, bias]) -> Y (docs/operators.md).
+// The CPUExecutionProvider kernel of IclMatMul(A, W[, bias][, U, V]) -> Y (docs/operators.md):
+// the shared front end (common/matmul_input.h) checks, this kernel computes (cpu/matmul.h).
 #pragma once
 
 #include <memory>
 
-#include "common/view.h"
+#include "common/matmul_input.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl::cpu {
@@ -17,9 +18,9 @@ class MatMulKernel {
   Ort::Status Compute(OrtKernelContext* context);
 
  private:
-  explicit MatMulKernel(const ViewAttrs& attrs) : attrs_(attrs) {}
+  explicit MatMulKernel(const MatMulInput& input) : input_(input) {}
 
-  ViewAttrs attrs_;
+  MatMulInput input_;
 };
 
 }  // namespace icl::cpu

@@ -1,15 +1,14 @@
-// IclGather for CUDAExecutionProvider: validates shapes and attributes, then enqueues the gather
-// on ORT's compute stream (gather_impl.cuh).
+// IclGather for CUDAExecutionProvider: the shared front end (common/gather_input.h) checks the
+// attributes and inputs, then the gather is enqueued on ORT's compute stream (gather_impl.cuh).
+// The indices stay in device memory, unread by the host: an index outside [-V, V) gives a row of
+// zeros (Backend::gather_indices_on_host is false here).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <memory>
-#include <string>
-#include <vector>
 
-#include "common/low_rank_io.h"
-#include "common/view.h"
+#include "common/gather_input.h"
 #include "cuda/gather_impl.cuh"
 #include "cuda/ort_util.h"
 
@@ -17,83 +16,51 @@ namespace icl::cuda {
 
 class GatherKernel {
  public:
-  // Called by KernelOp (common/kernel_op.h) when ORT places a node on the CUDA provider.
-  // Reads and checks the view attributes (common/view.h), as the CPU kernel does: a bad
-  // attribute fails here, at session creation.
+  // Called by KernelOp (common/kernel_op.h) when ORT places a node on the CUDA provider: a bad
+  // attribute, or a Y typed unlike output_dtype, fails here, at session creation.
   static Ort::Status Create(const OrtKernelInfo* info, std::unique_ptr<GatherKernel>& out) {
-    ViewAttrs attrs;
-    Ort::Status status = ReadViewAttrs(info, std::string(kOp) + " (CUDA)", attrs);
-    if (status.IsOK()) out = std::make_unique<GatherKernel>(attrs);
+    GatherInput input;
+    Ort::Status status = GatherInput::Create(info, kBackend, input);
+    if (status.IsOK()) out = std::make_unique<GatherKernel>(input);
     return status;
   }
 
-  explicit GatherKernel(const ViewAttrs& attrs) : attrs_(attrs) {}
+  explicit GatherKernel(const GatherInput& input) : input_(input) {}
 
-  static constexpr const char* kOp = "IclGather";
+  // The front end this kernel reads its inputs through (the create probe runs it too).
+  const GatherInput& input() const { return input_; }
 
   Ort::Status Compute(OrtKernelContext* context) const {
-    Ort::KernelContext ctx(context);
-    Ort::ConstValue w = ctx.GetInput(0);
-    Ort::ConstValue indices = ctx.GetInput(1);
-    const size_t inputs = ctx.GetInputCount();
-    Ort::ConstValue u = inputs > 2 ? ctx.GetInput(2) : Ort::ConstValue(nullptr);
-    Ort::ConstValue v = inputs > 3 ? ctx.GetInput(3) : Ort::ConstValue(nullptr);
-    const auto w_info = w.GetTensorTypeAndShapeInfo();
-    const auto i_info = indices.GetTensorTypeAndShapeInfo();
+    GatherCall call;
+    if (Ort::Status status = input_.Read(context, call); !status.IsOK()) return status;
     GatherProblem p;
-    if (!ToElemType(w_info.GetElementType(), p.w_type)) {
-      return InvalidArgument(kOp, "W must be float32, float16 or bfloat16");
-    }
-    if (!ToIndexType(i_info.GetElementType(), p.index_type)) {
-      return InvalidArgument(kOp, "indices must be int32 or int64");
-    }
-    p.y_type = p.w_type;
-    if (attrs_.output_dtype != 0) {
-      ToElemType(static_cast<int>(attrs_.output_dtype), p.y_type);  // checked by Create
-    }
-    const std::vector<int64_t> w_shape = w_info.GetShape();
-    if (w_shape.size() != 2) return InvalidArgument(kOp, "W must be 2-D");
-    ViewGeometry g;
-    std::string error;
-    if (!ResolveView(attrs_, w_shape[0], w_shape[1], g, error)) {
-      return InvalidArgument(kOp, error);
-    }
-    error = CheckLowRankInputs(u, v, g.rows, g.cols, attrs_.delta_transpose != 0, p.rank);
-    if (!error.empty()) return InvalidArgument(kOp, error);
-    if (p.rank > 0) {
-      p.u = u.GetTensorRawData();
-      p.v = v.GetTensorRawData();
-      p.delta_transposed = attrs_.delta_transpose != 0;
-    }
+    p.w = call.w;
+    p.w_type = call.w_type;
+    p.w_offset = call.view.offset;
+    p.w_ld = call.view.ld;
+    p.w_transposed = call.view.transposed;
+    p.scale = call.scale;
+    p.rows = call.view.rows;
+    p.cols = call.view.cols;
+    p.indices = call.indices;
+    p.index_type = call.index_type;
+    p.count = call.count;
+    p.y = call.y;
+    p.y_type = call.y_type;
+    p.u = call.u;
+    p.v = call.v;
+    p.rank = call.rank;
+    p.delta_transposed = call.delta_transposed;
 
-    std::vector<int64_t> y_shape = i_info.GetShape();
-    p.count = 1;
-    for (int64_t d : y_shape) p.count *= d;
-    y_shape.push_back(g.cols);
-    Ort::UnownedValue y = ctx.GetOutput(0, y_shape);
-    if (y.GetTensorTypeAndShapeInfo().GetElementType() !=
-        static_cast<ONNXTensorElementDataType>(p.y_type)) {
-      return InvalidArgument(kOp, std::string("the model types Y differently from output_dtype (") +
-                                      Name(p.y_type) + "); run icl_onnx's shape inference on it");
-    }
-    p.w = w.GetTensorRawData();
-    p.w_offset = g.offset;
-    p.w_ld = g.ld;
-    p.w_transposed = g.transposed;
-    p.scale = attrs_.scale;
-    p.rows = g.rows;
-    p.cols = g.cols;
-    p.indices = indices.GetTensorRawData();
-    p.y = y.GetTensorMutableRawData();
-
+    Ort::KernelContext ctx(context);
     auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
     const cudaError_t e = LaunchGather(p, stream);
-    return e == cudaSuccess ? Ort::Status(nullptr) : Failure(kOp, cudaGetErrorString(e));
+    return e == cudaSuccess ? Ort::Status(nullptr)
+                            : Failure(GatherInput::kOp, cudaGetErrorString(e));
   }
 
-
  private:
-  ViewAttrs attrs_;
+  GatherInput input_;
 };
 
 }  // namespace icl::cuda

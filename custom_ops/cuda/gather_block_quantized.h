@@ -1,19 +1,18 @@
-// IclGatherBlockQuantized for CUDAExecutionProvider: the same checks as the CPU kernel
-// (common/block_quant_io.h), then the gather on ORT's compute stream
+// IclGatherBlockQuantized for CUDAExecutionProvider: the shared front end
+// (common/gather_block_quantized_input.h) checks the attributes, inputs and every index with the
+// CPU kernel's messages, then the gather is enqueued on ORT's compute stream
 // (gather_block_quantized_impl.cuh).
 //
 // The indices are a CPU input (ORT copies them to host memory when a GPU node produces them):
-// the host checks every index and reports a bad one with the CPU kernel's message, with no
-// device synchronisation, then copies the row numbers to device scratch.
+// the host checks every index with no device synchronisation, then copies the row numbers to
+// device scratch.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <memory>
-#include <string>
-#include <vector>
 
-#include "common/block_quant_io.h"
+#include "common/gather_block_quantized_input.h"
 #include "cuda/gather_block_quantized_impl.cuh"
 #include "cuda/ort_util.h"
 
@@ -21,16 +20,12 @@ namespace icl::cuda {
 
 class GatherBlockQuantizedKernel {
  public:
-  static constexpr const char* kOp = "IclGatherBlockQuantized";
-
   static Ort::Status Create(const OrtKernelInfo* info,
                             std::unique_ptr<GatherBlockQuantizedKernel>& out) {
-    BlockQuantAttrs attrs;
-    if (std::string problem = ReadBlockQuantAttrs(info, attrs); !problem.empty()) {
-      return InvalidArgument(kOp, problem);
-    }
-    out = std::make_unique<GatherBlockQuantizedKernel>(attrs);
-    return Ort::Status(nullptr);
+    GatherBlockQuantizedInput input;
+    Ort::Status status = GatherBlockQuantizedInput::Create(info, kBackend, input);
+    if (status.IsOK()) out = std::make_unique<GatherBlockQuantizedKernel>(input);
+    return status;
   }
 
   // Input 1 (indices) lives in host memory; the others on the device.
@@ -38,49 +33,39 @@ class GatherBlockQuantizedKernel {
     return index == 1 ? OrtMemTypeCPUInput : OrtMemTypeDefault;
   }
 
-  explicit GatherBlockQuantizedKernel(const BlockQuantAttrs& attrs) : attrs_(attrs) {}
+  explicit GatherBlockQuantizedKernel(const GatherBlockQuantizedInput& input) : input_(input) {}
+
+  // The front end this kernel reads its inputs through (the create probe runs it too).
+  const GatherBlockQuantizedInput& input() const { return input_; }
 
   Ort::Status Compute(OrtKernelContext* context) const {
-    Ort::KernelContext ctx(context);
-    const Ort::ConstValue b = ctx.GetInput(0);
-    const Ort::ConstValue indices = ctx.GetInput(1);
-    const Ort::ConstValue scales = ctx.GetInput(2);
-    const Ort::ConstValue zero_points =
-        ctx.GetInputCount() > 3 ? ctx.GetInput(3) : Ort::ConstValue{};
+    GatherBlockQuantizedCall call;
+    if (Ort::Status status = input_.Read(context, call); !status.IsOK()) return status;
     BlockGatherProblem p;
-    if (!ToElemType(static_cast<int>(scales.GetTensorTypeAndShapeInfo().GetElementType()),
-                    p.type)) {
-      return InvalidArgument(kOp, "scales must be float32, float16 or bfloat16");
-    }
-    std::string problem = ResolveBlockQuantInputs(attrs_, b, scales, zero_points, p.geometry);
-    if (!problem.empty()) return InvalidArgument(kOp, problem);
-    std::vector<int64_t> rows;
-    problem = ReadRowIndices(indices, p.geometry.n, rows);
-    if (!problem.empty()) return InvalidArgument(kOp, problem);
-
-    std::vector<int64_t> y_shape = indices.GetTensorTypeAndShapeInfo().GetShape();
-    y_shape.push_back(p.geometry.k);
-    Ort::UnownedValue y = ctx.GetOutput(0, y_shape);
-    p.count = static_cast<int64_t>(rows.size());
+    p.geometry = call.geometry;
+    p.type = call.type;
+    p.count = static_cast<int64_t>(call.rows.size());
     if (p.count == 0) return Ort::Status(nullptr);
-    p.b = b.GetTensorData<uint8_t>();
-    p.scales = scales.GetTensorRawData();
-    p.zero_points = zero_points ? zero_points.GetTensorData<uint8_t>() : nullptr;
-    p.y = y.GetTensorMutableRawData();
+    p.b = call.b;
+    p.scales = call.scales;
+    p.zero_points = call.zero_points;
+    p.y = call.y;
 
+    Ort::KernelContext ctx(context);
     auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
-    const size_t bytes = rows.size() * sizeof(int64_t);
-    DeviceScratch device_rows(ctx, b.GetTensorMemoryInfo(), bytes);
+    const size_t bytes = call.rows.size() * sizeof(int64_t);
+    DeviceScratch device_rows(ctx, ctx.GetInput(0).GetTensorMemoryInfo(), bytes);
     p.rows = static_cast<const int64_t*>(device_rows.get());
     // From pageable memory: returns once `rows` is staged, so it may go out of scope after.
-    cudaError_t e = cudaMemcpyAsync(device_rows.get(), rows.data(), bytes,
+    cudaError_t e = cudaMemcpyAsync(device_rows.get(), call.rows.data(), bytes,
                                     cudaMemcpyHostToDevice, stream);
     if (e == cudaSuccess) e = LaunchGatherBlockQuantized(p, stream);
-    return e == cudaSuccess ? Ort::Status(nullptr) : Failure(kOp, cudaGetErrorString(e));
+    return e == cudaSuccess ? Ort::Status(nullptr)
+                            : Failure(GatherBlockQuantizedInput::kOp, cudaGetErrorString(e));
   }
 
  private:
-  BlockQuantAttrs attrs_;
+  GatherBlockQuantizedInput input_;
 };
 
 }  // namespace icl::cuda

@@ -180,7 +180,7 @@ size_t MatMulWorkspaceBytes(const MatMulProblem& p) {
 std::string LaunchMatMul(const MatMulProblem& p, void* workspace, cudaStream_t stream) {
   if (!IsSupported(p.a_type) || !IsSupported(p.w_type)) return "unsupported element type";
   if (p.m < 0 || p.n < 0 || p.k < 0) return "negative dimension";
-  if (p.m > kIntMax || p.n > kIntMax || p.k > kIntMax || p.w_ld > kIntMax) {
+  if (p.m > kIntMax || p.n > kIntMax || p.k > kIntMax || p.w_ld > kIntMax || p.rank > kIntMax) {
     return "a dimension exceeds cuBLAS's 32-bit limit";
   }
   if (p.m == 0 || p.n == 0) return "";

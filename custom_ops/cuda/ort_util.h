@@ -1,19 +1,22 @@
-// Glue between the ORT kernel context and the CUDA launchers: element types, statuses that never
-// throw across the C ABI, and scratch memory from ORT's device allocator.
+// Glue between the ORT kernel context and the CUDA launchers: what the backend supports (for the
+// shared input front ends), statuses that never throw across the C ABI, and scratch memory from
+// ORT's device allocator.
 #pragma once
 
 #include <string>
 
-#include "common/elem_type.h"
+#include "common/input.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl::cuda {
 
 inline constexpr const char* kProvider = "CUDAExecutionProvider";
 
-inline Ort::Status InvalidArgument(const std::string& op, const std::string& message) {
-  return Ort::Status((op + " (CUDA): " + message).c_str(), ORT_INVALID_ARGUMENT);
-}
+// What the CUDA kernels compute, as the shared input front ends (common/input.h) take it: no
+// low-rank term on a cast view (cuBLAS takes both operands of one type), and IclGather's
+// indices stay on the device (an index outside [-V, V) gives a row of zeros).
+inline constexpr Backend kBackend{/*label=*/" (CUDA)", /*low_rank_with_cast_view=*/false,
+                                  /*gather_indices_on_host=*/false};
 
 inline Ort::Status Failure(const std::string& op, const std::string& message) {
   return Ort::Status((op + " (CUDA): " + message).c_str(), ORT_FAIL);

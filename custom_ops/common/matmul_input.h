@@ -1,0 +1,118 @@
+// IclMatMul's input front end (common/input.h), shared by the CPU and CUDA kernels: the view
+// attributes at kernel creation, then per call every input's type and shape, the view's fit in
+// W, the bias, the low-rank factors and the size of Y, before a byte of Y is written.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/input.h"
+#include "common/low_rank.h"
+#include "common/view.h"
+
+namespace icl {
+
+// One checked IclMatMul call: Y[m, n] = A[m, k] @ view(W) + (A @ L) @ R + bias, in the layout of
+// docs/operators.md. Every pointer is the backend's memory (host on CPU, device on CUDA).
+struct MatMulCall {
+  ElemType a_type = ElemType::kFloat;  // A, bias and Y
+  ElemType w_type = ElemType::kFloat;  // W, U and V
+  int64_t m = 0, k = 0, n = 0;         // m: the product of A's leading dimensions
+  ViewGeometry view;                   // view(W) is [k, n], inside W
+  float scale = 1.0f;
+  int64_t rank = 0;  // of the low-rank term (common/low_rank.h); 0: none
+  bool delta_transposed = false;
+  const void* a = nullptr;     // [m, k]
+  const void* w = nullptr;     // the stored W
+  const void* bias = nullptr;  // [n], or null
+  const void* u = nullptr;     // [k, rank] ([n, rank] when delta_transposed), or null
+  const void* v = nullptr;     // [rank, n] ([rank, k] when delta_transposed), or null
+  void* y = nullptr;           // [m, n]
+};
+
+// IclMatMul's checks on types and shapes alone: fills `call`'s types and sizes and Y's shape;
+// returns "" or what is wrong.
+inline std::string CheckMatMul(const ViewAttrs& attrs, const Backend& backend, const TensorDesc& a,
+                               const TensorDesc& w, const TensorDesc& bias, const TensorDesc& u,
+                               const TensorDesc& v, MatMulCall& call,
+                               std::vector<int64_t>& y_shape) {
+  if (!ToElemType(a.onnx_type, call.a_type) || !ToElemType(w.onnx_type, call.w_type)) {
+    return "A and W must be float32, float16 or bfloat16";
+  }
+  if (a.shape.empty()) return "A must have rank >= 1";
+  if (w.shape.size() != 2) return "W must be 2-D, got " + ShapeString(w.shape);
+  std::vector<int64_t> leading(a.shape.begin(), a.shape.end() - 1);
+  int64_t a_count = 0;
+  if (!ElementCount(a.shape, a_count) || !ElementCount(leading, call.m)) {
+    return "A " + ShapeString(a.shape) + " has a negative dimension or too many elements";
+  }
+  std::string error;
+  if (!ResolveView(attrs, w.shape[0], w.shape[1], call.view, error)) return error;
+  call.k = a.shape.back();
+  call.n = call.view.cols;
+  if (call.view.rows != call.k) {
+    return "A " + ShapeString(a.shape) + " does not match view(W) " +
+           ShapeString({call.view.rows, call.view.cols});
+  }
+  y_shape = std::move(leading);
+  y_shape.push_back(call.n);
+  if (error = CheckTensorSize("Y", y_shape, SizeOf(call.a_type)); !error.empty()) return error;
+  if (bias.present && (bias.onnx_type != a.onnx_type || bias.shape != std::vector{call.n})) {
+    return "bias must have shape [" + std::to_string(call.n) + "] and A's type, got " +
+           ShapeString(bias.shape);
+  }
+  if ((u.present && u.onnx_type != w.onnx_type) || (v.present && v.onnx_type != w.onnx_type)) {
+    return "U and V must have W's type";
+  }
+  call.delta_transposed = attrs.delta_transpose != 0;
+  error = CheckLowRankShapes(u.present, u.shape, v.present, v.shape, call.view.rows,
+                             call.view.cols, call.delta_transposed, call.rank);
+  if (!error.empty() || call.rank == 0) return error;
+  if (call.a_type != call.w_type && !backend.low_rank_with_cast_view) {
+    return std::string("low-rank factors with a cast view (A ") + Name(call.a_type) + ", W " +
+           Name(call.w_type) + ") are not supported on this backend; give A and W one type";
+  }
+  // The term's first product A @ L [m, rank] is float32 scratch (CPU) or A's type (CUDA).
+  if (error = CheckTensorSize("A @ U", {call.m, call.rank}, 4); !error.empty()) return error;
+  return "";
+}
+
+// IclMatMul's front end: one per kernel, built when ORT creates the kernel.
+class MatMulInput {
+ public:
+  static constexpr const char* kOp = "IclMatMul";
+  using Call = MatMulCall;
+
+  // Reads and checks the view attributes: a bad one fails here, at session creation.
+  static Ort::Status Create(const OrtKernelInfo* info, const Backend& backend, MatMulInput& out) {
+    out.backend_ = &backend;
+    return ReadViewAttrs(info, std::string(kOp) + backend.label, out.attrs_);
+  }
+
+  // Reads and checks one call's inputs and allocates Y; an error status names what is wrong.
+  Ort::Status Read(OrtKernelContext* context, MatMulCall& call) const {
+    Ort::KernelContext ctx(context);
+    const Ort::ConstValue a = ctx.GetInput(0), w = ctx.GetInput(1);
+    const Ort::ConstValue bias = OptionalInput(ctx, 2), u = OptionalInput(ctx, 3),
+                          v = OptionalInput(ctx, 4);
+    std::vector<int64_t> y_shape;
+    const std::string error = CheckMatMul(attrs_, *backend_, Describe(a), Describe(w),
+                                          Describe(bias), Describe(u), Describe(v), call, y_shape);
+    if (!error.empty()) return Refuse(kOp, *backend_, error);
+    call.scale = attrs_.scale;
+    call.a = a.GetTensorRawData();
+    call.w = w.GetTensorRawData();
+    call.bias = bias ? bias.GetTensorRawData() : nullptr;
+    call.u = call.rank > 0 ? u.GetTensorRawData() : nullptr;
+    call.v = call.rank > 0 ? v.GetTensorRawData() : nullptr;
+    call.y = ctx.GetOutput(0, y_shape).GetTensorMutableRawData();
+    return Ort::Status{nullptr};
+  }
+
+ private:
+  ViewAttrs attrs_;
+  const Backend* backend_ = nullptr;
+};
+
+}  // namespace icl
