@@ -296,8 +296,11 @@ def _indices(
         values[mask] = rng.choice(edges, size=int(mask.sum()))
     problem = None
     if hostile:
+        if rows >= 2**31:  # int32 cannot be out of range
+            index_type = INT64
         info = np.iinfo(NP_TYPE[index_type])
-        bad = [rows, -rows - 1, *(e for e in EXTREMES if info.min <= e <= info.max)]
+        bad = [rows, -rows - 1, *EXTREMES]
+        bad = [e for e in bad if info.min <= e <= info.max and not -rows <= e < rows]
         count = max(count, 1)
         shape = shape if int(np.prod(shape)) == count else (count,)
         values = np.resize(values, count) if values.size else np.zeros(count, np.int64)
