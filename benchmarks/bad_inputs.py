@@ -1,9 +1,12 @@
 """Issue 5's bad-input table: each broken input through the installed ``icl-onnx`` command.
 
-Every case is built in a fresh folder, then ``icl-onnx optimize`` (and ``scan`` where the input
-is the broken part) runs as a subprocess. Recorded per case: the exit code, stderr as printed,
-whether stderr is one line without a traceback, whether the input files kept their bytes, and
-whether the folder holds anything new afterwards (partial output or staging leftovers).
+Every case is built in a fresh folder, then ``icl-onnx optimize`` (or ``check``) runs as a
+subprocess. The hostile-file rows (negative or absurd dimensions, data shorter than the shape,
+external-data lengths and offsets past the file or past 2^63, subgraphs nested past protobuf's
+limit) are issue #20's; ``tests/test_bad_input.py`` runs them through scan, optimize and
+check. Recorded per case: the exit code, stderr as printed, whether stderr is one line without
+a traceback, whether the input files kept their bytes, and whether the folder holds anything
+new afterwards (partial output or staging leftovers).
 Writes ``benchmarks/results/bad_inputs.md``.
 
 Usage: python benchmarks/bad_inputs.py
@@ -125,6 +128,84 @@ def unknown_domain(folder: Path) -> list[str]:
     return ["optimize", str(src), "-o", str(folder / "out.onnx")]
 
 
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (to write messages nested past protobuf's limit)."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def _inline(folder: Path, dims=None, raw_cut=None) -> list[str]:
+    model = tied()
+    emb = model.graph.initializer[0]
+    if dims is not None:
+        emb.dims[:] = dims
+    if raw_cut is not None:
+        emb.raw_data = emb.raw_data[:raw_cut]
+    src = folder / "model.onnx"
+    onnx.save(model, src)
+    return ["optimize", str(src), "-o", str(folder / "out.onnx")]
+
+
+def _external_entries(folder: Path, **entries: int) -> list[str]:
+    src = _external(folder)
+    proto = onnx.load(src, load_external_data=False)
+    emb = proto.graph.initializer[0]
+    kept = [e for e in emb.external_data if e.key not in entries]
+    del emb.external_data[:]
+    emb.external_data.extend(kept)
+    for key, value in entries.items():
+        emb.external_data.add(key=key, value=str(value))
+    onnx.save(proto, src)
+    return ["optimize", str(src), "-o", str(folder / "out.onnx")]
+
+
+def negative_dim(folder: Path) -> list[str]:
+    return _inline(folder, dims=[-V, H])
+
+
+def absurd_dims(folder: Path) -> list[str]:
+    return _inline(folder, dims=[1 << 40, 1 << 40])
+
+
+def short_raw_data(folder: Path) -> list[str]:
+    return _inline(folder, raw_cut=100)
+
+
+def length_past_end(folder: Path) -> list[str]:
+    return _external_entries(folder, length=1 << 20)
+
+
+def length_past_2_64(folder: Path) -> list[str]:
+    return _external_entries(folder, length=(1 << 64) + 5)
+
+
+def offset_overflow(folder: Path) -> list[str]:
+    return _external_entries(folder, offset=(1 << 63) - 8, length=V * H * 4)
+
+
+def deep_subgraphs(folder: Path) -> list[str]:
+    graph = _field(1, _field(4, b"Identity"))
+    for _ in range(3000):  # If whose then_branch (type GRAPH) holds the previous graph
+        attribute = _field(1, b"then_branch") + bytes([20 << 3, 1, 5]) + _field(6, graph)
+        graph = _field(1, _field(4, b"If") + _field(5, attribute))
+    src = folder / "model.onnx"
+    src.write_bytes(tied().SerializeToString() + _field(7, graph))  # appends the If node
+    return ["optimize", str(src), "-o", str(folder / "out.onnx")]
+
+
+def check_negative_dim(folder: Path) -> list[str]:
+    src = Path(negative_dim(folder)[1])
+    return ["check", str(src), str(src)]
+
+
 #: (case, builder, expected outcome)
 CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("truncated .onnx (half the bytes)", truncated, "exit 2"),
@@ -139,6 +220,14 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str]] = [
     ("output on a file system that refuses writes", unwritable_output, "exit 2"),
     ("output equal to input (external data)", output_is_input, "exit 0, rewritten in place"),
     ("node of an unknown domain reading a weight", unknown_domain, "exit 0, node kept"),
+    ("negative dimension [-64, 32]", negative_dim, "exit 2"),
+    ("absurd dimensions [2^40, 2^40], 8 kB of data", absurd_dims, "exit 2"),
+    ("raw data shorter than the shape (100 of 8192 bytes)", short_raw_data, "exit 2"),
+    ("external length past the end of the file (1 MiB)", length_past_end, "exit 2"),
+    ("external length past 2^64", length_past_2_64, "exit 2"),
+    ("external offset 2^63 - 8 (offset + length past 2^63)", offset_overflow, "exit 2"),
+    ("If subgraphs nested 3000 deep", deep_subgraphs, "exit 2"),
+    ("`check` on the negative dimension", check_negative_dim, "exit 2"),
 ]
 
 

@@ -97,7 +97,9 @@ def _unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     per_byte, mask = 8 // bits, (1 << bits) - 1
     shifts = np.arange(per_byte, dtype=np.uint8) * bits
     parts = (packed[..., None] >> shifts) & mask
-    return parts.reshape(*packed.shape[:-1], -1)[..., :count].astype(np.int32)
+    # The row length spelled out: -1 cannot be inferred when there are no rows.
+    row = packed.shape[-1] * per_byte
+    return parts.reshape(*packed.shape[:-1], row)[..., :count].astype(np.int32)
 
 
 def dequantize(

@@ -19,12 +19,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import onnx
 import onnx_ir as ir
 
 from icl_onnx import progress
 from icl_onnx.errors import IclArgumentError, IclUserError
 
 __all__ = [
+    "check_model_file",
     "load_model",
     "save_model",
     "external_data_files",
@@ -92,14 +94,93 @@ def _check_external_data(path: Path, model: ir.Model) -> None:
             )
 
 
-def load_model(path: str | os.PathLike) -> ir.Model:
-    """Loads an ONNX model, checking that its external data is present and long enough.
+def _tensor_values(model: ir.Model):
+    """Every tensor the model stores: initializers and tensor attributes, subgraphs included."""
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            if value.const_value is not None:
+                yield value.const_value
+        for node in graph:
+            for attr in node.attributes.values():
+                if attr.type == ir.AttributeType.TENSOR and attr.value is not None:
+                    yield attr.value
+                elif attr.type == ir.AttributeType.TENSORS:
+                    yield from (t for t in attr.value or () if t is not None)
+
+
+def _stored_count(proto: onnx.TensorProto) -> tuple[int | None, bool]:
+    """Counts an inline TensorProto's data.
+
+    Returns ``(count, is_bytes)``: the bytes of ``raw_data``, or the entries of its typed field
+    (``float_data``, ...); count None for strings and unknown types.
+    """
+    if proto.HasField("raw_data"):
+        return len(proto.raw_data), True
+    try:
+        field = onnx.helper.tensor_dtype_to_field(proto.data_type)
+    except (KeyError, ValueError):
+        return None, False
+    return (None, False) if field == "string_data" else (len(getattr(proto, field)), False)
+
+
+def _tensor_problem(tensor) -> str | None:
+    """What is wrong with one stored tensor's shape and byte count, or None."""
+    dims = list(tensor.shape)
+    shape = "[" + ", ".join(str(d) for d in dims) + "]"
+    if any(not isinstance(d, int) or d < 0 for d in dims):
+        return f"has a negative or unknown dimension (shape {shape})"
+    if isinstance(tensor, ir.ExternalTensor):
+        if tensor.length is not None and tensor.length != tensor.nbytes:
+            return (
+                f"has {tensor.length} bytes of external data but its shape {shape} of "
+                f"{tensor.dtype.name} needs {tensor.nbytes}"
+            )
+        return None
+    proto = getattr(tensor, "raw", None)
+    if not isinstance(proto, onnx.TensorProto) or proto.HasField("segment"):
+        return None  # a tensor built in memory, or a segmented one: nothing to count
+    stored, is_bytes = _stored_count(proto)
+    if stored is None:
+        return None
+    if is_bytes:
+        if stored != tensor.nbytes:
+            return (
+                f"holds {stored} bytes but its shape {shape} of {tensor.dtype.name} "
+                f"needs {tensor.nbytes}"
+            )
+        return None
+    bits = int(tensor.dtype.itemsize * 8)
+    wanted = tensor.size * (2 if "COMPLEX" in tensor.dtype.name else 1)
+    if bits < 8:  # sub-byte types: one byte of packed elements per entry
+        wanted = -(-tensor.size * bits // 8)
+    if stored != wanted:
+        return f"holds {stored} values but its shape {shape} of {tensor.dtype.name} needs {wanted}"
+    return None
+
+
+def _check_tensors(path: Path, model: ir.Model) -> None:
+    """Raises IclUserError when a stored tensor's shape is negative or disagrees with its bytes.
+
+    The shape says how many bytes every later step reads; a file whose tensors hold fewer
+    (or whose dimensions are negative or absurd) is refused here, once, before anything reads.
+    """
+    for tensor in _tensor_values(model):
+        problem = _tensor_problem(tensor)
+        if problem:
+            raise IclUserError(
+                f"{path}: tensor {tensor.name or '(unnamed)'} {problem}; the file is corrupt "
+                "or was written by a broken exporter: export it again"
+            )
+
+
+def _read_model(path: Path) -> ir.Model:
+    """Parses ``path`` (external data stays lazy), checking every stored tensor and its data.
 
     Raises:
-        IclUserError: the file is missing, is not an ONNX model, has no nodes, or its
-            external data is missing, truncated, outside the model's folder or hard-linked.
+        IclUserError: the file is missing or not an ONNX model, a tensor's shape and bytes
+            disagree, or its external data is missing, truncated, outside the model's folder
+            or hard-linked.
     """
-    path = Path(path)
     if not path.exists():
         raise IclUserError(f"{path}: no such file")
     if path.is_dir():
@@ -114,12 +195,34 @@ def load_model(path: str | os.PathLike) -> ir.Model:
             f"{path} is not a readable ONNX model ({type(e).__name__}: {_one_line(str(e))}); "
             "it may be truncated or another format: export or download it again"
         ) from e
+    _check_tensors(path, model)
+    _check_external_data(path, model)
+    return model
+
+
+def check_model_file(path: str | os.PathLike) -> None:
+    """Checks a model file as :func:`load_model` does, for callers that hand it to ONNX Runtime.
+
+    Raises:
+        IclUserError: see :func:`load_model` (a model without nodes is accepted here).
+    """
+    _read_model(Path(path))
+
+
+def load_model(path: str | os.PathLike) -> ir.Model:
+    """Loads an ONNX model, checking its tensors and that its external data is there.
+
+    Raises:
+        IclUserError: the file is missing, is not an ONNX model, has no nodes, a stored
+            tensor's shape is negative or disagrees with its bytes, or its external data is
+            missing, truncated, outside the model's folder or hard-linked.
+    """
+    model = _read_model(Path(path))
     if len(model.graph) == 0:  # an empty file parses as an empty ModelProto
         raise IclUserError(
             f"{path} has no nodes (an empty graph, or a file that is not an ONNX model); "
             "check that this is the exported model"
         )
-    _check_external_data(path, model)
     return model
 
 

@@ -252,3 +252,147 @@ def test_a_library_override_naming_no_file_is_an_error_not_a_fallback(monkeypatc
     finally:
         monkeypatch.undo()
         icl_onnx.library_path.cache_clear()
+
+
+# --- hostile model files: every command refuses them in one line and writes nothing ----------
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def nested_if_bytes(depth: int) -> bytes:
+    """A GraphProto whose node is an If whose then_branch holds an If ... ``depth`` deep.
+
+    Written by hand: the protobuf library refuses to build messages nested this deep.
+    """
+    graph = _field(1, _field(4, b"Identity"))  # the innermost graph: one node
+    for _ in range(depth):
+        attribute = _field(1, b"then_branch") + bytes([20 << 3, 1, 5]) + _field(6, graph)
+        graph = _field(1, _field(4, b"If") + _field(5, attribute))  # type=20 is GRAPH (5)
+    return graph
+
+
+def _tamper_external(tmp_path: Path, **entries: int) -> Path:
+    """The external-data model with external_data entries of tensor ``emb`` replaced."""
+    src = external_model(tmp_path)
+    proto = onnx.load(src, load_external_data=False)
+    (emb,) = [t for t in proto.graph.initializer if t.name == "emb"]
+    kept = [e for e in emb.external_data if e.key not in entries]
+    del emb.external_data[:]
+    emb.external_data.extend(kept)
+    for key, value in entries.items():
+        emb.external_data.add(key=key, value=str(value))
+    onnx.save(proto, src)
+    return src
+
+
+def _tamper_inline(tmp_path: Path, dims=None, raw_cut: int | None = None) -> Path:
+    proto = tied_model()
+    emb = proto.graph.initializer[0]
+    if dims is not None:
+        emb.dims[:] = dims
+    if raw_cut is not None:
+        emb.raw_data = emb.raw_data[:raw_cut]
+    src = tmp_path / "m.onnx"
+    onnx.save(proto, src)
+    return src
+
+
+def _deep_if_model(tmp_path: Path, depth: int) -> Path:
+    """The tied model with one more node: an If nesting If subgraphs ``depth`` deep."""
+    src = tmp_path / "m.onnx"
+    # A second ModelProto.graph (field 7) merges into the first: its node is appended.
+    src.write_bytes(tied_model().SerializeToString() + _field(7, nested_if_bytes(depth)))
+    return src
+
+
+HOSTILE_FILES = {
+    "negative dimension": (
+        lambda tmp: _tamper_inline(tmp, dims=[-W.shape[0], W.shape[1]]),
+        ["tensor emb has a negative or unknown dimension (shape [-64, 32])"],
+    ),
+    "absurd dimensions": (
+        lambda tmp: _tamper_inline(tmp, dims=[1 << 40, 1 << 40]),
+        [
+            f"tensor emb holds {W.nbytes} bytes but its shape [1099511627776, 1099511627776] of "
+            "FLOAT needs 4835703278458516698824704"
+        ],
+    ),  # fmt: skip
+    "raw data shorter than the shape": (
+        lambda tmp: _tamper_inline(tmp, raw_cut=100),
+        [f"tensor emb holds 100 bytes but its shape [64, 32] of FLOAT needs {W.nbytes}"],
+    ),
+    "external length past the end of the file": (
+        lambda tmp: _tamper_external(tmp, length=1 << 20),
+        [
+            f"tensor emb has 1048576 bytes of external data but its shape [64, 32] of FLOAT needs "
+            f"{W.nbytes}"
+        ],
+    ),  # fmt: skip
+    "external length past 2^64": (
+        lambda tmp: _tamper_external(tmp, length=(1 << 64) + 5),
+        ["tensor emb has 18446744073709551621 bytes of external data"],
+    ),
+    "external offset + length past 2^63": (
+        lambda tmp: _tamper_external(tmp, offset=(1 << 63) - 8, length=W.nbytes),
+        ["shorter than the model says", f"< {(1 << 63) - 8 + W.nbytes} bytes"],
+    ),
+    "If subgraphs nested 3000 deep": (
+        lambda tmp: _deep_if_model(tmp, 3000),
+        ["not a readable ONNX model", "MaxDepth"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_FILES)
+def test_hostile_model_files_are_refused_by_every_command(tmp_path, capsys, case):
+    build, expected = HOSTILE_FILES[case]
+    src = build(tmp_path)
+    before = snapshot(tmp_path)
+    messages = [
+        run_fails(capsys, ["scan", str(src)]),
+        run_fails(capsys, ["optimize", str(src), "-o", str(tmp_path / "out.onnx")]),
+        run_fails(capsys, ["check", str(src), str(src)]),
+    ]
+    for message in messages:
+        for text in expected:
+            assert text in message, message
+    assert snapshot(tmp_path) == before  # no output, no partial .data, input untouched
+
+
+def test_the_tensor_checks_pass_every_well_formed_tensor(tmp_path):
+    """Typed fields, float16 in int32_data, 4-bit packing, strings, external data: all load."""
+    values = np.arange(6, dtype=np.float32).reshape(2, 3)
+    tensors = [
+        h.make_tensor("f", TensorProto.FLOAT, [2, 3], values.reshape(-1).tolist()),
+        h.make_tensor("h", TensorProto.FLOAT16, [2, 3], values.astype(np.float16).reshape(-1)),
+        h.make_tensor("i4", TensorProto.INT4, [5], [1, -2, 3, -4, 5]),
+        h.make_tensor("s", TensorProto.STRING, [2], [b"a", b"b"]),
+        h.make_tensor("e", TensorProto.FLOAT, [0, 3], []),
+        nh.from_array(values, "raw"),
+    ]
+    nodes = [h.make_node("Identity", [t.name], [f"{t.name}_out"]) for t in tensors]
+    graph = h.make_graph(
+        nodes,
+        "g",
+        [],
+        [h.make_tensor_value_info(f"{t.name}_out", t.data_type, None) for t in tensors],
+        tensors,
+    )
+    src = tmp_path / "m.onnx"
+    ir.save(ir.from_proto(h.make_model(graph)), src, external_data="m.onnx.data",
+            size_threshold_bytes=16)  # fmt: skip
+    model = model_io.load_model(src)
+    assert sorted(model.graph.initializers) == ["e", "f", "h", "i4", "raw", "s"]
+    model_io.check_model_file(src)

@@ -431,7 +431,7 @@ def test_bad_model_files_exit_2_with_one_line(cli, tied, tmp_path, capsys):
     )
     cases = [
         (str(tmp_path / "gone.onnx"), "no such file"),
-        (str(text), "not an ONNX model"),
+        (str(text), "not a readable ONNX model"),
         (other, "the models' inputs differ"),
     ]
     for optimized, message in cases:

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from icl_onnx.errors import IclUserError
+from icl_onnx.model_io import check_model_file
 from icl_onnx.ops import DOMAIN, GATHER
 from icl_onnx.reference import numpy_dtype
 from icl_onnx.views import VIEW_DEFAULTS, ViewAttrs
@@ -81,11 +82,13 @@ def read_model_info(path: str | os.PathLike) -> ModelInfo:
         path: an ONNX model file.
 
     Raises:
-        IclUserError: the file is missing or is not an ONNX model.
+        IclUserError: the file is missing or is not an ONNX model, or fails
+            :func:`icl_onnx.model_io.check_model_file` (tensors, external data).
     """
     path = Path(path)
     if not path.is_file():
         raise IclUserError(f"{path}: no such file; pass the path of an .onnx model")
+    check_model_file(path)  # what scan and optimize check: tensors, external data
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and others
