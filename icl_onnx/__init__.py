@@ -17,8 +17,8 @@ from icl_onnx.errors import IclUserError
 
 #: Public name -> the module that defines it, imported on first access.
 _LAZY: dict[str, str] = {
-    "SharePlan": "icl_onnx.analysis",
-    "analyze": "icl_onnx.analysis",
+    "SharePlan": "icl_onnx.planning",
+    "analyze": "icl_onnx.planning",
     "ExportResult": "icl_onnx.verified_export",
     "export": "icl_onnx.verified_export",
     "load_model": "icl_onnx.model_io",

@@ -1,7 +1,7 @@
 """The optimize and scan pipelines, for one model or several: load, lift, plan, apply, save.
 
 Every entry point runs the same steps: constants are lifted (``analysis.lifting``), the model
-or models are planned once (``analysis.planner``), and ``optimize`` applies the plan
+or models are planned once (``planning.planner``), and ``optimize`` applies the plan
 (``passes.ApplySharePlanPass``) and saves (``model_io``, or ``shared_store`` for several
 models with one data file) where ``scan`` stops, so a scan reports what an optimize does.
 """
@@ -15,14 +15,16 @@ from pathlib import Path
 import onnx_ir as ir
 
 from icl_onnx import progress
+from icl_onnx.analysis.findings import QuantizedNearCopy
 from icl_onnx.analysis.lifting import lift_constants_pass
 from icl_onnx.analysis.near_copies import find_quantized_near_copies
-from icl_onnx.analysis.plan import CrossPlan, QuantizedNearCopy, SharePlan
-from icl_onnx.analysis.planner import DEFAULT_MIN_ELEMENTS, plan_models, plan_sharing
+from icl_onnx.analysis.readers import DEFAULT_MIN_ELEMENTS
 from icl_onnx.errors import IclUserError
 from icl_onnx.model_io import load_model, save_model
 from icl_onnx.passes.apply_plan import ApplySharePlanPass
 from icl_onnx.passes.share_quantized import ShareQuantizedPass
+from icl_onnx.planning.plan import CrossPlan, SharePlan
+from icl_onnx.planning.planner import plan_models, plan_sharing
 from icl_onnx.shared_store import save_models_shared
 
 __all__ = [

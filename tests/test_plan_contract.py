@@ -19,12 +19,12 @@ from onnx import numpy_helper as nh
 
 import icl_onnx
 from icl_onnx import rules
-from icl_onnx.analysis import View, analyze, plan_sharing
-from icl_onnx.analysis import planner as planner_module
 from icl_onnx.cli.main import main
 from icl_onnx.model_io import load_model
 from icl_onnx.passes import ApplySharePlanPass, ShareWeightsPass
 from icl_onnx.pipeline import optimize_file, optimize_files, scan_files
+from icl_onnx.planning import View, analyze, plan_sharing
+from icl_onnx.planning import planner as planner_module
 from icl_onnx.reference import evaluator
 
 V, H = 64, 32

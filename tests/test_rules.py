@@ -15,8 +15,8 @@ import onnx_ir as ir
 import pytest
 
 from icl_onnx import rules
-from icl_onnx.analysis.groups import plan_consumer
-from icl_onnx.analysis.plan import View
+from icl_onnx.planning.groups import plan_consumer
+from icl_onnx.views import View
 
 EXACT = View()
 T = View(transpose=True)

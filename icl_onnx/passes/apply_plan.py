@@ -14,9 +14,9 @@ import logging
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import Consumer, ShareGroup, SharePlan, View
 from icl_onnx.analysis.scopes import move_initializer
 from icl_onnx.ops import DOMAIN, OPSET_VERSION
+from icl_onnx.planning.plan import Consumer, ShareGroup, SharePlan, View
 
 __all__ = ["ApplySharePlanPass"]
 

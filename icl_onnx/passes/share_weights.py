@@ -12,8 +12,9 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from icl_onnx.analysis.lifting import lift_constants_pass
-from icl_onnx.analysis.planner import DEFAULT_MIN_ELEMENTS, plan_sharing
+from icl_onnx.analysis.readers import DEFAULT_MIN_ELEMENTS
 from icl_onnx.passes.apply_plan import ApplySharePlanPass
+from icl_onnx.planning.planner import plan_sharing
 
 __all__ = ["PlanAndApplySharingPass", "ShareWeightsPass"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.ops import GATHER_BLOCK_QUANTIZED
 from icl_onnx.rules.base import ConsumerRule, Outcome, Use, attr, replace_with_icl_node
 from icl_onnx.rules.registry import register
+from icl_onnx.views import View
 
 __all__ = ["GatherBlockQuantizedRule"]
 

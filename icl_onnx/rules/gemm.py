@@ -6,7 +6,6 @@ import dataclasses
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.ops import MATMUL
 from icl_onnx.rules.base import (
     LOW_RANK_PARTS,
@@ -20,6 +19,7 @@ from icl_onnx.rules.base import (
     replace_with_icl_node,
 )
 from icl_onnx.rules.registry import register
+from icl_onnx.views import View
 
 __all__ = ["GemmRule", "gemm_view"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.ops import MATMUL
 from icl_onnx.rules.base import (
     LOW_RANK_PARTS,
@@ -17,6 +16,7 @@ from icl_onnx.rules.base import (
     replace_with_icl_node,
 )
 from icl_onnx.rules.registry import register
+from icl_onnx.views import View
 
 __all__ = ["MatMulRule"]
 

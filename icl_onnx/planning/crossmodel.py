@@ -25,10 +25,10 @@ import dataclasses
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.groups import Choice, choose_canonical, forms_group
-from icl_onnx.analysis.plan import CrossGroup, CrossMember, ShareGroup
 from icl_onnx.analysis.readers import Reader, relative_view
 from icl_onnx.analysis.scopes import Scopes
+from icl_onnx.planning.groups import Choice, choose_canonical, forms_group
+from icl_onnx.planning.plan import CrossGroup, CrossMember, ShareGroup
 
 __all__ = ["CrossSet", "cross_member", "plan_cross_set"]
 

@@ -19,12 +19,13 @@ import logging
 import numpy as np
 import onnx_ir as ir
 
-from icl_onnx.analysis.crossmodel import cross_member
-from icl_onnx.analysis.groups import Choice, PlannedMember, plan_consumer
 from icl_onnx.analysis.lowrank import LowRankDelta, TensorSlot, find_low_rank_delta, pair_tensors
-from icl_onnx.analysis.plan import CrossGroup, CrossMember, View
 from icl_onnx.analysis.readers import Reader
 from icl_onnx.analysis.scopes import Scopes
+from icl_onnx.planning.crossmodel import cross_member
+from icl_onnx.planning.groups import Choice, PlannedMember, plan_consumer
+from icl_onnx.planning.plan import CrossGroup, CrossMember
+from icl_onnx.views import View
 
 __all__ = ["LowRankChoice", "plan_low_rank"]
 

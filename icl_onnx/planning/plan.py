@@ -1,6 +1,6 @@
 """The SharePlan: what the analysis found and exactly what the rewrite will do.
 
-``icl_onnx.analysis.analyze`` builds it, ``icl-onnx scan`` prints it, ``ApplySharePlanPass``
+``icl_onnx.planning.analyze`` builds it, ``icl-onnx scan`` prints it, ``ApplySharePlanPass``
 executes it. Its public fields are plain data (names, shapes, views, rule names), serialised by
 ``to_dict`` and compared by ``==``; the IR objects it was computed on (the values, the consumer
 nodes, the rule objects, the graph a canonical tensor must live in) sit in fields marked
@@ -13,30 +13,24 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from icl_onnx.analysis.findings import QuantizedNearCopy, Skipped
+from icl_onnx.views import View, ir_field
+
 if TYPE_CHECKING:
     import onnx_ir as ir
 
     from icl_onnx.rules.base import ConsumerRule
 
 __all__ = [
-    "View",
     "Consumer",
     "Member",
     "ShareGroup",
-    "Skipped",
-    "QuantizedNearCopy",
     "SharePlan",
     "CrossMember",
     "CrossGroup",
     "CrossPlan",
-    "ir_field",
     "to_data",
 ]
-
-
-def ir_field() -> Any:
-    """A field that holds an IR object of the analysed model: not serialised, compared or shown."""
-    return dataclasses.field(default=None, repr=False, compare=False, metadata={"ir": True})
 
 
 def to_data(obj: Any) -> Any:
@@ -50,100 +44,6 @@ def to_data(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [to_data(v) for v in obj]
     return obj
-
-
-@dataclasses.dataclass(frozen=True)
-class View:
-    """How a member reads the canonical tensor: ``member == view(canonical)``.
-
-    The fields mirror the ICL operators' attributes (docs/operators.md). Every field's default
-    is the identity, so ``View()`` is an exact copy. To add a kind of view (a reshape, a
-    block-quantized storage, a low-rank delta): add a field whose default is the identity,
-    name its part in ``parts`` (and in ``kind`` if the name should read differently), express
-    it in ``attributes`` or in the rule that writes the node, and let the rules that can read
-    it list the part in their ``view_parts`` (``icl_onnx.rules``); rules that do not list it
-    never claim such a view.
-    """
-
-    transpose: bool = False
-    slice_axis: int = 0
-    slice_start: int = 0
-    slice_size: int = -1
-    scale: float = 1.0
-    dtype: str = ""  # the member's element type (ONNX name) when it differs: a cast view
-    shape: tuple[int, ...] = ()  # the member's dims when a reshape reads the same bytes
-    # A low-rank delta added to the view: member == view(canonical) + U·V (or (U·V)^T when
-    # ``delta_transpose``); ``factors`` holds the initializers U and V the rewrite adds.
-    rank: int = 0
-    delta_transpose: bool = False
-    factors: tuple[ir.Value, ir.Value] | None = ir_field()
-
-    @property
-    def has_slice(self) -> bool:
-        """True when the view cuts a slice of the canonical tensor."""
-        return self.slice_size >= 0 or self.slice_start != 0
-
-    @property
-    def is_identity(self) -> bool:
-        """True when the member is an exact copy."""
-        return self == View()
-
-    @property
-    def parts(self) -> tuple[str, ...]:
-        """The view's non-identity parts, in the order they apply; empty for an exact copy.
-
-        The parts are ``slice``, ``transpose``, ``scale``, ``cast``, ``reshape`` (the same
-        elements in row-major order with the dims ``shape``, applied last) and ``low-rank``.
-        """
-        present = {
-            "slice": self.has_slice,
-            "transpose": self.transpose,
-            "scale": self.scale != 1.0,
-            "cast": bool(self.dtype),
-            "reshape": bool(self.shape),
-            "low-rank": self.rank > 0,
-        }
-        return tuple(name for name, on in present.items() if on)
-
-    @property
-    def kind(self) -> str:
-        """A short name: ``exact``, or the view's parts joined by ``+`` (e.g. ``transpose``)."""
-        slice_name = "row-slice" if self.slice_axis == 0 else "col-slice"
-        names = [slice_name if part == "slice" else part for part in self.parts]
-        return "+".join(names) or "exact"
-
-    def then_transpose(self) -> View:
-        """Returns this view followed by a transpose (a low-rank delta is transposed too)."""
-        delta_transpose = self.delta_transpose != (self.rank > 0)
-        return dataclasses.replace(
-            self, transpose=not self.transpose, delta_transpose=delta_transpose
-        )
-
-    def on_transposed(self) -> View:
-        """Returns this view re-expressed on ``W`` when it was a view of ``W^T``.
-
-        A slice along axis ``a`` of ``W^T`` is the transpose of a slice along ``1 - a`` of ``W``.
-        """
-        axis = 1 - self.slice_axis if self.has_slice else self.slice_axis
-        return dataclasses.replace(self, slice_axis=axis, transpose=not self.transpose)
-
-    def attributes(self) -> dict[str, int | float]:
-        """Returns the ICL node attributes that express this view (defaults omitted).
-
-        A cast has no attribute of its own: IclMatMul infers it from ``A``'s type, and the pass
-        sets IclGather's ``output_dtype``.
-        """
-        attrs: dict[str, int | float] = {}
-        if self.transpose:
-            attrs["transpose"] = 1
-        if self.has_slice:
-            attrs.update(slice_axis=self.slice_axis, slice_start=self.slice_start)
-            attrs["slice_size"] = self.slice_size
-        if self.scale != 1.0:
-            attrs["scale"] = self.scale
-        if self.rank and self.delta_transpose:
-            attrs["delta_transpose"] = 1
-        return attrs
 
 
 @dataclasses.dataclass
@@ -220,51 +120,6 @@ class ShareGroup:
     def session_copies_freed(self) -> int:
         """Copies ORT would hold at run time that the rewrite removes (view nodes included)."""
         return sum(1 for m in self.members if not m.kept_reason)
-
-
-@dataclasses.dataclass
-class Skipped:
-    """An initializer left out of the analysis, and why."""
-
-    name: str
-    reason: str
-
-
-@dataclasses.dataclass(frozen=True)
-class QuantizedNearCopy:
-    """A float table that a quantized weight of the same model approximates.
-
-    Attributes:
-        table: the float initializer's name.
-        shape: its shape ``[V, H]``.
-        table_bytes: its size, which sharing the quantized weight would free.
-        quantized: the quantized weight's name.
-        quantized_bytes: the quantized weight's bytes (data, scales and zero points).
-        consumer: the node that reads the quantized weight.
-        scheme: how it is quantized, e.g. ``MatMulNBits 4-bit, block 32``.
-        transposed: the quantized weight holds ``table^T``.
-        max_error: the largest ``|dequantized - table|``.
-        mean_error: the mean ``|dequantized - table|``.
-        max_abs: the largest ``|table|``, for scale.
-        max_steps: the largest error in units of its block's quantization step (at most 1).
-        shareable: whether ``--share-quantized`` can rewrite the table's readers.
-        reason: why not, when it cannot.
-    """
-
-    table: str
-    shape: tuple[int, int]
-    table_bytes: int
-    quantized: str
-    quantized_bytes: int
-    consumer: str
-    scheme: str
-    transposed: bool
-    max_error: float
-    mean_error: float
-    max_abs: float
-    max_steps: float
-    shareable: bool = False
-    reason: str = ""
 
 
 @dataclasses.dataclass

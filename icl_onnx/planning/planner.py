@@ -18,22 +18,26 @@ import logging
 import onnx_ir as ir
 
 from icl_onnx import rules
-from icl_onnx.analysis.crossmodel import CrossSet, plan_cross_set
-from icl_onnx.analysis.groups import Choice, choose_canonical, forms_group
+from icl_onnx.analysis.findings import Skipped
 from icl_onnx.analysis.lifting import lifted
 from icl_onnx.analysis.near_copies import find_quantized_near_copies
-from icl_onnx.analysis.plan import CrossGroup, ShareGroup, SharePlan, Skipped, View
-from icl_onnx.analysis.readers import Reader, eligible_initializers, group_readers
+from icl_onnx.analysis.readers import (
+    DEFAULT_MIN_ELEMENTS,
+    Reader,
+    eligible_initializers,
+    group_readers,
+)
 from icl_onnx.analysis.scopes import Scopes, function_constants
-from icl_onnx.analysis.variants import plan_low_rank
 from icl_onnx.analysis.view_nodes import find_view_nodes
+from icl_onnx.planning.crossmodel import CrossSet, plan_cross_set
+from icl_onnx.planning.groups import Choice, choose_canonical, forms_group
+from icl_onnx.planning.plan import CrossGroup, ShareGroup, SharePlan
+from icl_onnx.planning.variants import plan_low_rank
+from icl_onnx.views import View
 
 __all__ = ["DEFAULT_MIN_ELEMENTS", "analyze", "plan_models", "plan_sharing"]
 
 logger = logging.getLogger(__name__)
-
-#: Initializers with fewer elements are not worth sharing.
-DEFAULT_MIN_ELEMENTS = 1024
 
 
 @dataclasses.dataclass

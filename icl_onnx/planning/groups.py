@@ -14,10 +14,11 @@ import dataclasses
 import onnx_ir as ir
 
 from icl_onnx import rules
-from icl_onnx.analysis.plan import Consumer, Member, ShareGroup, View
 from icl_onnx.analysis.readers import Reader, relative_view, uses
 from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.analysis.view_nodes import node_view
+from icl_onnx.planning.plan import Consumer, Member, ShareGroup
+from icl_onnx.views import View
 
 __all__ = [
     "Choice",
@@ -59,7 +60,7 @@ class PlannedMember:
     """A member of a candidate's plan: the reader, its view and its consumers.
 
     Shared by the within-model plan (``choose_canonical``) and the low-rank variants
-    (``icl_onnx.analysis.variants``), whose one member reads a foreign canonical tensor.
+    (``icl_onnx.planning.variants``), whose one member reads a foreign canonical tensor.
 
     Attributes:
         reader: how the member's tensor is read (an initializer or a view node's output).
