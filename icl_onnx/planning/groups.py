@@ -10,6 +10,7 @@ encloses every node that will read it (otherwise the canonical tensor moves outw
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import onnx_ir as ir
 
@@ -18,6 +19,7 @@ from icl_onnx.analysis.readers import Reader, relative_view, uses
 from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.analysis.view_nodes import node_view
 from icl_onnx.planning.plan import Consumer, Member, ShareGroup
+from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 from icl_onnx.views import View
 
 __all__ = [
@@ -33,10 +35,19 @@ __all__ = [
 UNCOVERED_COST = 100
 
 
-def plan_consumer(node: ir.Node, index: int, view: View, rank: int) -> Consumer:
-    """The plan of ``node`` reading ``view(canonical)`` (a rank-``rank`` tensor) at ``index``."""
+def plan_consumer(
+    node: ir.Node,
+    index: int,
+    view: View,
+    rank: int,
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
+) -> Consumer:
+    """The plan of ``node`` reading ``view(canonical)`` (a rank-``rank`` tensor) at ``index``.
+
+    ``consumer_rules`` are the rules the use is offered to (``rules.cover``).
+    """
     label, op = rules.node_label(node), node.op_type
-    outcome = rules.cover(rules.Use(node, index, view, rank))
+    outcome = rules.cover(rules.Use(node, index, view, rank), consumer_rules)
     if outcome is not None and outcome.covered:
         rule = outcome.rule
         return Consumer(label, op, index, rule.name, rule.becomes(node), target=node, covering=rule)
@@ -192,14 +203,18 @@ def _reading_twice(readers: list[Reader], view_nodes: set[ir.Node]) -> set[ir.No
 
 
 def _plan_for(
-    canonical: Reader, readers: list[Reader], view_nodes: set[ir.Node], twice: set[ir.Node]
+    canonical: Reader,
+    readers: list[Reader],
+    view_nodes: set[ir.Node],
+    twice: set[ir.Node],
+    consumer_rules: Sequence[ConsumerRule],
 ) -> Choice:
     """Plans every use of the set's tensors with ``canonical`` as the canonical tensor."""
     members, canonical_consumers, cost = [], [], 0
     for reader in readers:
         if reader is canonical:
             for node, idx in uses(reader, view_nodes):
-                consumer = plan_consumer(node, idx, View(), reader.rank)
+                consumer = plan_consumer(node, idx, View(), reader.rank, consumer_rules)
                 canonical_consumers.append(consumer)
                 cost += _cost(consumer, View())
             continue
@@ -211,7 +226,7 @@ def _plan_for(
                 reason = "reads the shared tensor at two inputs"
                 consumer = Consumer(label, node.op_type, idx, reason=reason, target=node)
             else:
-                consumer = plan_consumer(node, idx, view, reader.rank)
+                consumer = plan_consumer(node, idx, view, reader.rank, consumer_rules)
             consumers.append(consumer)
             cost += _cost(consumer, view)
         members.append(PlannedMember(reader, view, consumers))
@@ -224,6 +239,7 @@ def choose_canonical(
     view_nodes: set[ir.Node],
     scopes: Scopes,
     preferred: list[Reader] | None = None,
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
 ) -> Choice:
     """Chooses the canonical tensor of a set's ``readers`` in one model and plans every use.
 
@@ -232,10 +248,11 @@ def choose_canonical(
         view_nodes: every view node of the model (their outputs are readers, not uses).
         scopes: the model's graph scopes.
         preferred: the candidates to choose among (all copies of the widest tensor if none).
+        consumer_rules: the rules every use is offered to.
     """
     twice = _reading_twice(readers, view_nodes)
     candidates = preferred or [r for r in readers if r.view_node is None and not r.derived]
-    plans = [_plan_for(c, readers, view_nodes, twice) for c in candidates]
+    plans = [_plan_for(c, readers, view_nodes, twice, consumer_rules) for c in candidates]
 
     def key(choice: Choice) -> tuple[int, bool]:
         canonical = choice.canonical

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 import onnx_ir as ir
 
@@ -33,6 +34,7 @@ from icl_onnx.planning.crossmodel import CrossSet, plan_cross_set
 from icl_onnx.planning.groups import Choice, choose_canonical, forms_group
 from icl_onnx.planning.plan import CrossGroup, ShareGroup, SharePlan
 from icl_onnx.planning.variants import plan_low_rank
+from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 from icl_onnx.views import View
 
 __all__ = ["DEFAULT_MIN_ELEMENTS", "analyze", "plan_models", "plan_sharing"]
@@ -65,7 +67,7 @@ class _Model:
         return cls(model, scopes, eligible, skipped, set(view_nodes))
 
 
-def _only_unread_reshapes(choice: Choice) -> bool:
+def _only_unread_reshapes(choice: Choice, consumer_rules: Sequence[ConsumerRule]) -> bool:
     """Whether the set is a tensor and reshape views of it whose consumers no rule claims.
 
     Such a set frees nothing, so it is left out of the plan rather than moving the tensor's own
@@ -82,7 +84,7 @@ def _only_unread_reshapes(choice: Choice) -> bool:
         for c in m.consumers
         if c.target is not None
     ]
-    return not any(rules.cover(use) is not None for use in uses)
+    return not any(rules.cover(use, consumer_rules) is not None for use in uses)
 
 
 def _held(info: _Model) -> tuple[set[ir.Value], set[ir.Value]]:
@@ -96,7 +98,10 @@ def _held(info: _Model) -> tuple[set[ir.Value], set[ir.Value]]:
 
 
 def _plan_variants(
-    infos: list[_Model], labels: list[str], origins: list[dict[int, tuple[str, int]]]
+    infos: list[_Model],
+    labels: list[str],
+    origins: list[dict[int, tuple[str, int]]],
+    consumer_rules: Sequence[ConsumerRule],
 ) -> list[CrossGroup]:
     """Adds the low-rank groups of every model after the first (the base) to ``infos``."""
     base = infos[0]
@@ -115,6 +120,7 @@ def _plan_variants(
             info.scopes,
             (labels[0], labels[index]),
             index,
+            consumer_rules,
         )
         for planned in found:
             origins[index][len(info.choices)] = (labels[0], 0)
@@ -123,7 +129,10 @@ def _plan_variants(
             if planned.base_value not in canonical:  # its consumers move to ICL operators too
                 canonical.add(planned.base_value)
                 reader = Reader(planned.base_value, View(), None)
-                base.choices.append(choose_canonical([reader], base.view_nodes, base.scopes))
+                choice = choose_canonical(
+                    [reader], base.view_nodes, base.scopes, consumer_rules=consumer_rules
+                )
+                base.choices.append(choice)
     return reports
 
 
@@ -176,6 +185,8 @@ def plan_models(
     labels: list[str],
     min_elements: int = DEFAULT_MIN_ELEMENTS,
     low_rank: bool = True,
+    *,
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
 ) -> tuple[list[SharePlan], list[CrossGroup]]:
     """Plans several models together: one plan per model and the groups that cross models.
 
@@ -190,6 +201,7 @@ def plan_models(
         min_elements: initializers with fewer elements are ignored.
         low_rank: look for tensors of later models that are a first-model tensor plus a
             low-rank delta.
+        consumer_rules: the rules every use is offered to (``icl_onnx.rules``).
     """
     infos = [_Model.gather(model, min_elements) for model in models]
     model_of = {v: i for i, info in enumerate(infos) for v in info.eligible}
@@ -200,11 +212,15 @@ def plan_models(
         if len({r.model for r in readers}) == 1:
             info = infos[readers[0].model]
             if forms_group(readers, info.view_nodes):
-                choice = choose_canonical(readers, info.view_nodes, info.scopes)
-                if not _only_unread_reshapes(choice):
+                choice = choose_canonical(
+                    readers, info.view_nodes, info.scopes, consumer_rules=consumer_rules
+                )
+                if not _only_unread_reshapes(choice, consumer_rules):
                     info.choices.append(choice)
             continue
-        cross = plan_cross_set(readers, [i.view_nodes for i in infos], [i.scopes for i in infos])
+        cross = plan_cross_set(
+            readers, [i.view_nodes for i in infos], [i.scopes for i in infos], consumer_rules
+        )
         for model, choice in cross.alone.items():
             infos[model].choices.append(choice)
         slots = {}
@@ -217,7 +233,9 @@ def plan_models(
     for cross, slots in crossing:
         for model in cross.foreign:
             origins[model][slots[model]] = (labels[cross.owner], cross.owner)
-    variants = _plan_variants(infos, labels, origins) if low_rank and len(infos) > 1 else []
+    variants = []
+    if low_rank and len(infos) > 1:
+        variants = _plan_variants(infos, labels, origins, consumer_rules)
     groups = [_place(info, origins[i]) for i, info in enumerate(infos)]
     cross_groups = [
         cross.report({m: groups[m][slot] for m, slot in slots.items()}, labels)
@@ -227,7 +245,12 @@ def plan_models(
     return plans, cross_groups + variants
 
 
-def plan_sharing(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
+def plan_sharing(
+    model: ir.Model,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+    *,
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
+) -> SharePlan:
     """The SharePlan of ``model`` as it is (constants already lifted); changes nothing.
 
     Initializers of ``If``, ``Loop`` and ``Scan`` bodies take part like the main graph's; a
@@ -235,11 +258,16 @@ def plan_sharing(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> S
     encloses every reader. Functions hold no initializers and are left alone; their large
     ``Constant`` tensors are reported skipped.
     """
-    (plan,), _ = plan_models([model], [""], min_elements)
+    (plan,), _ = plan_models([model], [""], min_elements, consumer_rules=consumer_rules)
     return plan
 
 
-def analyze(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
+def analyze(
+    model: ir.Model,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+    *,
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
+) -> SharePlan:
     """Returns the SharePlan ``optimize`` applies to ``model``; prints nothing, changes nothing.
 
     Large ``Constant`` nodes take part as ``optimize`` lifts them: the plan is computed on a
@@ -248,5 +276,6 @@ def analyze(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> ShareP
     Args:
         model: the model; external data is read through memory maps, one tensor at a time.
         min_elements: initializers with fewer elements are ignored.
+        consumer_rules: the rules every use is offered to (``icl_onnx.rules``).
     """
-    return plan_sharing(lifted(model, min_elements), min_elements)
+    return plan_sharing(lifted(model, min_elements), min_elements, consumer_rules=consumer_rules)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -25,6 +26,7 @@ from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.planning.crossmodel import cross_member
 from icl_onnx.planning.groups import Choice, PlannedMember, plan_consumer
 from icl_onnx.planning.plan import CrossGroup, CrossMember
+from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 from icl_onnx.views import View
 
 __all__ = ["LowRankChoice", "plan_low_rank"]
@@ -104,6 +106,7 @@ def plan_low_rank(
     scopes: Scopes,
     labels: tuple[str, str],
     model: int,
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
 ) -> list[LowRankChoice]:
     """Plans the variant's tensors that are a base tensor plus a low-rank delta.
 
@@ -115,6 +118,7 @@ def plan_low_rank(
         scopes: the variant's graph scopes (the factors' names are reserved there).
         labels: the base's and the variant's labels.
         model: the variant's index among the models (the base is 0).
+        consumer_rules: the rules every use is offered to.
     """
     arrays: dict[ir.Value, np.ndarray] = {}
 
@@ -133,7 +137,9 @@ def plan_low_rank(
         # Whether every consumer can read a low-rank view does not depend on the rank: asked
         # first, it spares the search for tensors that would be stored whole anyway.
         probe = View(transpose=transpose, rank=1)
-        if not _all_covered([plan_consumer(u.node, u.idx, probe, 2) for u in value.uses()]):
+        if not _all_covered(
+            [plan_consumer(u.node, u.idx, probe, 2, consumer_rules) for u in value.uses()]
+        ):
             logger.info("%s: a consumer cannot read a low-rank view; stored whole", value.name)
             continue
         found = find_low_rank_delta(array(base_value), array(value), transpose)
@@ -144,7 +150,7 @@ def plan_low_rank(
             )
             continue
         view = View(transpose=transpose, rank=found.rank)
-        consumers = [plan_consumer(u.node, u.idx, view, 2) for u in value.uses()]
+        consumers = [plan_consumer(u.node, u.idx, view, 2, consumer_rules) for u in value.uses()]
         if not _all_covered(consumers):  # not expected after the probe; never planned unread
             logger.info("%s: a consumer cannot read a low-rank view; stored whole", value.name)
             continue

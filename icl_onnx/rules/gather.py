@@ -16,13 +16,11 @@ from icl_onnx.rules.base import (
     is_onnx,
     replace_with_icl_node,
 )
-from icl_onnx.rules.registry import register
 from icl_onnx.views import View
 
 __all__ = ["GatherRule"]
 
 
-@register
 class GatherRule(ConsumerRule):
     """The table (input 0, 2-D) of a Gather on axis 0 reading a view (exact copies are rewired).
 

@@ -18,7 +18,6 @@ from icl_onnx.rules.base import (
     is_onnx,
     replace_with_icl_node,
 )
-from icl_onnx.rules.registry import register
 from icl_onnx.views import View
 
 __all__ = ["GemmRule", "gemm_view"]
@@ -43,7 +42,6 @@ def gemm_view(node: ir.Node, view: View) -> tuple[View | None, str]:
     return out, ""
 
 
-@register
 class GemmRule(ConsumerRule):
     """The weight (input 1, 2-D) of a Gemm without transA whose bias is 1-D (or beta is 1).
 

@@ -6,7 +6,6 @@ import onnx_ir as ir
 
 from icl_onnx.ops import DOMAIN, GATHER, MATMUL
 from icl_onnx.rules.base import ConsumerRule, Outcome, Use, attr, icl_cost, replace_with_icl_node
-from icl_onnx.rules.registry import register
 from icl_onnx.views import View, ViewAttrs
 
 __all__ = ["IclNodeRule"]
@@ -24,7 +23,6 @@ def _node_view(node: ir.Node) -> View | None:
     return View.from_attrs(attrs)
 
 
-@register
 class IclNodeRule(ConsumerRule):
     """The weight of an IclMatMul or IclGather (a model optimized before) reading a view.
 

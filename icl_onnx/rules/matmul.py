@@ -15,13 +15,11 @@ from icl_onnx.rules.base import (
     is_onnx,
     replace_with_icl_node,
 )
-from icl_onnx.rules.registry import register
 from icl_onnx.views import View
 
 __all__ = ["MatMulRule"]
 
 
-@register
 class MatMulRule(ConsumerRule):
     """The weight (input 1, 2-D) of a MatMul, exact copies included.
 
