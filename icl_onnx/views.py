@@ -35,11 +35,15 @@ Dim = int | str | None
 
 @dataclasses.dataclass(frozen=True)
 class Attribute:
-    """One attribute of the ICL operators: ONNX name, default and meaning."""
+    """One attribute of the ICL operators: ONNX name, default (its type too) and meaning.
+
+    A ``required`` attribute has no default: ``default`` only gives its type.
+    """
 
     name: str
     default: int | float
     doc: str
+    required: bool = False
 
 
 #: The view attributes both operators take, in the order the C++ ViewAttrs declares them.

@@ -17,9 +17,10 @@ PACKAGE = Path(icl_onnx.__file__).parent
 
 #: Each top-level module or package of icl_onnx, by layer (lowest first).
 LAYERS: list[set[str]] = [
-    # the view attributes, the operator spec, and helpers every layer may use
+    # the view attributes, the operator names, and helpers every layer may use
     {"views", "ops", "errors", "progress", "tolerance", "block_quant", "model_io"},
-    {"_runtime", "_inline_weights", "reference", "schemas"},
+    # the operator spec and what is built from it; the runtime helpers
+    {"reference", "opspec", "schemas", "_runtime", "_inline_weights"},
     {"analysis", "shared_store"},  # detection: what is a copy or a view of what
     {"rules"},  # one per consumer op
     {"planning"},  # share sets, cross-model, variants

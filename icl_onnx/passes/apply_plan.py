@@ -14,9 +14,11 @@ import logging
 
 import onnx_ir as ir
 
+from icl_onnx import schemas
 from icl_onnx.analysis.scopes import move_initializer
 from icl_onnx.ops import DOMAIN, OPSET_VERSION
-from icl_onnx.planning.plan import Consumer, ShareGroup, SharePlan, View
+from icl_onnx.planning.plan import Consumer, ShareGroup, SharePlan
+from icl_onnx.views import View
 
 __all__ = ["ApplySharePlanPass"]
 
@@ -128,6 +130,7 @@ class ApplySharePlanPass(ir.passes.InPlacePass):
         nodes = ir.traversal.RecursiveGraphIterator(model.graph)
         if modified and any(n.domain == DOMAIN for n in nodes):
             model.opset_imports.setdefault(DOMAIN, OPSET_VERSION)
+            schemas.register()  # so onnx.checker and shape inference accept what it wrote
         logger.info(
             "ApplySharePlanPass: %d groups, %d bytes freed",
             len(self.plan.groups),

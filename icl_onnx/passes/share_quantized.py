@@ -14,6 +14,7 @@ import logging
 
 import onnx_ir as ir
 
+from icl_onnx import schemas
 from icl_onnx.analysis.near_copies import QuantizedNearCopy, find_quantized_near_copies
 from icl_onnx.ops import DOMAIN, GATHER_BLOCK_QUANTIZED
 
@@ -88,4 +89,6 @@ class ShareQuantizedPass(ir.passes.InPlacePass):
             model.graph.initializers.pop(copy.table)
             modified = True
             logger.info("%s now reads the quantized %s (lossy)", copy.table, copy.quantized)
+        if modified:
+            schemas.register()  # so onnx.checker and shape inference accept what it wrote
         return ir.passes.PassResult(model, modified)
