@@ -28,7 +28,7 @@ import onnx_ir as ir
 
 from icl_onnx.analysis.readers import Reader, relative_view
 from icl_onnx.analysis.scopes import Scopes
-from icl_onnx.planning.groups import Choice, choose_canonical, forms_group
+from icl_onnx.planning.groups import PlannedSet, choose_canonical, forms_group
 from icl_onnx.planning.plan import CrossGroup, CrossMember, ShareGroup
 from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 
@@ -37,7 +37,7 @@ __all__ = ["CrossSet", "cross_member", "plan_cross_set"]
 
 @dataclasses.dataclass
 class CrossSet:
-    """A set planned across models.
+    """A share set planned across models.
 
     Attributes:
         owner: the model whose canonical tensor is the set's.
@@ -48,9 +48,9 @@ class CrossSet:
     """
 
     owner: int
-    choices: dict[int, Choice]
+    choices: dict[int, PlannedSet]
     foreign: set[int] = dataclasses.field(default_factory=set)
-    alone: dict[int, Choice] = dataclasses.field(default_factory=dict)
+    alone: dict[int, PlannedSet] = dataclasses.field(default_factory=dict)
 
     @property
     def crosses(self) -> bool:

@@ -23,7 +23,7 @@ from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 from icl_onnx.views import View
 
 __all__ = [
-    "Choice",
+    "PlannedSet",
     "PlannedMember",
     "UNCOVERED_COST",
     "choose_canonical",
@@ -111,8 +111,12 @@ def _hold(members: list[PlannedMember]) -> None:
 
 
 @dataclasses.dataclass
-class Choice:
-    """A set's plan in one model with the chosen canonical tensor (names not placed yet)."""
+class PlannedSet:
+    """A share set planned in one model: the chosen canonical tensor, the members, the rules.
+
+    Not placed yet (the canonical tensor's graph and name); ``group`` gives the plan's
+    ``ShareGroup``.
+    """
 
     canonical: Reader
     members: list[PlannedMember]
@@ -208,7 +212,7 @@ def _plan_for(
     view_nodes: set[ir.Node],
     twice: set[ir.Node],
     consumer_rules: Sequence[ConsumerRule],
-) -> Choice:
+) -> PlannedSet:
     """Plans every use of the set's tensors with ``canonical`` as the canonical tensor."""
     members, canonical_consumers, cost = [], [], 0
     for reader in readers:
@@ -231,7 +235,7 @@ def _plan_for(
             cost += _cost(consumer, view)
         members.append(PlannedMember(reader, view, consumers))
     _hold(members)
-    return Choice(canonical, members, canonical_consumers, cost)
+    return PlannedSet(canonical, members, canonical_consumers, cost)
 
 
 def choose_canonical(
@@ -240,7 +244,7 @@ def choose_canonical(
     scopes: Scopes,
     preferred: list[Reader] | None = None,
     consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
-) -> Choice:
+) -> PlannedSet:
     """Chooses the canonical tensor of a set's ``readers`` in one model and plans every use.
 
     Args:
@@ -254,7 +258,7 @@ def choose_canonical(
     candidates = preferred or [r for r in readers if r.view_node is None and not r.derived]
     plans = [_plan_for(c, readers, view_nodes, twice, consumer_rules) for c in candidates]
 
-    def key(choice: Choice) -> tuple[int, bool]:
+    def key(choice: PlannedSet) -> tuple[int, bool]:
         canonical = choice.canonical
         if canonical.foreign:  # added to the main graph, which encloses every reader
             return choice.cost, False

@@ -31,7 +31,7 @@ from icl_onnx.analysis.readers import (
 from icl_onnx.analysis.scopes import Scopes, function_constants
 from icl_onnx.analysis.view_nodes import find_view_nodes
 from icl_onnx.planning.crossmodel import CrossSet, plan_cross_set
-from icl_onnx.planning.groups import Choice, choose_canonical, forms_group
+from icl_onnx.planning.groups import PlannedSet, choose_canonical, forms_group
 from icl_onnx.planning.plan import CrossGroup, ShareGroup, SharePlan
 from icl_onnx.planning.variants import plan_low_rank
 from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
@@ -51,7 +51,7 @@ class _Model:
     eligible: list[ir.Value]
     skipped: list[Skipped]
     view_nodes: set[ir.Node]
-    choices: list[Choice] = dataclasses.field(default_factory=list)
+    choices: list[PlannedSet] = dataclasses.field(default_factory=list)
 
     @classmethod
     def gather(cls, model: ir.Model, min_elements: int) -> _Model:
@@ -67,7 +67,7 @@ class _Model:
         return cls(model, scopes, eligible, skipped, set(view_nodes))
 
 
-def _only_unread_reshapes(choice: Choice, consumer_rules: Sequence[ConsumerRule]) -> bool:
+def _only_unread_reshapes(choice: PlannedSet, consumer_rules: Sequence[ConsumerRule]) -> bool:
     """Whether the set is a tensor and reshape views of it whose consumers no rule claims.
 
     Such a set frees nothing, so it is left out of the plan rather than moving the tensor's own
