@@ -3,8 +3,13 @@
 ``view(W) = scale * cast(transpose?(slice(W)))`` for a stored 2-D ``W`` (docs/operators.md).
 This module is the one Python statement of that contract; ``custom_ops/common/view.h`` is the
 C++ one (``ViewAttrsError`` there and :meth:`ViewAttrs.error` here state the same rules). The
-numpy reference, the ONNX schemas, ``check``'s row counts and the CUDA test harness read the
-attributes from here. Standard library only, so any host can import it.
+operator spec (``icl_onnx.opspec``), the numpy reference, the ONNX schemas, ``check``'s row
+counts and the CUDA test harness read the attributes from here.
+
+:class:`View` is how detection and planning describe a member of a share set as a view of the
+set's canonical tensor: the attributes plus the parts a rule expresses otherwise (a cast, a
+reshape, a low-rank delta); :attr:`View.view_attrs` and :meth:`View.from_attrs` convert to and
+from :class:`ViewAttrs`. Standard library only, so any host can import it.
 """
 
 from __future__ import annotations
@@ -216,7 +221,7 @@ class View:
         return cls(**{**values, "transpose": bool(values["transpose"])})
 
     @property
-    def attrs(self) -> ViewAttrs:
+    def view_attrs(self) -> ViewAttrs:
         """The view's :class:`ViewAttrs`: its slice, transpose and scale."""
         return ViewAttrs(
             **{a.name: type(a.default)(getattr(self, a.name)) for a in VIEW_ATTRIBUTES}
@@ -277,7 +282,7 @@ class View:
         A cast has no attribute of its own: IclMatMul infers it from ``A``'s type, and the rule
         sets IclGather's ``output_dtype``. A slice states all three of its attributes.
         """
-        attrs = self.attrs.to_attrs()
+        attrs = self.view_attrs.to_attrs()
         if self.has_slice:
             attrs.update(
                 slice_axis=self.slice_axis, slice_start=self.slice_start, slice_size=self.slice_size
