@@ -94,8 +94,8 @@ def export_all(args, folder: Path) -> list[Path]:
 
 def optimize_k(paths: list[Path], k: int, out: Path) -> dict:
     """Optimizes base + k variants into ``out``; times the low-rank search per variant."""
-    from icl_onnx.analysis import variants
     from icl_onnx.pipeline import optimize_files
+    from icl_onnx.planning import variants
 
     spent = [0.0]
     real = variants.find_low_rank_delta

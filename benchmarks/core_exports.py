@@ -27,11 +27,11 @@ from pathlib import Path
 import onnxruntime as ort
 
 import icl_onnx
-from icl_onnx.analysis import analyze
 from icl_onnx.check import check_models
 from icl_onnx.model_io import load_model
 from icl_onnx.models import build_model
 from icl_onnx.pipeline import optimize_file
+from icl_onnx.planning import analyze
 from icl_onnx.torch_export import export_onnx
 
 RESULTS = Path(__file__).parent / "results"

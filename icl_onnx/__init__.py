@@ -3,7 +3,8 @@
 Importing the package is light: :func:`library_path`, :func:`session_options` and
 :func:`create_session` need only onnxruntime, so a serving environment without onnx, onnx-ir
 or torch can run optimized models. Everything else (analysis, passes, export, ...) is imported
-on first use (PEP 562), which also registers the ICL operator schemas with onnx.
+on first use (PEP 562). Importing registers nothing: the passes that write ICL nodes register
+the operators' ONNX schemas when they run (``icl_onnx.schemas.register()`` does it by hand).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from icl_onnx.errors import IclUserError
 
 #: Public name -> the module that defines it, imported on first access.
 _LAZY: dict[str, str] = {
-    "SharePlan": "icl_onnx.analysis",
-    "analyze": "icl_onnx.analysis",
+    "SharePlan": "icl_onnx.planning",
+    "analyze": "icl_onnx.planning",
     "ExportResult": "icl_onnx.verified_export",
     "export": "icl_onnx.verified_export",
     "load_model": "icl_onnx.model_io",
@@ -53,9 +54,6 @@ def __getattr__(name: str) -> Any:
         if not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
             return importlib.import_module(f"{__name__}.{name}")
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from icl_onnx import schemas
-
-    schemas.register()
     value = getattr(importlib.import_module(module_name), name)
     globals()[name] = value
     return value

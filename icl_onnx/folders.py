@@ -69,7 +69,7 @@ class FolderResult:
     Attributes:
         folder: the input folder as read.
         out_dir: the folder written.
-        plan: the cross-model plan (:class:`icl_onnx.analysis.plan.CrossPlan`).
+        plan: the cross-model plan (:class:`icl_onnx.planning.plan.CrossPlan`).
         tensor_bytes: external tensor bytes of the written models, counted per model.
         unique_bytes: bytes of the one data file (each unique tensor once).
         copied: other files copied, by name.

@@ -1,34 +1,44 @@
-"""The optimize and scan pipelines, for one model or several: load, lift, plan, apply, save.
+"""The optimize and scan pipelines, for one model or several: load, run the passes, save.
 
-Every entry point runs the same steps: constants are lifted (``analysis.lifting``), the model
-or models are planned once (``analysis.planner``), and ``optimize`` applies the plan
-(``passes.ApplySharePlanPass``) and saves (``model_io``, or ``shared_store`` for several
-models with one data file) where ``scan`` stops, so a scan reports what an optimize does.
+Every entry point runs the one declared pass list (``passes.sharing_passes``): the lossy
+quantized sharing when asked for, constant lifting, planning, applying. ``scan`` stops after the
+planning pass and returns its plan, ``optimize`` runs to the end and saves (``model_io``, or
+``shared_store`` for several models with one data file), so a scan reports what an optimize
+does. With several models, the passes before planning run on each model, the models are
+planned together (``planning.plan_models``), and the passes after planning run on each.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx_ir as ir
 
 from icl_onnx import progress
-from icl_onnx.analysis.lifting import lift_constants_pass
-from icl_onnx.analysis.near_copies import find_quantized_near_copies
-from icl_onnx.analysis.plan import CrossPlan, QuantizedNearCopy, SharePlan
-from icl_onnx.analysis.planner import DEFAULT_MIN_ELEMENTS, plan_models, plan_sharing
+from icl_onnx.analysis.findings import QuantizedNearCopy
+from icl_onnx.analysis.readers import DEFAULT_MIN_ELEMENTS
 from icl_onnx.errors import IclUserError
 from icl_onnx.model_io import load_model, save_model
-from icl_onnx.passes.apply_plan import ApplySharePlanPass
-from icl_onnx.passes.share_quantized import ShareQuantizedPass
+from icl_onnx.passes import (
+    PLAN_KEY,
+    ShareQuantizedPass,
+    SharingOptions,
+    planned,
+    planning_index,
+    sharing_passes,
+)
+from icl_onnx.planning.plan import CrossPlan, SharePlan
+from icl_onnx.planning.planner import plan_models
 from icl_onnx.shared_store import save_models_shared
 
 __all__ = [
     "optimize",
     "optimize_file",
     "optimize_files",
+    "scan_file",
     "scan_files",
     "OptimizeResult",
     "MultiOptimizeResult",
@@ -55,29 +65,52 @@ class MultiOptimizeResult:
     unique_bytes: int  # bytes of the one data file's tensors
 
 
-def _share_quantized(model: ir.Model, min_elements: int) -> list[QuantizedNearCopy]:
-    """Applies the lossy opt-in (``--share-quantized``); returns the near-copies it shared."""
-    shareable = [c for c in find_quantized_near_copies(model, min_elements) if c.shareable]
-    ShareQuantizedPass(shareable)(model)
-    return shareable
+def _run(passes: Sequence[ir.passes.PassBase], model: ir.Model) -> bool:
+    """Runs ``passes`` on ``model`` in order; whether any changed it."""
+    modified = False
+    for one in passes:
+        modified |= one(model).modified
+    return modified
+
+
+def _shared_quantized(passes: Sequence[ir.passes.PassBase]) -> list[QuantizedNearCopy]:
+    """The near-copies the quantized-sharing pass of ``passes`` shared (none when absent)."""
+    found = [p for p in passes if isinstance(p, ShareQuantizedPass)]
+    return [c for p in found for c in p.shared]
 
 
 def _optimize(
-    model: ir.Model, min_elements: int, share_quantized: bool = False
+    model: ir.Model, options: SharingOptions
 ) -> tuple[SharePlan, bool, list[QuantizedNearCopy]]:
-    """Lifts, plans and applies (in place): the plan, whether it changed, the lossy shares.
-
-    The lossy near-copies are shared first, and only with ``share_quantized``.
-    """
-    shared = _share_quantized(model, min_elements) if share_quantized else []
-    lifted = lift_constants_pass(min_elements)(model).modified
-    plan = plan_sharing(model, min_elements)
-    return plan, ApplySharePlanPass(plan)(model).modified or lifted or bool(shared), shared
+    """Runs the sharing passes in place: the applied plan, whether it changed, the lossy shares."""
+    passes = sharing_passes(options)
+    split = planning_index(passes) + 1
+    modified = _run(passes[:split], model)
+    plan = planned(model)
+    assert plan is not None
+    modified |= _run(passes[split:], model)
+    return plan, modified, _shared_quantized(passes)
 
 
 def optimize(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
     """Shares every copy and view in ``model`` (in place); returns the applied plan."""
-    return _optimize(model, min_elements)[0]
+    return _optimize(model, SharingOptions(min_elements))[0]
+
+
+def scan_file(src: str | os.PathLike, *, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
+    """Returns the plan ``optimize_file`` applies to ``src`` (writes nothing).
+
+    Runs the sharing passes up to the planning pass on the loaded model and returns its plan.
+
+    Raises:
+        IclUserError: unreadable input.
+    """
+    model = load_model(src)
+    passes = sharing_passes(SharingOptions(min_elements))
+    _run(passes[: planning_index(passes) + 1], model)
+    plan = planned(model)
+    assert plan is not None
+    return plan
 
 
 def optimize_file(
@@ -99,33 +132,38 @@ def optimize_file(
     if Path(dst).is_dir():
         raise IclUserError(f"output {dst} is a folder; give a file name")
     model = load_model(src)
-    plan, modified, shared = _optimize(model, min_elements, share_quantized)
+    plan, modified, shared = _optimize(model, SharingOptions(min_elements, share_quantized))
     files = save_model(model, dst, external_data=external_data)
     return OptimizeResult(plan, modified, files, shared)
 
 
 def _plan_files(
     srcs: list[str | os.PathLike],
-    min_elements: int,
-    share_quantized: bool = False,
+    options: SharingOptions,
     low_rank: bool = True,
-) -> tuple[list[ir.Model], CrossPlan]:
-    """Loads and lifts each model (a progress task counting models), then plans them together.
+) -> tuple[list[ir.Model], CrossPlan, list[ir.passes.PassBase]]:
+    """Loads each model and runs the passes before planning on it, then plans them together.
 
-    ``share_quantized`` first applies each model's lossy near-copies (``optimize_files``);
-    ``low_rank`` looks for low-rank deltas to the first model (``plan_models``).
+    Returns the models, the plan, and the passes after planning (to apply it). ``low_rank``
+    looks for low-rank deltas to the first model (``plan_models``).
     """
     models = []
+    passes = sharing_passes(options)
+    split = planning_index(passes)
     with progress.task("analysing models", len(srcs), unit="models") as advance:
         for src in srcs:
             models.append(load_model(src))
-            if share_quantized:
-                _share_quantized(models[-1], min_elements)
-            lift_constants_pass(min_elements)(models[-1])
+            _run(sharing_passes(options)[:split], models[-1])
             advance(1)
     labels = [Path(src).name for src in srcs]
-    plans, groups = plan_models(models, labels, min_elements, low_rank=low_rank)
-    return models, CrossPlan(labels, plans, groups)
+    plans, groups = plan_models(
+        models,
+        labels,
+        options.min_elements,
+        low_rank=low_rank,
+        consumer_rules=options.consumer_rules,
+    )
+    return models, CrossPlan(labels, plans, groups), passes[split + 1 :]
 
 
 def scan_files(
@@ -138,7 +176,7 @@ def scan_files(
 
     The plans are those ``optimize_files`` applies to the same files with the same options.
     """
-    return _plan_files(srcs, min_elements, low_rank=low_rank)[1]
+    return _plan_files(srcs, SharingOptions(min_elements), low_rank=low_rank)[1]
 
 
 def optimize_files(
@@ -162,10 +200,12 @@ def optimize_files(
     Raises:
         IclUserError: unreadable input, a missing output folder, or two inputs with one name.
     """
-    models, plan = _plan_files(srcs, min_elements, share_quantized, low_rank)
+    options = SharingOptions(min_elements, share_quantized)
+    models, plan, apply = _plan_files(srcs, options, low_rank)
     with progress.task("sharing across models", len(models), unit="models") as advance:
         for model, own in zip(models, plan.plans, strict=True):
-            ApplySharePlanPass(own)(model)
+            model.meta[PLAN_KEY] = own  # as the planning pass leaves it
+            _run(apply, model)
             advance(1)
     saved = save_models_shared(models, plan.models, out_dir)
     return MultiOptimizeResult(plan, saved.files, saved.tensor_bytes, saved.unique_bytes)

@@ -6,11 +6,14 @@ the result is rounded to the output type once, as the kernels do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import ml_dtypes
 import numpy as np
 import onnx
 
 from icl_onnx.block_quant import BlockLayout, dequantize
+from icl_onnx.ops import DOMAIN, GATHER, GATHER_BLOCK_QUANTIZED, MATMUL
 from icl_onnx.views import ViewAttrs
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
     "icl_gather_block_quantized",
     "numpy_dtype",
     "evaluator",
+    "REFERENCES",
 ]
 
 
@@ -119,32 +123,23 @@ def icl_gather_block_quantized(
     return values.reshape(*idx.shape, K)
 
 
+#: The reference of each ICL operator (its spec, ``icl_onnx.opspec``, reads it from here).
+REFERENCES: dict[str, Callable[..., np.ndarray]] = {
+    MATMUL: icl_matmul,
+    GATHER: icl_gather,
+    GATHER_BLOCK_QUANTIZED: icl_gather_block_quantized,
+}
+
+
 def _op_run_classes() -> list[type]:
     """Builds ``onnx.reference`` kernels of the ICL ops (for ReferenceEvaluator's new_ops)."""
     from onnx.reference.op_run import OpRun
 
-    class IclMatMul(OpRun):
-        op_domain = "ai.icl"
+    def run(self, *inputs, **attrs):
+        given = {k: x for k, x in attrs.items() if x is not None}
+        return (REFERENCES[type(self).__name__](*inputs, **given),)
 
-        def _run(self, a, w, bias=None, u=None, v=None, **attrs):
-            given = {k: x for k, x in attrs.items() if x is not None}
-            return (icl_matmul(a, w, bias, u, v, **given),)
-
-    class IclGather(OpRun):
-        op_domain = "ai.icl"
-
-        def _run(self, w, indices, u=None, v=None, **attrs):
-            given = {k: x for k, x in attrs.items() if x is not None}
-            return (icl_gather(w, indices, u, v, **given),)
-
-    class IclGatherBlockQuantized(OpRun):
-        op_domain = "ai.icl"
-
-        def _run(self, b, indices, scales, zero_points=None, **attrs):
-            kwargs = {k: v for k, v in attrs.items() if v is not None}
-            return (icl_gather_block_quantized(b, indices, scales, zero_points, **kwargs),)
-
-    return [IclMatMul, IclGather, IclGatherBlockQuantized]
+    return [type(name, (OpRun,), {"op_domain": DOMAIN, "_run": run}) for name in REFERENCES]
 
 
 def evaluator(model) -> object:

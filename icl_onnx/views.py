@@ -3,15 +3,23 @@
 ``view(W) = scale * cast(transpose?(slice(W)))`` for a stored 2-D ``W`` (docs/operators.md).
 This module is the one Python statement of that contract; ``custom_ops/common/view.h`` is the
 C++ one (``ViewAttrsError`` there and :meth:`ViewAttrs.error` here state the same rules). The
-numpy reference, the ONNX schemas, ``check``'s row counts and the CUDA test harness read the
-attributes from here. Standard library only, so any host can import it.
+operator spec (``icl_onnx.opspec``), the numpy reference, the ONNX schemas, ``check``'s row
+counts and the CUDA test harness read the attributes from here.
+
+:class:`View` is how detection and planning describe a member of a share set as a view of the
+set's canonical tensor: the attributes plus the parts a rule expresses otherwise (a cast, a
+reshape, a low-rank delta); :attr:`View.view_attrs` and :meth:`View.from_attrs` convert to and
+from :class:`ViewAttrs`. Standard library only, so any host can import it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 __all__ = [
     "DELTA_TRANSPOSE",
@@ -21,7 +29,9 @@ __all__ = [
     "VIEW_DEFAULTS",
     "Attribute",
     "Dim",
+    "View",
     "ViewAttrs",
+    "ir_field",
 ]
 
 #: A dimension: a size, a symbolic name, or None when unknown.
@@ -30,11 +40,15 @@ Dim = int | str | None
 
 @dataclasses.dataclass(frozen=True)
 class Attribute:
-    """One attribute of the ICL operators: ONNX name, default and meaning."""
+    """One attribute of the ICL operators: ONNX name, default (its type too) and meaning.
+
+    A ``required`` attribute has no default: ``default`` only gives its type.
+    """
 
     name: str
     default: int | float
     doc: str
+    required: bool = False
 
 
 #: The view attributes both operators take, in the order the C++ ViewAttrs declares them.
@@ -167,3 +181,112 @@ class ViewAttrs:
         start, stop = self.slice_bounds(tuple(w.shape))
         v = w[start:stop, :] if self.slice_axis == 0 else w[:, start:stop]
         return v.T if self.transpose else v
+
+
+def ir_field() -> Any:
+    """A field that holds an IR object of the analysed model: not serialised, compared or shown."""
+    return dataclasses.field(default=None, repr=False, compare=False, metadata={"ir": True})
+
+
+@dataclasses.dataclass(frozen=True)
+class View:
+    """How a member reads the canonical tensor: ``member == view(canonical)``.
+
+    The first five fields are :class:`ViewAttrs` (the ICL operators' attributes). Every field's
+    default is the identity, so ``View()`` is an exact copy. To add a kind of view (a reshape, a
+    block-quantized storage, a low-rank delta): add a field whose default is the identity,
+    name its part in ``parts`` (and in ``kind`` if the name should read differently), express
+    it in ``VIEW_ATTRIBUTES`` or in the rule that writes the node, and let the rules that can
+    read it list the part in their ``view_parts`` (``icl_onnx.rules``); rules that do not list
+    it never claim such a view.
+    """
+
+    transpose: bool = False
+    slice_axis: int = 0
+    slice_start: int = 0
+    slice_size: int = -1
+    scale: float = 1.0
+    dtype: str = ""  # the member's element type (ONNX name) when it differs: a cast view
+    shape: tuple[int, ...] = ()  # the member's dims when a reshape reads the same bytes
+    # A low-rank delta added to the view: member == view(canonical) + U·V (or (U·V)^T when
+    # ``delta_transpose``); ``factors`` holds the initializers U and V the rewrite adds.
+    rank: int = 0
+    delta_transpose: bool = False
+    factors: tuple[ir.Value, ir.Value] | None = ir_field()
+
+    @classmethod
+    def from_attrs(cls, attrs: ViewAttrs) -> View:
+        """The view a node's attributes describe (no cast, reshape or low-rank part)."""
+        values = dataclasses.asdict(attrs)
+        return cls(**{**values, "transpose": bool(values["transpose"])})
+
+    @property
+    def view_attrs(self) -> ViewAttrs:
+        """The view's :class:`ViewAttrs`: its slice, transpose and scale."""
+        return ViewAttrs(
+            **{a.name: type(a.default)(getattr(self, a.name)) for a in VIEW_ATTRIBUTES}
+        )
+
+    @property
+    def has_slice(self) -> bool:
+        """True when the view cuts a slice of the canonical tensor."""
+        return self.slice_size >= 0 or self.slice_start != 0
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the member is an exact copy."""
+        return self == View()
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The view's non-identity parts, in the order they apply; empty for an exact copy.
+
+        The parts are ``slice``, ``transpose``, ``scale``, ``cast``, ``reshape`` (the same
+        elements in row-major order with the dims ``shape``, applied last) and ``low-rank``.
+        """
+        present = {
+            "slice": self.has_slice,
+            "transpose": self.transpose,
+            "scale": self.scale != 1.0,
+            "cast": bool(self.dtype),
+            "reshape": bool(self.shape),
+            "low-rank": self.rank > 0,
+        }
+        return tuple(name for name, on in present.items() if on)
+
+    @property
+    def kind(self) -> str:
+        """A short name: ``exact``, or the view's parts joined by ``+`` (e.g. ``transpose``)."""
+        slice_name = "row-slice" if self.slice_axis == 0 else "col-slice"
+        names = [slice_name if part == "slice" else part for part in self.parts]
+        return "+".join(names) or "exact"
+
+    def then_transpose(self) -> View:
+        """Returns this view followed by a transpose (a low-rank delta is transposed too)."""
+        delta_transpose = self.delta_transpose != (self.rank > 0)
+        return dataclasses.replace(
+            self, transpose=not self.transpose, delta_transpose=delta_transpose
+        )
+
+    def on_transposed(self) -> View:
+        """Returns this view re-expressed on ``W`` when it was a view of ``W^T``.
+
+        A slice along axis ``a`` of ``W^T`` is the transpose of a slice along ``1 - a`` of ``W``.
+        """
+        axis = 1 - self.slice_axis if self.has_slice else self.slice_axis
+        return dataclasses.replace(self, slice_axis=axis, transpose=not self.transpose)
+
+    def attributes(self) -> dict[str, int | float]:
+        """Returns the ICL node attributes that express this view (defaults omitted).
+
+        A cast has no attribute of its own: IclMatMul infers it from ``A``'s type, and the rule
+        sets IclGather's ``output_dtype``. A slice states all three of its attributes.
+        """
+        attrs = self.view_attrs.to_attrs()
+        if self.has_slice:
+            attrs.update(
+                slice_axis=self.slice_axis, slice_start=self.slice_start, slice_size=self.slice_size
+            )
+        if self.rank and self.delta_transpose:
+            attrs[DELTA_TRANSPOSE.name] = 1
+        return attrs

@@ -215,6 +215,7 @@ def test_zero_points_of_the_wrong_size_are_refused():
 
 
 def test_schema_infers_shape_and_type():
+    icl_onnx.schemas.register()
     b, scales, _ = table(5, 100, 4, 32, np.float16, True)
     node = helper.make_node(
         "IclGatherBlockQuantized",

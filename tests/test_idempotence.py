@@ -11,7 +11,6 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-import icl_onnx  # noqa: F401  (registers the ai.icl schemas for the checker)
 from icl_onnx.pipeline import optimize_file
 from icl_onnx.reference import evaluator
 

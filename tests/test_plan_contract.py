@@ -1,4 +1,4 @@
-"""The plan is the contract: scan reports what optimize applies; rules plug in by registering.
+"""The plan is the contract: scan reports what optimize applies; rules plug in by being listed.
 
 For each graph feature (Constant nodes, If branches, Transpose nodes, several files) the plan
 that ``analyze``/``scan`` returns equals the one ``optimize`` applies, and its freed bytes are
@@ -19,12 +19,12 @@ from onnx import numpy_helper as nh
 
 import icl_onnx
 from icl_onnx import rules
-from icl_onnx.analysis import View, analyze, plan_sharing
-from icl_onnx.analysis import planner as planner_module
 from icl_onnx.cli.main import main
 from icl_onnx.model_io import load_model
-from icl_onnx.passes import ApplySharePlanPass, ShareWeightsPass
+from icl_onnx.passes import ApplySharePlanPass, ShareWeightsPass, planned
 from icl_onnx.pipeline import optimize_file, optimize_files, scan_files
+from icl_onnx.planning import View, analyze, plan_sharing
+from icl_onnx.planning import planner as planner_module
 from icl_onnx.reference import evaluator
 
 V, H = 64, 32
@@ -172,7 +172,7 @@ def test_analyze_lifts_constants_on_a_copy_and_leaves_the_model_alone():
     assert [m.name for g in plan.groups for m in g.members] == ["embT"]
     assert ir.to_proto(model).SerializeToString() == before
     # The plan describes the lifted copy, so it does not apply to the model as it is.
-    with pytest.raises(ValueError, match="another model"):
+    with pytest.raises(ir.passes.PreconditionError, match="another model"):
         ApplySharePlanPass(plan)(model)
 
 
@@ -258,13 +258,6 @@ class NegOfTransposeRule(rules.ConsumerRule):
         return True
 
 
-@pytest.fixture
-def neg_rule():
-    rules.register(NegOfTransposeRule)
-    yield
-    rules.unregister(NegOfTransposeRule.name)
-
-
 def neg_model():
     return make(
         [
@@ -278,11 +271,10 @@ def neg_model():
     )
 
 
-def test_a_registered_rule_is_planned_and_applied(neg_rule):
-    assert "test-neg" in [r.name for r in rules.registered()]
+def test_a_rule_given_to_the_planner_is_planned_and_applied():
     proto = neg_model()
     model = ir.from_proto(proto)
-    plan = plan_sharing(model, MIN)
+    plan = plan_sharing(model, MIN, consumer_rules=[*rules.CONSUMER_RULES, NegOfTransposeRule()])
     ((consumer,),) = [m.consumers for g in plan.groups for m in g.members]
     assert (consumer.rule, consumer.becomes, consumer.covering.name) == (
         "test-neg",
@@ -325,13 +317,10 @@ class SecondMatMulRule(rules.ConsumerRule):
 
 
 def test_two_rules_claiming_one_use_is_an_error():
-    rules.register(SecondMatMulRule)
-    try:
-        node = ir.node("MatMul", [ir.Value(name="a"), ir.Value(name="w")])
-        with pytest.raises(RuntimeError, match="matmul, test-second-matmul"):
-            rules.cover(rules.Use(node, 1, View(transpose=True), 2))
-    finally:
-        rules.unregister(SecondMatMulRule.name)
+    node = ir.node("MatMul", [ir.Value(name="a"), ir.Value(name="w")])
+    both = [*rules.CONSUMER_RULES, SecondMatMulRule()]
+    with pytest.raises(RuntimeError, match="matmul, test-second-matmul"):
+        rules.cover(rules.Use(node, 1, View(transpose=True), 2), both)
 
 
 def test_share_weights_pass_is_lifting_then_sharing_and_keeps_no_plan():
@@ -339,11 +328,12 @@ def test_share_weights_pass_is_lifting_then_sharing_and_keeps_no_plan():
     assert isinstance(share, ir.passes.Sequential)
     assert [type(p).__name__ for p in share.passes] == [
         "LiftConstantsToInitializersPass",
-        "PlanAndApplySharingPass",
+        "PlanSharingPass",
+        "ApplySharePlanPass",
     ]
     model = ir.from_proto(constant_model())
     assert share(model).modified
-    assert not hasattr(share, "plan")
+    assert not hasattr(share, "plan") and planned(model) is None
     assert sorted(model.graph.initializers) == ["emb"]
 
 

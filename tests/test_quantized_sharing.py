@@ -23,12 +23,12 @@ from onnx import numpy_helper as nh
 
 import icl_onnx
 from icl_onnx import block_quant
-from icl_onnx.analysis import analyze
 from icl_onnx.analysis.near_copies import find_quantized_near_copies
 from icl_onnx.analysis.view_nodes import node_view
 from icl_onnx.cli.main import main
 from icl_onnx.passes.share_quantized import ShareQuantizedPass
 from icl_onnx.pipeline import optimize_file, optimize_files
+from icl_onnx.planning import analyze
 
 LIBRARY = icl_onnx.library_path()  # fails, never skips, without the op library
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import onnx_ir as ir
 import pytest
 
 from icl_onnx import rules
-from icl_onnx.analysis.groups import plan_consumer
-from icl_onnx.analysis.plan import View
+from icl_onnx.planning.groups import plan_consumer
+from icl_onnx.views import View
 
 EXACT = View()
 T = View(transpose=True)
@@ -74,8 +73,8 @@ def test_the_covering_rule_and_its_cost_or_the_reason(consumer, index, view, ran
         assert expected in planned.reason
 
 
-def test_every_built_in_rule_is_registered_once():
-    names = [rule.name for rule in rules.registered()]
+def test_the_planner_offers_every_use_to_the_built_in_rules_once():
+    names = [rule.name for rule in rules.CONSUMER_RULES]
     assert sorted(names) == ["gather", "gather-block-quantized", "gemm", "icl-node", "matmul"]
     assert rules.EXACT_COPY.name == "rewire" and "rewire" not in names
 
@@ -103,24 +102,27 @@ def test_a_rule_never_sees_a_view_part_it_does_not_list():
     assert rule.claim(rules.Use(use.node, 0, View(transpose=True, scale=2.0), 2)) is None
 
 
-def test_registering_a_second_rule_with_a_taken_name_fails():
-    class Again(rules.ConsumerRule):
-        name = "matmul"
+def test_two_rules_with_one_name_are_refused():
+    class Again(rules.MatMulRule):
+        def match(self, use):
+            return None
 
-    with pytest.raises(ValueError, match="matmul"):
-        rules.register(Again)
+    with pytest.raises(RuntimeError, match="one name"):
+        rules.cover(rules.Use(node("Neg", 1), 0, T, 2), [*rules.CONSUMER_RULES, Again()])
 
 
-def test_a_rule_file_is_registered_by_importing_the_package_alone():
-    # A fresh interpreter imports only icl_onnx: every file of the package with a registered
-    # rule must have been imported by the package itself.
-    code = "import icl_onnx.rules as r; print(' '.join(type(x).__module__ for x in r.registered()))"
+def test_every_rule_class_of_the_package_is_in_the_list_the_planner_uses():
+    # Rules are listed, not registered by import: a rule file whose class is missing from
+    # CONSUMER_RULES would never be offered a use.
+    code = (
+        "import icl_onnx.rules as r, inspect, importlib, pkgutil\n"
+        "mods = [importlib.import_module('icl_onnx.rules.' + m.name)"
+        " for m in pkgutil.iter_modules(r.__path__)]\n"
+        "classes = {c for m in mods for _, c in inspect.getmembers(m, inspect.isclass)"
+        " if issubclass(c, r.ConsumerRule) and c.__module__ == m.__name__"
+        " and not inspect.isabstract(c)}\n"
+        "listed = {type(x) for x in (*r.CONSUMER_RULES, r.EXACT_COPY)}\n"
+        "print(sorted(c.__name__ for c in classes ^ listed))"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    imported = set(run.stdout.split())
-    folder = Path(rules.__file__).parent
-    files = {
-        f"icl_onnx.rules.{path.stem}"
-        for path in folder.glob("*.py")
-        if "\n@register\n" in path.read_text()
-    }
-    assert files and imported == files
+    assert run.stdout.strip() == "[]"

@@ -20,8 +20,8 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 import icl_onnx
-from icl_onnx.analysis import analyze
 from icl_onnx.pipeline import optimize_file
+from icl_onnx.planning import analyze
 
 V, H, B, S = 64, 32, 3, 5
 RNG = np.random.default_rng(0)

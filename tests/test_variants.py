@@ -156,8 +156,8 @@ def test_scan_lists_each_low_rank_relation_with_rank_bytes_and_error(files, caps
 
 
 def test_low_rank_search_can_be_turned_off(files, tmp_path, capsys):
-    from icl_onnx.analysis.planner import plan_models
     from icl_onnx.model_io import load_model
+    from icl_onnx.planning.planner import plan_models
 
     models = [load_model(files["base"]), load_model(files["variant"])]
     _, groups = plan_models(models, ["b", "v"], low_rank=False)
@@ -208,7 +208,7 @@ def test_a_delta_no_rule_can_read_is_stored_whole(tmp_path, node, caplog):
         onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 18)]), paths[-1])
     out = tmp_path / "out"
     out.mkdir()
-    with caplog.at_level("INFO", logger="icl_onnx.analysis.variants"):
+    with caplog.at_level("INFO", logger="icl_onnx.planning.variants"):
         result = optimize_files(paths, out)
     assert "t: a consumer cannot read a low-rank view; stored whole" in caplog.text
     assert result.plan.low_rank == []

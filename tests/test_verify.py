@@ -7,8 +7,9 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-from icl_onnx.analysis import analyze, verify
+from icl_onnx.analysis import verify
 from icl_onnx.analysis.probes import positions, probe, vector_signatures
+from icl_onnx.planning import analyze
 
 RNG = np.random.default_rng(7)
 A = RNG.standard_normal((300, 520)).astype(np.float32)  # crosses 256-element tiles both ways

@@ -12,8 +12,8 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 import icl_onnx
-from icl_onnx.analysis import analyze
 from icl_onnx.passes import ShareWeightsPass
+from icl_onnx.planning import analyze
 from icl_onnx.reference import evaluator
 
 V, H = 64, 32

@@ -1,30 +1,11 @@
-"""Analysis: which initializers are copies or views of another (changes nothing)."""
+"""Detection: which initializers are copies or views of another (changes nothing).
 
-from icl_onnx.analysis.plan import (
-    Consumer,
-    CrossGroup,
-    CrossMember,
-    CrossPlan,
-    Member,
-    ShareGroup,
-    SharePlan,
-    Skipped,
-    View,
-)
-from icl_onnx.analysis.planner import DEFAULT_MIN_ELEMENTS, analyze, plan_models, plan_sharing
+The layer below the consumer rules (``icl_onnx.rules``) and the planning
+(``icl_onnx.planning``): it finds the sets of tensors and each one's view, and never asks which
+rule covers a consumer.
+"""
 
-__all__ = [
-    "DEFAULT_MIN_ELEMENTS",
-    "analyze",
-    "plan_models",
-    "plan_sharing",
-    "Consumer",
-    "CrossGroup",
-    "CrossMember",
-    "CrossPlan",
-    "Member",
-    "ShareGroup",
-    "SharePlan",
-    "Skipped",
-    "View",
-]
+from icl_onnx.analysis.findings import QuantizedNearCopy, Skipped
+from icl_onnx.analysis.readers import DEFAULT_MIN_ELEMENTS
+
+__all__ = ["DEFAULT_MIN_ELEMENTS", "QuantizedNearCopy", "Skipped"]

@@ -18,10 +18,10 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.analysis.probes import bits
 from icl_onnx.analysis.tensors import TensorCache
 from icl_onnx.analysis.verify import is_cast_copy, is_slice, scale_factor
+from icl_onnx.views import View
 
 __all__ = ["Derived", "find_derived", "resolve", "compose"]
 

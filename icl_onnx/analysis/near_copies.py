@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import QuantizedNearCopy
+from icl_onnx.analysis.findings import QuantizedNearCopy
 from icl_onnx.block_quant import BlockLayout, dequantize
 
 __all__ = ["QuantizedNearCopy", "find_quantized_near_copies"]

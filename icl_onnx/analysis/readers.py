@@ -20,13 +20,15 @@ import onnx_ir as ir
 
 from icl_onnx import progress
 from icl_onnx.analysis.derive import find_derived, resolve
+from icl_onnx.analysis.findings import Skipped
 from icl_onnx.analysis.fingerprint import exact_digest, multiset_key
-from icl_onnx.analysis.plan import Skipped, View
 from icl_onnx.analysis.tensors import TensorCache
 from icl_onnx.analysis.verify import is_exact_copy, is_transposed_copy
 from icl_onnx.analysis.view_nodes import node_view
+from icl_onnx.views import View
 
 __all__ = [
+    "DEFAULT_MIN_ELEMENTS",
     "Reader",
     "eligible_initializers",
     "group_readers",
@@ -36,6 +38,9 @@ __all__ = [
 
 #: Transposed-copy candidates verified per tensor at most.
 _MAX_BUCKET = 8
+
+#: Initializers with fewer elements are not worth sharing.
+DEFAULT_MIN_ELEMENTS = 1024
 
 
 class _UnionFind:

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import Skipped
+from icl_onnx.analysis.findings import Skipped
 
 __all__ = ["Scopes", "function_constants", "move_initializer"]
 

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
+from icl_onnx.views import View
 
 __all__ = ["find_view_nodes", "node_view"]
 

@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from icl_onnx.analysis.plan import Consumer, CrossPlan, QuantizedNearCopy, SharePlan
+from icl_onnx.analysis.findings import QuantizedNearCopy
+from icl_onnx.planning.plan import Consumer, CrossPlan, SharePlan
 
 __all__ = [
     "human_bytes",

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from icl_onnx.analysis.plan import to_data
 from icl_onnx.cli._format import human_bytes, print_cross_plan, print_json, print_plan
 from icl_onnx.cli._plan_options import add_plan_arguments
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
 from icl_onnx.folders import optimize_folder
 from icl_onnx.pipeline import optimize_file, optimize_files
+from icl_onnx.planning.plan import to_data
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from icl_onnx.analysis import analyze
 from icl_onnx.cli._format import print_cross_plan, print_json, print_plan
 from icl_onnx.cli._plan_options import add_plan_arguments
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
-from icl_onnx.model_io import load_model
-from icl_onnx.pipeline import scan_files
+from icl_onnx.pipeline import scan_file, scan_files
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -39,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     (model,) = args.model
     with cli_progress(args.quiet):
-        plan = analyze(load_model(model), min_elements=args.min_elements)
+        plan = scan_file(model, min_elements=args.min_elements)
     if args.json:
         print_json({"model": model, **plan.to_dict()})
     else:

@@ -1,9 +1,23 @@
-"""Graph passes of icl-onnx (onnx_ir passes)."""
+"""Graph passes of icl-onnx (onnx_ir passes); ``sharing_passes`` declares their order."""
 
-from icl_onnx import schemas
 from icl_onnx.passes.apply_plan import ApplySharePlanPass
-from icl_onnx.passes.share_weights import PlanAndApplySharingPass, ShareWeightsPass
+from icl_onnx.passes.plan_sharing import PLAN_KEY, PlanSharingPass, planned
+from icl_onnx.passes.share_quantized import ShareQuantizedPass
+from icl_onnx.passes.share_weights import (
+    ShareWeightsPass,
+    SharingOptions,
+    planning_index,
+    sharing_passes,
+)
 
-schemas.register()  # the models these passes write pass onnx.checker and shape inference
-
-__all__ = ["ApplySharePlanPass", "PlanAndApplySharingPass", "ShareWeightsPass"]
+__all__ = [
+    "PLAN_KEY",
+    "ApplySharePlanPass",
+    "PlanSharingPass",
+    "ShareQuantizedPass",
+    "ShareWeightsPass",
+    "SharingOptions",
+    "planned",
+    "planning_index",
+    "sharing_passes",
+]

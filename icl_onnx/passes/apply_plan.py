@@ -14,9 +14,12 @@ import logging
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import Consumer, ShareGroup, SharePlan, View
+from icl_onnx import schemas
 from icl_onnx.analysis.scopes import move_initializer
 from icl_onnx.ops import DOMAIN, OPSET_VERSION
+from icl_onnx.passes.plan_sharing import PLAN_KEY
+from icl_onnx.planning.plan import Consumer, ShareGroup, SharePlan
+from icl_onnx.views import View
 
 __all__ = ["ApplySharePlanPass"]
 
@@ -86,31 +89,47 @@ def _remove_dead_members(groups: list[ShareGroup]) -> None:
 
 
 class ApplySharePlanPass(ir.passes.InPlacePass):
-    """Rewrites a model as its SharePlan says: one canonical initializer per group.
+    """Rewrites a model as its SharePlan says: one canonical initializer per share set.
 
     Attributes:
-        plan: the plan, computed (``icl_onnx.analysis.plan_sharing``) on the model this pass
-            is called on, which must not have changed since.
+        plan: the plan, computed (``icl_onnx.planning.plan_sharing``) on the model this pass
+            is called on, which must not have changed since; None applies the plan a
+            ``PlanSharingPass`` left in the model (``model.meta[PLAN_KEY]``), and removes it.
     """
 
-    def __init__(self, plan: SharePlan) -> None:
+    def __init__(self, plan: SharePlan | None = None) -> None:
         super().__init__()
         self.plan = plan
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Applies the plan in place.
+    def _plan(self, model: ir.Model) -> SharePlan | None:
+        return self.plan if self.plan is not None else model.meta.get(PLAN_KEY)
+
+    def requires(self, model: ir.Model) -> None:
+        """The plan exists and was computed on ``model``.
 
         Raises:
-            ValueError: the plan was computed on another model.
+            ir.passes.PreconditionError: no plan, or a plan computed on another model.
         """
-        if self.plan.graph is not model.graph:
-            raise ValueError(
+        plan = self._plan(model)
+        if plan is None:
+            raise ir.passes.PreconditionError(
+                "no plan to apply; run PlanSharingPass on the model first or give the plan"
+            )
+        if plan.graph is not model.graph:
+            raise ir.passes.PreconditionError(
                 "the plan was computed on another model; plan the model this pass runs on "
                 "(plan_sharing(model)) and apply that plan"
             )
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        """Applies the plan in place."""
+        plan = self._plan(model)
+        assert plan is not None  # requires() checked it
+        if self.plan is None:
+            del model.meta[PLAN_KEY]  # applied: it no longer describes the model
         modified = False
         groups = []
-        for group in self.plan.groups:
+        for group in plan.groups:
             if group.origin:
                 groups.append((group, _add_foreign(model, group)))
                 modified = True
@@ -121,16 +140,17 @@ class ApplySharePlanPass(ir.passes.InPlacePass):
             rule = consumer.covering
             assert rule is not None and consumer.target is not None
             modified |= rule.rewrite(consumer.target, consumer.input_index, canonical, view)
-        _remove_dead_members(self.plan.groups)
+        _remove_dead_members(plan.groups)
         for group, canonical in groups:
             if not group.origin:
                 modified |= move_initializer(canonical, group.home, group.canonical)  # type: ignore[arg-type]
         nodes = ir.traversal.RecursiveGraphIterator(model.graph)
         if modified and any(n.domain == DOMAIN for n in nodes):
             model.opset_imports.setdefault(DOMAIN, OPSET_VERSION)
+            schemas.register()  # so onnx.checker and shape inference accept what it wrote
         logger.info(
             "ApplySharePlanPass: %d groups, %d bytes freed",
-            len(self.plan.groups),
-            self.plan.freed_bytes,
+            len(plan.groups),
+            plan.freed_bytes,
         )
         return ir.passes.PassResult(model, modified=modified)

@@ -14,6 +14,7 @@ import logging
 
 import onnx_ir as ir
 
+from icl_onnx import schemas
 from icl_onnx.analysis.near_copies import QuantizedNearCopy, find_quantized_near_copies
 from icl_onnx.ops import DOMAIN, GATHER_BLOCK_QUANTIZED
 
@@ -56,6 +57,7 @@ class ShareQuantizedPass(ir.passes.InPlacePass):
         near_copies: the near-copies to share, found on the model this pass runs on
             (``find_quantized_near_copies``); None finds them when the pass runs.
         min_elements: smaller tables are ignored (when the pass finds them).
+        shared: the near-copies the last call rewrote (what ``optimize`` reports).
     """
 
     def __init__(
@@ -64,10 +66,12 @@ class ShareQuantizedPass(ir.passes.InPlacePass):
         super().__init__()
         self.near_copies = near_copies
         self.min_elements = min_elements
+        self.shared: list[QuantizedNearCopy] = []
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         """Rewrites the shareable near-copies; ``modified`` when at least one was."""
         modified = False
+        self.shared = []
         copies = self.near_copies
         if copies is None:
             copies = find_quantized_near_copies(model, self.min_elements)
@@ -86,6 +90,9 @@ class ShareQuantizedPass(ir.passes.InPlacePass):
                     graph, gather, [gather], [new], list(gather.outputs), list(new.outputs)
                 )
             model.graph.initializers.pop(copy.table)
+            self.shared.append(copy)
             modified = True
             logger.info("%s now reads the quantized %s (lossy)", copy.table, copy.quantized)
+        if modified:
+            schemas.register()  # so onnx.checker and shape inference accept what it wrote
         return ir.passes.PassResult(model, modified)

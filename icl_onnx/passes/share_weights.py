@@ -1,44 +1,69 @@
-"""ShareWeightsPass: lift constants, then share every copy and view (analyse, then apply).
+"""The sharing passes in order, declared once, and ShareWeightsPass, which runs them.
 
-The public pass is an onnx-ir ``Sequential`` of two steps: ``LiftConstantsToInitializersPass``
-(large ``Constant`` nodes become initializers, ``icl_onnx.analysis.lifting``) and
-``PlanAndApplySharingPass`` (plan the model, ``icl_onnx.analysis.plan_sharing``, and apply the
-plan, ``ApplySharePlanPass``). The passes keep no state: to get the plan that was applied, use
-``icl_onnx.optimize``, which runs the same steps and returns it.
+``sharing_passes(options)`` is the one statement of the pipeline: the lossy quantized sharing
+(only when asked for), constant lifting (``icl_onnx.analysis.lifting``), planning
+(``PlanSharingPass``) and applying (``ApplySharePlanPass``). ``icl_onnx.pipeline`` runs it for
+``optimize`` and, up to the planning pass, for ``scan``; with several models the planning pass
+is where the models are planned together.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import onnx_ir as ir
 
 from icl_onnx.analysis.lifting import lift_constants_pass
-from icl_onnx.analysis.planner import DEFAULT_MIN_ELEMENTS, plan_sharing
+from icl_onnx.analysis.readers import DEFAULT_MIN_ELEMENTS
 from icl_onnx.passes.apply_plan import ApplySharePlanPass
+from icl_onnx.passes.plan_sharing import PlanSharingPass
+from icl_onnx.passes.share_quantized import ShareQuantizedPass
+from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 
-__all__ = ["PlanAndApplySharingPass", "ShareWeightsPass"]
+__all__ = ["SharingOptions", "ShareWeightsPass", "planning_index", "sharing_passes"]
 
 
-class PlanAndApplySharingPass(ir.passes.InPlacePass):
-    """Plans the model as it is (constants lifted before) and applies the plan.
+@dataclasses.dataclass(frozen=True)
+class SharingOptions:
+    """What the sharing passes do.
 
     Attributes:
-        min_elements: initializers with fewer elements are left alone.
+        min_elements: tensors (initializers, ``Constant`` nodes) with fewer elements are left
+            alone.
+        share_quantized: first make float tables read their quantized near-copies (lossy;
+            ``ShareQuantizedPass``).
+        consumer_rules: the rules every use is offered to (``icl_onnx.rules``).
     """
 
-    def __init__(self, min_elements: int = DEFAULT_MIN_ELEMENTS) -> None:
-        super().__init__()
-        self.min_elements = min_elements
+    min_elements: int = DEFAULT_MIN_ELEMENTS
+    share_quantized: bool = False
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES
 
-    def call(self, model: ir.Model) -> ir.passes.PassResult:
-        """Plans ``model`` and applies the plan in place."""
-        return ApplySharePlanPass(plan_sharing(model, self.min_elements))(model)
+
+def sharing_passes(options: SharingOptions = SharingOptions()) -> list[ir.passes.PassBase]:
+    """The passes that share a model's copies and views, in the order they run."""
+    passes: list[ir.passes.PassBase] = []
+    if options.share_quantized:
+        passes.append(ShareQuantizedPass(min_elements=options.min_elements))
+    passes += [
+        lift_constants_pass(options.min_elements),
+        PlanSharingPass(options.min_elements, options.consumer_rules),
+        ApplySharePlanPass(),
+    ]
+    return passes
+
+
+def planning_index(passes: Sequence[ir.passes.PassBase]) -> int:
+    """The position of the planning pass in ``passes`` (``scan`` runs up to it, inclusive)."""
+    return next(i for i, p in enumerate(passes) if isinstance(p, PlanSharingPass))
 
 
 class ShareWeightsPass(ir.passes.Sequential):
-    """Rewrites a model so each group of copies and views holds one canonical initializer.
+    """Rewrites a model so each share set of copies and views holds one canonical initializer.
 
-    Runs constant lifting, then ``PlanAndApplySharingPass``; ``modified`` is true when either
-    changed the model.
+    Runs ``sharing_passes`` (lifting, planning, applying); ``modified`` is true when any
+    changed the model. The plan is applied and dropped; ``icl_onnx.optimize`` returns it.
 
     Attributes:
         min_elements: tensors (initializers, ``Constant`` nodes) with fewer elements are left
@@ -47,4 +72,4 @@ class ShareWeightsPass(ir.passes.Sequential):
 
     def __init__(self, min_elements: int = DEFAULT_MIN_ELEMENTS) -> None:
         self.min_elements = min_elements
-        super().__init__(lift_constants_pass(min_elements), PlanAndApplySharingPass(min_elements))
+        super().__init__(*sharing_passes(SharingOptions(min_elements)))

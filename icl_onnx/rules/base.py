@@ -8,8 +8,8 @@ from typing import ClassVar
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.ops import DOMAIN, GATHER, MATMUL
+from icl_onnx.views import View
 
 __all__ = [
     "ICL_VIEW_PARTS",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.rules.base import ConsumerRule, Outcome, Use
+from icl_onnx.views import View
 
 __all__ = ["RewireExactCopy"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.ops import GATHER
 from icl_onnx.rules.base import (
     LOW_RANK_PARTS,
@@ -17,12 +16,11 @@ from icl_onnx.rules.base import (
     is_onnx,
     replace_with_icl_node,
 )
-from icl_onnx.rules.registry import register
+from icl_onnx.views import View
 
 __all__ = ["GatherRule"]
 
 
-@register
 class GatherRule(ConsumerRule):
     """The table (input 0, 2-D) of a Gather on axis 0 reading a view (exact copies are rewired).
 

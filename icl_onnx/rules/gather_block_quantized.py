@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.ops import GATHER_BLOCK_QUANTIZED
 from icl_onnx.rules.base import ConsumerRule, Outcome, Use, attr, replace_with_icl_node
-from icl_onnx.rules.registry import register
+from icl_onnx.views import View
 
 __all__ = ["GatherBlockQuantizedRule"]
 
@@ -51,7 +50,6 @@ def _problem(node: ir.Node, view: View) -> str:
     return ""
 
 
-@register
 class GatherBlockQuantizedRule(ConsumerRule):
     """The data input of ``com.microsoft.GatherBlockQuantized`` reading a reshape of the table."""
 

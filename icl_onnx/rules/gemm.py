@@ -6,7 +6,6 @@ import dataclasses
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.ops import MATMUL
 from icl_onnx.rules.base import (
     LOW_RANK_PARTS,
@@ -19,7 +18,7 @@ from icl_onnx.rules.base import (
     is_onnx,
     replace_with_icl_node,
 )
-from icl_onnx.rules.registry import register
+from icl_onnx.views import View
 
 __all__ = ["GemmRule", "gemm_view"]
 
@@ -43,7 +42,6 @@ def gemm_view(node: ir.Node, view: View) -> tuple[View | None, str]:
     return out, ""
 
 
-@register
 class GemmRule(ConsumerRule):
     """The weight (input 1, 2-D) of a Gemm without transA whose bias is 1-D (or beta is 1).
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.ops import DOMAIN, GATHER, MATMUL
 from icl_onnx.rules.base import ConsumerRule, Outcome, Use, attr, icl_cost, replace_with_icl_node
-from icl_onnx.rules.registry import register
-from icl_onnx.views import ViewAttrs
+from icl_onnx.views import View, ViewAttrs
 
 __all__ = ["IclNodeRule"]
 
@@ -22,16 +20,9 @@ def _node_view(node: ir.Node) -> View | None:
         attrs = ViewAttrs.from_attrs({name: a.value for name, a in node.attributes.items()})
     except (TypeError, ValueError):
         return None
-    return View(
-        transpose=bool(attrs.transpose),
-        slice_axis=attrs.slice_axis,
-        slice_start=attrs.slice_start,
-        slice_size=attrs.slice_size,
-        scale=attrs.scale,
-    )
+    return View.from_attrs(attrs)
 
 
-@register
 class IclNodeRule(ConsumerRule):
     """The weight of an IclMatMul or IclGather (a model optimized before) reading a view.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.plan import View
 from icl_onnx.ops import MATMUL
 from icl_onnx.rules.base import (
     LOW_RANK_PARTS,
@@ -16,12 +15,11 @@ from icl_onnx.rules.base import (
     is_onnx,
     replace_with_icl_node,
 )
-from icl_onnx.rules.registry import register
+from icl_onnx.views import View
 
 __all__ = ["MatMulRule"]
 
 
-@register
 class MatMulRule(ConsumerRule):
     """The weight (input 1, 2-D) of a MatMul, exact copies included.
 

@@ -22,20 +22,22 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Sequence
 
 import onnx_ir as ir
 
-from icl_onnx.analysis.groups import Choice, choose_canonical, forms_group
-from icl_onnx.analysis.plan import CrossGroup, CrossMember, ShareGroup
 from icl_onnx.analysis.readers import Reader, relative_view
 from icl_onnx.analysis.scopes import Scopes
+from icl_onnx.planning.groups import PlannedSet, choose_canonical, forms_group
+from icl_onnx.planning.plan import CrossGroup, CrossMember, ShareGroup
+from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 
 __all__ = ["CrossSet", "cross_member", "plan_cross_set"]
 
 
 @dataclasses.dataclass
 class CrossSet:
-    """A set planned across models.
+    """A share set planned across models.
 
     Attributes:
         owner: the model whose canonical tensor is the set's.
@@ -46,9 +48,9 @@ class CrossSet:
     """
 
     owner: int
-    choices: dict[int, Choice]
+    choices: dict[int, PlannedSet]
     foreign: set[int] = dataclasses.field(default_factory=set)
-    alone: dict[int, Choice] = dataclasses.field(default_factory=dict)
+    alone: dict[int, PlannedSet] = dataclasses.field(default_factory=dict)
 
     @property
     def crosses(self) -> bool:
@@ -98,7 +100,10 @@ def cross_member(label: str, value, view, group: ShareGroup | None = None) -> Cr
 
 
 def plan_cross_set(
-    readers: list[Reader], view_nodes: list[set[ir.Node]], scopes: list[Scopes]
+    readers: list[Reader],
+    view_nodes: list[set[ir.Node]],
+    scopes: list[Scopes],
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
 ) -> CrossSet:
     """Plans a set whose ``readers`` come from several models.
 
@@ -106,16 +111,19 @@ def plan_cross_set(
         readers: the set's tensors, of two models or more.
         view_nodes: each model's view nodes.
         scopes: each model's graph scopes.
+        consumer_rules: the rules every use is offered to.
     """
     by_model: dict[int, list[Reader]] = collections.defaultdict(list)
     for reader in readers:
         by_model[reader.model].append(reader)
     owner = min(r.model for r in readers if r.view_node is None and not r.derived)
-    first = choose_canonical(by_model[owner], view_nodes[owner], scopes[owner])
+    first = choose_canonical(
+        by_model[owner], view_nodes[owner], scopes[owner], consumer_rules=consumer_rules
+    )
     cross = CrossSet(owner, {owner: first})
     for model in sorted(by_model):
         if model != owner:
-            _join(cross, model, by_model[model], view_nodes[model], scopes[model])
+            _join(cross, model, by_model[model], view_nodes[model], scopes[model], consumer_rules)
     if not cross.crosses:  # nobody shares the owner's tensor: the owner's set is its own
         cross.choices = {}
         if forms_group(by_model[owner], view_nodes[owner]):
@@ -124,7 +132,12 @@ def plan_cross_set(
 
 
 def _join(
-    cross: CrossSet, model: int, mine: list[Reader], view_nodes: set[ir.Node], scopes: Scopes
+    cross: CrossSet,
+    model: int,
+    mine: list[Reader],
+    view_nodes: set[ir.Node],
+    scopes: Scopes,
+    consumer_rules: Sequence[ConsumerRule],
 ) -> None:
     """Plans ``model``'s tensors of the set: on its copy of ``C``, on ``C`` itself, or alone.
 
@@ -139,11 +152,13 @@ def _join(
         if r.view_node is None and not r.derived and relative_view(r, canonical).is_identity
     ]
     if copies:
-        cross.choices[model] = choose_canonical(mine, view_nodes, scopes, copies)
+        cross.choices[model] = choose_canonical(mine, view_nodes, scopes, copies, consumer_rules)
         return
     stand_in = dataclasses.replace(canonical, model=model, foreign=True, derived=False)
-    borrowed = choose_canonical([*mine, stand_in], view_nodes, scopes, [stand_in])
-    own = choose_canonical(mine, view_nodes, scopes) if forms_group(mine, view_nodes) else None
+    borrowed = choose_canonical([*mine, stand_in], view_nodes, scopes, [stand_in], consumer_rules)
+    own = None
+    if forms_group(mine, view_nodes):
+        own = choose_canonical(mine, view_nodes, scopes, consumer_rules=consumer_rules)
     if own is not None and own.cost < borrowed.cost:
         cross.alone[model] = own
     elif borrowed.covers_any:

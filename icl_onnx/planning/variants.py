@@ -15,25 +15,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import onnx_ir as ir
 
-from icl_onnx.analysis.crossmodel import cross_member
-from icl_onnx.analysis.groups import Choice, PlannedMember, plan_consumer
 from icl_onnx.analysis.lowrank import LowRankDelta, TensorSlot, find_low_rank_delta, pair_tensors
-from icl_onnx.analysis.plan import CrossGroup, CrossMember, View
 from icl_onnx.analysis.readers import Reader
 from icl_onnx.analysis.scopes import Scopes
+from icl_onnx.planning.crossmodel import cross_member
+from icl_onnx.planning.groups import PlannedMember, PlannedSet, plan_consumer
+from icl_onnx.planning.plan import CrossGroup, CrossMember
+from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
+from icl_onnx.views import View
 
-__all__ = ["LowRankChoice", "plan_low_rank"]
+__all__ = ["LowRankSet", "plan_low_rank"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class LowRankChoice:
-    """A variant tensor planned as the base tensor plus factors.
+class LowRankSet:
+    """A share set of one variant tensor planned as the base tensor plus factors.
 
     Attributes:
         choice: the variant's group (the base tensor is its foreign canonical tensor).
@@ -41,7 +44,7 @@ class LowRankChoice:
         report: the relation as the cross-model plan reports it.
     """
 
-    choice: Choice
+    choice: PlannedSet
     base_value: ir.Value
     report: CrossGroup
 
@@ -103,7 +106,8 @@ def plan_low_rank(
     scopes: Scopes,
     labels: tuple[str, str],
     model: int,
-) -> list[LowRankChoice]:
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
+) -> list[LowRankSet]:
     """Plans the variant's tensors that are a base tensor plus a low-rank delta.
 
     Args:
@@ -114,6 +118,7 @@ def plan_low_rank(
         scopes: the variant's graph scopes (the factors' names are reserved there).
         labels: the base's and the variant's labels.
         model: the variant's index among the models (the base is 0).
+        consumer_rules: the rules every use is offered to.
     """
     arrays: dict[ir.Value, np.ndarray] = {}
 
@@ -132,7 +137,9 @@ def plan_low_rank(
         # Whether every consumer can read a low-rank view does not depend on the rank: asked
         # first, it spares the search for tensors that would be stored whole anyway.
         probe = View(transpose=transpose, rank=1)
-        if not _all_covered([plan_consumer(u.node, u.idx, probe, 2) for u in value.uses()]):
+        if not _all_covered(
+            [plan_consumer(u.node, u.idx, probe, 2, consumer_rules) for u in value.uses()]
+        ):
             logger.info("%s: a consumer cannot read a low-rank view; stored whole", value.name)
             continue
         found = find_low_rank_delta(array(base_value), array(value), transpose)
@@ -143,7 +150,7 @@ def plan_low_rank(
             )
             continue
         view = View(transpose=transpose, rank=found.rank)
-        consumers = [plan_consumer(u.node, u.idx, view, 2) for u in value.uses()]
+        consumers = [plan_consumer(u.node, u.idx, view, 2, consumer_rules) for u in value.uses()]
         if not _all_covered(consumers):  # not expected after the probe; never planned unread
             logger.info("%s: a consumer cannot read a low-rank view; stored whole", value.name)
             continue
@@ -154,7 +161,7 @@ def plan_low_rank(
         view = dataclasses.replace(view, factors=factors)
         stand_in = Reader(base_value, View(), None, model=0, foreign=True)
         reader = Reader(value, View(), None, model=model)
-        choice = Choice(stand_in, [PlannedMember(reader, view, consumers)], [], 0)
+        choice = PlannedSet(stand_in, [PlannedMember(reader, view, consumers)], [], 0)
         tensor_b = base_value.const_value
         assert tensor_b is not None
         report = CrossGroup(
@@ -165,5 +172,5 @@ def plan_low_rank(
             nbytes=tensor_b.nbytes,
             members=[_member_report(labels[1], value, view, found)],
         )
-        planned.append(LowRankChoice(choice, base_value, report))
+        planned.append(LowRankSet(choice, base_value, report))
     return planned

@@ -10,17 +10,20 @@ encloses every node that will read it (otherwise the canonical tensor moves outw
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import onnx_ir as ir
 
 from icl_onnx import rules
-from icl_onnx.analysis.plan import Consumer, Member, ShareGroup, View
 from icl_onnx.analysis.readers import Reader, relative_view, uses
 from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.analysis.view_nodes import node_view
+from icl_onnx.planning.plan import Consumer, Member, ShareGroup
+from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
+from icl_onnx.views import View
 
 __all__ = [
-    "Choice",
+    "PlannedSet",
     "PlannedMember",
     "UNCOVERED_COST",
     "choose_canonical",
@@ -32,10 +35,19 @@ __all__ = [
 UNCOVERED_COST = 100
 
 
-def plan_consumer(node: ir.Node, index: int, view: View, rank: int) -> Consumer:
-    """The plan of ``node`` reading ``view(canonical)`` (a rank-``rank`` tensor) at ``index``."""
+def plan_consumer(
+    node: ir.Node,
+    index: int,
+    view: View,
+    rank: int,
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
+) -> Consumer:
+    """The plan of ``node`` reading ``view(canonical)`` (a rank-``rank`` tensor) at ``index``.
+
+    ``consumer_rules`` are the rules the use is offered to (``rules.cover``).
+    """
     label, op = rules.node_label(node), node.op_type
-    outcome = rules.cover(rules.Use(node, index, view, rank))
+    outcome = rules.cover(rules.Use(node, index, view, rank), consumer_rules)
     if outcome is not None and outcome.covered:
         rule = outcome.rule
         return Consumer(label, op, index, rule.name, rule.becomes(node), target=node, covering=rule)
@@ -59,7 +71,7 @@ class PlannedMember:
     """A member of a candidate's plan: the reader, its view and its consumers.
 
     Shared by the within-model plan (``choose_canonical``) and the low-rank variants
-    (``icl_onnx.analysis.variants``), whose one member reads a foreign canonical tensor.
+    (``icl_onnx.planning.variants``), whose one member reads a foreign canonical tensor.
 
     Attributes:
         reader: how the member's tensor is read (an initializer or a view node's output).
@@ -99,8 +111,12 @@ def _hold(members: list[PlannedMember]) -> None:
 
 
 @dataclasses.dataclass
-class Choice:
-    """A set's plan in one model with the chosen canonical tensor (names not placed yet)."""
+class PlannedSet:
+    """A share set planned in one model: the chosen canonical tensor, the members, the rules.
+
+    Not placed yet (the canonical tensor's graph and name); ``group`` gives the plan's
+    ``ShareGroup``.
+    """
 
     canonical: Reader
     members: list[PlannedMember]
@@ -191,14 +207,18 @@ def _reading_twice(readers: list[Reader], view_nodes: set[ir.Node]) -> set[ir.No
 
 
 def _plan_for(
-    canonical: Reader, readers: list[Reader], view_nodes: set[ir.Node], twice: set[ir.Node]
-) -> Choice:
+    canonical: Reader,
+    readers: list[Reader],
+    view_nodes: set[ir.Node],
+    twice: set[ir.Node],
+    consumer_rules: Sequence[ConsumerRule],
+) -> PlannedSet:
     """Plans every use of the set's tensors with ``canonical`` as the canonical tensor."""
     members, canonical_consumers, cost = [], [], 0
     for reader in readers:
         if reader is canonical:
             for node, idx in uses(reader, view_nodes):
-                consumer = plan_consumer(node, idx, View(), reader.rank)
+                consumer = plan_consumer(node, idx, View(), reader.rank, consumer_rules)
                 canonical_consumers.append(consumer)
                 cost += _cost(consumer, View())
             continue
@@ -210,12 +230,12 @@ def _plan_for(
                 reason = "reads the shared tensor at two inputs"
                 consumer = Consumer(label, node.op_type, idx, reason=reason, target=node)
             else:
-                consumer = plan_consumer(node, idx, view, reader.rank)
+                consumer = plan_consumer(node, idx, view, reader.rank, consumer_rules)
             consumers.append(consumer)
             cost += _cost(consumer, view)
         members.append(PlannedMember(reader, view, consumers))
     _hold(members)
-    return Choice(canonical, members, canonical_consumers, cost)
+    return PlannedSet(canonical, members, canonical_consumers, cost)
 
 
 def choose_canonical(
@@ -223,7 +243,8 @@ def choose_canonical(
     view_nodes: set[ir.Node],
     scopes: Scopes,
     preferred: list[Reader] | None = None,
-) -> Choice:
+    consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
+) -> PlannedSet:
     """Chooses the canonical tensor of a set's ``readers`` in one model and plans every use.
 
     Args:
@@ -231,12 +252,13 @@ def choose_canonical(
         view_nodes: every view node of the model (their outputs are readers, not uses).
         scopes: the model's graph scopes.
         preferred: the candidates to choose among (all copies of the widest tensor if none).
+        consumer_rules: the rules every use is offered to.
     """
     twice = _reading_twice(readers, view_nodes)
     candidates = preferred or [r for r in readers if r.view_node is None and not r.derived]
-    plans = [_plan_for(c, readers, view_nodes, twice) for c in candidates]
+    plans = [_plan_for(c, readers, view_nodes, twice, consumer_rules) for c in candidates]
 
-    def key(choice: Choice) -> tuple[int, bool]:
+    def key(choice: PlannedSet) -> tuple[int, bool]:
         canonical = choice.canonical
         if canonical.foreign:  # added to the main graph, which encloses every reader
             return choice.cost, False
