@@ -137,50 +137,80 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
   return j;
 }
 
-// One row of A (a GEMV), in axpy form: y[0, n) stays in L1 while W's rows stream past it, eight
-// at a time, each read as one contiguous run of n elements (long runs are what the hardware
-// prefetcher follows; a panel walk reads each row in short pieces far apart).
-template <typename TW>
-ICL_TARGET void Gemv(const float* a, int64_t k, const TW* w, int64_t ldw, int64_t n, float alpha,
-                     float* y) {
+// A few rows of A, in axpy form: y[0..Rows)[0, n) stays in L1 while W's rows stream past it,
+// kStep at a time, each read as one contiguous run of n elements. A panel walk reads each row
+// of W in pieces of 256 bytes, each in another page when W is wide (N = 32000: 128 KB apart),
+// so it pays a TLB miss per piece and the hardware prefetcher never locks on; here a row is
+// one run of n elements and the rows kStep ahead are prefetched by hand as the loop walks n.
+template <int Rows, typename TW>
+ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, int64_t ldw,
+                         int64_t n, float alpha, float* y, int64_t ldy) {
   constexpr int64_t kW = Simd::kWidth;
+  constexpr int kStep = Rows <= 2 ? 8 : 4;  // rows of W per pass over y
   const int64_t nv = n / kW * kW;
-  for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
-  constexpr int kRowsAtOnce = 8;
+  for (int r = 0; r < Rows; ++r)
+    for (int64_t j = 0; j < n; ++j) y[r * ldy + j] = 0.0f;
   int64_t kk = 0;
-  for (; kk + kRowsAtOnce <= k; kk += kRowsAtOnce) {
-    const TW* wr[kRowsAtOnce];
-    typename Simd::V ak[kRowsAtOnce];
-    for (int r = 0; r < kRowsAtOnce; ++r) {
-      wr[r] = w + (kk + r) * ldw;
-      ak[r] = Simd::Broadcast(a[kk + r]);
+  for (; kk + kStep <= k; kk += kStep) {
+    const TW* wr[kStep];
+    typename Simd::V ak[kStep][Rows];
+    for (int s = 0; s < kStep; ++s) {
+      wr[s] = w + (kk + s) * ldw;
+      for (int r = 0; r < Rows; ++r) ak[s][r] = Simd::Broadcast(a[r * lda + kk + s]);
     }
+    const bool ahead = kk + 2 * kStep <= k;
+    const int64_t next = kStep * ldw;
     for (int64_t j = 0; j < nv; j += kW) {
-      typename Simd::V acc = Simd::Load(y + j);
-      for (int r = 0; r < kRowsAtOnce; ++r) acc = Simd::Fma(ak[r], Simd::LoadW(wr[r] + j), acc);
-      Simd::Store(y + j, acc);
+      if (ahead && (j * int64_t{sizeof(TW)}) % 64 == 0) {
+        for (int s = 0; s < kStep; ++s) __builtin_prefetch(wr[s] + next + j, 0, 2);
+      }
+      typename Simd::V acc[Rows];
+      for (int r = 0; r < Rows; ++r) acc[r] = Simd::Load(y + r * ldy + j);
+      for (int s = 0; s < kStep; ++s) {
+        const typename Simd::V wv = Simd::LoadW(wr[s] + j);
+        for (int r = 0; r < Rows; ++r) acc[r] = Simd::Fma(ak[s][r], wv, acc[r]);
+      }
+      for (int r = 0; r < Rows; ++r) Simd::Store(y + r * ldy + j, acc[r]);
     }
-    for (int64_t j = nv; j < n; ++j) {
-      float sum = y[j];
-      for (int r = 0; r < kRowsAtOnce; ++r) sum += a[kk + r] * ToFloat(wr[r][j]);
-      y[j] = sum;
+    for (int r = 0; r < Rows; ++r) {
+      for (int64_t j = nv; j < n; ++j) {
+        float sum = y[r * ldy + j];
+        for (int s = 0; s < kStep; ++s) sum += a[r * lda + kk + s] * ToFloat(wr[s][j]);
+        y[r * ldy + j] = sum;
+      }
     }
   }
   for (; kk < k; ++kk) {
     const TW* wr = w + kk * ldw;
-    const typename Simd::V ak = Simd::Broadcast(a[kk]);
-    for (int64_t j = 0; j < nv; j += kW)
-      Simd::Store(y + j, Simd::Fma(ak, Simd::LoadW(wr + j), Simd::Load(y + j)));
-    for (int64_t j = nv; j < n; ++j) y[j] += a[kk] * ToFloat(wr[j]);
+    for (int r = 0; r < Rows; ++r) {
+      const typename Simd::V ak = Simd::Broadcast(a[r * lda + kk]);
+      float* yr = y + r * ldy;
+      for (int64_t j = 0; j < nv; j += kW)
+        Simd::Store(yr + j, Simd::Fma(ak, Simd::LoadW(wr + j), Simd::Load(yr + j)));
+      for (int64_t j = nv; j < n; ++j) yr[j] += a[r * lda + kk] * ToFloat(wr[j]);
+    }
   }
-  for (int64_t j = 0; j < nv; j += kW) Simd::Store(y + j, Simd::Scale(Simd::Load(y + j), alpha));
-  for (int64_t j = nv; j < n; ++j) y[j] *= alpha;
+  for (int r = 0; r < Rows; ++r) {
+    float* yr = y + r * ldy;
+    for (int64_t j = 0; j < nv; j += kW)
+      Simd::Store(yr + j, Simd::Scale(Simd::Load(yr + j), alpha));
+    for (int64_t j = nv; j < n; ++j) yr[j] *= alpha;
+  }
 }
 
 template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
-  if (m == 1) return Gemv(a, k, w, ldw, n, alpha, y);
+  static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
+  if (PanelGemmAxpy(m, k * ldw * int64_t{sizeof(TW)})) {
+    switch (m) {
+      case 1: return AxpyRows<1>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 2: return AxpyRows<2>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 3: return AxpyRows<3>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 4: return AxpyRows<4>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      default: break;
+    }
+  }
   int64_t j = Panels<Simd::kLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
   j = Panels<1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
   // Fewer than kWidth columns left: plain loops.
