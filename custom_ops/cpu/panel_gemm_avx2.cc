@@ -1,5 +1,5 @@
 // PanelGemm for AVX2 + FMA + F16C: 8 floats a vector; 6 rows of A x 2 vectors = 12
-// accumulators of 16 ymm (one row of A: GEMV in axpy form).
+// accumulators of 16 ymm (a few rows of A: axpy form).
 #include <immintrin.h>
 
 #include "cpu/panel_gemm.h"
@@ -14,6 +14,7 @@ struct Simd {
   static constexpr int kWidth = 8;
   static constexpr int kRows = 6;
   static constexpr int kLanes = 2;
+  static constexpr int kEightRowLanes = 0;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }
