@@ -30,6 +30,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -290,16 +291,21 @@ def grid_table(cells: list[Cell], isa: str, threads: int, ms: list[int]) -> list
     return lines + [""]
 
 
-def markdown(cells: list[Cell], args: argparse.Namespace, load: tuple[float, float]) -> str:
+def markdown(
+    cells: list[Cell],
+    args: argparse.Namespace,
+    load: tuple[float, float],
+    command: str,
+    when: datetime.datetime,
+) -> str:
     """The results file: how it was measured, the worst cells, every grid, the 16-bit row."""
     import onnxruntime as ort
 
     ms = sorted({c.m for c in cells})
-    command = " ".join(["benchmarks/bench_matmul.py", *sys.argv[1:]])
     lines = [
         "# IclMatMul vs ONNX Runtime's prepacked MatMul (CPU)",
         "",
-        f"`{command}`, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC.",
+        f"`benchmarks/bench_matmul.py {command}`, {when:%Y-%m-%d %H:%M} UTC.",
         "",
         f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores visible"
         f" ({'AVX-512F' if 'avx512f' in cpu_flags() else 'no AVX-512'}); onnxruntime "
@@ -438,7 +444,8 @@ def heat_map(cells: list[Cell], args: argparse.Namespace, path: Path) -> None:
                 if not np.isnan(grid[i, j]):
                     ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7)
         ax.set_xticks(range(len(ms)), [str(m) for m in ms])
-        ax.set_yticks(range(len(rows)), [f"{v[:5]} {k}x{n}" for v, k, n in rows], fontsize=8)
+        labels = [f"{v[:5]} {k}x{n}" for v, k, n in rows] if ax in axes[:, 0] else []
+        ax.set_yticks(range(len(rows)), labels, fontsize=8)
         ax.set_xlabel("M")
         ax.set_title(f"ICL {isa}, {t} thread{'s' if t > 1 else ''}: ICL time / ORT time")
     fig.colorbar(image, ax=axes, shrink=0.6, label="ICL / ORT (time, below 1 is faster)")
@@ -469,6 +476,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-label", default="the library given by --baseline-library")
     parser.add_argument("--output", type=Path, default=RESULTS / "matmul_cpu.md",
                         help="Markdown file; the .json and .png go beside it")  # fmt: skip
+    parser.add_argument(
+        "--replot", type=Path, help="rewrite the Markdown and PNG from this JSON, measuring nothing"
+    )
     parser.add_argument("--worker", choices=ISAS, help=argparse.SUPPRESS)
     parser.add_argument("--worker-output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -487,8 +497,36 @@ def main() -> int:
     args = parse_args()
     if args.worker:
         return worker(args)
+    if args.replot:
+        record = json.loads(args.replot.read_text())
+    else:
+        record = measure(args)
+    cells = [Cell(**c) for c in record["cells"]]
+    args.isa = [isa for isa in ISAS if any(c.isa == isa for c in cells)]
+    args.threads = sorted({c.threads for c in cells})
+    args.baseline_library = args.baseline_library or (
+        Path(record["baseline"]) if record.get("baseline") else None
+    )
+    args.baseline_label = record.get("baseline_label", args.baseline_label)
+    args.unprepacked = any(c.unprepacked_ms is not None for c in cells)
+    args.half = next((c.w_dtype for c in cells if c.w_dtype != "float32"), args.half)
+    when = datetime.datetime.fromisoformat(record["measured"])
+    load = tuple(record["load_average"])
+    text = markdown(cells, args, load, record["command"], when)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    if not args.replot:
+        args.output.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    heat_map(cells, args, args.output.with_suffix(".png"))
+    print(text)
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Runs one worker process per ISA; returns the record the JSON file holds."""
     load_before = os.getloadavg()[0]
-    cells: list[Cell] = []
+    when = datetime.datetime.now(datetime.UTC)
+    cells: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for isa in args.isa:
             env = dict(os.environ)
@@ -498,21 +536,16 @@ def main() -> int:
             out = Path(tmp) / f"{isa}.json"
             command = [sys.executable, __file__, *sys.argv[1:], "--worker", isa]
             subprocess.run([*command, "--worker-output", str(out)], env=env, check=True)
-            cells += [Cell(**c) for c in json.loads(out.read_text())]
-    load = (load_before, os.getloadavg()[0])
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    text = markdown(cells, args, load)
-    args.output.write_text(text)
-    record = {
-        "command": " ".join(sys.argv[1:]),
+            cells += json.loads(out.read_text())
+    return {
+        "command": shlex.join(sys.argv[1:]),
+        "measured": when.isoformat(),
         "cpu": cpu_name(),
-        "load_average": load,
-        "cells": [asdict(c) for c in cells],
+        "load_average": [load_before, os.getloadavg()[0]],
+        "baseline": str(args.baseline_library) if args.baseline_library else None,
+        "baseline_label": args.baseline_label,
+        "cells": cells,
     }
-    args.output.with_suffix(".json").write_text(json.dumps(record, indent=1))
-    heat_map(cells, args, args.output.with_suffix(".png"))
-    print(text)
-    return 0
 
 
 if __name__ == "__main__":
