@@ -19,7 +19,8 @@ struct Simd {
   static constexpr int kWidth = 16;
   static constexpr int kRows = 6;
   static constexpr int kLanes = 4;
-  static constexpr int kEightRowLanes = 3;
+  static constexpr int kAltRows = 8;
+  static constexpr int kAltLanes = 3;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
