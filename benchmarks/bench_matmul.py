@@ -1,123 +1,249 @@
-"""IclMatMul against ONNX Runtime's MatMul on the CPU, for both orientations of the view.
+"""IclMatMul against ONNX Runtime's prepacked MatMul on the CPU, over a grid of shapes.
 
-- transpose: IclMatMul(A, W, transpose=1) on W[N, K] against MatMul on the materialised
-  W^T[K, N] (the tied LM head);
-- plain: IclMatMul(A, W) on W[K, N] against MatMul on the same W[K, N].
+The grid: view (transposed, plain) x M x (K, N) x intra-op threads x the library's instruction
+set (AVX-512, and AVX2 through ``ICL_CPU_ISA=avx2``, each in its own process since the library
+detects it once), plus a row of 16-bit W read by float32 A at M = 1 (a cast view).
 
-Both run in ONNX Runtime sessions on the CPU with the same intra-op thread count. ORT's
-MatMul gets its weight as an initializer, so MLAS prepacks it: that is the bar. The runs of
-the sessions are interleaved so that noise from other processes hits all alike, and the
-median of each is reported. `--baseline-library` adds a session per case on another build of
-the op library (say, before a change), timed in the same interleaved runs.
+- transposed: ``IclMatMul(A, W, transpose=1)`` on W[N, K] (the tied LM head);
+- plain: ``IclMatMul(A, W)`` on W[K, N];
+- the bar: ``MatMul(A, W^T)`` with W^T[K, N] a float32 initializer, which MLAS prepacks.
+
+For each M the sessions run in turn (ORT, ICL transposed, ICL plain, ...) in one process on
+the same weights, so that load from other processes hits all alike; each ICL run's time is
+divided by the ORT run next to it and the table gives the median and p10-p90 of those
+per-run ratios (ICL time / ORT time: at most 1.00 is the goal). ``--baseline-library``
+times another build of the op library in the same rounds (before/after a change);
+``--unprepacked`` times ORT's MatMul with W as a graph input as well (no prepacking, what a
+MatMul kernel invoked from a custom op would see).
+
+Writes ``benchmarks/results/matmul_cpu.md``, ``.json`` and ``.png`` (a heat map).
 
 Usage:
-    ICL_ONNX_LIBRARY=build/cpu/libicl_ops.so python benchmarks/bench_matmul.py --repeats 30
+    python benchmarks/bench_matmul.py            # the whole grid (about 10-15 minutes)
+    python benchmarks/bench_matmul.py --quick    # a subset (a few minutes)
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
-import statistics
+import shlex
+import subprocess
+import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
-import icl_onnx
-
-RESULTS = Path(__file__).resolve().parent / "results" / "matmul_cpu.md"
-OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
+RESULTS = Path(__file__).resolve().parent / "results"
+ISAS = ("avx512", "avx2")
+VIEWS = ("transposed", "plain")
+GRID_M = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+GRID_KN = ((768, 768), (768, 3072), (3072, 768), (768, 32000))
+QUICK_M = (1, 4, 16, 64, 256)
+QUICK_KN = ((768, 3072), (768, 32000))
+GOAL = 1.00  # ICL time / ORT time, float32 W
+GOAL_16BIT = 0.56  # ICL time with 16-bit W / ORT float32 time, M = 1
 
 
 @dataclass
-class Row:
-    """One line of the table: median seconds per run of each session."""
+class Cell:
+    """One ICL session against ORT at one shape: per-run time ratios and medians."""
 
-    view: str
+    isa: str
+    threads: int
+    k: int
+    n: int
     m: int
+    view: str
     w_dtype: str
-    ort_s: float
-    icl_s: float
-    baseline_s: float | None = None
+    ort_ms: float
+    icl_ms: float
+    ratio: float  # median of ICL time / ORT time, run by run
+    p10: float
+    p90: float
+    runs: int
+    min_ratio: float  # lowest ICL time / lowest ORT time (robust to one-sided interference)
+    baseline_ms: float | None = None
+    baseline_ratio: float | None = None  # median of ICL time / baseline time, run by run
+    baseline_min_ratio: float | None = None  # lowest ICL time / lowest baseline time
+    unprepacked_ms: float | None = None  # ORT MatMul with W a graph input
+    unprepacked_min_ratio: float | None = None  # lowest ICL time / lowest unprepacked ORT time
 
-    @property
-    def ratio(self) -> float:
-        """Throughput of IclMatMul relative to ORT's MatMul (higher is better)."""
-        return self.ort_s / self.icl_s
 
+def ort_model(w_t: np.ndarray, as_input: bool) -> bytes:
+    """MatMul(A, WT) with WT[K, N] an initializer, or a graph input when ``as_input``."""
+    from onnx import TensorProto, helper, numpy_helper
 
-def ort_matmul_model(w_t: np.ndarray) -> bytes:
-    """MatMul(A, W_T) with W_T[K, N] an initializer."""
-    node = helper.make_node("MatMul", ["A", "WT"], ["Y"])
+    k, n = w_t.shape
+    inputs = [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k])]
+    if as_input:
+        inputs.append(helper.make_tensor_value_info("WT", TensorProto.FLOAT, [k, n]))
     graph = helper.make_graph(
-        [node],
+        [helper.make_node("MatMul", ["A", "WT"], ["Y"])],
         "ort_matmul",
-        [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", w_t.shape[0]])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", w_t.shape[1]])],
-        initializer=[numpy_helper.from_array(w_t, "WT")],
+        inputs,
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
+        initializer=[] if as_input else [numpy_helper.from_array(w_t, "WT")],
     )
-    return helper.make_model(graph, opset_imports=OPSETS).SerializeToString()
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]).SerializeToString()
 
 
-def icl_matmul_model(w: np.ndarray, transpose: bool) -> bytes:
-    """IclMatMul(A, W) with W an initializer, [N, K] when ``transpose`` else [K, N]."""
-    k, n = (w.shape[1], w.shape[0]) if transpose else w.shape
-    node = helper.make_node(
-        "IclMatMul", ["A", "W"], ["Y"], domain="ai.icl", transpose=int(transpose)
-    )
+def icl_model(w: np.ndarray, transposed: bool) -> bytes:
+    """IclMatMul(A, W) with W an initializer, [N, K] when ``transposed`` else [K, N]."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    k, n = (w.shape[1], w.shape[0]) if transposed else w.shape
     graph = helper.make_graph(
-        [node],
+        [
+            helper.make_node(
+                "IclMatMul", ["A", "W"], ["Y"], domain="ai.icl", transpose=int(transposed)
+            )
+        ],
         "icl_matmul",
         [helper.make_tensor_value_info("A", TensorProto.FLOAT, ["M", k])],
         [helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["M", n])],
         initializer=[numpy_helper.from_array(w, "W")],
     )
-    return helper.make_model(graph, opset_imports=OPSETS).SerializeToString()
+    opsets = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
+    return helper.make_model(graph, opset_imports=opsets).SerializeToString()
 
 
-def make_options(threads: int, spinning: bool) -> ort.SessionOptions:
-    """Session options shared by both sessions.
+def session(model: bytes, threads: int, library: Path | None = None):
+    """A CPU session with `threads` intra-op threads, spinning off.
 
-    Each session owns an intra-op pool whose idle workers spin after a run; with two sessions
-    on two cores, one session's spinning workers then slow the other's next run (measured:
-    ratios swinging from 0.2 to 2 between identical runs). Spinning is off unless asked for.
+    With several sessions on two cores, one session's spinning idle workers slow the next
+    session's run (ratios swinging from 0.2 to 2 between identical runs), hence no spinning.
+    `library` registers that build of the op library instead of the installed one.
     """
+    import onnxruntime as ort
+
+    import icl_onnx
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return options
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if library is None:
+        return icl_onnx.create_session(model, options=options)
+    options.register_custom_ops_library(str(library))
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
-def time_pair(
-    sessions: list, a: np.ndarray, warmup: int, repeats: int, pause: float
-) -> list[float]:  # any number of sessions, interleaved
-    """Runs the sessions in turn, `repeats` times each after warm-up; returns their medians.
+def interleave(runners: list, budget_s: float, min_runs: int, max_runs: int) -> np.ndarray:
+    """Calls the runners in turn (one round = each once) and returns seconds [rounds, runner].
 
-    Each session has its own intra-op thread pool whose workers spin for a while after a run;
-    the pause before each timed run lets them park, so neither session's spinning threads
-    steal the cores from the other's run.
+    The number of rounds fills about `budget_s`, within [min_runs, max_runs]. Each round
+    starts at another runner so that no session always follows the same one.
     """
-    for _ in range(warmup):
-        for s in sessions:
-            s.run(None, {"A": a})
-    times: list[list[float]] = [[] for _ in sessions]
-    for _ in range(repeats):
-        for s, t in zip(sessions, times, strict=True):
-            time.sleep(pause)
+    for run in runners:  # warm-up, and a first timing for the round count
+        run()
+    start = time.perf_counter()
+    for run in runners:
+        run()
+    per_round = time.perf_counter() - start
+    rounds = int(min(max_runs, max(min_runs, budget_s / max(per_round, 1e-6))))
+    times = np.zeros((rounds, len(runners)))
+    for i in range(rounds):
+        for j in range(len(runners)):
+            r = (i + j) % len(runners)
             start = time.perf_counter()
-            s.run(None, {"A": a})
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+            runners[r]()
+            times[i, r] = time.perf_counter() - start
+    return times
+
+
+def measure_shape(args: argparse.Namespace, isa: str, threads: int, k: int, n: int) -> list[Cell]:
+    """All cells of one (K, N) at one thread count."""
+    rng = np.random.default_rng(k * 100003 + n)
+    w = rng.standard_normal((n, k), dtype=np.float32)  # W[N, K]
+    w_t = np.ascontiguousarray(w.T)  # W^T[K, N]
+    ort_s = session(ort_model(w_t, as_input=False), threads)
+    ort_in = session(ort_model(w_t, as_input=True), threads) if args.unprepacked else None
+    stored = {"transposed": w, "plain": w_t}
+    libraries = [None] + ([args.baseline_library] if args.baseline_library else [])
+    icl = {
+        (view, dtype, lib): session(
+            icl_model(stored[view].astype(dtype), view == "transposed"), threads, lib
+        )
+        for view in VIEWS
+        for dtype in ("float32", args.half)
+        for lib in libraries
+    }
+    cells = []
+    for m in args.m:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        expected = ort_s.run(None, {"A": a})[0]
+        dtypes = ["float32"] + ([args.half] if m == 1 else [])
+        keys = [(view, dtype) for view in VIEWS for dtype in dtypes]
+        for key in keys:
+            for lib in libraries:
+                got = icl[(*key, lib)].run(None, {"A": a})[0]
+                tol = 1e-3 if key[1] == "float32" else 0.1
+                if not np.allclose(got, expected, rtol=tol, atol=tol * np.sqrt(k)):
+                    raise SystemExit(f"IclMatMul disagrees with MatMul: {key} M={m} K={k} N={n}")
+        feeds = {"A": a}
+        runners = [lambda f=feeds: ort_s.run(None, f)]
+        if ort_in is not None:
+            runners.append(lambda f={"A": a, "WT": w_t}: ort_in.run(None, f))
+        columns = {}
+        for key in keys:
+            for lib in libraries:
+                columns[(*key, lib)] = len(runners)
+                runners.append(lambda s=icl[(*key, lib)], f=feeds: s.run(None, f))
+        times = interleave(runners, args.cell_seconds, args.min_runs, args.max_runs)
+        ort_t = times[:, 0]
+        for view, dtype in keys:
+            icl_t = times[:, columns[view, dtype, None]]
+            ratio = icl_t / ort_t
+            cell = Cell(
+                isa, threads, k, n, m, view, dtype,
+                ort_ms=float(np.median(ort_t) * 1e3),
+                icl_ms=float(np.median(icl_t) * 1e3),
+                ratio=float(np.median(ratio)),
+                p10=float(np.percentile(ratio, 10)),
+                p90=float(np.percentile(ratio, 90)),
+                runs=len(ratio),
+                min_ratio=float(icl_t.min() / ort_t.min()),
+            )  # fmt: skip
+            if args.baseline_library:
+                base_t = times[:, columns[view, dtype, args.baseline_library]]
+                cell.baseline_ms = float(np.median(base_t) * 1e3)
+                cell.baseline_ratio = float(np.median(icl_t / base_t))
+                cell.baseline_min_ratio = float(icl_t.min() / base_t.min())
+            if ort_in is not None:
+                cell.unprepacked_ms = float(np.median(times[:, 1]) * 1e3)
+                cell.unprepacked_min_ratio = float(icl_t.min() / times[:, 1].min())
+            cells.append(cell)
+            print(
+                f"{isa:6s} t={threads} K={k:5d} N={n:5d} M={m:4d} {view:10s} {dtype:8s} "
+                f"ORT {cell.ort_ms:8.3f} ICL {cell.icl_ms:8.3f} ms  ICL/ORT {cell.ratio:.2f} "
+                f"({cell.p10:.2f}-{cell.p90:.2f}) min {cell.min_ratio:.2f}"
+                + (f"  ICL/base {cell.baseline_ratio:.2f}" if cell.baseline_ratio else "")
+                + (f"  ORT unprepacked {cell.unprepacked_ms:.3f}" if ort_in else ""),
+                file=sys.stderr,
+                flush=True,
+            )
+    return cells
+
+
+def worker(args: argparse.Namespace) -> int:
+    """Measures every shape and thread count for the ISA this process was started with."""
+    cells = []
+    for k, n in args.kn:
+        for threads in args.threads:
+            cells += measure_shape(args, args.worker, threads, k, n)
+    args.worker_output.write_text(json.dumps([asdict(c) for c in cells]))
+    return 0
 
 
 def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what platform says."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -127,159 +253,299 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
-def markdown(rows: list[Row], args: argparse.Namespace, load: tuple[float, float]) -> str:
-    baseline = args.baseline_library is not None
-    env = [f"{k}={os.environ[k]}" for k in ("ICL_CPU_ISA", "OPENBLAS_CORETYPE") if k in os.environ]
-    isa_note = f" with {' '.join(env)}" if env else ""
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty when /proc/cpuinfo is unreadable)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def grid_table(cells: list[Cell], isa: str, threads: int, ms: list[int]) -> list[str]:
+    """One Markdown table: a row per (view, K, N), a column per M.
+
+    A cell is the median (p10-p90) of the per-run ratios, then the ratio of the lowest times.
+    """
     lines = [
-        "# IclMatMul vs ONNX Runtime MatMul (CPU)",
+        f"### {isa}, {threads} thread{'s' if threads > 1 else ''}",
         "",
-        f"`benchmarks/bench_matmul.py --repeats {args.repeats} --warmup {args.warmup} "
-        f"--threads {args.threads} --pause-ms {args.pause_ms:g}"
-        f"{' --allow-spinning' if args.allow_spinning else ''}"
-        f"{' --baseline-library LIB' if baseline else ''}`"
-        f"{isa_note}, {datetime.date.today().isoformat()}.",
-        "",
-        f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores visible; "
-        f"intra-op threads: {args.threads}",
-        f"- onnxruntime {ort.__version__}, numpy {np.__version__}, "
-        f"Python {platform.python_version()}",
-        f"- K = {args.k}, N = {args.n}. transpose: ORT `MatMul(A, W^T)` with W^T[K, N] an "
-        "initializer (prepacked by MLAS), ICL `IclMatMul(A, W, transpose=1)` with W[N, K] an "
-        "initializer. plain: ORT `MatMul(A, W)` and ICL `IclMatMul(A, W)`, W[K, N].",
-        "- Median of the interleaved runs; ratio = ORT time / ICL time (throughput of ICL "
-        "relative to ORT, higher is better; goal >= 0.9). Intra-op spinning "
-        f"{'on' if args.allow_spinning else 'off'} in all sessions.",
-        f"- 1-minute load average before / after the run: {load[0]:.2f} / {load[1]:.2f} "
-        "(other processes share the cores; all sessions see the same interference).",
+        "| view | K x N | " + " | ".join(f"M={m}" for m in ms) + " |",
+        "|---|---|" + "---:|" * len(ms),
     ]
-    if baseline:
-        lines.append(
-            f"- baseline: the op library {args.baseline_label}, timed in the same "
-            "interleaved runs (its ratio = ORT time / baseline time)."
-        )
-    header = "| view | M | W dtype (ICL) | ORT MatMul (ms) | IclMatMul (ms) | ratio |"
-    rule = "|---|---:|---|---:|---:|---:|"
-    if baseline:
-        header += " baseline (ms) | baseline ratio |"
-        rule += "---:|---:|"
-    lines += ["", header + " ICL W GB/s |", rule + "---:|"]
-    for r in rows:
-        w_bytes = args.n * args.k * (2 if r.w_dtype == "float16" else 4)
-        line = (
-            f"| {r.view} | {r.m} | {r.w_dtype} | {r.ort_s * 1e3:.3f} | {r.icl_s * 1e3:.3f} | "
-            f"{r.ratio:.2f} |"
-        )
-        if baseline:
-            line += f" {r.baseline_s * 1e3:.3f} | {r.ort_s / r.baseline_s:.2f} |"
-        lines.append(f"{line} {w_bytes / r.icl_s / 1e9:.1f} |")
-    return "\n".join(lines) + "\n"
+    by_key = {(c.view, c.k, c.n, c.m): c for c in cells if c.w_dtype == "float32"}
+    for view in VIEWS:
+        for k, n in sorted({(c.k, c.n) for c in cells}):
+            row = [f"{view}", f"{k} x {n}"]
+            for m in ms:
+                c = by_key.get((view, k, n, m))
+                mark = "" if c is None or c.ratio <= GOAL else " **>**"
+                row.append(
+                    ""
+                    if c is None
+                    else f"{c.ratio:.2f} ({c.p10:.2f}-{c.p90:.2f}) min {c.min_ratio:.2f}{mark}"
+                )
+            lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def markdown(
+    cells: list[Cell],
+    args: argparse.Namespace,
+    load: tuple[float, float],
+    command: str,
+    when: datetime.datetime,
+) -> str:
+    """The results file: how it was measured, the worst cells, every grid, the 16-bit row."""
+    import onnxruntime as ort
+
+    ms = sorted({c.m for c in cells})
+    lines = [
+        "# IclMatMul vs ONNX Runtime's prepacked MatMul (CPU)",
+        "",
+        f"`benchmarks/bench_matmul.py {command}`, {when:%Y-%m-%d %H:%M} UTC.",
+        "",
+        f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores visible"
+        f" ({'AVX-512F' if 'avx512f' in cpu_flags() else 'no AVX-512'}); onnxruntime "
+        f"{ort.__version__}, numpy {np.__version__}, Python {platform.python_version()}.",
+        "- Bar: ORT `MatMul(A, W^T)` with W^T[K, N] a float32 initializer (MLAS prepacks it). "
+        "ICL: `IclMatMul(A, W, transpose=1)` on W[N, K] (transposed) and `IclMatMul(A, W)` on "
+        "W[K, N] (plain), W an initializer.",
+        "- Each cell: the sessions run in turn in one process on the same weights (the first "
+        "session of each round rotates); each ICL run's time is divided by the ORT run of the "
+        "same round. Cell = median (p10-p90) of those ratios, **ICL time / ORT time: at most "
+        f"{GOAL:.2f} meets the goal**; cells above it are marked **>**. After `min`: the "
+        "lowest ICL time over the lowest ORT time, which interference from other processes "
+        "(it only ever adds time) disturbs least.",
+        "- ISA: the library's instruction set (`ICL_CPU_ISA=avx2` caps it, one process per ISA). "
+        "ORT's MLAS picks its own kernels either way (AVX-512 on this CPU), so the avx2 grids "
+        "compare ICL's AVX2 kernels with MLAS's AVX-512 ones (on Zen 4 both run on the same "
+        "256-bit FMA units; AVX-512 has twice the registers).",
+        f"- Intra-op spinning off in all sessions. 1-minute load average before / after: "
+        f"{load[0]:.2f} / {load[1]:.2f}. **The machine is shared and loaded by other "
+        "processes**: cells carry that noise (the p10-p90 spread shows it); single cells near "
+        "1.00 should be re-measured before drawing conclusions.",
+        "",
+        "## Worst cell per view, threads and ISA (float32 W)",
+        "",
+        "| ISA | threads | view | worst median ICL/ORT | at (M, K x N) | cells meeting goal "
+        "| worst min-ratio | at (M, K x N) | cells meeting goal by min-ratio |",
+        "|---|---:|---|---:|---|---:|---:|---|---:|",
+    ]
+    f32 = [c for c in cells if c.w_dtype == "float32"]
+    for isa in args.isa:
+        for threads in args.threads:
+            for view in VIEWS:
+                group = [c for c in f32 if (c.isa, c.threads, c.view) == (isa, threads, view)]
+                if not group:
+                    continue
+                worst = max(group, key=lambda c: c.ratio)
+                met = sum(c.ratio <= GOAL for c in group)
+                worst_min = max(group, key=lambda c: c.min_ratio)
+                met_min = sum(c.min_ratio <= GOAL for c in group)
+                lines.append(
+                    f"| {isa} | {threads} | {view} | {worst.ratio:.2f} | "
+                    f"{worst.m}, {worst.k} x {worst.n} | {met} / {len(group)} | "
+                    f"{worst_min.min_ratio:.2f} | {worst_min.m}, {worst_min.k} x {worst_min.n} | "
+                    f"{met_min} / {len(group)} |"
+                )
+    lines += ["", "## The grid", ""]
+    for isa in args.isa:
+        for threads in args.threads:
+            group = [c for c in cells if (c.isa, c.threads) == (isa, threads)]
+            if group:
+                lines += grid_table(group, isa, threads, ms)
+    half = [c for c in cells if c.w_dtype != "float32"]
+    if half:
+        lines += [
+            f"## {args.half} W read by float32 A (cast view), M = 1",
+            "",
+            f"ICL time with {args.half} W / ORT time with float32 W; goal at most "
+            f"{GOAL_16BIT:.2f} (W moves half the bytes).",
+            "",
+            "| ISA | threads | view | K x N | ORT f32 (ms) | ICL (ms) | ICL/ORT (p10-p90) | "
+            "min-ratio |",
+            "|---|---:|---|---|---:|---:|---:|---:|",
+        ]
+        for c in half:
+            lines.append(
+                f"| {c.isa} | {c.threads} | {c.view} | {c.k} x {c.n} | {c.ort_ms:.3f} | "
+                f"{c.icl_ms:.3f} | {c.ratio:.2f} ({c.p10:.2f}-{c.p90:.2f}) | {c.min_ratio:.2f} |"
+            )
+        lines.append("")
+    if args.baseline_library:
+        lines += [
+            "## Against the baseline library",
+            "",
+            f"Baseline: {args.baseline_label}. Median of this build's time / the baseline's "
+            "time, run by run, and the ratio of the lowest times (below 1: faster now).",
+            "",
+            "| ISA | threads | view | W | K x N | M | ICL/ORT | ICL/baseline | min-ratio |",
+            "|---|---:|---|---|---|---:|---:|---:|---:|",
+        ]
+        for c in cells:
+            lines.append(
+                f"| {c.isa} | {c.threads} | {c.view} | {c.w_dtype} | {c.k} x {c.n} | {c.m} | "
+                f"{c.ratio:.2f} | {c.baseline_ratio:.2f} | {c.baseline_min_ratio:.2f} |"
+            )
+        lines.append("")
+    if args.unprepacked:
+        lines += [
+            "## ORT MatMul without prepacking (W a graph input)",
+            "",
+            "What an ORT MatMul kernel invoked from a custom op (`Ort::Op` / `InvokeOp`) on the "
+            "mapped weight would do at best (an invoked kernel is not prepacked): MLAS packs W "
+            "on every call. Median ms, and the lowest ICL time over the lowest unprepacked ORT "
+            "time (below 1: ICL is faster than the invoked kernel could be).",
+            "",
+            "| ISA | threads | K x N | M | ORT prepacked | ORT unprepacked | ICL transposed | "
+            "ICL plain | transposed / unprepacked | plain / unprepacked |",
+            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        by = {(c.isa, c.threads, c.k, c.n, c.m, c.view): c for c in f32}
+        for c in f32:
+            plain = by.get((c.isa, c.threads, c.k, c.n, c.m, "plain"))
+            if c.view != "transposed" or plain is None:
+                continue
+            lines.append(
+                f"| {c.isa} | {c.threads} | {c.k} x {c.n} | {c.m} | {c.ort_ms:.3f} | "
+                f"{c.unprepacked_ms:.3f} | {c.icl_ms:.3f} | {plain.icl_ms:.3f} | "
+                f"{c.unprepacked_min_ratio:.2f} | {plain.unprepacked_min_ratio:.2f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def heat_map(cells: list[Cell], args: argparse.Namespace, path: Path) -> None:
+    """One panel per (ISA, threads): rows (view, K x N), columns M, colour ICL/ORT."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    f32 = [c for c in cells if c.w_dtype == "float32"]
+    ms = sorted({c.m for c in f32})
+    kns = sorted({(c.k, c.n) for c in f32})
+    rows = [(v, k, n) for v in VIEWS for k, n in kns]
+    panels = [(isa, t) for isa in args.isa for t in args.threads]
+    size = (6.5 * len(args.threads), 0.45 * len(rows) * len(args.isa) + 1.5)
+    fig, axes = plt.subplots(len(args.isa), len(args.threads), figsize=size, squeeze=False)
+    norm = TwoSlopeNorm(vmin=0.5, vcenter=1.0, vmax=1.6)
+    by = {(c.isa, c.threads, c.view, c.k, c.n, c.m): c.ratio for c in f32}
+    image = None
+    for (isa, t), ax in zip(panels, axes.flat, strict=True):
+        grid = np.array([[by.get((isa, t, v, k, n, m), np.nan) for m in ms] for v, k, n in rows])
+        image = ax.imshow(grid, cmap="RdYlGn_r", norm=norm, aspect="auto")
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(ms)), [str(m) for m in ms])
+        labels = [f"{v[:5]} {k}x{n}" for v, k, n in rows] if ax in axes[:, 0] else []
+        ax.set_yticks(range(len(rows)), labels, fontsize=8)
+        ax.set_xlabel("M")
+        ax.set_title(f"ICL {isa}, {t} thread{'s' if t > 1 else ''}: ICL time / ORT time")
+    fig.colorbar(image, ax=axes, shrink=0.6, label="ICL / ORT (time, below 1 is faster)")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30, help="timed runs per session and M")
-    parser.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    parser.add_argument("--quick", action="store_true", help=f"M {QUICK_M}, (K, N) {QUICK_KN}")
+    parser.add_argument("--m", type=int, nargs="+", help=f"rows of A (default {GRID_M})")
+    parser.add_argument("--kn", type=int, nargs="+", help="K N pairs, e.g. --kn 768 3072 768 32000")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--isa", nargs="+", choices=ISAS, default=list(ISAS))
+    parser.add_argument("--half", choices=["float16", "bfloat16"], default="float16",
+                        help="16-bit W type of the M = 1 cast-view row")  # fmt: skip
+    parser.add_argument("--cell-seconds", type=float, default=1.5, help="time per cell")
+    parser.add_argument("--min-runs", type=int, default=15)
+    parser.add_argument("--max-runs", type=int, default=41)
     parser.add_argument(
-        "--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads of both sessions"
-    )
-    parser.add_argument(
-        "--allow-spinning",
+        "--unprepacked",
         action="store_true",
-        help="let idle intra-op workers spin (ORT's default; see make_options)",
+        help="also time ORT MatMul with W a graph input (no prepacking)",
     )
     parser.add_argument(
-        "--pause-ms",
-        type=float,
-        default=5.0,
-        help="idle time before each timed run (lets the other pool park)",
+        "--baseline-library", type=Path, help="another libicl_ops.so, timed in the same rounds"
     )
-    parser.add_argument("--m", type=int, nargs="+", default=[1, 16, 256], help="rows of A")
-    parser.add_argument("--k", type=int, default=768)
-    parser.add_argument("--n", type=int, default=30000)
-    parser.add_argument("--no-fp16", action="store_true", help="skip the float16-W rows")
+    parser.add_argument("--baseline-label", default="the library given by --baseline-library")
+    parser.add_argument("--output", type=Path, default=RESULTS / "matmul_cpu.md",
+                        help="Markdown file; the .json and .png go beside it")  # fmt: skip
     parser.add_argument(
-        "--views",
-        nargs="+",
-        choices=["transpose", "plain"],
-        default=["transpose", "plain"],
-        help="orientations of the view to time",
+        "--replot", type=Path, help="rewrite the Markdown and PNG from this JSON, measuring nothing"
     )
-    parser.add_argument(
-        "--baseline-library",
-        type=Path,
-        default=None,
-        help="another build of libicl_ops.so to time beside the current one",
+    parser.add_argument("--worker", choices=ISAS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-output", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.kn and len(args.kn) % 2:
+        parser.error("--kn takes K N pairs")
+    args.kn = (
+        list(zip(args.kn[::2], args.kn[1::2], strict=True))
+        if args.kn
+        else list(QUICK_KN if args.quick else GRID_KN)
     )
-    parser.add_argument(
-        "--baseline-label",
-        default="given by --baseline-library",
-        help="how the table names the baseline library",
-    )
-    parser.add_argument("--output", type=Path, default=RESULTS, help="Markdown table to write")
-    return parser.parse_args()
-
-
-def icl_session(model: bytes, options: ort.SessionOptions, library: Path | None):
-    """A session of the current op library, or of `library` when given."""
-    if library is None:
-        return icl_onnx.create_session(model, options=options)
-    options.register_custom_ops_library(str(library))
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    args.m = args.m or list(QUICK_M if args.quick else GRID_M)
+    return args
 
 
 def main() -> int:
     args = parse_args()
-    load_before = os.getloadavg()[0]
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((args.n, args.k), dtype=np.float32)  # W[N, K]
-    w_plain = np.ascontiguousarray(w.T)  # W[K, N]
-
-    def options() -> ort.SessionOptions:
-        return make_options(args.threads, args.allow_spinning)
-
-    ort_session = ort.InferenceSession(
-        ort_matmul_model(w_plain), options(), providers=["CPUExecutionProvider"]
+    if args.worker:
+        return worker(args)
+    if args.replot:
+        record = json.loads(args.replot.read_text())
+    else:
+        record = measure(args)
+    cells = [Cell(**c) for c in record["cells"]]
+    args.isa = [isa for isa in ISAS if any(c.isa == isa for c in cells)]
+    args.threads = sorted({c.threads for c in cells})
+    args.baseline_library = args.baseline_library or (
+        Path(record["baseline"]) if record.get("baseline") else None
     )
-    dtypes = ["float32"] if args.no_fp16 else ["float32", "float16"]
-    # (view, dtype) -> [current, baseline] ICL sessions
-    icl: dict[tuple[str, str], list] = {}
-    for view in args.views:
-        stored = w if view == "transpose" else w_plain
-        for dtype in dtypes:
-            model = icl_matmul_model(stored.astype(dtype), view == "transpose")
-            libraries = [None] + ([args.baseline_library] if args.baseline_library else [])
-            icl[view, dtype] = [icl_session(model, options(), lib) for lib in libraries]
-
-    rows = []
-    for view in args.views:
-        for m in args.m:
-            a = rng.standard_normal((m, args.k), dtype=np.float32)
-            expected = ort_session.run(None, {"A": a})[0]
-            for dtype in dtypes:
-                sessions = icl[view, dtype]
-                for session in sessions:
-                    got = session.run(None, {"A": a})[0]
-                    tolerance = 1e-3 if dtype == "float32" else 0.1
-                    if not np.allclose(got, expected, rtol=tolerance, atol=tolerance):
-                        raise SystemExit(f"IclMatMul disagrees with MatMul: {view} M={m} {dtype}")
-                ort_s, icl_s, *base = time_pair(
-                    [ort_session, *sessions], a, args.warmup, args.repeats, args.pause_ms / 1e3
-                )
-                row = Row(view, m, dtype, ort_s, icl_s, base[0] if base else None)
-                rows.append(row)
-                extra = f"  baseline {row.baseline_s * 1e3:8.3f} ms" if base else ""
-                print(
-                    f"{view:9s} M={m:4d} W {dtype:8s} ORT {ort_s * 1e3:8.3f} ms  "
-                    f"ICL {icl_s * 1e3:8.3f} ms  ratio {row.ratio:.2f}{extra}",
-                    flush=True,
-                )
-
-    table = markdown(rows, args, (load_before, os.getloadavg()[0]))
-    print(table)
+    args.baseline_label = record.get("baseline_label", args.baseline_label)
+    args.unprepacked = any(c.unprepacked_ms is not None for c in cells)
+    args.half = next((c.w_dtype for c in cells if c.w_dtype != "float32"), args.half)
+    when = datetime.datetime.fromisoformat(record["measured"])
+    load = tuple(record["load_average"])
+    text = markdown(cells, args, load, record["command"], when)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(table)
+    args.output.write_text(text)
+    if not args.replot:
+        args.output.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    heat_map(cells, args, args.output.with_suffix(".png"))
+    print(text)
     return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Runs one worker process per ISA; returns the record the JSON file holds."""
+    load_before = os.getloadavg()[0]
+    when = datetime.datetime.now(datetime.UTC)
+    cells: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for isa in args.isa:
+            env = dict(os.environ)
+            env.pop("ICL_CPU_ISA", None)
+            if isa == "avx2":
+                env["ICL_CPU_ISA"] = "avx2"
+            out = Path(tmp) / f"{isa}.json"
+            command = [sys.executable, __file__, *sys.argv[1:], "--worker", isa]
+            subprocess.run([*command, "--worker-output", str(out)], env=env, check=True)
+            cells += json.loads(out.read_text())
+    return {
+        "command": shlex.join(sys.argv[1:]),
+        "measured": when.isoformat(),
+        "cpu": cpu_name(),
+        "load_average": [load_before, os.getloadavg()[0]],
+        "baseline": str(args.baseline_library) if args.baseline_library else None,
+        "baseline_label": args.baseline_label,
+        "cells": cells,
+    }
 
 
 if __name__ == "__main__":

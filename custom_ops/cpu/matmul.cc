@@ -8,7 +8,8 @@
 //    and broadcasts W from its rows (no horizontal sums, and no packing of W: ORT prepacks
 //    the B of its own MatMul ahead of time, which a custom op cannot). The portable build
 //    uses RowDot for every M.
-//  - Plain view: PanelGemm, which multiplies W's column panels in place.
+//  - Plain view: PanelGemm, which multiplies W's column panels in place, or for one to four
+//    rows of A streams W's rows past Y's rows in axpy form (PanelGemmAxpy).
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache.
 #include "cpu/matmul.h"
@@ -47,11 +48,21 @@ constexpr int64_t kGemmChunk = 512;
 // four tasks of whole 64-column panels so that two threads balance (N=768: 4 of 192 columns,
 // not 512 + 256: 1.44 against 1.56 ms at M=128, K=768), a wide one into tasks of 512 columns
 // (smaller tasks lose PanelGemm's prefetch of the next panel: M=16, K=768, N=30000, 10.7 ms
-// in tasks of 128 columns against 8.6 in tasks of 512).
+// in tasks of 128 columns against 8.6 in tasks of 512). With one tile (and for WideGemm)
+// tasks of 512 columns measured no slower (M=3..6, K=3072, N=768, loaded machine: tasks of
+// 192 columns took 1.0 to 1.24 times as long as 512 + 256).
 constexpr int64_t kPanelGemmTileRows = 6;  // Simd::kRows of every PanelGemm build
 int64_t PanelGemmChunk(int64_t n) {
   const int64_t quarter = (n + 3) / 4;
   return std::clamp<int64_t>((quarter + 63) / 64 * 64, 64, kGemmChunk);
+}
+// The plain view where PanelGemm computes in axpy form (PanelGemmAxpy): a task's rows of Y
+// (16 KB) stay in L1 while W's rows stream past them, so a task is as wide as that allows
+// (long runs of each row of W), and at least four tasks for two threads to balance.
+int64_t AxpyChunk(int64_t m, int64_t n) {
+  const int64_t widest = 4096 / m / 64 * 64;
+  const int64_t quarter = (n + 3) / 4;
+  return std::clamp<int64_t>((quarter + 63) / 64 * 64, 64, widest);
 }
 // Rows of A per task of A @ L, the low-rank term's first product.
 constexpr int64_t kLowRankRows = 32;
@@ -137,9 +148,14 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
   if (wide) PackA(p.a, p.m, p.k, p.k, packed);
-  const int64_t chunk = row_dot                                        ? kRowDotChunk
-                        : !p.view.transposed && p.m > kPanelGemmTileRows ? PanelGemmChunk(n)
-                                                                         : kGemmChunk;
+  int64_t chunk = kGemmChunk;
+  if (row_dot) {
+    chunk = kRowDotChunk;
+  } else if (!p.view.transposed && PanelGemmAxpy(p.m, p.k * p.view.ld * SizeOf(p.w_type))) {
+    chunk = AxpyChunk(p.m, n);
+  } else if (!p.view.transposed && p.m > kPanelGemmTileRows) {
+    chunk = PanelGemmChunk(n);
+  }
   const int64_t tasks = ChunkCount(n, chunk);
   return ParallelFor(context, tasks, [&](int64_t t) {
     const int64_t n0 = t * chunk;

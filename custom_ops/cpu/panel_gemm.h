@@ -10,6 +10,20 @@
 
 namespace icl::cpu {
 
+// True when PanelGemm computes m rows of A against a W whose rows span w_bytes in axpy form:
+// Y's rows stay in L1 while W's rows stream past in long runs, each row of W read once per
+// pass (see AxpyRows in panel_gemm_impl.h). One or two rows always; three or four when W
+// spans more than kAxpyFromBytes, where the product is bound by memory: then the runs, which
+// the hardware prefetcher follows, matter more than the register tile of the panel walk,
+// whose 256-byte pieces of W are each in another page (K=768, N=32000, one core, M=4:
+// 14 ms in axpy form against 27 in panels), while for a W that stays in the last-level cache
+// the panel walk computes faster (K=768, N=3072, M=4: 0.21 ms in panels, 0.31 in axpy form).
+constexpr int64_t kAxpyMaxRows = 4;
+constexpr int64_t kAxpyFromBytes = int64_t{16} << 20;
+inline bool PanelGemmAxpy(int64_t m, int64_t w_bytes) {
+  return m <= 2 || (m <= kAxpyMaxRows && w_bytes >= kAxpyFromBytes);
+}
+
 // y[i * ldy + j] = alpha * sum_k a[i * lda + k] * W[k, j] for i < m, j < n, where W[k, j] is
 // element k * ldw + j of `w` (of type w_type), with the widest instruction set the CPU has.
 // Single-threaded: callers split the columns.

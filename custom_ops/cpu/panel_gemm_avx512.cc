@@ -1,5 +1,5 @@
 // PanelGemm for AVX-512F: 16 floats a vector; 6 rows of A x 4 vectors = 24 accumulators of
-// 32 zmm (one row of A: GEMV in axpy form).
+// 32 zmm, or 8 x 3 when M is a multiple of 8 (a few rows of A: axpy form).
 #include <immintrin.h>
 
 // GCC 12 flags the deliberately undefined lanes inside its own AVX-512 intrinsics
@@ -21,6 +21,8 @@ struct Simd {
   static constexpr int kWidth = 16;
   static constexpr int kRows = 6;
   static constexpr int kLanes = 4;
+  static constexpr int kAltRows = 8;
+  static constexpr int kAltLanes = 3;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }

@@ -4,7 +4,8 @@
 //   ICL_TARGET  the function attribute that enables the instruction set (may be empty),
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
 //     V, kWidth (floats per V), kRows (rows of A per tile) and kLanes (V per panel row) as
-//     the register file allows,
+//     the register file allows, kAltRows and kAltLanes (another tile, used when M is a
+//     multiple of kAltRows; kAltRows 0: none),
 //     Zero(), Broadcast(float), Load(const float*),
 //     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*),
 //     Fma(a, b, acc), Store(float*, V), Scale(V, float).
@@ -50,25 +51,29 @@ ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_
                   last ? Simd::Scale(acc[r][l], alpha) : acc[r][l]);
 }
 
-// All rows of A against one panel of Lanes vectors of columns (a slice of K: see Tile).
-template <int Lanes, typename TW>
+// A tile of `rows` rows, 0 < rows <= Max (the rows left below a whole tile).
+template <int Max, int Lanes, typename TW>
+ICL_TARGET void Remainder(int64_t rows, const float* a, int64_t lda, int64_t k, const TW* w,
+                          int64_t ldw, const TW* next, float alpha, float* y, int64_t ldy,
+                          bool first, bool last) {
+  if constexpr (Max > 0) {
+    if (rows == Max) return Tile<Max, Lanes>(a, lda, k, w, ldw, next, alpha, y, ldy, first, last);
+    Remainder<Max - 1, Lanes>(rows, a, lda, k, w, ldw, next, alpha, y, ldy, first, last);
+  }
+}
+
+// All rows of A against one panel of Lanes vectors of columns, in tiles of Rows rows (a slice
+// of K: see Tile).
+template <int Rows, int Lanes, typename TW>
 ICL_TARGET void Panel(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                       int64_t ldw, const TW* next, float alpha, float* y, int64_t ldy,
                       bool first = true, bool last = true) {
-  constexpr int kRows = Simd::kRows;
   int64_t r = 0;
-  for (; r + kRows <= m; r += kRows, next = nullptr)
-    Tile<kRows, Lanes>(a + r * lda, lda, k, w, ldw, next, alpha, y + r * ldy, ldy, first, last);
-  const float* ar = a + r * lda;
-  float* yr = y + r * ldy;
-  static_assert(kRows <= 6, "the remainder switch covers up to 5 rows");
-  switch (m - r) {
-    case 1: return Tile<1, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy, first, last);
-    case 2: return Tile<2, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy, first, last);
-    case 3: return Tile<3, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy, first, last);
-    case 4: return Tile<4, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy, first, last);
-    case 5: return Tile<5, Lanes>(ar, lda, k, w, ldw, next, alpha, yr, ldy, first, last);
-    default: return;
+  for (; r + Rows <= m; r += Rows, next = nullptr)
+    Tile<Rows, Lanes>(a + r * lda, lda, k, w, ldw, next, alpha, y + r * ldy, ldy, first, last);
+  if (r < m) {
+    Remainder<Rows - 1, Lanes>(m - r, a + r * lda, lda, k, w, ldw, next, alpha, y + r * ldy, ldy,
+                               first, last);
   }
 }
 
@@ -110,13 +115,13 @@ constexpr int64_t kPackFromRows = 1024;
 // M=256 84 -> 59; but float32 K=768 (N=768, 2112, 30000) is as fast or faster in place
 // (M=16, N=768: 0.53 in place, 0.83 packed), hence the threshold; and with two tiles or fewer
 // the copy does not pay (float32 K=2112, N=768, M=8: 1.31 in place, 1.55 packed).
-template <int Lanes, typename TW>
+template <int Rows, int Lanes, typename TW>
 ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
                           int64_t ldy) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   constexpr bool kWide = sizeof(TW) == sizeof(float);
-  const bool pack = m > 2 * Simd::kRows && (!kWide || k >= kPackFromRows);
+  const bool pack = m > 2 * Rows && (!kWide || k >= kPackFromRows);
   float* packed =
       pack ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kPackedRows * kCols))
            : nullptr;
@@ -125,64 +130,108 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
       for (int64_t k0 = 0; k0 < k; k0 += kPackedRows) {
         const int64_t rows = std::min(kPackedRows, k - k0);
         PackPanel<Lanes>(w + k0 * ldw + j, ldw, rows, packed);
-        Panel<Lanes>(a + k0, lda, m, rows, static_cast<const float*>(packed), kCols,
+        Panel<Rows, Lanes>(a + k0, lda, m, rows, static_cast<const float*>(packed), kCols,
                      static_cast<const float*>(nullptr), alpha, y + j, ldy, k0 == 0,
                      k0 + rows == k);
       }
       continue;
     }
     const TW* next = j + 2 * kCols <= n ? w + j + kCols : nullptr;
-    Panel<Lanes>(a, lda, m, k, w + j, ldw, next, alpha, y + j, ldy);
+    Panel<Rows, Lanes>(a, lda, m, k, w + j, ldw, next, alpha, y + j, ldy);
   }
   return j;
 }
 
-// One row of A (a GEMV), in axpy form: y[0, n) stays in L1 while W's rows stream past it, eight
-// at a time, each read as one contiguous run of n elements (long runs are what the hardware
-// prefetcher follows; a panel walk reads each row in short pieces far apart).
-template <typename TW>
-ICL_TARGET void Gemv(const float* a, int64_t k, const TW* w, int64_t ldw, int64_t n, float alpha,
-                     float* y) {
+// A few rows of A, in axpy form: y[0..Rows)[0, n) stays in L1 while W's rows stream past it,
+// kStep at a time, each read as one contiguous run of n elements. A panel walk reads each row
+// of W in pieces of 256 bytes, each in another page when W is wide (N = 32000: 128 KB apart),
+// so it pays a TLB miss per piece and the hardware prefetcher never locks on; here a row is
+// one run of n elements and the rows kStep ahead are prefetched by hand as the loop walks n.
+template <int Rows, typename TW>
+ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, int64_t ldw,
+                         int64_t n, float alpha, float* y, int64_t ldy) {
   constexpr int64_t kW = Simd::kWidth;
+  constexpr int kStep = Rows <= 2 ? 8 : 4;  // rows of W per pass over y
   const int64_t nv = n / kW * kW;
-  for (int64_t j = 0; j < n; ++j) y[j] = 0.0f;
-  constexpr int kRowsAtOnce = 8;
+  for (int r = 0; r < Rows; ++r)
+    for (int64_t j = 0; j < n; ++j) y[r * ldy + j] = 0.0f;
   int64_t kk = 0;
-  for (; kk + kRowsAtOnce <= k; kk += kRowsAtOnce) {
-    const TW* wr[kRowsAtOnce];
-    typename Simd::V ak[kRowsAtOnce];
-    for (int r = 0; r < kRowsAtOnce; ++r) {
-      wr[r] = w + (kk + r) * ldw;
-      ak[r] = Simd::Broadcast(a[kk + r]);
+  for (; kk + kStep <= k; kk += kStep) {
+    const TW* wr[kStep];
+    typename Simd::V ak[kStep][Rows];
+    for (int s = 0; s < kStep; ++s) {
+      wr[s] = w + (kk + s) * ldw;
+      for (int r = 0; r < Rows; ++r) ak[s][r] = Simd::Broadcast(a[r * lda + kk + s]);
     }
+    const bool ahead = kk + 2 * kStep <= k;
+    const int64_t next = kStep * ldw;
     for (int64_t j = 0; j < nv; j += kW) {
-      typename Simd::V acc = Simd::Load(y + j);
-      for (int r = 0; r < kRowsAtOnce; ++r) acc = Simd::Fma(ak[r], Simd::LoadW(wr[r] + j), acc);
-      Simd::Store(y + j, acc);
+      if (ahead && (j * int64_t{sizeof(TW)}) % 64 == 0) {
+        for (int s = 0; s < kStep; ++s) __builtin_prefetch(wr[s] + next + j, 0, 2);
+      }
+      typename Simd::V acc[Rows];
+      for (int r = 0; r < Rows; ++r) acc[r] = Simd::Load(y + r * ldy + j);
+      for (int s = 0; s < kStep; ++s) {
+        const typename Simd::V wv = Simd::LoadW(wr[s] + j);
+        for (int r = 0; r < Rows; ++r) acc[r] = Simd::Fma(ak[s][r], wv, acc[r]);
+      }
+      for (int r = 0; r < Rows; ++r) Simd::Store(y + r * ldy + j, acc[r]);
     }
-    for (int64_t j = nv; j < n; ++j) {
-      float sum = y[j];
-      for (int r = 0; r < kRowsAtOnce; ++r) sum += a[kk + r] * ToFloat(wr[r][j]);
-      y[j] = sum;
+    for (int r = 0; r < Rows; ++r) {
+      for (int64_t j = nv; j < n; ++j) {
+        float sum = y[r * ldy + j];
+        for (int s = 0; s < kStep; ++s) sum += a[r * lda + kk + s] * ToFloat(wr[s][j]);
+        y[r * ldy + j] = sum;
+      }
     }
   }
   for (; kk < k; ++kk) {
     const TW* wr = w + kk * ldw;
-    const typename Simd::V ak = Simd::Broadcast(a[kk]);
-    for (int64_t j = 0; j < nv; j += kW)
-      Simd::Store(y + j, Simd::Fma(ak, Simd::LoadW(wr + j), Simd::Load(y + j)));
-    for (int64_t j = nv; j < n; ++j) y[j] += a[kk] * ToFloat(wr[j]);
+    for (int r = 0; r < Rows; ++r) {
+      const typename Simd::V ak = Simd::Broadcast(a[r * lda + kk]);
+      float* yr = y + r * ldy;
+      for (int64_t j = 0; j < nv; j += kW)
+        Simd::Store(yr + j, Simd::Fma(ak, Simd::LoadW(wr + j), Simd::Load(yr + j)));
+      for (int64_t j = nv; j < n; ++j) yr[j] += a[r * lda + kk] * ToFloat(wr[j]);
+    }
   }
-  for (int64_t j = 0; j < nv; j += kW) Simd::Store(y + j, Simd::Scale(Simd::Load(y + j), alpha));
-  for (int64_t j = nv; j < n; ++j) y[j] *= alpha;
+  for (int r = 0; r < Rows; ++r) {
+    float* yr = y + r * ldy;
+    for (int64_t j = 0; j < nv; j += kW)
+      Simd::Store(yr + j, Simd::Scale(Simd::Load(yr + j), alpha));
+    for (int64_t j = nv; j < n; ++j) yr[j] *= alpha;
+  }
 }
 
 template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
-  if (m == 1) return Gemv(a, k, w, ldw, n, alpha, y);
-  int64_t j = Panels<Simd::kLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
-  j = Panels<1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
+  static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
+  if (PanelGemmAxpy(m, k * ldw * int64_t{sizeof(TW)})) {
+    switch (m) {
+      case 1: return AxpyRows<1>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 2: return AxpyRows<2>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 3: return AxpyRows<3>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 4: return AxpyRows<4>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      default: break;
+    }
+  }
+  int64_t j = 0;
+  bool alt = false;
+  if constexpr (Simd::kAltRows > 0) {
+    // Rows in whole tiles of kAltRows: the alternative tile (AVX-512 8 x 3: M=8, K=768, N=768,
+    // 0.082 ms against 0.102 in tiles of 6 + 2 rows; M=16-64 as fast; slower where it would
+    // leave a remainder (M=5, 6, 12), hence only for multiples).
+    alt = m % Simd::kAltRows == 0;
+    if (alt) {
+      j = Panels<Simd::kAltRows, Simd::kAltLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
+      j = Panels<Simd::kAltRows, 1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
+    }
+  }
+  if (!alt) {
+    j = Panels<Simd::kRows, Simd::kLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
+    j = Panels<Simd::kRows, 1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
+  }
   // Fewer than kWidth columns left: plain loops.
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t jj = j; jj < n; ++jj) {

@@ -11,6 +11,8 @@ struct Simd {
   static constexpr int kWidth = 1;
   static constexpr int kRows = 4;
   static constexpr int kLanes = 4;
+  static constexpr int kAltRows = 0;
+  static constexpr int kAltLanes = 0;
   static V Zero() { return 0.0f; }
   static V Broadcast(float v) { return v; }
   static V Load(const float* p) { return *p; }
