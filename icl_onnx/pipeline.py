@@ -22,6 +22,7 @@ from icl_onnx.analysis.planner import DEFAULT_MIN_ELEMENTS, plan_models, plan_sh
 from icl_onnx.errors import IclUserError
 from icl_onnx.model_io import load_model, save_model
 from icl_onnx.passes.apply_plan import ApplySharePlanPass
+from icl_onnx.passes.read_in_place import ReadWeightsInPlacePass
 from icl_onnx.passes.share_quantized import ShareQuantizedPass
 from icl_onnx.shared_store import save_models_shared
 
@@ -62,22 +63,43 @@ def _share_quantized(model: ir.Model, min_elements: int) -> list[QuantizedNearCo
     return shareable
 
 
+def _read_in_place(model: ir.Model, min_elements: int, read_weights_in_place: bool) -> bool:
+    """The last step, only with ``read_weights_in_place``: ``ReadWeightsInPlacePass``."""
+    return read_weights_in_place and ReadWeightsInPlacePass(min_elements)(model).modified
+
+
 def _optimize(
-    model: ir.Model, min_elements: int, share_quantized: bool = False
+    model: ir.Model,
+    min_elements: int,
+    share_quantized: bool = False,
+    read_weights_in_place: bool = False,
 ) -> tuple[SharePlan, bool, list[QuantizedNearCopy]]:
     """Lifts, plans and applies (in place): the plan, whether it changed, the lossy shares.
 
-    The lossy near-copies are shared first, and only with ``share_quantized``.
+    The lossy near-copies are shared first, and only with ``share_quantized``; the remaining
+    MatMul/Gemm weights move to IclMatMul last, and only with ``read_weights_in_place``.
     """
     shared = _share_quantized(model, min_elements) if share_quantized else []
     lifted = lift_constants_pass(min_elements)(model).modified
     plan = plan_sharing(model, min_elements)
-    return plan, ApplySharePlanPass(plan)(model).modified or lifted or bool(shared), shared
+    modified = ApplySharePlanPass(plan)(model).modified or lifted or bool(shared)
+    modified = _read_in_place(model, min_elements, read_weights_in_place) or modified
+    return plan, modified, shared
 
 
-def optimize(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
-    """Shares every copy and view in ``model`` (in place); returns the applied plan."""
-    return _optimize(model, min_elements)[0]
+def optimize(
+    model: ir.Model,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+    *,
+    read_weights_in_place: bool = False,
+) -> SharePlan:
+    """Shares every copy and view in ``model`` (in place); returns the applied plan.
+
+    ``read_weights_in_place`` also moves every other large float MatMul/Gemm weight to
+    IclMatMul (``passes.ReadWeightsInPlacePass``), so a session with prepacking off
+    (``share_across_processes=True``) neither copies nor packs any of them.
+    """
+    return _optimize(model, min_elements, read_weights_in_place=read_weights_in_place)[0]
 
 
 def optimize_file(
@@ -87,11 +109,13 @@ def optimize_file(
     min_elements: int = DEFAULT_MIN_ELEMENTS,
     external_data: bool | None = None,
     share_quantized: bool = False,
+    read_weights_in_place: bool = False,
 ) -> OptimizeResult:
     """Loads ``src``, optimizes it and writes ``dst`` atomically (``dst`` may equal ``src``).
 
     ``share_quantized`` also applies the lossy near-copies (a float table read through its
     quantized head: ``passes.ShareQuantizedPass``); the outputs change.
+    ``read_weights_in_place``: as for ``optimize``.
 
     Raises:
         IclUserError: unreadable input or unwritable output.
@@ -99,7 +123,7 @@ def optimize_file(
     if Path(dst).is_dir():
         raise IclUserError(f"output {dst} is a folder; give a file name")
     model = load_model(src)
-    plan, modified, shared = _optimize(model, min_elements, share_quantized)
+    plan, modified, shared = _optimize(model, min_elements, share_quantized, read_weights_in_place)
     files = save_model(model, dst, external_data=external_data)
     return OptimizeResult(plan, modified, files, shared)
 
@@ -148,6 +172,7 @@ def optimize_files(
     min_elements: int = DEFAULT_MIN_ELEMENTS,
     share_quantized: bool = False,
     low_rank: bool = True,
+    read_weights_in_place: bool = False,
 ) -> MultiOptimizeResult:
     """Optimizes several models together: ``out_dir/<name>`` each, one shared data file.
 
@@ -157,7 +182,7 @@ def optimize_files(
     ``share_quantized``: as for ``optimize_file``. ``low_rank``: a tensor of a later model
     that is a first-model tensor plus a low-rank delta (a merged LoRA fine-tune) is stored as
     that tensor's factors; False skips this search (it reads every pair of same-shaped tensors
-    whose relation is not exact).
+    whose relation is not exact). ``read_weights_in_place``: as for ``optimize``.
 
     Raises:
         IclUserError: unreadable input, a missing output folder, or two inputs with one name.
@@ -166,6 +191,7 @@ def optimize_files(
     with progress.task("sharing across models", len(models), unit="models") as advance:
         for model, own in zip(models, plan.plans, strict=True):
             ApplySharePlanPass(own)(model)
+            _read_in_place(model, min_elements, read_weights_in_place)
             advance(1)
     saved = save_models_shared(models, plan.models, out_dir)
     return MultiOptimizeResult(plan, saved.files, saved.tensor_bytes, saved.unique_bytes)
