@@ -1,26 +1,26 @@
 """End-to-end latency of icl-onnx's output, default and shared sessions, against the original.
 
-For each model (BERT masked-LM and a tied Llama, TorchScript and dynamo exports, and a tied
-Llama decoder with KV-cache inputs, ``model_zoo.export_llama_with_past``; random weights,
-hidden 768, 2 layers, vocab 30000 (BERT) or 32000 (Llama)) three files are written: the
-original as exported, icl-onnx's output without and with ``--read-weights-in-place`` (both
-with external data). Five sessions run alternately in one worker process
-(``_latency_worker.py``), in a shuffled order each round: the original in a default session
-(the baseline) and each optimized file in a default session and in a shared one
-(``share_across_processes=True``: prepacking off). A cell is one input: a prompt of 1, 8, 32
-or 128 tokens (no cache; an empty cache for the with-past decoder) and, for the with-past
-decoder, one token after 128 cached positions (single-row decode; without a cache, a single
-row is the 1-token prompt). Each cell reports the median per-round ratio of a session's time
-to the baseline's, with the 10th and 90th percentiles.
+For each model (BERT masked-LM and a tied Llama, TorchScript and dynamo exports, and a tied Llama
+decoder with KV-cache inputs, ``model_zoo.export_llama_with_past``; random weights, hidden 768, 2
+layers, vocab 30000 (BERT) or 32000 (Llama)) three files are written: the original as exported, icl-
+onnx's output without and with ``--read-weights-in-place`` (both with external data). Five sessions
+run alternately in one worker process (``_latency_worker.py``, intra-op spinning off in all), in a
+shuffled order each round: the original in a default session (the baseline) and each optimized file
+in a default session and in a shared one (``share_across_processes=True``: prepacking off). A cell
+is one input: a prompt of 1, 8, 32 or 128 tokens (no cache; an empty cache for the with-past
+decoder) and, for the with-past decoder, one token after 128 cached positions (single-row decode;
+without a cache, a single row is the 1-token prompt). Each cell reports the median per-round ratio
+of a session's time to the baseline's, with the 10th and 90th percentiles.
 
-Memory: each of the original (default session) and the two optimized files in a shared session
-is opened in a fresh process (``_memory_worker.py serve``) that runs prompts of 128 tokens;
-RssAnon (private) and RssFile added by the session and its runs are set against the weights.
+Memory: the original (default session), the file without the option in a shared session and
+the file with it in both sessions are each opened in a fresh process (``_memory_worker.py
+serve``) that runs prompts of 128 tokens; RssAnon (private) and RssFile added by the session
+and its runs are set against the weights.
 
 Writes ``benchmarks/results/latency.md`` and ``latency.json`` (or ``--out``).
 
 Usage:
-    python benchmarks/bench_latency.py            # every model, 1 and 2 threads (~15 min)
+    python benchmarks/bench_latency.py            # every model, 1 and 2 threads (~15 min idle)
     python benchmarks/bench_latency.py --quick    # BERT and the with-past decoder, 2 threads
 The ICL op library comes from ``icl_onnx.library_path()`` (``ICL_ONNX_LIBRARY`` overrides it).
 """
@@ -65,11 +65,13 @@ GOAL = 1.03
 
 
 def build_files(name: str, folder: Path) -> dict[str, Path]:
-    """Exports ``name`` and writes the original and the two optimized files."""
+    """Exports ``name`` (unless ``folder`` has it) and writes the two optimized files."""
     arch, exporter = name.split("-")
     vocab = 30000 if arch == "bert" else 32000
     files = {key: folder / f"{name}.{key}.onnx" for key in ("original", "before", "after")}
-    if exporter == "withpast":
+    if files["original"].is_file():
+        pass  # exported by an earlier run into the same --work folder
+    elif exporter == "withpast":
         export_llama_with_past(files["original"], hidden=768, vocab=vocab, layers=2, heads=12)
     else:
         module, inputs = build_model(arch, hidden=768, vocab=vocab, layers=2, heads=12)
@@ -101,7 +103,9 @@ def latency(
         "threads": threads,
         "runs": args.runs,
         "cells": cells(name, tuple(args.prompts)),
-        "sessions": [{"model": str(files[f]), "shared": s} for _, f, s in SESSIONS],
+        "sessions": [
+            {"model": str(files[f]), "shared": s, "spinning": False} for _, f, s in SESSIONS
+        ],
     }
     path = folder / "latency-request.json"
     path.write_text(json.dumps(request))
@@ -121,6 +125,7 @@ def memory(files: dict[str, Path], folder: Path) -> dict[str, dict[str, int]]:
     for label, key, shared in (
         ("original, default session", "original", False),
         ("before, shared", "before", True),
+        ("after, default", "after", False),
         ("after, shared", "after", True),
     ):
         request = {"model": str(files[key]), "shared": shared, "vocab": 512, "chunk": 128}
@@ -142,8 +147,6 @@ def measure_model(name: str, args: argparse.Namespace, folder: Path) -> dict[str
         result["latency"][str(threads)] = latency(files, name, threads, args, folder)
     print(f"{name}: memory", file=sys.stderr, flush=True)
     result["memory"] = memory(files, folder)
-    for path in folder.iterdir():
-        path.unlink()
     return result
 
 
@@ -178,7 +181,9 @@ def to_markdown(results: list[dict[str, Any]], args: argparse.Namespace, seconds
         "`withpast`: a Llama decoder with KV-cache inputs (Optimum's names, TorchScript "
         "export). before = `icl-onnx optimize` (external data); after = the same with "
         "`--read-weights-in-place`. default = `create_session(path)`, shared = "
-        "`create_session(path, share_across_processes=True)` (prepacking off). Each cell: "
+        "`create_session(path, share_across_processes=True)` (prepacking off); intra-op "
+        "spinning off in every session (five pools spinning on two cores slow each other's "
+        "runs). Each cell: "
         "the five sessions run once each per round in a shuffled order, "
         f"{args.runs} rounds ({3 * args.runs} for inputs of at most 8 tokens) after 2 warm-up "
         "runs, in one process; the value is the median "
@@ -227,12 +232,17 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="BERT and the with-past decoder, 2 threads, 20 rounds"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--work", type=Path, help="keep the models here, reuse their exports (default: a temp dir)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.models, args.threads, args.runs = ["bert-torchscript", "llama-withpast"], [2], 20
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="icl-latency-") as tmp:
-        results = [measure_model(name, args, Path(tmp)) for name in args.models]
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        results = [measure_model(name, args, work) for name in args.models]
     table = to_markdown(results, args, time.perf_counter() - start)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latency.md").write_text(table)
