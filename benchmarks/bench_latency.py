@@ -154,20 +154,21 @@ def _cell(s: dict[str, float]) -> str:
     return f"{s['median']:.2f} ({s['p10']:.2f}–{s['p90']:.2f})"
 
 
-def worst(results: list[dict[str, Any]]) -> dict[str, float]:
+def worst(results: list[dict[str, Any]], threads: str) -> dict[str, float]:
     """The highest median ratio of each optimized session over every model and cell."""
     out = {}
     for label, _, _ in SESSIONS[1:]:
         out[label] = max(
             by_session[label]["median"]
             for r in results
-            for per_cell in r["latency"].values()
-            for by_session in per_cell.values()
+            for by_session in r["latency"].get(threads, {}).values()
         )
     return out
 
 
-def to_markdown(results: list[dict[str, Any]], args: argparse.Namespace, seconds: float) -> str:
+def to_markdown(
+    results: list[dict[str, Any]], args: argparse.Namespace, seconds: float, load: str = ""
+) -> str:
     labels = [label for label, _, _ in SESSIONS[1:]]
     lines = [
         "# End-to-end latency: icl-onnx default and shared sessions against the original",
@@ -188,11 +189,16 @@ def to_markdown(results: list[dict[str, Any]], args: argparse.Namespace, seconds
         f"{args.runs} rounds ({3 * args.runs} for inputs of at most 8 tokens) after 2 warm-up "
         "runs, in one process; the value is the median "
         "of the per-round ratios time / time of the original in a default session, with the "
-        f"10th–90th percentiles. Goal: after, shared ≤ {GOAL}. Total run {seconds:.0f} s.",
+        f"10th–90th percentiles. Goal: after, shared ≤ {GOAL}. Total run {seconds:.0f} s"
+        + (f"; 1-minute load average {load}." if load else "."),
         "",
-        "Worst median ratio per mode (every model, cell and thread count): "
-        + ", ".join(f"{label} {v:.2f}" for label, v in worst(results).items())
-        + ".",
+        "Worst median ratio per mode (every model and cell):",
+        "",
+        *(
+            f"- {threads} thread(s): "
+            + ", ".join(f"{label} {v:.2f}" for label, v in worst(results, threads).items())
+            for threads in results[0]["latency"]
+        ),
         "",
         "| model | threads | input | " + " | ".join(labels) + " |",
         "|---|---:|---|" + "---:|" * len(labels),
@@ -238,12 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.models, args.threads, args.runs = ["bert-torchscript", "llama-withpast"], [2], 20
-    start = time.perf_counter()
+    start, load = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="icl-latency-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         results = [measure_model(name, args, work) for name in args.models]
-    table = to_markdown(results, args, time.perf_counter() - start)
+    load_text = f"{load:.1f} before, {os.getloadavg()[0]:.1f} after"
+    table = to_markdown(results, args, time.perf_counter() - start, load_text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latency.md").write_text(table)
     (args.out / "latency.json").write_text(json.dumps(results, indent=2))
