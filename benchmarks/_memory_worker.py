@@ -43,12 +43,15 @@ def open_session(spec: dict[str, Any], threads: int) -> ort.InferenceSession:
     """Opens a CPU session as ``spec`` says.
 
     Keys: ``model``, ``shared`` (icl-onnx's option), ``prepacking`` and ``constant_folding``
-    (plain ORT switches, for the zero-tool workaround).
+    (plain ORT switches, for the zero-tool workaround), ``spinning`` (False: idle intra-op
+    workers park at once, so sessions run in turn do not slow each other).
     """
     options = icl_onnx.session_options(share_across_processes=spec.get("shared", False))
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not spec.get("spinning", True):
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if not spec.get("prepacking", True):
         options.add_session_config_entry("session.disable_prepacking", "1")
     disabled = [] if spec.get("constant_folding", True) else ["ConstantFolding"]

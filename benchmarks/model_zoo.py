@@ -1,17 +1,28 @@
 """The benchmarks' models: the demo's BERT and Llama (``icl_onnx.models``), BART and ViT.
 
+``export_llama_with_past`` writes a tied Llama decoder with KV-cache inputs and outputs under
+Optimum's names (``past_key_values.{i}.key``, ``present.{i}.key``, ...), exported with the
+TorchScript exporter from transformers directly (Optimum itself needs a venv of its own).
+
 Random weights from config classes only (never from a hub); ``torch`` and ``transformers`` are
 imported lazily.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 from icl_onnx.models import BuiltModel, bert_mlm, finish, llama_tied_lm, token_inputs
 
-__all__ = ["ARCHITECTURES", "bart_seq2seq", "build_model", "vit_classifier"]
+__all__ = [
+    "ARCHITECTURES",
+    "bart_seq2seq",
+    "build_model",
+    "export_llama_with_past",
+    "vit_classifier",
+]
 
 
 def bart_seq2seq(
@@ -97,6 +108,98 @@ def vit_classifier(
     generator = torch.Generator().manual_seed(seed + 1)
     pixels = torch.randn(batch, 3, image, image, generator=generator)
     return BuiltModel(module, {"pixel_values": pixels})
+
+
+def export_llama_with_past(
+    path: str | os.PathLike,
+    hidden: int = 768,
+    vocab: int = 32000,
+    layers: int = 2,
+    heads: int = 12,
+    seed: int = 0,
+) -> None:
+    """Exports a tied Llama causal LM with a KV cache, as Optimum's with-past decoder reads it.
+
+    Inputs ``input_ids``, ``attention_mask`` (past + new), ``position_ids`` and
+    ``past_key_values.{i}.key|value`` ``[batch, heads, past, head_dim]``; outputs ``logits``
+    and ``present.{i}.key|value``. The past may be empty (a prefill).
+
+    Args:
+        path: the ONNX file to write (weights inline).
+        hidden: hidden size (a multiple of ``heads``).
+        vocab: vocabulary size.
+        layers: decoder layers.
+        heads: attention heads (and key/value heads).
+        seed: torch seed for the random weights.
+    """
+    import torch
+    import transformers
+    from transformers.cache_utils import DynamicCache
+
+    config = transformers.LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        use_cache=True,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(seed)
+    lm = finish(transformers.LlamaForCausalLM(config))
+
+    class WithPast(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = lm  # a submodule: its weights are exported as initializers
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            cache = DynamicCache()
+            for i in range(layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            out = self.lm(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            present = [
+                t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)
+            ]
+            return (out.logits, *present)
+
+    kv = [f"{i}.{part}" for i in range(layers) for part in ("key", "value")]
+    past_len, new = 3, 4
+    args = (
+        torch.randint(0, vocab, (1, new)),
+        torch.ones(1, past_len + new, dtype=torch.long),
+        torch.arange(past_len, past_len + new)[None],
+        *[torch.zeros(1, heads, past_len, hidden // heads) for _ in kv],
+    )
+    axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "total"},
+        "position_ids": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch", 1: "sequence"},
+        **{f"past_key_values.{n}": {0: "batch", 2: "past"} for n in kv},
+        **{f"present.{n}": {0: "batch", 2: "total"} for n in kv},
+    }
+    with torch.no_grad():
+        torch.onnx.export(
+            WithPast().eval(),
+            args,
+            os.fspath(path),
+            input_names=["input_ids", "attention_mask", "position_ids"]
+            + [f"past_key_values.{n}" for n in kv],
+            output_names=["logits"] + [f"present.{n}" for n in kv],
+            dynamic_axes=axes,
+            dynamo=False,
+            do_constant_folding=True,
+        )
 
 
 #: Builders by short name, in the order benchmarks list them.

@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "FolderResult": "icl_onnx.folders",
     "optimize_folder": "icl_onnx.folders",
     "ApplySharePlanPass": "icl_onnx.passes",
+    "ReadWeightsInPlacePass": "icl_onnx.passes",
     "ShareWeightsPass": "icl_onnx.passes",
     "SessionGroup": "icl_onnx.session_group",
 }

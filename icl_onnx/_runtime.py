@@ -6,7 +6,9 @@ prepacking off (``session.disable_prepacking``) it makes no packed copy of MatMu
 weights either. Every process serving the model then reads one copy from the page cache and
 pays only for its activations. Weights stored inside the ``.onnx`` file are always copied into
 each process, so sharing needs external data (``icl-onnx optimize`` writes it by default above
-16 MiB of weights).
+16 MiB of weights). With prepacking off, ORT packs a MatMul or Gemm weight inside every call
+instead, which slows short prompts down; ``icl-onnx optimize --read-weights-in-place`` moves
+every such weight to IclMatMul, which reads it in place without packing.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ _LIB_NAME = "libicl_ops.so"
 _ENV_LIBRARY = "ICL_ONNX_LIBRARY"
 #: Inline weights above this many bytes draw the warning that sharing needs external data.
 _INLINE_WARN_BYTES = 1 << 20
+#: Float MatMul/Gemm weights of at least this many elements draw the packing warning (the
+#: optimizer's default ``min_elements``, the size ``--read-weights-in-place`` moves).
+_PACKED_MIN_ELEMENTS = 1024
 
 
 class LibraryNotFoundError(RuntimeError):
@@ -105,11 +110,31 @@ def inline_weights_note(model: str | os.PathLike | bytes) -> str | None:
     )
 
 
-def _warn_inline(model: str | os.PathLike | bytes) -> None:
-    """Warns when ``model`` keeps weights inline, where no process can share them."""
-    note = inline_weights_note(model)
-    if note is not None:
-        warnings.warn(note, UserWarning, stacklevel=3)
+def packed_weights_note(model: str | os.PathLike | bytes) -> str | None:
+    """Why ``model`` runs slower with prepacking off: the MatMul/Gemm weights ORT packs per call.
+
+    Returns None when it has none (float, 2-D, at least 1024 elements, constant).
+    """
+    from icl_onnx._packed_weights import packed_weights
+
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    found = packed_weights(source, _PACKED_MIN_ELEMENTS)
+    if not found.names:
+        return None
+    name = "a serialized model" if isinstance(model, bytes) else os.fspath(model)
+    return (
+        f"{name} has {len(found.names)} MatMul/Gemm weights ({found.nbytes / 1e6:.1f} MB) that "
+        "ONNX Runtime packs on every call with prepacking off (share_across_processes=True); "
+        "icl-onnx optimize --read-weights-in-place (read_weights_in_place=True) reads them in "
+        "place instead"
+    )
+
+
+def _warn_shared(model: str | os.PathLike | bytes) -> None:
+    """Warns when ``model`` cannot be shared (inline weights) or packs weights on every call."""
+    for note in (inline_weights_note(model), packed_weights_note(model)):
+        if note is not None:
+            warnings.warn(note, UserWarning, stacklevel=3)
 
 
 def create_session(
@@ -127,12 +152,14 @@ def create_session(
         options: ``SessionOptions`` to start from.
         share_across_processes: keep no private copy of weights stored as external data, so
             processes serving the model share one copy (prepacking off). Warns (UserWarning)
-            when the model holds more than 1 MiB of weights inline, which cannot be shared.
+            when the model holds more than 1 MiB of weights inline, which cannot be shared,
+            and (one warning for all of them) when ORT would pack float MatMul/Gemm weights
+            on every call, which ``optimize --read-weights-in-place`` avoids.
     """
     import onnxruntime as ort
 
     if share_across_processes:
-        _warn_inline(model)
+        _warn_shared(model)
     model_arg = model if isinstance(model, bytes) else os.fspath(model)
     return ort.InferenceSession(
         model_arg,

@@ -211,6 +211,7 @@ def optimize_folder(
     min_elements: int | None = None,
     share_quantized: bool = False,
     low_rank: bool = True,
+    read_weights_in_place: bool = False,
 ) -> FolderResult:
     """Optimizes every model of a GenAI or Optimum folder into a new folder, ready to run.
 
@@ -229,6 +230,8 @@ def optimize_folder(
             :func:`icl_onnx.optimize_file`.
         low_rank: look for low-rank deltas between the folder's models, as for
             :func:`icl_onnx.optimize_files`.
+        read_weights_in_place: move every large float MatMul/Gemm weight to IclMatMul, as
+            for :func:`icl_onnx.optimize`.
 
     Raises:
         IclUserError: bad input folder or output folder (see :func:`read_folder`), or a model
@@ -249,6 +252,7 @@ def optimize_folder(
             min_elements=DEFAULT_MIN_ELEMENTS if min_elements is None else min_elements,
             share_quantized=share_quantized,
             low_rank=low_rank,
+            read_weights_in_place=read_weights_in_place,
         )
         copied = _copy_others(folder, staging)
         shutil.copyfile(lib, staging / LIBRARY_NAME)

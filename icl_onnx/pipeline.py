@@ -92,9 +92,20 @@ def _optimize(
     return plan, modified, _shared_quantized(passes)
 
 
-def optimize(model: ir.Model, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
-    """Shares every copy and view in ``model`` (in place); returns the applied plan."""
-    return _optimize(model, SharingOptions(min_elements))[0]
+def optimize(
+    model: ir.Model,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+    *,
+    read_weights_in_place: bool = False,
+) -> SharePlan:
+    """Shares every copy and view in ``model`` (in place); returns the applied plan.
+
+    ``read_weights_in_place`` also moves every other large float MatMul/Gemm weight to
+    IclMatMul (``passes.ReadWeightsInPlacePass``), so a session with prepacking off
+    (``share_across_processes=True``) neither copies nor packs any of them.
+    """
+    options = SharingOptions(min_elements, read_weights_in_place=read_weights_in_place)
+    return _optimize(model, options)[0]
 
 
 def scan_file(src: str | os.PathLike, *, min_elements: int = DEFAULT_MIN_ELEMENTS) -> SharePlan:
@@ -120,11 +131,13 @@ def optimize_file(
     min_elements: int = DEFAULT_MIN_ELEMENTS,
     external_data: bool | None = None,
     share_quantized: bool = False,
+    read_weights_in_place: bool = False,
 ) -> OptimizeResult:
     """Loads ``src``, optimizes it and writes ``dst`` atomically (``dst`` may equal ``src``).
 
     ``share_quantized`` also applies the lossy near-copies (a float table read through its
     quantized head: ``passes.ShareQuantizedPass``); the outputs change.
+    ``read_weights_in_place``: as for ``optimize``.
 
     Raises:
         IclUserError: unreadable input or unwritable output.
@@ -132,7 +145,10 @@ def optimize_file(
     if Path(dst).is_dir():
         raise IclUserError(f"output {dst} is a folder; give a file name")
     model = load_model(src)
-    plan, modified, shared = _optimize(model, SharingOptions(min_elements, share_quantized))
+    options = SharingOptions(
+        min_elements, share_quantized, read_weights_in_place=read_weights_in_place
+    )
+    plan, modified, shared = _optimize(model, options)
     files = save_model(model, dst, external_data=external_data)
     return OptimizeResult(plan, modified, files, shared)
 
@@ -186,6 +202,7 @@ def optimize_files(
     min_elements: int = DEFAULT_MIN_ELEMENTS,
     share_quantized: bool = False,
     low_rank: bool = True,
+    read_weights_in_place: bool = False,
 ) -> MultiOptimizeResult:
     """Optimizes several models together: ``out_dir/<name>`` each, one shared data file.
 
@@ -195,12 +212,14 @@ def optimize_files(
     ``share_quantized``: as for ``optimize_file``. ``low_rank``: a tensor of a later model
     that is a first-model tensor plus a low-rank delta (a merged LoRA fine-tune) is stored as
     that tensor's factors; False skips this search (it reads every pair of same-shaped tensors
-    whose relation is not exact).
+    whose relation is not exact). ``read_weights_in_place``: as for ``optimize``.
 
     Raises:
         IclUserError: unreadable input, a missing output folder, or two inputs with one name.
     """
-    options = SharingOptions(min_elements, share_quantized)
+    options = SharingOptions(
+        min_elements, share_quantized, read_weights_in_place=read_weights_in_place
+    )
     models, plan, apply = _plan_files(srcs, options, low_rank)
     with progress.task("sharing across models", len(models), unit="models") as advance:
         for model, own in zip(models, plan.plans, strict=True):

@@ -115,10 +115,12 @@ def test_sharing_an_inline_model_warns_that_it_needs_external_data(tmp_path):
         create_session(proto.SerializeToString(), share_across_processes=True)
     external = tmp_path / "external.onnx"
     save_model(ir.from_proto(proto), external, external_data=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         create_session(external, share_across_processes=True)
         create_session(inline)  # no sharing asked: no warning
+    # (the MatMul's W draws the packing warning, tests/test_read_in_place.py)
+    assert not [w for w in caught if "external data" in str(w.message)]
 
 
 _MEASURE = """

@@ -20,7 +20,15 @@ LAYERS: list[set[str]] = [
     # the view attributes, the operator names, and helpers every layer may use
     {"views", "ops", "errors", "progress", "tolerance", "block_quant", "model_io"},
     # the operator spec and what is built from it; the runtime helpers
-    {"reference", "opspec", "schemas", "_runtime", "_inline_weights", "session_group"},
+    {
+        "reference",
+        "opspec",
+        "schemas",
+        "_runtime",
+        "_inline_weights",
+        "_packed_weights",
+        "session_group",
+    },
     {"analysis", "shared_store"},  # detection: what is a copy or a view of what
     {"rules"},  # one per consumer op
     {"planning"},  # share sets, cross-model, variants

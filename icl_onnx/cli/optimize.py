@@ -54,6 +54,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "scan as a near-copy) reads the quantized head instead; outputs change",
     )
     parser.add_argument(
+        "--read-weights-in-place",
+        action="store_true",
+        help="also move every other large float MatMul/Gemm weight to IclMatMul, which reads "
+        "it where it lies: a session with share_across_processes=True (prepacking off) then "
+        "neither copies nor packs any weight",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace a non-empty output folder (folder input)"
     )
     parser.add_argument("--json", action="store_true", help="print the applied plan as JSON")
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             min_elements=args.min_elements,
             external_data=args.external_data,
             share_quantized=args.share_quantized,
+            read_weights_in_place=args.read_weights_in_place,
         )
     if args.json:
         print_json(
@@ -108,6 +116,7 @@ def _run_many(args: argparse.Namespace) -> int:
             min_elements=args.min_elements,
             share_quantized=args.share_quantized,
             low_rank=args.low_rank,
+            read_weights_in_place=args.read_weights_in_place,
         )
     if args.json:
         print_json(
@@ -142,6 +151,7 @@ def _run_folder(args: argparse.Namespace) -> int:
             min_elements=args.min_elements,
             share_quantized=args.share_quantized,
             low_rank=args.low_rank,
+            read_weights_in_place=args.read_weights_in_place,
         )
     if args.json:
         print_json(

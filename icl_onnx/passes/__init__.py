@@ -2,6 +2,7 @@
 
 from icl_onnx.passes.apply_plan import ApplySharePlanPass
 from icl_onnx.passes.plan_sharing import PLAN_KEY, PlanSharingPass, planned
+from icl_onnx.passes.read_in_place import ReadWeightsInPlacePass
 from icl_onnx.passes.share_quantized import ShareQuantizedPass
 from icl_onnx.passes.share_weights import (
     ShareWeightsPass,
@@ -14,6 +15,7 @@ __all__ = [
     "PLAN_KEY",
     "ApplySharePlanPass",
     "PlanSharingPass",
+    "ReadWeightsInPlacePass",
     "ShareQuantizedPass",
     "ShareWeightsPass",
     "SharingOptions",

@@ -18,6 +18,7 @@ from icl_onnx.analysis.lifting import lift_constants_pass
 from icl_onnx.analysis.readers import DEFAULT_MIN_ELEMENTS
 from icl_onnx.passes.apply_plan import ApplySharePlanPass
 from icl_onnx.passes.plan_sharing import PlanSharingPass
+from icl_onnx.passes.read_in_place import ReadWeightsInPlacePass
 from icl_onnx.passes.share_quantized import ShareQuantizedPass
 from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 
@@ -34,11 +35,15 @@ class SharingOptions:
         share_quantized: first make float tables read their quantized near-copies (lossy;
             ``ShareQuantizedPass``).
         consumer_rules: the rules every use is offered to (``icl_onnx.rules``).
+        read_weights_in_place: last, move every other large float MatMul/Gemm weight to
+            IclMatMul (``ReadWeightsInPlacePass``), so a session with prepacking off
+            (``share_across_processes=True``) neither copies nor packs any weight.
     """
 
     min_elements: int = DEFAULT_MIN_ELEMENTS
     share_quantized: bool = False
     consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES
+    read_weights_in_place: bool = False
 
 
 def sharing_passes(options: SharingOptions = SharingOptions()) -> list[ir.passes.PassBase]:
@@ -51,6 +56,8 @@ def sharing_passes(options: SharingOptions = SharingOptions()) -> list[ir.passes
         PlanSharingPass(options.min_elements, options.consumer_rules),
         ApplySharePlanPass(),
     ]
+    if options.read_weights_in_place:
+        passes.append(ReadWeightsInPlacePass(options.min_elements, options.consumer_rules))
     return passes
 
 
