@@ -38,10 +38,6 @@ LAYERS: list[set[str]] = [
     {"cli", "__main__", "__init__"},
 ]
 
-#: Modules kept at their old path for code written before the move: they only re-export, and
-#: are exempt from the order (remove one when nothing imports it any more).
-COMPATIBILITY = {"icl_onnx.analysis.plan", "icl_onnx.analysis.planner"}
-
 
 def _layer_of(module: str) -> int:
     parts = module.split(".")
@@ -96,19 +92,9 @@ def test_every_import_points_to_the_same_layer_or_a_lower_one():
         f"{module} (layer {_layer_of(module)}) imports {target} (layer {_layer_of(target)})"
         for module, targets in _graph().items()
         for target in sorted(targets)
-        if _layer_of(target) > _layer_of(module) and module not in COMPATIBILITY
+        if _layer_of(target) > _layer_of(module)
     ]
     assert wrong == []
-
-
-def test_a_compatibility_module_only_re_exports_and_nothing_in_the_package_imports_it():
-    for name in COMPATIBILITY:
-        path = PACKAGE.joinpath(*name.split(".")[1:]).with_suffix(".py")
-        body = ast.parse(path.read_text()).body
-        kinds = {type(node).__name__ for node in body[1:]}  # after the docstring
-        assert kinds <= {"ImportFrom", "Assign"}, (name, kinds)
-    users = [m for m, targets in _graph().items() if targets & COMPATIBILITY]
-    assert users == []
 
 
 def test_no_import_circle():

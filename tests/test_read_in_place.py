@@ -16,7 +16,7 @@ from test_external_data import added_memory, matmul_proto
 from icl_onnx import create_session
 from icl_onnx._packed_weights import packed_weights
 from icl_onnx._runtime import _PACKED_MIN_ELEMENTS
-from icl_onnx.analysis.planner import DEFAULT_MIN_ELEMENTS
+from icl_onnx.analysis.readers import DEFAULT_MIN_ELEMENTS
 from icl_onnx.cli.main import main
 from icl_onnx.model_io import save_model
 from icl_onnx.ops import DOMAIN, MATMUL
