@@ -364,6 +364,7 @@ def test_hostile_model_files_are_refused_by_every_command(tmp_path, capsys, case
         run_fails(capsys, ["scan", str(src)]),
         run_fails(capsys, ["optimize", str(src), "-o", str(tmp_path / "out.onnx")]),
         run_fails(capsys, ["check", str(src), str(src)]),
+        run_fails(capsys, ["serve", str(src)]),  # refused before Ray is imported
     ]
     for message in messages:
         for text in expected:

@@ -318,19 +318,18 @@ def _array(arg: Any, value: Any) -> np.ndarray:
 
 
 def check_model_path(path: str | os.PathLike) -> list[Path]:
-    """The .onnx files a replica would open at ``path``, each checked to parse as ONNX.
+    """The .onnx files a replica would open at ``path``, each checked as ``scan`` checks one.
 
     Raises:
-        IclUserError: nothing to serve at ``path``, or a file that is not an ONNX model.
+        IclUserError: nothing to serve at ``path``, or a file that
+            :func:`icl_onnx.model_io.check_model_file` refuses (not ONNX, hostile tensors or
+            external data).
     """
-    import onnx
+    from icl_onnx.model_io import check_model_file
 
     files, _ = _model_files(Path(path))
     for file in files:
-        try:
-            onnx.load(str(file), load_external_data=False)
-        except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError and others
-            raise IclUserError(f"{file}: not an ONNX model ({type(e).__name__})") from None
+        check_model_file(file)
     return files
 
 
