@@ -170,6 +170,26 @@ def test_the_cli_names_a_missing_model_in_one_line(tmp_path, capsys):
     assert err == f"icl-onnx serve: {tmp_path / 'none.onnx'}: no such file or folder"
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--port", "0", "a port is 1 to 65535, not 0"),
+        ("--port", "65536", "a port is 1 to 65535, not 65536"),
+        ("--port", "http", "not an integer: 'http'"),
+        ("--threads", "-1", "must be 0 or more, not -1"),
+        ("--cpus-per-replica", "-0.5", "must be a finite number, 0 or more, not -0.5"),
+        ("--cpus-per-replica", "nan", "must be a finite number, 0 or more, not nan"),
+        ("--replicas", "0", "must be at least 1, not 0"),
+    ],
+)
+def test_the_cli_refuses_bad_numbers_in_one_line(models, capsys, option, value, message):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["serve", str(models["tied"]), option, value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"argument {option}: {message}" in err
+
+
 # --- replicas on a local Ray cluster --------------------------------------------------------
 
 
@@ -306,6 +326,23 @@ def test_the_config_builder_needs_a_model_and_passes_the_rest_to_app(models):
     application = icl_onnx.serve.app_builder({"model": str(models["tied"]), "replicas": 3})
     deployment = application._bound_deployment
     assert deployment.num_replicas == 3 and deployment.name == "icl-onnx"
+
+
+def test_the_cli_refuses_a_name_already_deployed_and_leaves_it_serving(cluster, models):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "icl_onnx.cli.main", "serve", str(models["variants"])]
+    command += ["--name", "tied", "--port", str(cluster.port), "--address", cluster.address]
+    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "icl-onnx serve: an application named 'tied' already runs on this Ray cluster; "
+        "give another --name"
+    )
+    status, body = cluster.call("/tied/health")
+    assert status == 200 and body["variants"] == ["tied.opt"]
 
 
 def test_the_cli_joins_a_cluster_serves_and_removes_its_app_on_sigterm(cluster, models):

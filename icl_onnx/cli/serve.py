@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import threading
 from typing import Any
@@ -10,25 +11,60 @@ from typing import Any
 from icl_onnx.errors import IclUserError
 from icl_onnx.serve.model import check_model_path
 
-#: The Ray Serve application's name.
+#: The Ray Serve application's default name (``--name``).
 APP_NAME = "icl-onnx"
 
 
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
 def _positive(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
 
 
-def _failure(serve: Any, error: Exception) -> str:
+def _non_negative(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {value}")
+    return value
+
+
+def _cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, not {text}")
+    return value
+
+
+def _failure(serve: Any, name: str, error: Exception) -> str:
     """The last line of what Ray Serve says about the failed deployment, else of ``error``."""
     try:
-        app = serve.status().applications.get(APP_NAME)
+        app = serve.status().applications.get(name)
         messages = [d.message for d in app.deployments.values() if d.message] if app else []
     except Exception:  # noqa: BLE001 - the status is a best effort
         messages = []
-    lines = [ln for m in messages or [str(error)] for ln in m.strip().splitlines() if ln.strip()]
+    return _last_line(messages or [str(error)], error)
+
+
+def _last_line(messages: list[str], error: Exception) -> str:
+    lines = [ln for m in messages for ln in m.strip().splitlines() if ln.strip()]
     return lines[-1].strip() if lines else type(error).__name__
 
 
@@ -45,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     parser.add_argument("model", help="ONNX model file, variants folder or model folder")
     parser.add_argument("--replicas", type=_positive, default=1, help="replica processes")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000)")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP host (default 127.0.0.1)")
     parser.add_argument(
         "--address",
@@ -53,13 +89,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "MODEL must be at the same path on every node",
     )
     parser.add_argument(
-        "--threads", type=int, default=0, help="ONNX Runtime threads per replica (0: its default)"
+        "--threads",
+        type=_non_negative,
+        default=0,
+        help="ONNX Runtime threads per replica (0: its default)",
     )
     parser.add_argument(
         "--cpus-per-replica",
-        type=float,
+        type=_cpus,
         default=0.0,
         help="Ray logical CPUs each replica reserves (default 0)",
+    )
+    parser.add_argument(
+        "--name",
+        default=APP_NAME,
+        help=f"the Ray Serve application's name (default {APP_NAME}); serve refuses a name "
+        "already deployed on the cluster",
     )
     parser.add_argument(
         "--max-batch-size",
@@ -99,12 +144,24 @@ def run(args: argparse.Namespace) -> int:
         raise IclUserError(f"cannot {where}: {lines[0]}" + (hint if args.address else "")) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # after ray.init, which sets its own
+    deployed = False  # whether an application named args.name is ours to remove
     try:
-        serve.start(http_options={"host": args.host, "port": args.port})
         try:
-            serve.run(application, name=APP_NAME, route_prefix="/")
+            serve.start(http_options={"host": args.host, "port": args.port})
+            taken = args.name in serve.status().applications
+        except Exception as e:  # noqa: BLE001 - Ray's errors carry no common type
+            raise IclUserError(f"cannot start Ray Serve: {_last_line([str(e)], e)}") from None
+        if taken:
+            raise IclUserError(
+                f"an application named {args.name!r} already runs on this Ray cluster; "
+                "give another --name"
+            )
+        deployed = True
+        try:
+            serve.run(application, name=args.name, route_prefix="/")
         except Exception as e:  # noqa: BLE001 - Ray's deployment errors carry no common type
-            raise IclUserError(f"the replicas did not start: {_failure(serve, e)}") from None
+            message = _failure(serve, args.name, e)
+            raise IclUserError(f"the replicas did not start: {message}") from None
         print(
             f"serving {args.model} with {args.replicas} replica(s) on "
             f"http://{args.host}:{args.port}: GET /health, POST /infer, POST /generate",
@@ -114,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
             pass
         return 0
     finally:
-        if args.address:
-            serve.delete(APP_NAME)
-        else:
+        if not args.address:
             serve.shutdown()
+        elif deployed:
+            serve.delete(args.name)
         ray.shutdown()
