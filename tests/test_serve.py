@@ -27,6 +27,7 @@ import icl_onnx
 from icl_onnx.cli.main import main as cli_main
 from icl_onnx.pipeline import optimize_file, optimize_files
 from icl_onnx.serve import RequestError, ServedModel
+from icl_onnx.serve.model import can_generate
 
 pytestmark = pytest.mark.usefixtures("icl_library")
 
@@ -156,6 +157,7 @@ def test_generate_reruns_the_sequence_on_an_optimum_decoder_without_a_cache(tmp_
     (tmp_path / "config.json").write_text("{}")
     model = ServedModel(tmp_path)
     assert (model.kind, model.can_generate) == ("optimum", True)
+    assert can_generate(tmp_path) and not can_generate(tmp_path / "model.onnx")
     got = model.generate({"input_ids": [4, 9], "max_new_tokens": 5})["tokens"]
     sequence = [4, 9]
     for _ in range(5):  # the reference: numpy on the whole sequence each step
@@ -359,6 +361,7 @@ def test_the_cli_joins_a_cluster_serves_and_removes_its_app_on_sigterm(cluster, 
     try:
         line = proc.stdout.readline().decode()  # printed once every replica is up
         assert line.startswith(f"serving {models['tied']} with 1 replica(s)"), line
+        assert line.rstrip().endswith(": GET /health, POST /infer"), line  # no /generate
         assert cluster.call("/health")[0] == 200
         status, reply = cluster.call("/infer", {"inputs": {"ids": [[1, 2]]}})
         assert status == 200 and np.array(reply["outputs"]["y"]).shape == (1, 2, V)

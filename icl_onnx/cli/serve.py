@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from icl_onnx.errors import IclUserError
-from icl_onnx.serve.model import check_model_path
+from icl_onnx.serve.model import can_generate, check_model_path
 
 #: The Ray Serve application's default name (``--name``).
 APP_NAME = "icl-onnx"
@@ -162,9 +162,12 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - Ray's deployment errors carry no common type
             message = _failure(serve, args.name, e)
             raise IclUserError(f"the replicas did not start: {message}") from None
+        routes = "GET /health, POST /infer" + (
+            ", POST /generate" if can_generate(args.model) else ""
+        )
         print(
             f"serving {args.model} with {args.replicas} replica(s) on "
-            f"http://{args.host}:{args.port}: GET /health, POST /infer, POST /generate",
+            f"http://{args.host}:{args.port}: {routes}",
             flush=True,
         )
         while not stop.wait(0.5):

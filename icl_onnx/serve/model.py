@@ -29,7 +29,7 @@ import numpy as np
 
 from icl_onnx.errors import IclUserError
 
-__all__ = ["RequestError", "InferRequest", "ServedModel", "check_model_path"]
+__all__ = ["RequestError", "InferRequest", "ServedModel", "can_generate", "check_model_path"]
 
 #: ONNX Runtime's element type names and the numpy type a request's values are read as.
 _DTYPES = {
@@ -331,6 +331,16 @@ def check_model_path(path: str | os.PathLike) -> list[Path]:
     for file in files:
         check_model_file(file)
     return files
+
+
+def can_generate(path: str | os.PathLike) -> bool:
+    """Whether a replica of ``path`` serves ``/generate`` (:attr:`ServedModel.can_generate`).
+
+    Raises:
+        IclUserError: nothing to serve at ``path``.
+    """
+    files, kind = _model_files(Path(path))
+    return _decoder_variant(Path(path), kind, files) is not None
 
 
 def _model_files(path: Path) -> tuple[list[Path], str]:
