@@ -164,6 +164,9 @@ def test_generate_reruns_the_sequence_on_an_optimum_decoder_without_a_cache(tmp_
         last = table[sequence].sum(axis=0) @ mix @ table.T
         sequence.append(int(np.argmax(last)))
     assert got == sequence[2:]
+    with pytest.raises(RequestError, match=r"from 1 to 256 \(this decoder has no KV cache") as e:
+        model.generate({"input_ids": [4, 9], "max_new_tokens": 257})
+    assert e.value.status == 400
 
 
 def test_the_cli_names_a_missing_model_in_one_line(tmp_path, capsys):

@@ -18,7 +18,16 @@ import numpy as np
 
 from icl_onnx.check.dims import CacheGeometry
 
-__all__ = ["greedy"]
+__all__ = ["MAX_NEW_TOKENS", "MAX_NEW_TOKENS_UNCACHED", "greedy", "has_cache"]
+
+#: The most tokens one ``/generate`` request may ask of a decoder with a KV cache.
+MAX_NEW_TOKENS = 4096
+
+#: The most tokens a decoder without a cache may generate. Its step k re-runs the whole
+#: sequence, so n new tokens cost n times the prompt plus about n**2 / 2 token positions: at 256
+#: that is 32768, 8 times the 4096 positions of a cached decoder's longest request, whereas 4096
+#: new tokens without a cache would cost 8.4 million (a replica busy for minutes on one request).
+MAX_NEW_TOKENS_UNCACHED = 256
 
 _PAST = "past_key_values."
 _TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
@@ -66,7 +75,7 @@ def greedy(
     outputs = [o.name for o in session.get_outputs()]
     if "input_ids" not in inputs or "logits" not in outputs:
         raise ValueError("the decoder needs an input_ids input and a logits output")
-    cache_names = sorted(n for n in inputs if n.startswith(_PAST))
+    cache_names = _cache_names(session)
     ids_type = _TYPES.get(inputs["input_ids"].type, np.int64)
     past = {n: _empty_cache(inputs[n], geometry) for n in cache_names}
     sequence = [int(t) for t in prompt]
@@ -93,6 +102,15 @@ def greedy(
         else:
             step_ids = list(sequence)
     return generated
+
+
+def _cache_names(session: Any) -> list[str]:
+    return sorted(a.name for a in session.get_inputs() if a.name.startswith(_PAST))
+
+
+def has_cache(session: Any) -> bool:
+    """Whether the decoder session takes a KV cache (``past_key_values.*`` inputs)."""
+    return bool(_cache_names(session))
 
 
 def _mask_type(inputs: dict[str, Any]) -> type:

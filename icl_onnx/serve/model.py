@@ -260,7 +260,12 @@ class ServedModel:
         Raises:
             RequestError: not a generating folder, or a malformed body.
         """
-        from icl_onnx.serve.generate import greedy
+        from icl_onnx.serve.generate import (
+            MAX_NEW_TOKENS,
+            MAX_NEW_TOKENS_UNCACHED,
+            greedy,
+            has_cache,
+        )
 
         if self._decoder is None:
             raise RequestError(
@@ -276,9 +281,14 @@ class ServedModel:
             or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids)
         ):
             raise RequestError("input_ids must be a non-empty list of token ids")
-        if not isinstance(new, int) or isinstance(new, bool) or not 0 < new <= 4096:
-            raise RequestError("max_new_tokens must be an integer from 1 to 4096")
         session = self.variants[self._decoder].session
+        cached = has_cache(session)
+        most = MAX_NEW_TOKENS if cached else MAX_NEW_TOKENS_UNCACHED
+        if not isinstance(new, int) or isinstance(new, bool) or not 0 < new <= most:
+            why = (
+                "" if cached else " (this decoder has no KV cache: each step re-runs the sequence)"
+            )
+            raise RequestError(f"max_new_tokens must be an integer from 1 to {most}{why}")
         try:
             tokens = greedy(session, ids, new, self._geometry)
         except ValueError as e:
