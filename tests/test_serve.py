@@ -195,6 +195,18 @@ def test_the_cli_refuses_bad_numbers_in_one_line(models, capsys, option, value, 
     assert f"argument {option}: {message}" in err
 
 
+def test_the_replica_count_for_health_is_asked_at_most_once_a_second():
+    from icl_onnx.serve.deployment import Recent
+
+    now, asked = [0.0], []
+    recent = Recent(lambda: asked.append(now[0]) or len(asked), 1.0, clock=lambda: now[0])
+    got = []
+    for t in (0.0, 0.4, 0.99, 1.0, 1.5, 2.2):
+        now[0] = t
+        got.append(recent.get())
+    assert asked == [0.0, 1.0, 2.2] and got == [1, 1, 1, 2, 2, 3]
+
+
 # --- replicas on a local Ray cluster --------------------------------------------------------
 
 

@@ -16,14 +16,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 from icl_onnx.serve.model import RequestError, ServedModel
 
-__all__ = ["DEPLOYMENT", "build_app"]
+__all__ = ["DEPLOYMENT", "HEALTH_TTL_S", "Recent", "build_app"]
 
 #: The HTTP routes and their methods.
 _ROUTES = {"/health": "GET", "/infer": "POST", "/generate": "POST"}
+
+#: Seconds ``GET /health`` reuses the replica count it asked Ray Serve's controller for.
+HEALTH_TTL_S = 1.0
 
 #: The deployment's name (and, with the application's name, the replicas' actor names).
 DEPLOYMENT = "icl-onnx"
@@ -63,6 +68,7 @@ def build_app(
         def __init__(self, path: str, threads: int) -> None:
             self.model = ServedModel(path, threads=threads)
             self.target = replicas
+            self.running = Recent(_running_replicas, HEALTH_TTL_S)
 
         async def __call__(self, request: Any) -> Any:
             method, path = request.method, _local_path(request)
@@ -73,7 +79,7 @@ def build_app(
                     raise RequestError(f"{path} takes {_ROUTES[path]}, not {method}", 405)
                 loop = asyncio.get_running_loop()
                 if path == "/health":
-                    return self._health(await loop.run_in_executor(None, _running_replicas))
+                    return self._health(await loop.run_in_executor(None, self.running.get))
                 body = _json(await request.body())
                 if path == "/generate":
                     result = await loop.run_in_executor(None, self.model.generate, body)
@@ -101,6 +107,24 @@ def build_app(
             return JSONResponse(body, status_code=200 if running >= self.target else 503)
 
     return IclOnnxReplica.bind(os.path.abspath(model), threads)
+
+
+class Recent:
+    """A value fetched at most once per ``ttl_s`` seconds (the last fetch's value meanwhile)."""
+
+    def __init__(
+        self, fetch: Callable[[], Any], ttl_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._fetch, self._ttl_s, self._clock = fetch, ttl_s, clock
+        self._value: Any = None
+        self._at: float | None = None
+
+    def get(self) -> Any:
+        """The last value fetched, or a new one when it is ``ttl_s`` old or there is none."""
+        now = self._clock()
+        if self._at is None or now - self._at >= self._ttl_s:
+            self._value, self._at = self._fetch(), now
+        return self._value
 
 
 def _json(raw: bytes) -> Any:
