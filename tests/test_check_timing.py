@@ -35,6 +35,8 @@ VERDICTS = {FASTER, SLOWER, NO_DIFFERENCE, TOO_NOISY, TOO_FEW}
         ([1.02, 0.97, 1.05, 0.95, 1.02, 1.03, 0.96, 1.08, 1.02, 1.01], NO_DIFFERENCE),
         # Every pair slower, but the pairs disagree by a factor of two among themselves.
         ([1.10, 2.00, 1.15, 1.90, 1.20, 2.10, 1.05, 1.80, 1.60, 1.30], TOO_NOISY),
+        # The interval 0.4-2.5 contains 1.0, but it is far too wide to say "no difference".
+        ([0.40, 2.50, 0.40, 2.50, 1.00, 0.40, 2.50, 0.40, 2.50, 1.00], TOO_NOISY),
         ([0.50, 0.51, 0.49, 0.50], TOO_FEW),
         ([], TOO_FEW),
     ],
@@ -48,6 +50,9 @@ def test_spread_threshold_decides_between_a_difference_and_noise():
     assert timing_verdict(ratios, max_spread=0.5) == SLOWER
     assert timing_verdict(ratios, max_spread=0.3) == TOO_NOISY
     assert timing_verdict([1.0] * 10) == NO_DIFFERENCE  # the interval's edge counts as inside
+    straddling = [0.8, 0.8, 0.8, 0.8, 0.8, 1.2, 1.2, 1.2, 1.2, 1.2]  # p10 0.8, p90 1.2, width 0.4
+    assert timing_verdict(straddling, max_spread=0.5) == NO_DIFFERENCE
+    assert timing_verdict(straddling, max_spread=0.3) == TOO_NOISY  # the spread is tested first
     assert timing_verdict([0.5] * 3, min_pairs=3) == FASTER
 
 
