@@ -4,13 +4,17 @@ the report and the row ``check`` prints. No assertion depends on how fast anythi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import builders
+import numpy as np
 import onnx
 import pytest
 
 from icl_onnx.check import check_models
-from icl_onnx.check.measure import time_alternately
+from icl_onnx.check.measure import Worker, time_alternately
+from icl_onnx.check.model_info import read_model_info
 from icl_onnx.check.timing import (
     FASTER,
     MAX_SPREAD,
@@ -22,6 +26,7 @@ from icl_onnx.check.timing import (
     timing_verdict,
 )
 from icl_onnx.cli import main as cli_main
+from icl_onnx.errors import IclUserError
 
 VERDICTS = {FASTER, SLOWER, NO_DIFFERENCE, TOO_NOISY, TOO_FEW}
 
@@ -134,3 +139,18 @@ def test_cli_prints_the_alternated_row_with_its_spread_and_verdict(pair, capsys)
     assert timing["pairs"] == 5 and timing["verdict"] in VERDICTS
     assert cli_main.main(["check", *pair, "--timing-runs", "0"]) == 0
     assert "median run (one model after the other)" in capsys.readouterr().out
+
+
+def test_a_worker_answering_something_other_than_a_run_time_fails_in_one_line(pair, tmp_path):
+    info = read_model_info(pair[0])
+    feeds = [{"ids": np.zeros((1, 4), np.int64)}]  # the stand-in below never reads them
+    with Worker(info, feeds, tmp_path / "w", providers=["CPUExecutionProvider"]) as worker:
+        # Stands in for the worker process: reads the request, answers nonsense and exits.
+        worker._proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.readline(); print('oops', flush=True)"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        (tmp_path / "w" / "stderr.txt").write_text("")
+        with pytest.raises(IclUserError, match=r"answered 'oops' instead of a run time \(exit 0"):
+            worker.run_once(0)
