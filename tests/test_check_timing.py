@@ -4,13 +4,17 @@ the report and the row ``check`` prints. No assertion depends on how fast anythi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import builders
+import numpy as np
 import onnx
 import pytest
 
 from icl_onnx.check import check_models
-from icl_onnx.check.measure import time_alternately
+from icl_onnx.check.measure import Worker, time_alternately
+from icl_onnx.check.model_info import read_model_info
 from icl_onnx.check.timing import (
     FASTER,
     MAX_SPREAD,
@@ -22,6 +26,7 @@ from icl_onnx.check.timing import (
     timing_verdict,
 )
 from icl_onnx.cli import main as cli_main
+from icl_onnx.errors import IclUserError
 
 VERDICTS = {FASTER, SLOWER, NO_DIFFERENCE, TOO_NOISY, TOO_FEW}
 
@@ -35,6 +40,8 @@ VERDICTS = {FASTER, SLOWER, NO_DIFFERENCE, TOO_NOISY, TOO_FEW}
         ([1.02, 0.97, 1.05, 0.95, 1.02, 1.03, 0.96, 1.08, 1.02, 1.01], NO_DIFFERENCE),
         # Every pair slower, but the pairs disagree by a factor of two among themselves.
         ([1.10, 2.00, 1.15, 1.90, 1.20, 2.10, 1.05, 1.80, 1.60, 1.30], TOO_NOISY),
+        # The interval 0.4-2.5 contains 1.0, but it is far too wide to say "no difference".
+        ([0.40, 2.50, 0.40, 2.50, 1.00, 0.40, 2.50, 0.40, 2.50, 1.00], TOO_NOISY),
         ([0.50, 0.51, 0.49, 0.50], TOO_FEW),
         ([], TOO_FEW),
     ],
@@ -48,6 +55,9 @@ def test_spread_threshold_decides_between_a_difference_and_noise():
     assert timing_verdict(ratios, max_spread=0.5) == SLOWER
     assert timing_verdict(ratios, max_spread=0.3) == TOO_NOISY
     assert timing_verdict([1.0] * 10) == NO_DIFFERENCE  # the interval's edge counts as inside
+    straddling = [0.8, 0.8, 0.8, 0.8, 0.8, 1.2, 1.2, 1.2, 1.2, 1.2]  # p10 0.8, p90 1.2, width 0.4
+    assert timing_verdict(straddling, max_spread=0.5) == NO_DIFFERENCE
+    assert timing_verdict(straddling, max_spread=0.3) == TOO_NOISY  # the spread is tested first
     assert timing_verdict([0.5] * 3, min_pairs=3) == FASTER
 
 
@@ -129,3 +139,18 @@ def test_cli_prints_the_alternated_row_with_its_spread_and_verdict(pair, capsys)
     assert timing["pairs"] == 5 and timing["verdict"] in VERDICTS
     assert cli_main.main(["check", *pair, "--timing-runs", "0"]) == 0
     assert "median run (one model after the other)" in capsys.readouterr().out
+
+
+def test_a_worker_answering_something_other_than_a_run_time_fails_in_one_line(pair, tmp_path):
+    info = read_model_info(pair[0])
+    feeds = [{"ids": np.zeros((1, 4), np.int64)}]  # the stand-in below never reads them
+    with Worker(info, feeds, tmp_path / "w", providers=["CPUExecutionProvider"]) as worker:
+        # Stands in for the worker process: reads the request, answers nonsense and exits.
+        worker._proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.readline(); print('oops', flush=True)"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        (tmp_path / "w" / "stderr.txt").write_text("")
+        with pytest.raises(IclUserError, match=r"answered 'oops' instead of a run time \(exit 0"):
+            worker.run_once(0)

@@ -210,8 +210,10 @@ def test_gather_index_out_of_range_raises(bad_index):
 
 
 def test_gather_whose_declared_type_contradicts_output_dtype_is_refused():
-    with pytest.raises(Exception, match="output_dtype"):
+    with pytest.raises(Exception, match="declares Y as float32 but output_dtype makes it float16"):
         gather_session(FLOAT, TensorProto.INT64, FLOAT, {"output_dtype": FLOAT16})
+    with pytest.raises(Exception, match="declares Y as element type 11 but output_dtype makes it"):
+        gather_session(FLOAT, TensorProto.INT64, TensorProto.DOUBLE, {})
 
 
 def test_one_weight_feeds_several_views_in_one_session():

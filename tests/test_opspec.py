@@ -11,11 +11,15 @@ must not.
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
+import ml_dtypes
+import numpy as np
 import onnx
 import pytest
 from onnx import helper as h
+from test_low_rank_ops import run as run_node
 
 import icl_onnx
 from icl_onnx import opspec, reference, schemas
@@ -29,6 +33,14 @@ VALID_ATTRS = {GATHER_BLOCK_QUANTIZED: {"K": 32, "bits": 4, "block_size": 32}}
 #: A type outside every constraint of the spec, per constraint's first type.
 OUTSIDE = {"float": "double", "int32": "int16", "uint8": "int8"}
 ALL_TYPES = {**ELEMENT_TYPES, "double": 11, "int16": 5, "int8": 3}
+NUMPY_TYPES = {
+    "float": np.float32,
+    "float16": np.float16,
+    "bfloat16": ml_dtypes.bfloat16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "uint8": np.uint8,
+}
 
 
 def test_the_operator_table_in_the_docs_is_the_one_the_spec_generates():
@@ -94,11 +106,50 @@ def _combinations(op: OpSpec) -> list[dict[str, str]]:
     ]
 
 
+def _feeds(op: OpSpec, types: dict[str, str]) -> dict[str, np.ndarray]:
+    """Tiny valid values of every input of ``op`` in the constraint types ``types``."""
+    rng = np.random.default_rng(3)
+    shapes = {
+        MATMUL: {"A": (2, 4), "W": (4, 3), "bias": (3,), "U": (4, 2), "V": (2, 3)},
+        GATHER: {"W": (5, 3), "indices": (2,), "U": (5, 2), "V": (2, 3)},
+        # K 32 in one block of 32 4-bit values (16 bytes) per row; one zero-point byte a row
+        GATHER_BLOCK_QUANTIZED: {
+            "B": (3, 1, 16),
+            "indices": (2,),
+            "scales": (3,),
+            "zero_points": (3,),
+        },
+    }[op.name]
+    feeds = {}
+    for param in op.inputs:
+        dtype = NUMPY_TYPES[types[param.type]]
+        shape = shapes[param.name]
+        if param.name == "indices":
+            feeds[param.name] = np.array([shapes[op.inputs[0].name][0] - 1, 0], dtype)
+        elif dtype == np.uint8:
+            feeds[param.name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        else:
+            feeds[param.name] = rng.standard_normal(shape).astype(dtype)
+    return feeds
+
+
 @pytest.mark.parametrize("op", SPECS, ids=lambda op: op.name)
 def test_the_library_accepts_every_type_combination_the_spec_allows(op, icl_library):
+    """Each combination opens a session and runs once (the front end's run-time type checks),
+    every input given, matching the reference."""
     for types in _combinations(op):
-        model = _model(op, types)
-        icl_onnx.create_session(model, providers=["CPUExecutionProvider"])  # raises if refused
+        feeds = _feeds(op, types)
+        attrs = dict(VALID_ATTRS.get(op.name, {}))
+        y_type = ALL_TYPES[types[op.outputs[0].type]]
+        if op.name == GATHER and types["T"] != types["TW"]:
+            attrs["output_dtype"] = y_type
+        node = h.make_node(op.name, list(feeds), ["Y"], domain=op.domain, **attrs)
+        expected = op.reference(*feeds.values(), **attrs)
+        got = run_node(node, feeds, y_type, expected.shape)
+        assert got.dtype == expected.dtype, types
+        np.testing.assert_allclose(
+            got.astype(np.float32), expected.astype(np.float32), rtol=2e-2, atol=2e-2
+        )
 
 
 @pytest.mark.parametrize("op", SPECS, ids=lambda op: op.name)
@@ -122,7 +173,10 @@ def test_the_library_takes_the_spec_input_counts_and_no_other(op, icl_library):
     for count in range(op.required_inputs, len(op.inputs) + 1):
         icl_onnx.create_session(_model(op, types, count), providers=["CPUExecutionProvider"])
     for count in (op.required_inputs - 1, len(op.inputs) + 1):
-        with pytest.raises(Exception):  # noqa: B017, PT011 - ORT's own exception classes
+        refusal = re.escape(
+            f"has input size {count} not in range [min={op.required_inputs}, max={len(op.inputs)}]"
+        )
+        with pytest.raises(Exception, match=refusal):  # noqa: B017 - ORT's own exception classes
             icl_onnx.create_session(_model(op, types, count), providers=["CPUExecutionProvider"])
 
 

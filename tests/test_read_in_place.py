@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -78,10 +79,12 @@ def _mixed_model() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     return model, feeds
 
 
-def test_only_large_constant_float_matmul_and_gemm_weights_move_to_icl_matmul(tmp_path):
+def test_only_large_constant_float_matmul_and_gemm_weights_move_to_icl_matmul(tmp_path, caplog):
     proto, feeds = _mixed_model()
     model = ir.from_proto(proto)
-    assert ReadWeightsInPlacePass()(model).modified
+    with caplog.at_level(logging.INFO, logger="icl_onnx.passes.read_in_place"):
+        assert ReadWeightsInPlacePass()(model).modified
+    assert "keeps its weight W_a: Gemm with transA=1" in caplog.text  # the rule's reason
     icl = [n for n in model.graph if n.domain == DOMAIN]
     assert {n.op_type for n in icl} == {MATMUL}
     read = {n.inputs[1].name: n for n in icl}

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 namespace icl {
 
@@ -49,6 +50,12 @@ inline const char* Name(ElemType t) {
     case ElemType::kBFloat16: return "bfloat16";
   }
   return "unsupported";
+}
+
+// The name of an ONNX element type number: an ElemType's name, else "element type N".
+inline std::string OnnxTypeName(int onnx_type) {
+  ElemType t;
+  return ToElemType(onnx_type, t) ? Name(t) : "element type " + std::to_string(onnx_type);
 }
 
 // `p` advanced by `elements` elements of type `t`.

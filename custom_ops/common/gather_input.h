@@ -76,13 +76,16 @@ class GatherInput {
     const auto wanted = out.attrs_.output_dtype == 0
                             ? w_onnx
                             : static_cast<ONNXTensorElementDataType>(out.attrs_.output_dtype);
+    // An output_dtype other than 0 and the three float types is refused by ReadViewAttrs
+    // above, so only W's own type (output_dtype 0) can fail here.
     if (!ToElemType(wanted, out.y_type_)) {
-      return Refuse(kOp, backend, "W must be float32, float16 or bfloat16");
+      return Refuse(kOp, backend,
+                    "W must be float32, float16 or bfloat16, got " + OnnxTypeName(wanted));
     }
     if (y_onnx != wanted) {
       return Refuse(kOp, backend,
-                    "the model declares Y with element type " + std::to_string(y_onnx) +
-                        " but output_dtype makes it " + std::to_string(wanted) +
+                    "the model declares Y as " + OnnxTypeName(y_onnx) +
+                        " but output_dtype makes it " + Name(out.y_type_) +
                         "; declare Y's type (value_info) to match output_dtype");
     }
     return Ort::Status{nullptr};

@@ -43,6 +43,8 @@ inline std::string CheckMatMul(const ViewAttrs& attrs, const Backend& backend, c
   if (a.shape.empty()) return "A must have rank >= 1";
   if (w.shape.size() != 2) return "W must be 2-D, got " + ShapeString(w.shape);
   std::vector<int64_t> leading(a.shape.begin(), a.shape.end() - 1);
+  // a_count itself is not used: counting it checks that A's shape has no negative dimension
+  // and that its element count (m * K, what the kernel reads) does not overflow.
   int64_t a_count = 0;
   if (!ElementCount(a.shape, a_count) || !ElementCount(leading, call.m)) {
     return "A " + ShapeString(a.shape) + " has a negative dimension or too many elements";

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -106,7 +106,10 @@ class Worker:
         reply = self._send(f"run {index}") and self._reply()
         if not reply:
             self._failed()
-        return float(reply)
+        try:
+            return float(reply)
+        except ValueError:
+            self._failed(answer=reply)
 
     def finish(self) -> tuple[ModelMeasurement, list[OutputSet]]:
         """Lets the worker profile its model and exit; returns its measurement and outputs."""
@@ -169,16 +172,27 @@ class Worker:
             f"of {self.timeout:g} s is too short: the check worker of {self.info.path} ran past it",
         )
 
-    def _failed(self) -> None:
-        """Raises the worker's error once it has exited."""
+    def _failed(self, answer: str | None = None) -> NoReturn:
+        """Raises the worker's error once it has exited.
+
+        Args:
+            answer: the line the worker sent where a run time was due, if it sent one; named in
+                the error unless the worker reported an error of its own.
+        """
         assert self._proc is not None
         try:
             self._proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # it answered nonsense and still runs
             self.kill()
         self._close()
-        _result(self.folder, self.info, self._shapes, self._stderr_tail())
-        raise IclUserError(f"{self.info.path}: the check worker stopped answering")
+        if answer is None or (self.folder / "result.json").is_file():
+            _result(self.folder, self.info, self._shapes, self._stderr_tail())
+        what = (
+            "stopped answering"
+            if answer is None
+            else f"answered {answer[:80]!r} instead of a run time"
+        )
+        raise IclUserError(f"{self.info.path}: the check worker {what} ({self._stderr_tail()})")
 
     def _stderr_tail(self) -> str:
         assert self._proc is not None

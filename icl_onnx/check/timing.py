@@ -100,17 +100,17 @@ def timing_verdict(
         min_pairs: fewer ratios than this call nothing.
 
     Returns:
-        ``faster`` or ``slower`` when the p10-p90 interval lies on one side of 1.0 and is at
-        most ``max_spread`` wide; ``no measurable difference`` when it contains 1.0; ``too noisy
-        to call`` when it is wider; ``too few runs to call`` below ``min_pairs``.
+        ``too few runs to call`` below ``min_pairs``; ``too noisy to call`` when the p10-p90
+        interval is wider than ``max_spread`` (wherever it lies); otherwise ``no measurable
+        difference`` when it contains 1.0, and ``faster`` or ``slower`` when it lies on one side.
     """
     if len(ratios) < max(1, min_pairs):
         return TOO_FEW
     p10, p90 = np.percentile(np.asarray(ratios, dtype=np.float64), [10, 90])
-    if p10 <= 1.0 <= p90:
-        return NO_DIFFERENCE
     if p90 - p10 > max_spread:
         return TOO_NOISY
+    if p10 <= 1.0 <= p90:
+        return NO_DIFFERENCE
     return FASTER if p90 < 1.0 else SLOWER
 
 

@@ -24,6 +24,7 @@ from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.ops import DOMAIN, MATMUL, OPSET_VERSION
 from icl_onnx.rules import CONSUMER_RULES, Use, cover, node_label
 from icl_onnx.rules.base import ConsumerRule, is_onnx
+from icl_onnx.rules.gemm import gemm_view
 from icl_onnx.views import View
 
 __all__ = ["FLOAT_WEIGHT_TYPES", "ReadWeightsInPlacePass"]
@@ -52,10 +53,23 @@ def _read_in_place(node: ir.Node, weight: ir.Value, rules: Sequence[ConsumerRule
     """
     outcome = cover(Use(node, 1, View(), 2), rules)
     if outcome is None or not outcome.covered or outcome.rule.becomes(node) != MATMUL:
-        reason = outcome.reason if outcome is not None and outcome.reason else "not expressible"
+        reason = outcome.reason if outcome is not None and outcome.reason else _why_not(node)
         logger.info("%s keeps its weight %s: %s", node_label(node), weight.name, reason)
         return False
     return outcome.rule.rewrite(node, 1, weight, View())
+
+
+def _why_not(node: ir.Node) -> str:
+    """Why IclMatMul cannot take ``node``'s weight when no rule said why.
+
+    The Gemm rule leaves an exact copy it cannot express to the rewire rule without a reason
+    (the rewire rule covers it), so the reason is asked of the view it would need.
+    """
+    if node.op_type == "Gemm":
+        _, reason = gemm_view(node, View())
+        if reason:
+            return reason
+    return "not expressible"
 
 
 class ReadWeightsInPlacePass(ir.passes.InPlacePass):
