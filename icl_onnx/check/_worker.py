@@ -176,6 +176,9 @@ def measure(request: dict[str, Any], folder: Path, replies: TextIO) -> int:
     feeds = read_sets(folder / "inputs.npz", request["iterations"])
     shared = bool(request.get("share_across_processes"))
     options = session_options(share_across_processes=shared)
+    # The two models' workers take turns on the same cores (``serve``): a worker whose thread
+    # pool spins after its run takes CPU from the other's run, so neither spins.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     use_gpu = _CUDA in request["providers"]
     gpu = GpuMemoryProbe(int(request.get("device_id", 0))) if use_gpu else None
     result: dict[str, Any] = {"gpu_source": gpu.source if gpu else None}
