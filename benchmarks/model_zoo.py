@@ -14,7 +14,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from icl_onnx.models import BuiltModel, bert_mlm, finish, llama_tied_lm, token_inputs
+from icl_onnx.models import (
+    BuiltModel,
+    bert_mlm,
+    finish,
+    llama_config,
+    llama_tied_lm,
+    token_inputs,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -136,18 +143,7 @@ def export_llama_with_past(
     import transformers
     from transformers.cache_utils import DynamicCache
 
-    config = transformers.LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        use_cache=True,
-        attn_implementation="eager",
-    )
+    config = llama_config(hidden, vocab, layers, heads, use_cache=True)
     torch.manual_seed(seed)
     lm = finish(transformers.LlamaForCausalLM(config))
 

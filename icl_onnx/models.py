@@ -92,6 +92,45 @@ def bert_mlm(
     return BuiltModel(module, token_inputs(vocab, batch, seq))
 
 
+def llama_config(
+    hidden: int,
+    vocab: int,
+    layers: int,
+    heads: int,
+    *,
+    max_positions: int = 2048,
+    tied: bool = True,
+    use_cache: bool = False,
+) -> Any:
+    """The ``transformers.LlamaConfig`` every Llama-style model here is built from.
+
+    MLP width ``2 * hidden``, as many key/value heads as heads, eager attention.
+
+    Args:
+        hidden: hidden size (a multiple of ``heads``).
+        vocab: vocabulary size.
+        layers: decoder layers.
+        heads: attention heads (and key/value heads).
+        max_positions: ``max_position_embeddings``.
+        tied: ``tie_word_embeddings``.
+        use_cache: ``use_cache`` (a KV cache in the forward pass).
+    """
+    import transformers
+
+    return transformers.LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=tied,
+        use_cache=use_cache,
+        attn_implementation="eager",
+    )
+
+
 def llama_tied_lm(
     hidden: int = 768,
     vocab: int = 30000,
@@ -115,18 +154,7 @@ def llama_tied_lm(
     import torch
     import transformers
 
-    config = transformers.LlamaConfig(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=max(2048, seq),
-        tie_word_embeddings=True,
-        use_cache=False,
-        attn_implementation="eager",
-    )
+    config = llama_config(hidden, vocab, layers, heads, max_positions=max(2048, seq))
     torch.manual_seed(seed)
     module = finish(transformers.LlamaForCausalLM(config))
     return BuiltModel(module, token_inputs(vocab, batch, seq))

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from icl_onnx.models import llama_config
+
 HIDDEN, VOCAB, LAYERS, HEADS = 128, 1000, 1, 4
 BATCH, SEQ = 2, 8
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -52,18 +54,7 @@ def build(variant: Variant) -> Any:
     import torch
     import transformers
 
-    config = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=2 * HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=HEADS,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-        use_cache=False,
-        attn_implementation="eager",
-    )
+    config = llama_config(HIDDEN, VOCAB, LAYERS, HEADS, max_positions=256, tied=False)
     torch.manual_seed(variant.seed if variant.name == "unrelated" else 0)
     module = transformers.LlamaForCausalLM(config).eval()
     if variant.full or variant.dense:
