@@ -1,6 +1,6 @@
 // Registration shared by the backends (and the CUDA harness's create probe): one custom op per
-// type combination of each op, all under the op names. ORT merges same-named ops into one schema (across backends too) and
-// picks the kernel whose types match the node.
+// type combination of each op, all under the op names. ORT merges same-named ops into one
+// schema (across backends too) and picks the kernel whose types match the node.
 #pragma once
 
 #include <memory>

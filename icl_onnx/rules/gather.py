@@ -49,7 +49,7 @@ class GatherRule(ConsumerRule):
         return 3 if view.transpose else icl_cost(view)
 
     def rewrite(self, node: ir.Node, index: int, canonical: ir.Value, view: View) -> bool:
-        """Replaces the Gather by ``IclGather(canonical, ids)``."""
+        """Replaces the Gather by ``IclGather(canonical, ids[, U, V])`` (U, V: a low-rank view)."""
         extra = {"output_dtype": ir.DataType[view.dtype].value} if view.dtype else {}
         factors = factor_inputs(view, node.graph)  # type: ignore[arg-type]
         replace_with_icl_node(node, GATHER, [canonical, node.inputs[1], *factors], view, extra)

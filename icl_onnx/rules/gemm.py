@@ -71,7 +71,7 @@ class GemmRule(ConsumerRule):
         return icl_cost(view)
 
     def rewrite(self, node: ir.Node, index: int, canonical: ir.Value, view: View) -> bool:
-        """Replaces the Gemm by ``IclMatMul(A, canonical, C)`` reading the composed view."""
+        """Replaces the Gemm by ``IclMatMul(A, canonical[, C][, U, V])``, the composed view."""
         gview, _ = gemm_view(node, view)
         assert gview is not None
         factors = factor_inputs(gview, node.graph)  # type: ignore[arg-type]

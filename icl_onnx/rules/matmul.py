@@ -47,7 +47,7 @@ class MatMulRule(ConsumerRule):
         return icl_cost(view)
 
     def rewrite(self, node: ir.Node, index: int, canonical: ir.Value, view: View) -> bool:
-        """Replaces the MatMul by ``IclMatMul(A, canonical[, , U, V])``."""
+        """Replaces the MatMul by ``IclMatMul(A, canonical[, , U, V])`` (U, V: a low-rank view)."""
         factors = factor_inputs(view, node.graph)  # type: ignore[arg-type]
         inputs = [node.inputs[0], canonical, *([None, *factors] if factors else [])]
         replace_with_icl_node(node, MATMUL, inputs, view)
