@@ -29,6 +29,8 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+from icl_onnx.testing.protobuf_wire import field as _field
+
 RESULTS = Path(__file__).parent / "results"
 V, H = 64, 32
 W = np.random.default_rng(0).standard_normal((V, H)).astype(np.float32)
@@ -126,20 +128,6 @@ def unknown_domain(folder: Path) -> list[str]:
     custom = h.make_node("Mystery", ["embT"], ["m"], domain="com.example")
     onnx.save(tied([custom], [h.make_opsetid("com.example", 1)]), src)
     return ["optimize", str(src), "-o", str(folder / "out.onnx")]
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (to write messages nested past protobuf's limit)."""
-
-    def varint(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-            n >>= 7
-            if not n:
-                return bytes(out)
-
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
 
 
 def _inline(folder: Path, dims=None, raw_cut=None) -> list[str]:

@@ -24,6 +24,7 @@ import icl_onnx
 from icl_onnx import model_io
 from icl_onnx.cli.main import main
 from icl_onnx.errors import IclUserError
+from icl_onnx.testing.protobuf_wire import with_nested_if
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -257,32 +258,6 @@ def test_a_library_override_naming_no_file_is_an_error_not_a_fallback(monkeypatc
 # --- hostile model files: every command refuses them in one line and writes nothing ----------
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-
-    def varint(n: int) -> bytes:
-        out = bytearray()
-        while True:
-            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-            n >>= 7
-            if not n:
-                return bytes(out)
-
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
-
-
-def nested_if_bytes(depth: int) -> bytes:
-    """A GraphProto whose node is an If whose then_branch holds an If ... ``depth`` deep.
-
-    Written by hand: the protobuf library refuses to build messages nested this deep.
-    """
-    graph = _field(1, _field(4, b"Identity"))  # the innermost graph: one node
-    for _ in range(depth):
-        attribute = _field(1, b"then_branch") + bytes([20 << 3, 1, 5]) + _field(6, graph)
-        graph = _field(1, _field(4, b"If") + _field(5, attribute))  # type=20 is GRAPH (5)
-    return graph
-
-
 def _tamper_external(tmp_path: Path, **entries: int) -> Path:
     """The external-data model with external_data entries of tensor ``emb`` replaced."""
     src = external_model(tmp_path)
@@ -312,8 +287,7 @@ def _tamper_inline(tmp_path: Path, dims=None, raw_cut: int | None = None) -> Pat
 def _deep_if_model(tmp_path: Path, depth: int) -> Path:
     """The tied model with one more node: an If nesting If subgraphs ``depth`` deep."""
     src = tmp_path / "m.onnx"
-    # A second ModelProto.graph (field 7) merges into the first: its node is appended.
-    src.write_bytes(tied_model().SerializeToString() + _field(7, nested_if_bytes(depth)))
+    src.write_bytes(with_nested_if(tied_model().SerializeToString(), depth))
     return src
 
 
