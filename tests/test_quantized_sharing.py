@@ -127,7 +127,7 @@ def test_genai_tied_quantized_embedding_reads_the_head_once(tmp_path, bits, bloc
     (group,) = result.plan.groups
     (member,) = group.members
     assert member.source == "Reshape" and member.view.kind == "reshape"
-    assert member.consumers[0].rule == "gather-block-quantized"
+    assert member.consumers[0].rule_name == "gather-block-quantized"
 
     optimized = onnx.load(dst)
     onnx.checker.check_model(optimized)

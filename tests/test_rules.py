@@ -64,12 +64,12 @@ CASES = [
 @pytest.mark.parametrize(("consumer", "index", "view", "rank", "rule", "expected"), CASES)
 def test_the_covering_rule_and_its_cost_or_the_reason(consumer, index, view, rank, rule, expected):
     planned = plan_consumer(consumer, index, view, rank)
-    assert planned.rule == rule
+    assert planned.rule_name == rule
     if rule:
-        assert planned.covered and planned.covering.name == rule and not planned.reason
-        assert planned.covering.cost(consumer, view) == expected
+        assert planned.covered and planned.rule.name == rule and not planned.reason
+        assert planned.rule.cost(consumer, view) == expected
     else:
-        assert not planned.covered and planned.covering is None
+        assert not planned.covered and planned.rule is None
         assert expected in planned.reason
 
 

@@ -100,7 +100,7 @@ def test_transposed_copy_plan_reports_the_bytes_freed():
     assert group.canonical == "emb"
     (member,) = group.members
     assert (member.name, member.view.kind, member.freed_bytes) == ("embT", "transpose", W.nbytes)
-    assert (member.consumers[0].rule, member.consumers[0].becomes) == ("matmul", "IclMatMul")
+    assert (member.consumers[0].rule_name, member.consumers[0].becomes) == ("matmul", "IclMatMul")
     assert plan.freed_bytes == W.nbytes
 
 

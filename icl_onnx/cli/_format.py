@@ -49,7 +49,7 @@ def _consumer_text(consumer: Consumer) -> str:
         return f"{consumer.op_type} (kept)"
     if consumer.becomes != consumer.op_type:
         return f"{consumer.op_type}→{consumer.becomes}"
-    return f"{consumer.op_type} ({consumer.rule})"
+    return f"{consumer.op_type} ({consumer.rule_name})"
 
 
 def plan_table(plan: SharePlan, title: str) -> Table:

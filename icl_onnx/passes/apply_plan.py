@@ -2,7 +2,7 @@
 
 For every group: a canonical tensor of another model (``ShareGroup.origin``) is added to the
 main graph; every covered consumer is rewritten by the rule the plan names for it
-(``Consumer.covering``; rules that only change an input run first, so no rule meets a node
+(``Consumer.rule``; rules that only change an input run first, so no rule meets a node
 another rule replaced); members nothing reads any more are removed, each from its own graph
 (view nodes first: removing one may leave the initializer it read without uses); and the
 canonical tensor is moved to the graph and renamed to the name the plan gives it.
@@ -52,8 +52,8 @@ def _rewrites(groups: list[tuple[ShareGroup, ir.Value]]):
         planned = [(c, View()) for c in group.canonical_consumers]
         planned += [(c, m.view) for m in group.members for c in m.consumers]
         for consumer, view in planned:
-            if consumer.covering is not None:
-                target = last if consumer.covering.replaces_node else first
+            if consumer.rule is not None:
+                target = last if consumer.rule.replaces_node else first
                 target.append((consumer, canonical, view))
     yield from first
     yield from last
@@ -137,7 +137,7 @@ class ApplySharePlanPass(ir.passes.InPlacePass):
                 assert group.value is not None
                 groups.append((group, group.value))
         for consumer, canonical, view in _rewrites(groups):
-            rule = consumer.covering
+            rule = consumer.rule
             assert rule is not None and consumer.target is not None
             modified |= rule.rewrite(consumer.target, consumer.input_index, canonical, view)
         _remove_dead_members(plan.groups)

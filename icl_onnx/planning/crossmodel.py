@@ -1,11 +1,11 @@
-"""Sets of tensors that cross model files (encoder/decoder splits, variants, task heads).
+"""Groups of tensors that cross model files (encoder/decoder splits, variants, task heads).
 
-The eligible initializers of every model are grouped in one pass (``readers.py``); a set whose
+The eligible initializers of every model are grouped in one pass (``readers.py``); a group whose
 tensors come from two or more models is planned here, once, into one group per model it
 touches and one ``CrossGroup``:
 
-* the owner is the first model that holds a copy of the set's widest tensor; its group is
-  planned as within one model, and its canonical tensor is the set's canonical tensor ``C``;
+* the owner is the first model that holds a copy of the group's widest tensor; its group is
+  planned as within one model, and its canonical tensor is the group's canonical tensor ``C``;
 * a model holding an exact copy of ``C`` makes that copy its canonical tensor (the shared data
   file stores the two once, ``shared_store.py``);
 * any other model reads ``C`` itself: the plan names ``C`` as the canonical tensor of its
@@ -14,8 +14,8 @@ touches and one ``CrossGroup``:
   its group is planned as within one model and it takes no part in the cross-model group.
 
 Each group that shares ``C`` forms even with a single tensor, so MatMul/Gemm consumers of a
-tensor other models share read it through IclMatMul (no private prepacked copy). A set that no
-other model joins is planned as within one model. Changes nothing.
+tensor other models share read it through IclMatMul (no private prepacked copy). A group that
+no other model joins is planned as within one model. Changes nothing.
 """
 
 from __future__ import annotations
@@ -28,40 +28,40 @@ import onnx_ir as ir
 
 from icl_onnx.analysis.readers import Reader, relative_view
 from icl_onnx.analysis.scopes import Scopes
-from icl_onnx.planning.groups import PlannedSet, choose_canonical, forms_group
+from icl_onnx.planning.groups import PlannedGroup, choose_canonical, forms_group
 from icl_onnx.planning.plan import CrossGroup, CrossMember, ShareGroup
 from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 
-__all__ = ["CrossSet", "cross_member", "plan_cross_set"]
+__all__ = ["PlannedCrossGroup", "cross_member", "plan_cross_group"]
 
 
 @dataclasses.dataclass
-class CrossSet:
-    """A share set planned across models.
+class PlannedCrossGroup:
+    """A group planned across models: one ``PlannedGroup`` per model it touches.
 
     Attributes:
-        owner: the model whose canonical tensor is the set's.
-        choices: the plans of the models that share the set's canonical tensor, the owner's
+        owner: the model whose canonical tensor is the group's.
+        shared: the groups of the models that share the owner's canonical tensor, the owner's
             first.
         foreign: the models among them whose group reads the owner's tensor itself.
-        alone: the plans of models that share the set's tensors among their own only.
+        alone: the groups of models that share the group's tensors among their own only.
     """
 
     owner: int
-    choices: dict[int, PlannedSet]
+    shared: dict[int, PlannedGroup]
     foreign: set[int] = dataclasses.field(default_factory=set)
-    alone: dict[int, PlannedSet] = dataclasses.field(default_factory=dict)
+    alone: dict[int, PlannedGroup] = dataclasses.field(default_factory=dict)
 
     @property
     def crosses(self) -> bool:
         """Whether a model other than the owner shares the canonical tensor."""
-        return len(self.choices) > 1
+        return len(self.shared) > 1
 
     def report(self, groups: dict[int, ShareGroup], labels: list[str]) -> CrossGroup:
-        """The CrossGroup, given each model's ShareGroup of this set (final names)."""
-        canonical = self.choices[self.owner].canonical
+        """The CrossGroup, given each model's ShareGroup of this group (final names)."""
+        canonical = self.shared[self.owner].canonical
         members = []
-        for model, choice in self.choices.items():
+        for model, planned in self.shared.items():
             if model == self.owner:
                 continue
             if model in self.foreign:
@@ -72,8 +72,8 @@ class CrossSet:
                 ]
             else:
                 group = groups[model]
-                view = relative_view(choice.canonical, canonical)
-                members.append(cross_member(labels[model], choice.canonical.value, view, group))
+                view = relative_view(planned.canonical, canonical)
+                members.append(cross_member(labels[model], planned.canonical.value, view, group))
         owner = groups[self.owner]
         return CrossGroup(
             model=labels[self.owner],
@@ -86,7 +86,7 @@ class CrossSet:
 
 
 def cross_member(label: str, value, view, group: ShareGroup | None = None) -> CrossMember:
-    """The report row of one model's tensor in a set that crosses models."""
+    """The report row of one model's tensor in a group that crosses models."""
     tensor = value.const_value
     assert tensor is not None
     return CrossMember(
@@ -99,16 +99,16 @@ def cross_member(label: str, value, view, group: ShareGroup | None = None) -> Cr
     )
 
 
-def plan_cross_set(
+def plan_cross_group(
     readers: list[Reader],
     view_nodes: list[set[ir.Node]],
     scopes: list[Scopes],
     consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
-) -> CrossSet:
-    """Plans a set whose ``readers`` come from several models.
+) -> PlannedCrossGroup:
+    """Plans a group whose ``readers`` come from several models.
 
     Args:
-        readers: the set's tensors, of two models or more.
+        readers: the group's tensors, of two models or more.
         view_nodes: each model's view nodes.
         scopes: each model's graph scopes.
         consumer_rules: the rules every use is offered to.
@@ -120,39 +120,39 @@ def plan_cross_set(
     first = choose_canonical(
         by_model[owner], view_nodes[owner], scopes[owner], consumer_rules=consumer_rules
     )
-    cross = CrossSet(owner, {owner: first})
+    cross = PlannedCrossGroup(owner, {owner: first})
     for model in sorted(by_model):
         if model != owner:
             _join(cross, model, by_model[model], view_nodes[model], scopes[model], consumer_rules)
-    if not cross.crosses:  # nobody shares the owner's tensor: the owner's set is its own
-        cross.choices = {}
+    if not cross.crosses:  # nobody shares the owner's tensor: the owner's group is its own
+        cross.shared = {}
         if forms_group(by_model[owner], view_nodes[owner]):
             cross.alone[owner] = first
     return cross
 
 
 def _join(
-    cross: CrossSet,
+    cross: PlannedCrossGroup,
     model: int,
     mine: list[Reader],
     view_nodes: set[ir.Node],
     scopes: Scopes,
     consumer_rules: Sequence[ConsumerRule],
 ) -> None:
-    """Plans ``model``'s tensors of the set: on its copy of ``C``, on ``C`` itself, or alone.
+    """Plans ``model``'s tensors of the group: on its copy of ``C``, on ``C`` itself, or alone.
 
     With no exact copy of ``C``, the model reads ``C`` unless planning its tensors among
     themselves costs less (their consumers read a local tensor where ``C`` has no rule for
     them); on equal costs it reads ``C``.
     """
-    canonical = cross.choices[cross.owner].canonical
+    canonical = cross.shared[cross.owner].canonical
     copies = [
         r
         for r in mine
         if r.view_node is None and not r.derived and relative_view(r, canonical).is_identity
     ]
     if copies:
-        cross.choices[model] = choose_canonical(mine, view_nodes, scopes, copies, consumer_rules)
+        cross.shared[model] = choose_canonical(mine, view_nodes, scopes, copies, consumer_rules)
         return
     stand_in = dataclasses.replace(canonical, model=model, foreign=True, derived=False)
     borrowed = choose_canonical([*mine, stand_in], view_nodes, scopes, [stand_in], consumer_rules)
@@ -162,5 +162,5 @@ def _join(
     if own is not None and own.cost < borrowed.cost:
         cross.alone[model] = own
     elif borrowed.covers_any:
-        cross.choices[model] = borrowed
+        cross.shared[model] = borrowed
         cross.foreign.add(model)

@@ -1,6 +1,6 @@
-"""The plan of one set within one model: its canonical tensor and every consumer's rule.
+"""The plan of one group within one model: its canonical tensor and every consumer's rule.
 
-Each use of a tensor of the set is offered to the consumer rules (``icl_onnx.rules``) as a
+Each use of a tensor of the group is offered to the consumer rules (``icl_onnx.rules``) as a
 view of a candidate canonical tensor; the candidate whose uses cost least is chosen (a use no
 rule covers costs ``UNCOVERED_COST``), and among equally cheap ones, one whose graph already
 encloses every node that will read it (otherwise the canonical tensor moves outwards,
@@ -23,8 +23,9 @@ from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 from icl_onnx.views import View
 
 __all__ = [
-    "PlannedSet",
+    "PlannedGroup",
     "PlannedMember",
+    "PlannedSet",
     "UNCOVERED_COST",
     "choose_canonical",
     "forms_group",
@@ -50,7 +51,7 @@ def plan_consumer(
     outcome = rules.cover(rules.Use(node, index, view, rank), consumer_rules)
     if outcome is not None and outcome.covered:
         rule = outcome.rule
-        return Consumer(label, op, index, rule.name, rule.becomes(node), target=node, covering=rule)
+        return Consumer(label, op, index, rule.name, rule.becomes(node), target=node, rule=rule)
     if outcome is not None:
         reason = outcome.reason
     elif rank != 2:
@@ -61,9 +62,9 @@ def plan_consumer(
 
 
 def _cost(consumer: Consumer, view: View) -> int:
-    if consumer.covering is None:
+    if consumer.rule is None:
         return UNCOVERED_COST
-    return consumer.covering.cost(consumer.target, view)  # type: ignore[arg-type]
+    return consumer.rule.cost(consumer.target, view)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass
@@ -105,16 +106,16 @@ def _hold(members: list[PlannedMember]) -> None:
             planned.held = "graph output"
     staying = {p.reader.view_node: p for p in members if p.reader.view_node and p.kept_reason}
     for planned in members:
-        readers = [n for n in staying if n.inputs[0] is planned.reader.value]
-        if readers and not planned.kept_reason:
-            planned.held = f"read by {rules.node_label(readers[0])}, which stays"
+        reading = [n for n in staying if n.inputs[0] is planned.reader.value]
+        if reading and not planned.kept_reason:
+            planned.held = f"read by {rules.node_label(reading[0])}, which stays"
 
 
 @dataclasses.dataclass
-class PlannedSet:
-    """A share set planned in one model: the chosen canonical tensor, the members, the rules.
+class PlannedGroup:
+    """A group planned in one model: the chosen canonical tensor, the members, the rules.
 
-    Not placed yet (the canonical tensor's graph and name); ``group`` gives the plan's
+    Not placed yet (the canonical tensor's graph and name); ``report`` gives the plan's
     ``ShareGroup``.
     """
 
@@ -143,7 +144,7 @@ class PlannedSet:
         """Whether the rewrite changes any consumer."""
         return any(c.covered for p in self.members for c in p.consumers)
 
-    def group(self, name: str, home: ir.Graph | None, origin: str = "") -> ShareGroup:
+    def report(self, name: str, home: ir.Graph | None, origin: str = "") -> ShareGroup:
         """The ShareGroup, its canonical tensor named ``name`` in ``home`` after the rewrite."""
         tensor = self.canonical.value.const_value
         assert tensor is not None
@@ -188,7 +189,7 @@ def _member(planned: PlannedMember) -> Member:
 
 
 def forms_group(readers: list[Reader], view_nodes: set[ir.Node]) -> bool:
-    """Whether a set within one model is worth a group: two copies, or a view node and two uses."""
+    """Whether tensors of one model are worth a group: two copies, or a view node and two uses."""
     direct = [r for r in readers if r.view_node is None]
     views = [r for r in readers if r.view_node is not None]
     base_uses = sum(len(uses(r, view_nodes)) for r in direct)
@@ -196,7 +197,7 @@ def forms_group(readers: list[Reader], view_nodes: set[ir.Node]) -> bool:
 
 
 def _reading_twice(readers: list[Reader], view_nodes: set[ir.Node]) -> set[ir.Node]:
-    """Nodes that read two tensors of the set (no rule rewrites one input of such a node)."""
+    """Nodes that read two tensors of the group (no rule rewrites one input of such a node)."""
     values = {r.value for r in readers}
     return {
         node
@@ -212,8 +213,8 @@ def _plan_for(
     view_nodes: set[ir.Node],
     twice: set[ir.Node],
     consumer_rules: Sequence[ConsumerRule],
-) -> PlannedSet:
-    """Plans every use of the set's tensors with ``canonical`` as the canonical tensor."""
+) -> PlannedGroup:
+    """Plans every use of the group's tensors with ``canonical`` as the canonical tensor."""
     members, canonical_consumers, cost = [], [], 0
     for reader in readers:
         if reader is canonical:
@@ -235,7 +236,7 @@ def _plan_for(
             cost += _cost(consumer, view)
         members.append(PlannedMember(reader, view, consumers))
     _hold(members)
-    return PlannedSet(canonical, members, canonical_consumers, cost)
+    return PlannedGroup(canonical, members, canonical_consumers, cost)
 
 
 def choose_canonical(
@@ -244,11 +245,11 @@ def choose_canonical(
     scopes: Scopes,
     preferred: list[Reader] | None = None,
     consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
-) -> PlannedSet:
-    """Chooses the canonical tensor of a set's ``readers`` in one model and plans every use.
+) -> PlannedGroup:
+    """Chooses the canonical tensor of a group's ``readers`` in one model and plans every use.
 
     Args:
-        readers: the set's tensors in the model (and a foreign stand-in, if any).
+        readers: the group's tensors in the model (and a foreign stand-in, if any).
         view_nodes: every view node of the model (their outputs are readers, not uses).
         scopes: the model's graph scopes.
         preferred: the candidates to choose among (all copies of the widest tensor if none).
@@ -258,11 +259,15 @@ def choose_canonical(
     candidates = preferred or [r for r in readers if r.view_node is None and not r.derived]
     plans = [_plan_for(c, readers, view_nodes, twice, consumer_rules) for c in candidates]
 
-    def key(choice: PlannedSet) -> tuple[int, bool]:
-        canonical = choice.canonical
+    def key(planned: PlannedGroup) -> tuple[int, bool]:
+        canonical = planned.canonical
         if canonical.foreign:  # added to the main graph, which encloses every reader
-            return choice.cost, False
+            return planned.cost, False
         graph = canonical.value.graph
-        return choice.cost, not scopes.encloses(graph, choice.reading_nodes())  # type: ignore[arg-type]
+        return planned.cost, not scopes.encloses(graph, planned.reading_nodes())  # type: ignore[arg-type]
 
     return min(plans, key=key)  # min keeps graph order on ties
+
+
+#: The former name, still imported by ``variants.py``; remove once it imports ``PlannedGroup``.
+PlannedSet = PlannedGroup

@@ -34,10 +34,13 @@ __all__ = [
 
 
 def to_data(obj: Any) -> Any:
-    """Returns ``obj`` as JSON-ready data: dataclasses become dicts without their IR fields."""
+    """Returns ``obj`` as JSON-ready data: dataclasses become dicts without their IR fields.
+
+    A field's key is its name, or its ``metadata["key"]`` (``Consumer.rule_name`` is ``rule``).
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {
-            f.name: to_data(getattr(obj, f.name))
+            f.metadata.get("key", f.name): to_data(getattr(obj, f.name))
             for f in dataclasses.fields(obj)
             if not f.metadata.get("ir")
         }
@@ -50,24 +53,25 @@ def to_data(obj: Any) -> Any:
 class Consumer:
     """One use of a group's tensor: the node, which input, and the rule that rewrites it.
 
-    ``rule`` names the consumer rule (``icl_onnx.rules``) that makes the node read the
-    canonical tensor, and ``becomes`` the node's op type after it; a consumer no rule covers
-    has ``rule == ""`` and a ``reason``.
+    ``rule`` is the consumer rule (``icl_onnx.rules``) that makes the node read the canonical
+    tensor, ``rule_name`` its name (``"rule"`` in ``to_dict``, as ``scan`` prints it), and
+    ``becomes`` the node's op type after it; a consumer no rule covers has no ``rule``,
+    ``rule_name == ""`` and a ``reason``.
     """
 
     node: str
     op_type: str
     input_index: int
-    rule: str = ""  # the covering rule's name; "" when none covers it
+    rule_name: str = dataclasses.field(default="", metadata={"key": "rule"})  # "": none covers it
     becomes: str = ""  # the node's op type after the rewrite
     reason: str = ""  # why no rule covers it
     target: ir.Node | None = ir_field()  # the consumer node
-    covering: ConsumerRule | None = ir_field()  # the rule object named by ``rule``
+    rule: ConsumerRule | None = ir_field()  # the covering rule
 
     @property
     def covered(self) -> bool:
         """True when the consumer can read the canonical tensor after the rewrite."""
-        return bool(self.rule)
+        return bool(self.rule_name)
 
 
 @dataclasses.dataclass

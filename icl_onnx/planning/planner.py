@@ -2,10 +2,10 @@
 
 ``analyze(model)`` is the plan ``optimize`` applies to ``model``: it runs on the model with its
 large ``Constant`` nodes lifted (``lifting.py``; on a copy, ``model`` is not changed), finds the
-sets of copies and views (``readers.py``), chooses each set's canonical tensor and the rule of
+groups of copies and views (``readers.py``), chooses each group's canonical tensor and the rule of
 every consumer (``groups.py``, ``icl_onnx.rules``), and plans where each canonical tensor lives
 and under which name (``scopes.py``). ``plan_models`` does the same for several models at once
-and plans the sets that cross models (``crossmodel.py``) and, the first model being the base,
+and plans the groups that cross models (``crossmodel.py``) and, the first model being the base,
 the other models' tensors that are a base tensor plus a low-rank delta (``variants.py``).
 Changes nothing, prints nothing.
 """
@@ -30,8 +30,8 @@ from icl_onnx.analysis.readers import (
 )
 from icl_onnx.analysis.scopes import Scopes, function_constants
 from icl_onnx.analysis.view_nodes import find_view_nodes
-from icl_onnx.planning.crossmodel import CrossSet, plan_cross_set
-from icl_onnx.planning.groups import PlannedSet, choose_canonical, forms_group
+from icl_onnx.planning.crossmodel import PlannedCrossGroup, plan_cross_group
+from icl_onnx.planning.groups import PlannedGroup, choose_canonical, forms_group
 from icl_onnx.planning.plan import CrossGroup, ShareGroup, SharePlan
 from icl_onnx.planning.variants import plan_low_rank
 from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
@@ -51,7 +51,7 @@ class _Model:
     eligible: list[ir.Value]
     skipped: list[Skipped]
     view_nodes: set[ir.Node]
-    choices: list[PlannedSet] = dataclasses.field(default_factory=list)
+    planned: list[PlannedGroup] = dataclasses.field(default_factory=list)
 
     @classmethod
     def gather(cls, model: ir.Model, min_elements: int) -> _Model:
@@ -67,14 +67,14 @@ class _Model:
         return cls(model, scopes, eligible, skipped, set(view_nodes))
 
 
-def _only_unread_reshapes(choice: PlannedSet, consumer_rules: Sequence[ConsumerRule]) -> bool:
-    """Whether the set is a tensor and reshape views of it whose consumers no rule claims.
+def _only_unread_reshapes(group: PlannedGroup, consumer_rules: Sequence[ConsumerRule]) -> bool:
+    """Whether the group is a tensor and reshape views of it whose consumers no rule claims.
 
-    Such a set frees nothing, so it is left out of the plan rather than moving the tensor's own
-    consumers to ICL operators. A consumer a rule claims but cannot rewrite keeps the set in
+    Such a group frees nothing, so it is left out of the plan rather than moving the tensor's own
+    consumers to ICL operators. A consumer a rule claims but cannot rewrite keeps the group in
     the plan, so the reason is reported.
     """
-    members = choice.members
+    members = group.members
     reshapes = [m for m in members if m.reader.view_node is not None and m.view.shape]
     if not members or len(reshapes) != len(members):
         return False
@@ -90,10 +90,10 @@ def _only_unread_reshapes(choice: PlannedSet, consumer_rules: Sequence[ConsumerR
 def _held(info: _Model) -> tuple[set[ir.Value], set[ir.Value]]:
     """The values of ``info``'s groups: (every one, the ones the rewrite removes)."""
     held, removed = set(), set()
-    for choice in info.choices:
-        held.add(choice.canonical.value)
-        held.update(p.reader.value for p in choice.members)
-        removed.update(choice.removed_values())
+    for group in info.planned:
+        held.add(group.canonical.value)
+        held.update(p.reader.value for p in group.members)
+        removed.update(group.removed_values())
     return held, removed
 
 
@@ -107,7 +107,7 @@ def _plan_variants(
     base = infos[0]
     _, removed = _held(base)
     readable = [v for v in base.eligible if v.graph is base.model.graph and v not in removed]
-    canonical = {choice.canonical.value for choice in base.choices}
+    canonical = {group.canonical.value for group in base.planned}
     reports = []
     for index, info in enumerate(infos[1:], start=1):
         held, _ = _held(info)
@@ -122,41 +122,41 @@ def _plan_variants(
             index,
             consumer_rules,
         )
-        for planned in found:
-            origins[index][len(info.choices)] = (labels[0], 0)
-            info.choices.append(planned.choice)
-            reports.append(planned.report)
-            if planned.base_value not in canonical:  # its consumers move to ICL operators too
-                canonical.add(planned.base_value)
-                reader = Reader(planned.base_value, View(), None)
-                choice = choose_canonical(
+        for variant in found:
+            origins[index][len(info.planned)] = (labels[0], 0)
+            info.planned.append(variant.choice)
+            reports.append(variant.report)
+            if variant.base_value not in canonical:  # its consumers move to ICL operators too
+                canonical.add(variant.base_value)
+                reader = Reader(variant.base_value, View(), None)
+                planned = choose_canonical(
                     [reader], base.view_nodes, base.scopes, consumer_rules=consumer_rules
                 )
-                base.choices.append(choice)
+                base.planned.append(planned)
     return reports
 
 
 def _place(info: _Model, origins: dict[int, tuple[str, int]]) -> list[ShareGroup]:
-    """Each choice as a ShareGroup, its canonical tensor's graph and name after the rewrite.
+    """Each planned group as a ShareGroup, its canonical tensor's graph and name after the rewrite.
 
-    ``origins`` maps the index of a choice whose canonical tensor is another model's to that
+    ``origins`` maps the index of a planned group whose canonical tensor is another model's to that
     model's label and index: the rewrite adds the tensor to this model's main graph under its
     name, or with ``.m<index>`` appended while another value of the model holds that name.
     """
     scopes = info.scopes
-    scopes.release(v for choice in info.choices for v in choice.removed_values())
+    scopes.release(v for planned in info.planned for v in planned.removed_values())
     groups = []
-    for index, choice in enumerate(info.choices):
-        value = choice.canonical.value
+    for index, planned in enumerate(info.planned):
+        value = planned.canonical.value
         label = ""
         if index in origins:
             label, owner = origins[index]
             home, name = info.model.graph, scopes.free_name(value.name or "shared", f".m{owner}")
             scopes.reserve(value, name)
         else:
-            readers = {node.graph for node in choice.reading_nodes()}
-            home, name = scopes.destination(value, readers)  # type: ignore[arg-type]
-        groups.append(choice.group(name, home, label))
+            graphs = {node.graph for node in planned.reading_nodes()}
+            home, name = scopes.destination(value, graphs)  # type: ignore[arg-type]
+        groups.append(planned.report(name, home, label))
     return groups
 
 
@@ -191,8 +191,8 @@ def plan_models(
     """Plans several models together: one plan per model and the groups that cross models.
 
     The models must have their constants lifted already (``lifting.lift_constants_pass``);
-    each is analysed once, and nothing is changed. A set within one model is planned as by
-    ``plan_sharing``; a set across models as ``crossmodel.py`` describes; low-rank deltas of
+    each is analysed once, and nothing is changed. A group within one model is planned as by
+    ``plan_sharing``; a group across models as ``crossmodel.py`` describes; low-rank deltas of
     the first model's tensors as ``variants.py`` describes.
 
     Args:
@@ -207,26 +207,26 @@ def plan_models(
     model_of = {v: i for i, info in enumerate(infos) for v in info.eligible}
     eligible = [v for info in infos for v in info.eligible]
     view_nodes = [n for info in infos for n in info.view_nodes]
-    crossing: list[tuple[CrossSet, dict[int, int]]] = []
+    crossing: list[tuple[PlannedCrossGroup, dict[int, int]]] = []
     for readers in group_readers(eligible, view_nodes, model_of).values():
         if len({r.model for r in readers}) == 1:
             info = infos[readers[0].model]
             if forms_group(readers, info.view_nodes):
-                choice = choose_canonical(
+                planned = choose_canonical(
                     readers, info.view_nodes, info.scopes, consumer_rules=consumer_rules
                 )
-                if not _only_unread_reshapes(choice, consumer_rules):
-                    info.choices.append(choice)
+                if not _only_unread_reshapes(planned, consumer_rules):
+                    info.planned.append(planned)
             continue
-        cross = plan_cross_set(
+        cross = plan_cross_group(
             readers, [i.view_nodes for i in infos], [i.scopes for i in infos], consumer_rules
         )
-        for model, choice in cross.alone.items():
-            infos[model].choices.append(choice)
+        for model, planned in cross.alone.items():
+            infos[model].planned.append(planned)
         slots = {}
-        for model, choice in cross.choices.items():
-            slots[model] = len(infos[model].choices)
-            infos[model].choices.append(choice)
+        for model, planned in cross.shared.items():
+            slots[model] = len(infos[model].planned)
+            infos[model].planned.append(planned)
         if cross.crosses:
             crossing.append((cross, slots))
     origins: list[dict[int, tuple[str, int]]] = [{} for _ in infos]

@@ -5,7 +5,7 @@ way): it **matches** a use (a node, the input that holds a member of a share set
 a ``View`` of the canonical tensor, its rank), says what reading through it **costs** (the
 planner picks the canonical tensor of a set with the lowest total cost), and **rewrites** the
 node to read the canonical tensor. The planner records the covering rule of every consumer in
-the plan (``Consumer.rule`` is its name, ``Consumer.covering`` the object), and
+the plan (``Consumer.rule`` is the object, ``Consumer.rule_name`` its name), and
 ``ApplySharePlanPass`` calls that rule's ``rewrite``.
 
 The planner offers every use to the rules it is given, ``CONSUMER_RULES`` unless the caller

@@ -76,7 +76,7 @@ class ConsumerRule(abc.ABC):
     """How one consumer op reads a view of the canonical tensor: match, cost, rewrite.
 
     Attributes:
-        name: the rule's name in the plan (``Consumer.rule``, JSON and ``scan`` output).
+        name: the rule's name in the plan (``Consumer.rule_name``, JSON and ``scan`` output).
         view_parts: the ``View.parts`` the rewritten node can express; the rule never sees a
             view with any other part (another rule may claim it).
         replaces_node: whether ``rewrite`` replaces the node (``False``: it only changes an
