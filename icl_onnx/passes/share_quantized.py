@@ -16,7 +16,9 @@ import onnx_ir as ir
 
 from icl_onnx import schemas
 from icl_onnx.analysis.near_copies import QuantizedNearCopy, find_quantized_near_copies
-from icl_onnx.ops import DOMAIN, GATHER_BLOCK_QUANTIZED
+from icl_onnx.ops import GATHER_BLOCK_QUANTIZED
+from icl_onnx.rules import replace_with_icl_node
+from icl_onnx.views import View
 
 __all__ = ["ShareQuantizedPass"]
 
@@ -31,20 +33,16 @@ def _head(model: ir.Model, copy: QuantizedNearCopy) -> ir.Node | None:
     return None
 
 
-def _gather_from_head(gather: ir.Node, head: ir.Node) -> ir.Node:
-    """``IclGatherBlockQuantized(B, ids, scales[, zero_points])`` with the head's layout."""
+def _read_head(gather: ir.Node, head: ir.Node) -> None:
+    """Replaces ``gather`` by ``IclGatherBlockQuantized(B, ids, scales[, zp])`` of the head.
+
+    The new node takes the head's weight and layout (``K``, ``bits``, ``block_size``).
+    """
     attrs = {name: int(head.attributes[name].value) for name in ("K", "bits", "block_size")}
     inputs = [head.inputs[1], gather.inputs[1], head.inputs[2]]
     if len(head.inputs) > 3 and head.inputs[3] is not None:
         inputs.append(head.inputs[3])
-    return ir.Node(
-        DOMAIN,
-        GATHER_BLOCK_QUANTIZED,
-        inputs=inputs,
-        attributes=ir.convenience.convert_attributes(attrs),
-        name=gather.name,
-        num_outputs=1,
-    )
+    replace_with_icl_node(gather, GATHER_BLOCK_QUANTIZED, inputs, View(), attrs)
 
 
 class ShareQuantizedPass(ir.passes.InPlacePass):
@@ -82,13 +80,7 @@ class ShareQuantizedPass(ir.passes.InPlacePass):
                 continue
             table = model.graph.initializers[copy.table]
             for use in list(table.uses()):
-                gather = use.node
-                new = _gather_from_head(gather, head)
-                graph = gather.graph
-                assert graph is not None
-                ir.convenience.replace_nodes_and_values(
-                    graph, gather, [gather], [new], list(gather.outputs), list(new.outputs)
-                )
+                _read_head(use.node, head)
             model.graph.initializers.pop(copy.table)
             self.shared.append(copy)
             modified = True
