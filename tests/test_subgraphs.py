@@ -99,15 +99,8 @@ def assert_same_outputs(original, optimized, feed_list):
 # --- models --------------------------------------------------------------------------------------
 
 
-def if_model():
-    """Gather(w) in the main graph; one branch reads a transposed copy, the other an exact copy."""
-    then = graph(
-        "then",
-        [h.make_node("MatMul", ["x", "w_then"], ["y_then"])],
-        [],
-        [vi("y_then", [B, V])],
-        [("w_then", WT)],
-    )
+def gather_and_if(then, inputs, y_shape):
+    """Gather(w) in the main graph and If(c): ``then``, or an else branch with an exact copy."""
     other = graph(
         "else",
         [h.make_node("Gather", ["w_else", "ids"], ["y_else"])],
@@ -121,11 +114,23 @@ def if_model():
             h.make_node("Gather", ["w", "ids"], ["e"]),
             h.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other),
         ],
-        [vi("c", [], TensorProto.BOOL), vi("x", [B, H]), vi("ids", [S], TensorProto.INT64)],
-        [vi("e", [S, H]), vi("y", ["r", "k"])],
+        [vi("c", [], TensorProto.BOOL), *inputs, vi("ids", [S], TensorProto.INT64)],
+        [vi("e", [S, H]), vi("y", y_shape)],
         [("w", W)],
     )
     return model(main)
+
+
+def if_model():
+    """Gather(w) in the main graph; one branch reads a transposed copy, the other an exact copy."""
+    then = graph(
+        "then",
+        [h.make_node("MatMul", ["x", "w_then"], ["y_then"])],
+        [],
+        [vi("y_then", [B, V])],
+        [("w_then", WT)],
+    )
+    return gather_and_if(then, [vi("x", [B, H])], ["r", "k"])
 
 
 def sibling_model(clash: bool):
@@ -398,24 +403,7 @@ def test_subgraph_initializer_that_is_also_its_input_is_not_merged():
 @needs_ops
 def test_if_branch_returning_its_initializer_keeps_it():
     then = graph("then", [], [], [vi("w_then", [V, H])], [("w_then", W.copy())])
-    other = graph(
-        "else",
-        [h.make_node("Gather", ["w_else", "ids"], ["y_else"])],
-        [],
-        [vi("y_else", [S, H])],
-        [("w_else", W.copy())],
-    )
-    main = graph(
-        "main",
-        [
-            h.make_node("Gather", ["w", "ids"], ["e"]),
-            h.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other),
-        ],
-        [vi("c", [], TensorProto.BOOL), vi("ids", [S], TensorProto.INT64)],
-        [vi("e", [S, H]), vi("y", ["r", H])],
-        [("w", W)],
-    )
-    original = model(main)
+    original = gather_and_if(then, [], ["r", H])
     plan, m, optimized = optimize(original)
     assert ("w_then", "output of subgraph then") in [(s.name, s.reason) for s in plan.skipped]
     assert initializers(m) == {"main": ["w"], "then": ["w_then"], "else": []}
