@@ -163,6 +163,20 @@ def sibling_model(clash: bool):
     return model(main)
 
 
+def loop_body(*nodes):
+    """A Loop body: ``nodes`` compute ``yb`` from ``xc``; ``cond`` and ``xc`` pass through."""
+    return graph(
+        "body",
+        [
+            *nodes,
+            h.make_node("Identity", ["cond"], ["cond_out"]),
+            h.make_node("Identity", ["xc"], ["xc_out"]),
+        ],
+        [vi("i", [], TensorProto.INT64), vi("cond", [], TensorProto.BOOL), vi("xc", [B, H])],
+        [vi("cond_out", [], TensorProto.BOOL), vi("xc_out", [B, H]), vi("yb", [B, V])],
+    )
+
+
 def nested_model():
     """A Loop body holds an If whose branches each hold a private copy of W^T."""
 
@@ -170,17 +184,8 @@ def nested_model():
         nodes = [h.make_node("MatMul", ["xc", f"w_{name}"], [f"y_{name}"])]
         return graph(name, nodes, [], [vi(f"y_{name}", [B, V])], [(f"w_{name}", WT.copy())])
 
-    body = graph(
-        "body",
-        [
-            h.make_node(
-                "If", ["c"], ["yb"], then_branch=branch("then"), else_branch=branch("else")
-            ),
-            h.make_node("Identity", ["cond"], ["cond_out"]),
-            h.make_node("Identity", ["xc"], ["xc_out"]),
-        ],
-        [vi("i", [], TensorProto.INT64), vi("cond", [], TensorProto.BOOL), vi("xc", [B, H])],
-        [vi("cond_out", [], TensorProto.BOOL), vi("xc_out", [B, H]), vi("yb", [B, V])],
+    body = loop_body(
+        h.make_node("If", ["c"], ["yb"], then_branch=branch("then"), else_branch=branch("else"))
     )
     main = graph(
         "main",
@@ -194,17 +199,7 @@ def nested_model():
 def loop_model():
     """A Loop body whose Constant node holds a transposed copy of the main graph's W."""
     constant = h.make_node("Constant", [], ["wc"], value=nh.from_array(WT, "wc"))
-    body = graph(
-        "body",
-        [
-            constant,
-            h.make_node("MatMul", ["xc", "wc"], ["yb"]),
-            h.make_node("Identity", ["cond"], ["cond_out"]),
-            h.make_node("Identity", ["xc"], ["xc_out"]),
-        ],
-        [vi("i", [], TensorProto.INT64), vi("cond", [], TensorProto.BOOL), vi("xc", [B, H])],
-        [vi("cond_out", [], TensorProto.BOOL), vi("xc_out", [B, H]), vi("yb", [B, V])],
-    )
+    body = loop_body(constant, h.make_node("MatMul", ["xc", "wc"], ["yb"]))
     main = graph(
         "main",
         [
