@@ -105,16 +105,28 @@ CASES = [
 ]
 
 
+needs_ort_cuda = pytest.mark.skipif(
+    "CUDAExecutionProvider" not in ort.get_available_providers(),
+    reason="needs onnxruntime-gpu (CUDAExecutionProvider) and a GPU",
+)
+#: The kernels' providers; the CUDA one needs a GPU.
+PROVIDERS = [
+    pytest.param("CPUExecutionProvider", id="cpu"),
+    pytest.param("CUDAExecutionProvider", id="cuda", marks=[pytest.mark.gpu, needs_ort_cuda]),
+]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("bits,block_size,k,n", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("symmetric", [True, False], ids=["no_zero_points", "zero_points"])
-def test_cpu_kernel_equals_reference_bit_for_bit(bits, block_size, k, n, dtype, symmetric):
+def test_kernel_equals_reference_bit_for_bit(bits, block_size, k, n, dtype, symmetric, provider):
     b, scales, zero_points = table(n, k, bits, block_size, dtype, symmetric, seed=k + n)
     indices = np.array([[0, n - 1, -1], [2, -n, 1]], dtype=np.int64)
     attrs = {"K": k, "bits": bits, "block_size": block_size}
     expected = reference.icl_gather_block_quantized(b, indices, scales, zero_points, **attrs)
     assert expected.shape == (2, 3, k) and expected.dtype == dtype
-    got = icl_gather(b, indices, scales, zero_points, **attrs)
+    got = icl_gather(b, indices, scales, zero_points, provider, **attrs)
     assert same_bits(got, expected)
     got32 = icl_gather(b, indices.astype(np.int32), scales, zero_points, **attrs)
     assert same_bits(got32, expected)
@@ -255,26 +267,7 @@ def test_onnx_reference_evaluator_runs_the_op():
     assert same_bits(got, icl_gather(b, indices, scales, zero_points, K=40, bits=8, block_size=16))
 
 
-# --- CUDA: the same values and the same index error, in an ORT CUDA session ----------------
-
-needs_ort_cuda = pytest.mark.skipif(
-    "CUDAExecutionProvider" not in ort.get_available_providers(),
-    reason="needs onnxruntime-gpu (CUDAExecutionProvider) and a GPU",
-)
-
-
-@pytest.mark.gpu
-@needs_ort_cuda
-@pytest.mark.parametrize("bits,block_size,k,n", CASES)
-@pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("symmetric", [True, False], ids=["no_zero_points", "zero_points"])
-def test_cuda_kernel_equals_reference_bit_for_bit(bits, block_size, k, n, dtype, symmetric):
-    b, scales, zero_points = table(n, k, bits, block_size, dtype, symmetric, seed=k + n)
-    indices = np.array([[0, n - 1, -1], [2, -n, 1]], dtype=np.int64)
-    attrs = {"K": k, "bits": bits, "block_size": block_size}
-    expected = reference.icl_gather_block_quantized(b, indices, scales, zero_points, **attrs)
-    got = icl_gather(b, indices, scales, zero_points, "CUDAExecutionProvider", **attrs)
-    assert same_bits(got, expected)
+# --- CUDA: the same index error, in an ORT CUDA session (values: the tests above) ----------
 
 
 @pytest.mark.gpu
