@@ -42,6 +42,24 @@ def head(bits: int, block: int, symmetric: bool, seed: int = 0):
     return w, b, scales.reshape(N, -1), zero_points, layout
 
 
+def lm_model(name: str, nodes, inits) -> onnx.ModelProto:
+    """A graph of ``nodes`` from ``ids`` [s] and ``x`` [1, K] to ``emb`` [s, K] and ``logits``."""
+    graph = h.make_graph(
+        nodes,
+        name,
+        [
+            h.make_tensor_value_info("ids", TensorProto.INT64, ["s"]),
+            h.make_tensor_value_info("x", TensorProto.FLOAT, [1, K]),
+        ],
+        [
+            h.make_tensor_value_info("emb", TensorProto.FLOAT, ["s", K]),
+            h.make_tensor_value_info("logits", TensorProto.FLOAT, [1, N]),
+        ],
+        inits,
+    )
+    return h.make_model(graph, opset_imports=OPSETS)
+
+
 def genai_like(bits: int = 4, block: int = 32, symmetric: bool = True) -> onnx.ModelProto:
     """The GenAI builder's tied int4/int8 pattern: MatMulNBits(B) and Reshape(B) -> GBQ."""
     _, b, scales, zero_points, layout = head(bits, block, symmetric)
@@ -75,20 +93,7 @@ def genai_like(bits: int = 4, block: int = 32, symmetric: bool = True) -> onnx.M
     ]
     if zero_points is not None:
         inits.append(nh.from_array(zero_points.reshape(N, -1), "zp"))
-    graph = h.make_graph(
-        nodes,
-        "genai_like",
-        [
-            h.make_tensor_value_info("ids", TensorProto.INT64, ["s"]),
-            h.make_tensor_value_info("x", TensorProto.FLOAT, [1, K]),
-        ],
-        [
-            h.make_tensor_value_info("emb", TensorProto.FLOAT, ["s", K]),
-            h.make_tensor_value_info("logits", TensorProto.FLOAT, [1, N]),
-        ],
-        inits,
-    )
-    return h.make_model(graph, opset_imports=OPSETS)
+    return lm_model("genai_like", nodes, inits)
 
 
 def ort_graph_initializer_bytes(path: str, folder) -> dict[str, int]:
@@ -262,24 +267,8 @@ def untied(bits: int = 4, block: int = 32, table_scale: float = 1.0) -> onnx.Mod
             block_size=block,
         ),
     ]
-    graph = h.make_graph(
-        nodes,
-        "untied",
-        [
-            h.make_tensor_value_info("ids", TensorProto.INT64, ["s"]),
-            h.make_tensor_value_info("x", TensorProto.FLOAT, [1, K]),
-        ],
-        [
-            h.make_tensor_value_info("emb", TensorProto.FLOAT, ["s", K]),
-            h.make_tensor_value_info("logits", TensorProto.FLOAT, [1, N]),
-        ],
-        [
-            nh.from_array(w * table_scale, "table"),
-            nh.from_array(b, "B"),
-            nh.from_array(scales, "scales"),
-        ],
-    )
-    return h.make_model(graph, opset_imports=OPSETS)
+    inits = [nh.from_array(w * table_scale, "table"), nh.from_array(b, "B")]
+    return lm_model("untied", nodes, [*inits, nh.from_array(scales, "scales")])
 
 
 @pytest.mark.parametrize("bits", [4, 8])
