@@ -34,6 +34,10 @@ def test_scan_json_reports_groups_and_bytes(tied, capsys):
     (group,) = data["groups"]
     assert group["canonical"] == "emb"
     assert group["members"][0]["kind"] == "transpose"
+    (consumer,) = group["members"][0]["consumers"]
+    # Consumer.rule_name is written under "rule"; the rule object itself is not serialised.
+    assert (consumer["rule"], consumer["becomes"]) == ("matmul", "IclMatMul")
+    assert "rule_name" not in consumer
     assert data["freed_bytes"] == W.nbytes
 
 
