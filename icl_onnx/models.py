@@ -101,10 +101,12 @@ def llama_config(
     max_positions: int = 2048,
     tied: bool = True,
     use_cache: bool = False,
+    intermediate: int | None = None,
 ) -> Any:
     """The ``transformers.LlamaConfig`` every Llama-style model here is built from.
 
-    MLP width ``2 * hidden``, as many key/value heads as heads, eager attention.
+    MLP width ``2 * hidden`` unless ``intermediate`` is given, as many key/value heads as heads,
+    eager attention.
 
     Args:
         hidden: hidden size (a multiple of ``heads``).
@@ -114,13 +116,14 @@ def llama_config(
         max_positions: ``max_position_embeddings``.
         tied: ``tie_word_embeddings``.
         use_cache: ``use_cache`` (a KV cache in the forward pass).
+        intermediate: the MLP width (``2 * hidden`` when None).
     """
     import transformers
 
     return transformers.LlamaConfig(
         vocab_size=vocab,
         hidden_size=hidden,
-        intermediate_size=2 * hidden,
+        intermediate_size=2 * hidden if intermediate is None else intermediate,
         num_hidden_layers=layers,
         num_attention_heads=heads,
         num_key_value_heads=heads,

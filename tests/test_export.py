@@ -14,7 +14,7 @@ from icl_onnx import verified_export
 from icl_onnx.cli.main import main
 from icl_onnx.errors import IclArgumentError, IclUserError
 from icl_onnx.hf_folder import infer_task
-from icl_onnx.models import build_model
+from icl_onnx.models import build_model, llama_config
 from icl_onnx.torch_export import export_onnx, flatten_outputs
 from icl_onnx.verified_export import ExportMismatchError
 
@@ -31,6 +31,14 @@ def _initializers(path) -> dict[str, np.ndarray]:
 
 def _consumers(model: onnx.ModelProto, name: str) -> list[onnx.NodeProto]:
     return [n for n in model.graph.node if name in n.input]
+
+
+def test_llama_config_mlp_is_twice_hidden_unless_a_width_is_given():
+    default = llama_config(64, 100, 2, 4)
+    wide = llama_config(64, 100, 2, 4, tied=False, intermediate=176)
+    assert (default.intermediate_size, default.tie_word_embeddings) == (128, True)
+    assert (wide.intermediate_size, wide.tie_word_embeddings) == (176, False)
+    assert default.num_key_value_heads == default.num_attention_heads == 4
 
 
 @pytest.mark.parametrize(
