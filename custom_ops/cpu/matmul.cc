@@ -31,14 +31,14 @@ namespace {
 
 // Up to this many rows of A, RowDot beats the GEMM that follows it (one core, K=768,
 // N=30000, GFLOP/s RowDot vs WideGemm: 8 rows 56 vs 42, 12 rows 61 vs 60, 16 rows 69 vs 80,
-// 32 rows 79 vs 95). With AVX2 only, WideGemm takes over sooner (Zen 4, one core, loaded
-// machine, lowest of 8-12 runs, ms RowDot vs WideGemm: 8 rows, K=768, N=3072: 0.85-1.07 vs
-// 0.52; K=3072, N=768: 0.93 vs 0.82; K=768, N=32000: 17.3 vs 6.0; 16 rows, K=768, N=3072:
-// 1.71-1.82 vs 0.76-0.87; 5 to 7 rows mixed); the portable build has no WideGemm.
+// 32 rows 79 vs 95). With AVX2 only, the same boundary (benchmarks/bench_matmul.py with
+// ICL_CPU_ISA=avx2, one thread, loaded machine, WideGemm's time / RowDot's, alternated:
+// K=768, N=3072: 16 rows 0.58, 12 rows 1.06, 8 rows 1.13; K=3072, N=768: 12 rows 1.21, 8
+// rows 1.34; K=768, N=32000, 16 rows 0.66); the portable build has no WideGemm.
 int64_t RowDotMaxRows() {
   switch (CpuIsa()) {
-    case Isa::kAvx512: return 12;
-    case Isa::kAvx2: return 7;
+    case Isa::kAvx512:
+    case Isa::kAvx2: return 12;
     default: return INT64_MAX;  // no WideGemm
   }
 }
