@@ -145,6 +145,17 @@ def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view, k):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("rows", [16, 20, 70])
+@pytest.mark.parametrize("k", [512, 1024])
+def test_transposed_matmul_with_rows_of_w_pages_apart_matches_reference(rows, k):
+    # float32 W rows 2 KB or 4 KB apart alias in L1, so the GEMM copies each block of them
+    # into a padded buffer first (wide_gemm_impl.h, RowsAlias); N=100 leaves a partial block.
+    a = random((rows, k), FLOAT, seed=7)
+    w = random((100, k), FLOAT, seed=8)
+    attrs = {"transpose": 1, "scale": 0.5}
+    assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
+
+
 def test_matmul_with_empty_inner_dimension_gives_the_bias():
     a = np.zeros((4, 0), np.float32)
     w = np.zeros((0, 6), np.float32)

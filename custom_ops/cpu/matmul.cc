@@ -31,12 +31,14 @@ namespace {
 
 // Up to this many rows of A, RowDot beats the GEMM that follows it (one core, K=768,
 // N=30000, GFLOP/s RowDot vs WideGemm: 8 rows 56 vs 42, 12 rows 61 vs 60, 16 rows 69 vs 80,
-// 32 rows 79 vs 95). With AVX2 only, WideGemm's tiles are half as wide and RowDot stays
-// ahead for longer; the portable build has no WideGemm.
+// 32 rows 79 vs 95). With AVX2 only, the same boundary (benchmarks/bench_matmul.py with
+// ICL_CPU_ISA=avx2, one thread, loaded machine, WideGemm's time / RowDot's, alternated:
+// K=768, N=3072: 16 rows 0.58, 12 rows 1.06, 8 rows 1.13; K=3072, N=768: 12 rows 1.21, 8
+// rows 1.34; K=768, N=32000, 16 rows 0.66); the portable build has no WideGemm.
 int64_t RowDotMaxRows() {
   switch (CpuIsa()) {
-    case Isa::kAvx512: return 12;
-    case Isa::kAvx2: return 24;
+    case Isa::kAvx512:
+    case Isa::kAvx2: return 12;
     default: return INT64_MAX;  // no WideGemm
   }
 }
@@ -44,13 +46,13 @@ int64_t RowDotMaxRows() {
 // are larger so that the per-task set-up (packing, transposing W) is amortised.
 constexpr int64_t kRowDotChunk = 128;
 constexpr int64_t kGemmChunk = 512;
-// The plain view with more rows of A than one PanelGemm tile: a narrow W is split into at least
-// four tasks of whole 64-column panels so that two threads balance (N=768: 4 of 192 columns,
-// not 512 + 256: 1.44 against 1.56 ms at M=128, K=768), a wide one into tasks of 512 columns
-// (smaller tasks lose PanelGemm's prefetch of the next panel: M=16, K=768, N=30000, 10.7 ms
-// in tasks of 128 columns against 8.6 in tasks of 512). With one tile (and for WideGemm)
-// tasks of 512 columns measured no slower (M=3..6, K=3072, N=768, loaded machine: tasks of
-// 192 columns took 1.0 to 1.24 times as long as 512 + 256).
+// The plain view with more rows of A than one PanelGemm tile, and WideGemm: a narrow W is
+// split into at least four tasks of whole 64-column panels so that two threads balance
+// (N=768: 4 of 192 columns, not 512 + 256: 1.44 against 1.56 ms at M=128, K=768), a wide one
+// into tasks of 512 columns (smaller tasks lose PanelGemm's prefetch of the next panel: M=16,
+// K=768, N=30000, 10.7 ms in tasks of 128 columns against 8.6 in tasks of 512). With one
+// PanelGemm tile tasks of 512 columns measured no slower (M=3..6, K=3072, N=768, loaded
+// machine: tasks of 192 columns took 1.0 to 1.24 times as long as 512 + 256).
 constexpr int64_t kPanelGemmTileRows = 6;  // Simd::kRows of every PanelGemm build
 int64_t PanelGemmChunk(int64_t n) {
   const int64_t quarter = (n + 3) / 4;
@@ -147,13 +149,20 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   }
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
-  if (wide) PackA(p.a, p.m, p.k, p.k, packed);
+  if (wide) {
+    packed.m = p.m;
+    packed.k = p.k;
+    packed.data = ThreadScratch(ScratchSlot::kPackedA, static_cast<size_t>(PackedASize(p.m, p.k)));
+    Ort::Status status = ParallelFor(context, PackedATiles(p.m),
+                                     [&](int64_t t) { PackATile(p.a, p.k, t, packed); });
+    if (!status.IsOK()) return status;
+  }
   int64_t chunk = kGemmChunk;
   if (row_dot) {
     chunk = kRowDotChunk;
   } else if (!p.view.transposed && PanelGemmAxpy(p.m, p.k * p.view.ld * SizeOf(p.w_type))) {
     chunk = AxpyChunk(p.m, n);
-  } else if (!p.view.transposed && p.m > kPanelGemmTileRows) {
+  } else if (wide || p.m > kPanelGemmTileRows) {
     chunk = PanelGemmChunk(n);
   }
   const int64_t tasks = ChunkCount(n, chunk);

@@ -8,17 +8,17 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
 
 #include "cpu/element.h"
 
 namespace icl::cpu {
 
-// A[m, k] repacked for WideGemm: tile t holds rows [T t, T t + width) as [k][width], width a
-// multiple of the vector width L (zero-padded) and T for every tile but the last (L = 16 and
-// T = 64 with AVX-512, L = 8 and T = 24 with AVX2).
+// A[m, k] repacked for WideGemm: tile t holds rows [T t, T t + width) as [k][width] from
+// data + T t k, width a multiple of the vector width L (zero-padded) and T for every tile but
+// the last (L = 16 and T = 64 with AVX-512, L = 8 and T = 24 with AVX2). The caller owns
+// data (PackedASize floats).
 struct PackedA {
-  std::vector<float> data;
+  float* data = nullptr;
   int64_t m = 0;
   int64_t k = 0;
 };
@@ -26,8 +26,13 @@ struct PackedA {
 // True when the CPU has what WideGemm needs (AVX2 + FMA + F16C at least).
 bool WideGemmAvailable();
 
-// Packs row-major A[m, k] (row stride lda).
-void PackA(const float* a, int64_t m, int64_t k, int64_t lda, PackedA& out);
+// Floats that PackedA::data needs for A[m, k], and the number of its tiles.
+int64_t PackedASize(int64_t m, int64_t k);
+int64_t PackedATiles(int64_t m);
+
+// Packs tile t of row-major A[m, k] (row stride lda) into out (whose data, m and k are set);
+// the tiles are independent, so that threads can pack them at once.
+void PackATile(const float* a, int64_t lda, int64_t t, const PackedA& out);
 
 // y[i * ldy + j] = alpha * sum_k A[i, k] * W_j[k] for i < a.m, j < rows, where W_j starts at
 // element j * ldw of `w` (of type w_type). Single-threaded: callers split the rows of W.
