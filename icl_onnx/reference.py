@@ -86,7 +86,7 @@ def _per_variant_rows(a, base, u, v, variant_ids, delta_transpose: int) -> np.nd
     if u is None or v is None or u.ndim != 3 or v.ndim != 3:
         raise ValueError("variant_ids needs U and V stacked per variant (3-D)")
     ids = np.asarray(variant_ids).reshape(-1)
-    rows = a.reshape(-1, a.shape[-1]).astype(np.float32)
+    rows = a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1]).astype(np.float32)  # K may be 0
     if ids.size == 0 or rows.shape[0] % ids.size:
         raise ValueError(f"{rows.shape[0]} rows of A do not split into {ids.size} batch rows")
     if ((ids < 0) | (ids >= u.shape[0])).any():

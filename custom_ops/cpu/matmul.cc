@@ -138,13 +138,18 @@ Ort::Status LowRankLeftProducts(OrtKernelContext* context, const MatMulProblem& 
     for (int64_t r0 = 0; r0 < group.rows.size(); r0 += kLowRankRows) tasks.push_back({g, r0});
   }
   left.resize(static_cast<size_t>(total));
-  // L per group: U itself, or V transposed (a copy of rank x K per group).
+  // L per group: U itself, or V transposed (a copy of rank x K per group, made in parallel:
+  // a pass over the thread pool costs a wake-up, so only when there is a copy to make).
   std::vector<std::vector<float>> transposed(static_cast<size_t>(groups));
   std::vector<const float*> l(static_cast<size_t>(groups));
-  Ort::Status status = ParallelFor(context, groups, [&](int64_t g) {
-    l[g] = LowRankLeftMatrix(p.deltas[g].term, transposed[g]);
-  });
-  if (!status.IsOK()) return status;
+  auto left_matrix = [&](int64_t g) { l[g] = LowRankLeftMatrix(p.deltas[g].term, transposed[g]); };
+  if (p.deltas[0].term.transposed) {
+    if (Ort::Status status = ParallelFor(context, groups, left_matrix); !status.IsOK()) {
+      return status;
+    }
+  } else {
+    for (int64_t g = 0; g < groups; ++g) left_matrix(g);
+  }
   return ParallelFor(context, static_cast<int64_t>(tasks.size()), [&](int64_t t) {
     const LowRankGroup& group = p.deltas[tasks[t].group];
     const int64_t r0 = tasks[t].row0;

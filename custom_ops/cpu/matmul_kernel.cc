@@ -70,14 +70,19 @@ Ort::Status MatMulKernel::Compute(OrtKernelContext* context) {
   const int64_t groups = static_cast<int64_t>(rows.size());
   p.deltas.resize(rows.size());
   std::vector<std::vector<float>> u_float(rows.size()), v_float(rows.size());
-  Ort::Status status = ParallelFor(context, groups, [&](int64_t g) {
+  auto term = [&](int64_t g) {
     const void* u = Advance(call.u, variants[g] * call.VariantUElements(), call.w_type);
     const void* v = Advance(call.v, variants[g] * call.VariantVElements(), call.w_type);
     p.deltas[g].term = ToLowRankTerm(u, v, call.w_type, call.view, call.rank,
                                      call.delta_transposed, u_float[g], v_float[g]);
     p.deltas[g].rows = std::move(rows[g]);
-  });
-  if (!status.IsOK()) return status;
+  };
+  // 16-bit factors are widened in parallel; float32 ones are only pointed at.
+  if (call.w_type != ElemType::kFloat) {
+    if (Ort::Status status = ParallelFor(context, groups, term); !status.IsOK()) return status;
+  } else {
+    for (int64_t g = 0; g < groups; ++g) term(g);
+  }
   return RunMatMul(context, p);
 }
 
