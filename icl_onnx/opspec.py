@@ -170,11 +170,18 @@ SPECS: tuple[OpSpec, ...] = (
             Param("W", "TW", "Stored weight, 2-D."),
             Param("bias", "T", "Bias [N].", optional=True),
             *_factors(),
+            Param(
+                "variant_ids",
+                "Tvar",
+                "Per batch row, which stacked pair of factors it reads [B]; U, V then 3-D.",
+                optional=True,
+            ),
         ),
         outputs=(Param("Y", "T", "Result [..., N]."),),
         types=(
             TypeConstraint("T", _FLOATS, "Compute type: A, bias and Y."),
             TypeConstraint("TW", _FLOATS, "Storage type of W and of the factors."),
+            TypeConstraint("Tvar", ("int64",), "Variant index type."),
         ),
         attributes=(*VIEW_ATTRIBUTES, DELTA_TRANSPOSE),
         infer=_infer_matmul,

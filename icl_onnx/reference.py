@@ -60,16 +60,43 @@ def icl_matmul(
     bias: np.ndarray | None = None,
     u: np.ndarray | None = None,
     v: np.ndarray | None = None,
+    variant_ids: np.ndarray | None = None,
     delta_transpose: int = 0,
     **attrs,
 ) -> np.ndarray:
-    """Returns ``a @ (view(w) + delta) + bias`` with ``a``'s dtype (delta from ``u``, ``v``)."""
+    """Returns ``a @ (view(w) + delta) + bias`` with ``a``'s dtype (delta from ``u``, ``v``).
+
+    With ``variant_ids`` [B], ``u`` and ``v`` stack one pair of factors per variant on a first
+    axis, and batch row ``b`` (``a``'s rows taken in order, ``rows / B`` per batch row) is
+    multiplied by ``view(w) + delta(u[variant_ids[b]], v[variant_ids[b]])``.
+    """
     ViewAttrs.from_attrs({**attrs, "delta_transpose": delta_transpose})  # checks it
-    weight = _with_delta(view(w, **attrs), u, v, delta_transpose)
-    y = a.astype(np.float32) @ weight
+    base = view(w, **attrs)
+    if variant_ids is None:
+        y = a.astype(np.float32) @ _with_delta(base, u, v, delta_transpose)
+    else:
+        y = _per_variant_rows(a, base, u, v, variant_ids, delta_transpose)
     if bias is not None:
         y = y + bias.astype(np.float32)
     return y.astype(a.dtype)
+
+
+def _per_variant_rows(a, base, u, v, variant_ids, delta_transpose: int) -> np.ndarray:
+    """``a``'s rows in ``len(variant_ids)`` equal blocks, block b through variant ``ids[b]``."""
+    if u is None or v is None or u.ndim != 3 or v.ndim != 3:
+        raise ValueError("variant_ids needs U and V stacked per variant (3-D)")
+    ids = np.asarray(variant_ids).reshape(-1)
+    rows = a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1]).astype(np.float32)  # K may be 0
+    if ids.size == 0 or rows.shape[0] % ids.size:
+        raise ValueError(f"{rows.shape[0]} rows of A do not split into {ids.size} batch rows")
+    if ((ids < 0) | (ids >= u.shape[0])).any():
+        raise ValueError(f"a variant id is outside [0, {u.shape[0]})")
+    per_row = rows.shape[0] // ids.size
+    out = np.empty((rows.shape[0], base.shape[1]), np.float32)
+    for b, k in enumerate(ids):
+        block = slice(b * per_row, (b + 1) * per_row)
+        out[block] = rows[block] @ (base + low_rank_delta(u[k], v[k], delta_transpose))
+    return out.reshape(*a.shape[:-1], base.shape[1])
 
 
 def icl_gather(

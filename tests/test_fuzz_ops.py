@@ -353,7 +353,70 @@ def matmul_case(rng: np.random.Generator, seed: int, number: int, hostile: bool)
     elif factors:
         inputs.append(Input(""))
     inputs += factors
+    if not huge and problem is None and rng.random() < 0.5:
+        inputs, problem = _variant_rows(rng, inputs, int(np.prod(lead)))
     return Case(seed, number, "IclMatMul", attrs, inputs, a_type, problem, exact=False)
+
+
+def _variant_rows(
+    rng: np.random.Generator, inputs: list[Input], m: int
+) -> tuple[list[Input], str | None]:
+    """A valid IclMatMul case's inputs with variant_ids (factors stacked per variant), or with
+    one thing the docs refuse about them; returns the inputs and why they are refused, or None.
+    The draws come after all of matmul_case's, so that the cases without ids stay as they were."""
+    inputs = list(inputs)
+    if len(inputs) == 2:
+        inputs.append(Input(""))
+    factors = inputs[3:]
+    kind = int(_pick(rng, [0] * 12 + [1, 2, 3, 4, 5, 6, 7, 8, 9]))  # mostly valid
+    if not factors:  # no term: ids alone are refused, else the case stays as it is
+        if kind == 0:
+            return inputs[:2] if inputs[2].name == "" else inputs, None
+        ids = Input("ids", np.zeros(1, np.int64), INT64)
+        return [*inputs[:3], Input(""), Input(""), ids], "variant_ids without U and V"
+    u, v = factors
+    variants = int(_pick(rng, [1, 2, 3, 5]))
+    stacked = [u.value[None], v.value[None]]
+    for f in (0, 1):  # the other variants' factors; variant 0 sometimes zero, as a base
+        more = _floats(rng, (variants - 1, *stacked[f].shape[1:]), u.onnx_type)
+        stacked[f] = np.concatenate([stacked[f], more])
+        if rng.random() < 0.3:
+            stacked[f][0] = 0
+    divisors = [d for d in range(1, m + 1) if m % d == 0] or [1, 2, 3]
+    batch = int(_pick(rng, divisors))
+    ids = rng.integers(0, variants, batch).astype(np.int64)
+    problem = None
+    if kind == 1:
+        ids[int(rng.integers(batch))] = int(_pick(rng, [variants, -1, *EXTREMES]))
+        problem = "a variant id outside [0, NV)"
+    elif kind == 2 and m > 0:
+        ids = rng.integers(0, variants, m + 1).astype(np.int64)
+        problem = "A's rows do not split into B batch rows"
+    elif kind == 3:
+        stacked[1] = stacked[1][: variants - 1] if variants > 1 else stacked[1][[0, 0]]
+        problem = "U and V stack different numbers of variants"
+    elif kind == 4:
+        stacked = [u.value, v.value]
+        problem = "variant_ids with 2-D factors"
+    elif kind == 5:
+        stacked[0] = stacked[0][:, :, :-1]
+        problem = "U and V disagree on the rank per variant"
+    elif kind == 6:
+        ids = ids.reshape(batch, 1)
+        problem = "variant_ids is not 1-D"
+    elif kind == 7:
+        ids = ids[:0]
+        problem = "variant_ids is empty"
+    elif kind == 8:
+        ids = ids.astype(np.int32)
+        problem = "variant_ids is not int64"
+    elif kind == 9:
+        ids = None
+        problem = "3-D factors without variant_ids"
+    inputs[3:] = [Input("U", stacked[0], u.onnx_type), Input("V", stacked[1], v.onnx_type)]
+    if ids is not None:
+        inputs.append(Input("ids", ids, INT32 if ids.dtype == np.int32 else INT64))
+    return inputs, problem
 
 
 def gather_case(rng: np.random.Generator, seed: int, number: int, hostile: bool) -> Case:
@@ -486,8 +549,9 @@ def _reference(case: Case) -> np.ndarray:
     optional = [values.get(name) for name in ("U", "V")]
     if case.op == "IclMatMul":
         return reference.icl_matmul(
-            values["A"], values["W"], values.get("bias"), *optional, **case.attrs
-        )
+            values["A"], values["W"], values.get("bias"), *optional, values.get("ids"),
+            **case.attrs,
+        )  # fmt: skip
     if case.op == "IclGather":
         return reference.icl_gather(values["W"], values["I"], *optional, **case.attrs)
     return reference.icl_gather_block_quantized(
@@ -720,6 +784,11 @@ def test_every_case_kind_is_generated():
         "scales of the wrong length",
         "block_size that does not fit B",
         "zero_points of the wrong length",
+        "a variant id outside [0, NV)",
+        "A's rows do not split into B batch rows",
+        "U and V stack different numbers of variants",
+        "variant_ids without U and V",
+        "3-D factors without variant_ids",
     ):
         assert expected_problem in problems
     index_values = np.concatenate(
@@ -731,6 +800,8 @@ def test_every_case_kind_is_generated():
         assert ("IclMatMul", "A", t) in types and ("IclGather", "W", t) in types
         assert ("IclGatherBlockQuantized", "S", t) in types
     assert any(i.value.size == 0 for c in cases for i in c.inputs if i.name)
+    valid_ids = [c for c in cases if not c.problem and any(i.name == "ids" for i in c.inputs)]
+    assert len(valid_ids) > 50  # mixed batches whose numbers are checked
     assert make_case(SEED, 7).describe() == make_case(SEED, 7).describe()  # reproducible
 
 

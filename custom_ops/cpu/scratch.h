@@ -16,12 +16,14 @@ enum class ScratchSlot {
   kLowRankOut = 4,
   kPanel = 5,
   kPackedA = 6,  // the calling thread's A packed for WideGemm, read by every task of the call
+  kLowRankRows = 7,
+  kCount = 8,  // how many slots there are
 };
 
 // Returns at least `n` floats owned by the calling thread, valid until its next call with the
 // same slot. May throw std::bad_alloc.
 inline float* ThreadScratch(ScratchSlot slot, size_t n) {
-  thread_local std::vector<float> buffers[7];
+  thread_local std::vector<float> buffers[static_cast<int>(ScratchSlot::kCount)];
   std::vector<float>& b = buffers[static_cast<int>(slot)];
   if (b.size() < n) b.resize(n);
   return b.data();
