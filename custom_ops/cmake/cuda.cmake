@@ -1,7 +1,8 @@
 # The CUDA part of the op library, or cuda/stub.cc when CUDA is off or nvcc is missing.
 #   icl_cuda_kernels  OBJECT: the kernels and their launchers (cuda/*.cu, compiled by nvcc), the
-#                     host side of the launches (cuda/matmul_impl.cc: the cuBLAS GEMMs) and the
-#                     run-time cuBLAS loader (cuda/cublas.cc), both compiled as C++, shared by
+#                     host side of the launches (cuda/*_impl.cc, e.g. matmul_impl.cc: the cuBLAS
+#                     GEMMs) and the run-time cuBLAS loader (cuda/cublas.cc), both compiled as
+#                     C++ (cuda/boundary.cuh says what goes where), shared by
 #   icl_ops           (+ cuda/register.cc: the CUDAExecutionProvider kernels) and
 #   icl_cuda_harness  SHARED, test-only: a C API over the launchers for ctypes tests and
 #                     benchmarks, and the CUDA kernels' Create and input front end behind CPU ops
@@ -26,9 +27,9 @@ set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 set(CMAKE_CUDA_VISIBILITY_PRESET hidden)
 
 set(_icl_cuda_dir ${CMAKE_CURRENT_SOURCE_DIR}/cuda)
-file(GLOB ICL_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS ${_icl_cuda_dir}/*.cu)
-add_library(icl_cuda_kernels OBJECT ${ICL_CUDA_KERNEL_SOURCES} ${_icl_cuda_dir}/cublas.cc
-  ${_icl_cuda_dir}/matmul_impl.cc)
+file(GLOB ICL_CUDA_KERNEL_SOURCES CONFIGURE_DEPENDS ${_icl_cuda_dir}/*.cu
+  ${_icl_cuda_dir}/*_impl.cc)
+add_library(icl_cuda_kernels OBJECT ${ICL_CUDA_KERNEL_SOURCES} ${_icl_cuda_dir}/cublas.cc)
 target_include_directories(icl_cuda_kernels PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_options(icl_cuda_kernels PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-O3 --expt-relaxed-constexpr -Xcompiler=-Wall>

@@ -18,8 +18,9 @@
 //     file calls none of it, nor any inline function whose signature or body uses it: an inline
 //     function compiled on both sides must be the same code on both.
 //  3. Host logic that needs the library (messages, cuBLAS through cuda/cublas.h, caches) goes in
-//     a .cc file beside the kernels, compiled with the rest: cuda/matmul_impl.cc runs the cuBLAS
-//     GEMMs and calls LaunchConvert2D (cuda/convert_impl.cuh) for the conversions.
+//     a cuda/*_impl.cc file, compiled with the rest (cmake/cuda.cmake takes every one): e.g.
+//     cuda/matmul_impl.cc runs the cuBLAS GEMMs and calls LaunchConvert2D
+//     (cuda/convert_impl.cuh) for the conversions. A file without a kernel is such a file.
 // A .cu file that breaks rule 2 fails the wheel's link (undefined libstdc++ symbols under
 // -Wl,--no-undefined); the editable build, one g++ for both sides, does not notice, so build the
 // wheel (`make wheel`, tests/test_wheel.py) after touching a .cu file.
