@@ -21,9 +21,12 @@
 //     a cuda/*_impl.cc file, compiled with the rest (cmake/cuda.cmake takes every one): e.g.
 //     cuda/matmul_impl.cc runs the cuBLAS GEMMs and calls LaunchConvert2D
 //     (cuda/convert_impl.cuh) for the conversions. A file without a kernel is such a file.
-// A .cu file that breaks rule 2 fails the wheel's link (undefined libstdc++ symbols under
-// -Wl,--no-undefined); the editable build, one g++ for both sides, does not notice, so build the
-// wheel (`make wheel`, tests/test_wheel.py) after touching a .cu file.
+// A library class in a launcher's signature or in a .cu file's code fails the wheel's link under
+// -Wl,--no-undefined: the two sides name such functions differently (g++'s
+// LaunchMatMul[abi:cxx11] against clang's LaunchMatMul), and libstdc++'s code is not there. A
+// library class inside a struct passed across would link and break at run time: rule 1 is kept
+// by review. The editable build, one g++ for both sides, notices neither, so build the wheel
+// (`make wheel`, tests/test_wheel.py) after touching a .cu file.
 #pragma once
 
 #include <cuda_runtime.h>
