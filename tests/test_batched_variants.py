@@ -96,11 +96,16 @@ def batched(tiny, tmp_path_factory):
     return out, result
 
 
-def _alone(path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def _alone_output(path, feeds: dict[str, np.ndarray], index: int) -> np.ndarray:
+    """Output ``index`` of the model at ``path`` in plain ONNX Runtime."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
+    return session.run(None, feeds)[index]
+
+
+def _alone(path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    return _alone_output(path, feeds, 0)
 
 
 def _relative(want: np.ndarray, got: np.ndarray) -> float:
@@ -195,6 +200,59 @@ def test_a_weight_read_in_two_branches_takes_factors_both_graphs_see(tmp_path, c
     got = evaluator(model).run(None, feeds)[0]
     for row, variant in enumerate(rows):
         want = _alone(paths[variant], {"x": x[row : row + 1], "cond": np.array(cond)})
+        assert _relative(want, got[row : row + 1]) <= 1e-5
+
+
+def _table_and_transposed_copy(e: np.ndarray, wt: np.ndarray) -> onnx.ModelProto:
+    """``Gather(E, ids)`` and ``Gemm(a, Wt, transB=1)``, where the base's ``Wt`` is ``E^T``."""
+    p, q = e.shape
+    graph = h.make_graph(
+        [
+            h.make_node("Gather", ["E", "ids"], ["g"]),
+            h.make_node("Reshape", ["a", "flat"], ["a2"]),
+            h.make_node("Gemm", ["a2", "Wt"], ["y2"], transB=1),
+            h.make_node("Shape", ["g"], ["gs"]),
+            h.make_node("Reshape", ["y2", "gs"], ["y"]),
+        ],
+        "tied",
+        [
+            h.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+            h.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", "seq", p]),
+        ],
+        [
+            h.make_tensor_value_info("g", TensorProto.FLOAT, ["batch", "seq", q]),
+            h.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", q]),
+        ],
+        [nh.from_array(e, "E"), nh.from_array(wt, "Wt"), nh.from_array(np.array([-1, p]), "flat")],
+    )
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10)
+
+
+def test_a_batched_weight_that_is_a_transposed_copy_keeps_its_delta_when_shared(tmp_path):
+    """Sharing folds ``Wt = E^T`` into the batched node's view; the factors stay (U·V)^T."""
+    rng = np.random.default_rng(9)
+    e = (rng.standard_normal((40, 24)) / 8).astype(np.float32)
+    paths = [tmp_path / "b.onnx", tmp_path / "v.onnx"]
+    onnx.save(_table_and_transposed_copy(e, e.T.copy()), str(paths[0]))
+    changed = e.T + _low_rank(rng, (24, 40), 2)
+    onnx.save(_table_and_transposed_copy(e, changed), str(paths[1]))
+    out = tmp_path / "out.onnx"
+    result = optimize_batched_variants(paths, out, min_elements=16)
+    assert [g.canonical for g in result.plan.groups] == ["E"]  # Wt is read as E transposed
+    model = onnx.load(str(out))
+    (node,) = [n for n in model.graph.node if n.op_type == "IclMatMul"]
+    attrs = {a.name: a.i for a in node.attribute}
+    assert node.input[1] == "E" and attrs.get("delta_transpose") == 1
+    assert "Wt" not in {t.name for t in model.graph.initializer}
+    rows = [1, 0, 1]
+    feeds = {
+        "ids": rng.integers(0, 40, (3, 5)),
+        "a": rng.standard_normal((3, 5, 40)).astype(np.float32),
+    }
+    got = evaluator(model).run(None, {**feeds, "variant_ids": np.array(rows, np.int64)})[1]
+    for row, variant in enumerate(rows):
+        alone = {k: v[row : row + 1] for k, v in feeds.items()}
+        want = _alone_output(paths[variant], alone, 1)
         assert _relative(want, got[row : row + 1]) <= 1e-5
 
 
