@@ -487,3 +487,45 @@ def test_a_kv_cache_decoder_step_runs_each_row_with_its_variant(
     assert report.inputs["past_key_values.0.key"]["shape"][0] == 4
     assert report.inputs["past_key_values.0.key"]["shape"][2] > 0
     assert {o.name for o in report.rows[0].outputs} >= {"logits", "present.0.key"}
+
+
+def _merged_lora_folder(hf, folder, seed: int, rank: int):
+    """``hf`` with a rank-``rank`` LoRA on q, v and down merged in, saved to ``folder``."""
+    import peft
+    import torch
+    import transformers
+    from clients import save_tokenizer
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(hf)
+    torch.manual_seed(seed)
+    config = peft.LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        init_lora_weights=False,
+    )
+    peft.get_peft_model(model, config).merge_and_unload().save_pretrained(folder)
+    save_tokenizer(folder, model.config.vocab_size)
+    return folder
+
+
+def test_genai_builder_variants_batch_and_pass_check_row_by_row(tmp_path, icl_library):
+    """The builder fuses q, k, v: a LoRA on q and v is a rank-2r delta of the fused weight."""
+    pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is in the test extra")
+    from clients import genai_build_hf, hf_model
+
+    hf = hf_model("llama")
+    folders = [genai_build_hf(hf, "llama-batched-base", shared_embeddings=False)]
+    for seed, rank in ((21, 4), (22, 2)):
+        merged = _merged_lora_folder(hf, tmp_path / f"hf{seed}", seed, rank)
+        folders.append(genai_build_hf(merged, f"llama-batched-{seed}", shared_embeddings=False))
+    paths = [f / "model.onnx" for f in folders]
+    out = tmp_path / "batched.onnx"
+    result = optimize_batched_variants(paths, out)
+    ranks = {w.name.split(".")[4]: w.ranks for w in result.batch.weights}
+    assert ranks == {"qkv_proj": [0, 8, 4], "down_proj": [0, 4, 2]}  # layer 1 the same
+    assert len(result.batch.weights) == 4
+    # GroupQueryAttention takes a batch with a past one new token at a time: a decode step
+    report = check_batched_variants(out, paths, input_shapes={"input_ids": [1, 1]})
+    assert report.passed, [(r.row, o.name, o.reason) for r in report.rows for o in r.outputs]
+    assert report.inputs["past_key_values.0.key"]["shape"][0] == 4
