@@ -33,12 +33,12 @@ RANKS = (2, 4, 3)  # of variants 1..3 on W1
 ROWS = [1, 2, 3, 0, 2, 1]  # every variant, the base, repeats
 
 
-def _graph_model(weights: dict[str, np.ndarray], extra_node: bool = False) -> onnx.ModelProto:
+def _graph_model(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
     """``x[B,S,H] -> MatMul(W1) + b1 -> Relu -> flatten -> Gemm(W2^T, c2) -> [B,S,H]``."""
     nodes = [
         h.make_node("MatMul", ["x", "W1"], ["y"]),
         h.make_node("Add", ["y", "b1"], ["yb"]),
-        h.make_node("Relu" if not extra_node else "Tanh", ["yb"], ["r"]),
+        h.make_node("Relu", ["yb"], ["r"]),
         h.make_node("Reshape", ["r", "flat"], ["r2"]),
         h.make_node("Gemm", ["r2", "W2", "c2"], ["z2"], transB=1),
         h.make_node("Shape", ["x"], ["xs"]),
@@ -256,13 +256,44 @@ def test_a_batched_weight_that_is_a_transposed_copy_keeps_its_delta_when_shared(
         assert _relative(want, got[row : row + 1]) <= 1e-5
 
 
-def test_the_pass_refuses_variants_whose_graph_differs(tmp_path):
-    rng = np.random.default_rng(2)
-    weights = _base_weights(rng)
+def _other_op(model: onnx.ModelProto) -> None:
+    model.graph.node[2].op_type = "Tanh"
+
+
+def _other_attribute(model: onnx.ModelProto) -> None:
+    model.graph.node[4].attribute.append(h.make_attribute("alpha", 0.5))
+
+
+def _extra_node(model: onnx.ModelProto) -> None:
+    model.graph.node[2].output[0] = "r0"
+    model.graph.node.insert(3, h.make_node("Identity", ["r0"], ["r"]))
+
+
+def _other_wiring(model: onnx.ModelProto) -> None:
+    model.graph.node[2].input[0] = "y"  # Relu reads the MatMul, skipping the bias
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_other_op, r"node 2 \(Relu\): the variant has Tanh there"),
+        (
+            _other_attribute,
+            r"node 4 \(Gemm\): attributes \['transB'\] against \['alpha', 'transB'\]",
+        ),
+        (_extra_node, r"8 nodes against the base's 7"),
+        (_other_wiring, r"node 2 \(Relu\) input 0: reads 'y' where the base reads 'yb'"),
+    ],
+    ids=["op", "attribute", "node-count", "wiring"],
+)
+def test_the_pass_refuses_variants_whose_graph_differs_naming_the_first_difference(change, message):
+    weights = _base_weights(np.random.default_rng(2))
     base = ir.from_proto(_graph_model(weights))
-    other = ir.from_proto(_graph_model(weights, extra_node=True))
-    with pytest.raises(IclUserError, match=r"other\.onnx: node 2 \(Relu .*Tanh"):
-        BatchVariantsPass([other], ["base.onnx", "other.onnx"])(base)
+    other = _graph_model(weights)
+    change(other)
+    with pytest.raises(IclUserError, match=rf"cannot batch the variants: other\.onnx: {message}"):
+        BatchVariantsPass([ir.from_proto(other)], ["base.onnx", "other.onnx"])(base)
+    assert [v.name for v in base.graph.inputs] == ["x"]  # refused before any change
 
 
 def test_the_pass_refuses_dense_and_bias_changes_naming_the_tensors():

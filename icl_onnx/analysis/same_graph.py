@@ -135,10 +135,14 @@ def _attribute_value(attr: ir.Attr) -> object:
     return attr.value
 
 
+def _op(node: ir.Node) -> str:
+    return f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+
+
 def _compare_node(index: int, a: ir.Node, b: ir.Node, walk: _Walk) -> None:
-    where = f"node {index} ({a.op_type} {a.name!r})"
+    where = f"node {index} ({_op(a)}{f' {a.name!r}' if a.name else ''})"
     if (a.domain, a.op_type, a.overload) != (b.domain, b.op_type, b.overload):
-        raise _Differ(f"{where}: the variant has {b.domain}::{b.op_type} {b.name!r}")
+        raise _Differ(f"{where}: the variant has {_op(b)} there")
     if set(a.attributes) != set(b.attributes):
         raise _Differ(f"{where}: attributes {sorted(a.attributes)} against {sorted(b.attributes)}")
     for name, attr in a.attributes.items():
