@@ -250,12 +250,6 @@ def genai_build(
     )
 
 
-def genai_build_hf(hf: Path, key: str, shared_embeddings: bool | None = None) -> Path:
-    """onnxruntime-genai's fp32 CPU build of the ``save_pretrained`` folder ``hf``, once per key."""
-    options = {} if shared_embeddings is None else {"shared_embeddings": shared_embeddings}
-    return cached_folder(f"genai-{key}", functools.partial(_genai, hf, "fp32", options))
-
-
 def genai_generate(folder: Path, new_tokens: int = NEW_TOKENS) -> dict:
     """:data:`GENAI_GENERATE` on ``folder`` in a fresh subprocess with a clean environment."""
     out = run(
