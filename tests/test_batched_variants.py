@@ -273,9 +273,14 @@ def _other_wiring(model: onnx.ModelProto) -> None:
     model.graph.node[2].input[0] = "y"  # Relu reads the MatMul, skipping the bias
 
 
+def _other_opset(model: onnx.ModelProto) -> None:
+    model.opset_import[0].version = 17
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
+        (_other_opset, r"opset imports \{'': 17\} against \{'': 18\}"),
         (_other_op, r"node 2 \(Relu\): the variant has Tanh there"),
         (
             _other_attribute,
@@ -284,7 +289,7 @@ def _other_wiring(model: onnx.ModelProto) -> None:
         (_extra_node, r"8 nodes against the base's 7"),
         (_other_wiring, r"node 2 \(Relu\) input 0: reads 'y' where the base reads 'yb'"),
     ],
-    ids=["op", "attribute", "node-count", "wiring"],
+    ids=["opset", "op", "attribute", "node-count", "wiring"],
 )
 def test_the_pass_refuses_variants_whose_graph_differs_naming_the_first_difference(change, message):
     weights = _base_weights(np.random.default_rng(2))

@@ -176,16 +176,27 @@ def _compare_outputs(a: ir.Graph, b: ir.Graph, walk: _Walk, where: str) -> None:
         walk.pair(x, y, f"{where} output {i} ({x.name!r})")
 
 
+def _compare_model(a: ir.Model, b: ir.Model) -> None:
+    if dict(a.opset_imports) != dict(b.opset_imports):
+        raise _Differ(f"opset imports {dict(b.opset_imports)} against {dict(a.opset_imports)}")
+    if set(a.functions) != set(b.functions):
+        raise _Differ("the models define other functions")
+    for key, function in a.functions.items():  # bodies compared as text (weights included)
+        if str(function) != str(b.functions[key]):
+            raise _Differ(f"function {function.name} differs")
+
+
 def match_graphs(base: ir.Model, variant: ir.Model) -> GraphMatch:
     """Compares ``variant``'s graph with ``base``'s, subgraphs included.
 
     Returns:
-        The first difference (inputs or outputs by name and type, node count, a node's op,
-        attributes or wiring, an initializer's dtype or shape), or the initializer pairs whose
-        values differ.
+        The first difference (opset imports, functions, inputs or outputs by name and type,
+        node count, a node's op, attributes or wiring, an initializer's dtype or shape), or the
+        initializer pairs whose values differ.
     """
     walk = _Walk()
     try:
+        _compare_model(base, variant)
         _compare_io(base.graph, variant.graph, walk)
         mine = list(ir.traversal.RecursiveGraphIterator(base.graph))
         theirs = list(ir.traversal.RecursiveGraphIterator(variant.graph))
