@@ -24,10 +24,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-#: Where built models are cached for the session (a fresh folder per pytest process).
-CACHE = Path(tempfile.mkdtemp(prefix="icl-clients-"))
-atexit.register(shutil.rmtree, CACHE, True)
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Small configs, by name: (transformers config class, its arguments).
 MODELS: dict[str, tuple[str, dict]] = {
@@ -74,83 +71,24 @@ MODELS: dict[str, tuple[str, dict]] = {
 PROMPT = [5, 17, 42, 99, 7, 300, 12, 64]
 NEW_TOKENS = 16
 
-#: Peak RSS of this process in bytes: VmHWM, which (unlike ru_maxrss) starts afresh at exec
-#: instead of keeping the RSS of the process that forked it.
-_PEAK_RSS = """
-def peak_rss():
-    with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
-"""
 
-#: Greedy decoding through GenAI: ``python -c GENAI_GENERATE FOLDER PROMPT_JSON NEW``. Imports
-#: only onnxruntime_genai; prints JSON: tokens, seconds for the first new token and for the
-#: rest, peak RSS (bytes) and whether onnx_ir was imported.
-GENAI_GENERATE = (
-    _PEAK_RSS
-    + """
-import json, sys, time
-import onnxruntime_genai as og
+@functools.cache
+def cache() -> Path:
+    """Where built models are cached for the session: a fresh folder per process.
 
-folder, prompt, new = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-model = og.Model(folder)
-params = og.GeneratorParams(model)
-params.set_search_options(do_sample=False, max_length=len(prompt) + new)
-generator = og.Generator(model, params)
-start = time.perf_counter()
-generator.append_tokens(prompt)
-generator.generate_next_token()
-first = time.perf_counter()
-while not generator.is_done():
-    generator.generate_next_token()
-end = time.perf_counter()
-print(json.dumps({
-    "tokens": [int(t) for t in generator.get_sequence(0)],
-    "first_token_s": first - start, "decode_s": end - first,
-    "peak_rss": peak_rss(),
-    "onnx_ir": "onnx_ir" in sys.modules,
-}))
-"""
-)
-
-#: Greedy decoding through Optimum's ``ORTModelForCausalLM`` (run in ``.venv-optimum``):
-#: ``python -c OPTIMUM_GENERATE FOLDER PROMPT_JSON NEW icl|plain``; prints JSON as above
-#: (decode_s covers the whole ``generate``).
-OPTIMUM_GENERATE = (
-    _PEAK_RSS
-    + """
-import json, sys, time
-import torch
-from optimum.onnxruntime import ORTModelForCausalLM
-import icl_onnx
-
-folder, prompt, new = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-options = icl_onnx.session_options() if sys.argv[4] == "icl" else None
-model = ORTModelForCausalLM.from_pretrained(
-    folder, session_options=options, provider="CPUExecutionProvider"
-)
-ids = torch.tensor([prompt])
-kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0)
-start = time.perf_counter()
-model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
-first = time.perf_counter()
-out = model.generate(ids, max_new_tokens=new, min_new_tokens=new, **kwargs)
-end = time.perf_counter()
-print(json.dumps({
-    "tokens": out[0].tolist(),
-    "first_token_s": first - start, "decode_s": (end - first) - (first - start),
-    "peak_rss": peak_rss(),
-    "onnx_ir": "onnx_ir" in sys.modules,
-}))
-"""
-)
+    Made on first use (importing this module makes nothing) and removed at exit.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="icl-clients-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 @functools.cache
 def cached_folder(key: str, build: Callable[[Path], None]) -> Path:
-    """Builds ``CACHE/key`` once per session with ``build(folder)``; returns the folder."""
-    folder = CACHE / key
+    """Builds ``cache()/key`` once per session with ``build(folder)``; returns the folder."""
+    folder = cache() / key
     if not folder.is_dir():
-        staging = CACHE / f".{key}.tmp"
+        staging = cache() / f".{key}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         build(staging)
@@ -251,9 +189,19 @@ def genai_build(
 
 
 def genai_generate(folder: Path, new_tokens: int = NEW_TOKENS) -> dict:
-    """:data:`GENAI_GENERATE` on ``folder`` in a fresh subprocess with a clean environment."""
+    """Greedy tokens from ``folder`` through GenAI (``_generate_genai``), in a fresh process.
+
+    The process has a clean environment and imports only onnxruntime_genai; returns its JSON.
+    """
     out = run(
-        [sys.executable, "-c", GENAI_GENERATE, str(folder), json.dumps(PROMPT), str(new_tokens)],
+        [
+            sys.executable,
+            "-m",
+            "icl_onnx.testing._generate_genai",
+            str(folder),
+            json.dumps(PROMPT),
+            str(new_tokens),
+        ],
         timeout=600,
         env=clean_env(),
         cwd=folder.parent,
@@ -352,10 +300,10 @@ def optimum_export(name: str, dedup: bool = True, **sizes: int) -> Path:
 
 
 def optimum_generate(folder: Path, options: str, new_tokens: int = NEW_TOKENS) -> dict:
-    """:data:`OPTIMUM_GENERATE` in ``.venv-optimum`` (clean environment); options icl|plain."""
+    """Greedy tokens through Optimum (``_generate_optimum``) in ``.venv-optimum``; icl|plain."""
     out = run(
-        [str(optimum_python()), "-c", OPTIMUM_GENERATE, str(folder), json.dumps(PROMPT),
-         str(new_tokens), options],
+        [str(optimum_python()), "-m", "icl_onnx.testing._generate_optimum", str(folder),
+         json.dumps(PROMPT), str(new_tokens), options],
         timeout=600,
         env={**clean_env(), "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
