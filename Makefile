@@ -39,7 +39,8 @@ test: $(STAMP) wheel sanitize
 CMAKE := $(firstword $(wildcard $(VENV)/bin/cmake) cmake)
 SANITIZE_BUILD := build/sanitize
 SANITIZE_TESTS := tests/test_ops_cpu.py tests/test_low_rank_ops.py \
-	tests/test_gather_block_quantized.py tests/test_untrusted_ops.py $(wildcard tests/test_fuzz_ops.py)
+	tests/test_gather_block_quantized.py tests/test_untrusted_ops.py tests/test_variant_rows_op.py \
+	$(wildcard tests/test_fuzz_ops.py)
 sanitize: $(STAMP)
 	@mkdir -p $(SANITIZE_BUILD)
 	$(CMAKE) -S custom_ops -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=Release -DICL_SANITIZE=ON \

@@ -27,6 +27,7 @@ from icl_onnx.errors import IclArgumentError, IclUserError
 
 __all__ = [
     "check_model_file",
+    "initializer_bytes",
     "load_model",
     "save_model",
     "external_data_files",
@@ -226,7 +227,7 @@ def load_model(path: str | os.PathLike) -> ir.Model:
     return model
 
 
-def _initializer_bytes(model: ir.Model, below: int | None = None) -> int:
+def initializer_bytes(model: ir.Model, below: int | None = None) -> int:
     """Bytes of all initializers (only those under ``below`` bytes when given)."""
     return sum(
         v.const_value.nbytes
@@ -249,7 +250,7 @@ def _external_bytes(model: ir.Model, threshold: int) -> int:
 def _wants_external(model: ir.Model) -> bool:
     if any(True for _ in _external_tensors(model)):
         return True
-    return _initializer_bytes(model) > EXTERNAL_DATA_AUTO_BYTES
+    return initializer_bytes(model) > EXTERNAL_DATA_AUTO_BYTES
 
 
 def save_model(
@@ -282,7 +283,7 @@ def save_model(
         raise IclUserError(f"output folder {folder} is not writable")
     if external_data is None:
         external_data = _wants_external(model)
-    inline = _initializer_bytes(model, below=size_threshold_bytes if external_data else None)
+    inline = initializer_bytes(model, below=size_threshold_bytes if external_data else None)
     if inline > PROTOBUF_LIMIT_BYTES:
         raise IclArgumentError(
             "external_data",
@@ -293,7 +294,7 @@ def save_model(
     if external_data:
         total = _external_bytes(model, size_threshold_bytes)
     else:
-        total = _initializer_bytes(model)
+        total = initializer_bytes(model)
     staging = None
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=folder))

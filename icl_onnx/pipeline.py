@@ -21,15 +21,17 @@ from icl_onnx import progress
 from icl_onnx.analysis.findings import QuantizedNearCopy
 from icl_onnx.analysis.readers import DEFAULT_MIN_ELEMENTS
 from icl_onnx.errors import IclUserError
-from icl_onnx.model_io import load_model, save_model
+from icl_onnx.model_io import initializer_bytes, load_model, save_model
 from icl_onnx.passes import (
     PLAN_KEY,
+    BatchVariantsPass,
     ShareQuantizedPass,
     SharingOptions,
     planned,
     planning_index,
     sharing_passes,
 )
+from icl_onnx.planning.batched import BatchPlan
 from icl_onnx.planning.plan import CrossPlan, SharePlan
 from icl_onnx.planning.planner import plan_models
 from icl_onnx.shared_store import save_models_shared
@@ -38,10 +40,12 @@ __all__ = [
     "optimize",
     "optimize_file",
     "optimize_files",
+    "optimize_batched_variants",
     "scan_file",
     "scan_files",
     "OptimizeResult",
     "MultiOptimizeResult",
+    "BatchedVariantsResult",
 ]
 
 
@@ -63,6 +67,30 @@ class MultiOptimizeResult:
     files: list[Path]
     tensor_bytes: int  # external tensor bytes of all written models, counted per model
     unique_bytes: int  # bytes of the one data file's tensors
+
+
+@dataclasses.dataclass
+class BatchedVariantsResult:
+    """What ``optimize_batched_variants`` did.
+
+    Attributes:
+        batch: the weights that read stacked factors, per model (``models``: the labels).
+        plan: the within-model sharing applied to the batched graph.
+        files: the files written.
+        input_bytes: each input model's initializer bytes, the base's first.
+        output_bytes: the written model's initializer bytes (base weights plus factors).
+    """
+
+    batch: BatchPlan
+    plan: SharePlan
+    files: list[Path]
+    input_bytes: list[int]
+    output_bytes: int
+
+    @property
+    def factor_bytes(self) -> int:
+        """Bytes of the stacked factors."""
+        return self.batch.factor_bytes
 
 
 def _run(passes: Sequence[ir.passes.PassBase], model: ir.Model) -> bool:
@@ -228,3 +256,57 @@ def optimize_files(
             advance(1)
     saved = save_models_shared(models, plan.models, out_dir)
     return MultiOptimizeResult(plan, saved.files, saved.tensor_bytes, saved.unique_bytes)
+
+
+def _labels(srcs: Sequence[str | os.PathLike]) -> list[str]:
+    names = [Path(src).name for src in srcs]
+    return names if len(set(names)) == len(names) else [os.fspath(src) for src in srcs]
+
+
+def optimize_batched_variants(
+    srcs: Sequence[str | os.PathLike],
+    dst: str | os.PathLike,
+    *,
+    min_elements: int = DEFAULT_MIN_ELEMENTS,
+    external_data: bool | None = None,
+) -> BatchedVariantsResult:
+    """Writes one model that runs every batch row with its own variant of a base.
+
+    ``srcs`` is the base, then its fine-tuned variants (the same graph; each a low-rank change
+    of the base's MatMul/Gemm weights, as a merged LoRA is). ``dst`` gets the base's graph
+    with one more input, ``variant_ids`` (int64, one per batch row: 0 the base, k the k-th
+    variant), the base's weights once and, for each weight a variant changes, the variants'
+    factors stacked (``passes.BatchVariantsPass``); then the sharing passes run as for
+    ``optimize_file``. Written atomically; no input is overwritten.
+
+    Raises:
+        IclUserError: fewer than two models, ``dst`` is an input or a folder, unreadable
+            input, a variant whose graph differs, or a variant that changes a tensor no
+            per-row factors can carry (named in the message).
+    """
+    if len(srcs) < 2:
+        raise IclUserError("batched variants need a base model and at least one variant")
+    if Path(dst).is_dir():
+        raise IclUserError(f"output {dst} is a folder; give a file name")
+    target = Path(dst).resolve()
+    if any(Path(src).resolve() == target for src in srcs):
+        raise IclUserError(f"output {dst} is one of the input models; write to another file")
+    options = SharingOptions(min_elements)
+    models = []
+    with progress.task("analysing models", len(srcs), unit="models") as advance:
+        for src in srcs:
+            models.append(load_model(src))
+            advance(1)
+    input_bytes = [initializer_bytes(m) for m in models]
+    lifting = sharing_passes(options)[: planning_index(sharing_passes(options))]
+    for variant in models[1:]:
+        _run(lifting, variant)
+    batch = BatchVariantsPass(models[1:], _labels(srcs))
+    passes = sharing_passes(options, batch=batch)
+    split = planning_index(passes) + 1
+    _run(passes[:split], models[0])
+    plan = planned(models[0])
+    assert plan is not None and batch.plan is not None
+    _run(passes[split:], models[0])
+    files = save_model(models[0], dst, external_data=external_data)
+    return BatchedVariantsResult(batch.plan, plan, files, input_bytes, initializer_bytes(models[0]))

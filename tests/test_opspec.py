@@ -31,7 +31,7 @@ DOCS = Path(__file__).parents[1] / "docs" / "operators.md"
 #: Attributes a session needs to accept a node (the required ones must be well formed).
 VALID_ATTRS = {GATHER_BLOCK_QUANTIZED: {"K": 32, "bits": 4, "block_size": 32}}
 #: A type outside every constraint of the spec, per constraint's first type.
-OUTSIDE = {"float": "double", "int32": "int16", "uint8": "int8"}
+OUTSIDE = {"float": "double", "int32": "int16", "int64": "int32", "uint8": "int8"}
 ALL_TYPES = {**ELEMENT_TYPES, "double": 11, "int16": 5, "int8": 3}
 NUMPY_TYPES = {
     "float": np.float32,
@@ -110,7 +110,15 @@ def _feeds(op: OpSpec, types: dict[str, str]) -> dict[str, np.ndarray]:
     """Tiny valid values of every input of ``op`` in the constraint types ``types``."""
     rng = np.random.default_rng(3)
     shapes = {
-        MATMUL: {"A": (2, 4), "W": (4, 3), "bias": (3,), "U": (4, 2), "V": (2, 3)},
+        # every input given: U, V stacked per variant (two variants), one id per row of A
+        MATMUL: {
+            "A": (2, 4),
+            "W": (4, 3),
+            "bias": (3,),
+            "U": (2, 4, 2),
+            "V": (2, 2, 3),
+            "variant_ids": (2,),
+        },
         GATHER: {"W": (5, 3), "indices": (2,), "U": (5, 2), "V": (2, 3)},
         # K 32 in one block of 32 4-bit values (16 bytes) per row; one zero-point byte a row
         GATHER_BLOCK_QUANTIZED: {
@@ -126,6 +134,8 @@ def _feeds(op: OpSpec, types: dict[str, str]) -> dict[str, np.ndarray]:
         shape = shapes[param.name]
         if param.name == "indices":
             feeds[param.name] = np.array([shapes[op.inputs[0].name][0] - 1, 0], dtype)
+        elif param.name == "variant_ids":
+            feeds[param.name] = np.array([1, 0], dtype)
         elif dtype == np.uint8:
             feeds[param.name] = rng.integers(0, 256, shape, dtype=np.uint8)
         else:

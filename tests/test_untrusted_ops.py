@@ -276,13 +276,87 @@ OVERFLOW_CASES = {
     ),
 }
 
+
+def _variants(m: int, variants: int, rank: int, ids: tuple[int, ...]) -> dict[str, np.ndarray]:
+    # A [m, 4] @ view(W [4, 3]) with factors stacked per variant, U [NV, 4, r], V [NV, r, 3].
+    return {
+        "A": f32(m, 4),
+        "W": f32(4, 3),
+        "U": np.zeros((variants, 4, rank), np.float32),
+        "V": np.zeros((variants, rank, 3), np.float32),
+        "ids": i64(*ids),
+    }
+
+
+# IclMatMul's variant_ids (read on the host by both backends) and the stacked factors.
+VARIANT_CASES = {
+    "matmul-variant-id-int64-max": Case(
+        "IclMatMul",
+        {},
+        _variants(2, 2, 1, (0, BIG)),
+        f"variant id {BIG} (batch row 1) is outside [0, 2)",
+        inputs=["A", "W", "", "U", "V", "ids"],
+    ),
+    "matmul-variant-id-int64-min": Case(
+        "IclMatMul",
+        {},
+        _variants(2, 2, 1, (-(2**63), 1)),
+        f"variant id {-(2**63)} (batch row 0) is outside [0, 2)",
+        inputs=["A", "W", "", "U", "V", "ids"],
+    ),
+    "matmul-variant-rows-do-not-split": Case(
+        "IclMatMul",
+        {},
+        _variants(5, 2, 1, (0, 1)),
+        "5 rows of A do not split into 2 batch rows (variant_ids [2])",
+        inputs=["A", "W", "", "U", "V", "ids"],
+    ),
+    "matmul-variant-stacks-differ": Case(
+        "IclMatMul",
+        {},
+        {**_variants(2, 3, 1, (0, 1)), "V": np.zeros((2, 1, 3), np.float32)},
+        "U stacks 3 variants but V stacks 2",
+        inputs=["A", "W", "", "U", "V", "ids"],
+    ),
+    # an id near 2^58 into a stack of 2^58 variants of no elements: nothing to read, no offset
+    "matmul-variant-huge-empty-stack-is-fine": Case(
+        "IclMatMul",
+        {},
+        _variants(2, 2**58, 0, (2**58 - 1, 0)),
+        "",
+        inputs=["A", "W", "", "U", "V", "ids"],
+    ),
+    # the term's A @ U [m, rank] with factors stacked per variant
+    "matmul-variant-factor-scratch-overflow": Case(
+        "IclMatMul",
+        {},
+        {
+            "A": np.zeros((2**44, 0), np.float32),
+            "W": np.zeros((0, 1), np.float32),
+            "U": np.zeros((1, 0, 2**20), np.float32),
+            "V": np.zeros((1, 2**20, 1), np.float32),
+            "ids": i64(0),
+        },
+        "A @ U [17592186044416, 1048576] would exceed 2^63-1 bytes",
+        inputs=["A", "W", "", "U", "V", "ids"],
+    ),
+    "matmul-variant-3d-factors-without-ids": Case(
+        "IclMatMul",
+        {},
+        {k: x for k, x in _variants(2, 2, 1, (0,)).items() if k != "ids"},
+        "U [2, 4, 1] and V [2, 1, 3] are stacked per variant (3-D) but the node has no "
+        "variant_ids; give variant_ids [B] or 2-D factors",
+        inputs=["A", "W", "", "U", "V"],
+    ),
+}
+
 try:
     HARNESS_PATH, NO_HARNESS = cuda_harness.harness_path(), ""
 except cuda_harness.HarnessNotFoundError as exc:
     HARNESS_PATH, NO_HARNESS = "", f"CUDA harness not built (no nvcc at build time): {exc}"
 needs_cuda_build = pytest.mark.skipif(not HARNESS_PATH, reason=NO_HARNESS)
 
-ALL_CASES = {**ISSUE_ROWS, **OVERFLOW_CASES}
+ALL_CASES = {**ISSUE_ROWS, **OVERFLOW_CASES, **VARIANT_CASES}
 
 
 def check_answer(case: Case, answer: dict, label: str, error: str) -> None:
@@ -322,6 +396,22 @@ def test_sizes_near_the_int64_limit_get_the_cpu_answer_from_the_cuda_front_end(n
     error = case.cuda_error if case.cuda_error is not None else case.error
     # A call the CPU runs passes every CUDA check too: the probe then stops before the launch.
     check_answer(case, run_in_child(case, HARNESS_PATH, tmp_path), " (CUDA)", error or PROBE_ANSWER)
+
+
+@pytest.mark.parametrize("name", list(VARIANT_CASES))
+def test_variant_ids_and_stacked_factors_are_checked_on_cpu(icl_library, name, tmp_path):
+    case = VARIANT_CASES[name]
+    check_answer(case, run_in_child(case, icl_library, tmp_path), "", case.error)
+
+
+@needs_cuda_build
+@pytest.mark.parametrize("name", list(VARIANT_CASES))
+def test_variant_ids_get_the_cpu_answer_from_the_cuda_front_end(name, tmp_path):
+    # variant_ids is a host input of the CUDA kernel too: every id is checked before a launch.
+    case = VARIANT_CASES[name]
+    check_answer(
+        case, run_in_child(case, HARNESS_PATH, tmp_path), " (CUDA)", case.error or PROBE_ANSWER
+    )
 
 
 def test_a_cast_view_with_factors_is_a_documented_cuda_limit_with_one_message(tmp_path):

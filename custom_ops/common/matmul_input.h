@@ -1,6 +1,7 @@
 // IclMatMul's input front end (common/input.h), shared by the CPU and CUDA kernels: the view
 // attributes at kernel creation, then per call every input's type and shape, the view's fit in
-// W, the bias, the low-rank factors and the size of Y, before a byte of Y is written.
+// W, the bias, the low-rank factors, the variant ids (every one, read on the host) and the size
+// of Y, before a byte of Y is written. Inputs: A, W[, bias][, U, V][, variant_ids].
 #pragma once
 
 #include <string>
@@ -15,6 +16,9 @@ namespace icl {
 
 // One checked IclMatMul call: Y[m, n] = A[m, k] @ view(W) + (A @ L) @ R + bias, in the layout of
 // docs/operators.md. Every pointer is the backend's memory (host on CPU, device on CUDA).
+// With variant_ids (variants > 0), U and V stack one pair of factors per variant and A's rows
+// split into variant_ids.size() blocks of rows_per_batch rows: block b adds the term of pair
+// variant_ids[b], whose factors start VariantFactorElements() elements into U and V per variant.
 struct MatMulCall {
   ElemType a_type = ElemType::kFloat;  // A, bias and Y
   ElemType w_type = ElemType::kFloat;  // W, U and V
@@ -29,13 +33,55 @@ struct MatMulCall {
   const void* u = nullptr;     // [k, rank] ([n, rank] when delta_transposed), or null
   const void* v = nullptr;     // [rank, n] ([rank, k] when delta_transposed), or null
   void* y = nullptr;           // [m, n]
+  int64_t variants = 0;        // NV, U [NV, ...] and V [NV, ...]; 0: no variant_ids
+  int64_t rows_per_batch = 0;  // m / B
+  std::vector<int64_t> variant_ids;  // [B], host memory, each in [0, variants)
+
+  // Elements of one variant's U and V in the stacked factors (variant i's start i times these
+  // into U and V; i * count <= the factors' element count, which fits).
+  int64_t VariantUElements() const { return (delta_transposed ? n : k) * rank; }
+  int64_t VariantVElements() const { return rank * (delta_transposed ? k : n); }
 };
+
+// The message for a variant id outside [0, variants), at batch row `row`.
+inline std::string VariantIdOutOfRangeMessage(int64_t id, int64_t row, int64_t variants) {
+  return "variant id " + std::to_string(id) + " (batch row " + std::to_string(row) +
+         ") is outside [0, " + std::to_string(variants) + ")";
+}
+
+// Copies `count` variant ids, checking each lies in [0, variants); "" or the first bad one's
+// message.
+inline std::string ReadVariantIds(const int64_t* ids, int64_t count, int64_t variants,
+                                  std::vector<int64_t>& out) {
+  out.assign(ids, ids + count);
+  for (int64_t b = 0; b < count; ++b) {
+    if (out[b] < 0 || out[b] >= variants) return VariantIdOutOfRangeMessage(out[b], b, variants);
+  }
+  return "";
+}
+
+// The checks of variant_ids' type and shape against A's m rows (its values: ReadVariantIds);
+// sets rows_per_batch. An empty A (m = 0) splits into any B >= 1 blocks of no rows.
+inline std::string CheckVariantIdsShape(const TensorDesc& ids, MatMulCall& call) {
+  if (ids.onnx_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64) {
+    return "variant_ids must be int64, got " + OnnxTypeName(ids.onnx_type);
+  }
+  if (ids.shape.size() != 1) return "variant_ids must be 1-D [B], got " + ShapeString(ids.shape);
+  const int64_t batch = ids.shape[0];
+  if (batch < 1) return "variant_ids must hold at least one id, got " + ShapeString(ids.shape);
+  if (call.m % batch != 0) {
+    return std::to_string(call.m) + " rows of A do not split into " + std::to_string(batch) +
+           " batch rows (variant_ids " + ShapeString(ids.shape) + ")";
+  }
+  call.rows_per_batch = call.m / batch;
+  return "";
+}
 
 // IclMatMul's checks on types and shapes alone: fills `call`'s types and sizes and Y's shape;
 // returns "" or what is wrong.
 inline std::string CheckMatMul(const ViewAttrs& attrs, const Backend& backend, const TensorDesc& a,
                                const TensorDesc& w, const TensorDesc& bias, const TensorDesc& u,
-                               const TensorDesc& v, MatMulCall& call,
+                               const TensorDesc& v, const TensorDesc& ids, MatMulCall& call,
                                std::vector<int64_t>& y_shape) {
   if (!ToElemType(a.onnx_type, call.a_type) || !ToElemType(w.onnx_type, call.w_type)) {
     return "A and W must be float32, float16 or bfloat16";
@@ -68,8 +114,19 @@ inline std::string CheckMatMul(const ViewAttrs& attrs, const Backend& backend, c
     return "U and V must have W's type";
   }
   call.delta_transposed = attrs.delta_transpose != 0;
-  error = CheckLowRankShapes(u.present, u.shape, v.present, v.shape, call.view.rows,
-                             call.view.cols, call.delta_transposed, call.rank);
+  if (ids.present) {
+    if (error = CheckVariantIdsShape(ids, call); !error.empty()) return error;
+    error = CheckStackedLowRankShapes(u.present, u.shape, v.present, v.shape, call.view.rows,
+                                      call.view.cols, call.delta_transposed, call.variants,
+                                      call.rank);
+  } else if (u.present && v.present && (u.shape.size() == 3 || v.shape.size() == 3)) {
+    return "U " + ShapeString(u.shape) + " and V " + ShapeString(v.shape) +
+           " are stacked per variant (3-D) but the node has no variant_ids; give variant_ids [B] "
+           "or 2-D factors";
+  } else {
+    error = CheckLowRankShapes(u.present, u.shape, v.present, v.shape, call.view.rows,
+                               call.view.cols, call.delta_transposed, call.rank);
+  }
   if (!error.empty() || call.rank == 0) return error;
   if (call.a_type != call.w_type && !backend.low_rank_with_cast_view) {
     return std::string("low-rank factors with a cast view (A ") + Name(call.a_type) + ", W " +
@@ -97,10 +154,16 @@ class MatMulInput {
     Ort::KernelContext ctx(context);
     const Ort::ConstValue a = ctx.GetInput(0), w = ctx.GetInput(1);
     const Ort::ConstValue bias = OptionalInput(ctx, 2), u = OptionalInput(ctx, 3),
-                          v = OptionalInput(ctx, 4);
+                          v = OptionalInput(ctx, 4), ids = OptionalInput(ctx, 5);
     std::vector<int64_t> y_shape;
-    const std::string error = CheckMatMul(attrs_, *backend_, Describe(a), Describe(w),
-                                          Describe(bias), Describe(u), Describe(v), call, y_shape);
+    const TensorDesc ids_desc = Describe(ids);
+    std::string error = CheckMatMul(attrs_, *backend_, Describe(a), Describe(w), Describe(bias),
+                                    Describe(u), Describe(v), ids_desc, call, y_shape);
+    // variant_ids is host memory on every backend (the CUDA kernel asks ORT for it there).
+    if (error.empty() && ids_desc.present) {
+      error = ReadVariantIds(ids.GetTensorData<int64_t>(), ids_desc.shape[0], call.variants,
+                             call.variant_ids);
+    }
     if (!error.empty()) return Refuse(kOp, *backend_, error);
     call.scale = attrs_.scale;
     call.a = a.GetTensorRawData();

@@ -19,12 +19,14 @@ struct OpSignature {
   std::vector<OrtCustomOpInputOutputCharacteristic> outputs;
 };
 
-// IclMatMul(A, W[, bias][, U, V]) -> Y. Y's type is A's, so ORT infers it from the kernel whose
-// type constraints match A and W. U and V are the factors of a low-rank term (common/low_rank.h).
+// IclMatMul(A, W[, bias][, U, V][, variant_ids]) -> Y. Y's type is A's, so ORT infers it from
+// the kernel whose type constraints match A and W. U and V are the factors of a low-rank term
+// (common/low_rank.h); with variant_ids (int64 [B]) they are stacked per variant, and each batch
+// row of A reads its own pair.
 inline const OpSignature& MatMulSignature() {
   static const OpSignature s{"IclMatMul",
                              {INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_REQUIRED, INPUT_OUTPUT_OPTIONAL,
-                              INPUT_OUTPUT_OPTIONAL, INPUT_OUTPUT_OPTIONAL},
+                              INPUT_OUTPUT_OPTIONAL, INPUT_OUTPUT_OPTIONAL, INPUT_OUTPUT_OPTIONAL},
                              {INPUT_OUTPUT_REQUIRED}};
   return s;
 }

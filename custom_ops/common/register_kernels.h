@@ -22,11 +22,12 @@ void RegisterKernels(Ort::CustomOpDomain& domain, const char* provider) {
   // The ops live as long as the process: ORT keeps pointers to them in every session.
   static auto* ops = new std::vector<std::unique_ptr<OrtCustomOp>>();
   // IclMatMul: A, bias and Y share a type T; W may be any of the three (a cast view); the
-  // low-rank factors U and V have W's type.
+  // low-rank factors U and V have W's type; variant_ids is int64.
   for (auto t : kFloatTypes) {
     for (auto tw : kFloatTypes) {
       ops->push_back(std::make_unique<KernelOp<MatMulKernel>>(
-          MatMulSignature(), provider, std::vector{t, tw, t, tw, tw}, std::vector{t}));
+          MatMulSignature(), provider,
+          std::vector{t, tw, t, tw, tw, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64}, std::vector{t}));
     }
   }
   // IclGather: U and V have W's type; Y is left untyped (see GatherSignature); the front end

@@ -39,8 +39,9 @@ void LowRankLeft(const LowRankTerm& f, const float* left, const float* a, int64_
   PanelGemm(a, f.p, m, f.p, left, ElemType::kFloat, f.rank, f.rank, 1.0f, t, f.rank);
 }
 
-void LowRankAddColumns(const LowRankTerm& f, const float* t, int64_t m, int64_t q0, int64_t nc,
-                       float* out, int64_t ldo) {
+void LowRankAddColumns(const LowRankTerm& f, const float* t, const LowRankRows& rows, int64_t q0,
+                       int64_t nc, float* out, int64_t ldo) {
+  const int64_t m = rows.size();
   const int64_t r = f.rank;
   const float* right = f.v + q0;  // R[j, q0 + c] = V[j, q0 + c]
   int64_t ld_right = f.q;
@@ -55,8 +56,9 @@ void LowRankAddColumns(const LowRankTerm& f, const float* t, int64_t m, int64_t 
   }
   float* product = ThreadScratch(ScratchSlot::kLowRankOut, static_cast<size_t>(m * nc));
   PanelGemm(t, r, m, r, right, ElemType::kFloat, ld_right, nc, 1.0f, product, nc);
+  const bool contiguous = rows.Contiguous();
   for (int64_t i = 0; i < m; ++i) {
-    float* row = out + i * ldo;
+    float* row = out + (contiguous ? rows.Row(0) + i : rows.Row(i)) * ldo;
     const float* add = product + i * nc;
     for (int64_t c = 0; c < nc; ++c) row[c] += add[c];
   }

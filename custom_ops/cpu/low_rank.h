@@ -19,6 +19,26 @@ struct LowRankTerm {
   bool transposed = false;
 };
 
+// Rows of A (and Y) that one low-rank term covers: `blocks` batch rows of `block_rows` rows each,
+// in order, so its i-th row is A's row Row(i). One group of all of A's rows when the term is the
+// node's only one; with variant_ids, the batch rows of one variant (rows grouped by variant, as
+// Punica's SGMV does, so each variant's factors are read once per call).
+struct LowRankRows {
+  std::vector<int64_t> blocks;  // batch rows, ascending
+  int64_t block_rows = 0;       // rows of A per batch row
+
+  int64_t size() const { return static_cast<int64_t>(blocks.size()) * block_rows; }
+  int64_t Row(int64_t i) const { return blocks[i / block_rows] * block_rows + i % block_rows; }
+  // Whether the rows are consecutive rows of A (from Row(0)).
+  bool Contiguous() const { return blocks.back() - blocks.front() + 1 == int64_t(blocks.size()); }
+};
+
+// A low-rank term and the rows of A it applies to.
+struct LowRankGroup {
+  LowRankTerm term;
+  LowRankRows rows;
+};
+
 // delta = L @ R with L [P, rank] and R [rank, Q]: L = U and R = V, or, when `transposed`,
 // L = V^T and R = U^T. Both products below run on PanelGemm (plain, row-major operands), so
 // they use the widest instruction set the CPU has; a transposed factor is copied transposed
@@ -31,10 +51,10 @@ const float* LowRankLeftMatrix(const LowRankTerm& f, std::vector<float>& buffer)
 // `left` is LowRankLeftMatrix's. Single-threaded: callers split the rows.
 void LowRankLeft(const LowRankTerm& f, const float* left, const float* a, int64_t m, float* t);
 
-// out[i, c] += sum_j t[i, j] * R[j, q0 + c] for i < m, c < nc (out has row stride ldo).
-// Uses two of the calling thread's scratch buffers.
-void LowRankAddColumns(const LowRankTerm& f, const float* t, int64_t m, int64_t q0, int64_t nc,
-                       float* out, int64_t ldo);
+// out[rows.Row(i), c] += sum_j t[i, j] * R[j, q0 + c] for i < rows.size(), c < nc (out has
+// row stride ldo). Uses two of the calling thread's scratch buffers.
+void LowRankAddColumns(const LowRankTerm& f, const float* t, const LowRankRows& rows, int64_t q0,
+                       int64_t nc, float* out, int64_t ldo);
 
 // out[c] += delta[row, c] for c < Q.
 void LowRankAddRow(const LowRankTerm& f, int64_t row, float* out);

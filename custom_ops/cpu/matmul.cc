@@ -11,7 +11,10 @@
 //  - Plain view: PanelGemm, which multiplies W's column panels in place, or for one to four
 //    rows of A streams W's rows past Y's rows in axpy form (PanelGemmAxpy).
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
-// conversion of Y to 16 bits) runs on the chunk while it is in cache.
+// conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
+// product is still one pass over W for the whole batch; the low-rank term is one group of rows
+// per variant (gathered rows of A @ that variant's L once per call, then per chunk that
+// group's product with its R added into its rows), so each variant's factors are read once.
 #include "cpu/matmul.h"
 
 #include <algorithm>
@@ -117,6 +120,49 @@ void Epilogue(const MatMulProblem& p, int64_t n0, int64_t nc, float* out, int64_
   }
 }
 
+// T_g = A_g @ L_g for every low-rank group g (A_g: the group's rows of A), into `left` at
+// element offset `offsets[g]`, in tasks of up to kLowRankRows rows of one group.
+Ort::Status LowRankLeftProducts(OrtKernelContext* context, const MatMulProblem& p,
+                                std::vector<float>& left, std::vector<int64_t>& offsets) {
+  const int64_t groups = static_cast<int64_t>(p.deltas.size());
+  struct Task {
+    int64_t group, row0;
+  };
+  std::vector<Task> tasks;
+  offsets.resize(static_cast<size_t>(groups));
+  int64_t total = 0;  // <= m * rank, which fits (the front end checks A @ U's size)
+  for (int64_t g = 0; g < groups; ++g) {
+    const LowRankGroup& group = p.deltas[g];
+    offsets[g] = total;
+    total += group.rows.size() * group.term.rank;
+    for (int64_t r0 = 0; r0 < group.rows.size(); r0 += kLowRankRows) tasks.push_back({g, r0});
+  }
+  left.resize(static_cast<size_t>(total));
+  // L per group: U itself, or V transposed (a copy of rank x K per group).
+  std::vector<std::vector<float>> transposed(static_cast<size_t>(groups));
+  std::vector<const float*> l(static_cast<size_t>(groups));
+  Ort::Status status = ParallelFor(context, groups, [&](int64_t g) {
+    l[g] = LowRankLeftMatrix(p.deltas[g].term, transposed[g]);
+  });
+  if (!status.IsOK()) return status;
+  return ParallelFor(context, static_cast<int64_t>(tasks.size()), [&](int64_t t) {
+    const LowRankGroup& group = p.deltas[tasks[t].group];
+    const int64_t r0 = tasks[t].row0;
+    const int64_t rows = std::min(kLowRankRows, group.rows.size() - r0);
+    const float* a = p.a + (group.rows.Row(0) + r0) * p.k;
+    if (!group.rows.Contiguous()) {  // gather the rows (a variant's batch rows are scattered)
+      float* gathered = ThreadScratch(ScratchSlot::kLowRankRows, static_cast<size_t>(rows * p.k));
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* row = p.a + group.rows.Row(r0 + i) * p.k;
+        std::copy(row, row + p.k, gathered + i * p.k);
+      }
+      a = gathered;
+    }
+    LowRankLeft(group.term, l[tasks[t].group], a, rows,
+                left.data() + offsets[tasks[t].group] + r0 * group.term.rank);
+  });
+}
+
 }  // namespace
 
 Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
@@ -132,18 +178,12 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
     return Ort::Status{nullptr};
   }
   const bool row_dot = p.view.transposed && p.m <= RowDotMaxRows();
-  std::vector<float> left;  // A @ L, [m, rank]
-  if (p.delta.rank > 0) {
-    left.resize(static_cast<size_t>(p.m * p.delta.rank));
-    std::vector<float> transposed;
-    const float* l = LowRankLeftMatrix(p.delta, transposed);
-    const int64_t blocks = ChunkCount(p.m, kLowRankRows);
-    Ort::Status status = ParallelFor(context, blocks, [&](int64_t b) {
-      const int64_t r0 = b * kLowRankRows;
-      const int64_t rows = std::min(kLowRankRows, p.m - r0);
-      LowRankLeft(p.delta, l, p.a + r0 * p.k, rows, left.data() + r0 * p.delta.rank);
-    });
-    if (!status.IsOK()) return status;
+  std::vector<float> left;  // A_g @ L_g of every low-rank group, at offsets[g]
+  std::vector<int64_t> offsets;
+  if (!p.deltas.empty()) {
+    if (Ort::Status status = LowRankLeftProducts(context, p, left, offsets); !status.IsOK()) {
+      return status;
+    }
   }
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
@@ -170,7 +210,10 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
       ldo = nc;
     }
     ComputeChunk(p, wide ? &packed : nullptr, n0, nc, out, ldo);
-    if (p.delta.rank > 0) LowRankAddColumns(p.delta, left.data(), p.m, n0, nc, out, ldo);
+    for (size_t g = 0; g < p.deltas.size(); ++g) {
+      LowRankAddColumns(p.deltas[g].term, left.data() + offsets[g], p.deltas[g].rows, n0, nc,
+                        out, ldo);
+    }
     Epilogue(p, n0, nc, out, ldo);
   });
 }

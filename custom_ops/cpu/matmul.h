@@ -1,8 +1,10 @@
 // The arithmetic of IclMatMul on the CPU, free of tensor bookkeeping:
-// Y[m, n] = scale * (A @ view(W))[m, n] + (A @ delta)[m, n] + bias[n], delta a low-rank term.
+// Y[m, n] = scale * (A @ view(W))[m, n] + (A @ delta)[m, n] + bias[n], delta a low-rank term,
+// which may differ between groups of rows (one per variant, with variant_ids).
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common/view.h"
 #include "cpu/element.h"
@@ -22,7 +24,9 @@ struct MatMulProblem {
   const float* bias = nullptr;  // [n] float32, or null
   void* y = nullptr;            // [m, n] of y_type
   ElemType y_type = ElemType::kFloat;
-  LowRankTerm delta;  // float32 factors of delta [k, n] (rank 0: none)
+  // The low-rank terms, each with float32 factors of a delta [k, n] and the rows of A it
+  // applies to; no row is in two groups. Empty: no term.
+  std::vector<LowRankGroup> deltas;
 };
 
 // Computes the problem, splitting the N columns of Y over the session's thread pool.

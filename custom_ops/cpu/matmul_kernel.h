@@ -1,5 +1,6 @@
-// The CPUExecutionProvider kernel of IclMatMul(A, W[, bias][, U, V]) -> Y (docs/operators.md):
-// the shared front end (common/matmul_input.h) checks, this kernel computes (cpu/matmul.h).
+// The CPUExecutionProvider kernel of IclMatMul(A, W[, bias][, U, V][, variant_ids]) -> Y
+// (docs/operators.md): the shared front end (common/matmul_input.h) checks, this kernel
+// computes (cpu/matmul.h).
 #pragma once
 
 #include <memory>

@@ -15,12 +15,13 @@ enum class ScratchSlot {
   kLowRankRight = 3,
   kLowRankOut = 4,
   kPanel = 5,
+  kLowRankRows = 6,
 };
 
 // Returns at least `n` floats owned by the calling thread, valid until its next call with the
 // same slot. May throw std::bad_alloc.
 inline float* ThreadScratch(ScratchSlot slot, size_t n) {
-  thread_local std::vector<float> buffers[6];
+  thread_local std::vector<float> buffers[7];
   std::vector<float>& b = buffers[static_cast<int>(slot)];
   if (b.size() < n) b.resize(n);
   return b.data();

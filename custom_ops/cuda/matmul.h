@@ -10,6 +10,7 @@
 #include "common/matmul_input.h"
 #include "cuda/matmul_impl.cuh"
 #include "cuda/ort_util.h"
+#include "cuda/variant_rows_impl.cuh"
 
 namespace icl::cuda {
 
@@ -22,6 +23,12 @@ class MatMulKernel {
     Ort::Status status = MatMulInput::Create(info, kBackend, input);
     if (status.IsOK()) out = std::make_unique<MatMulKernel>(input);
     return status;
+  }
+
+  // Input 5 (variant_ids) lives in host memory, where the front end checks every id; the
+  // others on the device.
+  static OrtMemType InputMemoryType(size_t index) {
+    return index == 5 ? OrtMemTypeCPUInput : OrtMemTypeDefault;
   }
 
   explicit MatMulKernel(const MatMulInput& input) : input_(input) {}
@@ -53,6 +60,18 @@ class MatMulKernel {
 
     Ort::KernelContext ctx(context);
     auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());
+    if (call.variants > 0) {  // each batch row with its own variant's factors
+      VariantRows rows;
+      rows.ids = call.variant_ids.data();
+      rows.batch = static_cast<int64_t>(call.variant_ids.size());
+      rows.rows_per_batch = call.rows_per_batch;
+      rows.u_elements = call.VariantUElements();
+      rows.v_elements = call.VariantVElements();
+      DeviceScratch scratch(ctx, ctx.GetInput(0).GetTensorMemoryInfo(),
+                            VariantMatMulWorkspaceBytes(p, rows));
+      const std::string error = LaunchVariantMatMul(p, rows, scratch.get(), stream);
+      return error.empty() ? Ort::Status(nullptr) : Failure(MatMulInput::kOp, error);
+    }
     DeviceScratch scratch(ctx, ctx.GetInput(0).GetTensorMemoryInfo(), MatMulWorkspaceBytes(p));
     const std::string error = LaunchMatMul(p, scratch.get(), stream);
     return error.empty() ? Ort::Status(nullptr) : Failure(MatMulInput::kOp, error);

@@ -177,6 +177,19 @@ size_t MatMulWorkspaceBytes(const MatMulProblem& p) {
   return static_cast<size_t>(MixedBytes(p) + low_rank);
 }
 
+std::string LaunchLowRankTerm(const MatMulProblem& p, void* t, cudaStream_t stream) {
+  if (p.rank == 0 || p.m == 0 || p.n == 0 || p.k == 0) return "";
+  if (p.a_type != p.w_type) return "low-rank factors need A and W of one type";
+  if (p.m > kIntMax || p.n > kIntMax || p.k > kIntMax || p.rank > kIntMax) {
+    return "a dimension exceeds cuBLAS's 32-bit limit";
+  }
+  if (t == nullptr) return "missing workspace";
+  std::string error;
+  cublas::Handle handle = cublas::HandleFor(stream, error);
+  if (handle == nullptr) return error;
+  return AddLowRank(p, t, handle);
+}
+
 std::string LaunchMatMul(const MatMulProblem& p, void* workspace, cudaStream_t stream) {
   if (!IsSupported(p.a_type) || !IsSupported(p.w_type)) return "unsupported element type";
   if (p.m < 0 || p.n < 0 || p.k < 0) return "negative dimension";

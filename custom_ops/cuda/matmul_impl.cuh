@@ -42,4 +42,9 @@ size_t MatMulWorkspaceBytes(const MatMulProblem& p);
 // what went wrong.
 std::string LaunchMatMul(const MatMulProblem& p, void* workspace, cudaStream_t stream);
 
+// Enqueues only the low-rank term, Y += (A @ L) @ R, on `stream` (A, W and Y of one type;
+// nothing when p.rank is 0). `t` holds p.m * p.rank elements of A's type, with the lifetime of
+// LaunchMatMul's workspace. Returns "" on success, else what went wrong.
+std::string LaunchLowRankTerm(const MatMulProblem& p, void* t, cudaStream_t stream);
+
 }  // namespace icl::cuda

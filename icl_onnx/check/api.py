@@ -75,7 +75,7 @@ def _per_output(value: PerOutput, outputs: Sequence[str], argument: str) -> Tole
     return Tolerance(value.get(None), {k: v for k, v in value.items() if k is not None})
 
 
-def _tolerances(
+def output_tolerances(
     outputs: Sequence[str], atol: PerOutput, rtol: PerOutput, error_stat: PerOutput
 ) -> dict[str, Tolerance]:
     """Returns the per-output ``atol``, ``rtol`` and ``error_stat``, checked against the outputs."""
@@ -93,7 +93,7 @@ def _tolerances(
     return tolerances
 
 
-def _check_same_interface(a: ModelInfo, b: ModelInfo) -> None:
+def check_same_interface(a: ModelInfo, b: ModelInfo) -> None:
     a_in, b_in = {t.name: t for t in a.inputs}, {t.name: t for t in b.inputs}
     if set(a_in) != set(b_in):
         raise IclUserError(
@@ -219,9 +219,9 @@ def check_models(
         raise IclArgumentError("timing_runs", f"must be at least 0, got {timing_runs}")
     full_providers = resolve_providers(providers)
     info_a, info_b = read_model_info(original), read_model_info(optimized)
-    _check_same_interface(info_a, info_b)
+    check_same_interface(info_a, info_b)
     names = [t.name for t in info_a.outputs]
-    tolerances = _tolerances(names, atol, rtol, error_stat)
+    tolerances = output_tolerances(names, atol, rtol, error_stat)
     sets = _input_sets(
         info_a,
         load_inputs_from=load_inputs_from,

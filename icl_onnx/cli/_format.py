@@ -10,9 +10,11 @@ from rich.console import Console
 from rich.table import Table
 
 from icl_onnx.analysis.findings import QuantizedNearCopy
+from icl_onnx.planning.batched import BatchPlan
 from icl_onnx.planning.plan import Consumer, CrossPlan, SharePlan
 
 __all__ = [
+    "batched_table",
     "human_bytes",
     "near_copy_text",
     "plan_table",
@@ -165,3 +167,31 @@ def print_cross_plan(plan: CrossPlan) -> None:
             f"{len(low_rank)} low-rank relation(s) to {plan.models[0]}: "
             f"{human_bytes(saved)} saved after their factors"
         )
+
+
+def batched_table(batch: BatchPlan) -> Table:
+    """One row per weight that reads stacked factors: each model's rank, bytes, error."""
+    ids = ", ".join(f"{i} {m}" for i, m in enumerate(batch.models))
+    table = Table(
+        title=f"Batched variants: {len(batch.models)} models, variant ids {ids}",
+        title_justify="left",
+    )
+    for column in (
+        "weight",
+        "shape",
+        "rank per model",
+        "stacked rank",
+        "factor bytes",
+        "max error",
+    ):
+        table.add_column(column, overflow="fold")
+    for weight in batch.weights:
+        table.add_row(
+            weight.name,
+            "x".join(map(str, weight.shape)),
+            " ".join(map(str, weight.ranks)),
+            str(weight.rank),
+            human_bytes(weight.factor_bytes),
+            f"{weight.max_error:.3g}",
+        )
+    return table

@@ -1,5 +1,8 @@
 """``icl-onnx check ORIG OPT``: parity, memory and time of an optimized model against its original.
 
+``icl-onnx check BATCHED --variants BASE V1 ...``: a batched-variants model against the base and
+each variant, row by row (``check_batched_variants``): parity only.
+
 Exit codes: 0 parity holds and memory did not regress; 1 parity failed, memory regressed, an
 ICL node ran on another provider or (``--generate``) the greedy tokens differ; 2 bad input
 (missing file, not ONNX, different inputs or outputs, bad option syntax, unavailable provider).
@@ -19,9 +22,11 @@ from rich.table import Table
 from icl_onnx._runtime import inline_weights_note
 from icl_onnx.check import (
     ERROR_STATS,
+    BatchedCheckReport,
     CheckReport,
     ModelMeasurement,
     NodePlacement,
+    check_batched_variants,
     check_models,
 )
 from icl_onnx.check.generate import GreedyComparison, compare_greedy
@@ -63,8 +68,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "alternately. Exit 0 pass, 1 fail, 2 bad input."
         ),
     )
-    p.add_argument("original", help="the original .onnx model")
-    p.add_argument("optimized", help="the optimized .onnx model")
+    p.add_argument("original", help="the original .onnx model (with --variants: the batched one)")
+    p.add_argument("optimized", nargs="?", help="the optimized .onnx model")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        metavar="MODEL",
+        help="ORIGINAL is a model written by optimize --batched-variants: run it once on a "
+        "batch with a row per variant (ids 1..K, then the base, then variant 1 again) and "
+        "compare each row with the base or variant MODEL run alone (the base first, in the "
+        "order given to optimize); parity only",
+    )
+    p.add_argument(
+        "--variant-ids",
+        metavar="1,2,0",
+        help="with --variants: the batch rows' variant ids instead of the default",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_quiet_argument(p)
     _add_input_options(p.add_argument_group("inputs"))
@@ -213,6 +232,14 @@ def _stat(value: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Runs the check; prints a table (or JSON) and returns 0 pass, 1 fail."""
+    if args.variants:
+        return _run_batched(args)
+    if args.variant_ids is not None:
+        raise IclUserError("--variant-ids needs --variants")
+    if args.optimized is None:
+        raise IclUserError(
+            "give ORIGINAL and OPTIMIZED, or a batched model and --variants BASE V1 ..."
+        )
     if args.load_inputs and (args.input_shape or args.val_range):
         raise IclUserError("--load-inputs fixes the inputs; drop --input-shape and --val-range")
     error_stat = parse_per_output(args.error_stat, "--error-stat", _stat)
@@ -261,6 +288,89 @@ def run(args: argparse.Namespace) -> int:
             make_console().print(greedy_text(greedy))
     drift = greedy is not None and greedy.first_difference is not None
     return 0 if report.passed and not drift else 1
+
+
+def _ids(spec: str | None) -> list[int] | None:
+    if spec is None:
+        return None
+    try:
+        return [int(p) for p in spec.split(",")]
+    except ValueError:
+        raise IclUserError(
+            f"--variant-ids {spec!r}: write ids separated by commas, e.g. 1,2,0"
+        ) from None
+
+
+def _run_batched(args: argparse.Namespace) -> int:
+    if args.optimized is not None:
+        raise IclUserError("with --variants give one model, the batched one, before --variants")
+    other = [
+        flag
+        for flag, given in (
+            ("--generate", args.generate),
+            ("--load-inputs", args.load_inputs),
+            ("--save-inputs", args.save_inputs),
+            ("--error-stat", args.error_stat),
+            ("--iterations", args.iterations != 1),
+            ("--share-across-processes", args.share_across_processes),
+            ("--pss", args.pss),
+        )
+        if given
+    ]
+    if other:
+        raise IclUserError(f"--variants checks parity only; drop {', '.join(other)}")
+    with cli_progress(args.quiet):
+        report = check_batched_variants(
+            args.original,
+            args.variants,
+            variant_ids=_ids(args.variant_ids),
+            providers=parse_providers(args.providers),
+            input_shapes=parse_shapes(args.input_shape),
+            val_ranges=parse_ranges(args.val_range),
+            seed=args.seed,
+            atol=parse_per_output(args.atol, "--atol", tolerance) or None,
+            rtol=parse_per_output(args.rtol, "--rtol", tolerance) or None,
+        )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        render_batched(report)
+    return 0 if report.passed else 1
+
+
+def render_batched(report: BatchedCheckReport) -> None:
+    """Prints one row per batch row and output: the errors against the variant alone."""
+    console = make_console()
+    table = Table(
+        title=f"Batched variants, row by row: {len(report.rows)} rows (variant ids "
+        f"{', '.join(map(str, report.variant_ids))}), seed {report.seed}, "
+        f"{', '.join(report.providers)}"
+    )
+    for col in ("row", "variant", "model", "output", "max abs", "max rel", "atol / rtol", "result"):
+        table.add_column(col)
+    for row in report.rows:
+        for o in row.outputs:
+            table.add_row(
+                str(row.row),
+                str(row.variant),
+                escape(row.model),
+                escape(o.name),
+                f"{o.max_abs:.3g}",
+                f"{o.max_rel:.3g}",
+                f"{o.atol:g} / {o.rtol:g}",
+                "[green]pass[/]" if o.passed else "[red]FAIL[/]",
+            )
+    console.print(table)
+    failed = [(r, o) for r in report.rows for o in r.outputs if not o.passed]
+    for row, o in failed:
+        console.print(f"  row {row.row} ({escape(row.model)}) {escape(o.name)}: {escape(o.reason)}")
+    if not failed:
+        console.print("[bold green]PASS[/]: every row matches its variant's model")
+    else:
+        rows = sorted({r.row for r, _ in failed})
+        console.print(
+            f"[bold red]FAIL[/]: rows {', '.join(map(str, rows))} differ from their model"
+        )
 
 
 def _greedy(args: argparse.Namespace) -> GreedyComparison:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from icl_onnx.cli._format import human_bytes, print_cross_plan, print_json, print_plan
+from icl_onnx.cli._format import (
+    batched_table,
+    console,
+    human_bytes,
+    print_cross_plan,
+    print_json,
+    print_plan,
+)
 from icl_onnx.cli._plan_options import add_plan_arguments
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
 from icl_onnx.folders import optimize_folder
-from icl_onnx.pipeline import optimize_file, optimize_files
+from icl_onnx.pipeline import optimize_batched_variants, optimize_file, optimize_files
 from icl_onnx.planning.plan import to_data
 
 
@@ -61,6 +68,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "neither copies nor packs any weight",
     )
     parser.add_argument(
+        "--batched-variants",
+        action="store_true",
+        help="MODEL is a base and its fine-tuned variants (the same graph, low-rank changes of "
+        "MatMul/Gemm weights): write -o OUT, one model with an input variant_ids (int64, one "
+        "per batch row: 0 the base, k the k-th variant) that runs each row with its variant",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="replace a non-empty output folder (folder input)"
     )
     parser.add_argument("--json", action="store_true", help="print the applied plan as JSON")
@@ -70,6 +84,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     """Optimizes and saves; exit 0."""
+    if args.batched_variants:
+        return _run_batched(args)
     if args.out_dir is not None:
         if args.output is not None:
             raise IclUserError("give either -o OUT (one model) or --out-dir DIR, not both")
@@ -174,5 +190,46 @@ def _run_folder(args: argparse.Namespace) -> int:
         f"referencing {human_bytes(result.tensor_bytes)} of tensors stored once in "
         f"{human_bytes(result.unique_bytes)}, {len(result.copied)} other file(s) copied, "
         f"the op library as {result.library.name}"
+    )
+    return 0
+
+
+def _run_batched(args: argparse.Namespace) -> int:
+    if args.out_dir is not None or args.output is None:
+        raise IclUserError("--batched-variants writes one model: give -o OUT.onnx, not --out-dir")
+    if len(args.model) < 2:
+        raise IclUserError("--batched-variants needs the base model and at least one variant")
+    if args.share_quantized or args.read_weights_in_place or not args.low_rank:
+        raise IclUserError(
+            "--batched-variants does not take --share-quantized, --read-weights-in-place or "
+            "--no-low-rank"
+        )
+    with cli_progress(args.quiet):
+        result = optimize_batched_variants(
+            args.model,
+            args.output,
+            min_elements=args.min_elements,
+            external_data=args.external_data,
+        )
+    if args.json:
+        print_json(
+            {
+                "files": [str(f) for f in result.files],
+                "input_bytes": result.input_bytes,
+                "output_bytes": result.output_bytes,
+                "factor_bytes": result.factor_bytes,
+                "batch": to_data(result.batch),
+                **result.plan.to_dict(),
+            }
+        )
+        return 0
+    console().print(batched_table(result.batch))
+    print_plan(result.plan, args.model[0])
+    base = result.output_bytes - result.factor_bytes
+    print(
+        f"wrote {', '.join(str(f) for f in result.files)}: base weights {human_bytes(base)} "
+        f"+ stacked factors {human_bytes(result.factor_bytes)} = "
+        f"{human_bytes(result.output_bytes)} for {len(result.input_bytes)} models "
+        f"(the inputs hold {human_bytes(sum(result.input_bytes))})"
     )
     return 0

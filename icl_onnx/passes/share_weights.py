@@ -1,7 +1,8 @@
 """The sharing passes in order, declared once, and ShareWeightsPass, which runs them.
 
 ``sharing_passes(options)`` is the one statement of the pipeline: the lossy quantized sharing
-(only when asked for), constant lifting (``icl_onnx.analysis.lifting``), planning
+(only when asked for), constant lifting (``icl_onnx.analysis.lifting``), batching a base's
+variants (``BatchVariantsPass``, only when given), planning
 (``PlanSharingPass``) and applying (``ApplySharePlanPass``). ``icl_onnx.pipeline`` runs it for
 ``optimize`` and, up to the planning pass, for ``scan``; with several models the planning pass
 is where the models are planned together.
@@ -17,6 +18,7 @@ import onnx_ir as ir
 from icl_onnx.analysis.lifting import lift_constants_pass
 from icl_onnx.analysis.readers import DEFAULT_MIN_ELEMENTS
 from icl_onnx.passes.apply_plan import ApplySharePlanPass
+from icl_onnx.passes.batch_variants import BatchVariantsPass
 from icl_onnx.passes.plan_sharing import PlanSharingPass
 from icl_onnx.passes.read_in_place import ReadWeightsInPlacePass
 from icl_onnx.passes.share_quantized import ShareQuantizedPass
@@ -46,13 +48,21 @@ class SharingOptions:
     read_weights_in_place: bool = False
 
 
-def sharing_passes(options: SharingOptions = SharingOptions()) -> list[ir.passes.PassBase]:
-    """The passes that share a model's copies and views, in the order they run."""
+def sharing_passes(
+    options: SharingOptions = SharingOptions(), batch: BatchVariantsPass | None = None
+) -> list[ir.passes.PassBase]:
+    """The passes that share a model's copies and views, in the order they run.
+
+    ``batch`` (run on a base model) makes it serve its variants row by row, after constant
+    lifting and before planning, so the within-model sharing plans the batched graph.
+    """
     passes: list[ir.passes.PassBase] = []
     if options.share_quantized:
         passes.append(ShareQuantizedPass(min_elements=options.min_elements))
+    passes.append(lift_constants_pass(options.min_elements))
+    if batch is not None:
+        passes.append(batch)
     passes += [
-        lift_constants_pass(options.min_elements),
         PlanSharingPass(options.min_elements, options.consumer_rules),
         ApplySharePlanPass(),
     ]

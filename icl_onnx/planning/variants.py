@@ -29,7 +29,7 @@ from icl_onnx.planning.plan import CrossGroup, CrossMember
 from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 from icl_onnx.views import View
 
-__all__ = ["LowRankSet", "plan_low_rank"]
+__all__ = ["LowRankSet", "factor_value", "plan_low_rank"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _slots(values: list[ir.Value], graph: ir.Graph) -> list[TensorSlot]:
     ]
 
 
-def _factor(name: str, array: np.ndarray, scopes: Scopes) -> ir.Value:
+def factor_value(name: str, array: np.ndarray, scopes: Scopes) -> ir.Value:
     """A new initializer value (not in any graph yet) with a name free in the model."""
     name = scopes.free_name(name, "_")
     value = ir.Value(
@@ -155,8 +155,8 @@ def plan_low_rank(
             logger.info("%s: a consumer cannot read a low-rank view; stored whole", value.name)
             continue
         factors = (
-            _factor(f"{value.name}.lowrank_u", found.u, scopes),
-            _factor(f"{value.name}.lowrank_v", found.v, scopes),
+            factor_value(f"{value.name}.lowrank_u", found.u, scopes),
+            factor_value(f"{value.name}.lowrank_v", found.v, scopes),
         )
         view = dataclasses.replace(view, factors=factors)
         stand_in = Reader(base_value, View(), None, model=0, foreign=True)

@@ -66,6 +66,8 @@ class IclNodeRule(ConsumerRule):
             dtype=view.dtype,
         )
         extra = {}
+        if attr(node, "delta_transpose", 0):  # factors add to view(W), which composing keeps
+            extra["delta_transpose"] = 1
         if node.op_type == GATHER and "output_dtype" in node.attributes:
             extra["output_dtype"] = int(attr(node, "output_dtype", 0))
         elif node.op_type == GATHER and composed.dtype:
