@@ -467,6 +467,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     build_group(args, work)
     batched = build_batched(args, work) if "batched" in args.modes else {}
     references(args, work)
+    if args.build_only:
+        return {}
     factor_bytes = sum(v.size * 4 for v in np.load(work / "lora1.npz").values())
     built = time.perf_counter() - start
     results: dict[str, Any] = {
@@ -679,8 +681,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prompt", type=int, default=128, help="prompt tokens per row")
     parser.add_argument("--decode", type=int, default=32, help="decode steps")
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per K below 16")
-    parser.add_argument("--rounds-large", type=int, default=3, help="timed rounds at K = 16")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per K below 16")
+    parser.add_argument("--rounds-large", type=int, default=2, help="timed rounds at K = 16")
     parser.add_argument("--memory-ks", type=int, nargs="*", help="Ks to measure memory at")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument(
@@ -690,6 +692,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=harness.RESULTS)
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the .md and .png from the .json"
+    )
+    parser.add_argument(
+        "--build-only", action="store_true", help="export and build the models into --work, no run"
     )
     args = parser.parse_args(argv)
     if args.dry_run:
@@ -718,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         (work / "refs").mkdir(parents=True, exist_ok=True)
         results = measure(args, work)
+        if args.build_only:
+            return 0
         harness.write_json(args.out / f"{name}.json", results)
     harness.write_markdown(args.out / f"{name}.md", to_markdown(results))
     plot(results, args.out / f"{name}.png")

@@ -309,8 +309,10 @@ def export_decoder_with_past(lm: Any, path: str | os.PathLike) -> None:
 
     Inputs ``input_ids``, ``attention_mask`` (past + new), ``position_ids`` and
     ``past_key_values.{i}.key|value`` ``[batch, kv_heads, past, head_dim]``; outputs ``logits``
-    and ``present.{i}.key|value``. The past may be empty (a prefill). TorchScript exporter,
-    weights inline.
+    and ``present.{i}.key|value``, the dynamic dims under Optimum's names (``batch_size``,
+    ``sequence_length``, ``past_sequence_length``, ``past_sequence_length + sequence_length``),
+    which ``check`` reads. The past may be empty (a prefill). TorchScript exporter, weights
+    inline.
 
     Args:
         lm: a ``transformers`` causal LM that takes a ``DynamicCache`` (Llama, Qwen2, ...), in
@@ -353,13 +355,15 @@ def export_decoder_with_past(lm: Any, path: str | os.PathLike) -> None:
         torch.arange(past_len, past_len + new)[None],
         *[torch.zeros(1, kv_heads, past_len, head_dim) for _ in kv],
     )
+    batch, seq, past_seq = "batch_size", "sequence_length", "past_sequence_length"
+    total = f"{past_seq} + {seq}"  # Optimum's names: check gives the mask past + new tokens
     axes = {
-        "input_ids": {0: "batch", 1: "sequence"},
-        "attention_mask": {0: "batch", 1: "total"},
-        "position_ids": {0: "batch", 1: "sequence"},
-        "logits": {0: "batch", 1: "sequence"},
-        **{f"past_key_values.{n}": {0: "batch", 2: "past"} for n in kv},
-        **{f"present.{n}": {0: "batch", 2: "total"} for n in kv},
+        "input_ids": {0: batch, 1: seq},
+        "attention_mask": {0: batch, 1: total},
+        "position_ids": {0: batch, 1: seq},
+        "logits": {0: batch, 1: seq},
+        **{f"past_key_values.{n}": {0: batch, 2: past_seq} for n in kv},
+        **{f"present.{n}": {0: batch, 2: total} for n in kv},
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with _quiet(True), torch.no_grad():

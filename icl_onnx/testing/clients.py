@@ -4,7 +4,8 @@ Shared by the client tests (and other test modules): each builder caches its fol
 pytest session (``cached_folder``), so a model is built once however many tests use it.
 
 - :func:`hf_model`: a random-weight model saved with ``save_pretrained`` plus a word-level
-  tokenizer made with the ``tokenizers`` package (nothing downloaded).
+  tokenizer made with the ``tokenizers`` package (nothing downloaded); with ``lora``, a
+  fine-tune of it (a peft LoRA on every linear layer, merged).
 - :func:`genai_build`: onnxruntime-genai's model builder run on such a folder.
 - :func:`optimum_python`, :func:`optimum_export`: a separate venv (``.venv-optimum``) with
   optimum-onnx, which pins an older transformers than this project uses, and an export made
@@ -112,7 +113,9 @@ def save_tokenizer(folder: Path, vocab_size: int) -> None:
     fast.save_pretrained(folder)
 
 
-def _save_hf(name: str, scale: float, sizes: dict, folder: Path) -> None:
+def _save_hf(
+    name: str, scale: float, sizes: dict, lora: tuple[int, int] | None, folder: Path
+) -> None:
     import torch
     import transformers
 
@@ -127,23 +130,39 @@ def _save_hf(name: str, scale: float, sizes: dict, folder: Path) -> None:
         for param in model.parameters():
             if param.dim() == 2:
                 param.mul_(scale)
+    if lora is not None:
+        import peft
+
+        rank, seed = lora
+        torch.manual_seed(seed)
+        adapter = peft.LoraConfig(
+            r=rank, lora_alpha=2 * rank, target_modules="all-linear", init_lora_weights=False
+        )  # B != 0: the merged weights differ from the base's by a rank-`rank` delta
+        model = peft.get_peft_model(model, adapter).merge_and_unload()
     model.save_pretrained(folder)
     save_tokenizer(folder, config.vocab_size)
 
 
-def _key(name: str, sizes: dict) -> str:
-    return "-".join([name, *(f"{k}{v}" for k, v in sorted(sizes.items()))])
+def _key(name: str, sizes: dict, lora: tuple[int, int] | None = None) -> str:
+    parts = [name, *(f"{k}{v}" for k, v in sorted(sizes.items()))]
+    return "-".join(parts + ([f"lora{lora[0]}s{lora[1]}"] if lora else []))
 
 
-def hf_model(name: str, scale: float = 8.0, **sizes: int) -> Path:
+def hf_model(
+    name: str, scale: float = 8.0, *, lora: tuple[int, int] | None = None, **sizes: int
+) -> Path:
     """A tied, random-weight ``name`` model in a ``save_pretrained`` folder.
 
     Args:
         name: a key of :data:`MODELS`.
         scale: factor on the default initialisation of matrices (varied greedy tokens).
+        lora: ``(rank, seed)``: the model fine-tuned by a peft LoRA of that rank on every
+            linear layer (random nonzero factors from ``seed``), merged; None: the base.
         sizes: config values that replace the small defaults (``hidden_size=768``, ...).
     """
-    return cached_folder(f"hf-{_key(name, sizes)}", functools.partial(_save_hf, name, scale, sizes))
+    return cached_folder(
+        f"hf-{_key(name, sizes, lora)}", functools.partial(_save_hf, name, scale, sizes, lora)
+    )
 
 
 def _option(value: object) -> str:
@@ -167,12 +186,14 @@ def genai_build(
     *,
     precision: str = "fp32",
     options: dict | None = None,
+    lora: tuple[int, int] | None = None,
     **sizes: int,
 ) -> Path:
     """onnxruntime-genai's CPU build of :func:`hf_model` (the builder's default if None).
 
     Args:
         name: a key of :data:`MODELS`.
+        lora: the fine-tune of :func:`hf_model` to build (``(rank, seed)``), or the base.
         shared_embeddings: the builder's ``shared_embeddings`` option (its default if None).
         precision: the builder's ``-p`` (``fp32``, ``int4``, ...).
         options: more ``--extra_options`` (``{"algo_config": "rtn_last"}``: an 8-bit head).
@@ -183,8 +204,8 @@ def genai_build(
         options["shared_embeddings"] = shared_embeddings
     mode = "-".join(f"{k}{_option(v)}" for k, v in sorted(options.items())) or "default"
     return cached_folder(
-        f"genai-{_key(name, sizes)}-{precision}-{mode}",
-        functools.partial(_genai, hf_model(name, **sizes), precision, options),
+        f"genai-{_key(name, sizes, lora)}-{precision}-{mode}",
+        functools.partial(_genai, hf_model(name, lora=lora, **sizes), precision, options),
     )
 
 
@@ -281,7 +302,9 @@ def _optimum_export(hf: Path, dedup: bool, folder: Path) -> None:
     )  # fmt: skip
 
 
-def optimum_export(name: str, dedup: bool = True, **sizes: int) -> Path:
+def optimum_export(
+    name: str, dedup: bool = True, *, lora: tuple[int, int] | None = None, **sizes: int
+) -> Path:
     """``optimum-cli export onnx --task text-generation-with-past`` of :func:`hf_model`.
 
     Encoder-decoder models (T5) are exported with ``--task text2text-generation-with-past``.
@@ -291,11 +314,12 @@ def optimum_export(name: str, dedup: bool = True, **sizes: int) -> Path:
         dedup: keep Optimum's post-processing, which with accelerate installed ties duplicate
             initializers (the tied table stored once, read through a Transpose); False exports
             with ``--no-post-process`` (the tied table stored twice).
+        lora: the fine-tune of :func:`hf_model` to export (``(rank, seed)``), or the base.
         sizes: config overrides, as for :func:`hf_model`.
     """
     return cached_folder(
-        f"optimum-{_key(name, sizes)}-{'dedup' if dedup else 'plain'}",
-        functools.partial(_optimum_export, hf_model(name, **sizes), dedup),
+        f"optimum-{_key(name, sizes, lora)}-{'dedup' if dedup else 'plain'}",
+        functools.partial(_optimum_export, hf_model(name, lora=lora, **sizes), dedup),
     )
 
 
