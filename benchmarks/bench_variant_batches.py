@@ -410,17 +410,6 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {"median": float(median), "p10": float(p10), "p90": float(p90), "n": len(values)}
 
 
-def _initializer_bytes(path: Path) -> int:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    total = 0
-    for tensor in model.graph.initializer:
-        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
-        total += int(np.prod(tensor.dims, dtype=np.int64)) * itemsize
-    return total
-
-
 def measure_k(
     args: argparse.Namespace, work: Path, k: int, batched: dict[int, dict[str, Any]]
 ) -> dict[str, Any]:
@@ -461,6 +450,8 @@ def measure_k(
 
 
 def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from icl_onnx.model_io import initializer_bytes, load_model
+
     start = time.perf_counter()
     export_models(args, work)
     build_adapters(args, work)
@@ -474,7 +465,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     results: dict[str, Any] = {
         "meta": harness.metadata(("onnxruntime", "numpy", "torch", "peft")),
         "config": {k: v for k, v in vars(args).items() if k not in ("work", "out")},
-        "base_weight_bytes": _initializer_bytes(work / "base.onnx"),
+        "base_weight_bytes": initializer_bytes(load_model(work / "base.onnx")),
         "adapter_bytes_per_variant": factor_bytes,  # peft's A and B of one variant, float32
         "build_s": built,
         "k": {},
@@ -520,7 +511,8 @@ def to_markdown(r: dict[str, Any]) -> list[str]:
     lines = [
         "# Many fine-tunes in one batch (issue 23)",
         "",
-        f"`python -m {MODULE}{' --dry-run' if c['dry_run'] else ''}`. "
+        f"`python -m {MODULE}{' --dry-run' if c['dry_run'] else ''} --rounds {c['rounds']} "
+        f"--rounds-large {c['rounds_large']}`. "
         + harness.describe(r["meta"])
         + f" Load average at the end {'/'.join(f'{x:.1f}' for x in r['load_after'])}: timings "
         "are noisy, read the ratios (taken per round, both ways under the same load).",
@@ -539,6 +531,7 @@ def to_markdown(r: dict[str, Any]) -> list[str]:
         "the prompt step of all rows. Cells: median (p10–p90) over rounds. Build (exports, "
         f"cached between runs) {r['build_s']:.0f} s, measurements {r['measure_s']:.0f} s.",
         "",
+        *_summary(r),
         "## Decode throughput (tokens/s)",
         "",
     ]
@@ -578,6 +571,37 @@ def to_markdown(r: dict[str, Any]) -> list[str]:
     ]
     lines += harness.table(header, rows, "rrrrr")
     return lines + _memory_lines(r) + _parity_lines(r)
+
+
+def _summary(r: dict[str, Any], k: str = "8") -> list[str]:
+    """The K = 8 figures against the goals, in one paragraph (none if K = 8 lacks a way)."""
+    e = r["k"].get(k)
+    if not e or "ratios" not in e or len(e["ratios"]) < 3:
+        return []
+    ratios, t = e["ratios"], e["time"]["batched"]
+
+    def goal(value: float, bar: float, above: bool = True) -> str:
+        return "met" if (value >= bar if above else value <= bar) else "not met"
+
+    memory = memory_ratio(r, int(k), "batched")
+    ceiling = _ceiling(e)
+    text = (
+        f"**K = {k}**: the batched model decodes {t['decode_tps']['median']:.0f} tokens/s, "
+        f"{_cell(ratios['base'])} x the base alone with the same {k} rows (goal ≥ "
+        f"{GOAL_VS_BASE}: {goal(ratios['base']['median'], GOAL_VS_BASE)}), "
+        f"{_cell(ratios['one_at_a_time'])} x one variant at a time through SessionGroup (goal "
+        f"≥ {GOAL_VS_ONE}: {goal(ratios['one_at_a_time']['median'], GOAL_VS_ONE)}; the base "
+        f"alone with {k} rows reaches {ceiling} x in the same rounds) and "
+        f"{_cell(ratios['ort_adapters'])} x ORT's LoraAdapter, one run per variant. "
+        f"Worst row error {max(t['errors']):.1e} (goal ≤ {GOAL_ERROR:g}: "
+        f"{goal(max(t['errors']), GOAL_ERROR, above=False)})."
+    )
+    if memory is not None:
+        text += (
+            f" Memory: (RSS − activations) / (base + {k} adapters) = {memory:.3f} (goal ≤ "
+            f"{GOAL_MEMORY}: {goal(memory, GOAL_MEMORY, above=False)})."
+        )
+    return [text, ""]
 
 
 def _ceiling(e: dict[str, Any]) -> str:
