@@ -33,12 +33,12 @@ RANKS = (2, 4, 3)  # of variants 1..3 on W1
 ROWS = [1, 2, 3, 0, 2, 1]  # every variant, the base, repeats
 
 
-def _graph_model(weights: dict[str, np.ndarray], extra_node: bool = False) -> onnx.ModelProto:
+def _graph_model(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
     """``x[B,S,H] -> MatMul(W1) + b1 -> Relu -> flatten -> Gemm(W2^T, c2) -> [B,S,H]``."""
     nodes = [
         h.make_node("MatMul", ["x", "W1"], ["y"]),
         h.make_node("Add", ["y", "b1"], ["yb"]),
-        h.make_node("Relu" if not extra_node else "Tanh", ["yb"], ["r"]),
+        h.make_node("Relu", ["yb"], ["r"]),
         h.make_node("Reshape", ["r", "flat"], ["r2"]),
         h.make_node("Gemm", ["r2", "W2", "c2"], ["z2"], transB=1),
         h.make_node("Shape", ["x"], ["xs"]),
@@ -96,11 +96,16 @@ def batched(tiny, tmp_path_factory):
     return out, result
 
 
-def _alone(path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def _alone_output(path, feeds: dict[str, np.ndarray], index: int) -> np.ndarray:
+    """Output ``index`` of the model at ``path`` in plain ONNX Runtime."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, feeds)[0]
+    return session.run(None, feeds)[index]
+
+
+def _alone(path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    return _alone_output(path, feeds, 0)
 
 
 def _relative(want: np.ndarray, got: np.ndarray) -> float:
@@ -198,13 +203,102 @@ def test_a_weight_read_in_two_branches_takes_factors_both_graphs_see(tmp_path, c
         assert _relative(want, got[row : row + 1]) <= 1e-5
 
 
-def test_the_pass_refuses_variants_whose_graph_differs(tmp_path):
-    rng = np.random.default_rng(2)
-    weights = _base_weights(rng)
+def _table_and_transposed_copy(e: np.ndarray, wt: np.ndarray) -> onnx.ModelProto:
+    """``Gather(E, ids)`` and ``Gemm(a, Wt, transB=1)``, where the base's ``Wt`` is ``E^T``."""
+    p, q = e.shape
+    graph = h.make_graph(
+        [
+            h.make_node("Gather", ["E", "ids"], ["g"]),
+            h.make_node("Reshape", ["a", "flat"], ["a2"]),
+            h.make_node("Gemm", ["a2", "Wt"], ["y2"], transB=1),
+            h.make_node("Shape", ["g"], ["gs"]),
+            h.make_node("Reshape", ["y2", "gs"], ["y"]),
+        ],
+        "tied",
+        [
+            h.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"]),
+            h.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", "seq", p]),
+        ],
+        [
+            h.make_tensor_value_info("g", TensorProto.FLOAT, ["batch", "seq", q]),
+            h.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", q]),
+        ],
+        [nh.from_array(e, "E"), nh.from_array(wt, "Wt"), nh.from_array(np.array([-1, p]), "flat")],
+    )
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10)
+
+
+def test_a_batched_weight_that_is_a_transposed_copy_keeps_its_delta_when_shared(tmp_path):
+    """Sharing folds ``Wt = E^T`` into the batched node's view; the factors stay (U·V)^T."""
+    rng = np.random.default_rng(9)
+    e = (rng.standard_normal((40, 24)) / 8).astype(np.float32)
+    paths = [tmp_path / "b.onnx", tmp_path / "v.onnx"]
+    onnx.save(_table_and_transposed_copy(e, e.T.copy()), str(paths[0]))
+    changed = e.T + _low_rank(rng, (24, 40), 2)
+    onnx.save(_table_and_transposed_copy(e, changed), str(paths[1]))
+    out = tmp_path / "out.onnx"
+    result = optimize_batched_variants(paths, out, min_elements=16)
+    assert [g.canonical for g in result.plan.groups] == ["E"]  # Wt is read as E transposed
+    model = onnx.load(str(out))
+    (node,) = [n for n in model.graph.node if n.op_type == "IclMatMul"]
+    attrs = {a.name: a.i for a in node.attribute}
+    assert node.input[1] == "E" and attrs.get("delta_transpose") == 1
+    assert "Wt" not in {t.name for t in model.graph.initializer}
+    rows = [1, 0, 1]
+    feeds = {
+        "ids": rng.integers(0, 40, (3, 5)),
+        "a": rng.standard_normal((3, 5, 40)).astype(np.float32),
+    }
+    got = evaluator(model).run(None, {**feeds, "variant_ids": np.array(rows, np.int64)})[1]
+    for row, variant in enumerate(rows):
+        alone = {k: v[row : row + 1] for k, v in feeds.items()}
+        want = _alone_output(paths[variant], alone, 1)
+        assert _relative(want, got[row : row + 1]) <= 1e-5
+
+
+def _other_op(model: onnx.ModelProto) -> None:
+    model.graph.node[2].op_type = "Tanh"
+
+
+def _other_attribute(model: onnx.ModelProto) -> None:
+    model.graph.node[4].attribute.append(h.make_attribute("alpha", 0.5))
+
+
+def _extra_node(model: onnx.ModelProto) -> None:
+    model.graph.node[2].output[0] = "r0"
+    model.graph.node.insert(3, h.make_node("Identity", ["r0"], ["r"]))
+
+
+def _other_wiring(model: onnx.ModelProto) -> None:
+    model.graph.node[2].input[0] = "y"  # Relu reads the MatMul, skipping the bias
+
+
+def _other_opset(model: onnx.ModelProto) -> None:
+    model.opset_import[0].version = 17
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_other_opset, r"opset imports \{'': 17\} against \{'': 18\}"),
+        (_other_op, r"node 2 \(Relu\): the variant has Tanh there"),
+        (
+            _other_attribute,
+            r"node 4 \(Gemm\): attributes \['transB'\] against \['alpha', 'transB'\]",
+        ),
+        (_extra_node, r"8 nodes against the base's 7"),
+        (_other_wiring, r"node 2 \(Relu\) input 0: reads 'y' where the base reads 'yb'"),
+    ],
+    ids=["opset", "op", "attribute", "node-count", "wiring"],
+)
+def test_the_pass_refuses_variants_whose_graph_differs_naming_the_first_difference(change, message):
+    weights = _base_weights(np.random.default_rng(2))
     base = ir.from_proto(_graph_model(weights))
-    other = ir.from_proto(_graph_model(weights, extra_node=True))
-    with pytest.raises(IclUserError, match=r"other\.onnx: node 2 \(Relu .*Tanh"):
-        BatchVariantsPass([other], ["base.onnx", "other.onnx"])(base)
+    other = _graph_model(weights)
+    change(other)
+    with pytest.raises(IclUserError, match=rf"cannot batch the variants: other\.onnx: {message}"):
+        BatchVariantsPass([ir.from_proto(other)], ["base.onnx", "other.onnx"])(base)
+    assert [v.name for v in base.graph.inputs] == ["x"]  # refused before any change
 
 
 def test_the_pass_refuses_dense_and_bias_changes_naming_the_tensors():

@@ -135,10 +135,14 @@ def _attribute_value(attr: ir.Attr) -> object:
     return attr.value
 
 
+def _op(node: ir.Node) -> str:
+    return f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+
+
 def _compare_node(index: int, a: ir.Node, b: ir.Node, walk: _Walk) -> None:
-    where = f"node {index} ({a.op_type} {a.name!r})"
+    where = f"node {index} ({_op(a)}{f' {a.name!r}' if a.name else ''})"
     if (a.domain, a.op_type, a.overload) != (b.domain, b.op_type, b.overload):
-        raise _Differ(f"{where}: the variant has {b.domain}::{b.op_type} {b.name!r}")
+        raise _Differ(f"{where}: the variant has {_op(b)} there")
     if set(a.attributes) != set(b.attributes):
         raise _Differ(f"{where}: attributes {sorted(a.attributes)} against {sorted(b.attributes)}")
     for name, attr in a.attributes.items():
@@ -172,16 +176,27 @@ def _compare_outputs(a: ir.Graph, b: ir.Graph, walk: _Walk, where: str) -> None:
         walk.pair(x, y, f"{where} output {i} ({x.name!r})")
 
 
+def _compare_model(a: ir.Model, b: ir.Model) -> None:
+    if dict(a.opset_imports) != dict(b.opset_imports):
+        raise _Differ(f"opset imports {dict(b.opset_imports)} against {dict(a.opset_imports)}")
+    if set(a.functions) != set(b.functions):
+        raise _Differ("the models define other functions")
+    for key, function in a.functions.items():  # bodies compared as text (weights included)
+        if str(function) != str(b.functions[key]):
+            raise _Differ(f"function {function.name} differs")
+
+
 def match_graphs(base: ir.Model, variant: ir.Model) -> GraphMatch:
     """Compares ``variant``'s graph with ``base``'s, subgraphs included.
 
     Returns:
-        The first difference (inputs or outputs by name and type, node count, a node's op,
-        attributes or wiring, an initializer's dtype or shape), or the initializer pairs whose
-        values differ.
+        The first difference (opset imports, functions, inputs or outputs by name and type,
+        node count, a node's op, attributes or wiring, an initializer's dtype or shape), or the
+        initializer pairs whose values differ.
     """
     walk = _Walk()
     try:
+        _compare_model(base, variant)
         _compare_io(base.graph, variant.graph, walk)
         mine = list(ir.traversal.RecursiveGraphIterator(base.graph))
         theirs = list(ir.traversal.RecursiveGraphIterator(variant.graph))

@@ -102,7 +102,7 @@ def _batch_dim(info: ModelInfo) -> int | str | None:
 
 
 def _stacked_models(path: Path) -> set[int]:
-    """The first dims of the factors IclMatMul nodes read per row (one per model)."""
+    """The first dims of the factors the main graph's IclMatMul nodes read per row."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
@@ -213,19 +213,19 @@ def check_batched_variants(
     with progress.task("running the models", len(ids) + 1, unit="runs") as advance:
         together = _run(_session(batched, full_providers), names, feed, batched)
         advance(1)
-        sessions: dict[int, Any] = {}
-        report_rows = []
-        for row, (variant, row_feed) in enumerate(zip(ids, rows, strict=True)):
-            if variant not in sessions:
-                sessions[variant] = _session(models[variant], full_providers)
-            alone = _run(sessions[variant], names, row_feed, models[variant])
-            mine = {
-                n: (v[row : row + 1] if v.ndim and v.shape[0] == len(ids) else v)
-                for n, v in together.items()
-            }
-            outputs = compare_outputs(names, [alone], [mine], **tolerances)
-            report_rows.append(RowParity(row, variant, str(models[variant]), outputs))
-            advance(1)
+        report_rows: dict[int, RowParity] = {}
+        for variant in sorted(set(ids)):  # one original session open at a time
+            session = _session(models[variant], full_providers)
+            for row in (r for r, k in enumerate(ids) if k == variant):
+                alone = _run(session, names, rows[row], models[variant])
+                mine = {
+                    n: (v[row : row + 1] if v.ndim and v.shape[0] == len(ids) else v)
+                    for n, v in together.items()
+                }
+                outputs = compare_outputs(names, [alone], [mine], **tolerances)
+                report_rows[row] = RowParity(row, variant, str(models[variant]), outputs)
+                advance(1)
+            del session
     return BatchedCheckReport(
         batched=str(batched),
         models=[str(m) for m in models],
@@ -233,5 +233,5 @@ def check_batched_variants(
         providers=full_providers,
         seed=seed,
         inputs=describe_inputs(infos[0], [feed], val_ranges, loaded=False),
-        rows=report_rows,
+        rows=[report_rows[row] for row in range(len(ids))],
     )

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnx_ir as ir
 
+from icl_onnx.analysis.lowrank import NotLowRank, find_low_rank_delta
 from icl_onnx.analysis.same_graph import match_graphs
 from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.planning.variants import plan_low_rank
@@ -114,7 +115,10 @@ class BatchPlan:
 
 
 def _why_not(base: ir.Value, variant: ir.Value) -> str:
-    """Why ``variant`` (which differs from ``base``) takes no per-row factors."""
+    """Why ``variant`` (which differs from ``base``) takes no per-row factors.
+
+    Only on the refusal path: the low-rank search runs once more to say why it failed.
+    """
     tensor = base.const_value
     assert tensor is not None
     if tensor.dtype != ir.DataType.FLOAT:
@@ -133,7 +137,9 @@ def _why_not(base: ir.Value, variant: ir.Value) -> str:
                 f"read by {use.node.op_type} {node_label(use.node)}{why}; only the weight of a "
                 "MatMul or Gemm takes per-row factors"
             )
-    return "not a low-rank delta of the base's (a dense change)"
+    found = find_low_rank_delta(tensor.numpy(), variant.const_value.numpy(), False)  # type: ignore[union-attr]
+    why = found.reason if isinstance(found, NotLowRank) else "its consumers cannot read factors"
+    return f"not a low-rank delta of the base's: {why}"
 
 
 def _stack(base: ir.Value, found: dict[int, tuple[np.ndarray, np.ndarray, float]], models: int):
