@@ -141,61 +141,12 @@ def export_llama_with_past(
     """
     import torch
     import transformers
-    from transformers.cache_utils import DynamicCache
+
+    from icl_onnx.torch_export import export_decoder_with_past
 
     config = llama_config(hidden, vocab, layers, heads, use_cache=True)
     torch.manual_seed(seed)
-    lm = finish(transformers.LlamaForCausalLM(config))
-
-    class WithPast(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lm = lm  # a submodule: its weights are exported as initializers
-
-        def forward(self, input_ids, attention_mask, position_ids, *past):
-            cache = DynamicCache()
-            for i in range(layers):
-                cache.update(past[2 * i], past[2 * i + 1], i)
-            out = self.lm(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            present = [
-                t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)
-            ]
-            return (out.logits, *present)
-
-    kv = [f"{i}.{part}" for i in range(layers) for part in ("key", "value")]
-    past_len, new = 3, 4
-    args = (
-        torch.randint(0, vocab, (1, new)),
-        torch.ones(1, past_len + new, dtype=torch.long),
-        torch.arange(past_len, past_len + new)[None],
-        *[torch.zeros(1, heads, past_len, hidden // heads) for _ in kv],
-    )
-    axes = {
-        "input_ids": {0: "batch", 1: "sequence"},
-        "attention_mask": {0: "batch", 1: "total"},
-        "position_ids": {0: "batch", 1: "sequence"},
-        "logits": {0: "batch", 1: "sequence"},
-        **{f"past_key_values.{n}": {0: "batch", 2: "past"} for n in kv},
-        **{f"present.{n}": {0: "batch", 2: "total"} for n in kv},
-    }
-    with torch.no_grad():
-        torch.onnx.export(
-            WithPast().eval(),
-            args,
-            os.fspath(path),
-            input_names=["input_ids", "attention_mask", "position_ids"]
-            + [f"past_key_values.{n}" for n in kv],
-            output_names=["logits"] + [f"present.{n}" for n in kv],
-            dynamic_axes=axes,
-            dynamo=False,
-            do_constant_folding=True,
-        )
+    export_decoder_with_past(finish(transformers.LlamaForCausalLM(config)), path)
 
 
 #: Builders by short name, in the order benchmarks list them.

@@ -6,6 +6,9 @@ dynamic, and writes one file (no external data) when the weights fit under ONNX'
 protobuf limit. ``dynamo=True`` uses the ``torch.export`` based exporter, ``dynamo=False``
 the TorchScript exporter.
 
+:func:`export_decoder_with_past` writes a causal LM with a KV cache in Optimum's convention
+(TorchScript exporter).
+
 ``torch`` is imported lazily (the ``export`` extra).
 """
 
@@ -26,6 +29,7 @@ from typing import Any
 __all__ = [
     "ExportInfo",
     "default_dynamic_axes",
+    "export_decoder_with_past",
     "export_onnx",
     "flatten_outputs",
 ]
@@ -298,3 +302,79 @@ def _call_exporter(
     args = tuple(kwargs[n] for n in names)
     with _only_these_inputs(module, names):
         torch.onnx.export(module, args, os.fspath(path), **options)
+
+
+def export_decoder_with_past(lm: Any, path: str | os.PathLike) -> None:
+    """Exports a causal LM with a KV cache, as Optimum's with-past decoder reads it.
+
+    Inputs ``input_ids``, ``attention_mask`` (past + new), ``position_ids`` and
+    ``past_key_values.{i}.key|value`` ``[batch, kv_heads, past, head_dim]``; outputs ``logits``
+    and ``present.{i}.key|value``, the dynamic dims under Optimum's names (``batch_size``,
+    ``sequence_length``, ``past_sequence_length``, ``past_sequence_length + sequence_length``),
+    which ``check`` reads. The past may be empty (a prefill). TorchScript exporter, weights
+    inline.
+
+    Args:
+        lm: a ``transformers`` causal LM that takes a ``DynamicCache`` (Llama, Qwen2, ...), in
+            eval mode; its config gives the layer and head counts.
+        path: the ONNX file to write.
+    """
+    import torch
+    from transformers.cache_utils import DynamicCache
+
+    config = lm.config
+    layers, kv_heads = config.num_hidden_layers, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+    class WithPast(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lm = lm  # a submodule: its weights are exported as initializers
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            cache = DynamicCache()
+            for i in range(layers):
+                cache.update(past[2 * i], past[2 * i + 1], i)
+            out = self.lm(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            present = [
+                t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)
+            ]
+            return (out.logits, *present)
+
+    kv = [f"{i}.{part}" for i in range(layers) for part in ("key", "value")]
+    past_len, new = 3, 4
+    args = (
+        torch.randint(0, config.vocab_size, (1, new)),
+        torch.ones(1, past_len + new, dtype=torch.long),
+        torch.arange(past_len, past_len + new)[None],
+        *[torch.zeros(1, kv_heads, past_len, head_dim) for _ in kv],
+    )
+    batch, seq, past_seq = "batch_size", "sequence_length", "past_sequence_length"
+    total = f"{past_seq} + {seq}"  # Optimum's names: check gives the mask past + new tokens
+    axes = {
+        "input_ids": {0: batch, 1: seq},
+        "attention_mask": {0: batch, 1: total},
+        "position_ids": {0: batch, 1: seq},
+        "logits": {0: batch, 1: seq},
+        **{f"past_key_values.{n}": {0: batch, 2: past_seq} for n in kv},
+        **{f"present.{n}": {0: batch, 2: total} for n in kv},
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with _quiet(True), torch.no_grad():
+        torch.onnx.export(
+            WithPast().eval(),
+            args,
+            os.fspath(path),
+            input_names=["input_ids", "attention_mask", "position_ids"]
+            + [f"past_key_values.{n}" for n in kv],
+            output_names=["logits"] + [f"present.{n}" for n in kv],
+            dynamic_axes=axes,
+            dynamo=False,
+            do_constant_folding=True,
+        )

@@ -102,61 +102,9 @@ def feeds() -> dict[str, np.ndarray]:
 def export_with_past(variant: Variant, path: Path) -> Path:
     """Exports ``variant`` as a decoder with a KV cache under Optimum's names (TorchScript).
 
-    Inputs ``input_ids``, ``attention_mask`` (past + new), ``position_ids`` and
-    ``past_key_values.{i}.key|value`` ``[batch, heads, past, head_dim]``; outputs ``logits`` and
-    ``present.{i}.key|value``.
+    See :func:`icl_onnx.torch_export.export_decoder_with_past`.
     """
-    import torch
-    from transformers.cache_utils import DynamicCache
+    from icl_onnx.torch_export import export_decoder_with_past
 
-    lm = build(variant)
-
-    class WithPast(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lm = lm
-
-        def forward(self, input_ids, attention_mask, position_ids, *past):
-            cache = DynamicCache()
-            for i in range(LAYERS):
-                cache.update(past[2 * i], past[2 * i + 1], i)
-            out = self.lm(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                position_ids=position_ids,
-                past_key_values=cache,
-                use_cache=True,
-            )
-            layers = out.past_key_values.layers
-            return (out.logits, *[t for layer in layers for t in (layer.keys, layer.values)])
-
-    kv = [f"{i}.{part}" for i in range(LAYERS) for part in ("key", "value")]
-    past, new = 3, 4
-    args = (
-        torch.randint(0, VOCAB, (1, new)),
-        torch.ones(1, past + new, dtype=torch.long),
-        torch.arange(past, past + new)[None],
-        *[torch.zeros(1, HEADS, past, HIDDEN // HEADS) for _ in kv],
-    )
-    batch, seq, past_seq = "batch_size", "sequence_length", "past_sequence_length"
-    total = f"{past_seq} + {seq}"  # Optimum's names: check gives the mask past + new tokens
-    axes = {
-        "input_ids": {0: batch, 1: seq},
-        "attention_mask": {0: batch, 1: total},
-        "position_ids": {0: batch, 1: seq},
-        "logits": {0: batch, 1: seq},
-        **{f"past_key_values.{n}": {0: batch, 2: past_seq} for n in kv},
-        **{f"present.{n}": {0: batch, 2: total} for n in kv},
-    }
-    with torch.no_grad():
-        torch.onnx.export(
-            WithPast().eval(),
-            args,
-            str(path),
-            input_names=["input_ids", "attention_mask", "position_ids"]
-            + [f"past_key_values.{n}" for n in kv],
-            output_names=["logits"] + [f"present.{n}" for n in kv],
-            dynamic_axes=axes,
-            dynamo=False,
-        )
+    export_decoder_with_past(build(variant), path)
     return path

@@ -15,11 +15,11 @@ import numpy as np
 import onnx
 import pytest
 from builders import tied_model
-from clients import clean_env
-from cpp_example import build_example
 
 import icl_onnx
 from icl_onnx.pipeline import optimize_file
+from icl_onnx.testing.clients import clean_env
+from icl_onnx.testing.cpp_example import build_example
 
 IDS_SHAPE = (2, 5)
 

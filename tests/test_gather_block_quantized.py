@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import cuda_harness
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -14,6 +13,7 @@ from onnx import TensorProto, helper
 
 import icl_onnx
 from icl_onnx import block_quant, reference
+from icl_onnx.testing import cuda_harness
 
 LIBRARY = icl_onnx.library_path()  # the kernel tests fail, never skip, without the library
 

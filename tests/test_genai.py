@@ -14,9 +14,9 @@ from pathlib import Path
 
 import onnx
 import pytest
-from clients import NEW_TOKENS, PROMPT, genai_build, genai_generate
 
 from icl_onnx.cli.main import main as cli_main
+from icl_onnx.testing.clients import NEW_TOKENS, PROMPT, genai_build, genai_generate
 
 pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is in the test extra")
 

@@ -19,11 +19,11 @@ import tempfile
 import onnx
 import onnxruntime as ort
 import pytest
-from clients import NEW_TOKENS, PROMPT, genai_build, genai_generate
 from onnx import numpy_helper as nh
 
 import icl_onnx
 from icl_onnx.cli.main import main
+from icl_onnx.testing.clients import NEW_TOKENS, PROMPT, genai_build, genai_generate
 
 #: Tensors at least this large are the model's weights; ORT folds a few tiny constants.
 WEIGHT_BYTES = 1024

@@ -18,7 +18,7 @@ PACKAGE = Path(icl_onnx.__file__).parent
 #: Each top-level module or package of icl_onnx, by layer (lowest first).
 LAYERS: list[set[str]] = [
     # the view attributes, the operator names, and helpers every layer may use
-    {"views", "ops", "errors", "progress", "tolerance", "block_quant", "model_io"},
+    {"views", "ops", "errors", "progress", "tolerance", "block_quant", "model_io", "_proc"},
     # the operator spec and what is built from it; the runtime helpers
     {
         "reference",
@@ -36,6 +36,7 @@ LAYERS: list[set[str]] = [
     {"pipeline"},  # the declared pass list
     {"folders", "check", "serve", "verified_export", "torch_export", "hf_folder", "models"},
     {"cli", "__main__", "__init__"},
+    {"testing"},  # fixtures of the tests and benchmarks; nothing in the package imports them
 ]
 
 

@@ -13,10 +13,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
-from view_cases import view_cases
 
 import icl_onnx
 from icl_onnx import reference
+from icl_onnx.testing.view_cases import view_cases
 
 pytestmark = pytest.mark.usefixtures("icl_library")
 

@@ -13,15 +13,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-import cuda_harness
 import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
-from view_cases import view_cases
 
 import icl_onnx
 from icl_onnx import reference
+from icl_onnx.testing import cuda_harness
+from icl_onnx.testing.view_cases import view_cases
 
 LIBRARY = icl_onnx.library_path()  # the CPU op library must exist: no skip
 

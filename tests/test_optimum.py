@@ -11,9 +11,9 @@ import json
 
 import onnx
 import pytest
-from clients import NEW_TOKENS, PROMPT, optimum_export, optimum_generate
 
 from icl_onnx.cli.main import main as cli_main
+from icl_onnx.testing.clients import NEW_TOKENS, PROMPT, optimum_export, optimum_generate
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ def test_a_variants_folder_needs_a_variant_name(models):
 
 def test_generate_matches_onnxruntime_genai_on_an_optimized_folder(tmp_path):
     pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is in the test extra")
-    from clients import NEW_TOKENS, PROMPT, genai_build, genai_generate
+    from icl_onnx.testing.clients import NEW_TOKENS, PROMPT, genai_build, genai_generate
 
     src = genai_build("llama")
     out = tmp_path / "out"

@@ -17,12 +17,12 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 
-import cuda_harness
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
 import icl_onnx
+from icl_onnx.testing import cuda_harness
 
 BIG = 2**63 - 1
 OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]

@@ -10,13 +10,13 @@ it, the CUDA kernel's input front end, stopping before any launch).
 
 from __future__ import annotations
 
-import cuda_harness
 import numpy as np
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
 import icl_onnx
+from icl_onnx.testing import cuda_harness
 from icl_onnx.views import ViewAttrs
 
 OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]

@@ -33,45 +33,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from icl_onnx._proc import memory_status, peak_rss, proportional_set_size
 from icl_onnx._runtime import session_options
 from icl_onnx.check.gpu import GpuMemoryProbe
 from icl_onnx.check.measure import read_sets
 from icl_onnx.check.profile import node_providers
 
 _CUDA = "CUDAExecutionProvider"
-
-
-def peak_rss() -> int:
-    """Returns this process's peak resident set size (VmHWM) in bytes."""
-    return memory_status()["VmHWM"]
-
-
-def _proc_bytes(path: str, keys: tuple[str, ...]) -> dict[str, int]:
-    """Reads the ``key: N kB`` lines named by ``keys`` from a /proc file, in bytes."""
-    out = {}
-    with open(path) as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in keys:
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
-def memory_status() -> dict[str, int]:
-    """Returns peak, private and file-backed resident bytes of this process, in bytes.
-
-    Keys ``VmHWM`` (peak RSS), ``RssAnon`` and ``RssFile`` (now), from ``/proc/self/status``.
-    """
-    return _proc_bytes("/proc/self/status", ("VmHWM", "RssAnon", "RssFile"))
-
-
-def proportional_set_size() -> dict[str, int]:
-    """Returns this process's PSS (``Pss``, ``Pss_Anon``, ``Pss_File``) in bytes.
-
-    Shared pages count divided by the number of processes mapping them, so the PSS of every
-    process serving a model adds up to what they cost together.
-    """
-    return _proc_bytes("/proc/self/smaps_rollup", ("Pss", "Pss_Anon", "Pss_File"))
 
 
 def _provider_options(request: dict[str, Any]) -> list[dict[str, str]]:

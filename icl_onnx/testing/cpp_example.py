@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 import onnxruntime
-from clients import run
 
-ROOT = Path(__file__).resolve().parents[1]
+from icl_onnx.testing.clients import run
+
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "cpp" / "run_model.cc"
 
 

@@ -31,7 +31,7 @@ __all__ = [
     "materialize_view",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 _LIB_NAME = "libicl_cuda_harness.so"
 _ENV_HARNESS = "ICL_ONNX_CUDA_HARNESS"

@@ -4,7 +4,8 @@ Shared by the client tests (and other test modules): each builder caches its fol
 pytest session (``cached_folder``), so a model is built once however many tests use it.
 
 - :func:`hf_model`: a random-weight model saved with ``save_pretrained`` plus a word-level
-  tokenizer made with the ``tokenizers`` package (nothing downloaded).
+  tokenizer made with the ``tokenizers`` package (nothing downloaded); with ``lora``, a
+  fine-tune of it (a peft LoRA on every linear layer, merged).
 - :func:`genai_build`: onnxruntime-genai's model builder run on such a folder.
 - :func:`optimum_python`, :func:`optimum_export`: a separate venv (``.venv-optimum``) with
   optimum-onnx, which pins an older transformers than this project uses, and an export made
@@ -24,10 +25,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-#: Where built models are cached for the session (a fresh folder per pytest process).
-CACHE = Path(tempfile.mkdtemp(prefix="icl-clients-"))
-atexit.register(shutil.rmtree, CACHE, True)
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Small configs, by name: (transformers config class, its arguments).
 MODELS: dict[str, tuple[str, dict]] = {
@@ -74,83 +72,24 @@ MODELS: dict[str, tuple[str, dict]] = {
 PROMPT = [5, 17, 42, 99, 7, 300, 12, 64]
 NEW_TOKENS = 16
 
-#: Peak RSS of this process in bytes: VmHWM, which (unlike ru_maxrss) starts afresh at exec
-#: instead of keeping the RSS of the process that forked it.
-_PEAK_RSS = """
-def peak_rss():
-    with open("/proc/self/status") as f:
-        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
-"""
 
-#: Greedy decoding through GenAI: ``python -c GENAI_GENERATE FOLDER PROMPT_JSON NEW``. Imports
-#: only onnxruntime_genai; prints JSON: tokens, seconds for the first new token and for the
-#: rest, peak RSS (bytes) and whether onnx_ir was imported.
-GENAI_GENERATE = (
-    _PEAK_RSS
-    + """
-import json, sys, time
-import onnxruntime_genai as og
+@functools.cache
+def cache() -> Path:
+    """Where built models are cached for the session: a fresh folder per process.
 
-folder, prompt, new = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-model = og.Model(folder)
-params = og.GeneratorParams(model)
-params.set_search_options(do_sample=False, max_length=len(prompt) + new)
-generator = og.Generator(model, params)
-start = time.perf_counter()
-generator.append_tokens(prompt)
-generator.generate_next_token()
-first = time.perf_counter()
-while not generator.is_done():
-    generator.generate_next_token()
-end = time.perf_counter()
-print(json.dumps({
-    "tokens": [int(t) for t in generator.get_sequence(0)],
-    "first_token_s": first - start, "decode_s": end - first,
-    "peak_rss": peak_rss(),
-    "onnx_ir": "onnx_ir" in sys.modules,
-}))
-"""
-)
-
-#: Greedy decoding through Optimum's ``ORTModelForCausalLM`` (run in ``.venv-optimum``):
-#: ``python -c OPTIMUM_GENERATE FOLDER PROMPT_JSON NEW icl|plain``; prints JSON as above
-#: (decode_s covers the whole ``generate``).
-OPTIMUM_GENERATE = (
-    _PEAK_RSS
-    + """
-import json, sys, time
-import torch
-from optimum.onnxruntime import ORTModelForCausalLM
-import icl_onnx
-
-folder, prompt, new = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
-options = icl_onnx.session_options() if sys.argv[4] == "icl" else None
-model = ORTModelForCausalLM.from_pretrained(
-    folder, session_options=options, provider="CPUExecutionProvider"
-)
-ids = torch.tensor([prompt])
-kwargs = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0)
-start = time.perf_counter()
-model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kwargs)
-first = time.perf_counter()
-out = model.generate(ids, max_new_tokens=new, min_new_tokens=new, **kwargs)
-end = time.perf_counter()
-print(json.dumps({
-    "tokens": out[0].tolist(),
-    "first_token_s": first - start, "decode_s": (end - first) - (first - start),
-    "peak_rss": peak_rss(),
-    "onnx_ir": "onnx_ir" in sys.modules,
-}))
-"""
-)
+    Made on first use (importing this module makes nothing) and removed at exit.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="icl-clients-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 @functools.cache
 def cached_folder(key: str, build: Callable[[Path], None]) -> Path:
-    """Builds ``CACHE/key`` once per session with ``build(folder)``; returns the folder."""
-    folder = CACHE / key
+    """Builds ``cache()/key`` once per session with ``build(folder)``; returns the folder."""
+    folder = cache() / key
     if not folder.is_dir():
-        staging = CACHE / f".{key}.tmp"
+        staging = cache() / f".{key}.tmp"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         build(staging)
@@ -174,7 +113,9 @@ def save_tokenizer(folder: Path, vocab_size: int) -> None:
     fast.save_pretrained(folder)
 
 
-def _save_hf(name: str, scale: float, sizes: dict, folder: Path) -> None:
+def _save_hf(
+    name: str, scale: float, sizes: dict, lora: tuple[int, int] | None, folder: Path
+) -> None:
     import torch
     import transformers
 
@@ -189,23 +130,39 @@ def _save_hf(name: str, scale: float, sizes: dict, folder: Path) -> None:
         for param in model.parameters():
             if param.dim() == 2:
                 param.mul_(scale)
+    if lora is not None:
+        import peft
+
+        rank, seed = lora
+        torch.manual_seed(seed)
+        adapter = peft.LoraConfig(
+            r=rank, lora_alpha=2 * rank, target_modules="all-linear", init_lora_weights=False
+        )  # B != 0: the merged weights differ from the base's by a rank-`rank` delta
+        model = peft.get_peft_model(model, adapter).merge_and_unload()
     model.save_pretrained(folder)
     save_tokenizer(folder, config.vocab_size)
 
 
-def _key(name: str, sizes: dict) -> str:
-    return "-".join([name, *(f"{k}{v}" for k, v in sorted(sizes.items()))])
+def _key(name: str, sizes: dict, lora: tuple[int, int] | None = None) -> str:
+    parts = [name, *(f"{k}{v}" for k, v in sorted(sizes.items()))]
+    return "-".join(parts + ([f"lora{lora[0]}s{lora[1]}"] if lora else []))
 
 
-def hf_model(name: str, scale: float = 8.0, **sizes: int) -> Path:
+def hf_model(
+    name: str, scale: float = 8.0, *, lora: tuple[int, int] | None = None, **sizes: int
+) -> Path:
     """A tied, random-weight ``name`` model in a ``save_pretrained`` folder.
 
     Args:
         name: a key of :data:`MODELS`.
         scale: factor on the default initialisation of matrices (varied greedy tokens).
+        lora: ``(rank, seed)``: the model fine-tuned by a peft LoRA of that rank on every
+            linear layer (random nonzero factors from ``seed``), merged; None: the base.
         sizes: config values that replace the small defaults (``hidden_size=768``, ...).
     """
-    return cached_folder(f"hf-{_key(name, sizes)}", functools.partial(_save_hf, name, scale, sizes))
+    return cached_folder(
+        f"hf-{_key(name, sizes, lora)}", functools.partial(_save_hf, name, scale, sizes, lora)
+    )
 
 
 def _option(value: object) -> str:
@@ -229,12 +186,14 @@ def genai_build(
     *,
     precision: str = "fp32",
     options: dict | None = None,
+    lora: tuple[int, int] | None = None,
     **sizes: int,
 ) -> Path:
     """onnxruntime-genai's CPU build of :func:`hf_model` (the builder's default if None).
 
     Args:
         name: a key of :data:`MODELS`.
+        lora: the fine-tune of :func:`hf_model` to build (``(rank, seed)``), or the base.
         shared_embeddings: the builder's ``shared_embeddings`` option (its default if None).
         precision: the builder's ``-p`` (``fp32``, ``int4``, ...).
         options: more ``--extra_options`` (``{"algo_config": "rtn_last"}``: an 8-bit head).
@@ -245,15 +204,25 @@ def genai_build(
         options["shared_embeddings"] = shared_embeddings
     mode = "-".join(f"{k}{_option(v)}" for k, v in sorted(options.items())) or "default"
     return cached_folder(
-        f"genai-{_key(name, sizes)}-{precision}-{mode}",
-        functools.partial(_genai, hf_model(name, **sizes), precision, options),
+        f"genai-{_key(name, sizes, lora)}-{precision}-{mode}",
+        functools.partial(_genai, hf_model(name, lora=lora, **sizes), precision, options),
     )
 
 
 def genai_generate(folder: Path, new_tokens: int = NEW_TOKENS) -> dict:
-    """:data:`GENAI_GENERATE` on ``folder`` in a fresh subprocess with a clean environment."""
+    """Greedy tokens from ``folder`` through GenAI (``_generate_genai``), in a fresh process.
+
+    The process has a clean environment and imports only onnxruntime_genai; returns its JSON.
+    """
     out = run(
-        [sys.executable, "-c", GENAI_GENERATE, str(folder), json.dumps(PROMPT), str(new_tokens)],
+        [
+            sys.executable,
+            "-m",
+            "icl_onnx.testing._generate_genai",
+            str(folder),
+            json.dumps(PROMPT),
+            str(new_tokens),
+        ],
         timeout=600,
         env=clean_env(),
         cwd=folder.parent,
@@ -333,7 +302,9 @@ def _optimum_export(hf: Path, dedup: bool, folder: Path) -> None:
     )  # fmt: skip
 
 
-def optimum_export(name: str, dedup: bool = True, **sizes: int) -> Path:
+def optimum_export(
+    name: str, dedup: bool = True, *, lora: tuple[int, int] | None = None, **sizes: int
+) -> Path:
     """``optimum-cli export onnx --task text-generation-with-past`` of :func:`hf_model`.
 
     Encoder-decoder models (T5) are exported with ``--task text2text-generation-with-past``.
@@ -343,19 +314,20 @@ def optimum_export(name: str, dedup: bool = True, **sizes: int) -> Path:
         dedup: keep Optimum's post-processing, which with accelerate installed ties duplicate
             initializers (the tied table stored once, read through a Transpose); False exports
             with ``--no-post-process`` (the tied table stored twice).
+        lora: the fine-tune of :func:`hf_model` to export (``(rank, seed)``), or the base.
         sizes: config overrides, as for :func:`hf_model`.
     """
     return cached_folder(
-        f"optimum-{_key(name, sizes)}-{'dedup' if dedup else 'plain'}",
-        functools.partial(_optimum_export, hf_model(name, **sizes), dedup),
+        f"optimum-{_key(name, sizes, lora)}-{'dedup' if dedup else 'plain'}",
+        functools.partial(_optimum_export, hf_model(name, lora=lora, **sizes), dedup),
     )
 
 
 def optimum_generate(folder: Path, options: str, new_tokens: int = NEW_TOKENS) -> dict:
-    """:data:`OPTIMUM_GENERATE` in ``.venv-optimum`` (clean environment); options icl|plain."""
+    """Greedy tokens through Optimum (``_generate_optimum``) in ``.venv-optimum``; icl|plain."""
     out = run(
-        [str(optimum_python()), "-c", OPTIMUM_GENERATE, str(folder), json.dumps(PROMPT),
-         str(new_tokens), options],
+        [str(optimum_python()), "-m", "icl_onnx.testing._generate_optimum", str(folder),
+         json.dumps(PROMPT), str(new_tokens), options],
         timeout=600,
         env={**clean_env(), "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip

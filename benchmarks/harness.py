@@ -1,0 +1,194 @@
+"""What every benchmark shares: machine metadata, memory readings, byte formatting, results files.
+
+Benchmarks are modules of the ``benchmarks`` package, run from the repository root as
+``python -m benchmarks.NAME``; their child processes are modules too, started with
+:func:`child_command` (``python -m benchmarks._worker_x ...`` in the repository root), never code
+passed as a string. This module imports only the standard library (and ``icl_onnx._proc``), so a
+child that reads its own memory after its imports is not charged for it.
+
+- :func:`metadata` and :func:`describe`: the machine, the versions, the load and the commit, as a
+  dict for the JSON file and as one sentence for the markdown file.
+- :func:`memory_status`, :func:`peak_rss`, :func:`proportional_set_size`: ``/proc`` readings of a
+  process, in bytes (the readers ``check``'s worker uses, from ``icl_onnx._proc``).
+- :func:`mb`: bytes as MB, the one unit of every table (MB = 10^6 bytes).
+- :func:`write_json`, :func:`write_markdown`, :func:`table`, :func:`pyplot`, :func:`save_png`: the
+  results files, each written atomically (a reader never sees half a file).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from icl_onnx._proc import memory_status, peak_rss, proc_bytes, proportional_set_size
+
+__all__ = [
+    "RESULTS",
+    "ROOT",
+    "child_command",
+    "cpu_flags",
+    "cpu_name",
+    "describe",
+    "mb",
+    "memory_status",
+    "metadata",
+    "peak_rss",
+    "proc_bytes",
+    "proportional_set_size",
+    "pyplot",
+    "save_png",
+    "table",
+    "write_json",
+    "write_markdown",
+]
+
+#: The repository root (the working directory of every child process).
+ROOT = Path(__file__).resolve().parents[1]
+#: Where the results files are kept.
+RESULTS = ROOT / "benchmarks" / "results"
+#: Bytes in one MB, the unit of every table.
+MB = 1e6
+
+
+def mb(n_bytes: float, digits: int = 1) -> str:
+    """Formats a byte count as MB (10^6 bytes) with ``digits`` decimals and thousands commas.
+
+    Bytes in, always: a /proc reading in kB goes through :func:`memory_status` (bytes) first.
+    """
+    return f"{n_bytes / MB:,.{digits}f}"
+
+
+def _cpuinfo(field: str) -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(field):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what platform says."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (empty when /proc/cpuinfo is unreadable)."""
+    return set((_cpuinfo("flags") or "").split())
+
+
+def _version(package: str) -> str:
+    names = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}.get(package, (package,))
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "absent"
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=7"],
+            capture_output=True, text=True, check=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def metadata(packages: Sequence[str] = ("onnxruntime", "numpy")) -> dict[str, Any]:
+    """The machine a benchmark ran on, the versions of ``packages``, the load and the commit.
+
+    Goes into the JSON results file as it is; :func:`describe` makes the markdown sentence.
+    """
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "cpu": cpu_name(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "avx512": "avx512f" in cpu_flags(),
+        "python": platform.python_version(),
+        "versions": {p: _version(p) for p in packages},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def describe(meta: dict[str, Any]) -> str:
+    """One markdown sentence from :func:`metadata`: CPU, cores, versions, load, commit, date."""
+    versions = ", ".join(f"{p} {v}" for p, v in meta["versions"].items())
+    load = "/".join(f"{x:.1f}" for x in meta["load_average"])
+    return (
+        f"{meta['cpu']} ({meta['machine']}{', AVX-512' if meta['avx512'] else ''}), "
+        f"{meta['cpus']} logical cores shared with other work (load average {load} at the "
+        f"start); Python {meta['python']}, {versions}; commit {meta['commit']}, {meta['date']}."
+    )
+
+
+def child_command(module: str, *args: str) -> list[str]:
+    """The command that runs ``module`` (``benchmarks._x`` or ``icl_onnx...``) as a child.
+
+    Run it with ``cwd=ROOT`` (``python -m`` finds ``benchmarks`` in the working directory).
+    """
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any, indent: int = 1) -> None:
+    """Writes ``data`` as JSON (one trailing newline; other objects as their str), atomically."""
+    _write_atomic(path, json.dumps(data, indent=indent, default=str) + "\n")
+
+
+def write_markdown(path: Path, lines: Iterable[str]) -> None:
+    """Writes the markdown ``lines`` (one trailing newline), atomically."""
+    _write_atomic(path, "\n".join(lines) + "\n")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> list[str]:
+    """A markdown table's lines: the header, the rule, a line per row.
+
+    ``align`` has a letter per column, ``l`` or ``r`` (``r`` writes ``---:``); missing letters
+    leave the column's alignment to the renderer.
+    """
+    rule = ["---:" if align[i : i + 1] == "r" else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def pyplot():  # noqa: ANN201 - matplotlib is an optional dependency (the bench extra)
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig: Any, path: Path, dpi: int = 110, tight: bool = False) -> None:
+    """Saves a matplotlib figure as PNG, atomically, and closes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None)
+    pyplot().close(fig)
+    os.replace(tmp, path)
