@@ -7,7 +7,7 @@ passed as a string. This module imports only the standard library (and ``icl_onn
 child that reads its own memory after its imports is not charged for it.
 
 - :func:`metadata` and :func:`describe`: the machine, the versions, the load and the commit, as a
-  dict for the JSON file and as one sentence for the markdown file.
+  dict for the JSON file and as one sentence for the markdown file; :func:`filesystem`.
 - :func:`memory_status`, :func:`peak_rss`, :func:`proportional_set_size`: ``/proc`` readings of a
   process, in bytes (the readers ``check``'s worker uses, from ``icl_onnx._proc``).
 - :func:`mb`: bytes as MB, the one unit of every table (MB = 10^6 bytes).
@@ -37,6 +37,7 @@ __all__ = [
     "cpu_flags",
     "cpu_name",
     "describe",
+    "filesystem",
     "mb",
     "memory_status",
     "metadata",
@@ -134,6 +135,21 @@ def describe(meta: dict[str, Any]) -> str:
         f"{meta['cpus']} logical cores shared with other work (load average {load} at the "
         f"start); Python {meta['python']}, {versions}; commit {meta['commit']}, {meta['date']}."
     )
+
+
+def filesystem(path: Path) -> str:
+    """``type (mount point)`` of the file system holding ``path``, from /proc/mounts.
+
+    Part of a result where disk speed matters (tmpfs against a throttled shared disk).
+    """
+    real, best = os.path.realpath(path), ("?", "")
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            _, point, kind = line.split()[:3]
+            inside = real == point or real.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best[1]):
+                best = (kind, point)
+    return f"{best[0]} ({best[1]})"
 
 
 def child_command(module: str, *args: str) -> list[str]:
