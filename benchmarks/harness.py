@@ -3,8 +3,9 @@
 Benchmarks are modules of the ``benchmarks`` package, run from the repository root as
 ``python -m benchmarks.NAME``; their child processes are modules too, started with
 :func:`child_command` (``python -m benchmarks._worker_x ...`` in the repository root), never code
-passed as a string. This module imports only the standard library (and ``icl_onnx._proc``), so a
-child that reads its own memory after its imports is not charged for it.
+passed as a string. This module imports only the standard library (and ``icl_onnx._proc``), and
+the heavier parts of it (``importlib.metadata``, ``subprocess``, ``json``) only when called, so a
+child that reads its own memory after importing it is charged well under 1 MB.
 
 - :func:`metadata` and :func:`describe`: the machine, the versions, the load and the commit, as a
   dict for the JSON file and as one sentence for the markdown file; :func:`filesystem`.
@@ -18,11 +19,8 @@ child that reads its own memory after its imports is not charged for it.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
-import json
 import os
 import platform
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -88,6 +86,8 @@ def cpu_flags() -> set[str]:
 
 
 def _version(package: str) -> str:
+    import importlib.metadata  # not at the top: it costs a child process megabytes of RSS
+
     names = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}.get(package, (package,))
     for name in names:
         try:
@@ -98,6 +98,8 @@ def _version(package: str) -> str:
 
 
 def _commit() -> str:
+    import subprocess
+
     try:
         out = subprocess.run(
             ["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=7"],
@@ -170,6 +172,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any, indent: int = 1) -> None:
     """Writes ``data`` as JSON (one trailing newline; other objects as their str), atomically."""
+    import json
+
     _write_atomic(path, json.dumps(data, indent=indent, default=str) + "\n")
 
 
