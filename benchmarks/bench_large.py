@@ -374,10 +374,7 @@ def main() -> None:
     parser.add_argument("--skip-core", action="store_true")
     parser.add_argument("--work", help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--name", default="large", help="results file name (default: large)")
-    parser.add_argument("--out", type=Path, default=harness.RESULTS, help="results folder")
-    parser.add_argument(
-        "--report-only", action="store_true", help="rewrite <name>.md from <name>.json"
-    )
+    harness.output_arguments(parser, "<name>")
     parser.add_argument(
         "--profile",
         type=int,

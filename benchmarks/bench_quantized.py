@@ -450,10 +450,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--archs", default="llama,qwen2")
-    parser.add_argument("--out", type=Path, default=harness.RESULTS)
-    parser.add_argument(
-        "--report-only", action="store_true", help="rewrite quantized.md from quantized.json"
-    )
+    harness.output_arguments(parser, "quantized")
     args = parser.parse_args()
     if args.report_only:
         saved = json.loads((args.out / "quantized.json").read_text())

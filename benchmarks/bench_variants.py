@@ -441,10 +441,7 @@ def main() -> None:
         "--latency-repeats", type=int, default=4, help="latency measurements (fresh processes)"
     )
     parser.add_argument("--work", type=Path, default=None, help="keep exports here")
-    parser.add_argument("--out", type=Path, default=harness.RESULTS)
-    parser.add_argument(
-        "--report-only", action="store_true", help="rewrite the .md and .png from the .json"
-    )
+    harness.output_arguments(parser, "variants")
     args = parser.parse_args()
     if args.report_only:
         results = json.loads((args.out / "variants.json").read_text())

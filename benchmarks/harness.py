@@ -39,6 +39,7 @@ __all__ = [
     "mb",
     "memory_status",
     "metadata",
+    "output_arguments",
     "peak_rss",
     "proc_bytes",
     "proportional_set_size",
@@ -152,6 +153,19 @@ def filesystem(path: Path) -> str:
             if inside and len(point) >= len(best[1]):
                 best = (kind, point)
     return f"{best[0]} ({best[1]})"
+
+
+def output_arguments(parser: Any, name: str) -> None:
+    """Adds ``--out DIR`` (default :data:`RESULTS`) and ``--report-only`` to an argparse parser.
+
+    ``--report-only``: measure nothing, rewrite the report from ``name``'s JSON file in --out.
+    """
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help=f"measure nothing: rewrite the report from {name}.json in --out",
+    )
 
 
 def child_command(module: str, *args: str) -> list[str]:
