@@ -347,12 +347,10 @@ def plot(results: list[dict], counts: list[int], path: Path) -> None:
     for ax, result in zip(axes[0], results, strict=True):
         x = np.arange(len(result["rows"]))
         for j, c in enumerate(counts):
-            private = [r["totals"][str(c)]["Pss_Anon"] / 1e6 for r in result["rows"]]
-            shared = [r["totals"][str(c)]["Pss_File"] / 1e6 for r in result["rows"]]
             pos = x + (j - (len(counts) - 1) / 2) * width
-            ax.bar(pos, private, width, color=f"C{j}", label=f"N={c} private")
-            ax.bar(pos, shared, width, bottom=private, color=f"C{j}", alpha=0.4, hatch="//")
-        ax.axhline(result["unique_weight_bytes"] / 1e6, color="k", ls=":", lw=1)
+            totals = [r["totals"][str(c)] for r in result["rows"]]
+            harness.pss_bars(ax, pos, totals, width, j, f"N={c} private")
+        ax.axhline(result["unique_weight_bytes"] / harness.MB, color="k", ls=":", lw=1)
         ax.set_xticks(x, [f"{i + 1}" for i in x])
         ax.set_title(f"{result['model']} (dotted: unique weights)")
         ax.set_ylabel("total PSS added, MB (hatched: shared)")

@@ -43,6 +43,7 @@ __all__ = [
     "peak_rss",
     "proc_bytes",
     "proportional_set_size",
+    "pss_bars",
     "pyplot",
     "save_png",
     "table",
@@ -216,6 +217,16 @@ def pyplot():  # noqa: ANN201 - matplotlib is an optional dependency (the bench 
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def pss_bars(ax: Any, pos: Any, totals: Sequence[dict], width: float, j: int, label: str) -> None:
+    """Bars of total PSS in MB at ``pos``: private (``Pss_Anon``) below, shared (``Pss_File``,
+    hatched) stacked on it, in colour ``C{j}``; ``totals`` holds one PSS dict per bar.
+    """
+    private = [t["Pss_Anon"] / MB for t in totals]
+    shared = [t["Pss_File"] / MB for t in totals]
+    ax.bar(pos, private, width, color=f"C{j}", label=label)
+    ax.bar(pos, shared, width, bottom=private, color=f"C{j}", alpha=0.4, hatch="//")
 
 
 def save_png(fig: Any, path: Path, dpi: int = 110, tight: bool = False) -> None:
