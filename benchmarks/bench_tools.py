@@ -228,7 +228,7 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
     ):
         for i, tool in enumerate(tools):
             values = [
-                getattr(cell[(m, e, tool)], field) / 1e6 if (m, e, tool) in cell else 0
+                getattr(cell[(m, e, tool)], field) / harness.MB if (m, e, tool) in cell else 0
                 for m, e in groups
             ]
             ax.bar(x + (i - (len(tools) - 1) / 2) * width, values, width, label=tool)
