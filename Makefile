@@ -58,7 +58,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check icl_onnx tests benchmarks
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_matmul.py
+	$(PY) -m benchmarks.bench_matmul
 
 # `make wheel`: dist/icl_onnx-VERSION-py3-none-manylinux_2_28_x86_64.whl, the op library inside,
 # for every CPython >= 3.10 on any x86-64 Linux with glibc >= 2.28. Needs only Python and a

@@ -1,4 +1,4 @@
-"""Worker of ``bench_latency.py``: ``python _latency_worker.py REQUEST``.
+"""Worker of ``bench_latency``: ``python -m benchmarks._latency_worker REQUEST``.
 
 Opens one session per entry of the request's ``sessions`` (``_memory_worker.open_session``:
 model, icl-onnx's ``shared``), all with ``threads`` intra-op threads, then for each cell of
@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 import numpy as np
-from _memory_worker import feeds, open_session
+
+from benchmarks._memory_worker import feeds, open_session
 
 
 def measure(request: dict[str, Any]) -> dict[str, list[list[float]]]:

@@ -1,4 +1,4 @@
-"""Latency of two models run alternately in one process: ``python _measure_latency.py REQUEST``.
+"""Two models run alternately in one process: ``python -m benchmarks._measure_latency REQUEST``.
 
 The request (JSON) names ``baseline`` and ``candidate`` model files, ``inputs`` (an ``.npz``),
 ``runs`` and ``threads``. Both sessions are created with the ICL op library, warmed up once,

@@ -1,4 +1,6 @@
-"""Worker processes of ``bench_processes.py``: ``python _memory_worker.py serve|latency REQUEST``.
+"""Worker processes of ``bench_processes``: ``python -m benchmarks._memory_worker MODE REQUEST``.
+
+MODE is ``serve`` or ``latency``.
 
 ``serve``: opens one session on the request's model (or none, for the baseline), runs prefill
 chunks whose token ids cover the whole vocabulary (ONNX Runtime maps external data lazily, so a
@@ -24,19 +26,7 @@ import numpy as np
 import onnxruntime as ort
 
 import icl_onnx
-
-_STATUS = ("VmHWM", "RssAnon", "RssFile")
-
-
-def status() -> dict[str, int]:
-    """This process's peak RSS and its current anonymous and file-backed resident bytes."""
-    out = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in _STATUS:
-                out[key] = int(value.split()[0]) * 1024
-    return out
+from icl_onnx._proc import memory_status
 
 
 def open_session(spec: dict[str, Any], threads: int) -> ort.InferenceSession:
@@ -90,7 +80,7 @@ def feeds(session: ort.InferenceSession, ids: np.ndarray, past: int = 0) -> dict
 def serve(request: dict[str, Any]) -> None:
     """Opens the session, covers the vocabulary, reports, then waits for stdin to close."""
     icl_onnx.session_options()  # onnxruntime and the op library load before the baseline
-    before = status()
+    before = memory_status()
     seconds = 0.0
     if request.get("model"):
         session = open_session(request, request["threads"])
@@ -100,7 +90,7 @@ def serve(request: dict[str, Any]) -> None:
             ids = np.arange(first, min(vocab, first + chunk), dtype=np.int64)[None]
             session.run(None, feeds(session, ids))
         seconds = time.perf_counter() - start
-    after = status()
+    after = memory_status()
     print(json.dumps({"before": before, "after": after, "workload_s": seconds}), flush=True)
     sys.stdin.read()
 

@@ -7,13 +7,14 @@ limit) are issue #20's; ``tests/test_bad_input.py`` runs them through scan, opti
 check. Recorded per case: the exit code, stderr as printed, whether stderr is one line without
 a traceback, whether the input files kept their bytes, and whether the folder holds anything
 new afterwards (partial output or staging leftovers).
-Writes ``benchmarks/results/bad_inputs.md``.
+Writes ``bad_inputs.md`` under --out (benchmarks/results).
 
-Usage: python benchmarks/bad_inputs.py
+Usage: python -m benchmarks.bad_inputs [--out DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -29,9 +30,9 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+from benchmarks.harness import RESULTS, write_markdown
 from icl_onnx.testing.protobuf_wire import field as _field
 
-RESULTS = Path(__file__).parent / "results"
 V, H = 64, 32
 W = np.random.default_rng(0).standard_normal((V, H)).astype(np.float32)
 
@@ -249,6 +250,9 @@ def run_case(builder: Callable[[Path], list[str]]) -> dict:
 
 def main() -> None:
     """Runs every case and writes the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
     lines = [
         "# Bad input: what `icl-onnx optimize` says and leaves behind",
         "",
@@ -273,8 +277,7 @@ def main() -> None:
             f"{'yes' if r['inputs_kept'] else 'no'} | {new} | {stderr} |"
         )
         print(f"{name}: exit {r['exit']}: {r['stderr'][:150]}", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bad_inputs.md").write_text("\n".join(lines) + "\n")
+    write_markdown(args.out / "bad_inputs.md", lines)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ with ``--work`` on tmpfs (``/dev/shm``) isolates the tools' own cost.
 reports where its time goes: load, the pass (candidate sets and their bit-exact verification,
 the low-rank and quantized searches, the rewrite) and save.
 
-Usage: python benchmarks/bench_large.py [--vocab 349525 --hidden 768] [--rounds 1]
-    [--core-rounds 3] [--skip-large] [--skip-core] [--work DIR] [--profile N]
+Each tool runs in ``python -m benchmarks.bench_large --child``. MB = 10^6 bytes.
+
+Usage: python -m benchmarks.bench_large [--vocab 349525 --hidden 768] [--rounds 1]
+    [--core-rounds 3] [--skip-large] [--skip-core] [--work DIR] [--profile N] [--out DIR]
 """
 
 from __future__ import annotations
@@ -34,17 +36,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
+from benchmarks import harness
+
 TOOLS = ["icl-onnx", "onnx-ir dedup"]
 _POLL_S = 0.02
 _CHUNK_BYTES = 64 << 20
@@ -120,23 +121,12 @@ def export_core(folder: Path) -> list[Path]:
 # ---------------------------------------------------------------- the measured child
 
 
-def _rss_anon_kib(pid: int) -> int | None:
+def _rss_anon(pid: int) -> int | None:
+    """RssAnon of a process in bytes; None once it has exited."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1])
+        return harness.memory_status(pid, ("RssAnon",)).get("RssAnon")
     except OSError:
         return None
-    return None
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return -1
 
 
 def child(tool: str, src: str, dst: str) -> None:
@@ -168,7 +158,7 @@ def child(tool: str, src: str, dst: str) -> None:
         found = before - sum(len(g.initializers) for g in model.graphs())
         ir.save(model, dst, external_data=Path(dst).name + ".data")
         marks.append(("save", time.time()))
-    result = {"marks": marks, "found": found, "vm_hwm_kib": _status_kib("VmHWM")}
+    result = {"marks": marks, "found": found, "vm_hwm_bytes": harness.peak_rss()}
     print(json.dumps(result))
 
 
@@ -177,14 +167,16 @@ def measure(tool: str, src: Path, dst: Path) -> dict:
     for stale in (dst, dst.with_name(dst.name + ".data")):
         stale.unlink(missing_ok=True)
     os.sync()  # no run pays for writing back the previous run's dirty pages
-    cmd = [sys.executable, __file__, "--child", tool, str(src), str(dst)]
+    cmd = harness.child_command("benchmarks.bench_large", "--child", tool, src, dst)
     t0 = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=harness.ROOT
+    )
     samples: list[tuple[float, int]] = []
     while proc.poll() is None:
-        kib = _rss_anon_kib(proc.pid)
-        if kib is not None:
-            samples.append((time.time(), kib))
+        anon = _rss_anon(proc.pid)
+        if anon is not None:
+            samples.append((time.time(), anon))
         time.sleep(_POLL_S)
     wall = time.time() - t0
     out, err = proc.communicate()
@@ -195,8 +187,8 @@ def measure(tool: str, src: Path, dst: Path) -> dict:
     steps, peaks = {}, {}
     for (_, begin), (name, end) in zip(marks, marks[1:], strict=False):
         steps[name] = end - begin
-        inside = [kib for t, kib in samples if begin <= t <= end]
-        peaks[name] = max(inside, default=0) * 1024
+        inside = [anon for t, anon in samples if begin <= t <= end]
+        peaks[name] = max(inside, default=0)
     written = sum(p.stat().st_size for p in (dst, dst.with_name(dst.name + ".data")) if p.exists())
     work = marks[-1][1] - marks[1][1]  # load + pass + save, without interpreter start-up/imports
     return {
@@ -204,9 +196,9 @@ def measure(tool: str, src: Path, dst: Path) -> dict:
         "process_seconds": wall,
         "seconds": work,
         "steps_s": {k: steps[k] for k in ("load", "pass", "save")},
-        "peak_rss_anon_bytes": max((kib for _, kib in samples), default=0) * 1024,
+        "peak_rss_anon_bytes": max((anon for _, anon in samples), default=0),
         "peak_rss_anon_by_step_bytes": peaks,
-        "vm_hwm_bytes": result["vm_hwm_kib"] * 1024,
+        "vm_hwm_bytes": result["vm_hwm_bytes"],
         "bytes_written": written,
         "copies_found": result["found"],
         "samples": len(samples),
@@ -284,8 +276,10 @@ def profile(src: Path, dst: Path, rounds: int) -> dict[str, list[float]]:
     dst.parent.mkdir(exist_ok=True)
     for _ in range(rounds):
         os.sync()
-        cmd = [sys.executable, __file__, "--profile-child", str(src), str(dst)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        cmd = harness.child_command("benchmarks.bench_large", "--profile-child", src, dst)
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, check=True, cwd=harness.ROOT
+        ).stdout
         for label, seconds in json.loads(out.strip().splitlines()[-1]).items():
             runs[label].append(seconds)
     return runs
@@ -294,8 +288,8 @@ def profile(src: Path, dst: Path, rounds: int) -> dict[str, list[float]]:
 # ---------------------------------------------------------------- report
 
 
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):,.0f} MiB"
+def _mb(n: int) -> str:
+    return f"{harness.mb(n, 0)} MB"
 
 
 def _round_ratios(res: dict) -> list[float]:
@@ -317,19 +311,13 @@ def _profile_line(res: dict) -> str:
     )
 
 
-def write_report(results: list[dict], meta: dict, name: str) -> None:
-    """Writes <name>.md and <name>.json under benchmarks/results."""
-    RESULTS.mkdir(exist_ok=True)
-    raw = json.dumps({"meta": meta, "results": results}, indent=1)
-    if (RESULTS / f"{name}.json").exists() and (RESULTS / f"{name}.json").read_text() == raw:
-        pass  # --report-only: the raw runs are already there
-    else:
-        (RESULTS / f"{name}.json").write_text(raw)
+def write_report(results: list[dict], meta: dict, name: str, out: Path) -> None:
+    """Writes <name>.md and <name>.json under ``out``."""
+    harness.write_json(out / f"{name}.json", {"meta": meta, "results": results})
     lines = [
         "# Scale: icl-onnx optimize vs onnx-ir DeduplicateHashedInitializersPass",
         "",
-        f"{meta['machine']}; {meta['cpus']} CPUs (shared); python {meta['python']}; "
-        f"onnx-ir {meta['onnx_ir']}; models read and written on {meta['filesystem']}. "
+        f"{harness.describe(meta)} Models read and written on {meta['filesystem']}. "
         "Each tool in its own subprocess; time = load + pass + save "
         "(interpreter start-up and imports excluded); peak RssAnon polled from the parent every "
         "20 ms in /proc/<pid>/status; VmHWM read by the child at exit (includes file-backed "
@@ -366,24 +354,12 @@ def write_report(results: list[dict], meta: dict, name: str) -> None:
             lines.append(
                 f"| {res['label']} | {tool} | {last['copies_found']} | "
                 f"{res['median_seconds'][tool]:.2f} | {rounds} | {steps} | "
-                f"{_mib(last['peak_rss_anon_bytes'])} | {worst} | {_mib(last['vm_hwm_bytes'])} | "
-                f"{_mib(last['bytes_written'])} | {ratio} | {best} |"
+                f"{_mb(last['peak_rss_anon_bytes'])} | {worst} | {_mb(last['vm_hwm_bytes'])} | "
+                f"{_mb(last['bytes_written'])} | {ratio} | {best} |"
             )
-    lines += ["", f"Rounds: {meta['rounds']}. Raw runs in {name}.json.", ""]
-    lines += [line + "\n" for line in map(_profile_line, results) if line]
-    (RESULTS / f"{name}.md").write_text("\n".join(lines))
-
-
-def _filesystem(path: Path) -> str:
-    """``type (mount point)`` of the file system holding ``path``, from /proc/mounts."""
-    real, best = os.path.realpath(path), ("?", "")
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            _, point, kind = line.split()[:3]
-            inside = real == point or real.startswith(point.rstrip("/") + "/")
-            if inside and len(point) >= len(best[1]):
-                best = (kind, point)
-    return f"{best[0]} ({best[1]})"
+    lines += ["", f"Rounds: {meta['rounds']}. Raw runs in {name}.json."]
+    lines += ["\n" + line for line in map(_profile_line, results) if line]
+    harness.write_markdown(out / f"{name}.md", lines)
 
 
 def main() -> None:
@@ -398,9 +374,7 @@ def main() -> None:
     parser.add_argument("--skip-core", action="store_true")
     parser.add_argument("--work", help="scratch folder (default: a temporary one, removed)")
     parser.add_argument("--name", default="large", help="results file name (default: large)")
-    parser.add_argument(
-        "--report-only", action="store_true", help="rewrite <name>.md from <name>.json"
-    )
+    harness.output_arguments(parser, "<name>")
     parser.add_argument(
         "--profile",
         type=int,
@@ -417,15 +391,15 @@ def main() -> None:
         profile_child(*args.profile_child)
         return
     if args.report_only:
-        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
-        write_report(saved["results"], saved["meta"], args.name)
-        print((RESULTS / f"{args.name}.md").read_text())
+        saved = json.loads((args.out / f"{args.name}.json").read_text())
+        write_report(saved["results"], saved["meta"], args.name, args.out)
+        print((args.out / f"{args.name}.md").read_text())
         return
-    import onnx_ir
+    meta = harness.metadata(("onnx-ir", "onnx", "numpy"))
 
     work = Path(args.work or tempfile.mkdtemp(prefix="icl-large-"))
     work.mkdir(parents=True, exist_ok=True)
-    filesystem = _filesystem(work)
+    filesystem = harness.filesystem(work)
     results = []
     try:
         if not args.skip_large:
@@ -451,16 +425,9 @@ def main() -> None:
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
-    meta = {
-        "machine": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "onnx_ir": onnx_ir.__version__,
-        "rounds": {"large": args.rounds, "core": args.core_rounds},
-        "filesystem": filesystem,
-    }
-    write_report(results, meta, args.name)
-    print((RESULTS / f"{args.name}.md").read_text())
+    meta.update(rounds={"large": args.rounds, "core": args.core_rounds}, filesystem=filesystem)
+    write_report(results, meta, args.name, args.out)
+    print((args.out / f"{args.name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ For each model (BERT masked-LM and a tied Llama, TorchScript and dynamo exports,
 decoder with KV-cache inputs, ``model_zoo.export_llama_with_past``; random weights, hidden 768, 2
 layers, vocab 30000 (BERT) or 32000 (Llama)) three files are written: the original as exported, icl-
 onnx's output without and with ``--read-weights-in-place`` (both with external data). Five sessions
-run alternately in one worker process (``_latency_worker.py``, intra-op spinning off in all), in a
+run alternately in one worker process (``_latency_worker``, intra-op spinning off in all), in a
 shuffled order each round: the original in a default session (the baseline) and each optimized file
 in a default session and in a shared one (``share_across_processes=True``: prepacking off). A cell
 is one input: a prompt of 1, 8, 32 or 128 tokens (no cache; an empty cache for the with-past
@@ -13,15 +13,15 @@ without a cache, a single row is the 1-token prompt). Each cell reports the medi
 of a session's time to the baseline's, with the 10th and 90th percentiles.
 
 Memory: the original (default session), the file without the option in a shared session and
-the file with it in both sessions are each opened in a fresh process (``_memory_worker.py
+the file with it in both sessions are each opened in a fresh process (``_memory_worker
 serve``) that runs prompts of 128 tokens; RssAnon (private) and RssFile added by the session
 and its runs are set against the weights.
 
 Writes ``benchmarks/results/latency.md`` and ``latency.json`` (or ``--out``).
 
 Usage:
-    python benchmarks/bench_latency.py            # every model, 1 and 2 threads (~15 min idle)
-    python benchmarks/bench_latency.py --quick    # BERT and the with-past decoder, 2 threads
+    python -m benchmarks.bench_latency           # every model, 1 and 2 threads (~15 min idle)
+    python -m benchmarks.bench_latency --quick   # BERT and the with-past decoder, 2 threads
 The ICL op library comes from ``icl_onnx.library_path()`` (``ICL_ONNX_LIBRARY`` overrides it).
 """
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -39,17 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
-from bench_processes import run_workers, weight_bytes
-from model_zoo import export_llama_with_past
 
 import icl_onnx
+from benchmarks import harness
+from benchmarks.bench_processes import run_workers, weight_bytes
+from benchmarks.model_zoo import export_llama_with_past
 from icl_onnx.models import build_model
 from icl_onnx.pipeline import optimize_file
 from icl_onnx.torch_export import export_onnx
 
-RESULTS = Path(__file__).parent / "results"
-WORKER = Path(__file__).parent / "_latency_worker.py"
 MODELS = ("bert-torchscript", "llama-torchscript", "llama-dynamo", "llama-withpast")
 #: (label, file, share_across_processes); the first is the baseline.
 SESSIONS = (
@@ -110,8 +107,9 @@ def latency(
     path = folder / "latency-request.json"
     path.write_text(json.dumps(request))
     proc = subprocess.run(
-        [sys.executable, str(WORKER), str(path)], capture_output=True, text=True, check=True
-    )
+        harness.child_command("benchmarks._latency_worker", path),
+        capture_output=True, text=True, check=True, cwd=harness.ROOT,
+    )  # fmt: skip
     measured = json.loads(proc.stdout.strip().splitlines()[-1])
     return {
         cell: {label: stats(r) for (label, _, _), r in zip(SESSIONS, per, strict=True)}
@@ -167,30 +165,31 @@ def worst(results: list[dict[str, Any]], threads: str) -> dict[str, float]:
 
 
 def to_markdown(
-    results: list[dict[str, Any]], args: argparse.Namespace, seconds: float, load: str = ""
-) -> str:
+    results: list[dict[str, Any]],
+    args: argparse.Namespace,
+    seconds: float,
+    meta: dict[str, Any],
+    load: str = "",
+) -> list[str]:
+    """The results file: how it was measured, the worst ratios, every cell, private memory."""
     labels = [label for label, _, _ in SESSIONS[1:]]
     lines = [
         "# End-to-end latency: icl-onnx default and shared sessions against the original",
         "",
-        "`python benchmarks/bench_latency.py"
+        "`python -m benchmarks.bench_latency"
         + (" --quick" if args.quick else "")
-        + f"`, {time.strftime('%Y-%m-%d')}. CPU ({platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores shared with other jobs: the machine was loaded), onnxruntime "
-        f"{ort.__version__}, op library {icl_onnx.library_path()}. Models: random weights, "
-        "hidden 768, 12 heads, 2 layers, vocab 30000 (BERT) / 32000 (Llama), tied embeddings; "
-        "`withpast`: a Llama decoder with KV-cache inputs (Optimum's names, TorchScript "
-        "export). before = `icl-onnx optimize` (external data); after = the same with "
-        "`--read-weights-in-place`. default = `create_session(path)`, shared = "
-        "`create_session(path, share_across_processes=True)` (prepacking off); intra-op "
-        "spinning off in every session (five pools spinning on two cores slow each other's "
-        "runs). Each cell: "
-        "the five sessions run once each per round in a shuffled order, "
-        f"{args.runs} rounds ({3 * args.runs} for inputs of at most 8 tokens) after 2 warm-up "
-        "runs, in one process; the value is the median "
-        "of the per-round ratios time / time of the original in a default session, with the "
-        f"10th–90th percentiles. Goal: after, shared ≤ {GOAL}. Total run {seconds:.0f} s"
-        + (f"; 1-minute load average {load}." if load else "."),
+        + f"`. CPU: {harness.describe(meta)} Op library {icl_onnx.library_path()}. "
+        "Models: random weights, hidden 768, 12 heads, 2 layers, vocab 30000 (BERT) / 32000 "
+        "(Llama), tied embeddings; `withpast`: a Llama decoder with KV-cache inputs (Optimum's "
+        "names, TorchScript export). before = `icl-onnx optimize` (external data); after = the "
+        "same with `--read-weights-in-place`. default = `create_session(path)`, shared = "
+        "`create_session(path, share_across_processes=True)` (prepacking off); intra-op spinning "
+        "off in every session (five pools spinning on two cores slow each other's runs). Each "
+        f"cell: the five sessions run once each per round in a shuffled order, {args.runs} rounds "
+        f"({3 * args.runs} for inputs of at most 8 tokens) after 2 warm-up runs, in one process; "
+        "the value is the median of the per-round ratios time / time of the original in a default "
+        f"session, with the 10th–90th percentiles. Goal: after, shared ≤ {GOAL}. Total run "
+        f"{seconds:.0f} s" + (f"; 1-minute load average {load}." if load else "."),
         "",
         "Worst median ratio per mode (every model and cell):",
         "",
@@ -222,10 +221,11 @@ def to_markdown(
     ]
     for r in results:
         cells_ = " | ".join(
-            f"{m['RssAnon'] / 1e6:.0f} / {m['RssFile'] / 1e6:.0f}" for m in r["memory"].values()
+            f"{harness.mb(m['RssAnon'], 0)} / {harness.mb(m['RssFile'], 0)}"
+            for m in r["memory"].values()
         )
-        lines.append(f"| {r['model']} | {r['weight_bytes'] / 1e6:.0f} | {cells_} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {r['model']} | {harness.mb(r['weight_bytes'], 0)} | {cells_} |")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,24 +237,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="BERT and the with-past decoder, 2 threads, 20 rounds"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=harness.RESULTS)
     parser.add_argument(
         "--work", type=Path, help="keep the models here, reuse their exports (default: a temp dir)"
     )
     args = parser.parse_args(argv)
     if args.quick:
         args.models, args.threads, args.runs = ["bert-torchscript", "llama-withpast"], [2], 20
+    meta = harness.metadata()
     start, load = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="icl-latency-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         results = [measure_model(name, args, work) for name in args.models]
     load_text = f"{load:.1f} before, {os.getloadavg()[0]:.1f} after"
-    table = to_markdown(results, args, time.perf_counter() - start, load_text)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "latency.md").write_text(table)
-    (args.out / "latency.json").write_text(json.dumps(results, indent=2))
-    print(table)
+    lines = to_markdown(results, args, time.perf_counter() - start, meta, load_text)
+    harness.write_markdown(args.out / "latency.md", lines)
+    harness.write_json(args.out / "latency.json", results, indent=2)
+    print("\n".join(lines))
     return 0
 
 

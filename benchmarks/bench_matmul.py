@@ -19,8 +19,8 @@ MatMul kernel invoked from a custom op would see).
 Writes ``benchmarks/results/matmul_cpu.md``, ``.json`` and ``.png`` (a heat map).
 
 Usage:
-    python benchmarks/bench_matmul.py            # the whole grid (about 10-15 minutes)
-    python benchmarks/bench_matmul.py --quick    # a subset (a few minutes)
+    python -m benchmarks.bench_matmul           # the whole grid (about 10-15 minutes)
+    python -m benchmarks.bench_matmul --quick   # a subset (a few minutes)
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from benchmarks import harness
+from benchmarks.harness import cpu_flags, cpu_name
+
 ISAS = ("avx512", "avx2")
 VIEWS = ("transposed", "plain")
 GRID_M = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -251,28 +253,6 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (empty when /proc/cpuinfo is unreadable)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def grid_table(cells: list[Cell], isa: str, threads: int, ms: list[int]) -> list[str]:
     """One Markdown table: a row per (view, K, N), a column per M.
 
@@ -306,7 +286,7 @@ def markdown(
     load: tuple[float, float],
     command: str,
     when: datetime.datetime,
-) -> str:
+) -> list[str]:
     """The results file: how it was measured, the worst cells, every grid, the 16-bit row."""
     import onnxruntime as ort
 
@@ -314,7 +294,7 @@ def markdown(
     lines = [
         "# IclMatMul vs ONNX Runtime's prepacked MatMul (CPU)",
         "",
-        f"`benchmarks/bench_matmul.py {command}`, {when:%Y-%m-%d %H:%M} UTC.",
+        f"`python -m benchmarks.bench_matmul {command}`, {when:%Y-%m-%d %H:%M} UTC.",
         "",
         f"- CPU: {cpu_name()}, {os.cpu_count()} logical cores visible"
         f" ({'AVX-512F' if 'avx512f' in cpu_flags() else 'no AVX-512'}); onnxruntime "
@@ -429,15 +409,12 @@ def markdown(
                 f"{c.unprepacked_min_ratio:.2f} | {plain.unprepacked_min_ratio:.2f} |"
             )
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def heat_map(cells: list[Cell], args: argparse.Namespace, path: Path) -> None:
     """One panel per (ISA, threads): rows (view, K x N), columns M, colour ICL/ORT."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = harness.pyplot()
     from matplotlib.colors import TwoSlopeNorm
 
     f32 = [c for c in cells if c.w_dtype == "float32"]
@@ -463,8 +440,7 @@ def heat_map(cells: list[Cell], args: argparse.Namespace, path: Path) -> None:
         ax.set_xlabel("M")
         ax.set_title(f"ICL {isa}, {t} thread{'s' if t > 1 else ''}: ICL time / ORT time")
     fig.colorbar(image, ax=axes, shrink=0.6, label="ICL / ORT (time, below 1 is faster)")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    harness.save_png(fig, path, tight=True)
 
 
 def parse_args() -> argparse.Namespace:
@@ -488,7 +464,7 @@ def parse_args() -> argparse.Namespace:
         "--baseline-library", type=Path, help="another libicl_ops.so, timed in the same rounds"
     )
     parser.add_argument("--baseline-label", default="the library given by --baseline-library")
-    parser.add_argument("--output", type=Path, default=RESULTS / "matmul_cpu.md",
+    parser.add_argument("--output", type=Path, default=harness.RESULTS / "matmul_cpu.md",
                         help="Markdown file; the .json and .png go beside it")  # fmt: skip
     parser.add_argument(
         "--replot", type=Path, help="rewrite the Markdown and PNG from this JSON, measuring nothing"
@@ -526,13 +502,12 @@ def main() -> int:
     args.half = next((c.w_dtype for c in cells if c.w_dtype != "float32"), args.half)
     when = datetime.datetime.fromisoformat(record["measured"])
     load = tuple(record["load_average"])
-    text = markdown(cells, args, load, record["command"], when)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    lines = markdown(cells, args, load, record["command"], when)
+    harness.write_markdown(args.output, lines[:-1])
     if not args.replot:
-        args.output.with_suffix(".json").write_text(json.dumps(record, indent=1))
+        harness.write_json(args.output.with_suffix(".json"), record)
     heat_map(cells, args, args.output.with_suffix(".png"))
-    print(text)
+    print("\n".join(lines))
     return 0
 
 
@@ -548,13 +523,16 @@ def measure(args: argparse.Namespace) -> dict:
             if isa == "avx2":
                 env["ICL_CPU_ISA"] = "avx2"
             out = Path(tmp) / f"{isa}.json"
-            command = [sys.executable, __file__, *sys.argv[1:], "--worker", isa]
-            subprocess.run([*command, "--worker-output", str(out)], env=env, check=True)
+            command = harness.child_command(
+                "benchmarks.bench_matmul", *sys.argv[1:], "--worker", isa, "--worker-output", out
+            )
+            subprocess.run(command, env=env, check=True, cwd=harness.ROOT)
             cells += json.loads(out.read_text())
     return {
         "command": shlex.join(sys.argv[1:]),
         "measured": when.isoformat(),
         "cpu": cpu_name(),
+        "machine": harness.metadata(),
         "load_average": [load_before, os.getloadavg()[0]],
         "baseline": str(args.baseline_library) if args.baseline_library else None,
         "baseline_label": args.baseline_label,

@@ -2,8 +2,8 @@
 
 For each model (tied-embedding BERT and Llama from transformers configs, random weights,
 exported with TorchScript or dynamo) and each way of storing and opening it, N = 1, 2, 4 worker
-processes (``_memory_worker.py serve``) each open a session and run prefill chunks that cover
-the whole vocabulary. The workers are started one after another and kept alive; when N are
+processes (``benchmarks._memory_worker serve``) each open a session and run prefill chunks that
+cover the whole vocabulary. The workers are started one after another and kept alive; when N are
 alive the parent sums ``Pss_Anon`` (private) and ``Pss_File`` (file-backed pages shared
 through the page cache) from ``/proc/PID/smaps_rollup`` over them and subtracts the same sum
 for N workers that open no session (interpreter, numpy, onnxruntime and the op library). Each
@@ -29,7 +29,7 @@ medians compared.
 
 Writes ``benchmarks/results/processes.md``, ``.json`` and ``.png``.
 
-Usage: python benchmarks/bench_processes.py [--hidden 512 --vocab 8192 --layers 2]
+Usage: python -m benchmarks.bench_processes [--hidden 512 --vocab 8192 --layers 2]
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -49,15 +47,14 @@ from typing import Any
 import numpy as np
 import onnx
 import onnx_ir as ir
-import onnxruntime as ort
 
+from benchmarks import harness
 from icl_onnx.model_io import save_model
 from icl_onnx.models import build_model
 from icl_onnx.pipeline import optimize_file
 from icl_onnx.torch_export import export_onnx
 
-RESULTS = Path(__file__).parent / "results"
-WORKER = Path(__file__).parent / "_memory_worker.py"
+WORKER = "benchmarks._memory_worker"
 MODELS = ("bert-torchscript", "bert-dynamo", "llama-torchscript", "llama-dynamo")
 
 
@@ -116,17 +113,6 @@ def build_files(name: str, args: argparse.Namespace, folder: Path) -> dict[str, 
     return files
 
 
-def rollup(pid: int) -> dict[str, int]:
-    """``Pss``, ``Pss_Anon`` and ``Pss_File`` of a process, in bytes."""
-    out = {}
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("Pss", "Pss_Anon", "Pss_File"):
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
 def run_workers(request: dict[str, Any], counts: list[int], folder: Path) -> dict[str, Any]:
     """Starts workers one by one; at each count in ``counts`` sums their PSS."""
     path = folder / "request.json"
@@ -137,10 +123,11 @@ def run_workers(request: dict[str, Any], counts: list[int], folder: Path) -> dic
     try:
         for n in range(1, max(counts) + 1):
             proc = subprocess.Popen(
-                [sys.executable, str(WORKER), "serve", str(path)],
+                harness.child_command(WORKER, "serve", path),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                cwd=harness.ROOT,
             )
             procs.append(proc)
             line = proc.stdout.readline()
@@ -150,7 +137,7 @@ def run_workers(request: dict[str, Any], counts: list[int], folder: Path) -> dic
             if n in counts:
                 sums = {"Pss": 0, "Pss_Anon": 0, "Pss_File": 0}
                 for p in procs:
-                    for key, value in rollup(p.pid).items():
+                    for key, value in harness.proportional_set_size(p.pid).items():
                         sums[key] += value
                 totals[n] = sums
     finally:
@@ -175,10 +162,11 @@ def latency(files: dict[str, Path], args: argparse.Namespace, folder: Path) -> d
     path = folder / "latency.json"
     path.write_text(json.dumps(request))
     proc = subprocess.run(
-        [sys.executable, str(WORKER), "latency", str(path)],
+        harness.child_command(WORKER, "latency", path),
         capture_output=True,
         text=True,
         check=True,
+        cwd=harness.ROOT,
     )
     medians = json.loads(proc.stdout.strip().splitlines()[-1])
     return {"labels": ["original", "icl-onnx default", "icl-onnx shared"], **medians}
@@ -230,7 +218,8 @@ def measure_model(name: str, args: argparse.Namespace, baseline: dict, folder: P
 
 
 def mb(n: float) -> str:
-    return f"{n / 1e6:.0f}"
+    """Whole MB (10^6 bytes)."""
+    return harness.mb(n, 0)
 
 
 def goals(result: dict, counts: list[int]) -> dict[str, Any]:
@@ -278,23 +267,22 @@ def summary(results: list[dict], counts: list[int]) -> list[str]:
     return lines
 
 
-def to_markdown(results: list[dict], args: argparse.Namespace) -> str:
+def to_markdown(results: list[dict], args: argparse.Namespace, meta: dict) -> list[str]:
+    """The results file: how it was measured, the summary, a table and the goals per model."""
     counts = args.workers
     lines = [
         "# Processes serving one model: total PSS, private and shared",
         "",
         f"Models: hidden {args.hidden} ({args.hidden // 64} heads), vocab {args.vocab}, "
-        f"{args.layers} layers, random weights, tied embeddings. CPU, onnxruntime "
-        f"{ort.__version__}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores (shared with other jobs), {args.threads} intra-op threads "
-        "per session. Each worker is a fresh process that opens the session and runs "
-        f"prefill chunks of {args.chunk} tokens covering all {args.vocab} ids, then stays "
-        "alive while the others start. PSS from /proc/PID/smaps_rollup summed over the N "
-        "live workers, minus the same sum for N workers that open no session; private = "
-        "Pss_Anon, shared = Pss_File. 'peak / private / file' = one worker's VmHWM, RssAnon "
-        "and RssFile added by its session and workload. MB = 10^6 bytes. Unique weights = "
-        "the initializers of icl-onnx's output; activations = the shared row's peak minus "
-        "the unique weights (so they include the pages of onnxruntime's code and arenas the "
+        f"{args.layers} layers, random weights, tied embeddings. CPU: {harness.describe(meta)} "
+        f"{args.threads} intra-op threads per session. Each worker is a fresh process that opens "
+        f"the session and runs prefill chunks of {args.chunk} tokens covering all {args.vocab} "
+        "ids, then stays alive while the others start. PSS from /proc/PID/smaps_rollup summed "
+        "over the N live workers, minus the same sum for N workers that open no session; private "
+        "= Pss_Anon, shared = Pss_File. 'peak / private / file' = one worker's VmHWM, RssAnon and "
+        "RssFile added by its session and workload. MB = 10^6 bytes. Unique weights = the "
+        "initializers of icl-onnx's output; activations = the shared row's peak minus the unique "
+        "weights (so they include the pages of onnxruntime's code and arenas the "
         "session touches).",
         "",
     ]
@@ -348,33 +336,28 @@ def to_markdown(results: list[dict], args: argparse.Namespace) -> str:
             f"against icl-onnx default: {shared_vs_default}.",
             "",
         ]
-    return "\n".join(lines)
+    return lines[:-1]
 
 
 def plot(results: list[dict], counts: list[int], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Total PSS per row, private and shared, a bar per worker count; a panel per model."""
+    plt = harness.pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 5.5), squeeze=False)
     width = 0.8 / len(counts)
     for ax, result in zip(axes[0], results, strict=True):
         x = np.arange(len(result["rows"]))
         for j, c in enumerate(counts):
-            private = [r["totals"][str(c)]["Pss_Anon"] / 1e6 for r in result["rows"]]
-            shared = [r["totals"][str(c)]["Pss_File"] / 1e6 for r in result["rows"]]
             pos = x + (j - (len(counts) - 1) / 2) * width
-            ax.bar(pos, private, width, color=f"C{j}", label=f"N={c} private")
-            ax.bar(pos, shared, width, bottom=private, color=f"C{j}", alpha=0.4, hatch="//")
-        ax.axhline(result["unique_weight_bytes"] / 1e6, color="k", ls=":", lw=1)
+            totals = [r["totals"][str(c)] for r in result["rows"]]
+            harness.pss_bars(ax, pos, totals, width, j, f"N={c} private")
+        ax.axhline(result["unique_weight_bytes"] / harness.MB, color="k", ls=":", lw=1)
         ax.set_xticks(x, [f"{i + 1}" for i in x])
         ax.set_title(f"{result['model']} (dotted: unique weights)")
         ax.set_ylabel("total PSS added, MB (hatched: shared)")
         ax.set_xlabel("row (see processes.md)")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    harness.save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefill", type=int, default=128, help="latency: prefill tokens")
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=harness.RESULTS)
     parser.add_argument(
         "--merge",
         action="store_true",
@@ -418,16 +401,15 @@ def main(argv: list[str] | None = None) -> int:
             print("baseline workers", file=sys.stderr, flush=True)
             baseline = run_workers({"model": None}, args.workers, folder)["totals"]
             results = [measure_model(name, args, baseline, folder) for name in names]
-    args.out.mkdir(parents=True, exist_ok=True)
     earlier = args.out / "processes.json"
     if args.merge and earlier.is_file() and not args.report_only:
         kept = [r for r in json.loads(earlier.read_text()) if r["model"] not in names]
         results = kept + results
-    table = to_markdown(results, args)
-    (args.out / "processes.md").write_text(table)
-    (args.out / "processes.json").write_text(json.dumps(results, indent=2))
+    lines = to_markdown(results, args, harness.metadata())
+    harness.write_markdown(args.out / "processes.md", lines)
+    harness.write_json(args.out / "processes.json", results, indent=2)
     plot(results, args.workers, args.out / "processes.png")
-    print(table)
+    print("\n".join(lines))
     return 0
 
 

@@ -23,9 +23,11 @@ MatMulNBits prepacking: a session holding only the head's ``MatMulNBits`` (``[32
 4 and 8 bits, block 32) is created with prepacking on and off (``session.disable_prepacking``);
 the ``RssAnon`` it adds and its M=1 latency say what ORT's prepacked copy costs.
 
-Usage: python benchmarks/bench_quantized.py [--work DIR] [--steps 32] [--rounds 3]
-    [--archs llama,qwen2] [--report-only]
-Writes benchmarks/results/quantized.md and .json.
+Each measurement runs in ``benchmarks._quantized_worker`` (a fresh process).
+
+Usage: python -m benchmarks.bench_quantized [--work DIR] [--steps 32] [--rounds 3]
+    [--archs llama,qwen2] [--out DIR] [--report-only]
+Writes quantized.md and .json under --out (benchmarks/results).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -41,8 +42,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks import harness
 
 ARCHS = {
     "llama": {"hidden": 768, "vocab": 32000, "layers": 2, "heads": 12, "intermediate": 2048},
@@ -63,6 +63,8 @@ SOURCE = {
 
 #: Architectures by name: (transformers config class, its extra keyword arguments).
 CONFIGS = {"llama": ("LlamaConfig", {}), "qwen2": ("Qwen2Config", {})}
+#: The packages whose versions the results name.
+PACKAGES = ("onnxruntime", "onnxruntime-genai", "numpy")
 
 
 def tied_hf_folder(
@@ -209,65 +211,14 @@ def build_folders(work: Path, arch: str) -> dict[str, Path]:
     return folders
 
 
-# ---------------------------------------------------------------- the measured child
-
-CHILD = r"""
-import json, os, sys, time, tempfile
-import numpy as np
-
-def status(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return -1
-
-mode, folder = sys.argv[1], sys.argv[2]
-if mode == "graph":
-    import onnx, onnxruntime as ort
-    config = json.load(open(os.path.join(folder, "genai_config.json")))
-    decoder = config["model"]["decoder"]
-    so = ort.SessionOptions()
-    lib = decoder.get("session_options", {}).get("custom_ops_library")
-    if lib:
-        so.register_custom_ops_library(os.path.join(folder, lib))
-    out = tempfile.mkdtemp()
-    so.optimized_model_filepath = os.path.join(out, "g.onnx")
-    prefix = "session.optimized_model_external_initializers_"
-    so.add_session_config_entry(prefix + "file_name", "g.data")
-    so.add_session_config_entry(prefix + "min_size_in_bytes", "0")
-    path = os.path.join(folder, decoder["filename"])
-    ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    data = os.path.join(out, "g.data")
-    print(json.dumps({"ort_graph_bytes": os.path.getsize(data) if os.path.exists(data) else 0}))
-else:
-    import onnxruntime_genai as og
-    prompt, steps = json.loads(sys.argv[3]), int(sys.argv[4])
-    base = status("RssAnon")
-    model = og.Model(folder)
-    params = og.GeneratorParams(model)
-    n = len(prompt) + steps
-    params.set_search_options(do_sample=False, max_length=n, min_length=n)
-    generator = og.Generator(model, params)
-    generator.append_tokens(np.array([prompt], dtype=np.int32))
-    generator.generate_next_token()
-    start = time.perf_counter()
-    while not generator.is_done():
-        generator.generate_next_token()
-    decode = time.perf_counter() - start
-    tokens = [int(t) for t in generator.get_sequence(0)]
-    print(json.dumps({"tokens": tokens, "decode_s": decode, "decoded": steps - 1,
-                      "vmhwm": status("VmHWM"), "rss_anon": status("RssAnon"),
-                      "rss_anon_base": base}))
-"""
-
-
 def _child(*args: str) -> dict:
+    """Runs ``_quantized_worker`` with ``args`` in a clean environment; returns its JSON."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/")}
     env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, *args], capture_output=True, text=True, env=env, check=False
-    )
+        harness.child_command("benchmarks._quantized_worker", *args),
+        capture_output=True, text=True, env=env, check=False, cwd=harness.ROOT,
+    )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"child {args[:2]} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -356,33 +307,6 @@ def head_model(folder: Path, n: int, k: int, bits: int, block: int) -> Path:
     return path
 
 
-PREPACK_CHILD = r"""
-import json, sys, time
-import numpy as np, onnxruntime as ort
-path, k, prepack = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-
-def rss_anon():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-
-so = ort.SessionOptions()
-so.intra_op_num_threads = 2
-if not prepack:
-    so.add_session_config_entry("session.disable_prepacking", "1")
-before = rss_anon()
-sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-after = rss_anon()
-a = np.random.default_rng(1).standard_normal((1, k)).astype(np.float32)
-times = []
-for _ in range(10 if prepack else 3):
-    t = time.perf_counter(); sess.run(None, {"A": a}); times.append(time.perf_counter() - t)
-print(json.dumps({"session_rss_anon": after - before,
-                  "m1_ms": 1000 * sorted(times)[len(times) // 2]}))
-"""
-
-
 def prepacking(work: Path, n: int = 32000, k: int = 768, block: int = 32) -> list[dict]:
     """RssAnon a session of the head's MatMulNBits adds, and its M=1 latency, prepacking on/off."""
     rows = []
@@ -391,11 +315,9 @@ def prepacking(work: Path, n: int = 32000, k: int = 768, block: int = 32) -> lis
         b_bytes = n * -(-k // block) * block * bits // 8
         for prepack in (1, 0):
             done = subprocess.run(
-                [sys.executable, "-c", PREPACK_CHILD, str(path), str(k), str(prepack)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
+                harness.child_command("benchmarks._quantized_worker", "prepack", path, k, prepack),
+                capture_output=True, text=True, check=True, cwd=harness.ROOT,
+            )  # fmt: skip
             row = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(
                 {"bits": bits, "prepack": bool(prepack), "n": n, "k": k, "b_bytes": b_bytes, **row}
@@ -407,18 +329,15 @@ def prepacking(work: Path, n: int = 32000, k: int = 768, block: int = 32) -> lis
 
 
 def _mb(b: int) -> str:
-    return f"{b / 1e6:.1f} MB"
+    return f"{harness.mb(b)} MB"
 
 
-def render(results: dict, prepack: list[dict], steps: int, rounds: int) -> str:
-    import onnxruntime as ort
-    import onnxruntime_genai as og
-
+def render(results: dict, prepack: list[dict], steps: int, rounds: int, meta: dict) -> list[str]:
+    """The results file: how it was measured, the builds, prepacking, the findings."""
     lines = [
         "# Quantized tied LMs: ONNX Runtime GenAI's builds against icl-onnx",
         "",
-        f"{platform.machine()}; {os.cpu_count()} CPUs (shared); onnxruntime {ort.__version__}; "
-        f"onnxruntime-genai {og.__version__}; CPU. Random-weight tied models, 2 layers "
+        f"{harness.describe(meta)} CPU. Random-weight tied models, 2 layers "
         "(`benchmarks/bench_quantized.py`; decoder-layer weights scaled by 10 so that greedy "
         "tokens vary), built by "
         "`python -m onnxruntime_genai.models.builder -p int4 -e cpu`. Each folder in its own "
@@ -468,7 +387,7 @@ def render(results: dict, prepack: list[dict], steps: int, rounds: int) -> str:
             f"| {row['bits']} | {'on' if row['prepack'] else 'off'} | {_mb(row['b_bytes'])} "
             f"| {_mb(row['session_rss_anon'])} | {row['m1_ms']:.3f} ms |"
         )
-    return "\n".join(lines + findings(results, prepack)) + "\n"
+    return lines + findings(results, prepack)
 
 
 def findings(results: dict, prepack: list[dict]) -> list[str]:
@@ -531,31 +450,36 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--archs", default="llama,qwen2")
-    parser.add_argument(
-        "--report-only", action="store_true", help="rewrite quantized.md from quantized.json"
-    )
+    harness.output_arguments(parser, "quantized")
     args = parser.parse_args()
     if args.report_only:
-        saved = json.loads((RESULTS / "quantized.json").read_text())
-        text = render(saved["models"], saved["prepacking"], saved["steps"], saved["rounds"])
-        (RESULTS / "quantized.md").write_text(text)
-        print(text)
+        saved = json.loads((args.out / "quantized.json").read_text())
+        lines = render(
+            saved["models"], saved["prepacking"], saved["steps"], saved["rounds"], saved["machine"]
+        )
+        harness.write_markdown(args.out / "quantized.md", lines)
+        print("\n".join(lines))
         return 0
+    meta = harness.metadata(PACKAGES)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_quantized_"))
     results = {}
     for arch in args.archs.split(","):
         folders = build_folders(work, arch)
         results[arch] = measure(folders, args.steps, args.rounds)
     prepack = prepacking(work)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "quantized.json").write_text(
-        json.dumps(
-            {"models": results, "prepacking": prepack, "steps": args.steps, "rounds": args.rounds},
-            indent=1,
-        )
+    harness.write_json(
+        args.out / "quantized.json",
+        {
+            "machine": meta,
+            "models": results,
+            "prepacking": prepack,
+            "steps": args.steps,
+            "rounds": args.rounds,
+        },
     )
-    (RESULTS / "quantized.md").write_text(render(results, prepack, args.steps, args.rounds))
-    print((RESULTS / "quantized.md").read_text())
+    lines = render(results, prepack, args.steps, args.rounds, meta)
+    harness.write_markdown(args.out / "quantized.md", lines)
+    print("\n".join(lines))
     return 0
 
 

@@ -27,7 +27,7 @@ of both applications' replicas after that load (requests stacked up to 8 per run
 
 Writes ``benchmarks/results/serve.md``, ``.json`` and ``.png``.
 
-Usage: python benchmarks/bench_serve.py [--hidden 768 --vocab 32000 --layers 2]
+Usage: python -m benchmarks.bench_serve [--hidden 768 --vocab 32000 --layers 2]
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import statistics
 import sys
@@ -48,14 +47,12 @@ from typing import Any
 
 import numpy as np
 import onnx_ir as ir
-import onnxruntime as ort
-from bench_processes import rollup, weight_bytes
 
-from icl_onnx.check._worker import _proc_bytes
+from benchmarks import harness
+from benchmarks.bench_processes import weight_bytes
 from icl_onnx.model_io import save_model
 from icl_onnx.pipeline import optimize_file
 
-RESULTS = Path(__file__).parent / "results"
 ROWS = ("empty", "original", "original_external", "icl")
 LABELS = {
     "empty": "empty replica (Ray + imports)",
@@ -170,9 +167,9 @@ def pss(app: str) -> dict[str, int]:
     pids = replica_pids(app)
     sums = {"Pss": 0, "Pss_Anon": 0, "Pss_File": 0}
     for pid in pids:
-        for key, value in rollup(pid).items():
+        for key, value in harness.proportional_set_size(pid).items():
             sums[key] += value
-    peaks = [_proc_bytes(f"/proc/{pid}/status", ("VmHWM",))["VmHWM"] for pid in pids]
+    peaks = [harness.peak_rss(pid) for pid in pids]
     return {**sums, "replicas": len(pids), "peak": max(peaks)}
 
 
@@ -250,10 +247,12 @@ def summarize_load(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def mb(n: float) -> str:
-    return f"{n / 1e6:.0f}"
+    """Whole MB (10^6 bytes)."""
+    return harness.mb(n, 0)
 
 
-def to_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
+def to_markdown(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """The results file: how it was measured, memory per replica count, then load."""
     mem, counts = result["memory"], args.replicas
     n = max(counts)
     unique = result["unique_weight_bytes"]
@@ -266,10 +265,9 @@ def to_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"Tied Llama-style LM, hidden {args.hidden}, vocab {args.vocab}, {args.layers} layers, "
         f"last-position logits; {mb(result['original_weight_bytes'])} MB of weights as "
-        f"exported, {mb(unique)} MB unique after `optimize`. Ray {result['ray']}, onnxruntime "
-        f"{ort.__version__}, {platform.machine()}, {os.cpu_count()} cores shared with other "
-        "engineers' jobs (the machine was loaded), 1 ONNX Runtime thread per replica. The "
-        f"whole run took {result['seconds'] / 60:.1f} min.",
+        f"exported, {mb(unique)} MB unique after `optimize`. Ray {result['ray']}; "
+        f"{harness.describe(result['machine'])} 1 ONNX Runtime thread per replica. The whole "
+        f"run took {result['seconds'] / 60:.1f} min.",
         "",
         "## Memory: total PSS of the replica processes, MB (private + shared)",
         "",
@@ -335,30 +333,25 @@ def to_markdown(result: dict[str, Any], args: argparse.Namespace) -> str:
         )
         + f"; the empty replicas: {mb(empty[n])}.",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(result: dict[str, Any], counts: list[int], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Total PSS of the replicas per row, private and shared, a group per replica count."""
+    plt = harness.pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     width = 0.8 / len(ROWS)
     x = np.arange(len(counts))
     for j, row in enumerate(ROWS):
-        private = [result["memory"][row][str(c)]["Pss_Anon"] / 1e6 for c in counts]
-        shared = [result["memory"][row][str(c)]["Pss_File"] / 1e6 for c in counts]
         pos = x + (j - (len(ROWS) - 1) / 2) * width
-        ax.bar(pos, private, width, color=f"C{j}", label=LABELS[row])
-        ax.bar(pos, shared, width, bottom=private, color=f"C{j}", alpha=0.4, hatch="//")
+        totals = [result["memory"][row][str(c)] for c in counts]
+        harness.pss_bars(ax, pos, totals, width, j, LABELS[row])
     ax.set_xticks(x, [f"N={c}" for c in counts])
     ax.set_ylabel("total PSS of the replicas, MB (hatched: shared)")
     ax.set_title("icl-onnx serve: Ray Serve replicas of one model")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    harness.save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--lengths", type=int, nargs="*", default=[16, 128])
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=harness.RESULTS)
     args = parser.parse_args(argv)
     args.replicas = sorted(set(args.replicas))
 
@@ -384,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         print("exporting and optimizing", file=sys.stderr, flush=True)
         files = build_files(args, Path(tmp))
         result: dict[str, Any] = {
+            "machine": harness.metadata(),
             "ray": ray.__version__,
             "original_weight_bytes": weight_bytes(files["original"]),
             "unique_weight_bytes": weight_bytes(files["icl"]),
@@ -397,12 +391,11 @@ def main(argv: list[str] | None = None) -> int:
             serve.shutdown()
             ray.shutdown()
     result["seconds"] = time.perf_counter() - started
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = to_markdown(result, args)
-    (args.out / "serve.md").write_text(table)
-    (args.out / "serve.json").write_text(json.dumps(result, indent=2))
+    lines = to_markdown(result, args)
+    harness.write_markdown(args.out / "serve.md", lines)
+    harness.write_json(args.out / "serve.json", result, indent=2)
     plot(result, args.replicas, args.out / "serve.png")
-    print(table)
+    print("\n".join(lines))
     return 0
 
 

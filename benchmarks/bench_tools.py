@@ -9,14 +9,14 @@ and the dynamo exporter, each tool of ``_tool_passes.TOOLS`` is applied and the 
 * peak RSS added by opening the session and running it (VmHWM after the runs minus after the
   imports), CPU, each model in its own subprocess (``icl_onnx.check.measure.run_worker``);
 * session creation time; latency as a ratio to the original export, both run alternately in
-  one subprocess (``_measure_latency.py``);
+  one subprocess (``benchmarks._measure_latency``);
 * time of the tool (load, transform, save); max |output - original output|.
 
 Writes ``tools.md``, ``tools.json`` and ``tools.png`` to ``benchmarks/results/`` (or --out).
 
 Usage:
-    python benchmarks/bench_tools.py            # hidden 768, vocab 30000, 2 layers, all models
-    python benchmarks/bench_tools.py --quick    # tiny sizes, for a smoke run
+    python -m benchmarks.bench_tools           # hidden 768, vocab 30000, 2 layers, all models
+    python -m benchmarks.bench_tools --quick   # tiny sizes, for a smoke run
 The ICL op library comes from ``icl_onnx.library_path()`` (``ICL_ONNX_LIBRARY`` overrides it).
 """
 
@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -36,16 +34,15 @@ from pathlib import Path
 import numpy as np
 
 import icl_onnx
+from benchmarks import harness
+from benchmarks._tool_passes import TOOLS
+from benchmarks.harness import RESULTS, mb
+from benchmarks.model_zoo import ARCHITECTURES, build_model
 from icl_onnx.check.measure import run_worker
 from icl_onnx.check.model_info import read_model_info
 from icl_onnx.errors import IclUserError
 from icl_onnx.torch_export import export_onnx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _tool_passes import TOOLS  # noqa: E402
-from model_zoo import ARCHITECTURES, build_model  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 EXPORTERS = {"torchscript": False, "dynamo": True}
 
 
@@ -96,7 +93,7 @@ def measure(path: Path, feeds: dict[str, np.ndarray], work: Path):
 
 
 def latency(baseline: Path, candidate: Path, inputs: Path, args, work: Path) -> tuple[float, float]:
-    """Fastest run of each model, run alternately in one subprocess (_measure_latency.py)."""
+    """Fastest run of each model, run alternately in one subprocess (``_measure_latency``)."""
     request = work / "latency.json"
     request.write_text(
         json.dumps(
@@ -109,10 +106,10 @@ def latency(baseline: Path, candidate: Path, inputs: Path, args, work: Path) -> 
             }
         )
     )
-    script = Path(__file__).resolve().parent / "_measure_latency.py"
     proc = subprocess.run(
-        [sys.executable, str(script), str(request)], capture_output=True, text=True, check=False
-    )
+        harness.child_command("benchmarks._measure_latency", request),
+        capture_output=True, text=True, check=False, cwd=harness.ROOT,
+    )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError((proc.stderr.strip().splitlines() or ["latency worker died"])[-1])
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -163,26 +160,23 @@ def bench_model(arch: str, exporter: str, args, work: Path) -> list[Row]:
     return rows
 
 
-def mb(n: int) -> str:
-    return f"{n / 1e6:.1f}"
+#: The packages whose versions the results name.
+PACKAGES = ("torch", "onnxruntime", "onnx-ir", "onnxoptimizer")
 
 
-def markdown(rows: list[Row], args, seconds: float) -> str:
+def markdown(rows: list[Row], args, seconds: float, meta: dict) -> list[str]:
+    """The results file: how it was measured, then a row per model, exporter and tool."""
     head = (
-        f"# Weight-deduplication tools on exported models\n\n"
         f"hidden {args.hidden}, vocab {args.vocab}, layers {args.layers}, heads {args.heads}; "
         f"batch 2, sequence 16 (ViT: {224 if args.hidden >= 256 else 32}px image); random weights. "
-        f"CPU, "
-        f"{os.cpu_count()} cores, {platform.machine()}; torch {_version('torch')}, "
-        f"onnxruntime {_version('onnxruntime')}, onnx-ir {_version('onnx_ir')}, "
-        f"onnxoptimizer {_version('onnxoptimizer')}. ICL op library: {_library()}. "
+        f"CPU: {harness.describe(meta)} ICL op library: {_library()}. "
         f"Latency: the tool's model and the original export run alternately in one "
         f"subprocess, {args.runs} runs each after a warm-up, {args.threads} intra-op "
         f"thread(s); ratio of the fastest runs (the original row shows the noise). "
         f"Peak RSS: added by creating the session and running it once, own subprocess "
         f"(icl_onnx.check's worker); 'ORT initializers' is that worker's count of the "
         f"graph ORT built. "
-        f"Tool time includes load and save. Total run {seconds:.0f} s.\n\n"
+        f"Tool time includes load and save. Total run {seconds:.0f} s."
     )
     cols = [
         "model",
@@ -196,12 +190,12 @@ def markdown(rows: list[Row], args, seconds: float) -> str:
         "tool s",
         "max abs diff",
     ]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    cells = []
     for r in rows:
         if r.error:
-            cells = [r.model, r.exporter, r.tool, f"failed: {r.error}"] + [""] * (len(cols) - 4)
+            row = [r.model, r.exporter, r.tool, f"failed: {r.error}"] + [""] * (len(cols) - 4)
         else:
-            cells = [
+            row = [
                 r.model,
                 r.exporter,
                 r.tool,
@@ -213,16 +207,15 @@ def markdown(rows: list[Row], args, seconds: float) -> str:
                 f"{r.pass_s:.2f}",
                 f"{r.max_abs_diff:.1e}",
             ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return head + "\n".join(lines) + "\n"
+        cells.append(row)
+    return ["# Weight-deduplication tools on exported models", "", head, ""] + harness.table(
+        cols, cells
+    )
 
 
 def chart(rows: list[Row], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Bars of ORT's initializer bytes and peak RSS, per model and exporter, a bar per tool."""
+    plt = harness.pyplot()
     groups = list(dict.fromkeys((r.model, r.exporter) for r in rows))
     tools = list(dict.fromkeys(r.tool for r in rows))
     cell = {(r.model, r.exporter, r.tool): r for r in rows}
@@ -235,7 +228,7 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
     ):
         for i, tool in enumerate(tools):
             values = [
-                getattr(cell[(m, e, tool)], field) / 1e6 if (m, e, tool) in cell else 0
+                getattr(cell[(m, e, tool)], field) / harness.MB if (m, e, tool) in cell else 0
                 for m, e in groups
             ]
             ax.bar(x + (i - (len(tools) - 1) / 2) * width, values, width, label=tool)
@@ -246,15 +239,7 @@ def chart(rows: list[Row], path: Path, title: str) -> None:
     axes[0].set_title(title)
     axes[1].set_xticks(x, [f"{m}\n{e}" for m, e in groups])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _version(module: str) -> str:
-    try:
-        return __import__(module).__version__
-    except Exception:  # noqa: BLE001
-        return "missing"
+    harness.save_png(fig, path)
 
 
 def _library() -> str:
@@ -266,7 +251,7 @@ def _library() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    meta = harness.metadata(PACKAGES)
     start = time.perf_counter()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-tools.") as tmp:
@@ -275,17 +260,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{arch} / {exporter}", flush=True)
                 rows += bench_model(arch, exporter, args, Path(tmp))
     seconds = time.perf_counter() - start
-    text = markdown(rows, args, seconds)
-    (args.out / f"{args.name}.md").write_text(text)
-    (args.out / f"{args.name}.json").write_text(
-        json.dumps(
-            {"args": {k: str(v) for k, v in vars(args).items()}, "rows": [asdict(r) for r in rows]},
-            indent=1,
-        )
+    lines = markdown(rows, args, seconds, meta)
+    harness.write_markdown(args.out / f"{args.name}.md", lines)
+    harness.write_json(
+        args.out / f"{args.name}.json",
+        {"machine": meta, "args": vars(args), "rows": [asdict(r) for r in rows]},
     )
     title = f"hidden {args.hidden}, vocab {args.vocab}, {args.layers} layer(s), CPU"
     chart(rows, args.out / f"{args.name}.png", title)
-    print(text)
+    print("\n".join(lines))
     return 1 if any(r.error for r in rows) else 0
 
 

@@ -12,13 +12,15 @@ For K = 1, 2, 4, 8 variants, side by side in one run:
   variant (``/proc/PID/smaps_rollup``), optimized against exported, less the PSS of K idle
   processes (interpreter and libraries). Each session runs one prefill of ``--tokens`` tokens first;
 * latency per variant, optimized against exported, at M = 1 and M = 128 tokens (fastest of
-  alternating runs in one process, ``_measure_latency.py``);
+  alternating runs in one process, ``benchmarks._measure_latency``);
 * detection: seconds the low-rank search takes per variant, against creating a session of it;
 * parity: each variant's logits from the K = 8 group against its own export (max relative).
 
 Writes ``benchmarks/results/variants.md``, ``.json`` and ``.png``.
 
-Usage: python benchmarks/bench_variants.py [--hidden 768 --vocab 32000 --layers 1 --rank 16]
+Each memory configuration runs in a fresh process: ``python -m benchmarks.bench_variants --worker``.
+
+Usage: python -m benchmarks.bench_variants [--hidden 768 --vocab 32000 --layers 1 --rank 16]
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
-HERE = Path(__file__).resolve()
+from benchmarks import harness
+
 LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -131,19 +132,14 @@ def optimize_k(paths: list[Path], k: int, out: Path) -> dict:
 # ---- workers (each a fresh process) -------------------------------------------------------
 
 
-def _rss_kb() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+def _rss() -> int:
+    """This process's resident bytes now (VmRSS)."""
+    return harness.memory_status("self", ("VmRSS",))["VmRSS"]
 
 
-def _mb(kib: int) -> float:
-    """MB (10^6 bytes, as the disk columns) from the KiB that /proc reports."""
-    return kib * 1024 / 1e6
-
-
-def _pss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/smaps_rollup") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+def _mb(n: int) -> float:
+    """MB (10^6 bytes, as the disk columns), the unit of the JSON's ``*_mb`` figures."""
+    return n / harness.MB
 
 
 def worker(argv: list[str]) -> None:
@@ -157,21 +153,21 @@ def worker(argv: list[str]) -> None:
     ref = np.load(argv[3]) if mode == "group-check" else None
     paths = argv[4:] if ref is not None else argv[3:]
     data = feeds(vocab, tokens)
-    before = _rss_kb()
+    before = _rss()
     if mode.startswith("group"):
         sessions = SessionGroup(paths, share_buffers=not mode.endswith("own-buffers")).sessions
     else:
         sessions = [icl_onnx.create_session(p) for p in paths] if mode != "idle" else []
     for session in sessions:  # one decode-sized step first: the weights, little working memory
         session.run(None, feeds(vocab, 1))
-    one_token = _rss_kb() - before
+    one_token = _rss() - before
     errors = []
     for i, session in enumerate(sessions):  # an output is dropped before the next run
         out = session.run(None, data)[0]
         if ref is not None:
             errors.append(float(np.abs(out - ref[f"v{i}"]).max() / np.abs(ref[f"v{i}"]).max()))
         del out
-    report = {"rss_added_kb": _rss_kb() - before, "rss_one_token_kb": one_token}
+    report = {"rss_added_bytes": _rss() - before, "rss_one_token_bytes": one_token}
     if errors:
         report["max_rel_error"] = max(errors)
     print(json.dumps(report), flush=True)
@@ -180,16 +176,24 @@ def worker(argv: list[str]) -> None:
 
 
 def _spawn(mode: str, args, paths: list[Path], ref: Path | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, str(HERE), "--worker", mode, str(args.vocab), str(args.tokens)]
-    cmd += [str(ref)] if ref else []
-    cmd += [str(p) for p in paths]
+    cmd = harness.child_command(
+        "benchmarks.bench_variants",
+        "--worker",
+        mode,
+        args.vocab,
+        args.tokens,
+        *([ref] if ref else []),
+        *paths,
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=harness.ROOT
+    )
 
 
 def _finish(procs: list[subprocess.Popen]) -> tuple[list[dict], int]:
     reports = [json.loads(p.stdout.readline()) for p in procs]  # type: ignore[union-attr]
-    pss = sum(_pss_kb(p.pid) for p in procs)
+    pss = sum(harness.proportional_set_size(p.pid)["Pss"] for p in procs)
     for p in procs:
         p.stdin.close()  # type: ignore[union-attr]
         p.wait()
@@ -204,10 +208,10 @@ def memory(args, originals: list[Path], optimized: list[Path], ref: Path | None)
     group, _ = _finish([_spawn("group-check" if ref else "group", args, optimized, ref)])
     own, _ = _finish([_spawn("group-own-buffers", args, optimized)])
     separate, _ = _finish([_spawn("separate", args, originals)])
-    out["group_rss_mb"] = _mb(group[0]["rss_added_kb"])
-    out["group_one_token_rss_mb"] = _mb(group[0]["rss_one_token_kb"])
-    out["group_own_buffers_rss_mb"] = _mb(own[0]["rss_added_kb"])
-    out["separate_rss_mb"] = _mb(separate[0]["rss_added_kb"])
+    out["group_rss_mb"] = _mb(group[0]["rss_added_bytes"])
+    out["group_one_token_rss_mb"] = _mb(group[0]["rss_one_token_bytes"])
+    out["group_own_buffers_rss_mb"] = _mb(own[0]["rss_added_bytes"])
+    out["separate_rss_mb"] = _mb(separate[0]["rss_added_bytes"])
     if ref:
         out["max_rel_error"] = group[0]["max_rel_error"]
     for name, paths in (("optimized", optimized), ("exported", originals)):
@@ -234,10 +238,11 @@ def latency(args, original: Path, optimized: Path, folder: Path) -> dict:
             )
         )
         measured = subprocess.run(
-            [sys.executable, str(HERE.parent / "_measure_latency.py"), str(request)],
+            harness.child_command("benchmarks._measure_latency", request),
             check=True,
             capture_output=True,
             text=True,
+            cwd=harness.ROOT,
         )
         times = json.loads(measured.stdout.strip().splitlines()[-1])
         out[f"m{m}"] = times["candidate_s"] / times["baseline_s"]
@@ -265,11 +270,10 @@ def reference_logits(paths: list[Path], args, folder: Path) -> Path:
 
 def measure(args, folder: Path) -> dict:
     paths = export_all(args, folder)
-    results: dict = {"config": vars(args), "host": platform.node(), "k": {}}
+    results: dict = {"config": vars(args), "machine": harness.metadata(), "k": {}}
     base_run, _ = _finish([_spawn("separate", args, paths[:1])])
-    results["base_session_rss_mb"] = _mb(base_run[0]["rss_added_kb"])
-    results["base_session_one_token_rss_mb"] = _mb(base_run[0]["rss_one_token_kb"])
-    mb = 1e6
+    results["base_session_rss_mb"] = _mb(base_run[0]["rss_added_bytes"])
+    results["base_session_one_token_rss_mb"] = _mb(base_run[0]["rss_one_token_bytes"])
     for k in args.ks:
         out = folder / f"out{k}"
         entry = optimize_k(paths, k, out)
@@ -289,13 +293,14 @@ def measure(args, folder: Path) -> dict:
         for key in results["latency_runs"][0]
     }
     results["load_s"] = load_seconds(paths[1])
-    results["variant_file_mb"] = paths[1].stat().st_size / mb
+    results["variant_file_mb"] = _mb(paths[1].stat().st_size)
     return results
 
 
-def to_markdown(r: dict) -> str:
+def to_markdown(r: dict) -> list[str]:
+    """The results file: a row per K, then what the rows say against the goals."""
     c = r["config"]
-    mb = 1e6
+    mb = harness.MB
     base_session = r["base_session_rss_mb"]
     lines = [
         "# K fine-tuned variants of one base (issue 15)",
@@ -303,7 +308,7 @@ def to_markdown(r: dict) -> str:
         f"Llama-style base, hidden {c['hidden']}, vocab {c['vocab']}, {c['layers']} layer(s), "
         f"untied embedding; each variant a merged LoRA of rank {c['rank']} on every linear layer "
         "(peft, nonzero B), exported by TorchScript. `benchmarks/bench_variants.py`, one run, "
-        f"CPU, 2 cores shared with other jobs. Memory is RSS added after one {c['tokens']}-token "
+        f"CPU: {harness.describe(r['machine'])} Memory is RSS added after one {c['tokens']}-token "
         "prefill per session, each output dropped before the next session runs (embedding rows "
         "are paged in only for the ids read, in every column). The ideal is the base plus the "
         "adapters' factors: as bytes, and as one session of the exported base running the same "
@@ -369,7 +374,7 @@ def to_markdown(r: dict) -> str:
         f"{r['load_s']:.2f} s to create a session of one exported variant "
         f"({r['variant_file_mb']:.0f} MB).",
     ]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _listed(r: dict, key: str) -> str:
@@ -377,19 +382,19 @@ def _listed(r: dict, key: str) -> str:
 
 
 def plot(r: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Disk and memory against K, each way, with the ideal."""
+    plt = harness.pyplot()
     ks = [int(k) for k in r["k"]]
     e = list(r["k"].values())
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     disk = axes[0]
-    disk.plot(ks, [x["separate_disk_bytes"] / 1e6 for x in e], "o-", label="exported files")
-    disk.plot(ks, [x["disk_bytes"] / 1e6 for x in e], "o-", label="icl-onnx optimize")
+    disk.plot(ks, [x["separate_disk_bytes"] / harness.MB for x in e], "o-", label="exported files")
+    disk.plot(ks, [x["disk_bytes"] / harness.MB for x in e], "o-", label="icl-onnx optimize")
     disk.plot(
-        ks, [(x["base_bytes"] + x["factor_bytes"]) / 1e6 for x in e], "k--", label="base + adapters"
+        ks,
+        [(x["base_bytes"] + x["factor_bytes"]) / harness.MB for x in e],
+        "k--",
+        label="base + adapters",
     )
     disk.set(xlabel="variants K", ylabel="MB on disk", title="disk")
     mem = axes[1]
@@ -401,11 +406,14 @@ def plot(r: dict, path: Path) -> None:
     mem.plot(ks, [x["exported_pss_mb"] for x in e], "s:", label="PSS, K processes (exported)")
     mem.plot(ks, [x["optimized_pss_mb"] for x in e], "s:", label="PSS, K processes (optimized)")
     mem.plot(
-        ks, [(x["base_bytes"] + x["factor_bytes"]) / 1e6 for x in e], "k--", label="base + adapters"
+        ks,
+        [(x["base_bytes"] + x["factor_bytes"]) / harness.MB for x in e],
+        "k--",
+        label="base + adapters",
     )
     mem.plot(
         ks,
-        [r["base_session_rss_mb"] + x["factor_bytes"] / 1e6 for x in e],
+        [r["base_session_rss_mb"] + x["factor_bytes"] / harness.MB for x in e],
         "k:",
         label="one base session + adapters",
     )
@@ -414,7 +422,7 @@ def plot(r: dict, path: Path) -> None:
         ax.set_xticks(ks)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    harness.save_png(fig, path)
 
 
 def main() -> None:
@@ -433,25 +441,21 @@ def main() -> None:
         "--latency-repeats", type=int, default=4, help="latency measurements (fresh processes)"
     )
     parser.add_argument("--work", type=Path, default=None, help="keep exports here")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--report-only", action="store_true", help="rewrite the .md and .png from the .json"
-    )
+    harness.output_arguments(parser, "variants")
     args = parser.parse_args()
     if args.report_only:
         results = json.loads((args.out / "variants.json").read_text())
-        (args.out / "variants.md").write_text(to_markdown(results))
+        harness.write_markdown(args.out / "variants.md", to_markdown(results))
         plot(results, args.out / "variants.png")
         return
     work = args.work or Path(tempfile.mkdtemp(prefix="icl-variants-"))
     work.mkdir(parents=True, exist_ok=True)
     results = measure(args, work)
     results["config"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "variants.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "variants.md").write_text(to_markdown(results))
+    harness.write_json(args.out / "variants.json", results, indent=2)
+    harness.write_markdown(args.out / "variants.md", to_markdown(results))
     plot(results, args.out / "variants.png")
-    print(to_markdown(results))
+    print("\n".join(to_markdown(results)))
 
 
 if __name__ == "__main__":

@@ -12,14 +12,12 @@ side by side in one run:
 
 Writes ``benchmarks/results/core_exports.md`` and ``.json``.
 
-Usage: python benchmarks/core_exports.py [--hidden 768 --vocab 30000 --layers 2] [--out DIR]
+Usage: python -m benchmarks.core_exports [--hidden 768 --vocab 30000 --layers 2] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -27,14 +25,13 @@ from pathlib import Path
 import onnxruntime as ort
 
 import icl_onnx
+from benchmarks.harness import RESULTS, describe, mb, metadata, table, write_json, write_markdown
 from icl_onnx.check import check_models
 from icl_onnx.model_io import load_model
 from icl_onnx.models import build_model
 from icl_onnx.pipeline import optimize_file
 from icl_onnx.planning import analyze
 from icl_onnx.torch_export import export_onnx
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def copies(path: Path) -> tuple[int, int]:
@@ -100,17 +97,13 @@ def measure_one(arch: str, exporter: str, args: argparse.Namespace, folder: Path
     return row
 
 
-def mb(n: float) -> str:
-    return f"{n / 1e6:.1f}"
-
-
-def to_markdown(rows: list[dict], args: argparse.Namespace) -> str:
+def to_markdown(rows: list[dict], args: argparse.Namespace, meta: dict) -> list[str]:
+    """The results file: how it was measured, then a row per model and exporter."""
     lines = [
         "# Core issue: tied-embedding exports before and after `icl-onnx optimize`",
         "",
         f"Models: hidden {args.hidden}, vocab {args.vocab}, {args.layers} layers, random weights "
-        f"(tied weight {mb(args.vocab * args.hidden * 4)} MB). CPU, onnxruntime {ort.__version__}, "
-        f"{platform.processor() or platform.machine()}, python {platform.python_version()}. "
+        f"(tied weight {mb(args.vocab * args.hidden * 4)} MB). CPU: {describe(meta)} "
         "Copies = initializers (or Transpose nodes on one) that are an exact or transposed copy "
         "of another, counted by icl-onnx's analysis; 'ORT graph' = the graph ORT builds "
         "(optimized_model_filepath). Peak RSS = VmHWM after creating the session and running "
@@ -118,23 +111,31 @@ def to_markdown(rows: list[dict], args: argparse.Namespace) -> str:
         "Parity: every output within atol 1e-4 or rtol 1e-4. MB = 10^6 bytes. "
         "The dynamo BERT export also holds two all-zero biases that are exact copies.",
         "",
-        "| model | exporter | copies in file (before → after) | copies in ORT graph | "
-        "file initializers MB | ORT-graph initializers MB | peak RSS MB | RSS saved "
-        "(tied copies) | max abs err | parity |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    header = [
+        "model", "exporter", "copies in file (before → after)", "copies in ORT graph",
+        "file initializers MB", "ORT-graph initializers MB", "peak RSS MB",
+        "RSS saved (tied copies)", "max abs err", "parity",
+    ]  # fmt: skip
+    cells = []
     for r in rows:
         o, p = r["original"], r["optimized"]
-        lines.append(
-            f"| {r['arch']} | {r['exporter']} | {o['file_copies']} → {p['file_copies']} | "
-            f"{o['ort_graph_copies']} → {p['ort_graph_copies']} | "
-            f"{mb(o['initializer_bytes'])} → {mb(p['initializer_bytes'])} | "
-            f"{mb(o['ort_graph_initializer_bytes'])} → {mb(p['ort_graph_initializer_bytes'])} | "
-            f"{mb(o['peak_rss_run'])} → {mb(p['peak_rss_run'])} | "
-            f"{mb(r['rss_saved'])} ({r['rss_saved_in_tied_copies']:.2f}) | "
-            f"{r['max_abs_error']:.2e} | {'pass' if r['parity_passed'] else 'FAIL'} |"
+        cells.append(
+            [
+                r["arch"],
+                r["exporter"],
+                f"{o['file_copies']} → {p['file_copies']}",
+                f"{o['ort_graph_copies']} → {p['ort_graph_copies']}",
+                *(
+                    f"{mb(o[key])} → {mb(p[key])}"
+                    for key in ("initializer_bytes", "ort_graph_initializer_bytes", "peak_rss_run")
+                ),
+                f"{mb(r['rss_saved'])} ({r['rss_saved_in_tied_copies']:.2f})",
+                f"{r['max_abs_error']:.2e}",
+                "pass" if r["parity_passed"] else "FAIL",
+            ]
         )
-    return "\n".join(lines) + "\n"
+    return lines + table(header, cells)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,17 +147,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exporter", nargs="*", default=["torchscript", "dynamo"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    meta = metadata()
     rows = []
     with tempfile.TemporaryDirectory(prefix="icl-core-") as tmp:
         for arch in args.arch:
             for exporter in args.exporter:
                 print(f"{arch} / {exporter} ...", file=sys.stderr, flush=True)
                 rows.append(measure_one(arch, exporter, args, Path(tmp)))
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = to_markdown(rows, args)
-    (args.out / "core_exports.md").write_text(table)
-    (args.out / "core_exports.json").write_text(json.dumps(rows, indent=2))
-    print(table)
+    lines = to_markdown(rows, args, meta)
+    write_markdown(args.out / "core_exports.md", lines)
+    write_json(args.out / "core_exports.json", {"machine": meta, "rows": rows}, indent=2)
+    print("\n".join(lines))
     return 0 if all(r["parity_passed"] for r in rows) else 1
 
 

@@ -16,7 +16,7 @@ are measured:
 - whether the generated tokens are identical.
 
 Run from the repository root (builds the Optimum venv on first use):
-    .venv/bin/python benchmarks/deploy.py --out benchmarks/results
+    .venv/bin/python -m benchmarks.deploy --out benchmarks/results
 Writes ``deploy.md`` and ``deploy.json`` under ``--out``.
 """
 
@@ -25,17 +25,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the client helpers the tests use (tests/clients.py)
-
-import clients  # noqa: E402
-
-from icl_onnx.check import check_models  # noqa: E402
-from icl_onnx.folders import optimize_folder  # noqa: E402
+from benchmarks.harness import RESULTS, describe, mb, metadata, table, write_json, write_markdown
+from icl_onnx.check import check_models
+from icl_onnx.folders import optimize_folder
+from icl_onnx.testing import clients
 
 #: The issue's sizes: tied Llama 768/32000, Qwen2 512/32000, GPT-2 768/30000, 2 layers.
 SIZES = {
@@ -124,11 +120,7 @@ def measure(case: Case, work: Path, rounds: int) -> dict:
     return row
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f}"
-
-
-def write_markdown(rows: list[dict], path: Path, rounds: int) -> None:
+def write_report(rows: list[dict], path: Path, rounds: int, meta: dict) -> None:
     """The table: each measure before → after, and the decode speed ratio."""
     lines = [
         "# Deploy: serving stacks before and after `icl-onnx optimize DIR -o OUTDIR`",
@@ -138,39 +130,47 @@ def write_markdown(rows: list[dict], path: Path, rounds: int) -> None:
         f"how each figure is taken); decode speed: best of {rounds} alternating runs of",
         f"{NEW_TOKENS} greedy tokens after an {len(clients.PROMPT)}-token prompt; MB = 1e6 B.",
         "",
-        "| case | model.onnx + data, MB | initializers in ORT's graph, MB "
-        "| session RSS (check), MB | peak RSS of generation, MB | tokens identical "
-        "| decode tokens/s, optimized / original | check |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        describe(meta),
+        "",
     ]
+    header = [
+        "case", "model.onnx + data, MB", "initializers in ORT's graph, MB",
+        "session RSS (check), MB", "peak RSS of generation, MB", "tokens identical",
+        "decode tokens/s, optimized / original", "check",
+    ]  # fmt: skip
+    cells = []
     for row in rows:
         a, b = row["original"], row["optimized"]
-        lines.append(
-            f"| {row['case']} | {_mb(a['file_bytes'])} → {_mb(b['file_bytes'])} "
-            f"| {_mb(a['ort_graph_bytes'])} → {_mb(b['ort_graph_bytes'])} "
-            f"| {_mb(a['session_rss_delta'])} → {_mb(b['session_rss_delta'])} "
-            f"| {_mb(a['peak_rss'])} → {_mb(b['peak_rss'])} "
-            f"| {'yes' if row['tokens_identical'] else '**no**'} "
-            f"| {b['decode_tokens_per_s'] / a['decode_tokens_per_s']:.2f} "
-            f"| {'pass' if row['check_passed'] else '**fail**'} |"
+        cells.append(
+            [row["case"]]
+            + [f"{mb(a[key])} → {mb(b[key])}" for key in _BYTES]
+            + [
+                "yes" if row["tokens_identical"] else "**no**",
+                f"{b['decode_tokens_per_s'] / a['decode_tokens_per_s']:.2f}",
+                "pass" if row["check_passed"] else "**fail**",
+            ]
         )
-    path.write_text("\n".join(lines) + "\n")
+    write_markdown(path, lines + table(header, cells))
+
+
+#: The byte columns of the table, in order.
+_BYTES = ("file_bytes", "ort_graph_bytes", "session_rss_delta", "peak_rss")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", help="run the cases whose label contains this text")
     args = parser.parse_args()
     cases = [c for c in CASES if not args.only or args.only in c.label]
-    args.out.mkdir(parents=True, exist_ok=True)
+    meta = metadata(("onnxruntime", "onnxruntime-genai", "numpy"))
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="icl-deploy-") as work:
         for case in cases:  # the files are rewritten after each case
             rows.append(measure(case, Path(work), args.rounds))
-            (args.out / "deploy.json").write_text(json.dumps(rows, indent=2) + "\n")
-            write_markdown(rows, args.out / "deploy.md", args.rounds)
+            write_json(args.out / "deploy.json", {"machine": meta, "rows": rows}, indent=2)
+            write_report(rows, args.out / "deploy.md", args.rounds, meta)
     print(f"wrote {args.out / 'deploy.md'}")
 
 

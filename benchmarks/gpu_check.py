@@ -11,9 +11,9 @@
 4. Optional: an ORT CUDA session parity check when onnxruntime-gpu and libicl_ops.so load.
 
 Writes gpu_h200.md and gpu_h200.json to --out (default benchmarks/results). Needs torch, numpy
-and the repository: the harness driver and the view cases come from tests/ (cuda_harness.py,
-view_cases.py). Exit status 1 when a correctness case fails, 2 when there is no GPU or no
-harness.
+and the repository (run from its root: ``python3 -m benchmarks.gpu_check``): the harness driver
+and the view cases are ``icl_onnx.testing.cuda_harness`` and ``icl_onnx.testing.view_cases``.
+Exit status 1 when a correctness case fails, 2 when there is no GPU or no harness.
 """
 
 from __future__ import annotations
@@ -21,16 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-import cuda_harness  # noqa: E402  (tests/cuda_harness.py)
-from view_cases import view_cases  # noqa: E402  (tests/view_cases.py)
+from benchmarks import harness
+from icl_onnx.testing import cuda_harness
+from icl_onnx.testing.view_cases import view_cases
 
 FLOAT, FLOAT16, BFLOAT16 = 1, 10, 16
 K, N = 300, 200  # correctness shapes: not multiples of any tile
@@ -44,7 +42,7 @@ GOAL = 0.95
 
 
 def load_harness_module():
-    """Returns tests/cuda_harness.py, the ctypes driver of the harness library."""
+    """Returns ``icl_onnx.testing.cuda_harness``, the ctypes driver of the harness library."""
     return cuda_harness
 
 
@@ -248,7 +246,7 @@ def ort_parity(torch) -> dict:
         return {"status": f"skipped: {exc}"}
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return {"status": "skipped: onnxruntime has no CUDAExecutionProvider (not onnxruntime-gpu)"}
-    lib = os.environ.get("ICL_ONNX_LIBRARY", str(ROOT / "build" / "cuda" / "libicl_ops.so"))
+    lib = os.environ.get("ICL_ONNX_LIBRARY", str(harness.ROOT / "build" / "cuda" / "libicl_ops.so"))
     k, n = 768, 30000
     rng = np.random.default_rng(0)
     w = rng.standard_normal((n, k)).astype(np.float32)
@@ -304,11 +302,12 @@ def fmt(x, spec: str = ".3f") -> str:
 
 
 def write_report(out_dir: Path, result: dict) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "gpu_h200.json").write_text(json.dumps(result, indent=1))
+    """Writes gpu_h200.json and gpu_h200.md under ``out_dir``."""
+    harness.write_json(out_dir / "gpu_h200.json", result)
     lines = [
         "# CUDA kernels on the GPU (benchmarks/gpu_check.py)",
         "",
+        f"- machine: {harness.describe(result['machine'])}",
         f"- device: {result['device']}, capability {result['capability']}",
         f"- torch {result['torch']}, CUDA {result['torch_cuda']}; harness built with CUDA "
         f"{result['harness_cuda']} for archs {result['archs']}; loaded kernel image: binary "
@@ -359,13 +358,13 @@ def write_report(out_dir: Path, result: dict) -> None:
     notes = [n for r in result["benchmark"] for n in r.get("notes", [])]
     if notes:
         lines += ["", "Notes: " + "; ".join(notes)]
-    lines += ["", "## ORT CUDA session", "", "```", json.dumps(result["ort"], indent=1), "```", ""]
-    (out_dir / "gpu_h200.md").write_text("\n".join(lines))
+    lines += ["", "## ORT CUDA session", "", "```", json.dumps(result["ort"], indent=1), "```"]
+    harness.write_markdown(out_dir / "gpu_h200.md", lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS)
     parser.add_argument("--skip-benchmark", action="store_true", help="correctness only")
     args = parser.parse_args()
     started = time.time()
@@ -403,7 +402,7 @@ def main() -> int:
         "capability": ".".join(map(str, torch.cuda.get_device_capability())),
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
-        "python": platform.python_version(),
+        "machine": harness.metadata(("torch", "numpy", "onnxruntime")),
         "harness_cuda": h.cuda_version(),
         "archs": h.arch_list(),
         "kernel_binary": binary,

@@ -21,7 +21,7 @@ if ! python3 -c "import ctypes,sys; ctypes.CDLL(sys.argv[1])" "$ICL_ONNX_CUDA_HA
   export ICL_ONNX_CUDA_HARNESS="$PWD/build/gpu/libicl_cuda_harness.so"
 fi
 
-timeout 420 python3 benchmarks/gpu_check.py --out "$OUT" 2>&1 | tee "$OUT/gpu_check.log"
+timeout 420 python3 -m benchmarks.gpu_check --out "$OUT" 2>&1 | tee "$OUT/gpu_check.log"
 check_rc=${PIPESTATUS[0]}
 timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_ops_cuda.py \
   -k "matmul_kernel or gather_kernel or loaded_kernels or harness or ort_cuda" 2>&1 \

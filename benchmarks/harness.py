@@ -3,11 +3,12 @@
 Benchmarks are modules of the ``benchmarks`` package, run from the repository root as
 ``python -m benchmarks.NAME``; their child processes are modules too, started with
 :func:`child_command` (``python -m benchmarks._worker_x ...`` in the repository root), never code
-passed as a string. This module imports only the standard library (and ``icl_onnx._proc``), so a
-child that reads its own memory after its imports is not charged for it.
+passed as a string. This module imports only the standard library (and ``icl_onnx._proc``), and
+the heavier parts of it (``importlib.metadata``, ``subprocess``, ``json``) only when called, so a
+child that reads its own memory after importing it is charged well under 1 MB.
 
 - :func:`metadata` and :func:`describe`: the machine, the versions, the load and the commit, as a
-  dict for the JSON file and as one sentence for the markdown file.
+  dict for the JSON file and as one sentence for the markdown file; :func:`filesystem`.
 - :func:`memory_status`, :func:`peak_rss`, :func:`proportional_set_size`: ``/proc`` readings of a
   process, in bytes (the readers ``check``'s worker uses, from ``icl_onnx._proc``).
 - :func:`mb`: bytes as MB, the one unit of every table (MB = 10^6 bytes).
@@ -18,11 +19,8 @@ child that reads its own memory after its imports is not charged for it.
 from __future__ import annotations
 
 import datetime
-import importlib.metadata
-import json
 import os
 import platform
-import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -37,12 +35,15 @@ __all__ = [
     "cpu_flags",
     "cpu_name",
     "describe",
+    "filesystem",
     "mb",
     "memory_status",
     "metadata",
+    "output_arguments",
     "peak_rss",
     "proc_bytes",
     "proportional_set_size",
+    "pss_bars",
     "pyplot",
     "save_png",
     "table",
@@ -87,6 +88,8 @@ def cpu_flags() -> set[str]:
 
 
 def _version(package: str) -> str:
+    import importlib.metadata  # not at the top: it costs a child process megabytes of RSS
+
     names = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}.get(package, (package,))
     for name in names:
         try:
@@ -97,6 +100,8 @@ def _version(package: str) -> str:
 
 
 def _commit() -> str:
+    import subprocess
+
     try:
         out = subprocess.run(
             ["git", "-C", str(ROOT), "describe", "--always", "--dirty", "--abbrev=7"],
@@ -136,6 +141,34 @@ def describe(meta: dict[str, Any]) -> str:
     )
 
 
+def filesystem(path: Path) -> str:
+    """``type (mount point)`` of the file system holding ``path``, from /proc/mounts.
+
+    Part of a result where disk speed matters (tmpfs against a throttled shared disk).
+    """
+    real, best = os.path.realpath(path), ("?", "")
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            _, point, kind = line.split()[:3]
+            inside = real == point or real.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best[1]):
+                best = (kind, point)
+    return f"{best[0]} ({best[1]})"
+
+
+def output_arguments(parser: Any, name: str) -> None:
+    """Adds ``--out DIR`` (default :data:`RESULTS`) and ``--report-only`` to an argparse parser.
+
+    ``--report-only``: measure nothing, rewrite the report from ``name``'s JSON file in --out.
+    """
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help=f"measure nothing: rewrite the report from {name}.json in --out",
+    )
+
+
 def child_command(module: str, *args: str) -> list[str]:
     """The command that runs ``module`` (``benchmarks._x`` or ``icl_onnx...``) as a child.
 
@@ -154,6 +187,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any, indent: int = 1) -> None:
     """Writes ``data`` as JSON (one trailing newline; other objects as their str), atomically."""
+    import json
+
     _write_atomic(path, json.dumps(data, indent=indent, default=str) + "\n")
 
 
@@ -182,6 +217,16 @@ def pyplot():  # noqa: ANN201 - matplotlib is an optional dependency (the bench 
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def pss_bars(ax: Any, pos: Any, totals: Sequence[dict], width: float, j: int, label: str) -> None:
+    """Bars of total PSS in MB at ``pos``: private (``Pss_Anon``) below, shared (``Pss_File``,
+    hatched) stacked on it, in colour ``C{j}``; ``totals`` holds one PSS dict per bar.
+    """
+    private = [t["Pss_Anon"] / MB for t in totals]
+    shared = [t["Pss_File"] / MB for t in totals]
+    ax.bar(pos, private, width, color=f"C{j}", label=label)
+    ax.bar(pos, shared, width, bottom=private, color=f"C{j}", alpha=0.4, hatch="//")
 
 
 def save_png(fig: Any, path: Path, dpi: int = 110, tight: bool = False) -> None:

@@ -1,9 +1,9 @@
 """Views in one model, an encoder and a decoder optimized together, and SessionGroup memory.
 
 Run from the repository root with the op library built (ICL_ONNX_LIBRARY set):
-    .venv/bin/python benchmarks/views_crossmodel.py --hidden 256 --out benchmarks/results
+    .venv/bin/python -m benchmarks.views_crossmodel --hidden 256 --out benchmarks/results
 Writes ``views_crossmodel.md`` (and ``.json``) under ``--out``. Each memory configuration runs in
-its own subprocess and reports its peak RSS (VmHWM).
+its own subprocess (``benchmarks._views_worker``) and reports its peak RSS (VmHWM).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +23,7 @@ from onnx import helper as h
 from onnx import numpy_helper as nh
 
 import icl_onnx
+from benchmarks import harness
 from icl_onnx.pipeline import optimize_file, optimize_files
 
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
@@ -120,8 +120,8 @@ def measure_views(tmp: Path) -> dict:
 def export_encoder_decoder(folder: Path, hidden: int) -> list[Path]:
     """Exports BART's encoder and its decoder + LM head as two files (TorchScript exporter)."""
     import torch
-    from model_zoo import build_model
 
+    from benchmarks.model_zoo import build_model
     from icl_onnx.torch_export import export_onnx
 
     module, inputs = build_model("bart", hidden=hidden, heads=max(1, hidden // 64))
@@ -208,31 +208,15 @@ def measure_encoder_decoder(tmp: Path, hidden: int) -> dict:
     }
 
 
-_WORKER = r"""
-import sys, json, numpy as np, icl_onnx
-mode, n, feeds_path, *paths = sys.argv[1:]
-paths = (paths * 4)[: int(n)]
-feeds = dict(np.load(feeds_path))
-if mode == "group":
-    sessions = icl_onnx.SessionGroup(paths).sessions
-else:
-    sessions = [icl_onnx.create_session(p) for p in paths]
-for s in sessions:
-    names = {i.name for i in s.get_inputs()}
-    s.run(None, {k: v for k, v in feeds.items() if k in names})
-hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
-print(json.dumps({"vmhwm_kb": int(hwm)}))
-"""
-
-
 def measure_rss(paths: list[str], feeds: str) -> dict:
+    """Peak RSS in bytes of each configuration, each in its own worker process."""
     rows = {}
     for mode, n in (("separate", 1), ("separate", 2), ("group", 2), ("separate", 4), ("group", 4)):
         proc = subprocess.run(
-            [sys.executable, "-c", _WORKER, mode, str(n), feeds, *paths],
-            capture_output=True, text=True, check=True,
+            harness.child_command("benchmarks._views_worker", mode, n, feeds, *paths),
+            capture_output=True, text=True, check=True, cwd=harness.ROOT,
         )  # fmt: skip
-        rows[f"{mode} x{n}"] = json.loads(proc.stdout.strip().splitlines()[-1])["vmhwm_kb"]
+        rows[f"{mode} x{n}"] = json.loads(proc.stdout.strip().splitlines()[-1])["vmhwm_bytes"]
     return rows
 
 
@@ -254,11 +238,12 @@ def measure_threads(paths: list[str], feeds_path: str) -> bool:
     return True
 
 
-def to_markdown(r: dict, hidden: int) -> str:
+def to_markdown(r: dict, hidden: int) -> list[str]:
     v, ed, rss = r["views"], r["encoder_decoder"], r["rss"]
-    mb = 1e6
     lines = [
         f"# Views and cross-model sharing (CPU, onnxruntime {ort.__version__})",
+        "",
+        harness.describe(r["machine"]),
         "",
         "## One model holding one copy of each view (W 2048x256 float32)",
         f"Found: {v['kinds']}",
@@ -276,46 +261,43 @@ def to_markdown(r: dict, hidden: int) -> str:
         + ", ".join(f"{k} {d:.1e}" for k, d in v["max_rel_diff"].items()),
         "",
         f"## BART encoder + decoder (hidden {hidden}, vocab 30000, 2+2 layers, TorchScript export)",
-        f"- bytes on disk: original {ed['disk_original'] / mb:.1f} MB (two files with external "
-        f"data), optimized {ed['disk_optimized'] / mb:.1f} MB",
-        f"- tensors the optimized models reference: {ed['tensor_bytes'] / mb:.1f} MB; unique "
-        f"bytes in the one data file: {ed['unique_bytes'] / mb:.1f} MB",
+        f"- bytes on disk: original {harness.mb(ed['disk_original'])} MB (two files with external "
+        f"data), optimized {harness.mb(ed['disk_optimized'])} MB",
+        f"- tensors the optimized models reference: {harness.mb(ed['tensor_bytes'])} MB; unique "
+        f"bytes in the one data file: {harness.mb(ed['unique_bytes'])} MB",
         f"- groups across files: {ed['cross_groups']}",
         "- parity (max |diff|, ORT original vs ORT optimized): "
         + ", ".join(f"{k} {d:.1e}" for k, d in ed["max_abs_diff"].items()),
         "",
-        "## Peak RSS (VmHWM), each configuration in its own subprocess",
+        "## Peak RSS (VmHWM, MB = 10^6 bytes), each configuration in its own subprocess",
         "| configuration | VmHWM MB |",
         "|---|---|",
-        *(f"| {k} | {kb / 1024:.1f} |" for k, kb in rss.items()),
+        *(f"| {k} | {harness.mb(n)} |" for k, n in rss.items()),
         "",
         "`separate xN`: N `icl_onnx.create_session` sessions over the optimized files "
         "(encoder, decoder, encoder, decoder); `group xN`: one `icl_onnx.SessionGroup` of N.",
         f"4 threads running a group of 4 concurrently, 5 rounds: outputs identical to sequential "
         f"runs: {r['threads_identical']}",
-        "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--out", type=Path, default=harness.RESULTS)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "v").mkdir()
-        r = {"views": measure_views(tmp / "v")}
+        r = {"machine": harness.metadata(), "views": measure_views(tmp / "v")}
         r["encoder_decoder"] = measure_encoder_decoder(tmp, args.hidden)
         paths, feeds = r["encoder_decoder"]["paths"], r["encoder_decoder"]["feeds"]
         r["rss"] = measure_rss(paths, feeds)
         r["threads_identical"] = measure_threads(paths, feeds)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "views_crossmodel.json").write_text(json.dumps(r, indent=2, default=str))
-    (out / "views_crossmodel.md").write_text(to_markdown(r, args.hidden))
-    print(to_markdown(r, args.hidden))
+    harness.write_json(args.out / "views_crossmodel.json", r)
+    harness.write_markdown(args.out / "views_crossmodel.md", to_markdown(r, args.hidden))
+    print("\n".join(to_markdown(r, args.hidden)))
 
 
 if __name__ == "__main__":

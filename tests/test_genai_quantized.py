@@ -1,6 +1,6 @@
 """ONNX Runtime GenAI's quantized tied models through icl-onnx, with the real builder and runtime.
 
-A tiny random tied Llama (``tests/clients.py``) is built by
+A tiny random tied Llama (``icl_onnx.testing.clients``) is built by
 ``onnxruntime_genai.models.builder -p int4 -e cpu`` with the builder's default for tied models
 (``shared_embeddings``: the 4-bit head read by the embedding through
 ``Reshape -> GatherBlockQuantized``) and with an 8-bit head (``algo_config=rtn_last``:

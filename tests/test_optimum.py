@@ -1,7 +1,8 @@
 """Optimum serves optimized folders: ``ORTModelForCausalLM`` with ``icl_onnx.session_options()``.
 
 optimum-onnx pins transformers<4.58 while this project uses 5.x, so the export and the
-generation run in ``.venv-optimum`` (built on first use by ``tests/clients.py``, then reused).
+generation run in ``.venv-optimum`` (built on first use by ``icl_onnx.testing.clients``, then
+reused).
 That venv has no onnx-ir: ``icl_onnx.session_options()`` needs only onnxruntime.
 """
 

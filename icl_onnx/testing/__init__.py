@@ -4,6 +4,7 @@
   them (ONNX Runtime GenAI, Optimum).
 - :mod:`~icl_onnx.testing.cpp_example`: builds the C++ host ``examples/cpp/run_model.cc``.
 - :mod:`~icl_onnx.testing.cuda_harness`: the ctypes driver of the CUDA kernel harness library.
+- :mod:`~icl_onnx.testing.protobuf_wire`: writes protobuf fields by hand, for hostile model files.
 - :mod:`~icl_onnx.testing.view_cases`: the views the kernel tests and ``gpu_check`` run.
 
 They live in the package so that ``tests/`` and ``benchmarks/`` import them by name, with no
