@@ -178,7 +178,7 @@ def _low_rank(
     found = plan_low_rank([a], base.graph, [b], variant.graph, scopes, labels, index, BATCH_RULES)
     if not found or found[0].base_value is not a:
         return None
-    member = found[0].choice.members[0]
+    member = found[0].group.members[0]
     if member.view.transpose or member.view.factors is None:
         return None
     u, v = (np.asarray(f.const_value.numpy(), np.float32) for f in member.view.factors)  # type: ignore[union-attr]

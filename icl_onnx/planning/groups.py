@@ -25,7 +25,6 @@ from icl_onnx.views import View
 __all__ = [
     "PlannedGroup",
     "PlannedMember",
-    "PlannedSet",
     "UNCOVERED_COST",
     "choose_canonical",
     "forms_group",
@@ -267,7 +266,3 @@ def choose_canonical(
         return planned.cost, not scopes.encloses(graph, planned.reading_nodes())  # type: ignore[arg-type]
 
     return min(plans, key=key)  # min keeps graph order on ties
-
-
-#: The former name, still imported by ``variants.py``; remove once it imports ``PlannedGroup``.
-PlannedSet = PlannedGroup

@@ -124,7 +124,7 @@ def _plan_variants(
         )
         for variant in found:
             origins[index][len(info.planned)] = (labels[0], 0)
-            info.planned.append(variant.choice)
+            info.planned.append(variant.group)
             reports.append(variant.report)
             if variant.base_value not in canonical:  # its consumers move to ICL operators too
                 canonical.add(variant.base_value)

@@ -24,27 +24,27 @@ from icl_onnx.analysis.lowrank import LowRankDelta, TensorSlot, find_low_rank_de
 from icl_onnx.analysis.readers import Reader
 from icl_onnx.analysis.scopes import Scopes
 from icl_onnx.planning.crossmodel import cross_member
-from icl_onnx.planning.groups import PlannedMember, PlannedSet, plan_consumer
+from icl_onnx.planning.groups import PlannedGroup, PlannedMember, plan_consumer
 from icl_onnx.planning.plan import CrossGroup, CrossMember
 from icl_onnx.rules import CONSUMER_RULES, ConsumerRule
 from icl_onnx.views import View
 
-__all__ = ["LowRankSet", "factor_value", "plan_low_rank"]
+__all__ = ["LowRankGroup", "factor_value", "plan_low_rank"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class LowRankSet:
+class LowRankGroup:
     """A share set of one variant tensor planned as the base tensor plus factors.
 
     Attributes:
-        choice: the variant's group (the base tensor is its foreign canonical tensor).
+        group: the variant's group (the base tensor is its foreign canonical tensor).
         base_value: the base model's tensor.
         report: the relation as the cross-model plan reports it.
     """
 
-    choice: PlannedSet
+    group: PlannedGroup
     base_value: ir.Value
     report: CrossGroup
 
@@ -107,7 +107,7 @@ def plan_low_rank(
     labels: tuple[str, str],
     model: int,
     consumer_rules: Sequence[ConsumerRule] = CONSUMER_RULES,
-) -> list[LowRankSet]:
+) -> list[LowRankGroup]:
     """Plans the variant's tensors that are a base tensor plus a low-rank delta.
 
     Args:
@@ -161,7 +161,7 @@ def plan_low_rank(
         view = dataclasses.replace(view, factors=factors)
         stand_in = Reader(base_value, View(), None, model=0, foreign=True)
         reader = Reader(value, View(), None, model=model)
-        choice = PlannedSet(stand_in, [PlannedMember(reader, view, consumers)], [], 0)
+        group = PlannedGroup(stand_in, [PlannedMember(reader, view, consumers)], [], 0)
         tensor_b = base_value.const_value
         assert tensor_b is not None
         report = CrossGroup(
@@ -172,5 +172,5 @@ def plan_low_rank(
             nbytes=tensor_b.nbytes,
             members=[_member_report(labels[1], value, view, found)],
         )
-        planned.append(LowRankSet(choice, base_value, report))
+        planned.append(LowRankGroup(group, base_value, report))
     return planned
