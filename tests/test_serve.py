@@ -1,18 +1,27 @@
 """``icl-onnx serve``: replicas on Ray Serve answer like a direct session, and survive.
 
 The replica's model logic (:class:`ServedModel`: request checks, stacking, greedy decoding) is
-tested without Ray. One local Ray cluster (2 logical CPUs, no dashboard, HTTP on 127.0.0.1 at a
-free port) serves two applications for the rest of the module: a tied model optimized with
-external data (2 replicas) and a folder of two variants optimized together (1 replica); the
-cluster is shut down at the end.
+tested without Ray. One Ray cluster, started as a deployer starts one (``ray start --head``
+in its own process group: 2 logical CPUs, no dashboard, on free ports, Serve's HTTP on
+127.0.0.1), serves two applications for the rest of the module: a tied model optimized with
+external data (2 replicas) and a folder of two variants optimized together (1 replica). The
+test process and every ``icl-onnx serve --address`` join it; it is stopped at the end by its
+process group's id (never ``ray stop``, which stops every Ray cluster on the machine).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import select
+import shutil
 import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -227,28 +236,111 @@ class Client:
             with urllib.request.urlopen(request, timeout=60) as reply:
                 return reply.status, json.loads(reply.read())
         except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
+            text = e.read()
+            try:
+                return e.code, json.loads(text)
+            except ValueError:  # Ray Serve's own answers (no route) are plain text
+                return e.code, {"text": text.decode(errors="replace")}
+
+    def settles(self, path: str, status: int, timeout_s: float = 30.0) -> bool:
+        """Whether ``GET path`` answers ``status`` within ``timeout_s`` (routes move lazily)."""
+        deadline = time.monotonic() + timeout_s
+        while self.call(path)[0] != status:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+        return True
+
+
+#: How the test's Ray processes authenticate: Ray 2.60's default, token, unless set here.
+AUTH_MODE = os.environ.get("RAY_AUTH_MODE", "token")
+
+#: The environment of every Ray process the tests start (the head, ``icl-onnx serve``): a
+#: process that joins a cluster by its address needs the mode set (see docs/serve.md).
+RAY_ENV = {**os.environ, "RAY_AUTH_MODE": AUTH_MODE}
+
+
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test process dies (PR_SET_PDEATHSIG)."""
+    _PRCTL(1, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def ray_head(timeout_s: float = 120.0):
+    """A Ray cluster started as a deployer starts one; yields (address, head process).
+
+    ``ray start --head --block`` runs in its own session, so its process group holds every
+    process of the cluster (GCS, raylet, agents, workers); at the end the head gets SIGTERM
+    (it stops its processes) and the group SIGKILL for whatever is left, both by id.
+    """
+    if AUTH_MODE == "token":  # ray start joins token mode only with a token at hand
+        command = [sys.executable, "-m", "ray.scripts.scripts", "get-auth-token", "--generate"]
+        subprocess.run(command, capture_output=True, env=RAY_ENV, timeout=120, check=True)
+    port = free_port()
+    temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's Unix socket paths
+    log_path = os.path.join(temp, "head.log")
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block"]
+    command += ["--num-cpus", "2", "--port", str(port), "--node-ip-address", "127.0.0.1"]
+    command += ["--ray-client-server-port", str(free_port()), "--dashboard-host", "127.0.0.1"]
+    command += ["--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", temp]
+    env = {**RAY_ENV, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # SIGTERM stops at once
+    with open(log_path, "w") as log:
+        head = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+    try:
+        deadline = time.monotonic() + timeout_s
+        while "Ray runtime started" not in open(log_path).read():
+            if head.poll() is not None or time.monotonic() > deadline:
+                tail = open(log_path).read().strip().splitlines()[-3:]
+                pytest.skip(f"ray start --head did not start within {timeout_s:.0f} s: {tail}")
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}", head
+    finally:
+        if head.poll() is None:
+            head.send_signal(signal.SIGTERM)
+            try:
+                head.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                head.kill()
+                head.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)  # the cluster's processes that outlived it
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def cluster(models, tmp_path_factory):
-    """A local Ray cluster serving /tied (2 replicas) and /variants (1 replica)."""
+def cluster(models):
+    """A Ray cluster from ``ray start --head`` serving /tied (2 replicas) and /variants."""
     serve = pytest.importorskip("ray.serve", reason="Ray Serve is the serve extra")
     import ray
 
-    port = free_port()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
-    try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(icl_onnx.serve.app(models["tied"], replicas=2), name="tied", route_prefix="/tied")
-        serve.run(icl_onnx.serve.app(models["variants"]), name="vars", route_prefix="/variants")
-        client = Client(port)
-        client.port = port
-        client.address = ray.get_runtime_context().gcs_address
-        yield client
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    with ray_head() as (address, head), pytest.MonkeyPatch.context() as patch:
+        # this process joins by the address too; Ray reads the mode at import, so refresh it
+        # as ray.init does for a cluster it starts
+        patch.setenv("RAY_AUTH_MODE", AUTH_MODE)
+        ray._raylet.Config.initialize("")
+        ray.init(address=address, log_to_driver=False, logging_level="error")
+        try:
+            port = free_port()
+            serve.start(http_options={"host": "127.0.0.1", "port": port})
+            app = icl_onnx.serve.app
+            serve.run(app(models["tied"], replicas=2), name="tied", route_prefix="/tied")
+            serve.run(app(models["variants"]), name="vars", route_prefix="/variants")
+            client = Client(port)
+            client.port, client.address, client.head = port, address, head
+            yield client
+        finally:
+            serve.shutdown()
+            ray.shutdown()
 
 
 def replica_pids(app: str) -> dict[str, int]:
@@ -345,16 +437,45 @@ def test_the_config_builder_needs_a_model_and_passes_the_rest_to_app(models):
     assert deployment.num_replicas == 3 and deployment.name == "icl-onnx"
 
 
-def test_the_cli_refuses_a_name_already_deployed_and_leaves_it_serving(cluster, models):
-    import subprocess
-    import sys
+@contextlib.contextmanager
+def serve_cli(model, *options: str):
+    """``icl-onnx serve MODEL ...`` in a child process (stderr to a file), killed if left."""
+    command = [sys.executable, "-m", "icl_onnx.cli.main", "serve", str(model), *options]
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=RAY_ENV)
+        proc.last_error = lambda: (err.seek(0), err.read().strip().splitlines() or [""])[1][-1]
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
 
-    command = [sys.executable, "-m", "icl_onnx.cli.main", "serve", str(models["variants"])]
-    command += ["--name", "tied", "--port", str(cluster.port), "--address", cluster.address]
-    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (
+
+def first_line(proc, timeout_s: float = 240.0) -> str:
+    """The first line the command prints (once every replica is up), waited for at most
+    ``timeout_s``."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+    assert ready, f"icl-onnx serve printed nothing within {timeout_s:.0f} s"
+    return proc.stdout.readline()
+
+
+def joins(cluster) -> list[str]:
+    return ["--port", str(cluster.port), "--address", cluster.address]
+
+
+def stop(proc) -> int:
+    """SIGTERM, as a deployer's process manager stops the command; its exit status."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=60)
+
+
+def test_the_cli_refuses_a_name_already_deployed_and_leaves_it_serving(cluster, models):
+    with serve_cli(models["variants"], "--name", "tied", *joins(cluster)) as proc:
+        assert proc.wait(timeout=120) == 2
+        last = proc.last_error()
+    assert last == (
         "icl-onnx serve: an application named 'tied' already runs on this Ray cluster; "
         "give another --name"
     )
@@ -363,28 +484,80 @@ def test_the_cli_refuses_a_name_already_deployed_and_leaves_it_serving(cluster, 
 
 
 def test_the_cli_joins_a_cluster_serves_and_removes_its_app_on_sigterm(cluster, models):
-    import subprocess
-    import sys
-
+    import ray
     from ray import serve
 
-    command = [sys.executable, "-m", "icl_onnx.cli.main", "serve", str(models["tied"])]
-    command += ["--replicas", "1", "--port", str(cluster.port), "--address", cluster.address]
-    # a cluster that ray.init starts uses Ray's default token authentication, unless disabled
-    env = {**os.environ, "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "token")}
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    try:
-        line = proc.stdout.readline().decode()  # printed once every replica is up
+    rows = np.random.default_rng(1).integers(0, V, size=(3, 4))
+    with serve_cli(models["tied"], "--replicas", "1", *joins(cluster)) as proc:
+        line = first_line(proc)
         assert line.startswith(f"serving {models['tied']} with 1 replica(s)"), line
         assert line.rstrip().endswith(": GET /health, POST /infer"), line  # no /generate
-        assert cluster.call("/health")[0] == 200
-        status, reply = cluster.call("/infer", {"inputs": {"ids": [[1, 2]]}})
-        assert status == 200 and np.array(reply["outputs"]["y"]).shape == (1, 2, V)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-        assert "icl-onnx" not in serve.status().applications
-        assert cluster.call("/tied/health")[0] == 200  # the other applications still serve
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        status, body = cluster.call("/health")
+        assert status == 200 and (body["replicas"], body["variants"]) == (1, ["tied.opt"])
+        status, reply = cluster.call("/infer", {"inputs": {"ids": rows.tolist()}})
+        assert status == 200
+        expected = direct(models["tied"], {"ids": rows})["y"]
+        np.testing.assert_allclose(reply["outputs"]["y"], expected, rtol=1e-5, atol=1e-5)
+        assert stop(proc) == 0
+    assert "icl-onnx" not in serve.status().applications
+    assert cluster.settles("/health", 404)  # nothing routed at / any more
+    # the cluster it joined keeps running, with its other applications
+    assert cluster.head.poll() is None and ray.cluster_resources()["CPU"] == 2
+    assert cluster.call("/tied/health")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("a", "must start with '/', not 'a'"),
+        ("/a/", "must not end with '/' (unless it is '/'): '/a/'"),
+        ("/{x}", "must not hold braces, spaces or control characters: '/{x}'"),
+    ],
+)
+def test_the_cli_refuses_a_bad_route_prefix_in_one_line(models, capsys, value, message):
+    with pytest.raises(SystemExit) as e:
+        cli_main(["serve", str(models["tied"]), "--route-prefix", value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert f"argument --route-prefix: {message}" in err
+
+
+def test_two_cli_applications_share_one_cluster_under_their_route_prefixes(cluster, models):
+    """--name a --route-prefix /a and --name b --route-prefix /b side by side; /a again is
+    refused in one line and leaves /a serving."""
+    rows = np.random.default_rng(2).integers(0, V, size=(2, 3))
+    feeds = encoder_decoder_feeds()
+    decoder_path = models["variants"] / "decoder.onnx"
+    names = {i.name for i in icl_onnx.create_session(decoder_path).get_inputs()}
+    mine = {k: v for k, v in feeds.items() if k in names}
+    with (
+        serve_cli(models["tied"], "--name", "a", "--route-prefix", "/a", *joins(cluster)) as a,
+        serve_cli(models["variants"], "--name", "b", "--route-prefix", "/b", *joins(cluster)) as b,
+    ):
+        line_a, line_b = first_line(a), first_line(b)
+        assert line_a.rstrip().endswith(": GET /a/health, POST /a/infer"), line_a
+        assert line_b.rstrip().endswith(": GET /b/health, POST /b/infer"), line_b
+        status, body = cluster.call("/a/health")
+        assert status == 200 and body["variants"] == ["tied.opt"]
+        status, body = cluster.call("/b/health")
+        assert status == 200 and body["variants"] == ["decoder", "encoder"]
+        status, reply = cluster.call("/a/infer", {"inputs": {"ids": rows.tolist()}})
+        assert status == 200
+        expected = direct(models["tied"], {"ids": rows})["y"]
+        np.testing.assert_allclose(reply["outputs"]["y"], expected, rtol=1e-5, atol=1e-5)
+        body = {"variant": "decoder", "inputs": {k: v.tolist() for k, v in mine.items()}}
+        status, reply = cluster.call("/b/infer", body)
+        assert status == 200, reply
+        for key, value in direct(decoder_path, mine).items():
+            np.testing.assert_allclose(np.array(reply["outputs"][key]), value, rtol=1e-5)
+
+        with serve_cli(models["tied"], "--name", "c", "--route-prefix", "/a", *joins(cluster)) as c:
+            assert c.wait(timeout=120) == 2
+            last = c.last_error()
+        assert last == (
+            "icl-onnx serve: Ray Serve refused the application: Prefix /a is being used by "
+            'application "a". Failed to deploy application "c".'
+        )
+        assert cluster.call("/a/health")[0] == 200
+        assert stop(a) == 0 and stop(b) == 0
+    assert cluster.settles("/a/health", 404) and cluster.settles("/b/health", 404)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import signal
 import threading
 from typing import Any
@@ -53,6 +54,26 @@ def _cpus(text: str) -> float:
     return value
 
 
+def _route_prefix(text: str) -> str:
+    """A Ray Serve route prefix: ``/`` or ``/a/b`` (no trailing ``/``, no ``{`` or ``}``)."""
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must start with '/', not {text!r}")
+    if text != "/" and text.endswith("/"):
+        raise argparse.ArgumentTypeError(f"must not end with '/' (unless it is '/'): {text!r}")
+    if any(c in text for c in "{}") or any(c.isspace() or not c.isprintable() for c in text):
+        raise argparse.ArgumentTypeError(
+            f"must not hold braces, spaces or control characters: {text!r}"
+        )
+    return text
+
+
+def _routes(prefix: str, generate: bool) -> str:
+    """The routes an application at ``prefix`` serves, as a client writes them."""
+    base = prefix.rstrip("/")
+    routes = [f"GET {base}/health", f"POST {base}/infer"]
+    return ", ".join(routes + ([f"POST {base}/generate"] if generate else []))
+
+
 def _failure(serve: Any, name: str, error: Exception) -> str:
     """The last line of what Ray Serve says about the failed deployment, else of ``error``."""
     try:
@@ -63,9 +84,22 @@ def _failure(serve: Any, name: str, error: Exception) -> str:
     return _last_line(messages or [str(error)], error)
 
 
+def _applications(serve: Any) -> set[str] | None:
+    """The names of the applications Ray Serve knows (None when it cannot say)."""
+    try:
+        return set(serve.status().applications)
+    except Exception:  # noqa: BLE001 - the status is a best effort
+        return None
+
+
+#: The qualified exception type Ray puts before a remote error's message.
+_RAISED = re.compile(r"^(?:\w+\.)+\w+(?:Error|Exception): ")
+
+
 def _last_line(messages: list[str], error: Exception) -> str:
+    """The last non-empty line of ``messages``, without a qualified exception type before it."""
     lines = [ln for m in messages for ln in m.strip().splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else type(error).__name__
+    return _RAISED.sub("", lines[-1].strip()) if lines else type(error).__name__
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -105,6 +139,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=APP_NAME,
         help=f"the Ray Serve application's name (default {APP_NAME}); serve refuses a name "
         "already deployed on the cluster",
+    )
+    parser.add_argument(
+        "--route-prefix",
+        type=_route_prefix,
+        default="/",
+        help="the HTTP path the application's routes hang below (default /: /health, "
+        "/infer); one cluster serves several applications under different prefixes, "
+        "e.g. --route-prefix /a serves /a/health and /a/infer",
     )
     parser.add_argument(
         "--max-batch-size",
@@ -158,16 +200,21 @@ def run(args: argparse.Namespace) -> int:
             )
         deployed = True
         try:
-            serve.run(application, name=args.name, route_prefix="/")
+            serve.run(application, name=args.name, route_prefix=args.route_prefix)
         except Exception as e:  # noqa: BLE001 - Ray's deployment errors carry no common type
+            known = _applications(serve)
+            if known is not None and args.name not in known:
+                # refused before any replica started, e.g. "Prefix /a is being used by
+                # application "a". Failed to deploy application "b"."
+                raise IclUserError(
+                    f"Ray Serve refused the application: {_last_line([str(e)], e)}"
+                ) from None
             message = _failure(serve, args.name, e)
             raise IclUserError(f"the replicas did not start: {message}") from None
-        routes = "GET /health, POST /infer" + (
-            ", POST /generate" if can_generate(args.model) else ""
-        )
         print(
             f"serving {args.model} with {args.replicas} replica(s) on "
-            f"http://{args.host}:{args.port}: {routes}",
+            f"http://{args.host}:{args.port}: "
+            f"{_routes(args.route_prefix, can_generate(args.model))}",
             flush=True,
         )
         while not stop.wait(0.5):
