@@ -561,3 +561,26 @@ def test_two_cli_applications_share_one_cluster_under_their_route_prefixes(clust
         assert cluster.call("/a/health")[0] == 200
         assert stop(a) == 0 and stop(b) == 0
     assert cluster.settles("/a/health", 404) and cluster.settles("/b/health", 404)
+
+
+def test_an_optimized_optimum_with_past_folder_generates_optimums_tokens(cluster, tmp_path):
+    """optimum-cli's text-generation-with-past export of a tiny Llama, optimized, served by
+    the CLI at /gen: POST /gen/generate gives the tokens Optimum's own greedy generate gives
+    on the original export (run in .venv-optimum)."""
+    from icl_onnx.testing.clients import NEW_TOKENS, PROMPT, optimum_export, optimum_generate
+
+    src = optimum_export("llama", dedup=False)
+    out = tmp_path / "llama.opt"
+    assert cli_main(["optimize", str(src), "-o", str(out), "-q"]) == 0
+    expected = optimum_generate(src, "plain")["tokens"]
+    assert expected[: len(PROMPT)] == PROMPT and len(expected) == len(PROMPT) + NEW_TOKENS
+    with serve_cli(out, "--name", "gen", "--route-prefix", "/gen", *joins(cluster)) as proc:
+        line = first_line(proc)
+        assert line.rstrip().endswith(": GET /gen/health, POST /gen/infer, POST /gen/generate")
+        status, body = cluster.call("/gen/health")
+        assert status == 200 and (body["variants"], body["generate"]) == (["model"], True)
+        request = {"input_ids": PROMPT, "max_new_tokens": NEW_TOKENS}
+        status, reply = cluster.call("/gen/generate", request)
+        assert status == 200, reply
+        assert PROMPT + reply["tokens"] == expected
+        assert stop(proc) == 0
