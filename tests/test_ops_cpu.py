@@ -124,8 +124,8 @@ def test_matmul_matches_reference(a_type, w_type, view, with_bias, rank):
 @pytest.mark.parametrize("k", [70, 300, 1100])
 def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view, k):
     # Large enough for several thread-pool chunks on every path (row dot, GEMM, GEMV). The
-    # plain GEMM packs W in slices of 128 rows beyond 12 rows of A (16-bit W from any K,
-    # float32 W from K=1024): K=300 and 1100 span several slices, the last partial.
+    # plain GEMM packs W in slices of 128 rows beyond two tiles of rows of A (16-bit W from any
+    # K, float32 W from K=1024): K=300 and 1100 span several slices, the last partial.
     n = 1100
     attrs = {
         "plain": {},
@@ -143,6 +143,17 @@ def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view, k):
     w = random(w_shape, w_type, seed=5)
     bias = random((n,), FLOAT, seed=6)
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
+@pytest.mark.parametrize("rows", [20, 32, 33, 70])
+def test_plain_matmul_with_narrow_float32_w_matches_reference(rows):
+    # float32 W with K=1100 rows 2.8 KB apart (N=700) is narrow: the plain GEMM reads it in
+    # place up to four tiles of rows of A (20, 32) and packs it beyond (33, 70); N=700 leaves
+    # a partial panel.
+    a = random((rows, 1100), FLOAT, seed=9)
+    w = random((1100, 700), FLOAT, seed=10)
+    attrs = {"scale": 0.5}
+    assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
 @pytest.mark.parametrize("rows", [16, 20, 70])

@@ -14,10 +14,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 from test_low_rank_ops import assert_close, random, run
-from view_cases import view_cases
 
 import icl_onnx
 from icl_onnx import reference
+from icl_onnx.testing.view_cases import view_cases
 
 FLOAT, FLOAT16, BFLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16
 DTYPES = {FLOAT: np.float32, FLOAT16: np.float16, BFLOAT16: ml_dtypes.bfloat16}

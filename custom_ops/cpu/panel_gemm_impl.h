@@ -104,9 +104,13 @@ constexpr int64_t kPackedRows = 128;
 // From this many rows of float32 W, a panel read in place no longer stays in cache.
 constexpr int64_t kPackFromRows = 1024;
 
+// A float32 W whose rows are at most this many bytes apart is narrow (see Panels).
+constexpr int64_t kNarrowRowBytes = 3072;
+
 // Panels of `Lanes` vectors over columns [j, n); returns the first column not covered.
-// With more rows of A than two tiles hold, a panel of 16-bit W or of float32 W with at least
-// kPackFromRows rows is copied (as float32), kPackedRows rows at a time, into a contiguous
+// With more rows of A than two tiles hold (four for a narrow W), a panel of 16-bit W or of
+// float32 W with at least kPackFromRows rows is copied (as float32), kPackedRows rows at a time,
+// into a contiguous
 // per-thread buffer that every row tile then reads from L1. Read in place, a panel is a few
 // cache lines from each of k rows of W a few KB apart: those addresses fall into a few cache
 // sets, and past about a thousand rows the panel is evicted between tiles, so each tile
@@ -114,14 +118,19 @@ constexpr int64_t kPackFromRows = 1024;
 // float32 K=2112, N=768: M=128 8.5 -> 4.2; float16 K=768, N=30000: M=16 12.2 -> 8.3,
 // M=256 84 -> 59; but float32 K=768 (N=768, 2112, 30000) is as fast or faster in place
 // (M=16, N=768: 0.53 in place, 0.83 packed), hence the threshold; and with two tiles or fewer
-// the copy does not pay (float32 K=2112, N=768, M=8: 1.31 in place, 1.55 packed).
+// the copy does not pay (float32 K=2112, N=768, M=8: 1.31 in place, 1.55 packed), nor with
+// three or four for a narrow W (benchmarks/results/matmul_cpu_vs_3564154.md: time in place /
+// packed, K=1536 and 3072, N=768, M=24 and 32, AVX-512: 0.65-0.81; AVX2, M=24: 0.97-1.01),
+// while it does for wider rows (in place / packed, two threads: AVX-512 K=1536, N=1024, M=32
+// 1.22 and K=3072, N=3072, M=32 1.13; AVX2 K=3072, N=1536, M=24 1.28).
 template <int Rows, int Lanes, typename TW>
 ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
                           int64_t ldy) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   constexpr bool kWide = sizeof(TW) == sizeof(float);
-  const bool pack = m > 2 * Rows && (!kWide || k >= kPackFromRows);
+  const int64_t tiles = kWide && ldw * int64_t{sizeof(TW)} <= kNarrowRowBytes ? 4 : 2;
+  const bool pack = m > tiles * Rows && (!kWide || k >= kPackFromRows);
   float* packed =
       pack ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kPackedRows * kCols))
            : nullptr;
