@@ -27,11 +27,12 @@ import textwrap
 import zipfile
 from pathlib import Path
 
-import cuda_harness
 import numpy as np
 import onnx
 import pytest
 from builders import V, tied_model
+
+from icl_onnx.testing import cuda_harness
 
 pytestmark = pytest.mark.wheel
 
