@@ -27,34 +27,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: The arguments of the small Llama-style decoders (Llama, Qwen2).
+_SMALL_DECODER = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    vocab_size=1000,
+    max_position_embeddings=256,
+    tie_word_embeddings=True,
+)
+
 #: Small configs, by name: (transformers config class, its arguments).
 MODELS: dict[str, tuple[str, dict]] = {
-    "llama": (
-        "LlamaConfig",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=1000,
-            max_position_embeddings=256,
-            tie_word_embeddings=True,
-        ),
-    ),
-    "qwen2": (
-        "Qwen2Config",
-        dict(
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            vocab_size=1000,
-            max_position_embeddings=256,
-            tie_word_embeddings=True,
-        ),
-    ),
+    "llama": ("LlamaConfig", _SMALL_DECODER),
+    "qwen2": ("Qwen2Config", _SMALL_DECODER),
     "gpt2": (
         "GPT2Config",
         dict(n_embd=64, n_layer=2, n_head=4, vocab_size=1000, n_positions=256),
