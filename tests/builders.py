@@ -24,6 +24,19 @@ PROJECTION = _CROSS.standard_normal((H, H)).astype(np.float32)
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 
 
+def ort_cuda_missing() -> str | None:
+    """Why an ORT CUDA session cannot run here (the skip reason), or None when it can."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "needs onnxruntime-gpu (CUDAExecutionProvider)"
+    try:
+        import torch
+    except ImportError:
+        return "needs torch to see whether a GPU is present"
+    return None if torch.cuda.is_available() else "needs a CUDA GPU"
+
+
 def tied_model(
     *,
     transpose_node: bool = False,

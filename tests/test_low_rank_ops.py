@@ -11,6 +11,7 @@ import ml_dtypes
 import numpy as np
 import onnx
 import pytest
+from builders import ort_cuda_missing
 from onnx import TensorProto, helper
 
 import icl_onnx
@@ -211,20 +212,8 @@ def test_schemas_accept_and_infer_the_factor_inputs():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def _ort_cuda_missing() -> str | None:
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return "needs onnxruntime-gpu (CUDAExecutionProvider)"
-    try:
-        import torch
-    except ImportError:
-        return "needs torch to see whether a GPU is present"
-    return None if torch.cuda.is_available() else "needs a CUDA GPU"
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(_ort_cuda_missing() is not None, reason=str(_ort_cuda_missing()))
+@pytest.mark.skipif(ort_cuda_missing() is not None, reason=str(ort_cuda_missing()))
 @pytest.mark.parametrize("delta_transpose", [0, 1])
 def test_cuda_kernels_add_the_low_rank_term(delta_transpose):
     import onnxruntime as ort

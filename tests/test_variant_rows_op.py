@@ -12,6 +12,7 @@ import ml_dtypes
 import numpy as np
 import onnxruntime as ort
 import pytest
+from builders import ort_cuda_missing
 from onnx import TensorProto, helper
 from test_low_rank_ops import assert_close, random, run
 
@@ -284,18 +285,8 @@ def test_ids_of_another_type_fail_session_creation():
 # --- CUDA: the same node in an ORT CUDA session (skipped without a GPU) ---------------------------
 
 
-def _ort_cuda_missing() -> str | None:
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
-        return "needs onnxruntime-gpu (CUDAExecutionProvider)"
-    try:
-        import torch
-    except ImportError:
-        return "needs torch to see whether a GPU is present"
-    return None if torch.cuda.is_available() else "needs a CUDA GPU"
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(_ort_cuda_missing() is not None, reason=str(_ort_cuda_missing()))
+@pytest.mark.skipif(ort_cuda_missing() is not None, reason=str(ort_cuda_missing()))
 @pytest.mark.parametrize("a_type", [FLOAT, FLOAT16])
 @pytest.mark.parametrize("delta_transpose", [0, 1])
 def test_cuda_kernel_gives_each_batch_row_its_variant(a_type, delta_transpose):
