@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from builders import ort_cuda_missing
 from lora_models import ALL_LINEAR, VARIANTS, Variant, export_with_past
 from onnx import TensorProto
 from onnx import helper as h
@@ -183,6 +184,61 @@ def test_each_conversation_decodes_with_its_own_fine_tune_as_its_export_alone(
     tokens = _rows_match_their_variants(batched, paths, prompts, ids, 8)
     base = icl_onnx.create_session(paths[0])
     assert tokens[1] != greedy(base, prompts[1], 8)  # the fine-tune changes the conversation
+
+
+class _Recorder:
+    """A session that records which way each step ran (``run`` or ``run_with_iobinding``)."""
+
+    def __init__(self, session) -> None:
+        self.session, self.calls = session, []
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+    def run(self, *args):
+        self.calls.append("run")
+        return self.session.run(*args)
+
+    def run_with_iobinding(self, *args):
+        self.calls.append("bound")
+        return self.session.run_with_iobinding(*args)
+
+
+def _bound_and_numpy(session, prompts, ids, steps, *, default: str) -> dict[str, list]:
+    """Each step's logits with the cache bound (IOBinding) and through numpy; which is default."""
+    runs = {}
+    for way, kwargs in (("bound", {"io_binding": True}), ("numpy", {"io_binding": False})):
+        recorder = _Recorder(session)
+        runs[way] = list(decode_steps(recorder, prompts, steps, variant_ids=ids, **kwargs))
+        assert recorder.calls == ["bound" if way == "bound" else "run"] * steps
+    recorder = _Recorder(session)
+    next(decode_steps(recorder, prompts, steps, variant_ids=ids))
+    assert recorder.calls == ["bound" if default == "bound" else "run"]
+    return runs
+
+
+def test_the_bound_cache_decodes_the_logits_of_the_numpy_cache(icl_library, lora_decoders):
+    """IOBinding keeps the cache in ORT: the same logits, bit for bit; numpy is the CPU's way."""
+    _, batched = lora_decoders
+    rng = np.random.default_rng(8)
+    prompts = [rng.integers(3, 1000, n).tolist() for n in (5, 8, 5)]  # one row padded
+    ids, steps = [2, 0, 3], 7
+    runs = _bound_and_numpy(icl_onnx.create_session(batched), prompts, ids, steps, default="numpy")
+    assert [s.shape[:2] for s in runs["bound"]] == [(3, 8), *[(3, 1)] * (steps - 1)]
+    for bound, plain in zip(runs["bound"], runs["numpy"], strict=True):
+        assert np.array_equal(bound, plain)  # earlier steps' logits not overwritten either
+    tokens = [[int(s[row, -1].argmax()) for s in runs["bound"]] for row in range(3)]
+    assert len({tuple(t) for t in tokens}) == 3  # the rows differ: a real test of the cache
+
+
+@pytest.mark.skipif(ort_cuda_missing() is not None, reason=str(ort_cuda_missing()))
+def test_a_cuda_session_keeps_the_cache_on_the_device_by_default(icl_library, lora_decoders):
+    _, batched = lora_decoders
+    session = icl_onnx.create_session(batched, providers=["CUDAExecutionProvider"])
+    prompts, ids, steps = [[5, 9, 11, 2], [7, 3, 3, 8]], [1, 3], 5
+    runs = _bound_and_numpy(session, prompts, ids, steps, default="bound")
+    for bound, plain in zip(runs["bound"], runs["numpy"], strict=True):
+        np.testing.assert_allclose(bound, plain, rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,13 @@ different lengths are padded on the left (mask 0, positions counted from each ro
 token). A model written by ``icl-onnx optimize BASE V1..VK --batched-variants`` has one more
 input, ``variant_ids`` (one per row: 0 the base, k the k-th variant), fed unchanged at every
 step, so each row decodes through its own fine-tune for the whole generation.
+
+On a CUDA session the cache stays on the device between steps: each step's ``present``
+``OrtValue``s are bound (``session.io_binding()``) as the next step's ``past`` inputs, and only
+the logits come to the host. On the CPU the cache passes through numpy arrays, which costs no
+copy (a run's outputs are numpy views of its ``OrtValue``s and inputs are read in place);
+binding there measured slower (8 rows of a 2-layer Llama, hidden 768, vocab 32000: 0.46 ms a
+step outside ``model_run`` against 0.40, of about 18 ms a step).
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ MAX_NEW_TOKENS_UNCACHED = 256
 VARIANT_IDS = "variant_ids"
 
 _PAST = "past_key_values."
+#: The device of a provider's tensors, where the cache stays between steps (IOBinding).
+_DEVICES = {"CUDAExecutionProvider": "cuda"}
 _TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 _FLOATS = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -93,6 +102,7 @@ def decode_steps(
     geometry: CacheGeometry | None = None,
     run_options: Any = None,
     pad_id: int = 0,
+    io_binding: bool | None = None,
 ) -> Iterator[np.ndarray]:
     """Decodes a batch greedily, yielding each step's ``logits`` ``[batch, tokens, vocab]``.
 
@@ -110,6 +120,9 @@ def decode_steps(
             (:func:`icl_onnx.check.dims.cache_geometry` reads them from the folder's config).
         run_options: ``onnxruntime.RunOptions`` for every run (an active LoRA adapter, ...).
         pad_id: the token that pads shorter prompts (masked out).
+        io_binding: keep the cache in ONNX Runtime (on the session's device) between steps
+            with IOBinding, or pass it through numpy; None: IOBinding on a CUDA session (see
+            the module docstring). The logits are the same either way.
 
     Raises:
         ValueError: the session is not a decoder of that convention, a prompt is empty, or
@@ -131,32 +144,110 @@ def decode_steps(
         sequence[row, longest - len(prompt) :] = prompt
         mask[row, longest - len(prompt) :] = 1
     past = {n: _empty_cache(inputs[n], geometry, batch) for n in cache_names}
+    device = _cache_device(session)
+    if io_binding or (io_binding is None and device is not None):
+        runner: _NumpySteps | _BoundSteps = _BoundSteps(
+            session, outputs, past, run_options, device or ("cpu", 0)
+        )
+    else:
+        runner = _NumpySteps(session, outputs, past, run_options)
     step_ids = sequence
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)  # of the tokens step_ids holds
     for _ in range(new_tokens):
-        start = sequence.shape[1] - step_ids.shape[1]
         feeds: dict[str, np.ndarray] = {"input_ids": step_ids.astype(ids_type)}
         if "attention_mask" in inputs:
             feeds["attention_mask"] = mask.astype(_mask_type(inputs))
         if "position_ids" in inputs:
             kind = _TYPES.get(inputs["position_ids"].type, np.int64)
-            positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)[:, start:]
             feeds["position_ids"] = positions.astype(kind)
         if "use_cache_branch" in inputs:
-            feeds["use_cache_branch"] = np.array([start > 0])
+            feeds["use_cache_branch"] = np.array([sequence.shape[1] > step_ids.shape[1]])
         if variants is not None:
             feeds[VARIANT_IDS] = variants
-        feeds.update(past)
-        values = dict(zip(outputs, session.run(None, feeds, run_options), strict=True))
-        logits = values["logits"]
+        logits = runner.run(feeds)
         yield logits
         chosen = np.argmax(logits[:, -1], axis=-1).astype(np.int64)[:, None]
         sequence = np.concatenate([sequence, chosen], axis=1)
         mask = np.concatenate([mask, np.ones_like(chosen)], axis=1)
         if cache_names:
-            past = {n: values["present." + n[len(_PAST) :]] for n in cache_names}
-            step_ids = chosen
+            step_ids, positions = chosen, positions[:, -1:] + 1  # every row has a token
         else:
-            step_ids = sequence
+            step_ids, positions = sequence, np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+
+
+def _cache_device(session: Any) -> tuple[str, int] | None:
+    """The device (type, id) of the session's first provider; None for the CPU."""
+    providers = session.get_providers() if hasattr(session, "get_providers") else []
+    if not providers or providers[0] not in _DEVICES:
+        return None
+    options = session.get_provider_options().get(providers[0], {})
+    return _DEVICES[providers[0]], int(options.get("device_id", 0))
+
+
+def _present(past: str) -> str:
+    """The output that carries cache input ``past`` to the next step."""
+    return "present." + past[len(_PAST) :]
+
+
+class _NumpySteps:
+    """Runs decode steps with ``session.run``: the cache passes through numpy arrays."""
+
+    def __init__(
+        self, session: Any, outputs: list[str], past: dict[str, np.ndarray], run_options: Any
+    ) -> None:
+        self.session, self.outputs, self.run_options = session, outputs, run_options
+        self.past = past
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Runs one step on ``feeds`` and the cache; keeps the new cache, returns the logits."""
+        results = self.session.run(None, {**feeds, **self.past}, self.run_options)
+        values = dict(zip(self.outputs, results, strict=True))
+        self.past = {n: values[_present(n)] for n in self.past}
+        return values["logits"]
+
+
+class _BoundSteps:
+    """Runs decode steps with IOBinding: the cache stays in ONNX Runtime between steps.
+
+    Each step binds its small feeds from numpy, the ``present`` outputs to ``device`` and the
+    others to the CPU, in memory ONNX Runtime allocates for that run; the ``present``
+    ``OrtValue``s become the next step's ``past`` inputs as they are, and the logits come back
+    as a numpy view of their ``OrtValue``.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        outputs: list[str],
+        past: dict[str, np.ndarray],
+        run_options: Any,
+        device: tuple[str, int],
+    ) -> None:
+        self.session, self.outputs, self.run_options = session, outputs, run_options
+        self.device = device
+        self.binding = session.io_binding()
+        self.cache = list(past)
+        self.held: dict[str, np.ndarray] = {}  # the numpy arrays bound now, kept alive
+        self._bind(past)
+
+    def _bind(self, arrays: dict[str, np.ndarray]) -> None:
+        for name, array in arrays.items():
+            self.binding.bind_cpu_input(name, array)
+        self.held.update(arrays)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Runs one step on ``feeds`` and the bound cache; binds the new cache, returns logits."""
+        self._bind(feeds)
+        self.binding.clear_binding_outputs()
+        for name in self.outputs:
+            cache = name.startswith("present.")
+            self.binding.bind_output(name, *(self.device if cache else ("cpu", 0)))
+        self.session.run_with_iobinding(self.binding, self.run_options)
+        values = dict(zip(self.outputs, self.binding.get_outputs(), strict=True))
+        for name in self.cache:
+            self.binding.bind_ortvalue_input(name, values[_present(name)])
+            self.held.pop(name, None)
+        return values["logits"].numpy()
 
 
 def greedy_batch(
