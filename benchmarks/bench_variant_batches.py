@@ -38,6 +38,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -241,11 +242,18 @@ def _ref_path(args: argparse.Namespace, work: Path, k: int) -> Path:
 # ---- the ways of running a batch (in worker processes) --------------------------------------
 
 
-def _options() -> Any:
+_profiles = itertools.count()
+
+
+def _options(profile: str | None = None) -> Any:
+    """Session options of every way; ``profile``: ORT profiling on, files named from it."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile is not None:  # one file per session (ORT names them to the second)
+        options.enable_profiling = True
+        options.profile_file_prefix = f"{profile}-{next(_profiles)}"
     return options
 
 
@@ -303,11 +311,12 @@ def open_mode(mode: str, request: dict[str, Any]) -> Callable[[Parity | None], t
     import icl_onnx
 
     k, decode, work = request["k"], request["decode"], Path(request["work"])
+    profile = request.get("profile")  # a path prefix: ORT profiles every session (profile_decode)
     rows = list(range(k))
     batch = request["prompts"]
     if mode in ("batched", "base"):
         path = request["batched"] if mode == "batched" else work / "base.onnx"
-        session = icl_onnx.create_session(path, options=_options())
+        session = icl_onnx.create_session(path, options=_options(profile))
         extra = {"variant_ids": [r + 1 for r in rows]} if mode == "batched" else {}
 
         def run_batch(parity: Parity | None) -> tuple[float, float]:
@@ -318,10 +327,12 @@ def open_mode(mode: str, request: dict[str, Any]) -> Callable[[Parity | None], t
     if mode == "one_at_a_time":
         from icl_onnx.session_group import SessionGroup
 
-        group = SessionGroup([work / "group" / f"v{r + 1}.onnx" for r in rows], options=_options)
+        group = SessionGroup(
+            [work / "group" / f"v{r + 1}.onnx" for r in rows], options=lambda: _options(profile)
+        )
         runs = [(group.sessions[r], {}) for r in rows]
     else:
-        session = icl_onnx.create_session(work / "lora_base.onnx", options=_options())
+        session = icl_onnx.create_session(work / "lora_base.onnx", options=_options(profile))
         runs = []
         for r in rows:
             adapter = ort.LoraAdapter()
