@@ -124,7 +124,7 @@ def test_matmul_matches_reference(a_type, w_type, view, with_bias, rank):
 @pytest.mark.parametrize("k", [70, 300, 1100])
 def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view, k):
     # Large enough for several thread-pool chunks on every path (row dot, GEMM, GEMV). The
-    # plain GEMM packs W in slices of 128 rows beyond two tiles of rows of A (16-bit W from any
+    # plain GEMM copies W in slices of 256 rows beyond two tiles of rows of A (16-bit W from any
     # K, float32 W from K=1024): K=300 and 1100 span several slices, the last partial.
     n = 1100
     attrs = {

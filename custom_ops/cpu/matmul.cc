@@ -57,9 +57,23 @@ constexpr int64_t kGemmChunk = 512;
 // PanelGemm tile tasks of 512 columns measured no slower (M=3..6, K=3072, N=768, loaded
 // machine: tasks of 192 columns took 1.0 to 1.24 times as long as 512 + 256).
 constexpr int64_t kPanelGemmTileRows = 6;  // Simd::kRows of every PanelGemm build
-int64_t PanelGemmChunk(int64_t n) {
+int64_t GemmChunk(int64_t n) {
   const int64_t quarter = (n + 3) / 4;
   return std::clamp<int64_t>((quarter + 63) / 64 * 64, 64, kGemmChunk);
+}
+// PanelGemm's tasks are whole panels of PanelGemmColumns(m) columns, at most kGemmChunk
+// columns, at least four tasks and an even number of them (two threads balance): where the
+// panels are 48 columns wide (AVX-512, M a multiple of 8), tasks of 512 columns ended in a
+// 32-column panel of 8 x 1 tiles (K=768, N=3072, one thread, in ORT, fastest time: 384 or 576
+// columns against 512, M=32 0.98-0.99, M=128 0.99-1.00; by itself, one core, M=128: 0.96), and
+// N=3072 takes 8 tasks of 384 (7 of up to 480 would leave one thread a task more).
+int64_t PanelGemmChunk(int64_t n, int64_t m) {
+  const int64_t cols = PanelGemmColumns(m);
+  const int64_t panels = (n + cols - 1) / cols;
+  const int64_t most = std::max<int64_t>(1, kGemmChunk / cols);  // panels per task
+  int64_t tasks = std::max<int64_t>(4, (panels + most - 1) / most);
+  tasks += tasks % 2;
+  return std::max<int64_t>(1, (panels + tasks - 1) / tasks) * cols;
 }
 // The plain view where PanelGemm computes in axpy form (PanelGemmAxpy): a task's rows of Y
 // (16 KB) stay in L1 while W's rows stream past them, so a task is as wide as that allows
@@ -207,8 +221,10 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
     chunk = kRowDotChunk;
   } else if (!p.view.transposed && PanelGemmAxpy(p.m, p.k * p.view.ld * SizeOf(p.w_type))) {
     chunk = AxpyChunk(p.m, n);
-  } else if (wide || p.m > kPanelGemmTileRows) {
-    chunk = PanelGemmChunk(n);
+  } else if (wide) {
+    chunk = GemmChunk(n);
+  } else if (p.m > kPanelGemmTileRows) {
+    chunk = PanelGemmChunk(n, p.m);
   }
   const int64_t tasks = ChunkCount(n, chunk);
   return ParallelFor(context, tasks, [&](int64_t t) {

@@ -13,4 +13,12 @@ void PanelGemm(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
   }
 }
 
+int64_t PanelGemmColumns(int64_t m) {
+  switch (CpuIsa()) {
+    case Isa::kAvx512: return PanelGemmAvx512Columns(m);
+    case Isa::kAvx2: return PanelGemmAvx2Columns(m);
+    default: return PanelGemmScalarColumns(m);
+  }
+}
+
 }  // namespace icl::cpu

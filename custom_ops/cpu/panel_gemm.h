@@ -30,6 +30,11 @@ inline bool PanelGemmAxpy(int64_t m, int64_t w_bytes) {
 void PanelGemm(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy);
 
+// Columns of the panels PanelGemm multiplies m rows of A by (m > kAxpyMaxRows), with the
+// instruction set PanelGemm uses: a block of columns that is a multiple of it leaves no
+// narrower panel, whose tile computes slower (AVX-512, 8 rows: 48 columns; see matmul.cc).
+int64_t PanelGemmColumns(int64_t m);
+
 // One instantiation per instruction set (panel_gemm_<isa>.cc); PanelGemm picks one.
 void PanelGemmScalar(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                      ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
@@ -39,5 +44,9 @@ void PanelGemmAvx2(const float* a, int64_t lda, int64_t m, int64_t k, const void
 void PanelGemmAvx512(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                      ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
                      int64_t ldy);
+
+int64_t PanelGemmScalarColumns(int64_t m);
+int64_t PanelGemmAvx2Columns(int64_t m);
+int64_t PanelGemmAvx512Columns(int64_t m);
 
 }  // namespace icl::cpu

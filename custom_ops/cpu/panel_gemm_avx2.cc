@@ -46,4 +46,6 @@ void PanelGemmAvx2(const float* a, int64_t lda, int64_t m, int64_t k, const void
   avx2::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
 }
 
+int64_t PanelGemmAvx2Columns(int64_t m) { return avx2::Columns(m); }
+
 }  // namespace icl::cpu

@@ -52,4 +52,6 @@ void PanelGemmAvx512(const float* a, int64_t lda, int64_t m, int64_t k, const vo
   avx512::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
 }
 
+int64_t PanelGemmAvx512Columns(int64_t m) { return avx512::Columns(m); }
+
 }  // namespace icl::cpu

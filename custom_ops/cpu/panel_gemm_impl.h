@@ -21,22 +21,29 @@
 namespace icl::cpu::ICL_ISA_NS {
 
 // Rows rows of A times a panel of Lanes vectors of W's columns, over k rows of W; the
-// accumulators stay in registers. `next`, when not null, is the same panel of the next
-// column block: its rows are prefetched into L2 as the loop walks K (W's rows are far apart,
-// so the hardware prefetcher does not follow). A slice of K that is not the `first` adds to
-// the partial sums in y; only the `last` one scales them by alpha.
-template <int Rows, int Lanes, typename TW>
+// accumulators stay in registers. `next`, when not null, is the part of W read after this one:
+// its first min(k, next_rows) rows are prefetched into L2 as the loop walks K (W's rows are far
+// apart, so the hardware prefetcher does not follow). With kCopy, each row of the panel is
+// also stored as float32 into `copy`, row after row (see CopyingPanel). A slice of K that is
+// not the `first` adds to the partial sums in y; only the `last` one scales them by alpha.
+template <int Rows, int Lanes, bool kCopy = false, typename TW>
 ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_t ldw,
-                     const TW* next, float alpha, float* y, int64_t ldy, bool first, bool last) {
+                     const TW* next, int64_t next_rows, float* copy, float alpha, float* y,
+                     int64_t ldy, bool first, bool last) {
   typename Simd::V acc[Rows][Lanes];
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l)
       acc[r][l] = first ? Simd::Zero() : Simd::Load(y + r * ldy + l * Simd::kWidth);
-  constexpr int64_t kPanelBytes = int64_t{Lanes} * Simd::kWidth * int64_t{sizeof(TW)};
+  constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
+  constexpr int64_t kPanelBytes = kCols * int64_t{sizeof(TW)};
+  const int64_t ahead = next == nullptr ? 0 : std::min(k, next_rows);
   for (int64_t kk = 0; kk < k; ++kk) {
     typename Simd::V wv[Lanes];
     for (int l = 0; l < Lanes; ++l) wv[l] = Simd::LoadW(w + kk * ldw + l * Simd::kWidth);
-    if (next != nullptr) {
+    if constexpr (kCopy) {
+      for (int l = 0; l < Lanes; ++l) Simd::Store(copy + kk * kCols + l * Simd::kWidth, wv[l]);
+    }
+    if (kk < ahead) {
       const char* line = reinterpret_cast<const char*>(next + kk * ldw);
       for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 2);
     }
@@ -57,7 +64,9 @@ ICL_TARGET void Remainder(int64_t rows, const float* a, int64_t lda, int64_t k, 
                           int64_t ldw, const TW* next, float alpha, float* y, int64_t ldy,
                           bool first, bool last) {
   if constexpr (Max > 0) {
-    if (rows == Max) return Tile<Max, Lanes>(a, lda, k, w, ldw, next, alpha, y, ldy, first, last);
+    if (rows == Max) {
+      return Tile<Max, Lanes>(a, lda, k, w, ldw, next, k, nullptr, alpha, y, ldy, first, last);
+    }
     Remainder<Max - 1, Lanes>(rows, a, lda, k, w, ldw, next, alpha, y, ldy, first, last);
   }
 }
@@ -70,36 +79,37 @@ ICL_TARGET void Panel(const float* a, int64_t lda, int64_t m, int64_t k, const T
                       bool first = true, bool last = true) {
   int64_t r = 0;
   for (; r + Rows <= m; r += Rows, next = nullptr)
-    Tile<Rows, Lanes>(a + r * lda, lda, k, w, ldw, next, alpha, y + r * ldy, ldy, first, last);
+    Tile<Rows, Lanes>(a + r * lda, lda, k, w, ldw, next, k, nullptr, alpha, y + r * ldy, ldy,
+                      first, last);
   if (r < m) {
     Remainder<Rows - 1, Lanes>(m - r, a + r * lda, lda, k, w, ldw, next, alpha, y + r * ldy, ldy,
                                first, last);
   }
 }
 
-// W's panel [k, Lanes vectors] as float32 in `out`, row after row (kCols apart). Each row of
-// the panel is in another page of W, where the hardware prefetcher does not follow, so the
-// rows kAhead ahead are prefetched by hand.
-template <int Lanes, typename TW>
-ICL_TARGET void PackPanel(const TW* w, int64_t ldw, int64_t k, float* out) {
+// All rows of A, more than one tile, against k rows of one panel of W: the first tile reads
+// the panel in place and copies each row it reads into `copy` (as float32, kCols apart), which
+// the other tiles then read. The copy costs the first tile a store per vector of W (AVX-512,
+// 8 x 3 tile, all in cache: 102 against 116 GFLOP/s), while a copy made ahead of the tiles
+// waited on memory for every row of W, the core computing nothing meanwhile (K=3072, N=768,
+// one thread, in ORT, alternated: M=64 0.79-0.81 and M=128 0.87-0.89 of that time). `next`
+// and next_rows: as for Tile, the part of W read after this one.
+template <int Rows, int Lanes, typename TW>
+ICL_TARGET void CopyingPanel(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
+                             int64_t ldw, const TW* next, int64_t next_rows, float* copy,
+                             float alpha, float* y, int64_t ldy, bool first, bool last) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
-  constexpr int64_t kPanelBytes = kCols * int64_t{sizeof(TW)};
-  constexpr int64_t kAhead = 8;
-  for (int64_t kk = 0; kk < k; ++kk) {
-    if (kk + kAhead < k) {
-      const char* line = reinterpret_cast<const char*>(w + (kk + kAhead) * ldw);
-      for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 0);
-    }
-    for (int l = 0; l < Lanes; ++l) {
-      const int64_t col = l * Simd::kWidth;
-      Simd::Store(out + kk * kCols + col, Simd::LoadW(w + kk * ldw + col));
-    }
-  }
+  Tile<Rows, Lanes, true>(a, lda, k, w, ldw, next, next_rows, copy, alpha, y, ldy, first, last);
+  Panel<Rows, Lanes>(a + Rows * lda, lda, m - Rows, k, static_cast<const float*>(copy), kCols,
+                     static_cast<const float*>(nullptr), alpha, y + Rows * ldy, ldy, first,
+                     last);
 }
 
-// Rows of W per packed slice: a slice of a 4-vector AVX-512 panel is 32 KB, which stays in
-// L1 with the slice of A while every row tile reads it.
-constexpr int64_t kPackedRows = 128;
+// Rows of W per copied slice of a panel (48 KB of an AVX-512 8 x 3 panel, in L2 with the
+// slice of A). Measured against 128, 384, 512 and 768 rows (K=3072, N=768, M=64 and 128,
+// one and two threads): within the noise from 256 rows up, 128 a few percent slower (the
+// partial sums in Y are reloaded per slice).
+constexpr int64_t kCopiedRows = 256;
 
 // From this many rows of float32 W, a panel read in place no longer stays in cache.
 constexpr int64_t kPackFromRows = 1024;
@@ -109,12 +119,12 @@ constexpr int64_t kNarrowRowBytes = 3072;
 
 // Panels of `Lanes` vectors over columns [j, n); returns the first column not covered.
 // With more rows of A than two tiles hold (four for a narrow W), a panel of 16-bit W or of
-// float32 W with at least kPackFromRows rows is copied (as float32), kPackedRows rows at a time,
-// into a contiguous
-// per-thread buffer that every row tile then reads from L1. Read in place, a panel is a few
-// cache lines from each of k rows of W a few KB apart: those addresses fall into a few cache
-// sets, and past about a thousand rows the panel is evicted between tiles, so each tile
-// re-reads it from memory. Measured in ORT, two threads, plain view, ms before -> after:
+// float32 W with at least kPackFromRows rows is copied (as float32), kCopiedRows rows at a
+// time, by its first row tile into a contiguous per-thread buffer that the other tiles read
+// (CopyingPanel). Read in place, a panel is a few cache lines from each of k rows of W a few
+// KB apart: those addresses fall into a few cache sets, and past about a thousand rows the
+// panel is evicted between tiles, so each tile re-reads it from memory. Measured in ORT, two
+// threads, plain view, ms before -> after (with a copy made ahead of the tiles):
 // float32 K=2112, N=768: M=128 8.5 -> 4.2; float16 K=768, N=30000: M=16 12.2 -> 8.3,
 // M=256 84 -> 59; but float32 K=768 (N=768, 2112, 30000) is as fast or faster in place
 // (M=16, N=768: 0.53 in place, 0.83 packed), hence the threshold; and with two tiles or fewer
@@ -122,7 +132,8 @@ constexpr int64_t kNarrowRowBytes = 3072;
 // three or four for a narrow W (benchmarks/results/matmul_cpu_vs_3564154.md: time in place /
 // packed, K=1536 and 3072, N=768, M=24 and 32, AVX-512: 0.65-0.81; AVX2, M=24: 0.97-1.01),
 // while it does for wider rows (in place / packed, two threads: AVX-512 K=1536, N=1024, M=32
-// 1.22 and K=3072, N=3072, M=32 1.13; AVX2 K=3072, N=1536, M=24 1.28).
+// 1.22 and K=3072, N=3072, M=32 1.13; AVX2 K=3072, N=1536, M=24 1.28). The copy made by the
+// first tile (K=768, N=768 and 3072, M=16-256) was still 3-10% slower than reading in place.
 template <int Rows, int Lanes, typename TW>
 ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
@@ -131,22 +142,23 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
   constexpr bool kWide = sizeof(TW) == sizeof(float);
   const int64_t tiles = kWide && ldw * int64_t{sizeof(TW)} <= kNarrowRowBytes ? 4 : 2;
   const bool pack = m > tiles * Rows && (!kWide || k >= kPackFromRows);
-  float* packed =
-      pack ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kPackedRows * kCols))
+  float* copy =
+      pack ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kCopiedRows * kCols))
            : nullptr;
   for (; j + kCols <= n; j += kCols) {
-    if (pack) {
-      for (int64_t k0 = 0; k0 < k; k0 += kPackedRows) {
-        const int64_t rows = std::min(kPackedRows, k - k0);
-        PackPanel<Lanes>(w + k0 * ldw + j, ldw, rows, packed);
-        Panel<Rows, Lanes>(a + k0, lda, m, rows, static_cast<const float*>(packed), kCols,
-                     static_cast<const float*>(nullptr), alpha, y + j, ldy, k0 == 0,
-                     k0 + rows == k);
-      }
+    const TW* next_panel = j + 2 * kCols <= n ? w + j + kCols : nullptr;
+    if (!pack) {
+      Panel<Rows, Lanes>(a, lda, m, k, w + j, ldw, next_panel, alpha, y + j, ldy);
       continue;
     }
-    const TW* next = j + 2 * kCols <= n ? w + j + kCols : nullptr;
-    Panel<Rows, Lanes>(a, lda, m, k, w + j, ldw, next, alpha, y + j, ldy);
+    for (int64_t k0 = 0; k0 < k; k0 += kCopiedRows) {
+      const int64_t rows = std::min(kCopiedRows, k - k0);
+      const bool more = k0 + rows < k;  // the next slice is this panel's, else the next panel's
+      CopyingPanel<Rows, Lanes>(a + k0, lda, m, rows, w + k0 * ldw + j, ldw,
+                                more ? w + (k0 + rows) * ldw + j : next_panel,
+                                more ? k - k0 - rows : k, copy, alpha, y + j, ldy, k0 == 0,
+                                !more);
+    }
   }
   return j;
 }
@@ -212,6 +224,19 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
   }
 }
 
+// Whether m rows of A are computed in tiles of the alternative tile: when they are whole tiles
+// of it (AVX-512 8 x 3: M=8, K=768, N=768, 0.082 ms against 0.102 in tiles of 6 + 2 rows;
+// M=16-64 as fast; slower where it would leave a remainder (M=5, 6, 12), hence only for
+// multiples).
+inline bool AltTile(int64_t m) {
+  return Simd::kAltRows > 0 && m % std::max(Simd::kAltRows, 1) == 0;
+}
+
+// Columns of the panels that Run multiplies m rows of A by (more than kAxpyMaxRows rows).
+inline int64_t Columns(int64_t m) {
+  return int64_t{AltTile(m) ? Simd::kAltLanes : Simd::kLanes} * Simd::kWidth;
+}
+
 template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
@@ -228,10 +253,7 @@ ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW*
   int64_t j = 0;
   bool alt = false;
   if constexpr (Simd::kAltRows > 0) {
-    // Rows in whole tiles of kAltRows: the alternative tile (AVX-512 8 x 3: M=8, K=768, N=768,
-    // 0.082 ms against 0.102 in tiles of 6 + 2 rows; M=16-64 as fast; slower where it would
-    // leave a remainder (M=5, 6, 12), hence only for multiples).
-    alt = m % Simd::kAltRows == 0;
+    alt = AltTile(m);
     if (alt) {
       j = Panels<Simd::kAltRows, Simd::kAltLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
       j = Panels<Simd::kAltRows, 1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);

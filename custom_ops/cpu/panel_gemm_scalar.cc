@@ -35,4 +35,6 @@ void PanelGemmScalar(const float* a, int64_t lda, int64_t m, int64_t k, const vo
   scalar::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
 }
 
+int64_t PanelGemmScalarColumns(int64_t m) { return scalar::Columns(m); }
+
 }  // namespace icl::cpu
