@@ -18,9 +18,24 @@ int64_t TileRows() { return (CpuIsa() >= Isa::kAvx512 ? 4 : 3) * Lane(); }
 
 }  // namespace
 
+// AVX2: tiles of three vectors, or two where the last tile would be one vector wide:
+// WideGemm picks the rows of W per micro-tile for the first tile's width, 4 for three vectors,
+// which leaves a one-vector tile 4 accumulators, too few to cover the FMA latency (kernel
+// harness, one core, K=768, N=840, GFLOP/s in tiles of 24 + 8 against 16 + 16: M=32 64-89
+// against 112, M=128 105 against 109-112, of a measured FMA peak of 118). AVX-512 keeps its
+// tiles of four vectors (M=80 and 144 in tiles of 48 measured no faster).
+int64_t PackedATileRows(int64_t m) {
+  if (CpuIsa() >= Isa::kAvx512) return TileRows();
+  const int64_t rest = m % TileRows();
+  return m > TileRows() && rest != 0 && rest <= Lane() ? TileRows() - Lane() : TileRows();
+}
+
 int64_t PackedASize(int64_t m, int64_t k) { return (m + TileRows()) * k; }
 
-int64_t PackedATiles(int64_t m) { return (m + TileRows() - 1) / TileRows(); }
+int64_t PackedATiles(int64_t m) {
+  const int64_t rows = PackedATileRows(m);
+  return (m + rows - 1) / rows;
+}
 
 namespace {
 
@@ -57,9 +72,9 @@ __attribute__((target("avx2"))) void Transpose8(const float* src, int64_t lds, i
 __attribute__((target("avx2"))) void PackATile(const float* a, int64_t lda, int64_t t,
                                                const PackedA& out) {
   const int64_t lane = Lane();
-  const int64_t m0 = t * TileRows();
-  const int64_t width = std::min(TileRows(), (out.m - m0 + lane - 1) / lane * lane);
-  const int64_t valid = std::min(TileRows(), out.m - m0);
+  const int64_t m0 = t * out.tile_rows;
+  const int64_t width = std::min(out.tile_rows, (out.m - m0 + lane - 1) / lane * lane);
+  const int64_t valid = std::min(out.tile_rows, out.m - m0);
   float* tile = out.data + m0 * out.k;
   // 16 columns at a time: each line of A is read whole at once.
   const int64_t k8 = out.k / 8 * 8;

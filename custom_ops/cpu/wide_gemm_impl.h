@@ -18,11 +18,12 @@
 
 namespace icl::cpu::ICL_ISA_NS {
 
-constexpr int64_t kTileRows = Simd::kTileLanes * Simd::kWidth;  // rows of A per packed tile
+// Rows of A per packed tile at most (PackedA::tile_rows is this or one vector less).
+constexpr int64_t kTileRows = Simd::kTileLanes * Simd::kWidth;
 
-// Width of the packed tile at row m0: a multiple of kWidth, kTileRows but for the last.
+// Width of the packed tile at row m0: a multiple of kWidth, a.tile_rows but for the last.
 inline int64_t TileWidth(const PackedA& a, int64_t m0) {
-  return std::min(kTileRows, (a.m - m0 + Simd::kWidth - 1) / Simd::kWidth * Simd::kWidth);
+  return std::min(a.tile_rows, (a.m - m0 + Simd::kWidth - 1) / Simd::kWidth * Simd::kWidth);
 }
 
 // One A^T tile (Lanes vectors wide) against Rows rows of float W, over all of K; the result
@@ -65,7 +66,7 @@ ICL_TARGET void MicroAnyWidth(int64_t width, const float* at, int64_t k, const f
 template <int Rows>
 ICL_TARGET void StoreTile(const PackedA& a, int64_t m0, const float* out, float alpha, float* y,
                           int64_t ldy) {
-  const int64_t valid = std::min(kTileRows, a.m - m0);
+  const int64_t valid = std::min(a.tile_rows, a.m - m0);
   for (int64_t i = 0; i < valid; ++i)
     for (int r = 0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
 }
@@ -75,7 +76,7 @@ template <int Rows>
 ICL_TARGET void WRowBlock(const PackedA& a, const float* w, int64_t ldw, float alpha, float* y,
                           int64_t ldy, Prefetcher& prefetch) {
   alignas(64) float out[Rows * kTileRows];
-  for (int64_t m0 = 0; m0 < a.m; m0 += kTileRows) {
+  for (int64_t m0 = 0; m0 < a.m; m0 += a.tile_rows) {
     MicroAnyWidth<Rows>(TileWidth(a, m0), a.data + m0 * a.k, a.k, w, ldw, out, prefetch);
     StoreTile<Rows>(a, m0, out, alpha, y, ldy);
   }
@@ -138,7 +139,7 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
     const bool has_next = n + 2 * kWRows <= rows;
     Prefetcher prefetch(has_next ? w_bytes + (n + kWRows) * ldw * size : nullptr,
                         has_next ? ((kWRows - 1) * ldw + a.k) * size : 0,
-                        (a.m + kTileRows - 1) / kTileRows * a.k);
+                        (a.m + a.tile_rows - 1) / a.tile_rows * a.k);
     if (block == kWRows) {
       WRowBlock<kWRows>(a, wf, ldwf, alpha, y + n, ldy, prefetch);
     } else {
