@@ -24,10 +24,15 @@ struct Simd {
   static constexpr int kWidth = 16;
   static constexpr int kTileLanes = 4;
   static constexpr int kWRows[4] = {16, 14, 8, 6};
+  // Rows of W that alias, against a tile of two vectors: blocks of 4 rows, K in 2 runs (16
+  // accumulators; wide_gemm_impl.h, RunSplit).
+  static constexpr int kSplitRows = 4;
+  static constexpr int kSplitRuns = 2;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }
   ICL_TARGET static V Fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
+  ICL_TARGET static V Add(V a, V b) { return _mm512_add_ps(a, b); }
   ICL_TARGET static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
 };
 

@@ -110,6 +110,83 @@ bool RowsAlias(int64_t row_bytes) {
   return Rows * g / kWay > 4;  // rows per set, against half the ways
 }
 
+// Float32 rows of W that alias in L1 (RowsAlias) against one A tile of two vectors (M=17..32
+// with AVX-512), without copying them: K is cut into P runs of `len` steps that the
+// micro-tile walks side by side (a remainder after them with the first run's sums), so that
+// each set of L1 holds Rows rows at once, not Rows * P; the runs' sums are added at the end.
+template <int Lanes, int Rows, int P>
+ICL_TARGET void MicroSplit(const float* at, int64_t k, int64_t len, const float* w, int64_t ldw,
+                           float* out, Prefetcher& prefetch) {
+  constexpr int kW = Simd::kWidth;
+  typename Simd::V acc[P][Rows][Lanes];
+  for (int p = 0; p < P; ++p)
+    for (int r = 0; r < Rows; ++r)
+      for (int l = 0; l < Lanes; ++l) acc[p][r][l] = Simd::Zero();
+  for (int64_t kk = 0; kk < len; ++kk) {
+    prefetch.Step();
+    for (int p = 0; p < P; ++p) {
+      typename Simd::V a[Lanes];
+      for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + (p * len + kk) * Lanes * kW + l * kW);
+      for (int r = 0; r < Rows; ++r) {
+        const typename Simd::V b = Simd::Broadcast(w[r * ldw + p * len + kk]);
+        for (int l = 0; l < Lanes; ++l) acc[p][r][l] = Simd::Fma(a[l], b, acc[p][r][l]);
+      }
+    }
+  }
+  for (int64_t kk = P * len; kk < k; ++kk) {
+    prefetch.Step();
+    for (int r = 0; r < Rows; ++r) {
+      const typename Simd::V b = Simd::Broadcast(w[r * ldw + kk]);
+      for (int l = 0; l < Lanes; ++l)
+        acc[0][r][l] = Simd::Fma(Simd::Load(at + kk * Lanes * kW + l * kW), b, acc[0][r][l]);
+    }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    for (int l = 0; l < Lanes; ++l) {
+      for (int p = 1; p < P; ++p) acc[0][r][l] = Simd::Add(acc[0][r][l], acc[p][r][l]);
+      Simd::Store(out + r * kTileRows + l * kW, acc[0][r][l]);
+    }
+  }
+}
+
+// WideGemm over MicroSplit: blocks of Simd::kSplitRows rows of W, K in Simd::kSplitRuns runs.
+// The copy of the aliasing rows (Run) stalls on W's loads ahead of the FMAs: M=16, K=3072,
+// N=768, one core, 0.84-0.87 ms of which 0.2 ms the copy (0.66 ms for rows that need none).
+// Kernel harness, one core, loaded machine, best of 20, alternated: M=32, K=3072, N=768
+// 1.48-1.71 ms against 1.60-1.80 copied; M=20, K=1024 and 2048 5-7% faster. Tiles of one
+// vector stay with the copy: 4 rows x 4 runs measured 4-18% slower than copying (M=16,
+// K=512..4096). Also measured slower: copying chunk by chunk of K into a buffer that stays
+// in L1 (as slow as the whole copy), and a vector a step inside the micro-tile (1.2-1.3 ms:
+// its registers spilled).
+template <int Lanes>
+ICL_TARGET void RunSplit(const PackedA& a, const float* w, int64_t ldw, int64_t rows, float alpha,
+                         float* y, int64_t ldy) {
+  constexpr int kRows = Simd::kSplitRows;
+  constexpr int kRuns = Simd::kSplitRuns;
+  int64_t len = a.k / kRuns;
+  // Runs a multiple of 4 KB apart would share sets again: shorten them by a line.
+  if (len * 4 % 4096 == 0 && len > 16) len -= 16;
+  const int64_t steps = len + (a.k - kRuns * len);
+  const int64_t valid = a.m;  // one tile
+  alignas(64) float out[kRows * kTileRows];
+  for (int64_t n = 0; n < rows; n += kRows) {
+    const int64_t block = std::min<int64_t>(kRows, rows - n);
+    const float* wn = w + n * ldw;
+    const bool has_next = n + 2 * kRows <= rows;
+    Prefetcher prefetch(has_next ? wn + kRows * ldw : nullptr,
+                        has_next ? ((kRows - 1) * ldw + a.k) * 4 : 0, steps);
+    if (block == kRows) {
+      MicroSplit<Lanes, kRows, kRuns>(a.data, a.k, len, wn, ldw, out, prefetch);
+    } else {
+      for (int64_t r = 0; r < block; ++r)
+        MicroSplit<Lanes, 1, kRuns>(a.data, a.k, len, wn + r * ldw, ldw, out + r * kTileRows,
+                                    prefetch);
+    }
+    for (int64_t i = 0; i < valid; ++i)
+      for (int64_t r = 0; r < block; ++r) y[i * ldy + n + r] = alpha * out[r * kTileRows + i];
+  }
+}
+
 // Rows of W per micro-tile: Simd::kWRows[lanes of the widest A tile - 1].
 template <int Rows>
 ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
@@ -151,6 +228,12 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
 inline void Dispatch(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
                      int64_t rows, float alpha, float* y, int64_t ldy) {
   static_assert(Simd::kTileLanes >= 3 && Simd::kTileLanes <= 4, "tiles of 3 or 4 vectors");
+  if constexpr (Simd::kSplitRows > 0) {
+    const int64_t lanes = TileWidth(a, 0) / Simd::kWidth;
+    const auto* wf = static_cast<const float*>(w);
+    if (w_type == ElemType::kFloat && lanes == 2 && RowsAlias<Simd::kWRows[1]>(ldw * 4))
+      return RunSplit<2>(a, wf, ldw, rows, alpha, y, ldy);
+  }
   switch (TileWidth(a, 0) / Simd::kWidth) {
     case 1: return Run<Simd::kWRows[0]>(a, w, w_type, ldw, rows, alpha, y, ldy);
     case 2: return Run<Simd::kWRows[1]>(a, w, w_type, ldw, rows, alpha, y, ldy);
