@@ -231,7 +231,8 @@ inline void Dispatch(const PackedA& a, const void* w, ElemType w_type, int64_t l
   if constexpr (Simd::kSplitRows > 0) {
     const int64_t lanes = TileWidth(a, 0) / Simd::kWidth;
     const auto* wf = static_cast<const float*>(w);
-    if (w_type == ElemType::kFloat && lanes == 2 && RowsAlias<Simd::kWRows[1]>(ldw * 4))
+    if (w_type == ElemType::kFloat && lanes == 2 && a.m <= a.tile_rows &&
+        RowsAlias<Simd::kWRows[1]>(ldw * 4))
       return RunSplit<2>(a, wf, ldw, rows, alpha, y, ldy);
   }
   switch (TileWidth(a, 0) / Simd::kWidth) {
