@@ -4,8 +4,9 @@
 // (as for row_dot_impl.h) and, in that namespace, the traits struct `Simd`: V, kWidth
 // (floats per V), kTileLanes (vectors per packed A tile, at most 4), kWRows[kTileLanes]
 // (rows of W per micro-tile for A tiles of 1, 2, ... vectors: rows x lanes accumulators,
-// leaving registers for the A tile and the broadcast), Zero(),
-// Load(const float*), Broadcast(float), Fma(a, b, acc), Store(float*, V).
+// leaving registers for the A tile and the broadcast), kSplitRows and kSplitRuns (RunSplit's
+// block of rows and runs of K; kSplitRows = 0: no RunSplit), Zero(), Load(const float*),
+// Broadcast(float), Fma(a, b, acc), Add(a, b), Store(float*, V).
 #pragma once
 
 #include <algorithm>
@@ -149,7 +150,7 @@ ICL_TARGET void MicroSplit(const float* at, int64_t k, int64_t len, const float*
   }
 }
 
-// WideGemm over MicroSplit: blocks of Simd::kSplitRows rows of W, K in Simd::kSplitRuns runs.
+// WideGemm over MicroSplit: blocks of kRows rows of W, K in kRuns runs.
 // The copy of the aliasing rows (Run) stalls on W's loads ahead of the FMAs: M=16, K=3072,
 // N=768, one core, 0.84-0.87 ms of which 0.2 ms the copy (0.66 ms for rows that need none).
 // Kernel harness, one core, loaded machine, best of 20, alternated: M=32, K=3072, N=768
@@ -158,11 +159,9 @@ ICL_TARGET void MicroSplit(const float* at, int64_t k, int64_t len, const float*
 // K=512..4096). Also measured slower: copying chunk by chunk of K into a buffer that stays
 // in L1 (as slow as the whole copy), and a vector a step inside the micro-tile (1.2-1.3 ms:
 // its registers spilled).
-template <int Lanes>
+template <int Lanes, int kRows, int kRuns>
 ICL_TARGET void RunSplit(const PackedA& a, const float* w, int64_t ldw, int64_t rows, float alpha,
                          float* y, int64_t ldy) {
-  constexpr int kRows = Simd::kSplitRows;
-  constexpr int kRuns = Simd::kSplitRuns;
   int64_t len = a.k / kRuns;
   // Runs a multiple of 4 KB apart would share sets again: shorten them by a line.
   if (len * 4 % 4096 == 0 && len > 16) len -= 16;
@@ -225,16 +224,25 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
   }
 }
 
+// RunSplit where it applies (an ISA with Simd::kSplitRows > 0); false where it does not.
+template <int SplitRows = Simd::kSplitRows>
+ICL_TARGET bool TryRunSplit(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
+                            int64_t rows, float alpha, float* y, int64_t ldy) {
+  if constexpr (SplitRows > 0) {
+    if (w_type == ElemType::kFloat && TileWidth(a, 0) / Simd::kWidth == 2 &&
+        a.m <= a.tile_rows && RowsAlias<Simd::kWRows[1]>(ldw * 4)) {
+      RunSplit<2, SplitRows, Simd::kSplitRuns>(a, static_cast<const float*>(w), ldw, rows,
+                                               alpha, y, ldy);
+      return true;
+    }
+  }
+  return false;
+}
+
 inline void Dispatch(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
                      int64_t rows, float alpha, float* y, int64_t ldy) {
   static_assert(Simd::kTileLanes >= 3 && Simd::kTileLanes <= 4, "tiles of 3 or 4 vectors");
-  if constexpr (Simd::kSplitRows > 0) {
-    const int64_t lanes = TileWidth(a, 0) / Simd::kWidth;
-    const auto* wf = static_cast<const float*>(w);
-    if (w_type == ElemType::kFloat && lanes == 2 && a.m <= a.tile_rows &&
-        RowsAlias<Simd::kWRows[1]>(ldw * 4))
-      return RunSplit<2>(a, wf, ldw, rows, alpha, y, ldy);
-  }
+  if (TryRunSplit(a, w, w_type, ldw, rows, alpha, y, ldy)) return;
   switch (TileWidth(a, 0) / Simd::kWidth) {
     case 1: return Run<Simd::kWRows[0]>(a, w, w_type, ldw, rows, alpha, y, ldy);
     case 2: return Run<Simd::kWRows[1]>(a, w, w_type, ldw, rows, alpha, y, ldy);
