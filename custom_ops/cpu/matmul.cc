@@ -211,6 +211,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   if (wide) {
     packed.m = p.m;
     packed.k = p.k;
+    packed.tile_rows = PackedATileRows(p.m);
     packed.data = ThreadScratch(ScratchSlot::kPackedA, static_cast<size_t>(PackedASize(p.m, p.k)));
     Ort::Status status = ParallelFor(context, PackedATiles(p.m),
                                      [&](int64_t t) { PackATile(p.a, p.k, t, packed); });

@@ -1,5 +1,7 @@
 #include "cpu/wide_gemm.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 
 #include "cpu/isa.h"
@@ -16,22 +18,77 @@ int64_t TileRows() { return (CpuIsa() >= Isa::kAvx512 ? 4 : 3) * Lane(); }
 
 }  // namespace
 
+// AVX2: tiles of three vectors, or two where the last tile would be one vector wide:
+// WideGemm picks the rows of W per micro-tile for the first tile's width, 4 for three vectors,
+// which leaves a one-vector tile 4 accumulators, too few to cover the FMA latency (kernel
+// harness, one core, K=768, N=840, GFLOP/s in tiles of 24 + 8 against 16 + 16: M=32 64-89
+// against 112, M=128 105 against 109-112, of a measured FMA peak of 118). AVX-512 keeps its
+// tiles of four vectors (M=80 and 144 in tiles of 48 measured no faster).
+int64_t PackedATileRows(int64_t m) {
+  if (CpuIsa() >= Isa::kAvx512) return TileRows();
+  const int64_t rest = m % TileRows();
+  return m > TileRows() && rest != 0 && rest <= Lane() ? TileRows() - Lane() : TileRows();
+}
+
 int64_t PackedASize(int64_t m, int64_t k) { return (m + TileRows()) * k; }
 
-int64_t PackedATiles(int64_t m) { return (m + TileRows() - 1) / TileRows(); }
+int64_t PackedATiles(int64_t m) {
+  const int64_t rows = PackedATileRows(m);
+  return (m + rows - 1) / rows;
+}
 
-void PackATile(const float* a, int64_t lda, int64_t t, const PackedA& out) {
-  const int64_t lane = Lane();
-  const int64_t m0 = t * TileRows();
-  const int64_t width = std::min(TileRows(), (out.m - m0 + lane - 1) / lane * lane);
-  const int64_t valid = std::min(TileRows(), out.m - m0);
-  float* tile = out.data + m0 * out.k;
-  for (int64_t i = 0; i < valid; ++i) {
-    const float* row = a + (m0 + i) * lda;
-    for (int64_t kk = 0; kk < out.k; ++kk) tile[kk * width + i] = row[kk];
+namespace {
+
+// dst[j * ldd + i] = src[i * lds + j] for i < rows (<= 8), j < 8; rows beyond `rows` are
+// zero. The 8 x 8 transpose in registers (unpack, shuffle, then swap of 128-bit halves).
+__attribute__((target("avx2"))) void Transpose8(const float* src, int64_t lds, int64_t rows,
+                                                float* dst, int64_t ldd) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i)
+    r[i] = i < rows ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
   }
-  for (int64_t i = valid; i < width; ++i)
-    for (int64_t kk = 0; kk < out.k; ++kk) tile[kk * width + i] = 0.0f;
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    _mm256_storeu_ps(dst + j * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
+    _mm256_storeu_ps(dst + (j + 4) * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
+  }
+}
+
+}  // namespace
+
+// WideGemm runs only where AVX2 is (WideGemmAvailable), so the packing may use it. Blocks of
+// 8 x 8 transposed in registers: element by element (row by row over all of K, each store on
+// another line of a tile larger than L1) it took 0.20 ms at M=256, K=768 on one core, 7% of
+// the GEMM's time.
+__attribute__((target("avx2"))) void PackATile(const float* a, int64_t lda, int64_t t,
+                                               const PackedA& out) {
+  const int64_t lane = Lane();
+  const int64_t m0 = t * out.tile_rows;
+  const int64_t width = std::min(out.tile_rows, (out.m - m0 + lane - 1) / lane * lane);
+  const int64_t valid = std::min(out.tile_rows, out.m - m0);
+  float* tile = out.data + m0 * out.k;
+  // 16 columns at a time: each line of A is read whole at once.
+  const int64_t k8 = out.k / 8 * 8;
+  for (int64_t k0 = 0; k0 < k8; k0 += 16) {
+    for (int64_t i0 = 0; i0 < width; i0 += 8) {
+      const int64_t rows = std::max<int64_t>(0, valid - i0);
+      for (int64_t k1 = k0; k1 < std::min(k0 + 16, k8); k1 += 8)
+        Transpose8(a + (m0 + i0) * lda + k1, lda, rows, tile + k1 * width + i0, width);
+    }
+  }
+  for (int64_t kk = k8; kk < out.k; ++kk) {
+    for (int64_t i = 0; i < width; ++i)
+      tile[kk * width + i] = i < valid ? a[(m0 + i) * lda + kk] : 0.0f;
+  }
 }
 
 void WideGemm(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,

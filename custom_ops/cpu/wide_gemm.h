@@ -15,18 +15,21 @@ namespace icl::cpu {
 
 // A[m, k] repacked for WideGemm: tile t holds rows [T t, T t + width) as [k][width] from
 // data + T t k, width a multiple of the vector width L (zero-padded) and T for every tile but
-// the last (L = 16 and T = 64 with AVX-512, L = 8 and T = 24 with AVX2). The caller owns
-// data (PackedASize floats).
+// the last (L = 16 with AVX-512, 8 with AVX2; T = tile_rows, PackedATileRows(m)). The caller
+// owns data (PackedASize floats).
 struct PackedA {
   float* data = nullptr;
   int64_t m = 0;
   int64_t k = 0;
+  int64_t tile_rows = 0;
 };
 
 // True when the CPU has what WideGemm needs (AVX2 + FMA + F16C at least).
 bool WideGemmAvailable();
 
-// Floats that PackedA::data needs for A[m, k], and the number of its tiles.
+// Rows of A per packed tile (PackedA::tile_rows) for m rows, floats that PackedA::data needs
+// for A[m, k], and the number of its tiles.
+int64_t PackedATileRows(int64_t m);
 int64_t PackedASize(int64_t m, int64_t k);
 int64_t PackedATiles(int64_t m);
 

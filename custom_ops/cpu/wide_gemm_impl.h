@@ -4,8 +4,9 @@
 // (as for row_dot_impl.h) and, in that namespace, the traits struct `Simd`: V, kWidth
 // (floats per V), kTileLanes (vectors per packed A tile, at most 4), kWRows[kTileLanes]
 // (rows of W per micro-tile for A tiles of 1, 2, ... vectors: rows x lanes accumulators,
-// leaving registers for the A tile and the broadcast), Zero(),
-// Load(const float*), Broadcast(float), Fma(a, b, acc), Store(float*, V).
+// leaving registers for the A tile and the broadcast), kSplitRows and kSplitRuns (RunSplit's
+// block of rows and runs of K; kSplitRows = 0: no RunSplit), Zero(), Load(const float*),
+// Broadcast(float), Fma(a, b, acc), Add(a, b), Store(float*, V).
 #pragma once
 
 #include <algorithm>
@@ -18,11 +19,12 @@
 
 namespace icl::cpu::ICL_ISA_NS {
 
-constexpr int64_t kTileRows = Simd::kTileLanes * Simd::kWidth;  // rows of A per packed tile
+// Rows of A per packed tile at most (PackedA::tile_rows is this or one vector less).
+constexpr int64_t kTileRows = Simd::kTileLanes * Simd::kWidth;
 
-// Width of the packed tile at row m0: a multiple of kWidth, kTileRows but for the last.
+// Width of the packed tile at row m0: a multiple of kWidth, a.tile_rows but for the last.
 inline int64_t TileWidth(const PackedA& a, int64_t m0) {
-  return std::min(kTileRows, (a.m - m0 + Simd::kWidth - 1) / Simd::kWidth * Simd::kWidth);
+  return std::min(a.tile_rows, (a.m - m0 + Simd::kWidth - 1) / Simd::kWidth * Simd::kWidth);
 }
 
 // One A^T tile (Lanes vectors wide) against Rows rows of float W, over all of K; the result
@@ -60,18 +62,36 @@ ICL_TARGET void MicroAnyWidth(int64_t width, const float* at, int64_t k, const f
   }
 }
 
-// Rows rows of float W against every tile of A; writes y (transposing the tile results).
+// y[i][r] = alpha * out[r][i] for the valid rows of the tile at row m0 (the tile's result
+// transposed into Y).
+template <int Rows>
+ICL_TARGET void StoreTile(const PackedA& a, int64_t m0, const float* out, float alpha, float* y,
+                          int64_t ldy) {
+  const int64_t valid = std::min(a.tile_rows, a.m - m0);
+  for (int64_t i = 0; i < valid; ++i)
+    for (int r = 0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
+}
+
+// Rows rows of float W against every tile of A, over all of K; writes y.
 template <int Rows>
 ICL_TARGET void WRowBlock(const PackedA& a, const float* w, int64_t ldw, float alpha, float* y,
                           int64_t ldy, Prefetcher& prefetch) {
   alignas(64) float out[Rows * kTileRows];
-  for (int64_t m0 = 0; m0 < a.m; m0 += kTileRows) {
-    const int64_t width = TileWidth(a, m0);
-    MicroAnyWidth<Rows>(width, a.data + m0 * a.k, a.k, w, ldw, out, prefetch);
-    const int64_t valid = std::min(kTileRows, a.m - m0);
-    for (int64_t i = 0; i < valid; ++i)
-      for (int r = 0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
+  for (int64_t m0 = 0; m0 < a.m; m0 += a.tile_rows) {
+    MicroAnyWidth<Rows>(TileWidth(a, m0), a.data + m0 * a.k, a.k, w, ldw, out, prefetch);
+    StoreTile<Rows>(a, m0, out, alpha, y, ldy);
   }
+}
+
+// The last rows of a task, fewer than 2 * Rows: blocks of Rows, then of Rows / 2 ... down to
+// single rows (one row at a time, a tile's few accumulators wait on the FMA latency: 8 of
+// the 512 rows of a task at M=32 took as long as 16).
+template <int Rows>
+ICL_TARGET void WRowTail(const PackedA& a, const float* w, int64_t ldw, int64_t rows, float alpha,
+                         float* y, int64_t ldy, Prefetcher& prefetch) {
+  for (; rows >= Rows; rows -= Rows, w += Rows * ldw, y += Rows)
+    WRowBlock<Rows>(a, w, ldw, alpha, y, ldy, prefetch);
+  if constexpr (Rows > 1) WRowTail<Rows / 2>(a, w, ldw, rows, alpha, y, ldy, prefetch);
 }
 
 // True when Rows rows of W `row_bytes` apart crowd the L1 cache: the micro-tile reads all of
@@ -91,6 +111,81 @@ bool RowsAlias(int64_t row_bytes) {
   return Rows * g / kWay > 4;  // rows per set, against half the ways
 }
 
+// Float32 rows of W that alias in L1 (RowsAlias) against one A tile of two vectors (M=17..32
+// with AVX-512), without copying them: K is cut into P runs of `len` steps that the
+// micro-tile walks side by side (a remainder after them with the first run's sums), so that
+// each set of L1 holds Rows rows at once, not Rows * P; the runs' sums are added at the end.
+template <int Lanes, int Rows, int P>
+ICL_TARGET void MicroSplit(const float* at, int64_t k, int64_t len, const float* w, int64_t ldw,
+                           float* out, Prefetcher& prefetch) {
+  constexpr int kW = Simd::kWidth;
+  typename Simd::V acc[P][Rows][Lanes];
+  for (int p = 0; p < P; ++p)
+    for (int r = 0; r < Rows; ++r)
+      for (int l = 0; l < Lanes; ++l) acc[p][r][l] = Simd::Zero();
+  for (int64_t kk = 0; kk < len; ++kk) {
+    prefetch.Step();
+    for (int p = 0; p < P; ++p) {
+      typename Simd::V a[Lanes];
+      for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + (p * len + kk) * Lanes * kW + l * kW);
+      for (int r = 0; r < Rows; ++r) {
+        const typename Simd::V b = Simd::Broadcast(w[r * ldw + p * len + kk]);
+        for (int l = 0; l < Lanes; ++l) acc[p][r][l] = Simd::Fma(a[l], b, acc[p][r][l]);
+      }
+    }
+  }
+  for (int64_t kk = P * len; kk < k; ++kk) {
+    prefetch.Step();
+    for (int r = 0; r < Rows; ++r) {
+      const typename Simd::V b = Simd::Broadcast(w[r * ldw + kk]);
+      for (int l = 0; l < Lanes; ++l)
+        acc[0][r][l] = Simd::Fma(Simd::Load(at + kk * Lanes * kW + l * kW), b, acc[0][r][l]);
+    }
+  }
+  for (int r = 0; r < Rows; ++r) {
+    for (int l = 0; l < Lanes; ++l) {
+      for (int p = 1; p < P; ++p) acc[0][r][l] = Simd::Add(acc[0][r][l], acc[p][r][l]);
+      Simd::Store(out + r * kTileRows + l * kW, acc[0][r][l]);
+    }
+  }
+}
+
+// WideGemm over MicroSplit: blocks of kRows rows of W, K in kRuns runs.
+// The copy of the aliasing rows (Run) stalls on W's loads ahead of the FMAs: M=16, K=3072,
+// N=768, one core, 0.84-0.87 ms of which 0.2 ms the copy (0.66 ms for rows that need none).
+// Kernel harness, one core, loaded machine, best of 20, alternated: M=32, K=3072, N=768
+// 1.48-1.71 ms against 1.60-1.80 copied; M=20, K=1024 and 2048 5-7% faster. Tiles of one
+// vector stay with the copy: 4 rows x 4 runs measured 4-18% slower than copying (M=16,
+// K=512..4096). Also measured slower: copying chunk by chunk of K into a buffer that stays
+// in L1 (as slow as the whole copy), and a vector a step inside the micro-tile (1.2-1.3 ms:
+// its registers spilled).
+template <int Lanes, int kRows, int kRuns>
+ICL_TARGET void RunSplit(const PackedA& a, const float* w, int64_t ldw, int64_t rows, float alpha,
+                         float* y, int64_t ldy) {
+  int64_t len = a.k / kRuns;
+  // Runs a multiple of 4 KB apart would share sets again: shorten them by a line.
+  if (len * 4 % 4096 == 0 && len > 16) len -= 16;
+  const int64_t steps = len + (a.k - kRuns * len);
+  const int64_t valid = a.m;  // one tile
+  alignas(64) float out[kRows * kTileRows];
+  for (int64_t n = 0; n < rows; n += kRows) {
+    const int64_t block = std::min<int64_t>(kRows, rows - n);
+    const float* wn = w + n * ldw;
+    const bool has_next = n + 2 * kRows <= rows;
+    Prefetcher prefetch(has_next ? wn + kRows * ldw : nullptr,
+                        has_next ? ((kRows - 1) * ldw + a.k) * 4 : 0, steps);
+    if (block == kRows) {
+      MicroSplit<Lanes, kRows, kRuns>(a.data, a.k, len, wn, ldw, out, prefetch);
+    } else {
+      for (int64_t r = 0; r < block; ++r)
+        MicroSplit<Lanes, 1, kRuns>(a.data, a.k, len, wn + r * ldw, ldw, out + r * kTileRows,
+                                    prefetch);
+    }
+    for (int64_t i = 0; i < valid; ++i)
+      for (int64_t r = 0; r < block; ++r) y[i * ldy + n + r] = alpha * out[r * kTileRows + i];
+  }
+}
+
 // Rows of W per micro-tile: Simd::kWRows[lanes of the widest A tile - 1].
 template <int Rows>
 ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
@@ -99,7 +194,9 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
   const int64_t size = SizeOf(w_type);
   const char* w_bytes = static_cast<const char*>(w);
   // 16-bit W, or W whose rows alias in L1: each block's rows are copied (widened) once into
-  // a per-thread buffer, 64 bytes more than K apart, and reused for every tile of A.
+  // a per-thread buffer, 64 bytes more than K apart, and reused for every tile of A. (Copied
+  // chunk by chunk of K into a buffer that stays in L1, the copy cost as much: M=16, K=3072,
+  // N=768, one core, 0.84-0.88 ms either way, 0.66 ms with rows that need no copy.)
   const bool copy = w_type != ElemType::kFloat || RowsAlias<kWRows>(ldw * size);
   const int64_t ldc = (a.k + 15) / 16 * 16 + 16;
   float* buf =
@@ -118,19 +215,34 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
     const bool has_next = n + 2 * kWRows <= rows;
     Prefetcher prefetch(has_next ? w_bytes + (n + kWRows) * ldw * size : nullptr,
                         has_next ? ((kWRows - 1) * ldw + a.k) * size : 0,
-                        (a.m + kTileRows - 1) / kTileRows * a.k);
+                        (a.m + a.tile_rows - 1) / a.tile_rows * a.k);
     if (block == kWRows) {
       WRowBlock<kWRows>(a, wf, ldwf, alpha, y + n, ldy, prefetch);
     } else {
-      for (int r = 0; r < block; ++r)
-        WRowBlock<1>(a, wf + r * ldwf, ldwf, alpha, y + n + r, ldy, prefetch);
+      WRowTail<kWRows / 2>(a, wf, ldwf, block, alpha, y + n, ldy, prefetch);
     }
   }
+}
+
+// RunSplit where it applies (an ISA with Simd::kSplitRows > 0); false where it does not.
+template <int SplitRows = Simd::kSplitRows>
+ICL_TARGET bool TryRunSplit(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
+                            int64_t rows, float alpha, float* y, int64_t ldy) {
+  if constexpr (SplitRows > 0) {
+    if (w_type == ElemType::kFloat && TileWidth(a, 0) / Simd::kWidth == 2 &&
+        a.m <= a.tile_rows && RowsAlias<Simd::kWRows[1]>(ldw * 4)) {
+      RunSplit<2, SplitRows, Simd::kSplitRuns>(a, static_cast<const float*>(w), ldw, rows,
+                                               alpha, y, ldy);
+      return true;
+    }
+  }
+  return false;
 }
 
 inline void Dispatch(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
                      int64_t rows, float alpha, float* y, int64_t ldy) {
   static_assert(Simd::kTileLanes >= 3 && Simd::kTileLanes <= 4, "tiles of 3 or 4 vectors");
+  if (TryRunSplit(a, w, w_type, ldw, rows, alpha, y, ldy)) return;
   switch (TileWidth(a, 0) / Simd::kWidth) {
     case 1: return Run<Simd::kWRows[0]>(a, w, w_type, ldw, rows, alpha, y, ldy);
     case 2: return Run<Simd::kWRows[1]>(a, w, w_type, ldw, rows, alpha, y, ldy);
