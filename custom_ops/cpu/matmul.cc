@@ -77,9 +77,10 @@ const char* ElementAddress(const void* base, ElemType t, int64_t index) {
 }
 
 // Computes columns [n0, n0 + nc) of scale * A @ view(W) into out (row stride ldo).
-// `packed` is A packed for WideGemm when that is the path taken, else null.
-void ComputeChunk(const MatMulProblem& p, const PackedA* packed, int64_t n0, int64_t nc,
-                  float* out, int64_t ldo) {
+// `packed` is A packed for WideGemm when that is the path taken, else null; `row_dot_a` A
+// packed for RowDot (RowDotPack) when that is the path and A has more than one row.
+void ComputeChunk(const MatMulProblem& p, const PackedA* packed, const float* row_dot_a,
+                  int64_t n0, int64_t nc, float* out, int64_t ldo) {
   const ViewGeometry& v = p.view;
   if (v.transposed) {
     // Row n of W (offset + n * ld) is column n of view(W), K contiguous elements.
@@ -96,6 +97,7 @@ void ComputeChunk(const MatMulProblem& p, const PackedA* packed, int64_t n0, int
       rd.alpha = p.scale;
       rd.y = out;
       rd.ldy = ldo;
+      rd.packed_a = row_dot_a;
       RowDot(rd, 0, nc);
       return;
     }
@@ -192,6 +194,17 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
       return status;
     }
   }
+  float* row_dot_a = nullptr;  // A packed once for every RowDot task
+  if (row_dot && p.m > 1) {
+    RowDotProblem rd;
+    rd.a = p.a;
+    rd.lda = p.k;
+    rd.rows = p.m;
+    rd.k = p.k;
+    row_dot_a = ThreadScratch(ScratchSlot::kRowDotA,
+                              static_cast<size_t>(RowDotPackedSize(p.m, p.k)));
+    RowDotPack(rd, row_dot_a);
+  }
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
   if (wide) {
@@ -223,7 +236,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
       out = ThreadScratch(ScratchSlot::kOutput, static_cast<size_t>(p.m * nc));
       ldo = nc;
     }
-    ComputeChunk(p, wide ? &packed : nullptr, n0, nc, out, ldo);
+    ComputeChunk(p, wide ? &packed : nullptr, row_dot_a, n0, nc, out, ldo);
     for (size_t g = 0; g < p.deltas.size(); ++g) {
       LowRankAddColumns(p.deltas[g].term, left.data() + offsets[g], p.deltas[g].rows, n0, nc,
                         out, ldo);
