@@ -41,11 +41,15 @@ ICL_TARGET void Tile(const float* ap, const float* a, int64_t lda, const TW* w, 
   typename Simd::V acc[Rows * Cols];
   for (int t = 0; t < Rows * Cols; ++t) acc[t] = Simd::Zero();
   int64_t i = 0;
+  // A vector of W shorter than a cache line (AVX2, 16-bit W) prefetches every other step.
+  constexpr int64_t kBytes = Simd::kWidth * int64_t{sizeof(TW)};
+  constexpr int64_t kSteps = kBytes >= 64 ? 1 : 64 / kBytes;
   for (; i + Simd::kWidth <= k; i += Simd::kWidth, ap += Rows * Simd::kWidth) {
     typename Simd::V av[Rows];
     for (int r = 0; r < Rows; ++r) av[r] = Simd::LoadA(ap + r * Simd::kWidth);
+    const bool fetch = ahead > 0 && (kSteps == 1 || (i / Simd::kWidth) % kSteps == 0);
     for (int c = 0; c < Cols; ++c) {
-      if (ahead > 0) __builtin_prefetch(w + c * ldw + i + ahead, /*rw=*/0, /*locality=*/2);
+      if (fetch) __builtin_prefetch(w + c * ldw + i + ahead, /*rw=*/0, /*locality=*/2);
       const typename Simd::V wv = Simd::LoadW(w + c * ldw + i);
       for (int r = 0; r < Rows; ++r) acc[r * Cols + c] = Simd::Fma(av[r], wv, acc[r * Cols + c]);
     }
@@ -146,7 +150,11 @@ ICL_TARGET void WithTileRows(int64_t rows, const Fn& fn) {
   constexpr int kMax = Simd::kMaxRows;
   static_assert(kMax >= 1 && kMax <= 6, "the switch below covers tiles of up to 6 rows");
   // Fewer rows of A than a full tile: one tile of exactly those rows, as wide as the
-  // registers allow for it.
+  // registers allow for it. Tiles of kMax rows that would leave one row over (AVX2: 4 and 7
+  // rows) take one row less, so that no row of A is multiplied alone by narrow W tiles.
+  if (kMax > 2 && rows > kMax && rows % kMax == 1) {
+    return fn(std::integral_constant<int, std::max(1, kMax - 1)>{});
+  }
   switch (std::min<int64_t>(rows, kMax)) {
     case 1: return fn(std::integral_constant<int, 1>{});
     case 2: return fn(std::integral_constant<int, std::min(2, kMax)>{});
