@@ -9,7 +9,8 @@
 //    the B of its own MatMul ahead of time, which a custom op cannot). The portable build
 //    uses RowDot for every M.
 //  - Plain view: PanelGemm, which multiplies W's column panels in place, or for one to four
-//    rows of A streams W's rows past Y's rows in axpy form (PanelGemmAxpy).
+//    rows of A streams W's rows past Y's rows in axpy form (PanelGemmAxpy); with one or two
+//    rows of A and a narrow W, the threads split K instead of N (AxpySplitK).
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
 // product is still one pass over W for the whole batch; the low-rank term is one group of rows
@@ -200,7 +201,8 @@ Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
   float* out = p.y_type == ElemType::kFloat
                    ? static_cast<float*>(p.y)
                    : ThreadScratch(ScratchSlot::kOutput, static_cast<size_t>(size));
-  float* partials = ThreadScratch(ScratchSlot::kPartialSums, static_cast<size_t>((tasks - 1) * size));
+  float* partials =
+      ThreadScratch(ScratchSlot::kPartialSums, static_cast<size_t>((tasks - 1) * size));
   Ort::Status status = ParallelFor(context, tasks, [&](int64_t t) {
     const int64_t k0 = t * slice;
     const void* w_rows = ElementAddress(p.w, p.w_type, p.view.offset + k0 * p.view.ld);

@@ -58,7 +58,8 @@ ICL_TARGET void Tile(const float* ap, const float* a, int64_t lda, const TW* w, 
   // a third of four separate reductions), then the K tail in scalar code.
   float sums[Rows * Cols];
   int t = 0;
-  for (; t + 4 <= Rows * Cols; t += 4) Simd::Sum4(acc[t], acc[t + 1], acc[t + 2], acc[t + 3], sums + t);
+  for (; t + 4 <= Rows * Cols; t += 4)
+    Simd::Sum4(acc[t], acc[t + 1], acc[t + 2], acc[t + 3], sums + t);
   for (; t < Rows * Cols; ++t) sums[t] = Simd::Sum(acc[t]);
   for (int r = 0; r < Rows; ++r) {
     for (int c = 0; c < Cols; ++c) {
@@ -128,7 +129,8 @@ ICL_TARGET void Sweep(const RowDotProblem& p, const float* ap, int64_t n_begin, 
   int64_t n = n_begin;
   for (; n + Cols <= n_end; n += Cols, w += Cols * p.ldw, y += Cols)
     Block<MaxRows, Cols>(p, ap, w, n + 2 * Cols <= n_end ? Cols * p.ldw : 0, y);
-  for (; n < n_end; ++n, w += p.ldw, ++y) Block<MaxRows, 1>(p, ap, w, n + 2 <= n_end ? p.ldw : 0, y);
+  for (; n < n_end; ++n, w += p.ldw, ++y)
+    Block<MaxRows, 1>(p, ap, w, n + 2 <= n_end ? p.ldw : 0, y);
 }
 
 // Rows of A per tile: all of them up to kMaxRows, then tiles of kMaxRows (the last shorter).
