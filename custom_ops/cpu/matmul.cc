@@ -79,12 +79,16 @@ int64_t AxpyChunk(int64_t m, int64_t n) {
 // stream, where tasks of a quarter of N read 768 bytes of each row of W at N = 768 (RowDot
 // and PanelGemm alone, K = N = 768, W in L3, one core: one row of A 37 -> 30 us, two rows
 // 42 -> 34 us). Four slices of at least kAxpyMinSliceRows rows (whole steps of AxpyRows),
-// for two threads to balance.
+// for two threads to balance. Only for a W of at most kAxpySplitMaxBytes: in ORT, one
+// thread, loaded machine, split / by N: K = N = 768 (2.4 MB) M=1 0.92, M=2 0.81, but
+// K=3072, N=768 and K=768, N=3072 (9.4 MB, read from memory there) M=1 1.14 and 1.10.
 constexpr int64_t kAxpySlices = 4;
 constexpr int64_t kAxpyMinSliceRows = 16;
+constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;
 bool AxpySplitsK(const MatMulProblem& p) {
   return !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
-         p.k >= kAxpySlices * kAxpyMinSliceRows;
+         p.k >= kAxpySlices * kAxpyMinSliceRows &&
+         p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes;
 }
 // Rows of A per task of A @ L, the low-rank term's first product.
 constexpr int64_t kLowRankRows = 32;

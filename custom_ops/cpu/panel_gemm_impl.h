@@ -192,7 +192,8 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
       typename Simd::V acc[Rows];
       for (int r = 0; r < Rows; ++r) acc[r] = Simd::Load(y + r * ldy + j);
       for (int s = 0; s < kStep; ++s) {
-        const typename Simd::V wv = InRegister(Simd::LoadW(wr[s] + j));
+        typename Simd::V wv = Simd::LoadW(wr[s] + j);
+        if constexpr (Rows > 1) wv = InRegister(wv);  // one row: each W vector is used once
         for (int r = 0; r < Rows; ++r) acc[r] = Simd::Fma(ak[s][r], wv, acc[r]);
       }
       for (int r = 0; r < Rows; ++r) Simd::Store(y + r * ldy + j, acc[r]);
