@@ -146,6 +146,33 @@ def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view, k):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", range(1, 13))
+def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, rows):
+    # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512, 1-2 with AVX2,
+    # then whole tiles and a shorter last one), A packed once for three tasks of W rows (N=300:
+    # 128 + 128 + 44, none a whole number of 6- or 8-row W tiles), K=77 a vector tail, and rows
+    # of W 80 elements apart from element 3 on (a column slice).
+    attrs = {"slice_axis": 1, "slice_start": 3, "slice_size": 77, "transpose": 1, "scale": 0.5}
+    a = random((rows, 77), FLOAT, seed=rows)
+    w = random((300, 80), w_type, seed=11)
+    assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
+
+
+@pytest.mark.parametrize("a_type,w_type", TYPE_PAIRS, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_plain_matmul_split_along_k_matches_reference(a_type, w_type, rows):
+    # One or two rows of A and a narrow W: four tasks of K=301 rows of W (80 + 80 + 80 + 61,
+    # the last not a whole step of the axpy form) summed into Y, then bias and Y's own type;
+    # rows of W 700 elements apart from row 5 on (a row slice). Three rows: split along N.
+    attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": 301, "scale": 0.5}
+    a = random((rows, 301), a_type, seed=12)
+    w = random((310, 700), w_type, seed=13)
+    bias = random((700,), a_type, seed=14)
+    expected = reference.icl_matmul(a, w, bias, **attrs)
+    assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
+
+
 @pytest.mark.parametrize("rows", [20, 32, 33, 70])
 def test_plain_matmul_with_narrow_float32_w_matches_reference(rows):
     # float32 W with K=1100 rows 2.8 KB apart (N=700) is narrow: the plain GEMM reads it in

@@ -9,7 +9,8 @@
 //    the B of its own MatMul ahead of time, which a custom op cannot). The portable build
 //    uses RowDot for every M.
 //  - Plain view: PanelGemm, which multiplies W's column panels in place, or for one to four
-//    rows of A streams W's rows past Y's rows in axpy form (PanelGemmAxpy).
+//    rows of A streams W's rows past Y's rows in axpy form (PanelGemmAxpy); with one or two
+//    rows of A and a narrow W, the threads split K instead of N (AxpySplitK).
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
 // product is still one pass over W for the whole batch; the low-rank term is one group of rows
@@ -45,9 +46,12 @@ int64_t RowDotMaxRows() {
     default: return INT64_MAX;  // no WideGemm
   }
 }
-// Columns of Y per task: RowDot tasks stream 128 rows of W (384 KB at K=768); GEMM tasks
-// are larger so that the per-task set-up (packing, transposing W) is amortised.
-constexpr int64_t kRowDotChunk = 128;
+// Columns of Y per task: RowDot tasks stream 192 rows of W (576 KB at K=768), a whole number
+// of every RowDot tile's rows of W (8, 6, 4), so that no task ends in single rows, and N=768
+// splits into four tasks for two threads (RowDot alone, K=768, one core, time with tasks of
+// 192 / of 128: N=768, 4 rows 0.99, N=32000, one row 0.94); GEMM tasks are larger so that
+// the per-task set-up (packing, transposing W) is amortised.
+constexpr int64_t kRowDotChunk = 192;
 constexpr int64_t kGemmChunk = 512;
 // The plain view with more rows of A than one PanelGemm tile, and WideGemm: a narrow W is
 // split into at least four tasks of whole 64-column panels so that two threads balance
@@ -78,10 +82,27 @@ int64_t PanelGemmChunk(int64_t n, int64_t m) {
 // The plain view where PanelGemm computes in axpy form (PanelGemmAxpy): a task's rows of Y
 // (16 KB) stay in L1 while W's rows stream past them, so a task is as wide as that allows
 // (long runs of each row of W), and at least four tasks for two threads to balance.
+int64_t AxpyWidest(int64_t m) { return 4096 / m / 64 * 64; }
 int64_t AxpyChunk(int64_t m, int64_t n) {
-  const int64_t widest = 4096 / m / 64 * 64;
   const int64_t quarter = (n + 3) / 4;
-  return std::clamp<int64_t>((quarter + 63) / 64 * 64, 64, widest);
+  return std::clamp<int64_t>((quarter + 63) / 64 * 64, 64, AxpyWidest(m));
+}
+// Where one task's rows of Y can be all of N (one or two rows of A, N <= AxpyWidest), the
+// axpy form splits K instead: each task multiplies a slice of W's rows, whole, into its own
+// partial Y, and the partials are summed. A task of whole rows reads its slice of W as one
+// stream, where tasks of a quarter of N read 768 bytes of each row of W at N = 768 (RowDot
+// and PanelGemm alone, K = N = 768, W in L3, one core: one row of A 37 -> 30 us, two rows
+// 42 -> 34 us). Four slices of at least kAxpyMinSliceRows rows (whole steps of AxpyRows),
+// for two threads to balance. Only for a W of at most kAxpySplitMaxBytes: in ORT, one
+// thread, loaded machine, split / by N: K = N = 768 (2.4 MB) M=1 0.92, M=2 0.81, but
+// K=3072, N=768 and K=768, N=3072 (9.4 MB, read from memory there) M=1 1.14 and 1.10.
+constexpr int64_t kAxpySlices = 4;
+constexpr int64_t kAxpyMinSliceRows = 16;
+constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;
+bool AxpySplitsK(const MatMulProblem& p) {
+  return !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
+         p.k >= kAxpySlices * kAxpyMinSliceRows &&
+         p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes;
 }
 // Rows of A per task of A @ L, the low-rank term's first product.
 constexpr int64_t kLowRankRows = 32;
@@ -91,9 +112,10 @@ const char* ElementAddress(const void* base, ElemType t, int64_t index) {
 }
 
 // Computes columns [n0, n0 + nc) of scale * A @ view(W) into out (row stride ldo).
-// `packed` is A packed for WideGemm when that is the path taken, else null.
-void ComputeChunk(const MatMulProblem& p, const PackedA* packed, int64_t n0, int64_t nc,
-                  float* out, int64_t ldo) {
+// `packed` is A packed for WideGemm when that is the path taken, else null; `row_dot_a` A
+// packed for RowDot (RowDotPack) when that is the path and A has more than one row.
+void ComputeChunk(const MatMulProblem& p, const PackedA* packed, const float* row_dot_a,
+                  int64_t n0, int64_t nc, float* out, int64_t ldo) {
   const ViewGeometry& v = p.view;
   if (v.transposed) {
     // Row n of W (offset + n * ld) is column n of view(W), K contiguous elements.
@@ -110,6 +132,7 @@ void ComputeChunk(const MatMulProblem& p, const PackedA* packed, int64_t n0, int
       rd.alpha = p.scale;
       rd.y = out;
       rd.ldy = ldo;
+      rd.packed_a = row_dot_a;
       RowDot(rd, 0, nc);
       return;
     }
@@ -184,6 +207,39 @@ Ort::Status LowRankLeftProducts(OrtKernelContext* context, const MatMulProblem& 
   });
 }
 
+// Y for the plain view, one or two rows of A and a narrow W (AxpySplitsK): the K slices of
+// W in parallel, each into its own partial Y (the first into Y), then their sum, the low-rank
+// term and the epilogue on all of Y.
+Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
+                       const std::vector<float>& left, const std::vector<int64_t>& offsets) {
+  const int64_t n = p.view.cols;
+  const int64_t size = p.m * n;
+  const int64_t slice = ((p.k + kAxpySlices - 1) / kAxpySlices + 7) / 8 * 8;
+  const int64_t tasks = ChunkCount(p.k, slice);
+  float* out = p.y_type == ElemType::kFloat
+                   ? static_cast<float*>(p.y)
+                   : ThreadScratch(ScratchSlot::kOutput, static_cast<size_t>(size));
+  float* partials =
+      ThreadScratch(ScratchSlot::kPartialSums, static_cast<size_t>((tasks - 1) * size));
+  Ort::Status status = ParallelFor(context, tasks, [&](int64_t t) {
+    const int64_t k0 = t * slice;
+    const void* w_rows = ElementAddress(p.w, p.w_type, p.view.offset + k0 * p.view.ld);
+    float* y = t == 0 ? out : partials + (t - 1) * size;
+    PanelGemm(p.a + k0, p.k, p.m, std::min(slice, p.k - k0), w_rows, p.w_type, p.view.ld, n,
+              p.scale, y, n);
+  });
+  if (!status.IsOK()) return status;
+  for (int64_t t = 1; t < tasks; ++t) {
+    const float* partial = partials + (t - 1) * size;
+    for (int64_t i = 0; i < size; ++i) out[i] += partial[i];
+  }
+  for (size_t g = 0; g < p.deltas.size(); ++g) {
+    LowRankAddColumns(p.deltas[g].term, left.data() + offsets[g], p.deltas[g].rows, 0, n, out, n);
+  }
+  Epilogue(p, 0, n, out, n);
+  return Ort::Status{nullptr};
+}
+
 }  // namespace
 
 Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
@@ -205,6 +261,18 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
     if (Ort::Status status = LowRankLeftProducts(context, p, left, offsets); !status.IsOK()) {
       return status;
     }
+  }
+  if (AxpySplitsK(p)) return AxpySplitK(context, p, left, offsets);
+  float* row_dot_a = nullptr;  // A packed once for every RowDot task
+  if (row_dot && p.m > 1) {
+    RowDotProblem rd;
+    rd.a = p.a;
+    rd.lda = p.k;
+    rd.rows = p.m;
+    rd.k = p.k;
+    row_dot_a = ThreadScratch(ScratchSlot::kRowDotA,
+                              static_cast<size_t>(RowDotPackedSize(p.m, p.k)));
+    RowDotPack(rd, row_dot_a);
   }
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
@@ -240,7 +308,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
       out = ThreadScratch(ScratchSlot::kOutput, static_cast<size_t>(p.m * nc));
       ldo = nc;
     }
-    ComputeChunk(p, wide ? &packed : nullptr, n0, nc, out, ldo);
+    ComputeChunk(p, wide ? &packed : nullptr, row_dot_a, n0, nc, out, ldo);
     for (size_t g = 0; g < p.deltas.size(); ++g) {
       LowRankAddColumns(p.deltas[g].term, left.data() + offsets[g], p.deltas[g].rows, n0, nc,
                         out, ldo);

@@ -163,6 +163,17 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
   return j;
 }
 
+// v, kept in a register that the compiler cannot turn back into a memory operand: g++ folds
+// the load of a vector of W into each FMA that uses it, so that AxpyRows<2> loaded every W
+// vector twice (and its loads, not its FMAs, bounded it).
+template <typename V>
+ICL_TARGET V InRegister(V v) {
+#if defined(__x86_64__) || defined(__i386__)
+  asm("" : "+v"(v));
+#endif
+  return v;
+}
+
 // A few rows of A, in axpy form: y[0..Rows)[0, n) stays in L1 while W's rows stream past it,
 // kStep at a time, each read as one contiguous run of n elements. A panel walk reads each row
 // of W in pieces of 256 bytes, each in another page when W is wide (N = 32000: 128 KB apart),
@@ -193,7 +204,8 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
       typename Simd::V acc[Rows];
       for (int r = 0; r < Rows; ++r) acc[r] = Simd::Load(y + r * ldy + j);
       for (int s = 0; s < kStep; ++s) {
-        const typename Simd::V wv = Simd::LoadW(wr[s] + j);
+        typename Simd::V wv = Simd::LoadW(wr[s] + j);
+        if constexpr (Rows > 1) wv = InRegister(wv);  // one row: each W vector is used once
         for (int r = 0; r < Rows; ++r) acc[r] = Simd::Fma(ak[s][r], wv, acc[r]);
       }
       for (int r = 0; r < Rows; ++r) Simd::Store(y + r * ldy + j, acc[r]);

@@ -21,7 +21,19 @@ struct RowDotProblem {
   float alpha = 1.0f;
   float* y = nullptr;  // column j of y holds W row n_begin + j
   int64_t ldy = 0;
+  // The rows of A as RowDotPack lays them out, or null: then each RowDot call packs them into
+  // the calling thread's scratch (one row of A needs no packing).
+  const float* packed_a = nullptr;
 };
+
+// Floats that RowDotPack writes for `rows` rows of A of k elements (0 for one row).
+int64_t RowDotPackedSize(int64_t rows, int64_t k);
+
+// Lays p's rows of A out for RowDot's tiles (row_dot_impl.h, PackRows) into `out`. Packing
+// once per call, rather than in every task, keeps one copy of A in the cache that the
+// threads share (two threads on one core's L1, K = N = 768: 8 rows of A packed per task took
+// 1.46 times as long as before packing).
+void RowDotPack(const RowDotProblem& p, float* out);
 
 // Computes W rows [n_begin, n_end) with the widest instruction set the CPU has.
 void RowDot(const RowDotProblem& p, int64_t n_begin, int64_t n_end);
@@ -30,5 +42,11 @@ void RowDot(const RowDotProblem& p, int64_t n_begin, int64_t n_end);
 void RowDotScalar(const RowDotProblem& p, int64_t n_begin, int64_t n_end);
 void RowDotAvx2(const RowDotProblem& p, int64_t n_begin, int64_t n_end);
 void RowDotAvx512(const RowDotProblem& p, int64_t n_begin, int64_t n_end);
+void RowDotPackScalar(const RowDotProblem& p, float* out);
+void RowDotPackAvx2(const RowDotProblem& p, float* out);
+void RowDotPackAvx512(const RowDotProblem& p, float* out);
+int64_t RowDotWidthScalar();
+int64_t RowDotWidthAvx2();
+int64_t RowDotWidthAvx512();
 
 }  // namespace icl::cpu

@@ -3,100 +3,181 @@
 // Include this only from a row_dot_<isa>.cc that first defines
 //   ICL_TARGET  the function attribute that enables the instruction set (may be empty),
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
-//     V, kWidth (floats per V), kMaxRows (rows of A per tile, <= 6) and kTileCols (rows of W
-//     per tile) as the register file allows,
-//     Zero(), LoadA(const float*),
-//     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*),
-//     Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4]) (four sums at once).
+//     V, kWidth (floats per V), kMaxRows (rows of A per tile once A has more rows than that)
+//     and TileCols(rows) (rows of W per tile of `rows` rows of A) as the register file
+//     allows, Zero(), LoadA(const float*),
+//     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*) (LoadA and LoadW return
+//     a value in a register: see below), Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4])
+//     (four sums at once).
 // Each file's instantiations live in its own namespace, so the linker never mixes code
 // compiled for different instruction sets.
+//
+// LoadA and LoadW must return their vector in a register that the compiler cannot turn back
+// into a memory operand (an empty asm statement that "modifies" it, Pinned() in the traits):
+// g++ otherwise folds the load of each W vector into every FMA that uses it, so a tile of R
+// rows of A loaded each W vector R times (AVX-512, K = N = 768, W in L3, one core: 2 rows
+// 52 -> 41 us, 3 rows 71 -> 46 us).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
-#include "cpu/prefetch.h"
 #include "cpu/row_dot.h"
+#include "cpu/scratch.h"
 
 namespace icl::cpu::ICL_ISA_NS {
 
 // A tile of Rows rows of A times Cols rows of W; the Rows * Cols accumulators stay in
-// registers over the whole of K, so each W element is loaded once per tile.
+// registers over the whole of K, so each W element is loaded once per tile. `ap` is the
+// tile's rows of A interleaved (PackRows), `a` the same rows as given (for the K tail).
+// With `ahead` > 0, every W vector's counterpart `ahead` elements on (the same row of the
+// next block of W) is prefetched into L2 as it is loaded: the loads of the next block then
+// hit L2 instead of waiting on memory, and one prefetch per W load needs no registers of its
+// own (a separate walk over the next block spilled the tile's pointers).
 template <int Rows, int Cols, typename TW>
-ICL_TARGET void Tile(const float* a, int64_t lda, const TW* w, int64_t ldw, int64_t k,
-                     float alpha, float* y, int64_t ldy, Prefetcher& prefetch) {
-  typename Simd::V acc[Rows][Cols];
-  for (int r = 0; r < Rows; ++r)
-    for (int c = 0; c < Cols; ++c) acc[r][c] = Simd::Zero();
+ICL_TARGET void Tile(const float* ap, const float* a, int64_t lda, const TW* w, int64_t ldw,
+                     int64_t k, int64_t ahead, float alpha, float* y, int64_t ldy) {
+  typename Simd::V acc[Rows * Cols];
+  for (int t = 0; t < Rows * Cols; ++t) acc[t] = Simd::Zero();
   int64_t i = 0;
-  for (; i + Simd::kWidth <= k; i += Simd::kWidth) {
+  // A vector of W shorter than a cache line (AVX2, 16-bit W) prefetches every other step.
+  constexpr int64_t kBytes = Simd::kWidth * int64_t{sizeof(TW)};
+  constexpr int64_t kSteps = kBytes >= 64 ? 1 : 64 / kBytes;
+  for (; i + Simd::kWidth <= k; i += Simd::kWidth, ap += Rows * Simd::kWidth) {
     typename Simd::V av[Rows];
-    for (int r = 0; r < Rows; ++r) av[r] = Simd::LoadA(a + r * lda + i);
-    prefetch.Step();
+    for (int r = 0; r < Rows; ++r) av[r] = Simd::LoadA(ap + r * Simd::kWidth);
+    const bool fetch = ahead > 0 && (kSteps == 1 || (i / Simd::kWidth) % kSteps == 0);
     for (int c = 0; c < Cols; ++c) {
+      if (fetch) __builtin_prefetch(w + c * ldw + i + ahead, /*rw=*/0, /*locality=*/2);
       const typename Simd::V wv = Simd::LoadW(w + c * ldw + i);
-      for (int r = 0; r < Rows; ++r) acc[r][c] = Simd::Fma(av[r], wv, acc[r][c]);
+      for (int r = 0; r < Rows; ++r) acc[r * Cols + c] = Simd::Fma(av[r], wv, acc[r * Cols + c]);
     }
   }
   // Horizontal sums, four accumulators at a time where possible (a shared shuffle tree costs
   // a third of four separate reductions), then the K tail in scalar code.
+  float sums[Rows * Cols];
+  int t = 0;
+  for (; t + 4 <= Rows * Cols; t += 4)
+    Simd::Sum4(acc[t], acc[t + 1], acc[t + 2], acc[t + 3], sums + t);
+  for (; t < Rows * Cols; ++t) sums[t] = Simd::Sum(acc[t]);
   for (int r = 0; r < Rows; ++r) {
-    float sums[Cols];
-    int c = 0;
-    for (; c + 4 <= Cols; c += 4)
-      Simd::Sum4(acc[r][c], acc[r][c + 1], acc[r][c + 2], acc[r][c + 3], sums + c);
-    for (; c < Cols; ++c) sums[c] = Simd::Sum(acc[r][c]);
-    for (c = 0; c < Cols; ++c) {
-      float sum = sums[c];
-      for (int64_t t = i; t < k; ++t) sum += a[r * lda + t] * ToFloat(w[c * ldw + t]);
+    for (int c = 0; c < Cols; ++c) {
+      float sum = sums[r * Cols + c];
+      for (int64_t j = i; j < k; ++j) sum += a[r * lda + j] * ToFloat(w[c * ldw + j]);
       y[r * ldy + c] = alpha * sum;
     }
   }
 }
 
-// All rows of A against Cols rows of W, in tiles of up to Simd::kMaxRows rows of A, while the
-// next Cols rows of W (from `next`, when not null) are prefetched. The W tile stays in L1
-// while the tiles of A stream from L2.
-template <int Cols, typename TW>
-ICL_TARGET void ColumnBlock(const RowDotProblem& p, const TW* w, const TW* next, float* y) {
-  const int64_t tiles = (p.rows + Simd::kMaxRows - 1) / Simd::kMaxRows;
-  const int64_t bytes = next ? ((Cols - 1) * p.ldw + p.k) * int64_t{sizeof(TW)} : 0;
-  Prefetcher prefetch(next, bytes, tiles * (p.k / Simd::kWidth));
+// The tile of the last `rows` rows of A, 0 < rows <= Max.
+template <int Max, int Cols, typename TW>
+ICL_TARGET void LastTile(int64_t rows, const float* ap, const float* a, int64_t lda, const TW* w,
+                         int64_t ldw, int64_t k, int64_t ahead, float alpha, float* y,
+                         int64_t ldy) {
+  if constexpr (Max > 0) {
+    if (rows == Max) return Tile<Max, Cols>(ap, a, lda, w, ldw, k, ahead, alpha, y, ldy);
+    LastTile<Max - 1, Cols>(rows, ap, a, lda, w, ldw, k, ahead, alpha, y, ldy);
+  }
+}
+
+// Rows of A in tiles of MaxRows (the last one shorter), each tile's rows interleaved vector
+// by vector over K's whole vectors: tile T's vector i of its row r at
+// out[T * MaxRows * kv + (i * rows_T + r) * kWidth], kv = K rounded down to whole vectors. A
+// tile then reads its rows of A as one stream from one pointer: read in place, R rows of A
+// K apart are R streams and R pointers, which at K = 3072 no longer stay in L1 beside the
+// tile of W and spill the tile's pointers (AVX-512, K = 3072, N = 768, one core: 8 rows
+// 458 -> 396 us, 4 rows 247 -> 215 us; as fast at K = 768).
+template <int MaxRows>
+ICL_TARGET void PackRows(const RowDotProblem& p, float* out) {
+  const int64_t kv = p.k / Simd::kWidth * Simd::kWidth;
+  for (int64_t r0 = 0; r0 < p.rows; r0 += MaxRows) {
+    const int64_t rows = std::min<int64_t>(MaxRows, p.rows - r0);
+    for (int64_t i = 0; i < kv; i += Simd::kWidth) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* src = p.a + (r0 + r) * p.lda + i;
+        std::copy(src, src + Simd::kWidth, out);
+        out += Simd::kWidth;
+      }
+    }
+  }
+}
+
+// All rows of A against the Cols rows of W from `w`, in tiles of MaxRows rows of A (the last
+// one shorter): the W tile stays in L1 while the tiles of A stream past it. `ahead` > 0: every
+// tile prefetches the W rows that many elements on (see Tile); prefetching them in the first
+// tile only was slower where W comes from memory (ORT, one thread, K=768, N=32000, 8 rows of
+// A: every tile / first tile only 0.78 (p10-p90 0.71-0.85), K=N=768 0.96).
+template <int MaxRows, int Cols, typename TW>
+ICL_TARGET void Block(const RowDotProblem& p, const float* ap, const TW* w, int64_t ahead,
+                      float* y) {
+  const int64_t kv = p.k / Simd::kWidth * Simd::kWidth;
   int64_t r = 0;
-  for (; r + Simd::kMaxRows <= p.rows; r += Simd::kMaxRows)
-    Tile<Simd::kMaxRows, Cols>(p.a + r * p.lda, p.lda, w, p.ldw, p.k, p.alpha, y + r * p.ldy,
-                               p.ldy, prefetch);
-  const float* a = p.a + r * p.lda;
-  y += r * p.ldy;
-  switch (p.rows - r) {
-    case 1: return Tile<1, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
-    case 2: return Tile<2, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
-    case 3: return Tile<3, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
-    case 4: return Tile<4, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
-    case 5: return Tile<5, Cols>(a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
-    default: return;  // kMaxRows <= 6, so nothing else remains
+  for (; r + MaxRows <= p.rows; r += MaxRows) {
+    Tile<MaxRows, Cols>(ap + r * kv, p.a + r * p.lda, p.lda, w, p.ldw, p.k, ahead, p.alpha,
+                        y + r * p.ldy, p.ldy);
+  }
+  if (r < p.rows) {
+    LastTile<MaxRows - 1, Cols>(p.rows - r, ap + r * kv, p.a + r * p.lda, p.lda, w, p.ldw, p.k,
+                                ahead, p.alpha, y + r * p.ldy, p.ldy);
+  }
+}
+
+// W rows [n_begin, n_end), Cols at a time, each block prefetching the next.
+template <int MaxRows, int Cols, typename TW>
+ICL_TARGET void Sweep(const RowDotProblem& p, const float* ap, int64_t n_begin, int64_t n_end) {
+  const TW* w = static_cast<const TW*>(p.w) + n_begin * p.ldw;
+  float* y = p.y;
+  int64_t n = n_begin;
+  for (; n + Cols <= n_end; n += Cols, w += Cols * p.ldw, y += Cols)
+    Block<MaxRows, Cols>(p, ap, w, n + 2 * Cols <= n_end ? Cols * p.ldw : 0, y);
+  for (; n < n_end; ++n, w += p.ldw, ++y)
+    Block<MaxRows, 1>(p, ap, w, n + 2 <= n_end ? p.ldw : 0, y);
+}
+
+// Rows of A per tile: all of them up to kMaxRows, then tiles of kMaxRows (the last shorter).
+template <int MaxRows, typename TW>
+ICL_TARGET void RunRows(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
+  const float* ap = p.rows == 1 ? p.a : p.packed_a;  // one row: already one stream
+  if (ap == nullptr) {
+    const int64_t kv = p.k / Simd::kWidth * Simd::kWidth;
+    float* packed = ThreadScratch(ScratchSlot::kRowDotA, static_cast<size_t>(p.rows * kv));
+    PackRows<MaxRows>(p, packed);
+    ap = packed;
+  }
+  Sweep<MaxRows, Simd::TileCols(MaxRows), TW>(p, ap, n_begin, n_end);
+}
+
+// Calls fn(std::integral_constant<int, R>) with R the rows of A per tile for p.rows rows.
+template <typename Fn>
+ICL_TARGET void WithTileRows(int64_t rows, const Fn& fn) {
+  constexpr int kMax = Simd::kMaxRows;
+  static_assert(kMax >= 1 && kMax <= 6, "the switch below covers tiles of up to 6 rows");
+  // Fewer rows of A than a full tile: one tile of exactly those rows, as wide as the
+  // registers allow for it. Tiles of kMax rows that would leave one row over (AVX2: 4 and 7
+  // rows) take one row less, so that no row of A is multiplied alone by narrow W tiles.
+  if (kMax > 2 && rows > kMax && rows % kMax == 1) {
+    return fn(std::integral_constant<int, std::max(1, kMax - 1)>{});
+  }
+  switch (std::min<int64_t>(rows, kMax)) {
+    case 1: return fn(std::integral_constant<int, 1>{});
+    case 2: return fn(std::integral_constant<int, std::min(2, kMax)>{});
+    case 3: return fn(std::integral_constant<int, std::min(3, kMax)>{});
+    case 4: return fn(std::integral_constant<int, std::min(4, kMax)>{});
+    case 5: return fn(std::integral_constant<int, std::min(5, kMax)>{});
+    default: return fn(std::integral_constant<int, kMax>{});
   }
 }
 
 template <typename TW>
 ICL_TARGET void Run(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
-  const TW* w = static_cast<const TW*>(p.w) + n_begin * p.ldw;
-  float* y = p.y;
-  int64_t n = n_begin;
-  // The W rows after the current `cols`, or null past the end of this call's rows.
-  auto next = [&](int64_t cols) { return n + 2 * cols <= n_end ? w + cols * p.ldw : nullptr; };
-  // One row of A (a GEMV) needs more W rows in flight to hide the FMA latency.
-  if (p.rows == 1) {
-    for (; n + 8 <= n_end; n += 8, w += 8 * p.ldw, y += 8) {
-      const TW* ahead = next(8);
-      Prefetcher prefetch(ahead, ahead ? (7 * p.ldw + p.k) * int64_t{sizeof(TW)} : 0,
-                          p.k / Simd::kWidth);
-      Tile<1, 8>(p.a, p.lda, w, p.ldw, p.k, p.alpha, y, p.ldy, prefetch);
-    }
-  }
-  constexpr int kCols = Simd::kTileCols;
-  for (; n + kCols <= n_end; n += kCols, w += kCols * p.ldw, y += kCols)
-    ColumnBlock<kCols>(p, w, next(kCols), y);
-  for (; n < n_end; ++n, w += p.ldw, ++y) ColumnBlock<1>(p, w, next(1), y);
+  WithTileRows(p.rows, [&](auto rows) {
+    RunRows<decltype(rows)::value, TW>(p, n_begin, n_end);
+  });
+}
+
+inline void Pack(const RowDotProblem& p, float* out) {
+  WithTileRows(p.rows, [&](auto rows) { PackRows<decltype(rows)::value>(p, out); });
 }
 
 inline void Dispatch(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {

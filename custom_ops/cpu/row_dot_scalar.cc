@@ -10,7 +10,7 @@ struct Simd {
   using V = float;
   static constexpr int kWidth = 1;
   static constexpr int kMaxRows = 4;
-  static constexpr int kTileCols = 4;
+  static constexpr int TileCols(int) { return 4; }
   static V Zero() { return 0.0f; }
   static V LoadA(const float* p) { return *p; }
   template <typename T>
@@ -34,5 +34,9 @@ namespace icl::cpu {
 void RowDotScalar(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
   scalar::Dispatch(p, n_begin, n_end);
 }
+
+void RowDotPackScalar(const RowDotProblem& p, float* out) { scalar::Pack(p, out); }
+
+int64_t RowDotWidthScalar() { return scalar::Simd::kWidth; }
 
 }  // namespace icl::cpu

@@ -17,7 +17,9 @@ enum class ScratchSlot {
   kPanel = 5,
   kPackedA = 6,  // the calling thread's A packed for WideGemm, read by every task of the call
   kLowRankRows = 7,
-  kCount = 8,  // how many slots there are
+  kRowDotA = 8,      // A laid out for RowDot (RowDotPack), shared by the call's tasks
+  kPartialSums = 9,  // the calling thread's partial Y of each K slice but the first
+  kCount = 10,  // how many slots there are
 };
 
 // Returns at least `n` floats owned by the calling thread, valid until its next call with the
