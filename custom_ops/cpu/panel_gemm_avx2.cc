@@ -19,6 +19,9 @@ struct Simd {
   // slower inside ORT at M=16-256 (plain view, K=768, N=768 and 3072).
   static constexpr int kAltRows = 0;
   static constexpr int kAltLanes = 0;
+  // More rows of A than one tile: the first row tile packs each panel, 768 rows of W at a
+  // time, for the others (FusedPanels in panel_gemm_impl.h).
+  static constexpr int64_t kFusedPackRows = 768;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }

@@ -8,12 +8,14 @@
 //     multiple of kAltRows; kAltRows 0: none),
 //     Zero(), Broadcast(float), Load(const float*),
 //     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*),
-//     Fma(a, b, acc), Store(float*, V), Scale(V, float).
+//     Fma(a, b, acc), Store(float*, V), Scale(V, float),
+//   and optionally kFusedPackRows (see FusedPackRows).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "cpu/panel_gemm.h"
 #include "cpu/scratch.h"
@@ -24,10 +26,13 @@ namespace icl::cpu::ICL_ISA_NS {
 // accumulators stay in registers. `next`, when not null, is the same panel of the next
 // column block: its rows are prefetched into L2 as the loop walks K (W's rows are far apart,
 // so the hardware prefetcher does not follow). A slice of K that is not the `first` adds to
-// the partial sums in y; only the `last` one scales them by alpha.
+// the partial sums in y; only the `last` one scales them by alpha. With `pack`, the tile also
+// stores the panel as float32 there, row after row (the fused packing of FusedPanels), and
+// with `ahead` it prefetches into L1 the row of the panel that many rows ahead.
 template <int Rows, int Lanes, typename TW>
 ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_t ldw,
-                     const TW* next, float alpha, float* y, int64_t ldy, bool first, bool last) {
+                     const TW* next, float alpha, float* y, int64_t ldy, bool first, bool last,
+                     float* pack = nullptr, int64_t ahead = 0) {
   typename Simd::V acc[Rows][Lanes];
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l)
@@ -36,6 +41,13 @@ ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_
   for (int64_t kk = 0; kk < k; ++kk) {
     typename Simd::V wv[Lanes];
     for (int l = 0; l < Lanes; ++l) wv[l] = Simd::LoadW(w + kk * ldw + l * Simd::kWidth);
+    if (pack != nullptr) {
+      for (int l = 0; l < Lanes; ++l) Simd::Store(pack + (kk * Lanes + l) * Simd::kWidth, wv[l]);
+    }
+    if (ahead != 0 && kk + ahead < k) {
+      const char* line = reinterpret_cast<const char*>(w + (kk + ahead) * ldw);
+      for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 3);
+    }
     if (next != nullptr) {
       const char* line = reinterpret_cast<const char*>(next + kk * ldw);
       for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 2);
@@ -55,10 +67,13 @@ ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_
 template <int Max, int Lanes, typename TW>
 ICL_TARGET void Remainder(int64_t rows, const float* a, int64_t lda, int64_t k, const TW* w,
                           int64_t ldw, const TW* next, float alpha, float* y, int64_t ldy,
-                          bool first, bool last) {
+                          bool first, bool last, float* pack = nullptr, int64_t ahead = 0) {
   if constexpr (Max > 0) {
-    if (rows == Max) return Tile<Max, Lanes>(a, lda, k, w, ldw, next, alpha, y, ldy, first, last);
-    Remainder<Max - 1, Lanes>(rows, a, lda, k, w, ldw, next, alpha, y, ldy, first, last);
+    if (rows == Max) {
+      return Tile<Max, Lanes>(a, lda, k, w, ldw, next, alpha, y, ldy, first, last, pack, ahead);
+    }
+    Remainder<Max - 1, Lanes>(rows, a, lda, k, w, ldw, next, alpha, y, ldy, first, last, pack,
+                              ahead);
   }
 }
 
@@ -151,6 +166,66 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
   return j;
 }
 
+// Rows of W per panel slice that FusedPanels packs: Simd::kFusedPackRows where the traits
+// define it, else 0 (no fused packing: Panels).
+template <typename S, typename = void>
+struct FusedPackRowsOf {
+  static constexpr int64_t kValue = 0;
+};
+template <typename S>
+struct FusedPackRowsOf<S, std::void_t<decltype(S::kFusedPackRows)>> {
+  static constexpr int64_t kValue = S::kFusedPackRows;
+};
+constexpr int64_t kFusedPackRows = FusedPackRowsOf<Simd>::kValue;
+
+// Rows of the next row tile of FusedPanels with `left` rows of A left: whole tiles of Rows,
+// but a last tile of 1-3 rows is merged with the one before and the two split evenly (8 rows:
+// 4 + 4, not 6 + 2): a tile of Lanes x r accumulators with r < 4 has fewer chains than the
+// FMA latency times the two FMA pipes need, and runs at r / 4 of the peak.
+template <int Rows>
+constexpr int64_t FusedTileRows(int64_t left) {
+  if (left <= Rows) return left;
+  if (left < Rows + 4) return (left + 1) / 2;
+  return Rows;
+}
+
+// Panels of `Lanes` vectors over columns [j, n) with more rows of A than one tile (m > Rows);
+// returns the first column not covered. Each panel is taken kFusedPackRows rows of W at a
+// time: the first row tile reads that slice in place (prefetching its rows into L1 when they
+// share pages, as the hardware prefetcher does not follow the stride) and stores it, as
+// float32, into a contiguous per-thread buffer from which every other row tile reads it. So W
+// is read from memory once, converted once, and never re-read with the stride whose rows
+// alias in L1 (K=768, N=3072: every row of a panel in one L1 set) or miss the TLB.
+template <int Rows, int Lanes, typename TW>
+ICL_TARGET int64_t FusedPanels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
+                               int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
+                               int64_t ldy) {
+  constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
+  constexpr int64_t kSlice = kFusedPackRows;
+  constexpr int64_t kAhead = 8;  // rows of the L1 prefetch
+  const int64_t ahead = ldw * int64_t{sizeof(TW)} < 4096 ? kAhead : 0;
+  float* packed = ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kSlice * kCols));
+  const float* pf = packed;
+  for (; j + kCols <= n; j += kCols) {
+    const TW* next = j + 2 * kCols <= n ? w + j + kCols : nullptr;
+    for (int64_t k0 = 0; k0 < k; k0 += kSlice) {
+      const int64_t rows = std::min(kSlice, k - k0);
+      const bool first = k0 == 0, last = k0 + rows == k;
+      int64_t r = FusedTileRows<Rows>(m);
+      Remainder<Rows, Lanes>(r, a + k0, lda, rows, w + k0 * ldw + j, ldw,
+                             next == nullptr ? next : next + k0 * ldw, alpha, y + j, ldy, first,
+                             last, packed, ahead);
+      for (int64_t t; r < m; r += t) {
+        t = FusedTileRows<Rows>(m - r);
+        Remainder<Rows, Lanes>(t, a + r * lda + k0, lda, rows, pf, kCols,
+                               static_cast<const float*>(nullptr), alpha, y + r * ldy + j, ldy,
+                               first, last);
+      }
+    }
+  }
+  return j;
+}
+
 // A few rows of A, in axpy form: y[0..Rows)[0, n) stays in L1 while W's rows stream past it,
 // kStep at a time, each read as one contiguous run of n elements. A panel walk reads each row
 // of W in pieces of 256 bytes, each in another page when W is wide (N = 32000: 128 KB apart),
@@ -237,7 +312,15 @@ ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW*
       j = Panels<Simd::kAltRows, 1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
     }
   }
-  if (!alt) {
+  bool fused = false;
+  if constexpr (kFusedPackRows > 0) {
+    fused = !alt && m > Simd::kRows;
+    if (fused) {
+      j = FusedPanels<Simd::kRows, Simd::kLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
+      j = FusedPanels<Simd::kRows, 1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
+    }
+  }
+  if (!alt && !fused) {
     j = Panels<Simd::kRows, Simd::kLanes>(a, lda, m, k, w, ldw, 0, n, alpha, y, ldy);
     j = Panels<Simd::kRows, 1>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
   }
