@@ -38,6 +38,17 @@ ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_
     for (int l = 0; l < Lanes; ++l)
       acc[r][l] = first ? Simd::Zero() : Simd::Load(y + r * ldy + l * Simd::kWidth);
   constexpr int64_t kPanelBytes = int64_t{Lanes} * Simd::kWidth * int64_t{sizeof(TW)};
+  if (pack == nullptr && ahead == 0 && next == nullptr) {  // the loop without the extras
+    for (int64_t kk = 0; kk < k; ++kk) {
+      typename Simd::V wv[Lanes];
+      for (int l = 0; l < Lanes; ++l) wv[l] = Simd::LoadW(w + kk * ldw + l * Simd::kWidth);
+      for (int r = 0; r < Rows; ++r) {
+        const typename Simd::V av = Simd::Broadcast(a[r * lda + kk]);
+        for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(av, wv[l], acc[r][l]);
+      }
+    }
+    k = 0;
+  }
   for (int64_t kk = 0; kk < k; ++kk) {
     typename Simd::V wv[Lanes];
     for (int l = 0; l < Lanes; ++l) wv[l] = Simd::LoadW(w + kk * ldw + l * Simd::kWidth);
