@@ -9,7 +9,7 @@
 //     Zero(), Broadcast(float), Load(const float*),
 //     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*),
 //     Fma(a, b, acc), Store(float*, V), Scale(V, float),
-//   and optionally kFusedPackRows (see FusedPackRows).
+//   and optionally kFusedPackRows (see FusedPackRowsOf and FusedPanels).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
 
