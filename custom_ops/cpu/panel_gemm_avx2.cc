@@ -31,7 +31,7 @@ struct Simd {
   // ... and for a shorter wide one (768x3072 in ORT, one thread: M=8 0.89, M=32 0.79) ...
   static constexpr int kCopyShortAfterTiles = 1;
   // ... but a short narrow one (rows <= 3 KB apart, stays in L2) beyond four tiles only:
-  // K=768, N=768, copied / in place M=12 1.08, M=16 1.02 (in ORT, one thread).
+  // K=768, N=768, copied / in place M=12 1.08, M=16 1.10 (in ORT, one thread, medians).
   static constexpr int kCopyShortNarrowAfterTiles = 4;
   // The copying tile prefetches into L1 the row 8 ahead when W's rows share pages (part of the
   // copy measured above).
