@@ -184,6 +184,18 @@ def test_plain_matmul_with_narrow_float32_w_matches_reference(rows):
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("rows", [7, 8, 9, 24, 25, 70])
+@pytest.mark.parametrize("n", [700, 1100])
+def test_plain_matmul_with_float32_w_of_few_rows_matches_reference(rows, n):
+    # float32 W with K=300 rows. With AVX2 the plain GEMM packs each panel from its first row
+    # tile when A has more rows than a tile, merging a last tile of 1-3 rows with the one
+    # before (7, 8, 9 rows: 4 + 3, 4 + 4, 5 + 4); a narrow W (N=700, rows 2.8 KB apart) is
+    # read in place up to four tiles (7-24 rows) and packed beyond (25, 70).
+    a = random((rows, 300), FLOAT, seed=11)
+    w = random((300, n), FLOAT, seed=12)
+    assert_close(run_matmul(a, w, {}), reference.icl_matmul(a, w), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [16, 20, 70])
 @pytest.mark.parametrize("k", [512, 1024, 2048])
 def test_transposed_matmul_with_rows_of_w_pages_apart_matches_reference(rows, k):

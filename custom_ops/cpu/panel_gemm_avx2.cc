@@ -19,6 +19,26 @@ struct Simd {
   // slower inside ORT at M=16-256 (plain view, K=768, N=768 and 3072).
   static constexpr int kAltRows = 0;
   static constexpr int kAltLanes = 0;
+  // The first row tile's copy of a panel (CopyingPanel in panel_gemm_impl.h), as measured here
+  // (one core, W warm, ms in place -> copied, 768-row slices: 768x3072 M=8 0.686 -> 0.560,
+  // M=32 2.49 -> 1.66, M=128 14.3 -> 9.0; 3072x768 M=8 0.688 -> 0.548, M=64 4.10 -> 3.29);
+  // slices of 256 rows (which fit L1) were 1.05-1.06x slower at M=128-256.
+  static constexpr int64_t kCopiedRows = 768;
+  // Copy beyond one tile, for 16-bit W and for float32 W of any width from kPackFromRows rows
+  // (3072x768 in ORT, one thread, copied / in place M=8 0.94, M=16 0.78) ...
+  static constexpr int kCopyAfterTiles = 1;
+  static constexpr int kCopyNarrowAfterTiles = 1;
+  // ... and for a shorter wide one (768x3072 in ORT, one thread: M=8 0.89, M=32 0.79) ...
+  static constexpr int kCopyShortAfterTiles = 1;
+  // ... but a short narrow one (rows <= 3 KB apart, stays in L2) beyond four tiles only:
+  // K=768, N=768, copied / in place M=12 1.08, M=16 1.10 (in ORT, one thread, medians).
+  static constexpr int kCopyShortNarrowAfterTiles = 4;
+  // The copying tile prefetches into L1 the row 8 ahead when W's rows share pages (part of the
+  // copy measured above).
+  static constexpr int64_t kL1AheadRows = 8;
+  // A last tile of 1-3 rows is merged with the one before (6 x 2 tile: 8 rows 4 + 4; part of
+  // the copy measured above).
+  static constexpr bool kMergeLastTile = true;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }

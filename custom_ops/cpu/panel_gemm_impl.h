@@ -8,7 +8,12 @@
 //     multiple of kAltRows; kAltRows 0: none),
 //     Zero(), Broadcast(float), Load(const float*),
 //     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*),
-//     Fma(a, b, acc), Store(float*, V), Scale(V, float).
+//     Fma(a, b, acc), Store(float*, V), Scale(V, float),
+//     and the choices of the first row tile's copy (CopyingPanel), measured per ISA:
+//     kCopiedRows (rows of W per copied slice), kCopyAfterTiles, kCopyNarrowAfterTiles,
+//     kCopyShortAfterTiles, kCopyShortNarrowAfterTiles (copy with more tiles of rows of A than
+//     that, per kind of W: see CopyAfterTiles; 0: never), kL1AheadRows (rows of the L1
+//     prefetch of the copying tile; 0: none) and kMergeLastTile (see TileRows).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
 
@@ -24,26 +29,49 @@ namespace icl::cpu::ICL_ISA_NS {
 // accumulators stay in registers. `next`, when not null, is the part of W read after this one:
 // its first min(k, next_rows) rows are prefetched into L2 as the loop walks K (W's rows are far
 // apart, so the hardware prefetcher does not follow). With kCopy, each row of the panel is
-// also stored as float32 into `copy`, row after row (see CopyingPanel). A slice of K that is
-// not the `first` adds to the partial sums in y; only the `last` one scales them by alpha.
+// also stored as float32 into `copy`, row after row (see CopyingPanel), and with `ahead` > 0
+// the row of the panel that many rows ahead is prefetched into L1. A slice of K that is not
+// the `first` adds to the partial sums in y; only the `last` one scales them by alpha.
 template <int Rows, int Lanes, bool kCopy = false, typename TW>
 ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_t ldw,
-                     const TW* next, int64_t next_rows, float* copy, float alpha, float* y,
-                     int64_t ldy, bool first, bool last) {
+                     const TW* next, int64_t next_rows, float* copy, int64_t ahead, float alpha,
+                     float* y, int64_t ldy, bool first, bool last) {
   typename Simd::V acc[Rows][Lanes];
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l)
       acc[r][l] = first ? Simd::Zero() : Simd::Load(y + r * ldy + l * Simd::kWidth);
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   constexpr int64_t kPanelBytes = kCols * int64_t{sizeof(TW)};
-  const int64_t ahead = next == nullptr ? 0 : std::min(k, next_rows);
+  const int64_t prefetched = next == nullptr ? 0 : std::min(k, next_rows);
+  // The loop without the extras, its own loop: the row tiles after the first no longer test
+  // them per step of K (AVX2, one core, W warm, ms: 768x768 M=8 0.114 -> 0.107, M=16 0.186
+  // -> 0.180; 768x3072 M=128 6.01 -> 5.75; 3072x768 M=16 0.863 -> 0.830).
+  // (`if constexpr`: with a plain `if`, GCC kept the copying tile's accumulators on the stack,
+  // AVX-512 K=3072, N=768, M=64 1.5x slower.)
+  if constexpr (!kCopy) {
+    if (prefetched == 0 && ahead == 0) {
+      for (int64_t kk = 0; kk < k; ++kk) {
+        typename Simd::V wv[Lanes];
+        for (int l = 0; l < Lanes; ++l) wv[l] = Simd::LoadW(w + kk * ldw + l * Simd::kWidth);
+        for (int r = 0; r < Rows; ++r) {
+          const typename Simd::V av = Simd::Broadcast(a[r * lda + kk]);
+          for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(av, wv[l], acc[r][l]);
+        }
+      }
+      k = 0;
+    }
+  }
   for (int64_t kk = 0; kk < k; ++kk) {
     typename Simd::V wv[Lanes];
     for (int l = 0; l < Lanes; ++l) wv[l] = Simd::LoadW(w + kk * ldw + l * Simd::kWidth);
     if constexpr (kCopy) {
       for (int l = 0; l < Lanes; ++l) Simd::Store(copy + kk * kCols + l * Simd::kWidth, wv[l]);
     }
-    if (kk < ahead) {
+    if (ahead != 0 && kk + ahead < k) {
+      const char* line = reinterpret_cast<const char*>(w + (kk + ahead) * ldw);
+      for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 3);
+    }
+    if (kk < prefetched) {
       const char* line = reinterpret_cast<const char*>(next + kk * ldw);
       for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 2);
     }
@@ -58,16 +86,20 @@ ICL_TARGET void Tile(const float* a, int64_t lda, int64_t k, const TW* w, int64_
                   last ? Simd::Scale(acc[r][l], alpha) : acc[r][l]);
 }
 
-// A tile of `rows` rows, 0 < rows <= Max (the rows left below a whole tile).
-template <int Max, int Lanes, typename TW>
+// A tile of `rows` rows, 0 < rows <= Max (the rows left below a whole tile); the other
+// parameters: as for Tile.
+template <int Max, int Lanes, bool kCopy = false, typename TW>
 ICL_TARGET void Remainder(int64_t rows, const float* a, int64_t lda, int64_t k, const TW* w,
-                          int64_t ldw, const TW* next, float alpha, float* y, int64_t ldy,
-                          bool first, bool last) {
+                          int64_t ldw, const TW* next, int64_t next_rows, float* copy,
+                          int64_t ahead, float alpha, float* y, int64_t ldy, bool first,
+                          bool last) {
   if constexpr (Max > 0) {
     if (rows == Max) {
-      return Tile<Max, Lanes>(a, lda, k, w, ldw, next, k, nullptr, alpha, y, ldy, first, last);
+      return Tile<Max, Lanes, kCopy>(a, lda, k, w, ldw, next, next_rows, copy, ahead, alpha, y,
+                                     ldy, first, last);
     }
-    Remainder<Max - 1, Lanes>(rows, a, lda, k, w, ldw, next, alpha, y, ldy, first, last);
+    Remainder<Max - 1, Lanes, kCopy>(rows, a, lda, k, w, ldw, next, next_rows, copy, ahead,
+                                     alpha, y, ldy, first, last);
   }
 }
 
@@ -79,37 +111,52 @@ ICL_TARGET void Panel(const float* a, int64_t lda, int64_t m, int64_t k, const T
                       bool first = true, bool last = true) {
   int64_t r = 0;
   for (; r + Rows <= m; r += Rows, next = nullptr)
-    Tile<Rows, Lanes>(a + r * lda, lda, k, w, ldw, next, k, nullptr, alpha, y + r * ldy, ldy,
-                      first, last);
+    Tile<Rows, Lanes>(a + r * lda, lda, k, w, ldw, next, k, nullptr, 0, alpha, y + r * ldy,
+                      ldy, first, last);
   if (r < m) {
-    Remainder<Rows - 1, Lanes>(m - r, a + r * lda, lda, k, w, ldw, next, alpha, y + r * ldy, ldy,
-                               first, last);
+    Remainder<Rows - 1, Lanes>(m - r, a + r * lda, lda, k, w, ldw, next, k, nullptr, 0, alpha,
+                               y + r * ldy, ldy, first, last);
   }
+}
+
+// Rows of the next row tile of CopyingPanel with `left` rows of A left: whole tiles of Rows,
+// then the rest; with Simd::kMergeLastTile, a last tile of 1-3 rows is merged with the one
+// before and the two split evenly (8 rows: 4 + 4, not 6 + 2): a tile of Lanes x r
+// accumulators with r < 4 has fewer chains than the FMA latency times the two FMA pipes need,
+// and runs at r / 4 of the peak.
+template <int Rows>
+constexpr int64_t TileRows(int64_t left) {
+  if (left <= Rows) return left;
+  if (Simd::kMergeLastTile && left < Rows + 4) return (left + 1) / 2;
+  return Rows;
 }
 
 // All rows of A, more than one tile, against k rows of one panel of W: the first tile reads
 // the panel in place and copies each row it reads into `copy` (as float32, kCols apart), which
-// the other tiles then read. The copy costs the first tile a store per vector of W (AVX-512,
-// 8 x 3 tile, all in cache: 102 against 116 GFLOP/s), while a copy made ahead of the tiles
-// waited on memory for every row of W, the core computing nothing meanwhile (K=3072, N=768,
-// one thread, in ORT, alternated: M=64 0.79-0.81 and M=128 0.87-0.89 of that time). `next`
-// and next_rows: as for Tile, the part of W read after this one.
+// the other tiles then read contiguously. So W is read from memory once, converted once, and
+// never re-read with the stride whose rows alias in L1 (K=768, N=3072, AVX2: every row of a
+// panel in one L1 set) or miss the TLB. The copy costs the first tile a store per vector of W
+// (AVX-512, 8 x 3 tile, all in cache: 102 against 116 GFLOP/s), while a copy made ahead of the
+// tiles waited on memory for every row of W, the core computing nothing meanwhile (K=3072,
+// N=768, one thread, in ORT, alternated: M=64 0.79-0.81 and M=128 0.87-0.89 of that time).
+// `next` and next_rows: as for Tile, the part of W read after this one; `ahead`: the L1
+// prefetch of the first tile.
 template <int Rows, int Lanes, typename TW>
 ICL_TARGET void CopyingPanel(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                              int64_t ldw, const TW* next, int64_t next_rows, float* copy,
-                             float alpha, float* y, int64_t ldy, bool first, bool last) {
+                             int64_t ahead, float alpha, float* y, int64_t ldy, bool first,
+                             bool last) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
-  Tile<Rows, Lanes, true>(a, lda, k, w, ldw, next, next_rows, copy, alpha, y, ldy, first, last);
-  Panel<Rows, Lanes>(a + Rows * lda, lda, m - Rows, k, static_cast<const float*>(copy), kCols,
-                     static_cast<const float*>(nullptr), alpha, y + Rows * ldy, ldy, first,
-                     last);
+  int64_t r = TileRows<Rows>(m);
+  Remainder<Rows, Lanes, true>(r, a, lda, k, w, ldw, next, next_rows, copy, ahead, alpha, y,
+                               ldy, first, last);
+  for (int64_t t; r < m; r += t) {
+    t = TileRows<Rows>(m - r);
+    Remainder<Rows, Lanes>(t, a + r * lda, lda, k, static_cast<const float*>(copy), kCols,
+                           static_cast<const float*>(nullptr), 0, nullptr, 0, alpha,
+                           y + r * ldy, ldy, first, last);
+  }
 }
-
-// Rows of W per copied slice of a panel (48 KB of an AVX-512 8 x 3 panel, in L2 with the
-// slice of A). Measured against 128, 384, 512 and 768 rows (K=3072, N=768, M=64 and 128,
-// one and two threads): within the noise from 256 rows up, 128 a few percent slower (the
-// partial sums in Y are reloaded per slice).
-constexpr int64_t kCopiedRows = 256;
 
 // From this many rows of float32 W, a panel read in place no longer stays in cache.
 constexpr int64_t kPackFromRows = 1024;
@@ -117,47 +164,55 @@ constexpr int64_t kPackFromRows = 1024;
 // A float32 W whose rows are at most this many bytes apart is narrow (see Panels).
 constexpr int64_t kNarrowRowBytes = 3072;
 
+// With more rows of A than this many tiles, Panels copies each panel of W by its first row
+// tile (CopyingPanel); 0: never. Per kind of W, as the traits choose (16-bit W counts as
+// wide, as its rows are read converted).
+template <typename TW>
+constexpr int64_t CopyAfterTiles(int64_t k, int64_t ldw) {
+  if constexpr (sizeof(TW) != sizeof(float)) {
+    return Simd::kCopyAfterTiles;
+  } else {
+    const bool narrow = ldw * int64_t{sizeof(TW)} <= kNarrowRowBytes;
+    if (k >= kPackFromRows) return narrow ? Simd::kCopyNarrowAfterTiles : Simd::kCopyAfterTiles;
+    return narrow ? Simd::kCopyShortNarrowAfterTiles : Simd::kCopyShortAfterTiles;
+  }
+}
+
 // Panels of `Lanes` vectors over columns [j, n); returns the first column not covered.
-// With more rows of A than two tiles hold (four for a narrow W), a panel of 16-bit W or of
-// float32 W with at least kPackFromRows rows is copied (as float32), kCopiedRows rows at a
-// time, by its first row tile into a contiguous per-thread buffer that the other tiles read
-// (CopyingPanel). Read in place, a panel is a few cache lines from each of k rows of W a few
-// KB apart: those addresses fall into a few cache sets, and past about a thousand rows the
-// panel is evicted between tiles, so each tile re-reads it from memory. Measured in ORT, two
-// threads, plain view, ms before -> after (with a copy made ahead of the tiles):
-// float32 K=2112, N=768: M=128 8.5 -> 4.2; float16 K=768, N=30000: M=16 12.2 -> 8.3,
-// M=256 84 -> 59; but float32 K=768 (N=768, 2112, 30000) is as fast or faster in place
-// (M=16, N=768: 0.53 in place, 0.83 packed), hence the threshold; and with two tiles or fewer
-// the copy does not pay (float32 K=2112, N=768, M=8: 1.31 in place, 1.55 packed), nor with
-// three or four for a narrow W (benchmarks/results/matmul_cpu_vs_3564154.md: time in place /
-// packed, K=1536 and 3072, N=768, M=24 and 32, AVX-512: 0.65-0.81; AVX2, M=24: 0.97-1.01),
-// while it does for wider rows (in place / packed, two threads: AVX-512 K=1536, N=1024, M=32
-// 1.22 and K=3072, N=3072, M=32 1.13; AVX2 K=3072, N=1536, M=24 1.28). The copy made by the
-// first tile (K=768, N=768 and 3072, M=16-256) was still 3-10% slower than reading in place.
+// With more rows of A than CopyAfterTiles tiles, each panel is copied (as float32),
+// Simd::kCopiedRows rows at a time, by its first row tile into a contiguous per-thread buffer
+// that the other tiles read (CopyingPanel). Read in place, a panel is a few cache lines from
+// each of k rows of W a few KB apart: those addresses fall into a few cache sets, and past
+// about a thousand rows the panel is evicted between tiles, so each tile re-reads it from
+// memory (a copy made ahead of the tiles, in ORT, two threads, ms in place -> copied: float32
+// K=2112, N=768, M=128 8.5 -> 4.2; float16 K=768, N=30000, M=16 12.2 -> 8.3, M=256 84 -> 59).
+// Whether a shorter or narrower W, or fewer rows of A, pay for the copy differs per ISA: the
+// measurements are with the constants in each traits struct.
 template <int Rows, int Lanes, typename TW>
 ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
                           int64_t ldy) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
-  constexpr bool kWide = sizeof(TW) == sizeof(float);
-  const int64_t tiles = kWide && ldw * int64_t{sizeof(TW)} <= kNarrowRowBytes ? 4 : 2;
-  const bool pack = m > tiles * Rows && (!kWide || k >= kPackFromRows);
+  constexpr int64_t kSlice = Simd::kCopiedRows;
+  const int64_t tiles = CopyAfterTiles<TW>(k, ldw);
+  const bool copying = tiles > 0 && m > tiles * Rows;
   float* copy =
-      pack ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kCopiedRows * kCols))
-           : nullptr;
+      copying ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kSlice * kCols)) : nullptr;
+  // The L1 prefetch only where W's rows share pages (under 4 KB apart).
+  const int64_t ahead = ldw * int64_t{sizeof(TW)} < 4096 ? Simd::kL1AheadRows : 0;
   for (; j + kCols <= n; j += kCols) {
     const TW* next_panel = j + 2 * kCols <= n ? w + j + kCols : nullptr;
-    if (!pack) {
+    if (!copying) {
       Panel<Rows, Lanes>(a, lda, m, k, w + j, ldw, next_panel, alpha, y + j, ldy);
       continue;
     }
-    for (int64_t k0 = 0; k0 < k; k0 += kCopiedRows) {
-      const int64_t rows = std::min(kCopiedRows, k - k0);
+    for (int64_t k0 = 0; k0 < k; k0 += kSlice) {
+      const int64_t rows = std::min(kSlice, k - k0);
       const bool more = k0 + rows < k;  // the next slice is this panel's, else the next panel's
       CopyingPanel<Rows, Lanes>(a + k0, lda, m, rows, w + k0 * ldw + j, ldw,
                                 more ? w + (k0 + rows) * ldw + j : next_panel,
-                                more ? k - k0 - rows : k, copy, alpha, y + j, ldy, k0 == 0,
-                                !more);
+                                more ? k - k0 - rows : k, copy, ahead, alpha, y + j, ldy,
+                                k0 == 0, !more);
     }
   }
   return j;

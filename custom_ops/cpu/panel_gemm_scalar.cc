@@ -13,6 +13,14 @@ struct Simd {
   static constexpr int kLanes = 4;
   static constexpr int kAltRows = 0;
   static constexpr int kAltLanes = 0;
+  // The first row tile's copy of a panel (CopyingPanel): the AVX-512 choices (not measured).
+  static constexpr int64_t kCopiedRows = 256;
+  static constexpr int kCopyAfterTiles = 2;
+  static constexpr int kCopyNarrowAfterTiles = 4;
+  static constexpr int kCopyShortAfterTiles = 0;
+  static constexpr int kCopyShortNarrowAfterTiles = 0;
+  static constexpr int64_t kL1AheadRows = 0;
+  static constexpr bool kMergeLastTile = false;
   static V Zero() { return 0.0f; }
   static V Broadcast(float v) { return v; }
   static V Load(const float* p) { return *p; }
