@@ -8,9 +8,11 @@
 //    and broadcasts W from its rows (no horizontal sums, and no packing of W: ORT prepacks
 //    the B of its own MatMul ahead of time, which a custom op cannot). The portable build
 //    uses RowDot for every M.
-//  - Plain view: PanelGemm, which multiplies W's column panels in place, or for one to four
-//    rows of A streams W's rows past Y's rows in axpy form (PanelGemmAxpy); with one or two
-//    rows of A and a narrow W, the threads split K instead of N (AxpySplitK).
+//  - Plain view: PanelGemm, which multiplies W's column panels in place (where more row tiles
+//    follow, its first row tile copies each slice of the panel for them: CopyingPanel, when
+//    per ISA in the traits), or for one to four rows of A streams W's rows past Y's rows in
+//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W, the threads split K
+//    instead of N (AxpySplitK).
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
 // product is still one pass over W for the whole batch; the low-rank term is one group of rows
