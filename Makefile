@@ -41,6 +41,9 @@ SANITIZE_BUILD := build/sanitize
 SANITIZE_TESTS := tests/test_ops_cpu.py tests/test_low_rank_ops.py \
 	tests/test_gather_block_quantized.py tests/test_untrusted_ops.py tests/test_variant_rows_op.py \
 	$(wildcard tests/test_fuzz_ops.py)
+# The tests run once with the kernels the CPU picks (ICL_CPU_ISA=native is no cap) and once
+# capped to the AVX2 ones, which an AVX-512 machine would otherwise never run.
+SANITIZE_ISAS := native avx2
 sanitize: $(STAMP)
 	@mkdir -p $(SANITIZE_BUILD)
 	$(CMAKE) -S custom_ops -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=Release -DICL_SANITIZE=ON \
@@ -48,11 +51,14 @@ sanitize: $(STAMP)
 		> $(SANITIZE_BUILD).log 2>&1 || (tail -50 $(SANITIZE_BUILD).log; false)
 	$(CMAKE) --build $(SANITIZE_BUILD) --parallel >> $(SANITIZE_BUILD).log 2>&1 \
 		|| (tail -50 $(SANITIZE_BUILD).log; false)
-	ICL_ONNX_LIBRARY=$(abspath $(SANITIZE_BUILD))/libicl_ops.so \
-	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
-	ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1 \
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		$(PY) -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS)
+	for isa in $(SANITIZE_ISAS); do \
+		echo "sanitizer pass, kernels: $$isa"; \
+		ICL_CPU_ISA=$$isa ICL_ONNX_LIBRARY=$(abspath $(SANITIZE_BUILD))/libicl_ops.so \
+		LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		ASAN_OPTIONS=detect_leaks=0:alloc_dealloc_mismatch=0:abort_on_error=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+			$(PY) -m pytest -q -p no:cacheprovider $(SANITIZE_TESTS) || exit 1; \
+	done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check icl_onnx tests benchmarks
