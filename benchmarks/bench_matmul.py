@@ -16,6 +16,10 @@ times another build of the op library in the same rounds (before/after a change)
 ``--unprepacked`` times ORT's MatMul with W as a graph input as well (no prepacking, what a
 MatMul kernel invoked from a custom op would see).
 
+The avx2 grid's bar is what an AVX2-only machine runs: ORT from a copy whose MLAS stops at
+its AVX2/FMA3 kernels (``benchmarks/mlas_avx2.py``; ``--avx2-bar native`` keeps MLAS's own
+choice, AVX-512 on an AVX-512 CPU).
+
 Writes ``benchmarks/results/matmul_cpu.md``, ``.json`` and ``.png`` (a heat map).
 
 Usage:
@@ -40,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import harness
+from benchmarks import harness, mlas_avx2
 from benchmarks.harness import cpu_flags, cpu_name
 
 ISAS = ("avx512", "avx2")
@@ -51,6 +55,7 @@ QUICK_M = (1, 4, 16, 64, 256)
 QUICK_KN = ((768, 3072), (768, 32000))
 GOAL = 1.00  # ICL time / ORT time, float32 W
 GOAL_16BIT = 0.56  # ICL time with 16-bit W / ORT float32 time, M = 1
+CAPPED_ENV = "ICL_BENCH_CAPPED_ORT"  # tells a worker which onnxruntime copy it must have imported
 
 
 @dataclass
@@ -78,6 +83,7 @@ class Cell:
     baseline_min_ratio: float | None = None  # lowest ICL time / lowest baseline time
     unprepacked_ms: float | None = None  # ORT MatMul with W a graph input
     unprepacked_min_ratio: float | None = None  # lowest ICL time / lowest unprepacked ORT time
+    ort_kernels: str = "native"  # MLAS's own choice, or "avx2" (a capped copy, mlas_avx2.py)
 
 
 def ort_model(w_t: np.ndarray, as_input: bool) -> bytes:
@@ -245,10 +251,17 @@ def measure_shape(args: argparse.Namespace, isa: str, threads: int, k: int, n: i
 
 def worker(args: argparse.Namespace) -> int:
     """Measures every shape and thread count for the ISA this process was started with."""
+    import onnxruntime as ort
+
+    capped = os.environ.get(CAPPED_ENV)
+    if capped and not Path(ort.__file__).is_relative_to(capped):
+        raise SystemExit(f"expected the capped onnxruntime in {capped}, imported {ort.__file__}")
     cells = []
     for k, n in args.kn:
         for threads in args.threads:
             cells += measure_shape(args, args.worker, threads, k, n)
+    for cell in cells:
+        cell.ort_kernels = "avx2" if capped else "native"
     args.worker_output.write_text(json.dumps([asdict(c) for c in cells]))
     return 0
 
@@ -280,6 +293,24 @@ def grid_table(cells: list[Cell], isa: str, threads: int, ms: list[int]) -> list
     return lines + [""]
 
 
+def bar_note(cells: list[Cell]) -> str:
+    """Which MLAS kernels the ORT bar of each ISA's grid ran."""
+    capped = {c.isa for c in cells if c.ort_kernels == "avx2"}
+    native = sorted({c.isa for c in cells if c.ort_kernels == "native"})
+    text = ""
+    if capped:
+        text += (
+            f"In the {', '.join(sorted(capped))} grid ORT is a copy whose MLAS is capped to its "
+            "AVX2/FMA3 kernels, what it runs on a machine without AVX-512 "
+            "(`benchmarks/mlas_avx2.py`: the one jump into MLAS's AVX-512 set-up made a no-op). "
+        )
+    if native:
+        text += f"In the {', '.join(native)} grid ORT's MLAS picks its own kernels" + (
+            " (AVX-512 on this CPU)." if "avx512f" in cpu_flags() else "."
+        )
+    return text
+
+
 def markdown(
     cells: list[Cell],
     args: argparse.Namespace,
@@ -309,9 +340,7 @@ def markdown(
         "lowest ICL time over the lowest ORT time, which interference from other processes "
         "(it only ever adds time) disturbs least.",
         "- ISA: the library's instruction set (`ICL_CPU_ISA=avx2` caps it, one process per ISA). "
-        "ORT's MLAS picks its own kernels either way (AVX-512 on this CPU), so the avx2 grids "
-        "compare ICL's AVX2 kernels with MLAS's AVX-512 ones (on Zen 4 both run on the same "
-        "256-bit FMA units; AVX-512 has twice the registers).",
+        + bar_note(cells),
         f"- Intra-op spinning off in all sessions. 1-minute load average before / after: "
         f"{load[0]:.2f} / {load[1]:.2f}. **The machine is shared and loaded by other "
         "processes**: cells carry that noise (the p10-p90 spread shows it); single cells near "
@@ -469,6 +498,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--replot", type=Path, help="rewrite the Markdown and PNG from this JSON, measuring nothing"
     )
+    parser.add_argument(
+        "--avx2-bar",
+        choices=["capped", "native"],
+        default="capped",
+        help="ORT for the avx2 grid: a copy with MLAS capped to AVX2, what an AVX2-only machine "
+        "runs (default), or MLAS's own choice",
+    )
     parser.add_argument("--worker", choices=ISAS, help=argparse.SUPPRESS)
     parser.add_argument("--worker-output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -520,8 +556,18 @@ def measure(args: argparse.Namespace) -> dict:
         for isa in args.isa:
             env = dict(os.environ)
             env.pop("ICL_CPU_ISA", None)
+            env.pop(CAPPED_ENV, None)
             if isa == "avx2":
                 env["ICL_CPU_ISA"] = "avx2"
+                if args.avx2_bar == "capped":
+                    capped = mlas_avx2.capped_onnxruntime()
+                    if capped.path is None:
+                        print(f"avx2 bar: {capped.reason}; MLAS's own kernels", file=sys.stderr)
+                    else:
+                        env[CAPPED_ENV] = str(capped.path)
+                        env["PYTHONPATH"] = os.pathsep.join(
+                            [str(capped.path)] + env.get("PYTHONPATH", "").split(os.pathsep)
+                        ).rstrip(os.pathsep)
             out = Path(tmp) / f"{isa}.json"
             command = harness.child_command(
                 "benchmarks.bench_matmul", *sys.argv[1:], "--worker", isa, "--worker-output", out
