@@ -7,20 +7,15 @@ These tests need the CPU op library and fail when it cannot be loaded.
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 import onnx
 import pytest
 from builders import ort_cuda_missing
-from onnx import TensorProto, helper
+from node_runner import BFLOAT16, DTYPES, FLOAT, FLOAT16, OPSETS, assert_close, random, run
+from onnx import helper
 
 import icl_onnx
 from icl_onnx import reference
-
-FLOAT, FLOAT16, BFLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16
-DTYPES = {FLOAT: np.float32, FLOAT16: np.float16, BFLOAT16: ml_dtypes.bfloat16}
-TOLERANCE = {FLOAT: 1e-5, FLOAT16: 2e-3, BFLOAT16: 1.6e-2}
-OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
 
 
 # view name -> (attributes, stored W shape) for a view(W) of shape [k, n]
@@ -35,55 +30,10 @@ def views(k: int, n: int) -> dict[str, tuple[dict, tuple[int, int]]]:
     }
 
 
-def random(shape, dtype, seed):
-    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
-
-
 def factors(k, n, rank, transposed, dtype, seed=9):
     """U, V of a delta of shape [k, n] (or, transposed, of U @ V [n, k])."""
     rows, cols = (n, k) if transposed else (k, n)
     return random((rows, rank), dtype, seed), random((rank, cols), dtype, seed + 1) * 0.3
-
-
-def run(node, feeds, y_type, y_shape):
-    """Runs one node on the CPU provider; bfloat16 travels as its bit pattern."""
-
-    def info(name, array):
-        onnx_type = helper.np_dtype_to_tensor_dtype(array.dtype)
-        return helper.make_tensor_value_info(name, onnx_type, array.shape)
-
-    graph = helper.make_graph(
-        [node],
-        "low_rank",
-        [info(name, array) for name, array in feeds.items()],
-        [helper.make_tensor_value_info("Y", y_type, y_shape)],
-    )
-    model = helper.make_model(graph, opset_imports=OPSETS)
-    session = icl_onnx.create_session(model.SerializeToString())
-    import onnxruntime as ort
-
-    binding = session.io_binding()
-    for name, array in feeds.items():
-        onnx_type = helper.np_dtype_to_tensor_dtype(array.dtype)
-        bits = array.view(np.uint16) if onnx_type == BFLOAT16 else array
-        binding.bind_ortvalue_input(
-            name,
-            ort.OrtValue.ortvalue_from_numpy_with_onnx_type(np.ascontiguousarray(bits), onnx_type),
-        )
-    out = np.full(y_shape, np.nan, dtype=DTYPES[y_type])
-    bits = out.view(np.uint16) if y_type == BFLOAT16 else out
-    binding.bind_ortvalue_output("Y", ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, y_type))
-    session.run_with_iobinding(binding)
-    return out
-
-
-def assert_close(actual, expected, onnx_type):
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape
-    tol = TOLERANCE[onnx_type]
-    scale = max(1.0, float(np.abs(expected.astype(np.float32)).max()))
-    np.testing.assert_allclose(
-        actual.astype(np.float32), expected.astype(np.float32), rtol=tol, atol=tol * scale
-    )
 
 
 @pytest.mark.parametrize("view", ["plain", "transpose", "slice_transpose_scale"])

@@ -18,8 +18,8 @@ import ml_dtypes
 import numpy as np
 import onnx
 import pytest
+from node_runner import run as run_node
 from onnx import helper as h
-from test_low_rank_ops import run as run_node
 
 import icl_onnx
 from icl_onnx import opspec, reference, schemas

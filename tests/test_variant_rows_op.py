@@ -13,8 +13,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from builders import ort_cuda_missing
+from node_runner import assert_close, random, run
 from onnx import TensorProto, helper
-from test_low_rank_ops import assert_close, random, run
 
 import icl_onnx
 from icl_onnx import reference
