@@ -164,11 +164,35 @@ def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, row
 def test_plain_matmul_split_along_k_matches_reference(a_type, w_type, rows):
     # One or two rows of A and a narrow W: four tasks of K=301 rows of W (80 + 80 + 80 + 61,
     # the last not a whole step of the axpy form) summed into Y, then bias and Y's own type;
-    # rows of W 700 elements apart from row 5 on (a row slice). Three rows: split along N.
+    # rows of W 700 elements apart from row 5 on (a row slice). Three rows: split along N. (One
+    # row and a 16-bit W this small: one task, see test_one_row_of_a_by_16_bit_w_...)
     attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": 301, "scale": 0.5}
     a = random((rows, 301), a_type, seed=12)
     w = random((310, 700), w_type, seed=13)
     bias = random((700,), a_type, seed=14)
+    expected = reference.icl_matmul(a, w, bias, **attrs)
+    assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
+
+
+@pytest.mark.parametrize("a_type", [FLOAT, FLOAT16], ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("w_type", [FLOAT16, BFLOAT16], ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("view", ["plain", "transposed"])
+@pytest.mark.parametrize("k", [301, 3001])
+def test_one_row_of_a_by_16_bit_w_matches_reference(a_type, w_type, view, k):
+    # One row of A and a 16-bit W: of 0.4 MB (K=301) one task on the calling thread; of 4.2 MB
+    # (K=3001) split among tasks, along K for the plain view (four slices, the last shorter).
+    # N=701 leaves a vector tail; W is a slice of a larger tensor (offset rows), with bias and
+    # scale.
+    n = 701
+    if view == "plain":
+        attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": k, "scale": 0.5}
+        w_shape = (k + 9, n)
+    else:
+        attrs = {"slice_axis": 0, "slice_start": 3, "slice_size": n, "transpose": 1, "scale": 0.5}
+        w_shape = (n + 7, k)
+    a = random((1, k), a_type, seed=21)
+    w = random(w_shape, w_type, seed=22)
+    bias = random((n,), a_type, seed=23)
     expected = reference.icl_matmul(a, w, bias, **attrs)
     assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
 

@@ -13,6 +13,7 @@
 //    per ISA in the traits), or for one to four rows of A streams W's rows past Y's rows in
 //    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W, the threads split K
 //    instead of N (AxpySplitK).
+//  - One row of A and a small 16-bit W (either view): one task (OneTask), no second thread.
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
 // product is still one pass over W for the whole batch; the low-rank term is one group of rows
@@ -97,14 +98,36 @@ int64_t AxpyChunk(int64_t m, int64_t n) {
 // 42 -> 34 us). Four slices of at least kAxpyMinSliceRows rows (whole steps of AxpyRows),
 // for two threads to balance. Only for a W of at most kAxpySplitMaxBytes: in ORT, one
 // thread, loaded machine, split / by N: K = N = 768 (2.4 MB) M=1 0.92, M=2 0.81, but
-// K=3072, N=768 and K=768, N=3072 (9.4 MB, read from memory there) M=1 1.14 and 1.10.
+// K=3072, N=768 and K=768, N=3072 (9.4 MB, read from memory there) M=1 1.14 and 1.10;
+// except one row of A and a 16-bit W of at most kAxpySplitHalfMaxCols columns and any size,
+// whose tasks by N read 384 bytes of each row at K=3072, N=768 (in ORT, float16 W,
+// alternated, loaded machine, split / by N, median (p10-p90), lowest times: AVX-512 one
+// thread 0.74 (0.55-1.00), 0.81; two threads 0.78 (0.59-0.98), 1.00; AVX2 0.72 and 0.65);
+// at K=768, N=3072 (tasks by N read 1.5 KB of each row) the split was no faster: medians
+// 0.95-1.06, lowest times 1.05-1.19.
 constexpr int64_t kAxpySlices = 4;
 constexpr int64_t kAxpyMinSliceRows = 16;
 constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;
+constexpr int64_t kAxpySplitHalfMaxCols = 1024;
+// One row of A and a 16-bit W of at most kOneTaskMaxBytes: one task, on the calling thread.
+// The product is bound by converting W (vcvtph2ps, measured on Zen 4 at half a zmm per
+// cycle, as the FMA beside it), some 20 us at K = N = 768, and handing tasks to a second
+// thread cost more than it saved (in ORT, two threads, float16 W, K = N = 768, alternated,
+// loaded machine, one task / four tasks, medians of two runs: AVX-512 transposed 0.81, plain
+// 0.77-0.78; AVX2 0.76-0.83 and 0.77-0.78; one thread, within the noise: AVX-512 0.96-0.99,
+// AVX2 0.82-1.09). A 16-bit W of 4.7 MB (K=768, N=3072) still gains from two threads; sizes
+// between were not measured.
+constexpr int64_t kOneTaskMaxBytes = int64_t{2} << 20;
+bool OneTask(const MatMulProblem& p) {
+  return p.m == 1 && SizeOf(p.w_type) == 2 &&
+         p.k * p.view.cols * SizeOf(p.w_type) <= kOneTaskMaxBytes &&
+         (p.view.transposed || p.view.cols <= AxpyWidest(1));  // the axpy form's Y in L1
+}
 bool AxpySplitsK(const MatMulProblem& p) {
-  return !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
+  return !OneTask(p) && !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
          p.k >= kAxpySlices * kAxpyMinSliceRows &&
-         p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes;
+         ((p.m == 1 && SizeOf(p.w_type) == 2 && p.view.cols <= kAxpySplitHalfMaxCols) ||
+          p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes);
 }
 // Rows of A per task of A @ L, the low-rank term's first product.
 constexpr int64_t kLowRankRows = 32;
@@ -297,6 +320,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   } else if (p.m > kPanelGemmTileRows) {
     chunk = PanelGemmChunk(n, p.m);
   }
+  if (OneTask(p)) chunk = n;
   const int64_t tasks = ChunkCount(n, chunk);
   return ParallelFor(context, tasks, [&](int64_t t) {
     const int64_t n0 = t * chunk;
