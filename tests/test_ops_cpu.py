@@ -173,6 +173,20 @@ def test_plain_matmul_split_along_k_matches_reference(a_type, w_type, rows):
     assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [3, 4])
+def test_plain_matmul_of_few_rows_with_a_large_w_matches_reference(w_type, rows):
+    # Three or four rows of A against a W of 4 MB or more (float32 8.4 MB, 16-bit 4.2 MB): with
+    # AVX-512 the plain GEMM streams W's rows past Y's in axpy form (Simd::kAxpyFromBytes), with
+    # AVX2 it walks panels. K=2101 is not a whole number of the axpy form's steps, N=1001 ends
+    # in a partial vector, and the view starts at row 3 of W (a row slice).
+    attrs = {"slice_axis": 0, "slice_start": 3, "slice_size": 2101, "scale": 0.5}
+    a = random((rows, 2101), FLOAT, seed=15)
+    w = random((2104, 1001), w_type, seed=16)
+    bias = random((1001,), FLOAT, seed=17)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [20, 32, 33, 70])
 def test_plain_matmul_with_narrow_float32_w_matches_reference(rows):
     # float32 W with K=1100 rows 2.8 KB apart (N=700) is narrow: the plain GEMM reads it in
