@@ -223,6 +223,21 @@ def test_transposed_matmul_with_rows_of_w_pages_apart_matches_reference(rows, k)
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [13, 20, 70])
+def test_transposed_matmul_with_rows_of_y_pages_apart_matches_reference(w_type, rows):
+    # Rows of Y 4 KB apart (N=1024) all fall into one set of L1: with AVX-512 the GEMM stages
+    # 8 blocks of columns of Y in a buffer and copies them out (wide_gemm_impl.h, YRowsAlias):
+    # tasks of 256 columns are not a whole number of stages (kWRows 16, 14, 6: 13 rows, 20
+    # rows, 70 rows in a tile of 64 and one of 6), so each ends in a partial stage and a block
+    # of fewer rows of W; K=99 ends in a partial vector.
+    a = random((rows, 99), FLOAT, seed=18)
+    w = random((1024, 99), w_type, seed=19)
+    bias = random((1024,), FLOAT, seed=20)
+    attrs = {"transpose": 1, "scale": 0.5}
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 def test_matmul_with_empty_inner_dimension_gives_the_bias():
     a = np.zeros((4, 0), np.float32)
     w = np.zeros((0, 6), np.float32)
