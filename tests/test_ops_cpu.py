@@ -197,6 +197,20 @@ def test_one_row_of_a_by_16_bit_w_matches_reference(a_type, w_type, view, k):
     assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [3, 4])
+def test_plain_matmul_of_few_rows_with_a_large_w_matches_reference(w_type, rows):
+    # Three or four rows of A against a W of 4 MB or more (float32 8.4 MB, 16-bit 4.2 MB): with
+    # AVX-512 the plain GEMM streams W's rows past Y's in axpy form (Simd::kAxpyFromBytes), with
+    # AVX2 it walks panels. K=2101 is not a whole number of the axpy form's steps, N=1001 ends
+    # in a partial vector, and the view starts at row 3 of W (a row slice).
+    attrs = {"slice_axis": 0, "slice_start": 3, "slice_size": 2101, "scale": 0.5}
+    a = random((rows, 2101), FLOAT, seed=15)
+    w = random((2104, 1001), w_type, seed=16)
+    bias = random((1001,), FLOAT, seed=17)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [20, 32, 33, 70])
 def test_plain_matmul_with_narrow_float32_w_matches_reference(rows):
     # float32 W with K=1100 rows 2.8 KB apart (N=700) is narrow: the plain GEMM reads it in
@@ -231,6 +245,21 @@ def test_transposed_matmul_with_rows_of_w_pages_apart_matches_reference(rows, k)
     w = random((102, k), FLOAT, seed=8)
     attrs = {"transpose": 1, "scale": 0.5}
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
+
+
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [13, 20, 70])
+def test_transposed_matmul_with_rows_of_y_pages_apart_matches_reference(w_type, rows):
+    # Rows of Y 4 KB apart (N=1024) all fall into one set of L1: with AVX-512 the GEMM stages
+    # 8 blocks of columns of Y in a buffer and copies them out (wide_gemm_impl.h, YRowsAlias):
+    # tasks of 256 columns are not a whole number of stages (kWRows 16, 14, 6: 13 rows, 20
+    # rows, 70 rows in a tile of 64 and one of 6), so each ends in a partial stage and a block
+    # of fewer rows of W; K=99 ends in a partial vector.
+    a = random((rows, 99), FLOAT, seed=18)
+    w = random((1024, 99), w_type, seed=19)
+    bias = random((1024,), FLOAT, seed=20)
+    attrs = {"transpose": 1, "scale": 0.5}
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
 def test_matmul_with_empty_inner_dimension_gives_the_bias():

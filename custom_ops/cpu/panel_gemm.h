@@ -13,16 +13,17 @@ namespace icl::cpu {
 // True when PanelGemm computes m rows of A against a W whose rows span w_bytes in axpy form:
 // Y's rows stay in L1 while W's rows stream past in long runs, each row of W read once per
 // pass (see AxpyRows in panel_gemm_impl.h). One or two rows always; three or four when W
-// spans more than kAxpyFromBytes, where the product is bound by memory: then the runs, which
-// the hardware prefetcher follows, matter more than the register tile of the panel walk,
-// whose 256-byte pieces of W are each in another page (K=768, N=32000, one core, M=4:
-// 14 ms in axpy form against 27 in panels), while for a W that stays in the last-level cache
-// the panel walk computes faster (K=768, N=3072, M=4: 0.21 ms in panels, 0.31 in axpy form).
+// spans at least `from_bytes` (per ISA: Simd::kAxpyFromBytes), where the runs, which the
+// hardware prefetcher follows, matter more than the register tile of the panel walk, whose
+// 256-byte pieces of W are each in another page (K=768, N=32000, one core, M=4: 14 ms in axpy
+// form against 27 in panels).
 constexpr int64_t kAxpyMaxRows = 4;
-constexpr int64_t kAxpyFromBytes = int64_t{16} << 20;
-inline bool PanelGemmAxpy(int64_t m, int64_t w_bytes) {
-  return m <= 2 || (m <= kAxpyMaxRows && w_bytes >= kAxpyFromBytes);
+inline bool AxpyForm(int64_t m, int64_t w_bytes, int64_t from_bytes) {
+  return m <= 2 || (m <= kAxpyMaxRows && w_bytes >= from_bytes);
 }
+
+// AxpyForm with the instruction set PanelGemm uses.
+bool PanelGemmAxpy(int64_t m, int64_t w_bytes);
 
 // y[i * ldy + j] = alpha * sum_k a[i * lda + k] * W[k, j] for i < m, j < n, where W[k, j] is
 // element k * ldw + j of `w` (of type w_type), with the widest instruction set the CPU has.
@@ -48,5 +49,9 @@ void PanelGemmAvx512(const float* a, int64_t lda, int64_t m, int64_t k, const vo
 int64_t PanelGemmScalarColumns(int64_t m);
 int64_t PanelGemmAvx2Columns(int64_t m);
 int64_t PanelGemmAvx512Columns(int64_t m);
+
+bool PanelGemmScalarAxpy(int64_t m, int64_t w_bytes);
+bool PanelGemmAvx2Axpy(int64_t m, int64_t w_bytes);
+bool PanelGemmAvx512Axpy(int64_t m, int64_t w_bytes);
 
 }  // namespace icl::cpu

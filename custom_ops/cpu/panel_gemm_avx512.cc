@@ -40,6 +40,14 @@ struct Simd {
   // No L1 prefetch and no merged last tile: not measured on AVX-512 (kept as tuned).
   static constexpr int64_t kL1AheadRows = 0;
   static constexpr bool kMergeLastTile = false;
+  // Three or four rows of A in axpy form from 4 MB of W (K=3072, N=768 and K=768, N=3072:
+  // 9.4 MB): there the panel walk, whose next-panel prefetch reaches a whole panel ahead (768 KB
+  // at K=3072), read W at 7-10 GB/s from memory, the axpy rows at 16-19 (kernel alone, one core,
+  // loaded machine, lowest of 40 runs, ms panels -> axpy, W cold: 3072x768 M=4 1.00-1.07 ->
+  // 0.56 in tasks of 512 columns, 0.71-0.83 in tasks of 192; 768x3072 M=4 0.99-1.32 -> 0.55-0.57,
+  // M=3 0.95-1.27 -> 0.50-0.60; W warm: 3072x768 M=4 0.31-0.36 -> 0.26-0.29, 768x3072 M=4
+  // 0.22 -> 0.19). K=N=768 (2.4 MB, stays in L2/L3) keeps the panel walk.
+  static constexpr int64_t kAxpyFromBytes = int64_t{4} << 20;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
@@ -70,5 +78,7 @@ void PanelGemmAvx512(const float* a, int64_t lda, int64_t m, int64_t k, const vo
 }
 
 int64_t PanelGemmAvx512Columns(int64_t m) { return avx512::Columns(m); }
+
+bool PanelGemmAvx512Axpy(int64_t m, int64_t w_bytes) { return avx512::Axpy(m, w_bytes); }
 
 }  // namespace icl::cpu

@@ -13,7 +13,9 @@
 //     kCopiedRows (rows of W per copied slice), kCopyAfterTiles, kCopyNarrowAfterTiles,
 //     kCopyShortAfterTiles, kCopyShortNarrowAfterTiles (copy with more tiles of rows of A than
 //     that, per kind of W: see CopyAfterTiles; 0: never), kL1AheadRows (rows of the L1
-//     prefetch of the copying tile; 0: none) and kMergeLastTile (see TileRows).
+//     prefetch of the copying tile; 0: none), kMergeLastTile (see TileRows) and
+//     kAxpyFromBytes (three or four rows of A in axpy form from this many bytes of W: see
+//     AxpyForm in panel_gemm.h).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
 
@@ -291,6 +293,11 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
   }
 }
 
+// Whether m rows of A against a W whose rows span w_bytes are computed in axpy form.
+inline bool Axpy(int64_t m, int64_t w_bytes) {
+  return AxpyForm(m, w_bytes, Simd::kAxpyFromBytes);
+}
+
 // Whether m rows of A are computed in tiles of the alternative tile: when they are whole tiles
 // of it (AVX-512 8 x 3: M=8, K=768, N=768, 0.082 ms against 0.102 in tiles of 6 + 2 rows;
 // M=16-64 as fast; slower where it would leave a remainder (M=5, 6, 12), hence only for
@@ -308,7 +315,7 @@ template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
   static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
-  if (PanelGemmAxpy(m, k * ldw * int64_t{sizeof(TW)})) {
+  if (Axpy(m, k * ldw * int64_t{sizeof(TW)})) {
     switch (m) {
       case 1: return AxpyRows<1>(a, lda, k, w, ldw, n, alpha, y, ldy);
       case 2: return AxpyRows<2>(a, lda, k, w, ldw, n, alpha, y, ldy);

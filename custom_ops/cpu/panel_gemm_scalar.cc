@@ -21,6 +21,7 @@ struct Simd {
   static constexpr int kCopyShortNarrowAfterTiles = 0;
   static constexpr int64_t kL1AheadRows = 0;
   static constexpr bool kMergeLastTile = false;
+  static constexpr int64_t kAxpyFromBytes = int64_t{16} << 20;  // as AVX2 (not measured)
   static V Zero() { return 0.0f; }
   static V Broadcast(float v) { return v; }
   static V Load(const float* p) { return *p; }
@@ -44,5 +45,7 @@ void PanelGemmScalar(const float* a, int64_t lda, int64_t m, int64_t k, const vo
 }
 
 int64_t PanelGemmScalarColumns(int64_t m) { return scalar::Columns(m); }
+
+bool PanelGemmScalarAxpy(int64_t m, int64_t w_bytes) { return scalar::Axpy(m, w_bytes); }
 
 }  // namespace icl::cpu

@@ -18,6 +18,7 @@ struct Simd {
   // as long as the copy (M=16, K=3072, N=768, one core).
   static constexpr int kSplitRows = 0;
   static constexpr int kSplitRuns = 0;
+  static constexpr int kStageBlocks = 0;  // Y's rows never staged (not measured with AVX2)
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }

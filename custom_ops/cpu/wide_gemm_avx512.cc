@@ -28,6 +28,8 @@ struct Simd {
   // accumulators; wide_gemm_impl.h, RunSplit).
   static constexpr int kSplitRows = 4;
   static constexpr int kSplitRuns = 2;
+  // Y's rows that alias staged 8 blocks of W rows at a time (YRowsAlias in wide_gemm_impl.h).
+  static constexpr int kStageBlocks = 8;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }
