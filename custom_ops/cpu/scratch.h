@@ -19,7 +19,8 @@ enum class ScratchSlot {
   kLowRankRows = 7,
   kRowDotA = 8,      // A laid out for RowDot (RowDotPack), shared by the call's tasks
   kPartialSums = 9,  // the calling thread's partial Y of each K slice but the first
-  kCount = 10,  // how many slots there are
+  kStagedY = 10,     // WideGemm's columns of Y, copied into Y a few whole lines at a time
+  kCount = 11,  // how many slots there are
 };
 
 // Returns at least `n` floats owned by the calling thread, valid until its next call with the

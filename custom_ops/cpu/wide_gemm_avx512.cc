@@ -28,6 +28,10 @@ struct Simd {
   // accumulators; wide_gemm_impl.h, RunSplit).
   static constexpr int kSplitRows = 4;
   static constexpr int kSplitRuns = 2;
+  // Y written in place (no staging: see the AVX2 traits).
+  static constexpr int kStageLines = 0;
+  static constexpr int64_t kStageFromRows = 0;
+  static constexpr int kUnroll = 1;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }

@@ -5,7 +5,9 @@
 // (floats per V), kTileLanes (vectors per packed A tile, at most 4), kWRows[kTileLanes]
 // (rows of W per micro-tile for A tiles of 1, 2, ... vectors: rows x lanes accumulators,
 // leaving registers for the A tile and the broadcast), kSplitRows and kSplitRuns (RunSplit's
-// block of rows and runs of K; kSplitRows = 0: no RunSplit), Zero(), Load(const float*),
+// block of rows and runs of K; kSplitRows = 0: no RunSplit), kStageLines and kStageFromRows
+// (Y staged from that many rows of A: StageColumns; kStageLines = 0: never), kUnroll (steps
+// of K per prefetch step in Micro), Zero(), Load(const float*),
 // Broadcast(float), Fma(a, b, acc), Add(a, b), Store(float*, V).
 #pragma once
 
@@ -27,6 +29,9 @@ inline int64_t TileWidth(const PackedA& a, int64_t m0) {
   return std::min(a.tile_rows, (a.m - m0 + Simd::kWidth - 1) / Simd::kWidth * Simd::kWidth);
 }
 
+// Prefetch steps of Micro over k steps of K.
+constexpr int64_t Prefetches(int64_t k) { return k / Simd::kUnroll + k % Simd::kUnroll; }
+
 // One A^T tile (Lanes vectors wide) against Rows rows of float W, over all of K; the result
 // lands in out[Rows][kTileRows] (lanes beyond the tile's width are left untouched).
 template <int Lanes, int Rows>
@@ -36,7 +41,26 @@ ICL_TARGET void Micro(const float* at, int64_t k, const float* w, int64_t ldw, f
   typename Simd::V acc[Rows][Lanes];
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Zero();
-  for (int64_t kk = 0; kk < k; ++kk, at += Lanes * kW) {
+  // Simd::kUnroll steps of K per pass, one prefetch step per pass (see Prefetches).
+  constexpr int kU = Simd::kUnroll;
+  int64_t kk = 0;
+  if constexpr (kU > 1) {
+    for (; kk + kU <= k; kk += kU, at += kU * Lanes * kW) {
+      prefetch.Step();
+      // Not unrolled: g++ then interleaved the steps, spilled two accumulators per pass and
+      // folded A's loads into the FMAs (AVX2, 3 x 4 tile).
+#pragma GCC unroll 1
+      for (int u = 0; u < kU; ++u) {
+        typename Simd::V a[Lanes];
+        for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + (u * Lanes + l) * kW);
+        for (int r = 0; r < Rows; ++r) {
+          const typename Simd::V b = Simd::Broadcast(w[r * ldw + kk + u]);
+          for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(a[l], b, acc[r][l]);
+        }
+      }
+    }
+  }
+  for (; kk < k; ++kk, at += Lanes * kW) {
     typename Simd::V a[Lanes];
     for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + l * kW);
     prefetch.Step();
@@ -186,6 +210,26 @@ ICL_TARGET void RunSplit(const PackedA& a, const float* w, int64_t ldw, int64_t 
   }
 }
 
+// Columns of Y staged at once for micro-tiles of `rows` rows of W (Simd::kStageLines cache
+// lines of Y per row of A, rounded up to a multiple of `rows`); 0: Y is written in place.
+constexpr int64_t StageColumns(int64_t rows) {
+  const int64_t cols = int64_t{Simd::kStageLines} * 16;
+  return cols == 0 ? 0 : (cols + rows - 1) / rows * rows;
+}
+
+// y[i][0, cols) = stage[i][0, cols) for i < m (rows of stage ld apart).
+ICL_TARGET inline void CopyStaged(const float* stage, int64_t ld, int64_t m, int64_t cols,
+                                  float* y, int64_t ldy) {
+  const int64_t nv = cols / Simd::kWidth * Simd::kWidth;
+  for (int64_t i = 0; i < m; ++i) {
+    const float* s = stage + i * ld;
+    float* d = y + i * ldy;
+    int64_t j = 0;
+    for (; j < nv; j += Simd::kWidth) Simd::Store(d + j, Simd::Load(s + j));
+    for (; j < cols; ++j) d[j] = s[j];
+  }
+}
+
 // Rows of W per micro-tile: Simd::kWRows[lanes of the widest A tile - 1].
 template <int Rows>
 ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
@@ -201,6 +245,13 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
   const int64_t ldc = (a.k + 15) / 16 * 16 + 16;
   float* buf =
       copy ? ThreadScratch(ScratchSlot::kWeights, static_cast<size_t>(kWRows * ldc)) : nullptr;
+  constexpr int64_t kStage = StageColumns(kWRows);
+  float* stage = nullptr;
+  if constexpr (kStage > 0) {
+    if (a.m >= Simd::kStageFromRows && rows > kWRows) {
+      stage = ThreadScratch(ScratchSlot::kStagedY, static_cast<size_t>(a.m * kStage));
+    }
+  }
   for (int64_t n = 0; n < rows; n += kWRows) {
     const int block = static_cast<int>(std::min<int64_t>(kWRows, rows - n));
     const float* wf = reinterpret_cast<const float*>(w_bytes + n * ldw * size);
@@ -215,11 +266,19 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
     const bool has_next = n + 2 * kWRows <= rows;
     Prefetcher prefetch(has_next ? w_bytes + (n + kWRows) * ldw * size : nullptr,
                         has_next ? ((kWRows - 1) * ldw + a.k) * size : 0,
-                        (a.m + a.tile_rows - 1) / a.tile_rows * a.k);
+                        (a.m + a.tile_rows - 1) / a.tile_rows * Prefetches(a.k));
+    // With a staging buffer, the block's columns land in it (ldy = kStage) and each group of
+    // kStage columns is copied into Y once complete.
+    float* yb = stage != nullptr ? stage + n % kStage : y + n;
+    const int64_t ldyb = stage != nullptr ? kStage : ldy;
     if (block == kWRows) {
-      WRowBlock<kWRows>(a, wf, ldwf, alpha, y + n, ldy, prefetch);
+      WRowBlock<kWRows>(a, wf, ldwf, alpha, yb, ldyb, prefetch);
     } else {
-      WRowTail<kWRows / 2>(a, wf, ldwf, block, alpha, y + n, ldy, prefetch);
+      WRowTail<kWRows / 2>(a, wf, ldwf, block, alpha, yb, ldyb, prefetch);
+    }
+    if (stage != nullptr && ((n + block) % kStage == 0 || n + block == rows)) {
+      const int64_t g0 = n / kStage * kStage, cols = n + block - g0;
+      CopyStaged(stage, kStage, a.m, cols, y + g0, ldy);
     }
   }
 }
