@@ -217,8 +217,9 @@ def test_transposed_gemm_staging_y_matches_reference(a_type, rows, k):
     # micro-tiles, 18 for the 6-row ones that tiles of 16 rows of A take: M=128) and copies
     # each group into Y once complete (wide_gemm_impl.h, StageColumns); N=45 ends in a partial
     # group and a partial block of W's rows. Its K loop takes four steps at a time: K=37 and 70
-    # leave 1 and 2. A float16 A gives a float16 Y, which the kernel writes into a scratch
-    # buffer first.
+    # leave 1 and 2. Its tile store transposes blocks of 8 rows of A x 4 of W in registers:
+    # 67 rows end in a tile of 19 (a partial block), 6-row micro-tiles in 4 + 2. A float16 A
+    # gives a float16 Y, which the kernel writes into a scratch buffer first.
     a = random((rows, k), a_type, seed=13)
     w = random((N, k), FLOAT, seed=14)
     bias = random((N,), a_type, seed=15)

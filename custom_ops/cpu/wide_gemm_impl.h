@@ -7,7 +7,9 @@
 // leaving registers for the A tile and the broadcast), kSplitRows and kSplitRuns (RunSplit's
 // block of rows and runs of K; kSplitRows = 0: no RunSplit), kStageLines and kStageFromRows
 // (Y staged from that many rows of A: StageColumns; kStageLines = 0: never), kUnroll (steps
-// of K per prefetch step in Micro), Zero(), Load(const float*),
+// of K per prefetch step in Micro), kStore4 (StoreTile stores 4 rows of W at a time with
+// Store4(out, ld, valid, alpha, y, ldy): y[i][0, 4) = alpha * out[0, 4)[i] for i < valid, out's
+// rows ld apart, reading out[0, 4)[0, kTileRows)), Zero(), Load(const float*),
 // Broadcast(float), Fma(a, b, acc), Add(a, b), Store(float*, V).
 #pragma once
 
@@ -92,8 +94,13 @@ template <int Rows>
 ICL_TARGET void StoreTile(const PackedA& a, int64_t m0, const float* out, float alpha, float* y,
                           int64_t ldy) {
   const int64_t valid = std::min(a.tile_rows, a.m - m0);
+  int r0 = 0;
+  if constexpr (Simd::kStore4) {
+    for (; r0 + 4 <= Rows; r0 += 4)
+      Simd::Store4(out + r0 * kTileRows, kTileRows, valid, alpha, y + m0 * ldy + r0, ldy);
+  }
   for (int64_t i = 0; i < valid; ++i)
-    for (int r = 0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
+    for (int r = r0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
 }
 
 // Rows rows of float W against every tile of A, over all of K; writes y.
