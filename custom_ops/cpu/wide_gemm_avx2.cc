@@ -28,8 +28,10 @@ struct Simd {
   // every step of K. In ORT, one thread, thread CPU time, alternated with 9227f26 (loaded
   // machine), both together, median ICL/ORT before -> after: M=256 K=768 N=3072 1.37 -> 1.21;
   // M=64 K=768 N=3072 1.21 -> 1.08; M=128 K=3072 N=768 1.30 -> 1.16; M=32 K=768 N=32000
-  // 1.30 -> 1.04. A prefetch of the A tile 1 KB ahead (MLAS prefetches its packed B) and
-  // A's tiles in groups of 384 KB (W re-read per group) measured no faster.
+  // 1.30 -> 1.04 (benchmarks/results/matmul_avx2large_vs_9227f26.md). A prefetch of the A
+  // tile 384-1024 bytes ahead (MLAS prefetches its packed B), A's tiles in groups of 384 KB
+  // (W re-read per group) and A tiles of 16 rows for M a multiple of 16 measured no faster.
+  // Staging from 64 rows: fewer rows of Y were not measured.
   static constexpr int kStageLines = 1;
   static constexpr int64_t kStageFromRows = 64;
   static constexpr int kUnroll = 4;
