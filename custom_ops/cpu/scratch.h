@@ -19,7 +19,7 @@ enum class ScratchSlot {
   kLowRankRows = 7,
   kRowDotA = 8,      // A laid out for RowDot (RowDotPack), shared by the call's tasks
   kPartialSums = 9,  // the calling thread's partial Y of each K slice but the first
-  kWideY = 10,       // WideGemm's staged columns of Y (rows of Y that alias in L1)
+  kStagedY = 10,     // WideGemm's columns of Y, copied into Y a few whole lines at a time
   kCount = 11,  // how many slots there are
 };
 

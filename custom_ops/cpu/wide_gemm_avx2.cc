@@ -2,6 +2,9 @@
 // accumulators, the A tile and the broadcast fit the 16 ymm registers without spilling.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "cpu/wide_gemm.h"
 
 #define ICL_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -18,7 +21,46 @@ struct Simd {
   // as long as the copy (M=16, K=3072, N=768, one core).
   static constexpr int kSplitRows = 0;
   static constexpr int kSplitRuns = 0;
-  static constexpr int kStageBlocks = 0;  // Y's rows never staged (not measured with AVX2)
+  // From kStageFromRows rows of A, whatever N, Y's columns are staged 4 blocks of W rows (one
+  // cache line of Y per row of A at 4 rows a block, the blocks from 64 rows of A) at a time and
+  // then copied into Y (StageY in wide_gemm_impl.h), and Micro takes kUnroll steps of K per
+  // prefetch step: written in place, each 4-row block of W wrote 16 bytes into every row of Y
+  // (rows 12 KB apart at N=3072, all in one L1 set), and the prefetch step's branches ran on
+  // every step of K. In ORT, one thread, thread CPU time, alternated with 9227f26 (loaded
+  // machine), both together, median ICL/ORT before -> after: M=256 K=768 N=3072 1.37 -> 1.21;
+  // M=64 K=768 N=3072 1.21 -> 1.08; M=128 K=3072 N=768 1.30 -> 1.16; M=32 K=768 N=32000
+  // 1.30 -> 1.04 (benchmarks/results/matmul_avx2large_vs_9227f26.md). A prefetch of the A
+  // tile 384-1024 bytes ahead (MLAS prefetches its packed B), A's tiles in groups of 384 KB
+  // (W re-read per group) and A tiles of 16 rows for M a multiple of 16 measured no faster.
+  // Staging from 64 rows: fewer rows of Y were not measured.
+  static constexpr int kStageBlocks = 4;
+  static constexpr int64_t kStageFromRows = 64;
+  static constexpr bool kStageAliasedOnly = false;
+  static constexpr int kUnroll = 4;
+  // StoreTile transposes 4 x 8 blocks of the tile's result in registers (element by element it
+  // took 4-5% of the GEMM: M=256, K=768, N=768, one core).
+  static constexpr bool kStore4 = true;
+  ICL_TARGET static void Store4(const float* out, int64_t ld, int64_t valid, float alpha, float* y,
+                                int64_t ldy) {
+    const __m256 s = _mm256_set1_ps(alpha);
+    for (int64_t i0 = 0; i0 < valid; i0 += 8) {
+      const __m256 r0 = _mm256_loadu_ps(out + i0), r1 = _mm256_loadu_ps(out + ld + i0);
+      const __m256 r2 = _mm256_loadu_ps(out + 2 * ld + i0);
+      const __m256 r3 = _mm256_loadu_ps(out + 3 * ld + i0);
+      const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+      const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+      // Column i0 + j of out in lane half j / 4 of u[j % 4].
+      const __m256 u[4] = {_mm256_mul_ps(s, _mm256_shuffle_ps(t0, t2, 0x44)),
+                           _mm256_mul_ps(s, _mm256_shuffle_ps(t0, t2, 0xEE)),
+                           _mm256_mul_ps(s, _mm256_shuffle_ps(t1, t3, 0x44)),
+                           _mm256_mul_ps(s, _mm256_shuffle_ps(t1, t3, 0xEE))};
+      const int64_t n = std::min<int64_t>(8, valid - i0);
+      for (int64_t j = 0; j < n; ++j) {
+        const __m128 v = j < 4 ? _mm256_castps256_ps128(u[j]) : _mm256_extractf128_ps(u[j - 4], 1);
+        _mm_storeu_ps(y + (i0 + j) * ldy, v);
+      }
+    }
+  }
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }

@@ -28,8 +28,16 @@ struct Simd {
   // accumulators; wide_gemm_impl.h, RunSplit).
   static constexpr int kSplitRows = 4;
   static constexpr int kSplitRuns = 2;
-  // Y's rows that alias staged 8 blocks of W rows at a time (YRowsAlias in wide_gemm_impl.h).
+  // Y staged 8 blocks of W rows at a time where its rows alias in L1 (from 9 rows of A: more
+  // than one L1 set holds; StageY in wide_gemm_impl.h, with the measurements).
   static constexpr int kStageBlocks = 8;
+  static constexpr int64_t kStageFromRows = 9;
+  static constexpr bool kStageAliasedOnly = true;
+  static constexpr int kUnroll = 1;
+  // StoreTile element by element (Store4 declared for the discarded branch only).
+  static constexpr bool kStore4 = false;
+  static void Store4(const float* out, int64_t ld, int64_t valid, float alpha, float* y,
+                     int64_t ldy);
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }

@@ -5,9 +5,14 @@
 // (floats per V), kTileLanes (vectors per packed A tile, at most 4), kWRows[kTileLanes]
 // (rows of W per micro-tile for A tiles of 1, 2, ... vectors: rows x lanes accumulators,
 // leaving registers for the A tile and the broadcast), kSplitRows and kSplitRuns (RunSplit's
-// block of rows and runs of K; kSplitRows = 0: no RunSplit), kStageBlocks (blocks of rows of
-// W whose columns of Y Run stages where Y's rows alias: YRowsAlias; 0: never), Zero(),
-// Load(const float*), Broadcast(float), Fma(a, b, acc), Add(a, b), Store(float*, V).
+// block of rows and runs of K; kSplitRows = 0: no RunSplit), kStageBlocks, kStageFromRows
+// and kStageAliasedOnly (Run stages Y's columns, kStageBlocks blocks of rows of W at a time,
+// from kStageFromRows rows of A, and only where Y's rows alias in L1 if kStageAliasedOnly:
+// StageY; kStageBlocks = 0: never), kUnroll (steps of K per prefetch step in Micro), kStore4
+// (StoreTile stores 4 rows of W at a time with Store4(out, ld, valid, alpha, y, ldy):
+// y[i][0, 4) = alpha * out[0, 4)[i] for i < valid, out's rows ld apart, reading
+// out[0, 4)[0, kTileRows)), Zero(), Load(const float*), Broadcast(float), Fma(a, b, acc),
+// Add(a, b), Store(float*, V).
 #pragma once
 
 #include <algorithm>
@@ -28,6 +33,9 @@ inline int64_t TileWidth(const PackedA& a, int64_t m0) {
   return std::min(a.tile_rows, (a.m - m0 + Simd::kWidth - 1) / Simd::kWidth * Simd::kWidth);
 }
 
+// Prefetch steps of Micro over k steps of K.
+constexpr int64_t Prefetches(int64_t k) { return k / Simd::kUnroll + k % Simd::kUnroll; }
+
 // One A^T tile (Lanes vectors wide) against Rows rows of float W, over all of K; the result
 // lands in out[Rows][kTileRows] (lanes beyond the tile's width are left untouched).
 template <int Lanes, int Rows>
@@ -37,7 +45,26 @@ ICL_TARGET void Micro(const float* at, int64_t k, const float* w, int64_t ldw, f
   typename Simd::V acc[Rows][Lanes];
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Zero();
-  for (int64_t kk = 0; kk < k; ++kk, at += Lanes * kW) {
+  // Simd::kUnroll steps of K per pass, one prefetch step per pass (see Prefetches).
+  constexpr int kU = Simd::kUnroll;
+  int64_t kk = 0;
+  if constexpr (kU > 1) {
+    for (; kk + kU <= k; kk += kU, at += kU * Lanes * kW) {
+      prefetch.Step();
+      // Not unrolled: g++ then interleaved the steps, spilled two accumulators per pass and
+      // folded A's loads into the FMAs (AVX2, 3 x 4 tile).
+#pragma GCC unroll 1
+      for (int u = 0; u < kU; ++u) {
+        typename Simd::V a[Lanes];
+        for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + (u * Lanes + l) * kW);
+        for (int r = 0; r < Rows; ++r) {
+          const typename Simd::V b = Simd::Broadcast(w[r * ldw + kk + u]);
+          for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(a[l], b, acc[r][l]);
+        }
+      }
+    }
+  }
+  for (; kk < k; ++kk, at += Lanes * kW) {
     typename Simd::V a[Lanes];
     for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + l * kW);
     prefetch.Step();
@@ -69,8 +96,13 @@ template <int Rows>
 ICL_TARGET void StoreTile(const PackedA& a, int64_t m0, const float* out, float alpha, float* y,
                           int64_t ldy) {
   const int64_t valid = std::min(a.tile_rows, a.m - m0);
+  int r0 = 0;
+  if constexpr (Simd::kStore4) {
+    for (; r0 + 4 <= Rows; r0 += 4)
+      Simd::Store4(out + r0 * kTileRows, kTileRows, valid, alpha, y + m0 * ldy + r0, ldy);
+  }
   for (int64_t i = 0; i < valid; ++i)
-    for (int r = 0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
+    for (int r = r0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
 }
 
 // Rows rows of float W against every tile of A, over all of K; writes y.
@@ -112,20 +144,22 @@ bool RowsAlias(int64_t row_bytes) {
   return Rows * g / kWay > 4;  // rows per set, against half the ways
 }
 
-// True when the rows of Y that one tile of A writes, `ldy` floats apart, are a multiple of
-// 4 KB apart (N=3072 float32: 12 KB), so that all fall into one set of L1, and there are more
-// of them than the set holds (8): the transposing store of a tile (StoreTile: Rows floats into
-// each of up to 64 rows of Y) then misses L1 on every row, as the rows evicted each other
-// since the block before. Run then stages Simd::kStageBlocks blocks of columns in a buffer
-// whose rows are an odd number of cache lines apart and copies whole runs of them into Y.
+// True when Run stages Y: from Simd::kStageFromRows rows of A, and (kStageAliasedOnly) where
+// the rows of Y, `ldy` floats apart, are a multiple of 4 KB apart (N=3072 float32: 12 KB), so
+// that all fall into one set of L1, with more of them than the set holds (8): the transposing
+// store of a tile (StoreTile: Rows floats into each of up to 64 rows of Y) then misses L1 on
+// every row, as the rows evicted each other since the block before. Run then stages
+// Simd::kStageBlocks blocks of columns in a buffer whose rows are an odd number of cache lines
+// apart and copies whole runs of them into Y (CopyStaged).
 // (Kernel alone, one core, AVX-512, K=768, N=3072, lowest of 4-20 runs, loaded machine,
 // alternated rounds, in place -> staged ms: M=16 1.06/1.01 -> 0.77/0.69, M=64 3.46/3.14/
 // 3.53/3.60/3.16 -> 3.22/2.95/3.46/3.32/2.94, M=256 13.1/12.5/13.8/13.3/12.7 -> 12.5/11.7/
 // 13.3/13.7/11.7; the same stores into one row of Y, which stays in L1, took 11.3-11.5 ms at
 // M=256: the misses cost about 10%. N=768, rows 3 KB apart, 16 in each of 4 sets, measured
 // no faster staged (M=256 3.43/2.98/2.85 -> 3.54/2.99/2.90), so it stays in place.)
-inline bool YRowsAlias(const PackedA& a, int64_t ldy) {
-  return (ldy * 4) % 4096 == 0 && std::min(a.m, a.tile_rows) > 8;
+inline bool StageY(const PackedA& a, int64_t ldy) {
+  return Simd::kStageBlocks > 0 && a.m >= Simd::kStageFromRows &&
+         (!Simd::kStageAliasedOnly || (ldy * 4) % 4096 == 0);
 }
 
 // Floats between the staged rows of kStage columns: an odd number of cache lines.
@@ -209,6 +243,19 @@ ICL_TARGET void RunSplit(const PackedA& a, const float* w, int64_t ldw, int64_t 
   }
 }
 
+// y[i][0, cols) = stage[i][0, cols) for i < m (rows of stage ld apart).
+ICL_TARGET inline void CopyStaged(const float* stage, int64_t ld, int64_t m, int64_t cols,
+                                  float* y, int64_t ldy) {
+  const int64_t nv = cols / Simd::kWidth * Simd::kWidth;
+  for (int64_t i = 0; i < m; ++i) {
+    const float* s = stage + i * ld;
+    float* d = y + i * ldy;
+    int64_t j = 0;
+    for (; j < nv; j += Simd::kWidth) Simd::Store(d + j, Simd::Load(s + j));
+    for (; j < cols; ++j) d[j] = s[j];
+  }
+}
+
 // Rows of W per micro-tile: Simd::kWRows[lanes of the widest A tile - 1].
 template <int Rows>
 ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
@@ -224,13 +271,15 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
   const int64_t ldc = (a.k + 15) / 16 * 16 + 16;
   float* buf =
       copy ? ThreadScratch(ScratchSlot::kWeights, static_cast<size_t>(kWRows * ldc)) : nullptr;
-  // Y's rows staged (see YRowsAlias): kStage columns of every row of A at a time.
+  // Y staged (see StageY): kStage columns of every row of A at a time, copied into Y whole.
   constexpr int64_t kStage = int64_t{kWRows} * Simd::kStageBlocks;
   constexpr int64_t kStageLd = StageStride(kStage);
-  const bool staged = kStage > 0 && YRowsAlias(a, ldy);
-  float* stage =
-      staged ? ThreadScratch(ScratchSlot::kWideY, static_cast<size_t>(a.m * kStageLd)) : nullptr;
-  int64_t stage0 = 0;  // the first column of Y in the stage
+  float* stage = nullptr;
+  if constexpr (kStage > 0) {
+    if (rows > kWRows && StageY(a, ldy)) {
+      stage = ThreadScratch(ScratchSlot::kStagedY, static_cast<size_t>(a.m * kStageLd));
+    }
+  }
   for (int64_t n = 0; n < rows; n += kWRows) {
     const int block = static_cast<int>(std::min<int64_t>(kWRows, rows - n));
     const float* wf = reinterpret_cast<const float*>(w_bytes + n * ldw * size);
@@ -245,19 +294,19 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
     const bool has_next = n + 2 * kWRows <= rows;
     Prefetcher prefetch(has_next ? w_bytes + (n + kWRows) * ldw * size : nullptr,
                         has_next ? ((kWRows - 1) * ldw + a.k) * size : 0,
-                        (a.m + a.tile_rows - 1) / a.tile_rows * a.k);
-    float* yn = staged ? stage + (n - stage0) : y + n;
-    const int64_t ldyn = staged ? kStageLd : ldy;
+                        (a.m + a.tile_rows - 1) / a.tile_rows * Prefetches(a.k));
+    // With a stage, the block's columns land in it and each group of kStage columns is
+    // copied into Y once complete.
+    float* yb = stage != nullptr ? stage + n % kStage : y + n;
+    const int64_t ldyb = stage != nullptr ? kStageLd : ldy;
     if (block == kWRows) {
-      WRowBlock<kWRows>(a, wf, ldwf, alpha, yn, ldyn, prefetch);
+      WRowBlock<kWRows>(a, wf, ldwf, alpha, yb, ldyb, prefetch);
     } else {
-      WRowTail<kWRows / 2>(a, wf, ldwf, block, alpha, yn, ldyn, prefetch);
+      WRowTail<kWRows / 2>(a, wf, ldwf, block, alpha, yb, ldyb, prefetch);
     }
-    const int64_t done = n + block - stage0;  // columns in the stage
-    if (staged && (done == kStage || n + block == rows)) {
-      for (int64_t i = 0; i < a.m; ++i)
-        std::copy(stage + i * kStageLd, stage + i * kStageLd + done, y + i * ldy + stage0);
-      stage0 = n + block;
+    if (stage != nullptr && ((n + block) % kStage == 0 || n + block == rows)) {
+      const int64_t g0 = n / kStage * kStage, cols = n + block - g0;
+      CopyStaged(stage, kStageLd, a.m, cols, y + g0, ldy);
     }
   }
 }
