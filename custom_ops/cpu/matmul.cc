@@ -21,7 +21,10 @@
 #include "cpu/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <memory>
+#include <thread>
 #include <vector>
 
 #include "cpu/convert.h"
@@ -48,12 +51,22 @@ int64_t RowDotMaxRows() {
     default: return INT64_MAX;  // no WideGemm
   }
 }
-// Columns of Y per task: RowDot tasks stream 192 rows of W (576 KB at K=768), a whole number
-// of every RowDot tile's rows of W (8, 6, 4), so that no task ends in single rows, and N=768
-// splits into four tasks for two threads (RowDot alone, K=768, one core, time with tasks of
-// 192 / of 128: N=768, 4 rows 0.99, N=32000, one row 0.94); GEMM tasks are larger so that
-// the per-task set-up (packing, transposing W) is amortised.
+// Columns of Y per task: RowDot tasks stream up to 192 rows of W (576 KB at K=768), a whole
+// number of every RowDot tile's rows of W (8, 6, 4: steps of 24), so that no task ends in
+// single rows (RowDot alone, K=768, one core, time with tasks of 192 / of 128: N=768, 4 rows
+// 0.99, N=32000, one row 0.94). A narrow W splits into at least eight tasks: with spinning
+// off the worker thread starts 35-60 us late, and the tail of a 4-task split (N=768: about
+// 30 us per task at M=2..4) left one thread idle (in ORT, 2 threads, loaded machine, separate
+// sessions alternated run by run, time with 8 tasks of 96 / 4 of 192: M=2 0.92, M=4 0.85).
+// GEMM tasks are larger so that the per-task set-up (packing, transposing W) is amortised.
 constexpr int64_t kRowDotChunk = 192;
+constexpr int64_t kRowDotStep = 24;
+constexpr int64_t kRowDotMinTasks = 8;
+int64_t RowDotChunk(int64_t n) {
+  const int64_t share = (n + kRowDotMinTasks - 1) / kRowDotMinTasks;
+  return std::clamp<int64_t>((share + kRowDotStep - 1) / kRowDotStep * kRowDotStep, kRowDotStep,
+                             kRowDotChunk);
+}
 constexpr int64_t kGemmChunk = 512;
 // The plain view with more rows of A than one PanelGemm tile, and WideGemm: a narrow W is
 // split into at least four tasks of whole 64-column panels so that two threads balance
@@ -111,6 +124,27 @@ constexpr int64_t kLowRankRows = 32;
 
 const char* ElementAddress(const void* base, ElemType t, int64_t index) {
   return static_cast<const char*>(base) + index * SizeOf(t);
+}
+
+// WideGemm's A is packed by the GEMM's own tasks, not in a pass of its own before them: with
+// intra-op spinning off each pass over the thread pool wakes the worker again, and it starts
+// 35-60 us late (a second pass paid that twice). Each task first packs the tiles that no
+// thread has claimed, then waits for those another thread is still packing, so that the
+// calling thread packs while the worker wakes up and the worker, once there, packs with it.
+constexpr int kTileFree = 0, kTilePacking = 1, kTilePacked = 2;
+void PackAOnce(const float* a, int64_t lda, const PackedA& packed, std::atomic<int>* state) {
+  const int64_t tiles = PackedATiles(packed.m);
+  for (int64_t t = 0; t < tiles; ++t) {
+    int expected = kTileFree;
+    if (state[t].load(std::memory_order_acquire) == kTileFree &&
+        state[t].compare_exchange_strong(expected, kTilePacking, std::memory_order_acquire)) {
+      PackATile(a, lda, t, packed);
+      state[t].store(kTilePacked, std::memory_order_release);
+    }
+  }
+  for (int64_t t = 0; t < tiles; ++t) {
+    while (state[t].load(std::memory_order_acquire) != kTilePacked) std::this_thread::yield();
+  }
 }
 
 // Computes columns [n0, n0 + nc) of scale * A @ view(W) into out (row stride ldo).
@@ -278,18 +312,18 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   }
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
+  std::unique_ptr<std::atomic<int>[]> tile_state;  // A's tiles, packed in the GEMM's tasks
   if (wide) {
     packed.m = p.m;
     packed.k = p.k;
     packed.tile_rows = PackedATileRows(p.m);
     packed.data = ThreadScratch(ScratchSlot::kPackedA, static_cast<size_t>(PackedASize(p.m, p.k)));
-    Ort::Status status = ParallelFor(context, PackedATiles(p.m),
-                                     [&](int64_t t) { PackATile(p.a, p.k, t, packed); });
-    if (!status.IsOK()) return status;
+    tile_state.reset(new std::atomic<int>[static_cast<size_t>(PackedATiles(p.m))]);
+    for (int64_t t = 0; t < PackedATiles(p.m); ++t) tile_state[t].store(kTileFree);
   }
   int64_t chunk = kGemmChunk;
   if (row_dot) {
-    chunk = kRowDotChunk;
+    chunk = RowDotChunk(n);
   } else if (!p.view.transposed && PanelGemmAxpy(p.m, p.k * p.view.ld * SizeOf(p.w_type))) {
     chunk = AxpyChunk(p.m, n);
   } else if (wide) {
@@ -310,6 +344,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
       out = ThreadScratch(ScratchSlot::kOutput, static_cast<size_t>(p.m * nc));
       ldo = nc;
     }
+    if (wide) PackAOnce(p.a, p.k, packed, tile_state.get());
     ComputeChunk(p, wide ? &packed : nullptr, row_dot_a, n0, nc, out, ldo);
     for (size_t g = 0; g < p.deltas.size(); ++g) {
       LowRankAddColumns(p.deltas[g].term, left.data() + offsets[g], p.deltas[g].rows, n0, nc,
