@@ -163,8 +163,8 @@ def test_transposed_gemm_packing_a_in_its_tasks_matches_reference_on_every_run()
 @pytest.mark.parametrize("rows", range(1, 13))
 def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, rows):
     # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512, 1-2 with AVX2,
-    # then whole tiles and a shorter last one), A packed once for seven tasks of W rows (N=302:
-    # six of 48 and one of 14, not a whole number of 4-, 6- or 8-row W tiles), K=77 a vector
+    # then whole tiles and a shorter last one), A packed once for two tasks of W rows (N=302:
+    # 192 + 110, the last not a whole number of 4-, 6- or 8-row W tiles), K=77 a vector
     # tail, and rows of W 80 elements apart from element 3 on (a column slice).
     attrs = {"slice_axis": 1, "slice_start": 3, "slice_size": 77, "transpose": 1, "scale": 0.5}
     a = random((rows, 77), FLOAT, seed=rows)

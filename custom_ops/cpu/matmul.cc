@@ -52,22 +52,14 @@ int64_t RowDotMaxRows() {
     default: return INT64_MAX;  // no WideGemm
   }
 }
-// Columns of Y per task: RowDot tasks stream up to 192 rows of W (576 KB at K=768), a whole
-// number of every RowDot tile's rows of W (8, 6, 4: steps of 24), so that no task ends in
-// single rows (RowDot alone, K=768, one core, time with tasks of 192 / of 128: N=768, 4 rows
-// 0.99, N=32000, one row 0.94). A narrow W splits into at least eight tasks: with spinning
-// off the worker thread starts 35-60 us late, and the tail of a 4-task split (N=768: about
-// 30 us per task at M=2..4) left one thread idle (in ORT, 2 threads, loaded machine, separate
-// sessions alternated run by run, time with 8 tasks of 96 / 4 of 192: M=2 0.92, M=4 0.85).
-// GEMM tasks are larger so that the per-task set-up (packing, transposing W) is amortised.
+// Columns of Y per task: RowDot tasks stream 192 rows of W (576 KB at K=768), a whole number
+// of every RowDot tile's rows of W (8, 6, 4), so that no task ends in single rows, and N=768
+// splits into four tasks for two threads (RowDot alone, K=768, one core, time with tasks of
+// 192 / of 128: N=768, 4 rows 0.99, N=32000, one row 0.94; in ORT, two threads, K=N=768, 8
+// processes each alternating run by run, 8 tasks of 96 / 4 of 192: AVX-512 M=2, 4, 8 0.99,
+// 1.00, 0.97, AVX2 1.00, 1.04, 1.01, within the spread); GEMM tasks are larger so that the
+// per-task set-up (packing, transposing W) is amortised.
 constexpr int64_t kRowDotChunk = 192;
-constexpr int64_t kRowDotStep = 24;
-constexpr int64_t kRowDotMinTasks = 8;
-int64_t RowDotChunk(int64_t n) {
-  const int64_t share = (n + kRowDotMinTasks - 1) / kRowDotMinTasks;
-  return std::clamp<int64_t>((share + kRowDotStep - 1) / kRowDotStep * kRowDotStep, kRowDotStep,
-                             kRowDotChunk);
-}
 constexpr int64_t kGemmChunk = 512;
 // The plain view with more rows of A than one PanelGemm tile, and WideGemm: a narrow W is
 // split into at least four tasks of whole 64-column panels so that two threads balance
@@ -329,7 +321,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   }
   int64_t chunk = kGemmChunk;
   if (row_dot) {
-    chunk = RowDotChunk(n);
+    chunk = kRowDotChunk;
   } else if (!p.view.transposed && PanelGemmAxpy(p.m, p.k * p.view.ld * SizeOf(p.w_type))) {
     chunk = AxpyChunk(p.m, n);
   } else if (wide) {
