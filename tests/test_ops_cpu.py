@@ -146,16 +146,29 @@ def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view, k):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
+def test_transposed_gemm_packing_a_in_its_tasks_matches_reference_on_every_run():
+    # The transposed GEMM packs A's tiles inside its own tasks (each claims the tiles no thread
+    # has taken, then waits for the rest): 200 rows are 4 tiles with AVX-512, 9 with AVX2,
+    # for 4 tasks of W rows on the session's threads (two here), and again on each run, so
+    # that both threads pack at once on some of them.
+    a = random((200, 300), FLOAT, seed=15)
+    w = random((400, 300), FLOAT, seed=16)
+    sess = matmul_session(FLOAT, FLOAT, {"transpose": 1}, False)
+    expected = reference.icl_matmul(a, w, None, transpose=1)
+    for _ in range(20):
+        assert_close(sess.run(None, {"A": a, "W": w})[0], expected, FLOAT)
+
+
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("rows", range(1, 13))
 def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, rows):
     # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512, 1-2 with AVX2,
-    # then whole tiles and a shorter last one), A packed once for three tasks of W rows (N=300:
-    # 128 + 128 + 44, none a whole number of 6- or 8-row W tiles), K=77 a vector tail, and rows
-    # of W 80 elements apart from element 3 on (a column slice).
+    # then whole tiles and a shorter last one), A packed once for two tasks of W rows (N=302:
+    # 192 + 110, the last not a whole number of 4-, 6- or 8-row W tiles), K=77 a vector
+    # tail, and rows of W 80 elements apart from element 3 on (a column slice).
     attrs = {"slice_axis": 1, "slice_start": 3, "slice_size": 77, "transpose": 1, "scale": 0.5}
     a = random((rows, 77), FLOAT, seed=rows)
-    w = random((300, 80), w_type, seed=11)
+    w = random((302, 80), w_type, seed=11)
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 

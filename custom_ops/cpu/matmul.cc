@@ -21,8 +21,12 @@
 // group's product with its R added into its rows), so each variant's factors are read once.
 #include "cpu/matmul.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "cpu/convert.h"
@@ -52,8 +56,10 @@ int64_t RowDotMaxRows() {
 // Columns of Y per task: RowDot tasks stream 192 rows of W (576 KB at K=768), a whole number
 // of every RowDot tile's rows of W (8, 6, 4), so that no task ends in single rows, and N=768
 // splits into four tasks for two threads (RowDot alone, K=768, one core, time with tasks of
-// 192 / of 128: N=768, 4 rows 0.99, N=32000, one row 0.94); GEMM tasks are larger so that
-// the per-task set-up (packing, transposing W) is amortised.
+// 192 / of 128: N=768, 4 rows 0.99, N=32000, one row 0.94; in ORT, two threads, K=N=768, 8
+// processes each alternating run by run, 8 tasks of 96 / 4 of 192: AVX-512 M=2, 4, 8 0.99,
+// 1.00, 0.97, AVX2 1.00, 1.04, 1.01, within the spread); GEMM tasks are larger so that the
+// per-task set-up (packing, transposing W) is amortised.
 constexpr int64_t kRowDotChunk = 192;
 constexpr int64_t kGemmChunk = 512;
 // The plain view with more rows of A than one PanelGemm tile, and WideGemm: a narrow W is
@@ -134,6 +140,32 @@ constexpr int64_t kLowRankRows = 32;
 
 const char* ElementAddress(const void* base, ElemType t, int64_t index) {
   return static_cast<const char*>(base) + index * SizeOf(t);
+}
+
+// WideGemm's A is packed by the GEMM's own tasks, not in a pass of its own before them: with
+// intra-op spinning off each pass over the thread pool wakes the worker again, and it starts
+// 35-60 us late (a second pass paid that twice). Each task first packs the tiles that no
+// thread has claimed, then waits for those another thread is still packing, so that the
+// calling thread packs while the worker wakes up and the worker, once there, packs with it.
+// The wait spins (a tile is being packed by a running thread): yielding there let a loaded
+// machine park the waiting thread, which holds a task the others then wait for (in ORT, two
+// threads, K=N=768, 8 processes, each alternating run by run, time / 9227f26's, median of the
+// processes' medians (range): AVX-512 M=256 yielding 1.04 (1.00-1.83), spinning 1.00
+// (0.88-1.03); AVX2 M=32 0.93 and 0.96, M=64 0.98 and 0.97).
+constexpr int kTileFree = 0, kTilePacking = 1, kTilePacked = 2;
+void PackAOnce(const float* a, int64_t lda, const PackedA& packed, std::atomic<int>* state) {
+  const int64_t tiles = PackedATiles(packed.m);
+  for (int64_t t = 0; t < tiles; ++t) {
+    int expected = kTileFree;
+    if (state[t].load(std::memory_order_acquire) == kTileFree &&
+        state[t].compare_exchange_strong(expected, kTilePacking, std::memory_order_acquire)) {
+      PackATile(a, lda, t, packed);
+      state[t].store(kTilePacked, std::memory_order_release);
+    }
+  }
+  for (int64_t t = 0; t < tiles; ++t) {
+    while (state[t].load(std::memory_order_acquire) != kTilePacked) _mm_pause();
+  }
 }
 
 // Computes columns [n0, n0 + nc) of scale * A @ view(W) into out (row stride ldo).
@@ -301,14 +333,14 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   }
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
+  std::unique_ptr<std::atomic<int>[]> tile_state;  // A's tiles, packed in the GEMM's tasks
   if (wide) {
     packed.m = p.m;
     packed.k = p.k;
     packed.tile_rows = PackedATileRows(p.m);
     packed.data = ThreadScratch(ScratchSlot::kPackedA, static_cast<size_t>(PackedASize(p.m, p.k)));
-    Ort::Status status = ParallelFor(context, PackedATiles(p.m),
-                                     [&](int64_t t) { PackATile(p.a, p.k, t, packed); });
-    if (!status.IsOK()) return status;
+    tile_state.reset(new std::atomic<int>[static_cast<size_t>(PackedATiles(p.m))]);
+    for (int64_t t = 0; t < PackedATiles(p.m); ++t) tile_state[t].store(kTileFree);
   }
   int64_t chunk = kGemmChunk;
   if (row_dot) {
@@ -334,6 +366,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
       out = ThreadScratch(ScratchSlot::kOutput, static_cast<size_t>(p.m * nc));
       ldo = nc;
     }
+    if (wide) PackAOnce(p.a, p.k, packed, tile_state.get());
     ComputeChunk(p, wide ? &packed : nullptr, row_dot_a, n0, nc, out, ldo);
     for (size_t g = 0; g < p.deltas.size(); ++g) {
       LowRankAddColumns(p.deltas[g].term, left.data() + offsets[g], p.deltas[g].rows, n0, nc,
