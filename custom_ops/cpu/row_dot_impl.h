@@ -148,18 +148,34 @@ ICL_TARGET void RunRows(const RowDotProblem& p, int64_t n_begin, int64_t n_end) 
   Sweep<MaxRows, Simd::TileCols(MaxRows), TW>(p, ap, n_begin, n_end);
 }
 
+// Whether the traits choose the rows of A per tile themselves: Simd::TileRows(rows), in
+// [1, kMaxRows], for `rows` rows of A (AVX2, whose best tile differs with the rows).
+template <typename S, typename = void>
+struct ChoosesTileRows : std::false_type {};
+template <typename S>
+struct ChoosesTileRows<S, std::void_t<decltype(S::TileRows(int64_t{1}))>> : std::true_type {};
+
+// Rows of A per tile for `rows` rows of A: as the traits choose, else fewer rows of A than a
+// full tile make one tile of exactly those rows, as wide as the registers allow for it, and
+// more make tiles of kMaxRows, but tiles of kMaxRows that would leave one row over take one
+// row less, so that no row of A is multiplied alone by narrow W tiles.
+template <typename S = Simd>
+constexpr int64_t TileRowsFor(int64_t rows) {
+  constexpr int kMax = S::kMaxRows;
+  if constexpr (ChoosesTileRows<S>::value) {
+    return S::TileRows(rows);
+  } else {
+    if (kMax > 2 && rows > kMax && rows % kMax == 1) return std::max(1, kMax - 1);
+    return std::min<int64_t>(rows, kMax);
+  }
+}
+
 // Calls fn(std::integral_constant<int, R>) with R the rows of A per tile for p.rows rows.
 template <typename Fn>
 ICL_TARGET void WithTileRows(int64_t rows, const Fn& fn) {
   constexpr int kMax = Simd::kMaxRows;
   static_assert(kMax >= 1 && kMax <= 6, "the switch below covers tiles of up to 6 rows");
-  // Fewer rows of A than a full tile: one tile of exactly those rows, as wide as the
-  // registers allow for it. Tiles of kMax rows that would leave one row over (AVX2: 4 and 7
-  // rows) take one row less, so that no row of A is multiplied alone by narrow W tiles.
-  if (kMax > 2 && rows > kMax && rows % kMax == 1) {
-    return fn(std::integral_constant<int, std::max(1, kMax - 1)>{});
-  }
-  switch (std::min<int64_t>(rows, kMax)) {
+  switch (TileRowsFor(rows)) {
     case 1: return fn(std::integral_constant<int, 1>{});
     case 2: return fn(std::integral_constant<int, std::min(2, kMax)>{});
     case 3: return fn(std::integral_constant<int, std::min(3, kMax)>{});
