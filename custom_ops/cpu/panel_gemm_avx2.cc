@@ -37,7 +37,8 @@ struct Simd {
   // copy measured above).
   static constexpr int64_t kL1AheadRows = 8;
   // A last tile of 1-3 rows is merged with the one before (6 x 2 tile: 8 rows 4 + 4; part of
-  // the copy measured above).
+  // the copy measured above; read in place, K = N = 768, one core, W in L3, best of 0.5-1 s:
+  // M=7 0.123-0.130 against 0.140-0.144 ms, M=8 0.127-0.133 against 0.157-0.177).
   static constexpr bool kMergeLastTile = true;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }

@@ -103,8 +103,8 @@ ICL_TARGET void Remainder(int64_t rows, const float* a, int64_t lda, int64_t k, 
   }
 }
 
-// Rows of the next row tile of CopyingPanel with `left` rows of A left: whole tiles of Rows,
-// then the rest; with Simd::kMergeLastTile, a last tile of 1-3 rows is merged with the one
+// Rows of the next row tile of Panel and CopyingPanel with `left` rows of A left: whole tiles
+// of Rows, then the rest; with Simd::kMergeLastTile, a last tile of 1-3 rows is merged with the one
 // before and the two split evenly (8 rows: 4 + 4, not 6 + 2): a tile of Lanes x r
 // accumulators with r < 4 has fewer chains than the FMA latency times the two FMA pipes need,
 // and runs at r / 4 of the peak.

@@ -5,7 +5,7 @@
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
 //     V, kWidth (floats per V), kMaxRows (rows of A per tile once A has more rows than that)
 //     and TileCols(rows) (rows of W per tile of `rows` rows of A) as the register file
-//     allows, Zero(), LoadA(const float*),
+//     allows, optionally TileRows(rows) (see TileRowsFor), Zero(), LoadA(const float*),
 //     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*) (LoadA and LoadW return
 //     a value in a register: see below), Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4])
 //     (four sums at once).
