@@ -123,14 +123,19 @@ ICL_TARGET void Block(const RowDotProblem& p, const float* ap, const TW* w, int6
   }
 }
 
-// W rows [n_begin, n_end), Cols at a time, each block prefetching the next.
+// W rows [n_begin, n_end), Cols at a time, each block prefetching the one kAheadBlocks on: at
+// least four rows of W ahead, so that a block of two rows (AVX2, 4 x 2 tiles) does not wait
+// on the rows it prefetched just before.
 template <int MaxRows, int Cols, typename TW>
 ICL_TARGET void Sweep(const RowDotProblem& p, const float* ap, int64_t n_begin, int64_t n_end) {
+  constexpr int64_t kAheadBlocks = (4 + Cols - 1) / Cols;
   const TW* w = static_cast<const TW*>(p.w) + n_begin * p.ldw;
   float* y = p.y;
   int64_t n = n_begin;
-  for (; n + Cols <= n_end; n += Cols, w += Cols * p.ldw, y += Cols)
-    Block<MaxRows, Cols>(p, ap, w, n + 2 * Cols <= n_end ? Cols * p.ldw : 0, y);
+  for (; n + Cols <= n_end; n += Cols, w += Cols * p.ldw, y += Cols) {
+    const bool ahead = n + (kAheadBlocks + 1) * Cols <= n_end;
+    Block<MaxRows, Cols>(p, ap, w, ahead ? kAheadBlocks * Cols * p.ldw : 0, y);
+  }
   for (; n < n_end; ++n, w += p.ldw, ++y)
     Block<MaxRows, 1>(p, ap, w, n + 2 <= n_end ? p.ldw : 0, y);
 }
