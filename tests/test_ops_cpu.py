@@ -149,7 +149,7 @@ def test_matmul_spanning_many_tasks_matches_reference(w_type, rows, view, k):
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("rows", range(1, 13))
 def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, rows):
-    # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512 and AVX2,
+    # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512, 1-3 with AVX2,
     # then whole tiles and a shorter last one), A packed once for two tasks of W rows (N=301:
     # 192 + 109, not a whole number of 2-, 4-, 6- or 8-row W tiles), K=77 a vector tail, and
     # rows of W 80 elements apart from element 3 on (a column slice).

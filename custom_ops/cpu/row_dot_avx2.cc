@@ -1,5 +1,5 @@
 // RowDot for AVX2 + FMA + F16C (8 floats a vector; 16 ymm: a tile of 3 rows of A x 4 rows of
-// W is 12 accumulators, 3 vectors of A and one of W; 4 rows x 2, 2 rows x 6, one row x 8).
+// W is 12 accumulators, 3 vectors of A and one of W; 2 rows of A x 6, one row x 8).
 #include <immintrin.h>
 
 #include "cpu/row_dot.h"
@@ -12,25 +12,17 @@ namespace icl::cpu::avx2 {
 struct Simd {
   using V = __m256;
   static constexpr int kWidth = 8;
-  static constexpr int kMaxRows = 4;
+  static constexpr int kMaxRows = 3;
   // Measured (K = N = 768, W in L3, one core, us, loaded machine): 3 rows as 3 x 4 46 (as
   // 2 x 6 + 1 x 6: 65); 6 rows 93 (as 2 x 6 three times: 104); 8 rows 127 (133).
-  // A tile of 4 rows has room for 2 rows of W only (4 x 3 needs 17 ymm: GCC spilled an
-  // accumulator, 45 GFLOP/s), yet it beats two tiles of 2 x 6, whose 8 loads per 12 FMAs
-  // bound them (W in L2, one core, best of 1 s: 2 x 6 68-70 GFLOP/s, 3 x 4 87, 4 x 2 85).
-  static constexpr int TileCols(int rows) {
-    return rows == 1 ? 8 : rows == 2 ? 6 : rows == 3 ? 4 : 2;
-  }
-  // Rows of A per tile (row_dot_impl.h, TileRowsFor): tiles of 3 x 4, but 4 x 2 for 4, 7
-  // and 8 rows (K = N = 768, W in L3, one core, best of 1 s, ms against the tiles of 2 x 6
-  // (4, 7 rows) or 3 + 3 + 2 (8 rows) before: 4 rows 0.053 / 0.066, 7 rows 0.099 / 0.118, 8
-  // rows 0.108 / 0.110), and 2 x 6 where tiles of 3 leave one row (10, 13 rows): tiles of 4 x
-  // 2 rows would leave 2 x 2 tiles (6 rows as 4 + 2: 0.096 against 3 + 3: 0.080).
-  static constexpr int64_t TileRows(int64_t rows) {
-    if (rows <= 4) return rows;
-    if (rows == 7 || rows == 8) return 4;
-    return rows % 3 == 1 ? 2 : 3;
-  }
+  // Not a tile of 4 x 2 for 4 rows (8 accumulators; 4 x 3 needs 17 ymm, and GCC spilled an
+  // accumulator): with W in cache it computes faster than two tiles of 2 x 6, whose 8 loads
+  // per 12 FMAs bound them (K = N = 768, one core: 0.053 against 0.066 ms; in ORT, one thread,
+  // alternated with 2 x 6: 0.91-0.93), but it reads only two rows of W at a time, and where W
+  // comes from memory it was slower (bench_matmul, five sessions a round, one thread, medians:
+  // K=768, N=3072 1.23 (p10-p90 1.03-1.30), N=32000 1.11 (1.06-1.18)); for 8 rows, 4 + 4
+  // against 3 + 3 + 2: 1.11 (1.06-1.16) at N=3072.
+  static constexpr int TileCols(int rows) { return rows == 1 ? 8 : rows == 2 ? 6 : 4; }
   ICL_TARGET static V Pinned(V v) {
     asm("" : "+x"(v));
     return v;

@@ -5,7 +5,7 @@
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
 //     V, kWidth (floats per V), kMaxRows (rows of A per tile once A has more rows than that)
 //     and TileCols(rows) (rows of W per tile of `rows` rows of A) as the register file
-//     allows, optionally TileRows(rows) (see TileRowsFor), Zero(), LoadA(const float*),
+//     allows, Zero(), LoadA(const float*),
 //     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*) (LoadA and LoadW return
 //     a value in a register: see below), Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4])
 //     (four sums at once).
@@ -123,19 +123,14 @@ ICL_TARGET void Block(const RowDotProblem& p, const float* ap, const TW* w, int6
   }
 }
 
-// W rows [n_begin, n_end), Cols at a time, each block prefetching the one kAheadBlocks on: at
-// least four rows of W ahead, so that a block of two rows (AVX2, 4 x 2 tiles) does not wait
-// on the rows it prefetched just before.
+// W rows [n_begin, n_end), Cols at a time, each block prefetching the next.
 template <int MaxRows, int Cols, typename TW>
 ICL_TARGET void Sweep(const RowDotProblem& p, const float* ap, int64_t n_begin, int64_t n_end) {
-  constexpr int64_t kAheadBlocks = (4 + Cols - 1) / Cols;
   const TW* w = static_cast<const TW*>(p.w) + n_begin * p.ldw;
   float* y = p.y;
   int64_t n = n_begin;
-  for (; n + Cols <= n_end; n += Cols, w += Cols * p.ldw, y += Cols) {
-    const bool ahead = n + (kAheadBlocks + 1) * Cols <= n_end;
-    Block<MaxRows, Cols>(p, ap, w, ahead ? kAheadBlocks * Cols * p.ldw : 0, y);
-  }
+  for (; n + Cols <= n_end; n += Cols, w += Cols * p.ldw, y += Cols)
+    Block<MaxRows, Cols>(p, ap, w, n + 2 * Cols <= n_end ? Cols * p.ldw : 0, y);
   for (; n < n_end; ++n, w += p.ldw, ++y)
     Block<MaxRows, 1>(p, ap, w, n + 2 <= n_end ? p.ldw : 0, y);
 }
@@ -153,34 +148,18 @@ ICL_TARGET void RunRows(const RowDotProblem& p, int64_t n_begin, int64_t n_end) 
   Sweep<MaxRows, Simd::TileCols(MaxRows), TW>(p, ap, n_begin, n_end);
 }
 
-// Whether the traits choose the rows of A per tile themselves: Simd::TileRows(rows), in
-// [1, kMaxRows], for `rows` rows of A (AVX2, whose best tile differs with the rows).
-template <typename S, typename = void>
-struct ChoosesTileRows : std::false_type {};
-template <typename S>
-struct ChoosesTileRows<S, std::void_t<decltype(S::TileRows(int64_t{1}))>> : std::true_type {};
-
-// Rows of A per tile for `rows` rows of A: as the traits choose, else fewer rows of A than a
-// full tile make one tile of exactly those rows, as wide as the registers allow for it, and
-// more make tiles of kMaxRows, but tiles of kMaxRows that would leave one row over take one
-// row less, so that no row of A is multiplied alone by narrow W tiles.
-template <typename S = Simd>
-constexpr int64_t TileRowsFor(int64_t rows) {
-  constexpr int kMax = S::kMaxRows;
-  if constexpr (ChoosesTileRows<S>::value) {
-    return S::TileRows(rows);
-  } else {
-    if (kMax > 2 && rows > kMax && rows % kMax == 1) return std::max(1, kMax - 1);
-    return std::min<int64_t>(rows, kMax);
-  }
-}
-
 // Calls fn(std::integral_constant<int, R>) with R the rows of A per tile for p.rows rows.
 template <typename Fn>
 ICL_TARGET void WithTileRows(int64_t rows, const Fn& fn) {
   constexpr int kMax = Simd::kMaxRows;
   static_assert(kMax >= 1 && kMax <= 6, "the switch below covers tiles of up to 6 rows");
-  switch (TileRowsFor(rows)) {
+  // Fewer rows of A than a full tile: one tile of exactly those rows, as wide as the
+  // registers allow for it. Tiles of kMax rows that would leave one row over (AVX2: 4 and 7
+  // rows) take one row less, so that no row of A is multiplied alone by narrow W tiles.
+  if (kMax > 2 && rows > kMax && rows % kMax == 1) {
+    return fn(std::integral_constant<int, std::max(1, kMax - 1)>{});
+  }
+  switch (std::min<int64_t>(rows, kMax)) {
     case 1: return fn(std::integral_constant<int, 1>{});
     case 2: return fn(std::integral_constant<int, std::min(2, kMax)>{});
     case 3: return fn(std::integral_constant<int, std::min(3, kMax)>{});
