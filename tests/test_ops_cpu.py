@@ -162,13 +162,13 @@ def test_transposed_gemm_packing_a_in_its_tasks_matches_reference_on_every_run()
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("rows", range(1, 13))
 def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, rows):
-    # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512, 1-2 with AVX2,
-    # then whole tiles and a shorter last one), A packed once for two tasks of W rows (N=302:
-    # 192 + 110, the last not a whole number of 4-, 6- or 8-row W tiles), K=77 a vector
-    # tail, and rows of W 80 elements apart from element 3 on (a column slice).
+    # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512, 1-3 with AVX2,
+    # then whole tiles and a shorter last one), A packed once for two tasks of W rows (N=301:
+    # 192 + 109, not a whole number of 2-, 4-, 6- or 8-row W tiles), K=77 a vector tail, and
+    # rows of W 80 elements apart from element 3 on (a column slice).
     attrs = {"slice_axis": 1, "slice_start": 3, "slice_size": 77, "transpose": 1, "scale": 0.5}
     a = random((rows, 77), FLOAT, seed=rows)
-    w = random((302, 80), w_type, seed=11)
+    w = random((301, 80), w_type, seed=11)
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
@@ -239,12 +239,26 @@ def test_plain_matmul_with_narrow_float32_w_matches_reference(rows):
 @pytest.mark.parametrize("n", [700, 1100])
 def test_plain_matmul_with_float32_w_of_few_rows_matches_reference(rows, n):
     # float32 W with K=300 rows. With AVX2 the plain GEMM packs each panel from its first row
-    # tile when A has more rows than a tile, merging a last tile of 1-3 rows with the one
-    # before (7, 8, 9 rows: 4 + 3, 4 + 4, 5 + 4); a narrow W (N=700, rows 2.8 KB apart) is
-    # read in place up to four tiles (7-24 rows) and packed beyond (25, 70).
+    # tile when A has more rows than a tile, and, packed or read in place, merges a last tile
+    # of 1-3 rows with the one before (7, 8, 9 rows: 4 + 3, 4 + 4, 5 + 4); a narrow W (N=700,
+    # rows 2.8 KB apart) is read in place up to four tiles (7-24 rows) and packed beyond (25,
+    # 70).
     a = random((rows, 300), FLOAT, seed=11)
     w = random((300, n), FLOAT, seed=12)
     assert_close(run_matmul(a, w, {}), reference.icl_matmul(a, w), FLOAT)
+
+
+@pytest.mark.parametrize("rows", [3, 4, 5, 8])
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_type):
+    # A W of at least 16 MB (K=67 float32 or K=134 16-bit rows of N=62603) is read in axpy form
+    # for three and four rows of A (panel_gemm.h, kAxpyFromBytes; K not a whole number of its
+    # steps of four rows of W, N not of vectors), in panels from five rows.
+    k = 67 if w_type == FLOAT else 134
+    a = random((rows, k), FLOAT, seed=rows)
+    w = random((k, 62603), w_type, seed=15)
+    attrs = {"scale": 0.5}
+    assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
 @pytest.mark.parametrize("rows", [16, 20, 70])

@@ -105,24 +105,8 @@ ICL_TARGET void Remainder(int64_t rows, const float* a, int64_t lda, int64_t k, 
   }
 }
 
-// All rows of A against one panel of Lanes vectors of columns, in tiles of Rows rows (a slice
-// of K: see Tile).
-template <int Rows, int Lanes, typename TW>
-ICL_TARGET void Panel(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
-                      int64_t ldw, const TW* next, float alpha, float* y, int64_t ldy,
-                      bool first = true, bool last = true) {
-  int64_t r = 0;
-  for (; r + Rows <= m; r += Rows, next = nullptr)
-    Tile<Rows, Lanes>(a + r * lda, lda, k, w, ldw, next, k, nullptr, 0, alpha, y + r * ldy,
-                      ldy, first, last);
-  if (r < m) {
-    Remainder<Rows - 1, Lanes>(m - r, a + r * lda, lda, k, w, ldw, next, k, nullptr, 0, alpha,
-                               y + r * ldy, ldy, first, last);
-  }
-}
-
-// Rows of the next row tile of CopyingPanel with `left` rows of A left: whole tiles of Rows,
-// then the rest; with Simd::kMergeLastTile, a last tile of 1-3 rows is merged with the one
+// Rows of the next row tile of Panel and CopyingPanel with `left` rows of A left: whole tiles
+// of Rows, then the rest; with Simd::kMergeLastTile, a last tile of 1-3 rows is merged with the one
 // before and the two split evenly (8 rows: 4 + 4, not 6 + 2): a tile of Lanes x r
 // accumulators with r < 4 has fewer chains than the FMA latency times the two FMA pipes need,
 // and runs at r / 4 of the peak.
@@ -131,6 +115,24 @@ constexpr int64_t TileRows(int64_t left) {
   if (left <= Rows) return left;
   if (Simd::kMergeLastTile && left < Rows + 4) return (left + 1) / 2;
   return Rows;
+}
+
+// All rows of A against one panel of Lanes vectors of columns, in tiles of Rows rows (a slice
+// of K: see Tile).
+template <int Rows, int Lanes, typename TW>
+ICL_TARGET void Panel(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
+                      int64_t ldw, const TW* next, float alpha, float* y, int64_t ldy,
+                      bool first = true, bool last = true) {
+  for (int64_t r = 0, t; r < m; r += t, next = nullptr) {
+    t = TileRows<Rows>(m - r);
+    if (t == Rows) {
+      Tile<Rows, Lanes>(a + r * lda, lda, k, w, ldw, next, k, nullptr, 0, alpha, y + r * ldy,
+                        ldy, first, last);
+    } else {
+      Remainder<Rows - 1, Lanes>(t, a + r * lda, lda, k, w, ldw, next, k, nullptr, 0, alpha,
+                                 y + r * ldy, ldy, first, last);
+    }
+  }
 }
 
 // All rows of A, more than one tile, against k rows of one panel of W: the first tile reads

@@ -15,6 +15,13 @@ struct Simd {
   static constexpr int kMaxRows = 3;
   // Measured (K = N = 768, W in L3, one core, us, loaded machine): 3 rows as 3 x 4 46 (as
   // 2 x 6 + 1 x 6: 65); 6 rows 93 (as 2 x 6 three times: 104); 8 rows 127 (133).
+  // Not a tile of 4 x 2 for 4 rows (8 accumulators; 4 x 3 needs 17 ymm, and GCC spilled an
+  // accumulator): with W in cache it computes faster than two tiles of 2 x 6, whose 8 loads
+  // per 12 FMAs bound them (K = N = 768, one core: 0.053 against 0.066 ms; in ORT, one thread,
+  // alternated with 2 x 6: 0.91-0.93), but it reads only two rows of W at a time, and where W
+  // comes from memory it was slower (bench_matmul, five sessions a round, one thread, medians:
+  // K=768, N=3072 1.23 (p10-p90 1.03-1.30), N=32000 1.11 (1.06-1.18)); for 8 rows, 4 + 4
+  // against 3 + 3 + 2: 1.11 (1.06-1.16) at N=3072.
   static constexpr int TileCols(int rows) { return rows == 1 ? 8 : rows == 2 ? 6 : 4; }
   ICL_TARGET static V Pinned(V v) {
     asm("" : "+x"(v));
