@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from icl_onnx.cli._format import (
     batched_table,
@@ -16,9 +18,18 @@ from icl_onnx.cli._format import (
 from icl_onnx.cli._plan_options import add_plan_arguments
 from icl_onnx.cli._progress import add_quiet_argument, cli_progress
 from icl_onnx.errors import IclUserError
-from icl_onnx.folders import optimize_folder
-from icl_onnx.pipeline import optimize_batched_variants, optimize_file, optimize_files
+from icl_onnx.folders import FolderResult, optimize_folder
+from icl_onnx.pipeline import (
+    BatchedVariantsResult,
+    MultiOptimizeResult,
+    OptimizeResult,
+    optimize_batched_variants,
+    optimize_file,
+    optimize_files,
+)
 from icl_onnx.planning.plan import to_data
+
+R = TypeVar("R")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -95,62 +106,87 @@ def run(args: argparse.Namespace) -> int:
     if len(args.model) != 1 or args.output is None:
         raise IclUserError("one model needs -o OUT; several models need --out-dir DIR")
     (model,) = args.model
-    with cli_progress(args.quiet):
-        result = optimize_file(
+
+    def report(result: OptimizeResult) -> None:
+        print_plan(result.plan, model)
+        for near in result.shared_quantized:
+            print(
+                f"shared (lossy) {near.table} -> {near.quantized}: max |error| {near.max_error:.3g}"
+            )
+        written = ", ".join(f"{f} ({human_bytes(f.stat().st_size)})" for f in result.files)
+        print(f"wrote {written}" + ("" if result.modified else " (nothing to share)"))
+
+    return _optimize_and_report(
+        args,
+        lambda: optimize_file(
             model,
             args.output,
             min_elements=args.min_elements,
             external_data=args.external_data,
             share_quantized=args.share_quantized,
             read_weights_in_place=args.read_weights_in_place,
-        )
+        ),
+        lambda result: {
+            "model": model,
+            "output": args.output,
+            "modified": result.modified,
+            "files": [str(f) for f in result.files],
+            "shared_quantized": [to_data(c) for c in result.shared_quantized],
+        },
+        report,
+    )
+
+
+def _optimize_and_report(
+    args: argparse.Namespace,
+    optimize: Callable[[], R],
+    summary: Callable[[R], dict[str, Any]],
+    report: Callable[[R], None],
+) -> int:
+    """The steps every form of ``optimize`` shares; exit 0.
+
+    Args:
+        args: The parsed command line (``quiet``, ``json``).
+        optimize: Runs the optimization (under the progress display) and returns its result,
+            which has a ``plan``.
+        summary: The result's JSON fields that come before the plan's.
+        report: Prints the result for a person.
+    """
+    with cli_progress(args.quiet):
+        result = optimize()
     if args.json:
-        print_json(
-            {
-                "model": model,
-                "output": args.output,
-                "modified": result.modified,
-                "files": [str(f) for f in result.files],
-                "shared_quantized": [to_data(c) for c in result.shared_quantized],
-                **result.plan.to_dict(),
-            }
-        )
-        return 0
-    print_plan(result.plan, model)
-    for near in result.shared_quantized:
-        print(f"shared (lossy) {near.table} -> {near.quantized}: max |error| {near.max_error:.3g}")
-    written = ", ".join(f"{f} ({human_bytes(f.stat().st_size)})" for f in result.files)
-    print(f"wrote {written}" + ("" if result.modified else " (nothing to share)"))
+        print_json({**summary(result), **result.plan.to_dict()})
+    else:
+        report(result)
     return 0
 
 
 def _run_many(args: argparse.Namespace) -> int:
-    with cli_progress(args.quiet):
-        result = optimize_files(
+    def report(result: MultiOptimizeResult) -> None:
+        print_cross_plan(result.plan)
+        print(
+            f"wrote {', '.join(str(f) for f in result.files)}; the models reference "
+            f"{human_bytes(result.tensor_bytes)} of tensors, stored once in "
+            f"{human_bytes(result.unique_bytes)}"
+        )
+
+    return _optimize_and_report(
+        args,
+        lambda: optimize_files(
             args.model,
             args.out_dir,
             min_elements=args.min_elements,
             share_quantized=args.share_quantized,
             low_rank=args.low_rank,
             read_weights_in_place=args.read_weights_in_place,
-        )
-    if args.json:
-        print_json(
-            {
-                "files": [str(f) for f in result.files],
-                "tensor_bytes": result.tensor_bytes,
-                "unique_bytes": result.unique_bytes,
-                **result.plan.to_dict(),
-            }
-        )
-        return 0
-    print_cross_plan(result.plan)
-    print(
-        f"wrote {', '.join(str(f) for f in result.files)}; the models reference "
-        f"{human_bytes(result.tensor_bytes)} of tensors, stored once in "
-        f"{human_bytes(result.unique_bytes)}"
+        ),
+        lambda result: {
+            "files": [str(f) for f in result.files],
+            "tensor_bytes": result.tensor_bytes,
+            "unique_bytes": result.unique_bytes,
+        },
+        report,
     )
-    return 0
 
 
 def _run_folder(args: argparse.Namespace) -> int:
@@ -159,8 +195,19 @@ def _run_folder(args: argparse.Namespace) -> int:
     if args.external_data is not None:
         raise IclUserError("--external-data does not apply to a folder (it writes one data file)")
     (folder,) = args.model
-    with cli_progress(args.quiet):
-        result = optimize_folder(
+
+    def report(result: FolderResult) -> None:
+        print_cross_plan(result.plan)
+        print(
+            f"wrote {result.out_dir} ({result.folder.kind}): {len(result.folder.models)} model(s) "
+            f"referencing {human_bytes(result.tensor_bytes)} of tensors stored once in "
+            f"{human_bytes(result.unique_bytes)}, {len(result.copied)} other file(s) copied, "
+            f"the op library as {result.library.name}"
+        )
+
+    return _optimize_and_report(
+        args,
+        lambda: optimize_folder(
             folder,
             args.output,
             force=args.force,
@@ -168,30 +215,19 @@ def _run_folder(args: argparse.Namespace) -> int:
             share_quantized=args.share_quantized,
             low_rank=args.low_rank,
             read_weights_in_place=args.read_weights_in_place,
-        )
-    if args.json:
-        print_json(
-            {
-                "folder": folder,
-                "kind": result.folder.kind,
-                "output": str(result.out_dir),
-                "models": result.folder.models,
-                "copied": result.copied,
-                "library": str(result.library),
-                "tensor_bytes": result.tensor_bytes,
-                "unique_bytes": result.unique_bytes,
-                **result.plan.to_dict(),
-            }
-        )
-        return 0
-    print_cross_plan(result.plan)
-    print(
-        f"wrote {result.out_dir} ({result.folder.kind}): {len(result.folder.models)} model(s) "
-        f"referencing {human_bytes(result.tensor_bytes)} of tensors stored once in "
-        f"{human_bytes(result.unique_bytes)}, {len(result.copied)} other file(s) copied, "
-        f"the op library as {result.library.name}"
+        ),
+        lambda result: {
+            "folder": folder,
+            "kind": result.folder.kind,
+            "output": str(result.out_dir),
+            "models": result.folder.models,
+            "copied": result.copied,
+            "library": str(result.library),
+            "tensor_bytes": result.tensor_bytes,
+            "unique_bytes": result.unique_bytes,
+        },
+        report,
     )
-    return 0
 
 
 def _run_batched(args: argparse.Namespace) -> int:
@@ -204,32 +240,32 @@ def _run_batched(args: argparse.Namespace) -> int:
             "--batched-variants does not take --share-quantized, --read-weights-in-place or "
             "--no-low-rank"
         )
-    with cli_progress(args.quiet):
-        result = optimize_batched_variants(
+
+    def report(result: BatchedVariantsResult) -> None:
+        console().print(batched_table(result.batch))
+        print_plan(result.plan, args.model[0])
+        base = result.output_bytes - result.factor_bytes
+        print(
+            f"wrote {', '.join(str(f) for f in result.files)}: base weights {human_bytes(base)} "
+            f"+ stacked factors {human_bytes(result.factor_bytes)} = "
+            f"{human_bytes(result.output_bytes)} for {len(result.input_bytes)} models "
+            f"(the inputs hold {human_bytes(sum(result.input_bytes))})"
+        )
+
+    return _optimize_and_report(
+        args,
+        lambda: optimize_batched_variants(
             args.model,
             args.output,
             min_elements=args.min_elements,
             external_data=args.external_data,
-        )
-    if args.json:
-        print_json(
-            {
-                "files": [str(f) for f in result.files],
-                "input_bytes": result.input_bytes,
-                "output_bytes": result.output_bytes,
-                "factor_bytes": result.factor_bytes,
-                "batch": to_data(result.batch),
-                **result.plan.to_dict(),
-            }
-        )
-        return 0
-    console().print(batched_table(result.batch))
-    print_plan(result.plan, args.model[0])
-    base = result.output_bytes - result.factor_bytes
-    print(
-        f"wrote {', '.join(str(f) for f in result.files)}: base weights {human_bytes(base)} "
-        f"+ stacked factors {human_bytes(result.factor_bytes)} = "
-        f"{human_bytes(result.output_bytes)} for {len(result.input_bytes)} models "
-        f"(the inputs hold {human_bytes(sum(result.input_bytes))})"
+        ),
+        lambda result: {
+            "files": [str(f) for f in result.files],
+            "input_bytes": result.input_bytes,
+            "output_bytes": result.output_bytes,
+            "factor_bytes": result.factor_bytes,
+            "batch": to_data(result.batch),
+        },
+        report,
     )
-    return 0
