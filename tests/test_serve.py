@@ -260,6 +260,18 @@ AUTH_MODE = os.environ.get("RAY_AUTH_MODE", "token")
 RAY_ENV = {**os.environ, "RAY_AUTH_MODE": AUTH_MODE}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def ray_auth_mode():
+    """RAY_AUTH_MODE for the tests of this module, set before any of them imports Ray (which
+    reads it once, at import), so that this process joins the cluster in its mode (a process
+    that joins by address needs it set: docs/serve.md); the environment as it was afterwards.
+    Yields whether a Ray imported earlier in the run, without the mode, missed it."""
+    missed = "ray" in sys.modules and "RAY_AUTH_MODE" not in os.environ
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", AUTH_MODE)
+        yield missed
+
+
 _PRCTL = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
 
 
@@ -318,16 +330,15 @@ def ray_head(timeout_s: float = 120.0):
 
 
 @pytest.fixture(scope="module")
-def cluster(models):
+def cluster(models, ray_auth_mode):
     """A Ray cluster from ``ray start --head`` serving /tied (2 replicas) and /variants."""
+    if ray_auth_mode:
+        pytest.fail("Ray was imported before RAY_AUTH_MODE was set: set it for the whole run")
     serve = pytest.importorskip("ray.serve", reason="Ray Serve is the serve extra")
     import ray
 
-    with ray_head() as (address, head), pytest.MonkeyPatch.context() as patch:
-        # this process joins by the address too; Ray reads the mode at import, so refresh it
-        # as ray.init does for a cluster it starts
-        patch.setenv("RAY_AUTH_MODE", AUTH_MODE)
-        ray._raylet.Config.initialize("")
+    with ray_head() as (address, head):
+        # this process joins by the address too, in the mode ray_auth_mode set before Ray's import
         ray.init(address=address, log_to_driver=False, logging_level="error")
         try:
             port = free_port()
