@@ -124,15 +124,16 @@ constexpr int64_t kAxpySplitHalfMaxCols = 1024;
 // AVX2 0.82-1.09). A 16-bit W of 4.7 MB (K=768, N=3072) still gains from two threads; sizes
 // between were not measured.
 constexpr int64_t kOneTaskMaxBytes = int64_t{2} << 20;
+// One row of A and a 16-bit W, which OneTask and AxpySplitsK treat apart (see above).
+bool OneRowHalfW(const MatMulProblem& p) { return p.m == 1 && SizeOf(p.w_type) == 2; }
 bool OneTask(const MatMulProblem& p) {
-  return p.m == 1 && SizeOf(p.w_type) == 2 &&
-         p.k * p.view.cols * SizeOf(p.w_type) <= kOneTaskMaxBytes &&
+  return OneRowHalfW(p) && p.k * p.view.cols * SizeOf(p.w_type) <= kOneTaskMaxBytes &&
          (p.view.transposed || p.view.cols <= AxpyWidest(1));  // the axpy form's Y in L1
 }
 bool AxpySplitsK(const MatMulProblem& p) {
   return !OneTask(p) && !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
          p.k >= kAxpySlices * kAxpyMinSliceRows &&
-         ((p.m == 1 && SizeOf(p.w_type) == 2 && p.view.cols <= kAxpySplitHalfMaxCols) ||
+         ((OneRowHalfW(p) && p.view.cols <= kAxpySplitHalfMaxCols) ||
           p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes);
 }
 // Rows of A per task of A @ L, the low-rank term's first product.
