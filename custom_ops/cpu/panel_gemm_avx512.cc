@@ -10,33 +10,21 @@
 #endif
 
 #include "cpu/panel_gemm.h"
+#include "cpu/panel_gemm_copy.h"
 
 #define ICL_TARGET __attribute__((target("avx512f,avx2,fma,f16c")))
 #define ICL_ISA_NS avx512
 
 namespace icl::cpu::avx512 {
 
-struct Simd {
+// The first row tile's copy of a panel: PanelCopyAvx512, as measured here.
+struct Simd : PanelCopyAvx512 {
   using V = __m512;
   static constexpr int kWidth = 16;
   static constexpr int kRows = 6;
   static constexpr int kLanes = 4;
   static constexpr int kAltRows = 8;
   static constexpr int kAltLanes = 3;
-  // The first row tile's copy of a panel (CopyingPanel in panel_gemm_impl.h), as measured here.
-  // Slices of 256 rows (48 KB of an 8 x 3 panel, in L2 with the slice of A): 128 a few percent
-  // slower (Y reloaded per slice), 384-768 within the noise (K=3072, N=768, M=64 and 128).
-  static constexpr int64_t kCopiedRows = 256;
-  // Copy beyond two tiles: with two, in place was faster (copy made ahead, float32 K=2112,
-  // N=768, M=8: 1.31 in place, 1.55 copied ms).
-  static constexpr int kCopyAfterTiles = 2;
-  // A narrow W (rows <= 3 KB apart) beyond four tiles: in place / copied ahead, K=1536 and
-  // 3072, N=768, M=24 and 32: 0.65-0.81 (benchmarks/results/matmul_cpu_vs_3564154.md).
-  static constexpr int kCopyNarrowAfterTiles = 4;
-  // A float32 W of fewer than kPackFromRows rows is never copied: in place stays in cache, and
-  // the first tile's copy (K=768, N=768 and 3072, M=16-256) was 3-10% slower than in place.
-  static constexpr int kCopyShortAfterTiles = 0;
-  static constexpr int kCopyShortNarrowAfterTiles = 0;
   // No L1 prefetch and no merged last tile: not measured on AVX-512 (kept as tuned).
   static constexpr int64_t kL1AheadRows = 0;
   static constexpr bool kMergeLastTile = false;

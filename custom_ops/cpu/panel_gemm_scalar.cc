@@ -1,24 +1,20 @@
 // PanelGemm in portable C++ (one float a "vector"), for CPUs without AVX2/FMA/F16C.
 #include "cpu/panel_gemm.h"
+#include "cpu/panel_gemm_copy.h"
 
 #define ICL_TARGET
 #define ICL_ISA_NS scalar
 
 namespace icl::cpu::scalar {
 
-struct Simd {
+// The first row tile's copy of a panel: the AVX-512 choices (not measured here).
+struct Simd : PanelCopyAvx512 {
   using V = float;
   static constexpr int kWidth = 1;
   static constexpr int kRows = 4;
   static constexpr int kLanes = 4;
   static constexpr int kAltRows = 0;
   static constexpr int kAltLanes = 0;
-  // The first row tile's copy of a panel (CopyingPanel): the AVX-512 choices (not measured).
-  static constexpr int64_t kCopiedRows = 256;
-  static constexpr int kCopyAfterTiles = 2;
-  static constexpr int kCopyNarrowAfterTiles = 4;
-  static constexpr int kCopyShortAfterTiles = 0;
-  static constexpr int kCopyShortNarrowAfterTiles = 0;
   static constexpr int64_t kL1AheadRows = 0;
   static constexpr bool kMergeLastTile = false;
   static constexpr int64_t kAxpyFromBytes = int64_t{16} << 20;  // as AVX2 (not measured)
