@@ -169,6 +169,16 @@ void PackAOnce(const float* a, int64_t lda, const PackedA& packed, std::atomic<i
   }
 }
 
+// The RowDot problem's rows of A (all of p's), as RowDotPack and RowDot read them.
+RowDotProblem RowDotRows(const MatMulProblem& p) {
+  RowDotProblem rd;
+  rd.a = p.a;
+  rd.lda = p.k;
+  rd.rows = p.m;
+  rd.k = p.k;
+  return rd;
+}
+
 // Computes columns [n0, n0 + nc) of scale * A @ view(W) into out (row stride ldo).
 // `packed` is A packed for WideGemm when that is the path taken, else null; `row_dot_a` A
 // packed for RowDot (RowDotPack) when that is the path and A has more than one row.
@@ -179,11 +189,7 @@ void ComputeChunk(const MatMulProblem& p, const PackedA* packed, const float* ro
     // Row n of W (offset + n * ld) is column n of view(W), K contiguous elements.
     const void* w_rows = ElementAddress(p.w, p.w_type, v.offset + n0 * v.ld);
     if (packed == nullptr) {
-      RowDotProblem rd;
-      rd.a = p.a;
-      rd.lda = p.k;
-      rd.rows = p.m;
-      rd.k = p.k;
+      RowDotProblem rd = RowDotRows(p);
       rd.w = w_rows;
       rd.ldw = v.ld;
       rd.w_type = p.w_type;
@@ -323,14 +329,9 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   if (AxpySplitsK(p)) return AxpySplitK(context, p, left, offsets);
   float* row_dot_a = nullptr;  // A packed once for every RowDot task
   if (row_dot && p.m > 1) {
-    RowDotProblem rd;
-    rd.a = p.a;
-    rd.lda = p.k;
-    rd.rows = p.m;
-    rd.k = p.k;
     row_dot_a = ThreadScratch(ScratchSlot::kRowDotA,
                               static_cast<size_t>(RowDotPackedSize(p.m, p.k)));
-    RowDotPack(rd, row_dot_a);
+    RowDotPack(RowDotRows(p), row_dot_a);
   }
   PackedA packed;
   const bool wide = p.view.transposed && !row_dot && WideGemmAvailable();
