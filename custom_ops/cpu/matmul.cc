@@ -271,6 +271,18 @@ Ort::Status LowRankLeftProducts(OrtKernelContext* context, const MatMulProblem& 
   });
 }
 
+// Adds every low-rank term to columns [n0, n0 + nc) of out (row stride ldo), from the
+// groups' A_g @ L_g in `left` (LowRankLeftProducts), then the epilogue.
+void FinishColumns(const MatMulProblem& p, const std::vector<float>& left,
+                   const std::vector<int64_t>& offsets, int64_t n0, int64_t nc, float* out,
+                   int64_t ldo) {
+  for (size_t g = 0; g < p.deltas.size(); ++g) {
+    LowRankAddColumns(p.deltas[g].term, left.data() + offsets[g], p.deltas[g].rows, n0, nc,
+                      out, ldo);
+  }
+  Epilogue(p, n0, nc, out, ldo);
+}
+
 // Y for the plain view, one or two rows of A and a narrow W (AxpySplitsK): the K slices of
 // W in parallel, each into its own partial Y (the first into Y), then their sum, the low-rank
 // term and the epilogue on all of Y.
@@ -297,10 +309,7 @@ Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
     const float* partial = partials + (t - 1) * size;
     for (int64_t i = 0; i < size; ++i) out[i] += partial[i];
   }
-  for (size_t g = 0; g < p.deltas.size(); ++g) {
-    LowRankAddColumns(p.deltas[g].term, left.data() + offsets[g], p.deltas[g].rows, 0, n, out, n);
-  }
-  Epilogue(p, 0, n, out, n);
+  FinishColumns(p, left, offsets, 0, n, out, n);
   return Ort::Status{nullptr};
 }
 
@@ -370,11 +379,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
     }
     if (wide) PackAOnce(p.a, p.k, packed, tile_state.get());
     ComputeChunk(p, wide ? &packed : nullptr, row_dot_a, n0, nc, out, ldo);
-    for (size_t g = 0; g < p.deltas.size(); ++g) {
-      LowRankAddColumns(p.deltas[g].term, left.data() + offsets[g], p.deltas[g].rows, n0, nc,
-                        out, ldo);
-    }
-    Epilogue(p, n0, nc, out, ldo);
+    FinishColumns(p, left, offsets, n0, nc, out, ldo);
   });
 }
 
