@@ -34,10 +34,8 @@ struct Simd {
   static constexpr int64_t kStageFromRows = 9;
   static constexpr bool kStageAliasedOnly = true;
   static constexpr int kUnroll = 1;
-  // StoreTile element by element (Store4 declared for the discarded branch only).
+  // StoreTile element by element.
   static constexpr bool kStore4 = false;
-  static void Store4(const float* out, int64_t ld, int64_t valid, float alpha, float* y,
-                     int64_t ldy);
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }

@@ -91,15 +91,16 @@ ICL_TARGET void MicroAnyWidth(int64_t width, const float* at, int64_t k, const f
 }
 
 // y[i][r] = alpha * out[r][i] for the valid rows of the tile at row m0 (the tile's result
-// transposed into Y).
-template <int Rows>
+// transposed into Y). S is Simd, as a template parameter so that S::Store4 is looked up only
+// where kStore4 keeps the branch: traits without kStore4 need no Store4.
+template <int Rows, typename S = Simd>
 ICL_TARGET void StoreTile(const PackedA& a, int64_t m0, const float* out, float alpha, float* y,
                           int64_t ldy) {
   const int64_t valid = std::min(a.tile_rows, a.m - m0);
   int r0 = 0;
-  if constexpr (Simd::kStore4) {
+  if constexpr (S::kStore4) {
     for (; r0 + 4 <= Rows; r0 += 4)
-      Simd::Store4(out + r0 * kTileRows, kTileRows, valid, alpha, y + m0 * ldy + r0, ldy);
+      S::Store4(out + r0 * kTileRows, kTileRows, valid, alpha, y + m0 * ldy + r0, ldy);
   }
   for (int64_t i = 0; i < valid; ++i)
     for (int r = r0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
