@@ -43,6 +43,8 @@ struct Simd {
   ICL_TARGET static void Store4(const float* out, int64_t ld, int64_t valid, float alpha, float* y,
                                 int64_t ldy) {
     const __m256 s = _mm256_set1_ps(alpha);
+    // Reads 8 columns of out at a time, past `valid` in a last tile: those columns are the
+    // products of the packed tile's zero rows (PackATile), written by Micro, never stored.
     for (int64_t i0 = 0; i0 < valid; i0 += 8) {
       const __m256 r0 = _mm256_loadu_ps(out + i0), r1 = _mm256_loadu_ps(out + ld + i0);
       const __m256 r2 = _mm256_loadu_ps(out + 2 * ld + i0);
