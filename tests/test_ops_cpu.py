@@ -434,6 +434,44 @@ def test_one_weight_feeds_several_views_in_one_session():
     assert_close(emb, reference.icl_gather(w, ids, output_dtype=FLOAT16), FLOAT16)
 
 
+def icl_matmul_on_initializer(w: np.ndarray, overridable: bool, attrs: dict):
+    """A session of one IclMatMul whose W is an initializer (also a graph input if overridable)."""
+    node = helper.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl", **attrs)
+    inputs = [tensor("A", FLOAT)] + ([tensor("W", FLOAT)] if overridable else [])
+    return session([node], inputs, [tensor("Y", FLOAT)], [onnx.numpy_helper.from_array(w, "W")])
+
+
+@pytest.mark.parametrize("attrs", [{"transpose": 1}, {"slice_axis": 1, "slice_start": 3}])
+def test_matmul_on_a_constant_w_checks_every_call(attrs):
+    # The front end describes a constant W once, at kernel creation; each call's A is still
+    # checked against it, and a call after a refused one runs.
+    w = random((40, 37), FLOAT, seed=20)
+    s = icl_matmul_on_initializer(w, overridable=False, attrs=attrs)
+    k = 37 if attrs.get("transpose") else 40
+    for rows in (1, 5, 20):
+        a = random((rows, k), FLOAT, seed=rows)
+        assert_close(s.run(None, {"A": a})[0], reference.icl_matmul(a, w, **attrs), FLOAT)
+    with pytest.raises(Exception, match="does not match view"):
+        s.run(None, {"A": random((2, k + 1), FLOAT, seed=0)})
+    a = random((3, k), FLOAT, seed=3)
+    assert_close(s.run(None, {"A": a})[0], reference.icl_matmul(a, w, **attrs), FLOAT)
+
+
+def test_matmul_on_an_overridable_initializer_reads_the_fed_w():
+    # An initializer that is also a graph input is not constant: a fed W of another shape is
+    # described and checked on its own call.
+    w = random((40, 37), FLOAT, seed=21)
+    s = icl_matmul_on_initializer(w, overridable=True, attrs={"transpose": 1})
+    a = random((4, 37), FLOAT, seed=22)
+    assert_close(s.run(None, {"A": a})[0], reference.icl_matmul(a, w, transpose=1), FLOAT)
+    fed = random((9, 37), FLOAT, seed=23)
+    got = s.run(None, {"A": a, "W": fed})[0]
+    assert_close(got, reference.icl_matmul(a, fed, transpose=1), FLOAT)
+    with pytest.raises(Exception, match="does not match view"):
+        s.run(None, {"A": a, "W": random((9, 36), FLOAT, seed=24)})
+    assert_close(s.run(None, {"A": a})[0], reference.icl_matmul(a, w, transpose=1), FLOAT)
+
+
 _FALLBACK_CHECK = textwrap.dedent(
     """
     import itertools

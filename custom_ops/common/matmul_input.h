@@ -88,11 +88,13 @@ inline std::string CheckMatMul(const ViewAttrs& attrs, const Backend& backend, c
   }
   if (a.shape.empty()) return "A must have rank >= 1";
   if (w.shape.size() != 2) return "W must be 2-D, got " + ShapeString(w.shape);
-  std::vector<int64_t> leading(a.shape.begin(), a.shape.end() - 1);
+  // Y's shape: A's leading dimensions, then N (one allocation per call).
+  y_shape.reserve(a.shape.size());
+  y_shape.assign(a.shape.begin(), a.shape.end() - 1);
   // a_count itself is not used: counting it checks that A's shape has no negative dimension
   // and that its element count (m * K, what the kernel reads) does not overflow.
   int64_t a_count = 0;
-  if (!ElementCount(a.shape, a_count) || !ElementCount(leading, call.m)) {
+  if (!ElementCount(a.shape, a_count) || !ElementCount(y_shape, call.m)) {
     return "A " + ShapeString(a.shape) + " has a negative dimension or too many elements";
   }
   std::string error;
@@ -103,10 +105,10 @@ inline std::string CheckMatMul(const ViewAttrs& attrs, const Backend& backend, c
     return "A " + ShapeString(a.shape) + " does not match view(W) " +
            ShapeString({call.view.rows, call.view.cols});
   }
-  y_shape = std::move(leading);
   y_shape.push_back(call.n);
   if (error = CheckTensorSize("Y", y_shape, SizeOf(call.a_type)); !error.empty()) return error;
-  if (bias.present && (bias.onnx_type != a.onnx_type || bias.shape != std::vector{call.n})) {
+  if (bias.present && (bias.onnx_type != a.onnx_type || bias.shape.size() != 1 ||
+                       bias.shape[0] != call.n)) {
     return "bias must have shape [" + std::to_string(call.n) + "] and A's type, got " +
            ShapeString(bias.shape);
   }
@@ -143,9 +145,21 @@ class MatMulInput {
   static constexpr const char* kOp = "IclMatMul";
   using Call = MatMulCall;
 
-  // Reads and checks the view attributes: a bad one fails here, at session creation.
+  // Reads and checks the view attributes: a bad one fails here, at session creation. A W that
+  // is a constant initializer is described here once (ORT keeps it, unchanged, for the
+  // session's life); Read checks it every call from that description.
   static Ort::Status Create(const OrtKernelInfo* info, const Backend& backend, MatMulInput& out) {
     out.backend_ = &backend;
+    int is_constant = 0;
+    const OrtValue* w = nullptr;
+    const OrtApi& api = Ort::GetApi();
+    if (OrtStatus* s = api.KernelInfoGetConstantInput_tensor(info, 1, &is_constant, &w)) {
+      api.ReleaseStatus(s);  // not known: described every call
+    } else if (is_constant != 0 && w != nullptr) {
+      const Ort::ConstValue value(w);
+      out.constant_w_ = Describe(value);
+      out.constant_w_data_ = value.GetTensorRawData();
+    }
     return ReadViewAttrs(info, std::string(kOp) + backend.label, out.attrs_);
   }
 
@@ -157,7 +171,13 @@ class MatMulInput {
                           v = OptionalInput(ctx, 4), ids = OptionalInput(ctx, 5);
     std::vector<int64_t> y_shape;
     const TensorDesc ids_desc = Describe(ids);
-    std::string error = CheckMatMul(attrs_, *backend_, Describe(a), Describe(w), Describe(bias),
+    // W's description from Create where this call's W is that constant (same data), else
+    // read now: describing a tensor costs ORT an allocation or two per call.
+    const void* w_data = w.GetTensorRawData();
+    TensorDesc w_read;
+    const TensorDesc& w_desc =
+        constant_w_.present && w_data == constant_w_data_ ? constant_w_ : (w_read = Describe(w));
+    std::string error = CheckMatMul(attrs_, *backend_, Describe(a), w_desc, Describe(bias),
                                     Describe(u), Describe(v), ids_desc, call, y_shape);
     // variant_ids is host memory on every backend (the CUDA kernel asks ORT for it there).
     if (error.empty() && ids_desc.present) {
@@ -167,7 +187,7 @@ class MatMulInput {
     if (!error.empty()) return Refuse(kOp, *backend_, error);
     call.scale = attrs_.scale;
     call.a = a.GetTensorRawData();
-    call.w = w.GetTensorRawData();
+    call.w = w_data;
     call.bias = bias ? bias.GetTensorRawData() : nullptr;
     call.u = call.rank > 0 ? u.GetTensorRawData() : nullptr;
     call.v = call.rank > 0 ? v.GetTensorRawData() : nullptr;
@@ -178,6 +198,8 @@ class MatMulInput {
  private:
   ViewAttrs attrs_;
   const Backend* backend_ = nullptr;
+  TensorDesc constant_w_;                   // present: W is a constant initializer
+  const void* constant_w_data_ = nullptr;  // its data
 };
 
 }  // namespace icl

@@ -98,7 +98,7 @@ inline bool ResolveView(const ViewAttrs& a, int64_t R, int64_t C, ViewGeometry& 
                         std::string& error) {
   if (error = ViewAttrsError(a); !error.empty()) return false;
   int64_t elements = 0;
-  if (!ElementCount({R, C}, elements)) {
+  if (!CheckedMul(R, C, elements)) {  // ElementCount of [R, C], without building a vector
     error = "W " + ShapeString({R, C}) + " has a negative dimension or too many elements";
     return false;
   }
