@@ -44,6 +44,12 @@ struct Simd {
   // faster where W stays in the last-level cache (K=768, N=3072, M=4: 0.21 ms in panels, 0.31
   // in axpy form).
   static constexpr int64_t kAxpyFromBytes = int64_t{16} << 20;
+  // The panels walked in blocks of 128 rows of W up to 64 rows of A, the panel four to the
+  // right prefetched (BlockedPanels in panel_gemm_impl.h, where the measurements are); beyond
+  // 64 rows, mixed: K=768, N=3072, M=128 17.5 -> 20.5 ms, K=3072, N=768, M=128 20.0 -> 14.7.
+  static constexpr int64_t kBlockRows = 128;
+  static constexpr int kBlockAheadPanels = 4;
+  static constexpr int64_t kBlockMaxRows = 64;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }
