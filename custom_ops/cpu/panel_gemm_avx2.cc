@@ -50,6 +50,9 @@ struct Simd {
   static constexpr int64_t kBlockRows = 128;
   static constexpr int kBlockAheadPanels = 4;
   static constexpr int64_t kBlockMaxRows = 64;
+  // Blocks of 64 rows where W's rows are 16 KB or more apart, up to 16 rows of A.
+  static constexpr int64_t kWideBlockRows = 64;
+  static constexpr int64_t kWideBlockMaxRows = 16;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }
