@@ -253,11 +253,11 @@ def test_plain_matmul_with_float32_w_of_few_rows_matches_reference(rows, n):
 @pytest.mark.parametrize("k", [129, 256, 385])
 @pytest.mark.parametrize("n", [1003, 4099])
 def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
-    # With AVX2 the plain GEMM walks the panels in blocks of 128 rows of W up to 64 rows of A
-    # (BlockedPanels), of 64 rows where W's rows are 16 KB or more apart (float32 N=4099) up to
-    # 16 rows of A: K=129 ends in a block of one row, 256 in two whole blocks of 128 (four of
-    # 64), 385 in three and a row (six and a row); 3 and 6 rows are one tile read in place, 7
-    # (4 + 3), 13 and 64 have their first tile copy each block of a panel. N=1003 and 4099
+    # With AVX2 the plain GEMM walks the panels in blocks of 128 rows of W up to 16 rows of A
+    # (BlockedPanels), of 64 rows where W's rows are 16 KB or more apart (float32 N=4099):
+    # K=129 ends in a block of one row, 256 in two whole blocks of 128 (four of 64), 385 in
+    # three and a row (six and a row); 3 and 6 rows are one tile read in place, 7 (4 + 3) and
+    # 13 have their first tile copy each block of a panel, 64 walks all of K. N=1003 and 4099
     # leave a one-vector panel and three columns past the vectors, and with the row slice of W
     # (from row 5) and the scale every block must add to the partial sums of the one before
     # and only the last scale them.
