@@ -248,6 +248,26 @@ def test_plain_matmul_with_float32_w_of_few_rows_matches_reference(rows, n):
     assert_close(run_matmul(a, w, {}), reference.icl_matmul(a, w), FLOAT)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [3, 6, 7, 13, 64])
+@pytest.mark.parametrize("k", [129, 256, 385])
+@pytest.mark.parametrize("n", [1003, 4099])
+def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
+    # With AVX2 the plain GEMM walks the panels in blocks of 128 rows of W up to 16 rows of A
+    # (BlockedPanels), of 64 rows where W's rows are 16 KB or more apart (float32 N=4099):
+    # K=129 ends in a block of one row, 256 in two whole blocks of 128 (four of 64), 385 in
+    # three and a row (six and a row); 3 and 6 rows are one tile read in place, 7 (4 + 3) and
+    # 13 have their first tile copy each block of a panel, 64 walks all of K. N=1003 and 4099
+    # leave a one-vector panel and three columns past the vectors, and with the row slice of W
+    # (from row 5) and the scale every block must add to the partial sums of the one before
+    # and only the last scale them.
+    attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": k, "scale": 0.5}
+    a = random((rows, k), FLOAT, seed=30)
+    w = random((k + 9, n), w_type, seed=31)
+    bias = random((n,), FLOAT, seed=32)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [3, 4, 5, 8])
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_type):

@@ -44,6 +44,18 @@ struct Simd {
   // faster where W stays in the last-level cache (K=768, N=3072, M=4: 0.21 ms in panels, 0.31
   // in axpy form).
   static constexpr int64_t kAxpyFromBytes = int64_t{16} << 20;
+  // The panels walked in blocks of 128 rows of W (64 where W's rows are 16 KB or more apart)
+  // up to 16 rows of A, the panel four to the right prefetched (BlockedPanels in
+  // panel_gemm_impl.h, where the measurements are). Beyond 16 rows no faster: PanelGemm
+  // alone, one core, loaded machine, blocks / whole K, median of 10-30 alternated ratios
+  // (fastest runs, ms): K=768, N=32000, M=32 0.98 (20.9 -> 20.4), M=64 1.01-1.11 (35.6 ->
+  // 36.2); K=768, N=3072, M=32 1.06 (1.51 -> 1.62), M=64 1.03 (2.97 -> 3.23); K=3072, N=768,
+  // M=32 1.01, M=64 0.98; in ORT (bench_matmul, one thread, against af95f10) K=768, N=32000,
+  // M=64 1.08-1.12.
+  static constexpr int64_t kBlockRows = 128;
+  static constexpr int kBlockAheadPanels = 4;
+  static constexpr int64_t kBlockMaxRows = 16;
+  static constexpr int64_t kWideBlockRows = 64;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }

@@ -15,12 +15,15 @@
 //     that, per kind of W: see CopyAfterTiles; 0: never), kL1AheadRows (rows of the L1
 //     prefetch of the copying tile; 0: none), kMergeLastTile (see TileRows) and
 //     kAxpyFromBytes (three or four rows of A in axpy form from this many bytes of W: see
-//     AxpyForm in panel_gemm.h).
+//     AxpyForm in panel_gemm.h);
+//     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows and kWideBlockRows: the panels
+//     walked in blocks of K (see BlockedPanels; without kBlockRows, or 0, never).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "cpu/panel_gemm.h"
 #include "cpu/scratch.h"
@@ -182,6 +185,88 @@ constexpr int64_t CopyAfterTiles(int64_t k, int64_t ldw) {
   }
 }
 
+// The traits' kBlockRows, kBlockAheadPanels, kBlockMaxRows and kWideBlockRows where they
+// define them, else zeros (no walk in blocks of K).
+template <typename S, typename = void>
+struct BlockingOf {
+  static constexpr int64_t kRows = 0, kAheadPanels = 0, kMaxRows = 0, kWideRows = 0;
+};
+template <typename S>
+struct BlockingOf<S, std::void_t<decltype(S::kBlockRows)>> {
+  static constexpr int64_t kRows = S::kBlockRows, kAheadPanels = S::kBlockAheadPanels,
+                           kMaxRows = S::kBlockMaxRows, kWideRows = S::kWideBlockRows;
+};
+using Blocking = BlockingOf<Simd>;
+
+// W's rows at least this many bytes apart take blocks of Blocking::kWideRows rows of W (see
+// BlockedPanels).
+constexpr int64_t kWideBlockRowBytes = int64_t{16} << 10;
+
+// Panels of `Lanes` vectors over columns [j, n) in blocks of kb rows of W: every panel of the
+// columns for one block of K, then the next block, the partial sums kept in y between blocks.
+// A panel walk over all of K reads one cache line from each of K rows of W for each panel:
+// when W's rows are 3 KB or more apart, each line is in another 4 KB page (K=768, N=32000:
+// 768 pages per panel of 64 bytes), the hardware prefetcher does not follow, and the next
+// panel's lines, prefetched while this one computes, arrive too late. Here one block's kb
+// rows (kb pages or a few more) serve all panels of the task's columns, in the order of their
+// lines, and the panel Simd::kBlockAheadPanels to the right (past the columns: the next
+// block's) is prefetched into L2 as each panel computes. Where more row tiles follow, the
+// first copies each block of a panel for them (CopyingPanel, the rule of Panels). AVX2, one
+// core, PanelGemm alone over tasks of 512 columns (192 at N=768), loaded machine (load 5),
+// fastest of 5-7 alternated runs, ms, whole K -> blocks of 128 rows, four panels ahead:
+// K=768, N=32000, M=6 23.2 -> 7.3, M=8 21.1 -> 9.3, M=16 26.9 -> 12.0; K=768, N=3072, M=4
+// 0.56 -> 0.46, M=16 1.77 -> 1.14; K=3072, N=768, M=4 0.82 -> 0.35, M=8 1.83 -> 0.54, M=16
+// 2.77 -> 0.88. (Whole K with four panels ahead: K=768, N=32000, M=8 10.8-11.7; blocks of 32
+// rows with one panel ahead: 17.8.) The gain depends on what the other processes do to
+// memory: at another moment (load 10) the median of 60 alternated ratios blocks / whole K
+// was K=768, N=32000, M=6 0.85, M=8 0.83, M=16 0.90; K=768, N=3072, M=4 0.86, M=8 0.84;
+// K=3072, N=768, M=8 0.91. W's rows 16 KB or more apart take blocks of 64 rows (K=768,
+// N=32000, blocks of 64 / of 128, median of 8-25 alternated ratios, loaded machine: M=6
+// 0.82, M=8 0.81-0.92, M=16 0.85-0.93; K=768, N=3072, M=16 1.10; K=3072, N=768, M=8 1.05).
+template <int Rows, int Lanes, typename TW>
+ICL_TARGET int64_t BlockedPanels(const float* a, int64_t lda, int64_t m, int64_t k,
+                                 const TW* w, int64_t ldw, int64_t j, int64_t n, float alpha,
+                                 float* y, int64_t ldy) {
+  constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
+  const bool wide = ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
+  const int64_t kb = wide ? Blocking::kWideRows : Blocking::kRows;
+  constexpr int64_t kAhead = Blocking::kAheadPanels * kCols;  // columns
+  const int64_t end = j + (n - j) / kCols * kCols;
+  if (end == j) return j;
+  const int64_t tiles = CopyAfterTiles<TW>(k, ldw);
+  const bool copying = tiles > 0 && m > tiles * Rows;
+  float* copy =
+      copying ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kb * kCols)) : nullptr;
+  for (int64_t k0 = 0; k0 < k; k0 += kb) {
+    const int64_t rows = std::min(kb, k - k0);
+    const bool first = k0 == 0;
+    const bool last = k0 + rows >= k;
+    const TW* block = w + k0 * ldw;
+    for (int64_t c = j; c < end; c += kCols) {
+      const TW* next = nullptr;  // the panel kAhead columns on, in this block or the next
+      int64_t next_rows = 0;
+      if (c + kAhead < end) {
+        next = block + c + kAhead;
+        next_rows = rows;
+      } else if (!last) {
+        next = block + rows * ldw + j + (c + kAhead - end) % (end - j);
+        next_rows = std::min(kb, k - k0 - rows);
+      }
+      if (copying) {
+        CopyingPanel<Rows, Lanes>(a + k0, lda, m, rows, block + c, ldw, next, next_rows, copy, 0,
+                                  alpha, y + c, ldy, first, last);
+        continue;
+      }
+      for (int64_t r = 0, t; r < m; r += t, next = nullptr) {
+        t = TileRows<Rows>(m - r);
+        Remainder<Rows, Lanes>(t, a + r * lda + k0, lda, rows, block + c, ldw, next, next_rows,
+                               nullptr, 0, alpha, y + r * ldy + c, ldy, first, last);
+      }
+    }
+  }
+  return end;
+}
+
 // Panels of `Lanes` vectors over columns [j, n); returns the first column not covered.
 // With more rows of A than CopyAfterTiles tiles, each panel is copied (as float32),
 // Simd::kCopiedRows rows at a time, by its first row tile into a contiguous per-thread buffer
@@ -196,6 +281,11 @@ template <int Rows, int Lanes, typename TW>
 ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
                           int64_t ldy) {
+  if constexpr (Blocking::kRows > 0) {
+    if (m <= Blocking::kMaxRows && k > Blocking::kRows) {
+      return BlockedPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
+    }
+  }
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   constexpr int64_t kSlice = Simd::kCopiedRows;
   const int64_t tiles = CopyAfterTiles<TW>(k, ldw);
