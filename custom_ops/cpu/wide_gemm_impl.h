@@ -36,6 +36,24 @@ inline int64_t TileWidth(const PackedA& a, int64_t m0) {
 // Prefetch steps of Micro over k steps of K.
 constexpr int64_t Prefetches(int64_t k) { return k / Simd::kUnroll + k % Simd::kUnroll; }
 
+// One step of K of Micro: acc[r][l] += at[l] * w[r * ldw] (A's Lanes vectors at `at`, the
+// step's element of each of W's Rows rows at w), with one prefetch step between A's loads and
+// the FMAs if Prefetch. Both of Micro's loops call it: a function with ICL_TARGET, not a
+// lambda (a lambda loses the target attribute). (With the prefetch step before A's loads,
+// g++ folded A's loads into the FMAs of tiles with 2 or 3 rows of W: one load per row.)
+template <int Lanes, int Rows, bool Prefetch>
+ICL_TARGET inline __attribute__((always_inline)) void MicroStep(
+    const float* at, const float* w, int64_t ldw, typename Simd::V (&acc)[Rows][Lanes],
+    Prefetcher& prefetch) {
+  typename Simd::V a[Lanes];
+  for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + l * Simd::kWidth);
+  if constexpr (Prefetch) prefetch.Step();
+  for (int r = 0; r < Rows; ++r) {
+    const typename Simd::V b = Simd::Broadcast(w[r * ldw]);
+    for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(a[l], b, acc[r][l]);
+  }
+}
+
 // One A^T tile (Lanes vectors wide) against Rows rows of float W, over all of K; the result
 // lands in out[Rows][kTileRows] (lanes beyond the tile's width are left untouched).
 template <int Lanes, int Rows>
@@ -54,24 +72,12 @@ ICL_TARGET void Micro(const float* at, int64_t k, const float* w, int64_t ldw, f
       // Not unrolled: g++ then interleaved the steps, spilled two accumulators per pass and
       // folded A's loads into the FMAs (AVX2, 3 x 4 tile).
 #pragma GCC unroll 1
-      for (int u = 0; u < kU; ++u) {
-        typename Simd::V a[Lanes];
-        for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + (u * Lanes + l) * kW);
-        for (int r = 0; r < Rows; ++r) {
-          const typename Simd::V b = Simd::Broadcast(w[r * ldw + kk + u]);
-          for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(a[l], b, acc[r][l]);
-        }
-      }
+      for (int u = 0; u < kU; ++u)
+        MicroStep<Lanes, Rows, false>(at + u * Lanes * kW, w + kk + u, ldw, acc, prefetch);
     }
   }
   for (; kk < k; ++kk, at += Lanes * kW) {
-    typename Simd::V a[Lanes];
-    for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + l * kW);
-    prefetch.Step();
-    for (int r = 0; r < Rows; ++r) {
-      const typename Simd::V b = Simd::Broadcast(w[r * ldw + kk]);
-      for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(a[l], b, acc[r][l]);
-    }
+    MicroStep<Lanes, Rows, true>(at, w + kk, ldw, acc, prefetch);
   }
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l) Simd::Store(out + r * kTileRows + l * kW, acc[r][l]);
