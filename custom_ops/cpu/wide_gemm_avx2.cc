@@ -37,6 +37,14 @@ struct Simd {
   static constexpr int64_t kStageFromRows = 64;
   static constexpr bool kStageAliasedOnly = false;
   static constexpr int kUnroll = 4;
+  // A larger than 512 KB (M=256 at K=768: 786 KB) in groups of tiles of at most about 288 KB,
+  // against blocks of 48 rows of W (whole blocks of 4 and of 6 rows, and of 16 columns of the
+  // stage): TryGroups in wide_gemm_impl.h. Kernel harness, one core, loaded machine, 4-8
+  // rounds alternated, lowest time against without: M=256, K=768, N=768 0.968, N=3072 0.973,
+  // N=32000 0.987; M=128 (393 KB) in two groups was 1.01-1.03, so it stays whole.
+  static constexpr int64_t kGroupBytes = 288 * 1024;
+  static constexpr int64_t kGroupFromBytes = 512 * 1024;
+  static constexpr int kGroupWRows = 48;
   // StoreTile transposes 4 x 8 blocks of the tile's result in registers (element by element it
   // took 4-5% of the GEMM: M=256, K=768, N=768, one core).
   static constexpr bool kStore4 = true;

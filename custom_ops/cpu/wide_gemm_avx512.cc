@@ -34,6 +34,7 @@ struct Simd {
   static constexpr int64_t kStageFromRows = 9;
   static constexpr bool kStageAliasedOnly = true;
   static constexpr int kUnroll = 1;
+  static constexpr int64_t kGroupBytes = 0;  // A's tiles all at once (TryGroups)
   // StoreTile element by element (Store4 declared for the discarded branch only).
   static constexpr bool kStore4 = false;
   static void Store4(const float* out, int64_t ld, int64_t valid, float alpha, float* y,
