@@ -312,20 +312,37 @@ def test_transposed_matmul_with_rows_of_y_pages_apart_matches_reference(w_type, 
 @pytest.mark.parametrize("a_type", [FLOAT, FLOAT16], ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("rows", [64, 67, 128])
 @pytest.mark.parametrize("k", [37, 70])
-def test_transposed_gemm_staging_y_matches_reference(a_type, rows, k):
-    # From 64 rows of A the AVX2 transposed GEMM stages Y's columns (16 for its 4-row
-    # micro-tiles, 18 for the 6-row ones that tiles of 16 rows of A take: M=128) and copies
-    # each group into Y once complete (wide_gemm_impl.h, StageColumns); N=45 ends in a partial
-    # group and a partial block of W's rows. Its K loop takes four steps at a time: K=37 and 70
-    # leave 1 and 2. Its tile store transposes blocks of 8 rows of A x 4 of W in registers:
+@pytest.mark.parametrize("n", [N, 1024])
+def test_transposed_gemm_staging_y_matches_reference(a_type, rows, k, n):
+    # From 64 rows of A, where Y's rows are a multiple of 4 KB apart (N=1024 float32), the AVX2
+    # transposed GEMM stages Y's columns (16 for its 4-row micro-tiles, 24 for the 6-row ones
+    # that tiles of 16 rows of A take: M=128) and copies each group into Y once complete
+    # (wide_gemm_impl.h, StageY): with 6-row micro-tiles tasks of 256 columns end in a partial
+    # group (16 of 24 columns) and a partial block (4 rows); N=45 is written in place, with a
+    # partial block of W's rows. Its K loop takes four steps at a time: K=37 and 70 leave 1
+    # and 2. Its tile store transposes blocks of 8 rows of A x 4 of W in registers:
     # 67 rows end in a tile of 19 (a partial block), 6-row micro-tiles in 4 + 2. A float16 A
     # gives a float16 Y, which the kernel writes into a scratch buffer first.
     a = random((rows, k), a_type, seed=13)
-    w = random((N, k), FLOAT, seed=14)
-    bias = random((N,), a_type, seed=15)
+    w = random((n, k), FLOAT, seed=14)
+    bias = random((n,), a_type, seed=15)
     attrs = {"transpose": 1, "scale": 0.5}
     expected = reference.icl_matmul(a, w, bias, **attrs)
     assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
+
+
+@pytest.mark.parametrize("rows", [200, 203])
+def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
+    # Packed A larger than 512 KB (K=700: 582 KB at 200 rows in tiles of 16, 605 KB at 203 in
+    # tiles of 24 with a last one of 11) runs with AVX2 in groups of A's tiles against blocks
+    # of 48 rows of W (wide_gemm_impl.h, TryGroups): groups of 7 tiles of 16 (6-row micro-tiles)
+    # and of 3 tiles of 24 (4-row ones, the last group ending in the partial tile); N=101 ends
+    # in a partial block of 5 rows (a 4-row micro-tile and a single row).
+    a = random((rows, 700), FLOAT, seed=21)
+    w = random((101, 700), FLOAT, seed=22)
+    bias = random((101,), FLOAT, seed=23)
+    attrs = {"transpose": 1, "scale": 0.5}
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
 def test_matmul_with_empty_inner_dimension_gives_the_bias():

@@ -21,7 +21,8 @@ struct Simd {
   // as long as the copy (M=16, K=3072, N=768, one core).
   static constexpr int kSplitRows = 0;
   static constexpr int kSplitRuns = 0;
-  // From kStageFromRows rows of A, whatever N, Y's columns are staged 4 blocks of W rows (one
+  // From kStageFromRows rows of A, where Y's rows are a multiple of 4 KB apart (N=3072:
+  // kStageAliasedOnly), Y's columns are staged 4 blocks of W rows (one
   // cache line of Y per row of A at 4 rows a block, the blocks from 64 rows of A) at a time and
   // then copied into Y (StageY in wide_gemm_impl.h), and Micro takes kUnroll steps of K per
   // prefetch step: written in place, each 4-row block of W wrote 16 bytes into every row of Y
@@ -32,11 +33,25 @@ struct Simd {
   // 1.30 -> 1.04 (benchmarks/results/matmul_avx2large_vs_9227f26.md). A prefetch of the A
   // tile 384-1024 bytes ahead (MLAS prefetches its packed B), A's tiles in groups of 384 KB
   // (W re-read per group) and A tiles of 16 rows for M a multiple of 16 measured no faster.
-  // Staging from 64 rows: fewer rows of Y were not measured.
+  // Staging from 64 rows: fewer rows of Y were not measured. Staged whatever N (as first
+  // committed), N=768 and 32000 measured 1-4% slower than in place: in ORT, one thread, thread
+  // CPU time, 15 rounds alternated (loaded machine), median ICL/ORT staged -> in place:
+  // K=768 N=768 M=64 1.039 -> 0.991, M=128 1.063 -> 1.026, M=256 1.082 -> 1.104 and 1.118 ->
+  // 1.140; N=32000 M=64 1.044 -> 1.009 and 1.001 -> 0.989, M=128 1.076 -> 1.051, M=256 1.057
+  // -> 1.019; K=3072 N=768 M=64/128/256 1.035/1.177/1.102 -> 1.014/1.174/1.077 (kernel
+  // harness, lowest of 6-12 runs, in place / staged: 0.95-0.99, two of 13 1.02 and 1.18).
   static constexpr int kStageBlocks = 4;
   static constexpr int64_t kStageFromRows = 64;
-  static constexpr bool kStageAliasedOnly = false;
+  static constexpr bool kStageAliasedOnly = true;
   static constexpr int kUnroll = 4;
+  // A larger than 512 KB (M=256 at K=768: 786 KB) in groups of tiles of at most about 288 KB,
+  // against blocks of 48 rows of W (whole blocks of 4 and of 6 rows, and of 16 columns of the
+  // stage): TryGroups in wide_gemm_impl.h. Kernel harness, one core, loaded machine, 4-8
+  // rounds alternated, lowest time against without: M=256, K=768, N=768 0.968, N=3072 0.973,
+  // N=32000 0.987; M=128 (393 KB) in two groups was 1.01-1.03, so it stays whole.
+  static constexpr int64_t kGroupBytes = 288 * 1024;
+  static constexpr int64_t kGroupFromBytes = 512 * 1024;
+  static constexpr int kGroupWRows = 48;
   // StoreTile transposes 4 x 8 blocks of the tile's result in registers (element by element it
   // took 4-5% of the GEMM: M=256, K=768, N=768, one core).
   static constexpr bool kStore4 = true;

@@ -40,6 +40,7 @@ struct Simd {
   static constexpr int64_t kStageFromRows = 9;
   static constexpr bool kStageAliasedOnly = true;
   static constexpr int kUnroll = 1;
+  static constexpr int64_t kGroupBytes = 0;  // A's tiles all at once (TryGroups)
   // StoreTile element by element.
   static constexpr bool kStore4 = false;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
