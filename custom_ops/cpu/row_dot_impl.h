@@ -5,18 +5,22 @@
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
 //     V, kWidth (floats per V), kMaxRows (rows of A per tile once A has more rows than that)
 //     and TileCols(rows) (rows of W per tile of `rows` rows of A) as the register file
-//     allows, Zero(), LoadA(const float*),
-//     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*) (LoadA and LoadW return
-//     a value in a register: see below), Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4])
-//     (four sums at once).
+//     allows, Zero(), LoadA(const float*) (returns a value in a register: see below),
+//     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*), Pinned(v) (see below),
+//     Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4]) (four sums at once).
 // Each file's instantiations live in its own namespace, so the linker never mixes code
 // compiled for different instruction sets.
 //
-// LoadA and LoadW must return their vector in a register that the compiler cannot turn back
-// into a memory operand (an empty asm statement that "modifies" it, Pinned() in the traits):
-// g++ otherwise folds the load of each W vector into every FMA that uses it, so a tile of R
-// rows of A loaded each W vector R times (AVX-512, K = N = 768, W in L3, one core: 2 rows
-// 52 -> 41 us, 3 rows 71 -> 46 us).
+// LoadA must return its vector in a register that the compiler cannot turn back into a memory
+// operand (an empty asm statement that "modifies" it, Pinned() in the traits), and so must a
+// W vector that several rows of A use: g++ otherwise folds the load of each W vector into
+// every FMA that uses it, so a tile of R rows of A loaded each W vector R times (AVX-512,
+// K = N = 768, W in L3, one core: 2 rows 52 -> 41 us, 3 rows 71 -> 46 us). With one row of A
+// the W vector feeds one FMA, and the load folded into it is one instruction instead of two:
+// where W streams from memory that measured faster (K = 768, N = 32000, W cold, one core,
+// thread CPU time, loaded machine, medians of 30-40 alternated runs: AVX2 1 x 8 tiles
+// 6.20 -> 5.53 ms and 5.44 -> 5.17 ms, AVX-512 5.57 -> 5.19 ms; float16 W unchanged), as if
+// the shorter loop keeps more of W's cache misses in flight in the same reorder window.
 #pragma once
 
 #include <algorithm>
@@ -56,7 +60,8 @@ ICL_TARGET void Tile(const float* ap, const float* a, int64_t lda, const TW* w, 
 #pragma GCC unroll 16
     for (int c = 0; c < Cols; ++c) {
       if (fetch) __builtin_prefetch(w + c * ldw + i + ahead, /*rw=*/0, /*locality=*/2);
-      const typename Simd::V wv = Simd::LoadW(w + c * ldw + i);
+      const typename Simd::V wv =
+          Rows == 1 ? Simd::LoadW(w + c * ldw + i) : Simd::Pinned(Simd::LoadW(w + c * ldw + i));
 #pragma GCC unroll 16
       for (int r = 0; r < Rows; ++r) acc[r * Cols + c] = Simd::Fma(av[r], wv, acc[r * Cols + c]);
     }
