@@ -261,6 +261,21 @@ def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_typ
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+def test_transposed_matmul_with_w_of_16_mb_streamed_matches_reference(rows, w_type):
+    # A W of at least 16 MB (K=67 float32 or K=134 16-bit rows, N=62603) streams from memory:
+    # RowDot's tiles of two rows of A then take W into their FMAs (row_dot_impl.h, Fold;
+    # matmul.cc, kRowDotStreamBytes); K ends in a partial vector, N in single rows of W after
+    # the last whole tile, with a bias.
+    k = 67 if w_type == FLOAT else 134
+    a = random((rows, k), FLOAT, seed=rows)
+    w = random((62603, k), w_type, seed=16)
+    bias = random((62603,), FLOAT, seed=17)
+    attrs = {"transpose": 1, "scale": 0.5}
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [16, 20, 70])
 @pytest.mark.parametrize("k", [512, 1024, 2048])
 def test_transposed_matmul_with_rows_of_w_pages_apart_matches_reference(rows, k):
