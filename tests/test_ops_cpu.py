@@ -248,12 +248,13 @@ def test_plain_matmul_with_float32_w_of_few_rows_matches_reference(rows, n):
     assert_close(run_matmul(a, w, {}), reference.icl_matmul(a, w), FLOAT)
 
 
-@pytest.mark.parametrize("rows", [3, 4, 5, 8])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8])
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_type):
     # A W of at least 16 MB (K=67 float32 or K=134 16-bit rows of N=62603) is read in axpy form
-    # for three and four rows of A (panel_gemm.h, kAxpyFromBytes; K not a whole number of its
-    # steps of four rows of W, N not of vectors), in panels from five rows.
+    # for one to four rows of A (panel_gemm.h, kAxpyFromBytes; one and two rows with W folded
+    # into the FMAs, panel_gemm_impl.h, kAxpyFoldFromBytes; K not a whole number of its
+    # steps of four or eight rows of W, N not of vectors), in panels from five rows.
     k = 67 if w_type == FLOAT else 134
     a = random((rows, k), FLOAT, seed=rows)
     w = random((k, 62603), w_type, seed=15)
