@@ -268,17 +268,33 @@ def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
-@pytest.mark.parametrize("rows", [3, 4, 5, 8])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8])
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_type):
     # A W of at least 16 MB (K=67 float32 or K=134 16-bit rows of N=62603) is read in axpy form
-    # for three and four rows of A (panel_gemm.h, kAxpyFromBytes; K not a whole number of its
-    # steps of four rows of W, N not of vectors), in panels from five rows.
+    # for one to four rows of A (panel_gemm.h, kAxpyFromBytes; one and two rows with W folded
+    # into the FMAs, panel_gemm_impl.h, kAxpyFoldFromBytes; K not a whole number of its
+    # steps of four or eight rows of W, N not of vectors), in panels from five rows.
     k = 67 if w_type == FLOAT else 134
     a = random((rows, k), FLOAT, seed=rows)
     w = random((k, 62603), w_type, seed=15)
     attrs = {"scale": 0.5}
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 4])
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+def test_transposed_matmul_with_w_of_16_mb_streamed_matches_reference(rows, w_type):
+    # A W of at least 16 MB (K=67 float32 or K=134 16-bit rows, N=62603) streams from memory:
+    # RowDot's one tile of two rows of A then takes W into its FMAs (row_dot_impl.h, Fold;
+    # matmul.cc, kRowDotStreamBytes), two tiles of two rows (AVX2, four rows) do not; K ends
+    # in a partial vector, N in single rows of W after the last whole tile, with a bias.
+    k = 67 if w_type == FLOAT else 134
+    a = random((rows, k), FLOAT, seed=rows)
+    w = random((62603, k), w_type, seed=16)
+    bias = random((62603,), FLOAT, seed=17)
+    attrs = {"transpose": 1, "scale": 0.5}
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
 @pytest.mark.parametrize("rows", [16, 20, 70])

@@ -61,6 +61,9 @@ int64_t RowDotMaxRows() {
 // 1.00, 0.97, AVX2 1.00, 1.04, 1.01, within the spread); GEMM tasks are larger so that the
 // per-task set-up (packing, transposing W) is amortised.
 constexpr int64_t kRowDotChunk = 192;
+// RowDot's W streams from memory (RowDotProblem::w_streams) from this many bytes of W: half
+// the L3 (32 MB on the Zen 4 measured), which the other weights of a model share.
+constexpr int64_t kRowDotStreamBytes = int64_t{16} << 20;
 constexpr int64_t kGemmChunk = 512;
 // The plain view with more rows of A than one PanelGemm tile, and WideGemm: a narrow W is
 // split into at least four tasks of whole 64-column panels so that two threads balance
@@ -197,6 +200,7 @@ void ComputeChunk(const MatMulProblem& p, const PackedA* packed, const float* ro
       rd.y = out;
       rd.ldy = ldo;
       rd.packed_a = row_dot_a;
+      rd.w_streams = p.k * v.cols * SizeOf(p.w_type) >= kRowDotStreamBytes;
       RowDot(rd, 0, nc);
       return;
     }

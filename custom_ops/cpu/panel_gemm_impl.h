@@ -314,7 +314,14 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
 
 // v, kept in a register that the compiler cannot turn back into a memory operand: g++ folds
 // the load of a vector of W into each FMA that uses it, so that AxpyRows<2> loaded every W
-// vector twice (and its loads, not its FMAs, bounded it).
+// vector twice (and its loads, not its FMAs, bounded it). AxpyRows that Fold leave W's loads
+// to the compiler: one row of A (each W vector used once), and with AVX2 (vectors of 32
+// bytes) two rows where W streams from memory (at least kAxpyFoldFromBytes), where the
+// shorter loop measured faster, as RowDot's did (row_dot_impl.h, Tile): in ORT, one thread,
+// K=768, N=32000, plain, M=2, thread CPU time, 40 alternated rounds, folded / pinned: AVX2
+// 0.91 (p10-p90 0.84-1.00), AVX-512 1.13 (1.07-1.17), so not with AVX-512.
+constexpr int64_t kAxpyFoldFromBytes = int64_t{16} << 20;
+constexpr bool kAxpyFoldTwoRows = Simd::kWidth * sizeof(float) == 32;
 template <typename V>
 ICL_TARGET V InRegister(V v) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -328,7 +335,7 @@ ICL_TARGET V InRegister(V v) {
 // of W in pieces of 256 bytes, each in another page when W is wide (N = 32000: 128 KB apart),
 // so it pays a TLB miss per piece and the hardware prefetcher never locks on; here a row is
 // one run of n elements and the rows kStep ahead are prefetched by hand as the loop walks n.
-template <int Rows, typename TW>
+template <int Rows, bool Fold, typename TW>
 ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, int64_t ldw,
                          int64_t n, float alpha, float* y, int64_t ldy) {
   constexpr int64_t kW = Simd::kWidth;
@@ -354,7 +361,7 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
       for (int r = 0; r < Rows; ++r) acc[r] = Simd::Load(y + r * ldy + j);
       for (int s = 0; s < kStep; ++s) {
         typename Simd::V wv = Simd::LoadW(wr[s] + j);
-        if constexpr (Rows > 1) wv = InRegister(wv);  // one row: each W vector is used once
+        if constexpr (!Fold) wv = InRegister(wv);
         for (int r = 0; r < Rows; ++r) acc[r] = Simd::Fma(ak[s][r], wv, acc[r]);
       }
       for (int r = 0; r < Rows; ++r) Simd::Store(y + r * ldy + j, acc[r]);
@@ -408,11 +415,15 @@ ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW*
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
   static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
   if (Axpy(m, k * ldw * int64_t{sizeof(TW)})) {
+    const bool streams =
+        kAxpyFoldTwoRows && k * ldw * int64_t{sizeof(TW)} >= kAxpyFoldFromBytes;
     switch (m) {
-      case 1: return AxpyRows<1>(a, lda, k, w, ldw, n, alpha, y, ldy);
-      case 2: return AxpyRows<2>(a, lda, k, w, ldw, n, alpha, y, ldy);
-      case 3: return AxpyRows<3>(a, lda, k, w, ldw, n, alpha, y, ldy);
-      case 4: return AxpyRows<4>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 1: return AxpyRows<1, true>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 2:
+        if (streams) return AxpyRows<2, true>(a, lda, k, w, ldw, n, alpha, y, ldy);
+        return AxpyRows<2, false>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 3: return AxpyRows<3, false>(a, lda, k, w, ldw, n, alpha, y, ldy);
+      case 4: return AxpyRows<4, false>(a, lda, k, w, ldw, n, alpha, y, ldy);
       default: break;
     }
   }

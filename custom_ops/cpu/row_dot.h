@@ -24,6 +24,9 @@ struct RowDotProblem {
   // The rows of A as RowDotPack lays them out, or null: then each RowDot call packs them into
   // the calling thread's scratch (one row of A needs no packing).
   const float* packed_a = nullptr;
+  // Whether W streams from memory (larger than the caches hold): tiles of two rows of A then
+  // take W into their FMAs (row_dot_impl.h, Tile).
+  bool w_streams = false;
 };
 
 // Floats that RowDotPack writes for `rows` rows of A of k elements (0 for one row).

@@ -29,13 +29,13 @@ struct Simd {
   }
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V LoadA(const float* p) { return Pinned(_mm256_loadu_ps(p)); }
-  ICL_TARGET static V LoadW(const float* p) { return Pinned(_mm256_loadu_ps(p)); }
+  ICL_TARGET static V LoadW(const float* p) { return _mm256_loadu_ps(p); }
   ICL_TARGET static V LoadW(const Ort::Float16_t* p) {
-    return Pinned(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   }
   ICL_TARGET static V LoadW(const Ort::BFloat16_t* p) {
     const __m256i b = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return Pinned(_mm256_castsi256_ps(_mm256_slli_epi32(b, 16)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(b, 16));
   }
   ICL_TARGET static V Fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
   ICL_TARGET static float Sum(V v) {

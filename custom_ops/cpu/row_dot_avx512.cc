@@ -30,13 +30,13 @@ struct Simd {
   }
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V LoadA(const float* p) { return Pinned(_mm512_loadu_ps(p)); }
-  ICL_TARGET static V LoadW(const float* p) { return Pinned(_mm512_loadu_ps(p)); }
+  ICL_TARGET static V LoadW(const float* p) { return _mm512_loadu_ps(p); }
   ICL_TARGET static V LoadW(const Ort::Float16_t* p) {
-    return Pinned(_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
   ICL_TARGET static V LoadW(const Ort::BFloat16_t* p) {
     const __m512i b = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    return Pinned(_mm512_castsi512_ps(_mm512_slli_epi32(b, 16)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(b, 16));
   }
   ICL_TARGET static V Fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
   ICL_TARGET static float Sum(V v) { return _mm512_reduce_add_ps(v); }

@@ -5,18 +5,28 @@
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
 //     V, kWidth (floats per V), kMaxRows (rows of A per tile once A has more rows than that)
 //     and TileCols(rows) (rows of W per tile of `rows` rows of A) as the register file
-//     allows, Zero(), LoadA(const float*),
-//     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*) (LoadA and LoadW return
-//     a value in a register: see below), Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4])
-//     (four sums at once).
+//     allows, Zero(), LoadA(const float*) (returns a value in a register: see below),
+//     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*), Pinned(v) (see below),
+//     Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4]) (four sums at once).
 // Each file's instantiations live in its own namespace, so the linker never mixes code
 // compiled for different instruction sets.
 //
-// LoadA and LoadW must return their vector in a register that the compiler cannot turn back
-// into a memory operand (an empty asm statement that "modifies" it, Pinned() in the traits):
-// g++ otherwise folds the load of each W vector into every FMA that uses it, so a tile of R
-// rows of A loaded each W vector R times (AVX-512, K = N = 768, W in L3, one core: 2 rows
-// 52 -> 41 us, 3 rows 71 -> 46 us).
+// LoadA must return its vector in a register that the compiler cannot turn back into a memory
+// operand (an empty asm statement that "modifies" it, Pinned() in the traits), and so must a
+// W vector that several rows of A use: g++ otherwise folds the load of each W vector into
+// every FMA that uses it, so a tile of R rows of A loaded each W vector R times (AVX-512,
+// K = N = 768, W in L3, one core: 2 rows 52 -> 41 us, 3 rows 71 -> 46 us). Tiles that Fold
+// take W vectors into the FMAs instead: with one row of A each W vector feeds one FMA, and
+// the load folded into it is one instruction instead of two. Where W streams from memory
+// that measured faster, as if the shorter loop kept more of W's cache misses in flight in
+// the same reorder window (K = 768, N = 32000, W cold, one core, thread CPU time, loaded
+// machine, medians of 30-40 alternated runs: AVX2 1 x 8 tiles 6.20 -> 5.53 ms and 5.44 ->
+// 5.17 ms, AVX-512 5.57 -> 5.19 ms; float16 W unchanged); with two rows of A too, though
+// each W vector is then loaded twice (AVX2 2 x 6 tiles 6.45 -> 6.02 ms, AVX-512 6.07 -> 5.64;
+// three rows: AVX2 3 x 4 6.31 -> 6.25, within the noise), so two rows fold only where W
+// streams from memory (RowDotProblem::w_streams) and A has no more rows (AVX2, M=4 in two
+// tiles of two rows: in ORT, one thread, K=768, N=32000, 1.19 (0.88-1.34) the time of
+// af95f10 when folded).
 #pragma once
 
 #include <algorithm>
@@ -35,7 +45,7 @@ namespace icl::cpu::ICL_ISA_NS {
 // next block of W) is prefetched into L2 as it is loaded: the loads of the next block then
 // hit L2 instead of waiting on memory, and one prefetch per W load needs no registers of its
 // own (a separate walk over the next block spilled the tile's pointers).
-template <int Rows, int Cols, typename TW>
+template <int Rows, int Cols, bool Fold, typename TW>
 ICL_TARGET void Tile(const float* ap, const float* a, int64_t lda, const TW* w, int64_t ldw,
                      int64_t k, int64_t ahead, float alpha, float* y, int64_t ldy) {
   // Every loop over the tile is unrolled in full (the pragmas): clang (the wheel's compiler)
@@ -56,7 +66,8 @@ ICL_TARGET void Tile(const float* ap, const float* a, int64_t lda, const TW* w, 
 #pragma GCC unroll 16
     for (int c = 0; c < Cols; ++c) {
       if (fetch) __builtin_prefetch(w + c * ldw + i + ahead, /*rw=*/0, /*locality=*/2);
-      const typename Simd::V wv = Simd::LoadW(w + c * ldw + i);
+      const typename Simd::V wv =
+          Fold ? Simd::LoadW(w + c * ldw + i) : Simd::Pinned(Simd::LoadW(w + c * ldw + i));
 #pragma GCC unroll 16
       for (int r = 0; r < Rows; ++r) acc[r * Cols + c] = Simd::Fma(av[r], wv, acc[r * Cols + c]);
     }
@@ -83,7 +94,7 @@ ICL_TARGET void LastTile(int64_t rows, const float* ap, const float* a, int64_t 
                          int64_t ldw, int64_t k, int64_t ahead, float alpha, float* y,
                          int64_t ldy) {
   if constexpr (Max > 0) {
-    if (rows == Max) return Tile<Max, Cols>(ap, a, lda, w, ldw, k, ahead, alpha, y, ldy);
+    if (rows == Max) return Tile<Max, Cols, false>(ap, a, lda, w, ldw, k, ahead, alpha, y, ldy);
     LastTile<Max - 1, Cols>(rows, ap, a, lda, w, ldw, k, ahead, alpha, y, ldy);
   }
 }
@@ -115,13 +126,13 @@ ICL_TARGET void PackRows(const RowDotProblem& p, float* out) {
 // tile prefetches the W rows that many elements on (see Tile); prefetching them in the first
 // tile only was slower where W comes from memory (ORT, one thread, K=768, N=32000, 8 rows of
 // A: every tile / first tile only 0.78 (p10-p90 0.71-0.85), K=N=768 0.96).
-template <int MaxRows, int Cols, typename TW>
+template <int MaxRows, int Cols, bool Fold, typename TW>
 ICL_TARGET void Block(const RowDotProblem& p, const float* ap, const TW* w, int64_t ahead,
                       float* y) {
   const int64_t kv = p.k / Simd::kWidth * Simd::kWidth;
   int64_t r = 0;
   for (; r + MaxRows <= p.rows; r += MaxRows) {
-    Tile<MaxRows, Cols>(ap + r * kv, p.a + r * p.lda, p.lda, w, p.ldw, p.k, ahead, p.alpha,
+    Tile<MaxRows, Cols, Fold>(ap + r * kv, p.a + r * p.lda, p.lda, w, p.ldw, p.k, ahead, p.alpha,
                         y + r * p.ldy, p.ldy);
   }
   if (r < p.rows) {
@@ -131,15 +142,15 @@ ICL_TARGET void Block(const RowDotProblem& p, const float* ap, const TW* w, int6
 }
 
 // W rows [n_begin, n_end), Cols at a time, each block prefetching the next.
-template <int MaxRows, int Cols, typename TW>
+template <int MaxRows, int Cols, bool Fold, typename TW>
 ICL_TARGET void Sweep(const RowDotProblem& p, const float* ap, int64_t n_begin, int64_t n_end) {
   const TW* w = static_cast<const TW*>(p.w) + n_begin * p.ldw;
   float* y = p.y;
   int64_t n = n_begin;
   for (; n + Cols <= n_end; n += Cols, w += Cols * p.ldw, y += Cols)
-    Block<MaxRows, Cols>(p, ap, w, n + 2 * Cols <= n_end ? Cols * p.ldw : 0, y);
+    Block<MaxRows, Cols, Fold>(p, ap, w, n + 2 * Cols <= n_end ? Cols * p.ldw : 0, y);
   for (; n < n_end; ++n, w += p.ldw, ++y)
-    Block<MaxRows, 1>(p, ap, w, n + 2 <= n_end ? p.ldw : 0, y);
+    Block<MaxRows, 1, Fold>(p, ap, w, n + 2 <= n_end ? p.ldw : 0, y);
 }
 
 // Rows of A per tile: all of them up to kMaxRows, then tiles of kMaxRows (the last shorter).
@@ -152,7 +163,18 @@ ICL_TARGET void RunRows(const RowDotProblem& p, int64_t n_begin, int64_t n_end) 
     PackRows<MaxRows>(p, packed);
     ap = packed;
   }
-  Sweep<MaxRows, Simd::TileCols(MaxRows), TW>(p, ap, n_begin, n_end);
+  constexpr int kCols = Simd::TileCols(MaxRows);
+  if constexpr (MaxRows == 1) {
+    Sweep<MaxRows, kCols, true, TW>(p, ap, n_begin, n_end);
+  } else if constexpr (MaxRows == 2) {
+    // One tile of rows of A only: a second tile reads the block of W from L1 again.
+    if (p.w_streams && p.rows <= MaxRows) {
+      return Sweep<MaxRows, kCols, true, TW>(p, ap, n_begin, n_end);
+    }
+    Sweep<MaxRows, kCols, false, TW>(p, ap, n_begin, n_end);
+  } else {
+    Sweep<MaxRows, kCols, false, TW>(p, ap, n_begin, n_end);
+  }
 }
 
 // Calls fn(std::integral_constant<int, R>) with R the rows of A per tile for p.rows rows.

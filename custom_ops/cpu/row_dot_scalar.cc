@@ -11,6 +11,7 @@ struct Simd {
   static constexpr int kWidth = 1;
   static constexpr int kMaxRows = 4;
   static constexpr int TileCols(int) { return 4; }
+  static V Pinned(V v) { return v; }
   static V Zero() { return 0.0f; }
   static V LoadA(const float* p) { return *p; }
   template <typename T>
