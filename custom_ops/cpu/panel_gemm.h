@@ -16,7 +16,10 @@ namespace icl::cpu {
 // spans at least `from_bytes` (per ISA: Simd::kAxpyFromBytes), where the runs, which the
 // hardware prefetcher follows, matter more than the register tile of the panel walk, whose
 // 256-byte pieces of W are each in another page (K=768, N=32000, one core, M=4: 14 ms in axpy
-// form against 27 in panels).
+// form against 27 in panels, measured with the panel walk over all of K; AVX2 now walks the
+// panels in blocks of K, BlockedPanels in panel_gemm_impl.h, and against that walk the axpy
+// form at M=3-4 measured mixed: panels 0.95-1.37 of axpy at K=768, N=32000, 1.14-1.48 at
+// K=768, N=3072 with W in cache, 0.81-0.92 at K=3072, N=768; kAxpyFromBytes not re-tuned).
 constexpr int64_t kAxpyMaxRows = 4;
 inline bool AxpyForm(int64_t m, int64_t w_bytes, int64_t from_bytes) {
   return m <= 2 || (m <= kAxpyMaxRows && w_bytes >= from_bytes);
