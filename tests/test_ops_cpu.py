@@ -162,7 +162,7 @@ def test_transposed_gemm_packing_a_in_its_tasks_matches_reference_on_every_run()
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("rows", range(1, 13))
 def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, rows):
-    # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512, 1-3 with AVX2,
+    # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512, 1-4 with AVX2,
     # then whole tiles and a shorter last one), A packed once for two tasks of W rows (N=301:
     # 192 + 109, not a whole number of 2-, 4-, 6- or 8-row W tiles), K=77 a vector tail, and
     # rows of W 80 elements apart from element 3 on (a column slice).
@@ -170,6 +170,23 @@ def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, row
     a = random((rows, 77), FLOAT, seed=rows)
     w = random((301, 80), w_type, seed=11)
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
+
+
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("k,n", [(1023, 301), (1025, 301), (600, 1748)])
+def test_transposed_matmul_of_four_rows_on_both_sides_of_the_cached_tile_matches_reference(
+    w_type, k, n
+):
+    # With AVX2 four rows of A run as one 4 x 2 tile up to K=1024 and 4 MiB of W
+    # (row_dot_avx2.cc, kCachedTileMaxK, kCachedTileMaxWBytes), else as two 2 x 6 tiles: K=1023
+    # (a vector tail) and K=1025 on either side; N=1748 at K=600 is 4.2 MB of float32 W (two
+    # tiles) and 2.1 MB of 16-bit W (one); N odd for single rows of W after the last tile. W is
+    # a slice of rows from row 5 on, with a bias and a scale.
+    attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": n, "transpose": 1, "scale": 0.5}
+    a = random((4, k), FLOAT, seed=k)
+    w = random((n + 7, k), w_type, seed=n)
+    bias = random((n,), FLOAT, seed=19)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
 @pytest.mark.parametrize("a_type,w_type", TYPE_PAIRS, ids=lambda t: TensorProto.DataType.Name(t))

@@ -172,13 +172,16 @@ void PackAOnce(const float* a, int64_t lda, const PackedA& packed, std::atomic<i
   }
 }
 
-// The RowDot problem's rows of A (all of p's), as RowDotPack and RowDot read them.
+// The RowDot problem's rows of A (all of p's), as RowDotPack and RowDot read them, and
+// whether W streams (the tiles, and with them A's packed layout, may depend on it).
 RowDotProblem RowDotRows(const MatMulProblem& p) {
   RowDotProblem rd;
   rd.a = p.a;
   rd.lda = p.k;
   rd.rows = p.m;
   rd.k = p.k;
+  rd.w_bytes = p.k * p.view.cols * SizeOf(p.w_type);
+  rd.w_streams = rd.w_bytes >= kRowDotStreamBytes;
   return rd;
 }
 
@@ -200,7 +203,6 @@ void ComputeChunk(const MatMulProblem& p, const PackedA* packed, const float* ro
       rd.y = out;
       rd.ldy = ldo;
       rd.packed_a = row_dot_a;
-      rd.w_streams = p.k * v.cols * SizeOf(p.w_type) >= kRowDotStreamBytes;
       RowDot(rd, 0, nc);
       return;
     }

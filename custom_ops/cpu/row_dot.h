@@ -27,6 +27,8 @@ struct RowDotProblem {
   // Whether W streams from memory (larger than the caches hold): tiles of two rows of A then
   // take W into their FMAs (row_dot_impl.h, Tile).
   bool w_streams = false;
+  // Bytes of the whole of W (every task's rows), which some tiles choose by.
+  int64_t w_bytes = 0;
 };
 
 // Floats that RowDotPack writes for `rows` rows of A of k elements (0 for one row).

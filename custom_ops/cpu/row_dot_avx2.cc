@@ -1,5 +1,6 @@
 // RowDot for AVX2 + FMA + F16C (8 floats a vector; 16 ymm: a tile of 3 rows of A x 4 rows of
-// W is 12 accumulators, 3 vectors of A and one of W; 2 rows of A x 6, one row x 8).
+// W is 12 accumulators, 3 vectors of A and one of W; 2 rows of A x 6, one row x 8, four rows
+// x 2).
 #include <immintrin.h>
 
 #include "cpu/row_dot.h"
@@ -15,14 +16,25 @@ struct Simd {
   static constexpr int kMaxRows = 3;
   // Measured (K = N = 768, W in L3, one core, us, loaded machine): 3 rows as 3 x 4 46 (as
   // 2 x 6 + 1 x 6: 65); 6 rows 93 (as 2 x 6 three times: 104); 8 rows 127 (133).
-  // Not a tile of 4 x 2 for 4 rows (8 accumulators; 4 x 3 needs 17 ymm, and GCC spilled an
-  // accumulator): with W in cache it computes faster than two tiles of 2 x 6, whose 8 loads
-  // per 12 FMAs bound them (K = N = 768, one core: 0.053 against 0.066 ms; in ORT, one thread,
-  // alternated with 2 x 6: 0.91-0.93), but it reads only two rows of W at a time, and where W
-  // comes from memory it was slower (bench_matmul, five sessions a round, one thread, medians:
-  // K=768, N=3072 1.23 (p10-p90 1.03-1.30), N=32000 1.11 (1.06-1.18)); for 8 rows, 4 + 4
-  // against 3 + 3 + 2: 1.11 (1.06-1.16) at N=3072.
-  static constexpr int TileCols(int rows) { return rows == 1 ? 8 : rows == 2 ? 6 : 4; }
+  // Four rows of A run as one tile of 4 x 2 (8 accumulators; 4 x 3 needs 17 ymm, and GCC
+  // spilled an accumulator) where W has at most kCachedTileMaxWBytes bytes and K is at most
+  // kCachedTileMaxK, else as two tiles of 2 x 6. The 2 x 6 tiles are bound by their 8 loads
+  // per 12 FMAs (the second tile reads the block of W, 18 KB at K = 768, from L1): in the
+  // kernel alone (K = N = 768, W in L3, one core, thread CPU time, minimum of 300 alternated
+  // runs, loaded machine) they took 57 us against 52 us for 4 x 2 with W 64-byte aligned
+  // (63-66 against 48-54 us with W 4 or 16 bytes off). In ORT 4 x 2 was slower with a larger
+  // W although the kernel alone was not (bench_matmul, 4 rows, loaded machine, 4 x 2's time
+  // against 2 x 6 + 2 x 6, medians (p10-p90), one / two threads): K = 768, N = 3072 (9.4 MB)
+  // 1.05 (0.97-1.26) / 1.00 and 1.10 (0.95-1.23) / 1.30 (1.19-1.43), as in an earlier
+  // measurement 1.23 (1.03-1.30) at one thread, and N = 32000 1.11 (1.06-1.18); K = 3072,
+  // N = 768 (the 4 packed rows of A, 48 KB, no longer stay in L1) 1.34 (1.12-1.69) / 1.29.
+  // For 8 rows, 4 + 4 against 3 + 3 + 2: 1.11 (1.06-1.16) at N=3072.
+  static constexpr int kCachedTileRows = 4;
+  static constexpr int64_t kCachedTileMaxK = 1024;
+  static constexpr int64_t kCachedTileMaxWBytes = int64_t{4} << 20;
+  static constexpr int TileCols(int rows) {
+    return rows == 1 ? 8 : rows == 2 ? 6 : rows == 3 ? 4 : 2;
+  }
   ICL_TARGET static V Pinned(V v) {
     asm("" : "+x"(v));
     return v;

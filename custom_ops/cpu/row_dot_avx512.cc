@@ -20,6 +20,9 @@ struct Simd {
   using V = __m512;
   static constexpr int kWidth = 16;
   static constexpr int kMaxRows = 4;
+  static constexpr int kCachedTileRows = 0;
+  static constexpr int64_t kCachedTileMaxK = 0;
+  static constexpr int64_t kCachedTileMaxWBytes = 0;
   // Measured (K = N = 768, W in L3, one core, us): 1 row x 8 W rows 31 (x 12: 35, x 16: 38);
   // 2 x 8 37 (x 10: 39, x 12: 41); 4 x 6 50 (x 4: 53, x 5: 53); 8 rows as 4 x 6 twice 100
   // (8 x 3: 100).

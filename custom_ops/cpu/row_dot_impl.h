@@ -3,9 +3,11 @@
 // Include this only from a row_dot_<isa>.cc that first defines
 //   ICL_TARGET  the function attribute that enables the instruction set (may be empty),
 //   ICL_ISA_NS  a namespace name unique to that file, holding the traits struct `Simd`:
-//     V, kWidth (floats per V), kMaxRows (rows of A per tile once A has more rows than that)
-//     and TileCols(rows) (rows of W per tile of `rows` rows of A) as the register file
-//     allows, Zero(), LoadA(const float*) (returns a value in a register: see below),
+//     V, kWidth (floats per V), kMaxRows (rows of A per tile once A has more rows than that),
+//     kCachedTileRows (0, or a number of rows of A above kMaxRows that run as one tile where
+//     W has at most kCachedTileMaxWBytes bytes, RowDotProblem::w_bytes, and
+//     K <= kCachedTileMaxK) and TileCols(rows) (rows of W per tile of
+//     `rows` rows of A) as the register file allows, Zero(), LoadA(const float*) (returns a value in a register: see below),
 //     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*), Pinned(v) (see below),
 //     Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4]) (four sums at once).
 // Each file's instantiations live in its own namespace, so the linker never mixes code
@@ -177,10 +179,19 @@ ICL_TARGET void RunRows(const RowDotProblem& p, int64_t n_begin, int64_t n_end) 
   }
 }
 
-// Calls fn(std::integral_constant<int, R>) with R the rows of A per tile for p.rows rows.
+// Calls fn(std::integral_constant<int, R>) with R the rows of A per tile for p's rows.
 template <typename Fn>
-ICL_TARGET void WithTileRows(int64_t rows, const Fn& fn) {
+ICL_TARGET void WithTileRows(const RowDotProblem& p, const Fn& fn) {
   constexpr int kMax = Simd::kMaxRows;
+  constexpr int kCached = Simd::kCachedTileRows;
+  static_assert(kCached == 0 || kCached > kMax, "kCachedTileRows: a tile wider than kMaxRows");
+  if constexpr (kCached > 0) {
+    if (p.rows == kCached && p.w_bytes <= Simd::kCachedTileMaxWBytes &&
+        p.k <= Simd::kCachedTileMaxK) {
+      return fn(std::integral_constant<int, kCached>{});
+    }
+  }
+  const int64_t rows = p.rows;
   static_assert(kMax >= 1 && kMax <= 6, "the switch below covers tiles of up to 6 rows");
   // Fewer rows of A than a full tile: one tile of exactly those rows, as wide as the
   // registers allow for it. Tiles of kMax rows that would leave one row over (AVX2: 4 and 7
@@ -200,13 +211,13 @@ ICL_TARGET void WithTileRows(int64_t rows, const Fn& fn) {
 
 template <typename TW>
 ICL_TARGET void Run(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
-  WithTileRows(p.rows, [&](auto rows) {
+  WithTileRows(p, [&](auto rows) {
     RunRows<decltype(rows)::value, TW>(p, n_begin, n_end);
   });
 }
 
 inline void Pack(const RowDotProblem& p, float* out) {
-  WithTileRows(p.rows, [&](auto rows) { PackRows<decltype(rows)::value>(p, out); });
+  WithTileRows(p, [&](auto rows) { PackRows<decltype(rows)::value>(p, out); });
 }
 
 inline void Dispatch(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {

@@ -10,6 +10,9 @@ struct Simd {
   using V = float;
   static constexpr int kWidth = 1;
   static constexpr int kMaxRows = 4;
+  static constexpr int kCachedTileRows = 0;
+  static constexpr int64_t kCachedTileMaxK = 0;
+  static constexpr int64_t kCachedTileMaxWBytes = 0;
   static constexpr int TileCols(int) { return 4; }
   static V Pinned(V v) { return v; }
   static V Zero() { return 0.0f; }
