@@ -6,8 +6,9 @@
 //     V, kWidth (floats per V), kMaxRows (rows of A per tile once A has more rows than that),
 //     kCachedTileRows (0, or a number of rows of A above kMaxRows that run as one tile where
 //     W has at most kCachedTileMaxWBytes bytes, RowDotProblem::w_bytes, and
-//     K <= kCachedTileMaxK) and TileCols(rows) (rows of W per tile of
-//     `rows` rows of A) as the register file allows, Zero(), LoadA(const float*) (returns a value in a register: see below),
+//     K <= kCachedTileMaxK) and TileCols(rows) (rows of W per tile of `rows` rows of A) as
+//     the register file allows, Zero(), LoadA(const float*) (returns a value in a register:
+//     see below),
 //     LoadW(const float*|const Ort::Float16_t*|const Ort::BFloat16_t*), Pinned(v) (see below),
 //     Fma(a, b, acc), Sum(v), Sum4(a, b, c, d, float out[4]) (four sums at once).
 // Each file's instantiations live in its own namespace, so the linker never mixes code
