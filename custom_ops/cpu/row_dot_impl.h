@@ -41,6 +41,20 @@
 
 namespace icl::cpu::ICL_ISA_NS {
 
+// Whether Tile issues its prefetches on every step of K, those of the steps that prefetch
+// nothing at the W vector being loaded (a line in L1 already). clang (the wheel's compiler)
+// moved a tile's FMAs below the branches around conditional prefetches, after all the W loads
+// of the step, so that the AVX2 tile of 3 x 4 needed 19 ymm registers and spilled three
+// accumulators on every step of K (1.21-1.41x g++'s time at 4-8 rows of A); g++ keeps the
+// branches and the order. Only where that was measured: AVX2 (8 floats a vector), float32 W
+// (a prefetch every other step), tiles of more than one row of A; clang's AVX-512 tiles and
+// 16-bit W tiles spilled as much or more with it.
+#if defined(__clang__)
+constexpr bool kPrefetchEveryStep = true;
+#else
+constexpr bool kPrefetchEveryStep = false;
+#endif
+
 // A tile of Rows rows of A times Cols rows of W; the Rows * Cols accumulators stay in
 // registers over the whole of K, so each W element is loaded once per tile. `ap` is the
 // tile's rows of A interleaved (PackRows), `a` the same rows as given (for the K tail).
@@ -61,6 +75,8 @@ ICL_TARGET void Tile(const float* ap, const float* a, int64_t lda, const TW* w, 
   // A vector of W shorter than a cache line (AVX2, 16-bit W) prefetches every other step.
   constexpr int64_t kBytes = Simd::kWidth * int64_t{sizeof(TW)};
   constexpr int64_t kSteps = kBytes >= 64 ? 1 : 64 / kBytes;
+  constexpr bool kEveryStep =
+      kPrefetchEveryStep && Rows > 1 && Simd::kWidth == 8 && std::is_same_v<TW, float>;
   for (; i + Simd::kWidth <= k; i += Simd::kWidth, ap += Rows * Simd::kWidth) {
     typename Simd::V av[Rows];
 #pragma GCC unroll 16
@@ -68,7 +84,11 @@ ICL_TARGET void Tile(const float* ap, const float* a, int64_t lda, const TW* w, 
     const bool fetch = ahead > 0 && (kSteps == 1 || (i / Simd::kWidth) % kSteps == 0);
 #pragma GCC unroll 16
     for (int c = 0; c < Cols; ++c) {
-      if (fetch) __builtin_prefetch(w + c * ldw + i + ahead, /*rw=*/0, /*locality=*/2);
+      if (kEveryStep) {
+        __builtin_prefetch(w + c * ldw + i + (fetch ? ahead : 0), /*rw=*/0, /*locality=*/2);
+      } else if (fetch) {
+        __builtin_prefetch(w + c * ldw + i + ahead, /*rw=*/0, /*locality=*/2);
+      }
       const typename Simd::V wv =
           Fold ? Simd::LoadW(w + c * ldw + i) : Simd::Pinned(Simd::LoadW(w + c * ldw + i));
 #pragma GCC unroll 16
