@@ -290,7 +290,7 @@ def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
 def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_type):
     # A W of at least 16 MB (K=67 float32 or K=134 16-bit rows of N=62603) is read in axpy form
     # for one to four rows of A (panel_gemm.h, kAxpyFromBytes; one and two rows with W folded
-    # into the FMAs, panel_gemm_impl.h, kAxpyFoldFromBytes; K not a whole number of its
+    # into the FMAs, prefetch.h, StreamsFromMemory; K not a whole number of its
     # steps of four or eight rows of W, N not of vectors), in panels from five rows.
     k = 67 if w_type == FLOAT else 134
     a = random((rows, k), FLOAT, seed=rows)
@@ -304,7 +304,7 @@ def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_typ
 def test_transposed_matmul_with_w_of_16_mb_streamed_matches_reference(rows, w_type):
     # A W of at least 16 MB (K=67 float32 or K=134 16-bit rows, N=62603) streams from memory:
     # RowDot's one tile of two rows of A then takes W into its FMAs (row_dot_impl.h, Fold;
-    # matmul.cc, kRowDotStreamBytes), two tiles of two rows (AVX2, four rows) do not; K ends
+    # prefetch.h, StreamsFromMemory), two tiles of two rows (AVX2, four rows) do not; K ends
     # in a partial vector, N in single rows of W after the last whole tile, with a bias.
     k = 67 if w_type == FLOAT else 134
     a = random((rows, k), FLOAT, seed=rows)

@@ -61,9 +61,6 @@ int64_t RowDotMaxRows() {
 // 1.00, 0.97, AVX2 1.00, 1.04, 1.01, within the spread); GEMM tasks are larger so that the
 // per-task set-up (packing, transposing W) is amortised.
 constexpr int64_t kRowDotChunk = 192;
-// RowDot's W streams from memory (RowDotProblem::w_streams) from this many bytes of W: half
-// the L3 (32 MB on the Zen 4 measured), which the other weights of a model share.
-constexpr int64_t kRowDotStreamBytes = int64_t{16} << 20;
 constexpr int64_t kGemmChunk = 512;
 // The plain view with more rows of A than one PanelGemm tile, and WideGemm: a narrow W is
 // split into at least four tasks of whole 64-column panels so that two threads balance
@@ -172,8 +169,8 @@ void PackAOnce(const float* a, int64_t lda, const PackedA& packed, std::atomic<i
   }
 }
 
-// The RowDot problem's rows of A (all of p's), as RowDotPack and RowDot read them, and
-// whether W streams (the tiles, and with them A's packed layout, may depend on it).
+// The RowDot problem's rows of A (all of p's), as RowDotPack and RowDot read them, and W's
+// size (the tiles, and with them A's packed layout, may depend on it).
 RowDotProblem RowDotRows(const MatMulProblem& p) {
   RowDotProblem rd;
   rd.a = p.a;
@@ -181,7 +178,6 @@ RowDotProblem RowDotRows(const MatMulProblem& p) {
   rd.rows = p.m;
   rd.k = p.k;
   rd.w_bytes = p.k * p.view.cols * SizeOf(p.w_type);
-  rd.w_streams = rd.w_bytes >= kRowDotStreamBytes;
   return rd;
 }
 

@@ -26,6 +26,7 @@
 #include <type_traits>
 
 #include "cpu/panel_gemm.h"
+#include "cpu/prefetch.h"
 #include "cpu/scratch.h"
 
 namespace icl::cpu::ICL_ISA_NS {
@@ -316,11 +317,10 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
 // the load of a vector of W into each FMA that uses it, so that AxpyRows<2> loaded every W
 // vector twice (and its loads, not its FMAs, bounded it). AxpyRows that Fold leave W's loads
 // to the compiler: one row of A (each W vector used once), and with AVX2 (vectors of 32
-// bytes) two rows where W streams from memory (at least kAxpyFoldFromBytes), where the
+// bytes) two rows where W streams from memory (StreamsFromMemory), where the
 // shorter loop measured faster, as RowDot's did (row_dot_impl.h, Tile): in ORT, one thread,
 // K=768, N=32000, plain, M=2, thread CPU time, 40 alternated rounds, folded / pinned: AVX2
 // 0.91 (p10-p90 0.84-1.00), AVX-512 1.13 (1.07-1.17), so not with AVX-512.
-constexpr int64_t kAxpyFoldFromBytes = int64_t{16} << 20;
 constexpr bool kAxpyFoldTwoRows = Simd::kWidth * sizeof(float) == 32;
 template <typename V>
 ICL_TARGET V InRegister(V v) {
@@ -444,8 +444,7 @@ ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW*
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
   static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
   if (Axpy(m, k * ldw * int64_t{sizeof(TW)})) {
-    const bool streams =
-        kAxpyFoldTwoRows && k * ldw * int64_t{sizeof(TW)} >= kAxpyFoldFromBytes;
+    const bool streams = kAxpyFoldTwoRows && StreamsFromMemory(k * ldw * int64_t{sizeof(TW)});
     switch (m) {
       case 1: return AxpyRows<1, true>(a, lda, k, w, ldw, n, alpha, y, ldy);
       case 2:

@@ -29,4 +29,10 @@ struct Prefetcher {
   }
 };
 
+// Whether a W of w_bytes streams from memory rather than staying in the caches: from half
+// the L3 (32 MB on the Zen 4 measured), which the other weights of a model share. RowDot's
+// tiles of one tile of rows of A and the AVX2 two-row axpy form then take W's loads into
+// their FMAs (row_dot_impl.h, Tile; panel_gemm_impl.h, AxpyRows).
+inline bool StreamsFromMemory(int64_t w_bytes) { return w_bytes >= (int64_t{16} << 20); }
+
 }  // namespace icl::cpu

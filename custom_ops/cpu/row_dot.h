@@ -24,10 +24,8 @@ struct RowDotProblem {
   // The rows of A as RowDotPack lays them out, or null: then each RowDot call packs them into
   // the calling thread's scratch (one row of A needs no packing).
   const float* packed_a = nullptr;
-  // Whether W streams from memory (larger than the caches hold): tiles of two rows of A then
-  // take W into their FMAs (row_dot_impl.h, Tile).
-  bool w_streams = false;
-  // Bytes of the whole of W (every task's rows), which some tiles choose by.
+  // Bytes of the whole of W (every task's rows), which some tiles choose by (among them,
+  // whether W streams from memory: StreamsFromMemory in prefetch.h).
   int64_t w_bytes = 0;
 };
 

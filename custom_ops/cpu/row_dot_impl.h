@@ -27,7 +27,7 @@
 // 5.17 ms, AVX-512 5.57 -> 5.19 ms; float16 W unchanged); with two rows of A too, though
 // each W vector is then loaded twice (AVX2 2 x 6 tiles 6.45 -> 6.02 ms, AVX-512 6.07 -> 5.64;
 // three rows: AVX2 3 x 4 6.31 -> 6.25, within the noise), so two rows fold only where W
-// streams from memory (RowDotProblem::w_streams) and A has no more rows (AVX2, M=4 in two
+// streams from memory (StreamsFromMemory) and A has no more rows (AVX2, M=4 in two
 // tiles of two rows: in ORT, one thread, K=768, N=32000, 1.19 (0.88-1.34) the time of
 // af95f10 when folded).
 #pragma once
@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "cpu/prefetch.h"
 #include "cpu/row_dot.h"
 #include "cpu/scratch.h"
 
@@ -191,7 +192,7 @@ ICL_TARGET void RunRows(const RowDotProblem& p, int64_t n_begin, int64_t n_end) 
     Sweep<MaxRows, kCols, true, TW>(p, ap, n_begin, n_end);
   } else if constexpr (MaxRows == 2) {
     // One tile of rows of A only: a second tile reads the block of W from L1 again.
-    if (p.w_streams && p.rows <= MaxRows) {
+    if (StreamsFromMemory(p.w_bytes) && p.rows <= MaxRows) {
       return Sweep<MaxRows, kCols, true, TW>(p, ap, n_begin, n_end);
     }
     Sweep<MaxRows, kCols, false, TW>(p, ap, n_begin, n_end);

@@ -40,8 +40,8 @@ constexpr int64_t Prefetches(int64_t k) { return k / Simd::kUnroll + k % Simd::k
 
 // One step of K of Micro: acc[r][l] += at[l] * w[r * ldw] (A's Lanes vectors at `at`, the
 // step's element of each of W's Rows rows at w), with one prefetch step between A's loads and
-// the FMAs if Prefetch. Both of Micro's loops call it: a function with ICL_TARGET, not a
-// lambda (a lambda loses the target attribute). (With the prefetch step before A's loads,
+// the FMAs if Prefetch. Both of Micro's loops call it: a function with ICL_TARGET (a lambda
+// does not take Micro's target attribute unless given it, as AxpyRows' are). (With the prefetch step before A's loads,
 // g++ folded A's loads into the FMAs of tiles with 2 or 3 rows of W: one load per row.)
 template <int Lanes, int Rows, bool Prefetch>
 ICL_TARGET inline __attribute__((always_inline)) void MicroStep(
