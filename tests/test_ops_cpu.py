@@ -161,14 +161,17 @@ def test_transposed_gemm_packing_a_in_its_tasks_matches_reference_on_every_run()
 
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("rows", range(1, 13))
-def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, rows):
+@pytest.mark.parametrize("k", [77, 96])
+def test_transposed_matmul_with_every_row_dot_tile_matches_reference(w_type, rows, k):
     # Every row count that RowDot takes (one tile of 1-4 rows with AVX-512, 1-4 with AVX2,
     # then whole tiles and a shorter last one), A packed once for two tasks of W rows (N=301:
-    # 192 + 109, not a whole number of 2-, 4-, 6- or 8-row W tiles), K=77 a vector tail, and
-    # rows of W 80 elements apart from element 3 on (a column slice).
-    attrs = {"slice_axis": 1, "slice_start": 3, "slice_size": 77, "transpose": 1, "scale": 0.5}
-    a = random((rows, 77), FLOAT, seed=rows)
-    w = random((301, 80), w_type, seed=11)
+    # 192 + 109, not a whole number of 2-, 4-, 6- or 8-row W tiles), K=77 a vector tail and
+    # K=96 none (whole vectors of 8 and 16: the tile's sums go straight to Y), and rows of W
+    # K + 3 elements apart from element 3 on (a column slice: W's rows start 6 or 12 bytes off
+    # a vector boundary).
+    attrs = {"slice_axis": 1, "slice_start": 3, "slice_size": k, "transpose": 1, "scale": 0.5}
+    a = random((rows, k), FLOAT, seed=rows)
+    w = random((301, k + 3), w_type, seed=11)
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
