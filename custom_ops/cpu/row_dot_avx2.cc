@@ -28,7 +28,11 @@ struct Simd {
   // 1.05 (0.97-1.26) / 1.00 and 1.10 (0.95-1.23) / 1.30 (1.19-1.43), as in an earlier
   // measurement 1.23 (1.03-1.30) at one thread, and N = 32000 1.11 (1.06-1.18); K = 3072,
   // N = 768 (the 4 packed rows of A, 48 KB, no longer stay in L1) 1.34 (1.12-1.69) / 1.29.
-  // For 8 rows, 4 + 4 against 3 + 3 + 2: 1.11 (1.06-1.16) at N=3072.
+  // For 8 rows, 4 + 4 against 3 + 3 + 2: 1.11 (1.06-1.16) at N=3072; at K = N = 768 (in ORT,
+  // one thread, thread CPU time, 600 alternated runs) 0.99, and 12 rows as 4 + 4 + 4 1.09.
+  // With the tiles inlined (row_dot_impl.h), 4 rows as 2 x 6 twice still took 1.11-1.13 the
+  // time of 4 x 2 (K = N = 768), and 4 x 2 at K = 3072 with K in blocks of 768 or 512
+  // 1.10-1.24 the time of 2 x 6 twice.
   static constexpr int kCachedTileRows = 4;
   static constexpr int64_t kCachedTileMaxK = 1024;
   static constexpr int64_t kCachedTileMaxWBytes = int64_t{4} << 20;
