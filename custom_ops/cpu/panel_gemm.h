@@ -19,14 +19,21 @@ namespace icl::cpu {
 // form against 27 in panels, measured with the panel walk over all of K; AVX2 now walks the
 // panels in blocks of K, BlockedPanels in panel_gemm_impl.h, and against that walk the axpy
 // form at M=3-4 measured mixed: panels 0.95-1.37 of axpy at K=768, N=32000, 1.14-1.48 at
-// K=768, N=3072 with W in cache, 0.81-0.92 at K=3072, N=768; kAxpyFromBytes not re-tuned).
+// K=768, N=3072 with W in cache, 0.81-0.92 at K=3072, N=768). Per ISA (the traits, see
+// panel_gemm_impl.h) three or four rows also where W has at most `up_to_k` rows (0: never)
+// that are a page (4 KB) or more apart, whatever its size, and never where W's rows are
+// `below_row_bytes` or more apart.
 constexpr int64_t kAxpyMaxRows = 4;
-inline bool AxpyForm(int64_t m, int64_t w_bytes, int64_t from_bytes) {
-  return m <= 2 || (m <= kAxpyMaxRows && w_bytes >= from_bytes);
+inline bool AxpyForm(int64_t m, int64_t k, int64_t w_bytes, int64_t from_bytes,
+                     int64_t up_to_k, int64_t below_row_bytes) {
+  if (m <= 2) return true;
+  const int64_t row_bytes = k > 0 ? w_bytes / k : 0;
+  if (m > kAxpyMaxRows || row_bytes >= below_row_bytes) return false;
+  return w_bytes >= from_bytes || (k <= up_to_k && row_bytes >= 4096);
 }
 
-// AxpyForm with the instruction set PanelGemm uses.
-bool PanelGemmAxpy(int64_t m, int64_t w_bytes);
+// AxpyForm with the instruction set PanelGemm uses, for k rows of W spanning w_bytes.
+bool PanelGemmAxpy(int64_t m, int64_t k, int64_t w_bytes);
 
 // y[i * ldy + j] = alpha * sum_k a[i * lda + k] * W[k, j] for i < m, j < n, where W[k, j] is
 // element k * ldw + j of `w` (of type w_type), with the widest instruction set the CPU has.
@@ -53,8 +60,8 @@ int64_t PanelGemmScalarColumns(int64_t m);
 int64_t PanelGemmAvx2Columns(int64_t m);
 int64_t PanelGemmAvx512Columns(int64_t m);
 
-bool PanelGemmScalarAxpy(int64_t m, int64_t w_bytes);
-bool PanelGemmAvx2Axpy(int64_t m, int64_t w_bytes);
-bool PanelGemmAvx512Axpy(int64_t m, int64_t w_bytes);
+bool PanelGemmScalarAxpy(int64_t m, int64_t k, int64_t w_bytes);
+bool PanelGemmAvx2Axpy(int64_t m, int64_t k, int64_t w_bytes);
+bool PanelGemmAvx512Axpy(int64_t m, int64_t k, int64_t w_bytes);
 
 }  // namespace icl::cpu

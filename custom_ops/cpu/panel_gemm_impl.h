@@ -421,9 +421,21 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
   }
 }
 
-// Whether m rows of A against a W whose rows span w_bytes are computed in axpy form.
-inline bool Axpy(int64_t m, int64_t w_bytes) {
-  return AxpyForm(m, w_bytes, Simd::kAxpyFromBytes);
+// The traits' kAxpyUpToK and kAxpyBelowRowBytes where they define them, else 0 and no limit
+// (see AxpyForm in panel_gemm.h).
+template <typename S, typename = void>
+struct AxpyRuleOf {
+  static constexpr int64_t kUpToK = 0, kBelowRowBytes = INT64_MAX;
+};
+template <typename S>
+struct AxpyRuleOf<S, std::void_t<decltype(S::kAxpyUpToK)>> {
+  static constexpr int64_t kUpToK = S::kAxpyUpToK, kBelowRowBytes = S::kAxpyBelowRowBytes;
+};
+
+// Whether m rows of A against k rows of W spanning w_bytes are computed in axpy form.
+inline bool Axpy(int64_t m, int64_t k, int64_t w_bytes) {
+  using Rule = AxpyRuleOf<Simd>;
+  return AxpyForm(m, k, w_bytes, Simd::kAxpyFromBytes, Rule::kUpToK, Rule::kBelowRowBytes);
 }
 
 // Whether m rows of A are computed in tiles of the alternative tile: when they are whole tiles
@@ -443,7 +455,7 @@ template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
   static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
-  if (Axpy(m, k * ldw * int64_t{sizeof(TW)})) {
+  if (Axpy(m, k, k * ldw * int64_t{sizeof(TW)})) {
     const bool streams = kAxpyFoldTwoRows && StreamsFromMemory(k * ldw * int64_t{sizeof(TW)});
     switch (m) {
       case 1: return AxpyRows<1, true>(a, lda, k, w, ldw, n, alpha, y, ldy);
