@@ -301,6 +301,23 @@ def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [17, 32, 33])
+def test_plain_matmul_of_wide_w_in_blocks_of_k_beyond_16_rows_matches_reference(w_type, rows):
+    # With AVX2 W's rows 16 KB or more apart (N=4099 float32, 8197 16-bit) are walked in blocks
+    # of 128 rows of W up to 32 rows of A beyond 16 (kWideBlockMaxRows; K=385: three blocks and
+    # a row, each block of a panel copied by the first row tile for the others), 33 rows over
+    # all of K; N leaves a one-vector panel and columns past the vectors, with the row slice
+    # of W, a bias and the scale.
+    k = 385
+    n = 4099 if w_type == FLOAT else 8197
+    attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": k, "scale": 0.5}
+    a = random((rows, k), FLOAT, seed=40)
+    w = random((k + 9, n), w_type, seed=41)
+    bias = random((n,), FLOAT, seed=42)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8])
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_type):

@@ -16,8 +16,9 @@
 //     prefetch of the copying tile; 0: none), kMergeLastTile (see TileRows) and
 //     kAxpyFromBytes (three or four rows of A in axpy form from this many bytes of W: see
 //     AxpyForm in panel_gemm.h);
-//     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows and kWideBlockRows: the panels
-//     walked in blocks of K (see BlockedPanels; without kBlockRows, or 0, never).
+//     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows and
+//     kWideBlockMaxRows: the panels walked in blocks of K (see BlockedPanels; without
+//     kBlockRows, or 0, never).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
 
@@ -186,21 +187,24 @@ constexpr int64_t CopyAfterTiles(int64_t k, int64_t ldw) {
   }
 }
 
-// The traits' kBlockRows, kBlockAheadPanels, kBlockMaxRows and kWideBlockRows where they
-// define them, else zeros (no walk in blocks of K).
+// The traits' kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows and
+// kWideBlockMaxRows where they define them, else zeros (no walk in blocks of K).
 template <typename S, typename = void>
 struct BlockingOf {
-  static constexpr int64_t kRows = 0, kAheadPanels = 0, kMaxRows = 0, kWideRows = 0;
+  static constexpr int64_t kRows = 0, kAheadPanels = 0, kMaxRows = 0, kWideRows = 0,
+                           kWideMaxRows = 0;
 };
 template <typename S>
 struct BlockingOf<S, std::void_t<decltype(S::kBlockRows)>> {
   static constexpr int64_t kRows = S::kBlockRows, kAheadPanels = S::kBlockAheadPanels,
-                           kMaxRows = S::kBlockMaxRows, kWideRows = S::kWideBlockRows;
+                           kMaxRows = S::kBlockMaxRows, kWideRows = S::kWideBlockRows,
+                           kWideMaxRows = S::kWideBlockMaxRows;
 };
 using Blocking = BlockingOf<Simd>;
 
-// W's rows at least this many bytes apart take blocks of Blocking::kWideRows rows of W (see
-// BlockedPanels).
+// W's rows at least this many bytes apart are wide: blocks of Blocking::kWideRows rows of W up
+// to Blocking::kMaxRows rows of A, of Blocking::kRows beyond, up to Blocking::kWideMaxRows
+// (see BlockedPanels).
 constexpr int64_t kWideBlockRowBytes = int64_t{16} << 10;
 
 // Panels of `Lanes` vectors over columns [j, n) in blocks of kb rows of W: every panel of the
@@ -230,7 +234,7 @@ ICL_TARGET int64_t BlockedPanels(const float* a, int64_t lda, int64_t m, int64_t
                                  float* y, int64_t ldy) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   const bool wide = ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
-  const int64_t kb = wide ? Blocking::kWideRows : Blocking::kRows;
+  const int64_t kb = wide && m <= Blocking::kMaxRows ? Blocking::kWideRows : Blocking::kRows;
   constexpr int64_t kAhead = Blocking::kAheadPanels * kCols;  // columns
   const int64_t end = j + (n - j) / kCols * kCols;
   if (end == j) return j;
@@ -283,7 +287,9 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
                           int64_t ldy) {
   if constexpr (Blocking::kRows > 0) {
-    if (m <= Blocking::kMaxRows && k > Blocking::kRows) {
+    const bool wide = ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
+    if ((m <= Blocking::kMaxRows || (wide && m <= Blocking::kWideMaxRows)) &&
+        k > Blocking::kRows) {
       return BlockedPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
     }
   }
