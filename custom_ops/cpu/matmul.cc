@@ -111,14 +111,9 @@ int64_t AxpyChunk(int64_t m, int64_t n) {
 // thread 0.74 (0.55-1.00), 0.81; two threads 0.78 (0.59-0.98), 1.00; AVX2 0.72 and 0.65);
 // at K=768, N=3072 (tasks by N read 1.5 KB of each row) the split was no faster: medians
 // 0.95-1.06, lowest times 1.05-1.19.
-// With AVX2 also a float32 W of any size whose rows are at most kAxpySplitNarrowRowBytes
-// apart, as a task of whole rows reads W as one stream (PanelGemm alone, K=3072, N=768, W
-// from memory, split / by N, medians of 40 alternated runs: one core, thread CPU time, M=1
-// 0.88, M=2 0.88; two threads, process CPU time, M=1 0.81, M=2 0.90).
 constexpr int64_t kAxpySlices = 4;
 constexpr int64_t kAxpyMinSliceRows = 16;
 constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;
-constexpr int64_t kAxpySplitNarrowRowBytes = 3072;
 constexpr int64_t kAxpySplitHalfMaxCols = 1024;
 // One row of A and a 16-bit W of at most kOneTaskMaxBytes: one task, on the calling thread.
 // The product is bound by converting W (vcvtph2ps, measured on Zen 4 at half a zmm per
@@ -136,12 +131,10 @@ bool OneTask(const MatMulProblem& p) {
          (p.view.transposed || p.view.cols <= AxpyWidest(1));  // the axpy form's Y in L1
 }
 bool AxpySplitsK(const MatMulProblem& p) {
-  const bool narrow_float = CpuIsa() == Isa::kAvx2 && p.w_type == ElemType::kFloat &&
-                            p.view.ld * SizeOf(p.w_type) <= kAxpySplitNarrowRowBytes;
   return !OneTask(p) && !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
          p.k >= kAxpySlices * kAxpyMinSliceRows &&
          ((OneRowHalfW(p) && p.view.cols <= kAxpySplitHalfMaxCols) ||
-          p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes || narrow_float);
+          p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes);
 }
 // Rows of A per task of A @ L, the low-rank term's first product.
 constexpr int64_t kLowRankRows = 32;
