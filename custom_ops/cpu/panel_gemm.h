@@ -10,19 +10,17 @@
 
 namespace icl::cpu {
 
-// True when PanelGemm computes m rows of A against a W whose rows span w_bytes in axpy form:
+// True when PanelGemm computes m rows of A against k rows of W spanning w_bytes in axpy form:
 // Y's rows stay in L1 while W's rows stream past in long runs, each row of W read once per
 // pass (see AxpyRows in panel_gemm_impl.h). One or two rows always; three or four when W
 // spans at least `from_bytes` (per ISA: Simd::kAxpyFromBytes), where the runs, which the
 // hardware prefetcher follows, matter more than the register tile of the panel walk, whose
 // 256-byte pieces of W are each in another page (K=768, N=32000, one core, M=4: 14 ms in axpy
-// form against 27 in panels, measured with the panel walk over all of K; AVX2 now walks the
-// panels in blocks of K, BlockedPanels in panel_gemm_impl.h, and against that walk the axpy
-// form at M=3-4 measured mixed: panels 0.95-1.37 of axpy at K=768, N=32000, 1.14-1.48 at
-// K=768, N=3072 with W in cache, 0.81-0.92 at K=3072, N=768). Per ISA (the traits, see
-// panel_gemm_impl.h) three or four rows also where W has at most `up_to_k` rows (0: never)
-// that are a page (4 KB) or more apart, whatever its size, and never where W's rows are
-// `below_row_bytes` or more apart.
+// form against 27 in panels, measured with the panel walk over all of K). AVX2 walks the
+// panels in blocks of K (BlockedPanels in panel_gemm_impl.h), and against that walk its
+// traits re-tune the choice (panel_gemm_avx2.cc): three or four rows also where W has at most
+// `up_to_k` rows (0: never) a page (4 KB) or more apart, whatever its size, and never where
+// W's rows are `below_row_bytes` or more apart.
 constexpr int64_t kAxpyMaxRows = 4;
 inline bool AxpyForm(int64_t m, int64_t k, int64_t w_bytes, int64_t from_bytes,
                      int64_t up_to_k, int64_t below_row_bytes) {
