@@ -244,6 +244,22 @@ def test_plain_matmul_of_few_rows_with_a_large_w_matches_reference(w_type, rows)
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [3, 4])
+@pytest.mark.parametrize("k", [1021, 1025])
+def test_plain_matmul_of_few_rows_with_w_rows_pages_apart_matches_reference(w_type, rows, k):
+    # With AVX2 three or four rows of A against a W of at most 1024 rows 4 KB to 16 KB apart
+    # (N=2101: float32 8.4 KB, 16-bit 4.2 KB) stream W's rows past Y's in axpy form whatever
+    # W's size (kAxpyUpToK; K=1021 not a whole number of its steps of four rows of W), and walk
+    # panels (in blocks of K) from 1025 rows. N=2101 ends in a partial vector, and the view
+    # starts at row 3 of W (a row slice), with a bias and a scale.
+    attrs = {"slice_axis": 0, "slice_start": 3, "slice_size": k, "scale": 0.5}
+    a = random((rows, k), FLOAT, seed=k + rows)
+    w = random((k + 4, 2101), w_type, seed=33)
+    bias = random((2101,), FLOAT, seed=34)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [20, 32, 33, 70])
 def test_plain_matmul_with_narrow_float32_w_matches_reference(rows):
     # float32 W with K=1100 rows 2.8 KB apart (N=700) is narrow: the plain GEMM reads it in
@@ -288,13 +304,32 @@ def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [17, 32, 33])
+def test_plain_matmul_of_wide_w_in_blocks_of_k_beyond_16_rows_matches_reference(w_type, rows):
+    # With AVX2 W's rows 16 KB or more apart (N=4099 float32, 8197 16-bit) are walked in blocks
+    # of 128 rows of W up to 32 rows of A beyond 16 (kWideBlockMaxRows; K=385: three blocks and
+    # a row, each block of a panel copied by the first row tile for the others), 33 rows over
+    # all of K; N leaves a one-vector panel and columns past the vectors, with the row slice
+    # of W, a bias and the scale.
+    k = 385
+    n = 4099 if w_type == FLOAT else 8197
+    attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": k, "scale": 0.5}
+    a = random((rows, k), FLOAT, seed=40)
+    w = random((k + 9, n), w_type, seed=41)
+    bias = random((n,), FLOAT, seed=42)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8])
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_type):
     # A W of at least 16 MB (K=67 float32 or K=134 16-bit rows of N=62603) is read in axpy form
     # for one to four rows of A (panel_gemm.h, kAxpyFromBytes; one and two rows with W folded
     # into the FMAs, prefetch.h, StreamsFromMemory; K not a whole number of its
-    # steps of four or eight rows of W, N not of vectors), in panels from five rows.
+    # steps of four or eight rows of W, N not of vectors), in panels from five rows; with AVX2
+    # three and four rows walk panels too, as W's rows are 16 KB or more apart
+    # (kAxpyBelowRowBytes).
     k = 67 if w_type == FLOAT else 134
     a = random((rows, k), FLOAT, seed=rows)
     w = random((k, 62603), w_type, seed=15)

@@ -10,23 +10,28 @@
 
 namespace icl::cpu {
 
-// True when PanelGemm computes m rows of A against a W whose rows span w_bytes in axpy form:
+// True when PanelGemm computes m rows of A against k rows of W spanning w_bytes in axpy form:
 // Y's rows stay in L1 while W's rows stream past in long runs, each row of W read once per
 // pass (see AxpyRows in panel_gemm_impl.h). One or two rows always; three or four when W
 // spans at least `from_bytes` (per ISA: Simd::kAxpyFromBytes), where the runs, which the
 // hardware prefetcher follows, matter more than the register tile of the panel walk, whose
 // 256-byte pieces of W are each in another page (K=768, N=32000, one core, M=4: 14 ms in axpy
-// form against 27 in panels, measured with the panel walk over all of K; AVX2 now walks the
-// panels in blocks of K, BlockedPanels in panel_gemm_impl.h, and against that walk the axpy
-// form at M=3-4 measured mixed: panels 0.95-1.37 of axpy at K=768, N=32000, 1.14-1.48 at
-// K=768, N=3072 with W in cache, 0.81-0.92 at K=3072, N=768; kAxpyFromBytes not re-tuned).
+// form against 27 in panels, measured with the panel walk over all of K). AVX2 walks the
+// panels in blocks of K (BlockedPanels in panel_gemm_impl.h), and against that walk its
+// traits re-tune the choice (panel_gemm_avx2.cc): three or four rows also where W has at most
+// `up_to_k` rows (0: never) a page (4 KB) or more apart, whatever its size, and never where
+// W's rows are `below_row_bytes` or more apart.
 constexpr int64_t kAxpyMaxRows = 4;
-inline bool AxpyForm(int64_t m, int64_t w_bytes, int64_t from_bytes) {
-  return m <= 2 || (m <= kAxpyMaxRows && w_bytes >= from_bytes);
+inline bool AxpyForm(int64_t m, int64_t k, int64_t w_bytes, int64_t from_bytes,
+                     int64_t up_to_k, int64_t below_row_bytes) {
+  if (m <= 2) return true;
+  const int64_t row_bytes = k > 0 ? w_bytes / k : 0;
+  if (m > kAxpyMaxRows || row_bytes >= below_row_bytes) return false;
+  return w_bytes >= from_bytes || (k <= up_to_k && row_bytes >= 4096);
 }
 
-// AxpyForm with the instruction set PanelGemm uses.
-bool PanelGemmAxpy(int64_t m, int64_t w_bytes);
+// AxpyForm with the instruction set PanelGemm uses, for k rows of W spanning w_bytes.
+bool PanelGemmAxpy(int64_t m, int64_t k, int64_t w_bytes);
 
 // y[i * ldy + j] = alpha * sum_k a[i * lda + k] * W[k, j] for i < m, j < n, where W[k, j] is
 // element k * ldw + j of `w` (of type w_type), with the widest instruction set the CPU has.
@@ -53,8 +58,8 @@ int64_t PanelGemmScalarColumns(int64_t m);
 int64_t PanelGemmAvx2Columns(int64_t m);
 int64_t PanelGemmAvx512Columns(int64_t m);
 
-bool PanelGemmScalarAxpy(int64_t m, int64_t w_bytes);
-bool PanelGemmAvx2Axpy(int64_t m, int64_t w_bytes);
-bool PanelGemmAvx512Axpy(int64_t m, int64_t w_bytes);
+bool PanelGemmScalarAxpy(int64_t m, int64_t k, int64_t w_bytes);
+bool PanelGemmAvx2Axpy(int64_t m, int64_t k, int64_t w_bytes);
+bool PanelGemmAvx512Axpy(int64_t m, int64_t k, int64_t w_bytes);
 
 }  // namespace icl::cpu

@@ -42,11 +42,23 @@ struct Simd {
   static constexpr bool kMergeLastTile = true;
   // Three or four rows of A in axpy form from 16 MB of W; below, the panel walk computed
   // faster where W stays in the last-level cache (K=768, N=3072, M=4: 0.21 ms in panels, 0.31
-  // in axpy form).
+  // in axpy form; both measured with the panel walk over all of K) ...
   static constexpr int64_t kAxpyFromBytes = int64_t{16} << 20;
+  // ... and also where W has at most 1024 rows a page or more apart, ...
+  static constexpr int64_t kAxpyUpToK = 1024;
+  // ... but never where W's rows are 16 KB or more apart (kWideBlockRows). Against the panels
+  // walked in blocks of K, PanelGemm alone, one core, loaded machine, axpy / panels, median
+  // of 30-80 alternated runs (p10-p90): K=768, N=3072, W from memory (L3 flushed) M=3 0.91
+  // (0.66-1.03), M=4 0.94 (0.75-1.07), W in cache M=3 0.63 (0.55-0.72), M=4 0.75
+  // (0.62-0.91); K=768, N=32000 float32 M=3 1.17 (1.01-1.35), M=4 1.25 (1.13-1.44), float16
+  // M=3 1.09 (1.03-1.24), M=4 1.04 (0.91-1.31). Rows 3 KB apart stay in panels: K=N=768, W
+  // from memory M=4 1.16 (0.95-1.33), in ORT 1.12-1.23; K=3072, N=768, W in cache M=4
+  // 1.08-1.21.
+  static constexpr int64_t kAxpyBelowRowBytes = int64_t{16} << 10;
   // The panels walked in blocks of 128 rows of W (64 where W's rows are 16 KB or more apart)
   // up to 16 rows of A, the panel four to the right prefetched (BlockedPanels in
-  // panel_gemm_impl.h, where the measurements are). Beyond 16 rows no faster: PanelGemm
+  // panel_gemm_impl.h, where the measurements are). Beyond 16 rows (but for a wide W, below)
+  // no faster: PanelGemm
   // alone, one core, loaded machine, blocks / whole K, median of 10-30 alternated ratios
   // (fastest runs, ms): K=768, N=32000, M=32 0.98 (20.9 -> 20.4), M=64 1.01-1.11 (35.6 ->
   // 36.2); K=768, N=3072, M=32 1.06 (1.51 -> 1.62), M=64 1.03 (2.97 -> 3.23); K=3072, N=768,
@@ -56,6 +68,14 @@ struct Simd {
   static constexpr int kBlockAheadPanels = 4;
   static constexpr int64_t kBlockMaxRows = 16;
   static constexpr int64_t kWideBlockRows = 64;
+  // W's rows 16 KB or more apart are walked in blocks up to 32 rows of A, of 128 rows of W
+  // beyond 16 rows of A. PanelGemm alone, loaded machine, K=768, N=32000, blocks / whole K,
+  // median of 12-20 alternated runs (p10-p90), one core (thread CPU time): blocks of 128 rows
+  // M=17 0.90 (0.88-0.93), M=20 0.94 (0.92-0.96), M=24 0.93 (0.88-0.96), M=32 0.99
+  // (0.97-1.00) and 0.91 (0.86-0.97), float16 W M=32 0.94 (0.87-1.00); blocks of 64 M=24
+  // 0.92, M=32 0.98 and 0.97; blocks of 32 M=32 0.99; two threads (process CPU time, blocks
+  // of 128) M=24 1.01, M=32 0.93 and 1.01.
+  static constexpr int64_t kWideBlockMaxRows = 32;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }
@@ -85,6 +105,8 @@ void PanelGemmAvx2(const float* a, int64_t lda, int64_t m, int64_t k, const void
 
 int64_t PanelGemmAvx2Columns(int64_t m) { return avx2::Columns(m); }
 
-bool PanelGemmAvx2Axpy(int64_t m, int64_t w_bytes) { return avx2::Axpy(m, w_bytes); }
+bool PanelGemmAvx2Axpy(int64_t m, int64_t k, int64_t w_bytes) {
+  return avx2::Axpy(m, k, w_bytes);
+}
 
 }  // namespace icl::cpu

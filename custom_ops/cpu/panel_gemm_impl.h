@@ -16,8 +16,9 @@
 //     prefetch of the copying tile; 0: none), kMergeLastTile (see TileRows) and
 //     kAxpyFromBytes (three or four rows of A in axpy form from this many bytes of W: see
 //     AxpyForm in panel_gemm.h);
-//     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows and kWideBlockRows: the panels
-//     walked in blocks of K (see BlockedPanels; without kBlockRows, or 0, never).
+//     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows and
+//     kWideBlockMaxRows: the panels walked in blocks of K (see BlockedPanels; without
+//     kBlockRows, or 0, never).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
 
@@ -186,21 +187,24 @@ constexpr int64_t CopyAfterTiles(int64_t k, int64_t ldw) {
   }
 }
 
-// The traits' kBlockRows, kBlockAheadPanels, kBlockMaxRows and kWideBlockRows where they
-// define them, else zeros (no walk in blocks of K).
+// The traits' kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows and
+// kWideBlockMaxRows where they define them, else zeros (no walk in blocks of K).
 template <typename S, typename = void>
 struct BlockingOf {
-  static constexpr int64_t kRows = 0, kAheadPanels = 0, kMaxRows = 0, kWideRows = 0;
+  static constexpr int64_t kRows = 0, kAheadPanels = 0, kMaxRows = 0, kWideRows = 0,
+                           kWideMaxRows = 0;
 };
 template <typename S>
 struct BlockingOf<S, std::void_t<decltype(S::kBlockRows)>> {
   static constexpr int64_t kRows = S::kBlockRows, kAheadPanels = S::kBlockAheadPanels,
-                           kMaxRows = S::kBlockMaxRows, kWideRows = S::kWideBlockRows;
+                           kMaxRows = S::kBlockMaxRows, kWideRows = S::kWideBlockRows,
+                           kWideMaxRows = S::kWideBlockMaxRows;
 };
 using Blocking = BlockingOf<Simd>;
 
-// W's rows at least this many bytes apart take blocks of Blocking::kWideRows rows of W (see
-// BlockedPanels).
+// W's rows at least this many bytes apart are wide: blocks of Blocking::kWideRows rows of W up
+// to Blocking::kMaxRows rows of A, of Blocking::kRows beyond, up to Blocking::kWideMaxRows
+// (see BlockedPanels).
 constexpr int64_t kWideBlockRowBytes = int64_t{16} << 10;
 
 // Panels of `Lanes` vectors over columns [j, n) in blocks of kb rows of W: every panel of the
@@ -230,7 +234,7 @@ ICL_TARGET int64_t BlockedPanels(const float* a, int64_t lda, int64_t m, int64_t
                                  float* y, int64_t ldy) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   const bool wide = ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
-  const int64_t kb = wide ? Blocking::kWideRows : Blocking::kRows;
+  const int64_t kb = wide && m <= Blocking::kMaxRows ? Blocking::kWideRows : Blocking::kRows;
   constexpr int64_t kAhead = Blocking::kAheadPanels * kCols;  // columns
   const int64_t end = j + (n - j) / kCols * kCols;
   if (end == j) return j;
@@ -283,7 +287,9 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
                           int64_t ldy) {
   if constexpr (Blocking::kRows > 0) {
-    if (m <= Blocking::kMaxRows && k > Blocking::kRows) {
+    const bool wide = ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
+    if ((m <= Blocking::kMaxRows || (wide && m <= Blocking::kWideMaxRows)) &&
+        k > Blocking::kRows) {
       return BlockedPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
     }
   }
@@ -421,9 +427,21 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
   }
 }
 
-// Whether m rows of A against a W whose rows span w_bytes are computed in axpy form.
-inline bool Axpy(int64_t m, int64_t w_bytes) {
-  return AxpyForm(m, w_bytes, Simd::kAxpyFromBytes);
+// The traits' kAxpyUpToK and kAxpyBelowRowBytes where they define them, else 0 and no limit
+// (see AxpyForm in panel_gemm.h).
+template <typename S, typename = void>
+struct AxpyRuleOf {
+  static constexpr int64_t kUpToK = 0, kBelowRowBytes = INT64_MAX;
+};
+template <typename S>
+struct AxpyRuleOf<S, std::void_t<decltype(S::kAxpyUpToK)>> {
+  static constexpr int64_t kUpToK = S::kAxpyUpToK, kBelowRowBytes = S::kAxpyBelowRowBytes;
+};
+
+// Whether m rows of A against k rows of W spanning w_bytes are computed in axpy form.
+inline bool Axpy(int64_t m, int64_t k, int64_t w_bytes) {
+  using Rule = AxpyRuleOf<Simd>;
+  return AxpyForm(m, k, w_bytes, Simd::kAxpyFromBytes, Rule::kUpToK, Rule::kBelowRowBytes);
 }
 
 // Whether m rows of A are computed in tiles of the alternative tile: when they are whole tiles
@@ -443,7 +461,7 @@ template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
   static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
-  if (Axpy(m, k * ldw * int64_t{sizeof(TW)})) {
+  if (Axpy(m, k, k * ldw * int64_t{sizeof(TW)})) {
     const bool streams = kAxpyFoldTwoRows && StreamsFromMemory(k * ldw * int64_t{sizeof(TW)});
     switch (m) {
       case 1: return AxpyRows<1, true>(a, lda, k, w, ldw, n, alpha, y, ldy);
