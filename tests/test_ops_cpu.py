@@ -402,6 +402,35 @@ def test_transposed_gemm_staging_y_matches_reference(a_type, rows, k, n):
     assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [32, 128, 145])
+@pytest.mark.parametrize("k", [1024, 3072])
+def test_transposed_gemm_last_tile_of_one_vector_matches_reference(w_type, rows, k):
+    # float32 W rows a multiple of 4 KB apart: with AVX2, 6 rows of W alias in L1, so where A
+    # in tiles of 16 rows would run in groups (over 512 KB packed) and the last tile of 24
+    # would be one vector (1-8 rows), A keeps its tiles of 24 rows (wide_gemm.cc,
+    # PackedATileRows) and the last tile walks K in two runs side by side (wide_gemm_impl.h,
+    # WRowBlock, MicroSplit): 145 rows end in a tile of 1, 128 at K=3072 in one of 8 (1.8 MB
+    # packed: groups of one tile, the last group that tile alone, TryGroups); 32 rows, and 128
+    # at K=1024 (512 KB in tiles of 16), keep tiles of 16, as does a 16-bit W. N=101: a
+    # partial block.
+    a = random((rows, k), FLOAT, seed=24)
+    w = random((101, k), w_type, seed=25)
+    bias = random((101,), FLOAT, seed=26)
+    attrs = {"transpose": 1, "scale": 0.5}
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
+@pytest.mark.parametrize("rows", [145, 152])
+def test_transposed_gemm_last_tile_of_one_vector_on_a_slice_matches_reference(rows):
+    # As above on a slice of K=1001 (odd: the two runs of the last tile and a remainder step)
+    # from rows 2048 floats apart, from an offset of 3: tiles of 24, the last of 1 or 8 rows.
+    a = random((rows, 1001), FLOAT, seed=27)
+    w = random((77, 2048), FLOAT, seed=28)
+    attrs = {"transpose": 1, "slice_axis": 1, "slice_start": 3, "slice_size": 1001}
+    assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [200, 203])
 def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     # Packed A larger than 512 KB (K=700: 582 KB at 200 rows in tiles of 16, 605 KB at 203 in

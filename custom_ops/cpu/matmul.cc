@@ -155,7 +155,7 @@ const char* ElementAddress(const void* base, ElemType t, int64_t index) {
 // (0.88-1.03); AVX2 M=32 0.93 and 0.96, M=64 0.98 and 0.97).
 constexpr int kTileFree = 0, kTilePacking = 1, kTilePacked = 2;
 void PackAOnce(const float* a, int64_t lda, const PackedA& packed, std::atomic<int>* state) {
-  const int64_t tiles = PackedATiles(packed.m);
+  const int64_t tiles = PackedATiles(packed);
   for (int64_t t = 0; t < tiles; ++t) {
     int expected = kTileFree;
     if (state[t].load(std::memory_order_acquire) == kTileFree &&
@@ -350,10 +350,11 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   if (wide) {
     packed.m = p.m;
     packed.k = p.k;
-    packed.tile_rows = PackedATileRows(p.m);
+    const int64_t w_row_bytes = p.w_type == ElemType::kFloat ? p.view.ld * 4 : 0;
+    packed.tile_rows = PackedATileRows(p.m, p.k, w_row_bytes);
     packed.data = ThreadScratch(ScratchSlot::kPackedA, static_cast<size_t>(PackedASize(p.m, p.k)));
-    tile_state.reset(new std::atomic<int>[static_cast<size_t>(PackedATiles(p.m))]);
-    for (int64_t t = 0; t < PackedATiles(p.m); ++t) tile_state[t].store(kTileFree);
+    tile_state.reset(new std::atomic<int>[static_cast<size_t>(PackedATiles(packed))]);
+    for (int64_t t = 0; t < PackedATiles(packed); ++t) tile_state[t].store(kTileFree);
   }
   int64_t chunk = kGemmChunk;
   if (row_dot) {

@@ -24,6 +24,18 @@ struct Simd {
   // M=32 2.49 -> 1.66, M=128 14.3 -> 9.0; 3072x768 M=8 0.688 -> 0.548, M=64 4.10 -> 3.29);
   // slices of 256 rows (which fit L1) were 1.05-1.06x slower at M=128-256.
   static constexpr int64_t kCopiedRows = 768;
+  // Profile of the copying walk for many rows of A on a wide W (rdtsc around the tiles, one
+  // core, K=768, N=32000, M=64, W 64-byte aligned as ORT's initializers): the copying tile, 6
+  // of 64 rows (9% of the FMAs), reading one line from each of 768 rows 128 KB apart, took
+  // 24-29% of the time; the tiles reading the copy ran at 92-105 GFLOP/s. With W in huge
+  // pages (madvise) 19-21%: the TLB is part of that stall. Measured slower or no faster:
+  // the copying tile prefetching the panel two to the right instead of the next (42 -> 46
+  // ms; a harness with W 16 bytes off the line measured 49 -> 35 ms, a false gain); the next
+  // panel's prefetch spread over all row tiles, not issued by the copying tile on the pages
+  // it reads (copying tile 25-28% -> 35-43%, 81 -> 60 GFLOP/s); a pass of its own copying 4
+  // panels at once, 4 lines per row per visit, the next 4 prefetched on the same pages (M=64
+  // 33.2-34.2 -> 36.3-39.6 ms; K=768, N=3072, M=128 5.61-5.76 -> 6.12-6.32); an L1 prefetch
+  // 4-32 rows ahead in the copying tile (within the noise).
   // Copy beyond one tile, for 16-bit W and for float32 W of any width from kPackFromRows rows
   // (3072x768 in ORT, one thread, copied / in place M=8 0.94, M=16 0.78) ...
   static constexpr int kCopyAfterTiles = 1;

@@ -22,20 +22,21 @@ int64_t TileRows() { return (CpuIsa() >= Isa::kAvx512 ? 4 : 3) * Lane(); }
 // WideGemm picks the rows of W per micro-tile for the first tile's width, 4 for three vectors,
 // which leaves a one-vector tile 4 accumulators, too few to cover the FMA latency (kernel
 // harness, one core, K=768, N=840, GFLOP/s in tiles of 24 + 8 against 16 + 16: M=32 64-89
-// against 112, M=128 105 against 109-112, of a measured FMA peak of 118). AVX-512 keeps its
-// tiles of four vectors (M=80 and 144 in tiles of 48 measured no faster).
-int64_t PackedATileRows(int64_t m) {
+// against 112, M=128 105 against 109-112, of a measured FMA peak of 118); except where the
+// 6 rows of W of the two-vector tiles alias in L1 and would be copied once per group of
+// tiles (WideGemmAvx2NarrowLast, wide_gemm_avx2.cc). AVX-512 keeps its tiles of four
+// vectors (M=80 and 144 in tiles of 48 measured no faster).
+int64_t PackedATileRows(int64_t m, int64_t k, int64_t w_row_bytes) {
   if (CpuIsa() >= Isa::kAvx512) return TileRows();
   const int64_t rest = m % TileRows();
-  return m > TileRows() && rest != 0 && rest <= Lane() ? TileRows() - Lane() : TileRows();
+  const bool narrow_last = m > TileRows() && rest != 0 && rest <= Lane();
+  if (!narrow_last || WideGemmAvx2NarrowLast(m, k, w_row_bytes)) return TileRows();
+  return TileRows() - Lane();
 }
 
 int64_t PackedASize(int64_t m, int64_t k) { return (m + TileRows()) * k; }
 
-int64_t PackedATiles(int64_t m) {
-  const int64_t rows = PackedATileRows(m);
-  return (m + rows - 1) / rows;
-}
+int64_t PackedATiles(const PackedA& a) { return (a.m + a.tile_rows - 1) / a.tile_rows; }
 
 namespace {
 

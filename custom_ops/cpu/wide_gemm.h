@@ -15,7 +15,7 @@ namespace icl::cpu {
 
 // A[m, k] repacked for WideGemm: tile t holds rows [T t, T t + width) as [k][width] from
 // data + T t k, width a multiple of the vector width L (zero-padded) and T for every tile but
-// the last (L = 16 with AVX-512, 8 with AVX2; T = tile_rows, PackedATileRows(m)). The caller
+// the last (L = 16 with AVX-512, 8 with AVX2; T = tile_rows, PackedATileRows). The caller
 // owns data (PackedASize floats).
 struct PackedA {
   float* data = nullptr;
@@ -27,11 +27,12 @@ struct PackedA {
 // True when the CPU has what WideGemm needs (AVX2 + FMA + F16C at least).
 bool WideGemmAvailable();
 
-// Rows of A per packed tile (PackedA::tile_rows) for m rows, floats that PackedA::data needs
-// for A[m, k], and the number of its tiles.
-int64_t PackedATileRows(int64_t m);
+// Rows of A per packed tile (PackedA::tile_rows) for A[m, k] against rows of W w_row_bytes
+// apart (0 for a 16-bit W), floats that PackedA::data needs for A[m, k], and the number of
+// tiles of `a` (whose m and tile_rows are set).
+int64_t PackedATileRows(int64_t m, int64_t k, int64_t w_row_bytes);
 int64_t PackedASize(int64_t m, int64_t k);
-int64_t PackedATiles(int64_t m);
+int64_t PackedATiles(const PackedA& a);
 
 // Packs tile t of row-major A[m, k] (row stride lda) into out (whose data, m and k are set);
 // the tiles are independent, so that threads can pack them at once.
@@ -45,6 +46,9 @@ void WideGemm(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int
 // One instantiation per instruction set (wide_gemm_<isa>.cc); WideGemm picks one.
 void WideGemmAvx512(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
                     float alpha, float* y, int64_t ldy);
+// Whether AVX2 packs A[m, k] in tiles of three vectors with a last tile of one (not in tiles
+// of two) against float32 rows of W w_row_bytes apart (0: a 16-bit W).
+bool WideGemmAvx2NarrowLast(int64_t m, int64_t k, int64_t w_row_bytes);
 void WideGemmAvx2(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
                   float alpha, float* y, int64_t ldy);
 

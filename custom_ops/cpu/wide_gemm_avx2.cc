@@ -44,6 +44,10 @@ struct Simd {
   static constexpr int64_t kStageFromRows = 64;
   static constexpr bool kStageAliasedOnly = true;
   static constexpr int kUnroll = 4;
+  // A last tile of one vector after wider ones walks K in two runs side by side (MicroSplit:
+  // 8 accumulators with the 4 rows of W of three-vector tiles, 12 with the 6 of two-vector
+  // ones, not 4 or 6): see WideGemmAvx2NarrowLast below.
+  static constexpr bool kNarrowSplit = true;
   // A larger than 512 KB (M=256 at K=768: 786 KB) in groups of tiles of at most about 288 KB,
   // against blocks of 48 rows of W (whole blocks of 4 and of 6 rows, and of 16 columns of the
   // stage): TryGroups in wide_gemm_impl.h. Kernel harness, one core, loaded machine, 4-8
@@ -91,6 +95,23 @@ struct Simd {
 #include "cpu/wide_gemm_impl.h"
 
 namespace icl::cpu {
+
+// Where the 6 rows of W of the two-vector tiles alias in L1 (RowsAlias: K=3072, rows 12 KB
+// apart) and A in tiles of 16 rows would run in groups (TryGroups), Run copies every block of
+// W's rows once per group: M=128 in tiles of 16 copied all of W four times. Tiles of 24 rows
+// take 4 rows of W, which do not alias, and the last tile of one vector runs as MicroSplit
+// (kNarrowSplit). Kernel harness, one core, K=3072, N=768, M=128, loaded machine, least
+// disturbed rounds, ms: tiles of 16 6.70/6.75, of 24 + 8 6.23/6.28 (M=120, five tiles of 24:
+// 5.42/5.62). Without groups (W copied once) tiles of 16 stay: M=32, K=3072, N=768, in ORT,
+// one thread, thread CPU time, 3 x 150 alternated rounds, median ICL/ORT 16 + 16 0.95/0.96/
+// 0.90 against 24 + 8 1.01/1.04/1.03.
+bool WideGemmAvx2NarrowLast(int64_t m, int64_t k, int64_t w_row_bytes) {
+  using avx2::Simd;
+  constexpr int64_t kRows = 2 * Simd::kWidth;  // the two-vector tiles
+  const int64_t bytes = (m + kRows - 1) / kRows * kRows * k * int64_t{sizeof(float)};
+  return w_row_bytes > 0 && bytes > Simd::kGroupFromBytes &&
+         avx2::RowsAlias<Simd::kWRows[1]>(w_row_bytes);
+}
 
 void WideGemmAvx2(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
                   float alpha, float* y, int64_t ldy) {

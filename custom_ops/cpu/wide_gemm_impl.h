@@ -114,13 +114,37 @@ ICL_TARGET void StoreTile(const PackedA& a, int64_t m0, const float* out, float 
     for (int r = r0; r < Rows; ++r) y[(m0 + i) * ldy + r] = alpha * out[r * kTileRows + i];
 }
 
+template <int Lanes, int Rows, int P>
+ICL_TARGET void MicroSplit(const float* at, int64_t k, int64_t len, const float* w, int64_t ldw,
+                           float* out, Prefetcher& prefetch);
+
+// The traits' kNarrowSplit where they define it, else false: a last tile of A one vector wide
+// after wider ones (PackedATileRows) runs as MicroSplit, K in two runs side by side, so that
+// its Rows x 1 accumulators are twice as many chains against the FMA latency.
+template <typename S, typename = void>
+struct NarrowSplitOf {
+  static constexpr bool kValue = false;
+};
+template <typename S>
+struct NarrowSplitOf<S, std::void_t<decltype(S::kNarrowSplit)>> {
+  static constexpr bool kValue = S::kNarrowSplit;
+};
+
 // Rows rows of float W against every tile of A, over all of K; writes y.
 template <int Rows>
 ICL_TARGET void WRowBlock(const PackedA& a, const float* w, int64_t ldw, float alpha, float* y,
                           int64_t ldy, Prefetcher& prefetch) {
   alignas(64) float out[Rows * kTileRows];
   for (int64_t m0 = 0; m0 < a.m; m0 += a.tile_rows) {
-    MicroAnyWidth<Rows>(TileWidth(a, m0), a.data + m0 * a.k, a.k, w, ldw, out, prefetch);
+    const int64_t width = TileWidth(a, m0);
+    if constexpr (NarrowSplitOf<Simd>::kValue && Rows <= Simd::kWRows[0] / 2) {
+      if (width == Simd::kWidth && a.tile_rows > Simd::kWidth && a.k >= 32) {
+        MicroSplit<1, Rows, 2>(a.data + m0 * a.k, a.k, a.k / 2, w, ldw, out, prefetch);
+        StoreTile<Rows>(a, m0, out, alpha, y, ldy);
+        continue;
+      }
+    }
+    MicroAnyWidth<Rows>(width, a.data + m0 * a.k, a.k, w, ldw, out, prefetch);
     StoreTile<Rows>(a, m0, out, alpha, y, ldy);
   }
 }
@@ -335,10 +359,10 @@ ICL_TARGET bool TryRunSplit(const PackedA& a, const void* w, ElemType w_type, in
   return false;
 }
 
-// Run with the micro-tile's rows of W for the widest tile of `a`.
+// Run with the micro-tile's rows of W for tiles `width` floats wide (the widest of `a`).
 inline void RunTiles(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
-                     int64_t rows, float alpha, float* y, int64_t ldy) {
-  switch (TileWidth(a, 0) / Simd::kWidth) {
+                     int64_t rows, float alpha, float* y, int64_t ldy, int64_t width) {
+  switch (width / Simd::kWidth) {
     case 1: return Run<Simd::kWRows[0]>(a, w, w_type, ldw, rows, alpha, y, ldy);
     case 2: return Run<Simd::kWRows[1]>(a, w, w_type, ldw, rows, alpha, y, ldy);
     case 3: return Run<Simd::kWRows[2]>(a, w, w_type, ldw, rows, alpha, y, ldy);
@@ -376,7 +400,11 @@ ICL_TARGET bool TryGroups(const PackedA& a, const void* w, ElemType w_type, int6
         PackedA g = a;
         g.data = a.data + t0 * a.tile_rows * a.k;
         g.m = std::min(a.m - t0 * a.tile_rows, per * a.tile_rows);
-        RunTiles(g, wf + n0 * ldw, w_type, ldw, nb, alpha, y + t0 * a.tile_rows * ldy + n0, ldy);
+        // The rows of W per micro-tile of A's widest tile, also for a group of its last tile
+        // alone (one vector wide: MicroSplit, where the traits' kNarrowSplit; with the rows of
+        // a tile of its own width, 12, they alias in L1 at K=3072 and Run copies them).
+        RunTiles(g, wf + n0 * ldw, w_type, ldw, nb, alpha, y + t0 * a.tile_rows * ldy + n0, ldy,
+                 TileWidth(a, 0));
       }
     }
     return true;
@@ -389,7 +417,7 @@ inline void Dispatch(const PackedA& a, const void* w, ElemType w_type, int64_t l
   static_assert(Simd::kTileLanes >= 3 && Simd::kTileLanes <= 4, "tiles of 3 or 4 vectors");
   if (TryRunSplit(a, w, w_type, ldw, rows, alpha, y, ldy)) return;
   if (TryGroups(a, w, w_type, ldw, rows, alpha, y, ldy)) return;
-  RunTiles(a, w, w_type, ldw, rows, alpha, y, ldy);
+  RunTiles(a, w, w_type, ldw, rows, alpha, y, ldy, TileWidth(a, 0));
 }
 
 }  // namespace icl::cpu::ICL_ISA_NS
