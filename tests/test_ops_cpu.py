@@ -364,13 +364,16 @@ def test_transposed_gemm_staging_y_matches_reference(a_type, rows, k, n):
     assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
 
 
-@pytest.mark.parametrize("rows", [200, 203])
+@pytest.mark.parametrize("rows", [130, 200, 203])
 def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     # Packed A larger than 512 KB (K=700: 582 KB at 200 rows in tiles of 16, 605 KB at 203 in
     # tiles of 24 with a last one of 11) runs with AVX2 in groups of A's tiles against blocks
     # of 48 rows of W (wide_gemm_impl.h, TryGroups): groups of 7 tiles of 16 (6-row micro-tiles)
     # and of 3 tiles of 24 (4-row ones, the last group ending in the partial tile); N=101 ends
-    # in a partial block of 5 rows (a 4-row micro-tile and a single row).
+    # in a partial block of 5 rows (a 4-row micro-tile and a single row). With AVX-512, packed
+    # A larger than 256 KB runs one tile of 64 rows at a time: 130 rows end in a tile of 2
+    # valid rows of 16 (one vector: 16-row micro-tiles), 203 in one of 11; K=700 ends the
+    # 16 x 16 blocks of the AVX-512 pack in a partial one of 12 columns.
     a = random((rows, 700), FLOAT, seed=21)
     w = random((101, 700), FLOAT, seed=22)
     bias = random((101,), FLOAT, seed=23)
