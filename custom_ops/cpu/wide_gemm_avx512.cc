@@ -101,8 +101,11 @@ ICL_TARGET void Transpose16(const float* src, int64_t lds, int64_t rows, int64_t
 
 // Sixteen rows of A at a time along all of K, in blocks of 16 x 16: each of the 16 rows is
 // read as one sequential run, which the hardware prefetcher follows, and each store is a whole
-// line of the tile. (The AVX2 pack's order, 16 columns of every row of the tile at a time,
-// reads 64 rows 3 KB apart at once, one line of each: ...)
+// line of the tile. The AVX2 pack's order (16 columns of every row of the tile at a time)
+// reads one line from each of 64 rows 3 KB apart at once: M=256, K=768, one core, A flushed
+// from the caches, lowest of 200: 174 us against 115 here (A in cache: 30 against 28; a
+// prefetch of each row 64-256 floats ahead, or 16 columns of every row at a time with these
+// blocks, no faster).
 ICL_TARGET void PackATileAvx512(const float* a, int64_t lda, int64_t t, const PackedA& out) {
   constexpr int64_t kW = avx512::Simd::kWidth;
   const int64_t m0 = t * out.tile_rows;
