@@ -371,11 +371,12 @@ def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     # of 48 rows of W (wide_gemm_impl.h, TryGroups): groups of 7 tiles of 16 (6-row micro-tiles)
     # and of 3 tiles of 24 (4-row ones, the last group ending in the partial tile); N=101 ends
     # in a partial block of 5 rows (a 4-row micro-tile and a single row). With AVX-512, packed
-    # A larger than 256 KB runs one tile of 64 rows at a time: 130 rows end in a tile of 2
-    # valid rows of 16 (one vector: 16-row micro-tiles), 203 in one of 11; K=700 ends the
-    # 16 x 16 blocks of the AVX-512 pack in a partial one of 12 columns.
-    a = random((rows, 700), FLOAT, seed=21)
-    w = random((101, 700), FLOAT, seed=22)
+    # A larger than 512 KB runs one tile of 64 rows at a time: 130 rows (K=1100: 825 KB) end
+    # in a tile of 2 valid rows of 16 (one vector: 16-row micro-tiles), 203 in one of 11; K=700
+    # and 1100 end the 16 x 16 blocks of the AVX-512 pack in a partial one of 12 columns.
+    k = 1100 if rows == 130 else 700
+    a = random((rows, k), FLOAT, seed=21)
+    w = random((101, k), FLOAT, seed=22)
     bias = random((101,), FLOAT, seed=23)
     attrs = {"transpose": 1, "scale": 0.5}
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
