@@ -373,7 +373,7 @@ def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     # in a partial block of 5 rows (a 4-row micro-tile and a single row). With AVX-512, packed
     # A larger than 512 KB runs one tile of 64 rows at a time: 130 rows (K=1100: 825 KB) end
     # in a tile of 2 valid rows of 16 (one vector: 16-row micro-tiles), 203 in one of 11; K=700
-    # and 1100 end the 16 x 16 blocks of the AVX-512 pack in a partial one of 12 columns.
+    # and 1100 end the pack's blocks of 8 columns in a partial one of 4.
     k = 1100 if rows == 130 else 700
     a = random((rows, k), FLOAT, seed=21)
     w = random((101, k), FLOAT, seed=22)

@@ -71,7 +71,6 @@ __attribute__((target("avx2"))) void Transpose8(const float* src, int64_t lds, i
 // the GEMM's time.
 __attribute__((target("avx2"))) void PackATile(const float* a, int64_t lda, int64_t t,
                                                const PackedA& out) {
-  if (CpuIsa() >= Isa::kAvx512) return PackATileAvx512(a, lda, t, out);
   const int64_t lane = Lane();
   const int64_t m0 = t * out.tile_rows;
   const int64_t width = std::min(out.tile_rows, (out.m - m0 + lane - 1) / lane * lane);

@@ -37,9 +37,6 @@ int64_t PackedATiles(int64_t m);
 // the tiles are independent, so that threads can pack them at once.
 void PackATile(const float* a, int64_t lda, int64_t t, const PackedA& out);
 
-// PackATile with AVX-512 (wide_gemm_avx512.cc), which PackATile calls where WideGemm runs it.
-void PackATileAvx512(const float* a, int64_t lda, int64_t t, const PackedA& out);
-
 // y[i * ldy + j] = alpha * sum_k A[i, k] * W_j[k] for i < a.m, j < rows, where W_j starts at
 // element j * ldw of `w` (of type w_type). Single-threaded: callers split the rows of W.
 void WideGemm(const PackedA& a, const void* w, ElemType w_type, int64_t ldw, int64_t rows,
