@@ -370,10 +370,10 @@ def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     # tiles of 24 with a last one of 11) runs with AVX2 in groups of A's tiles against blocks
     # of 48 rows of W (wide_gemm_impl.h, TryGroups): groups of 7 tiles of 16 (6-row micro-tiles)
     # and of 3 tiles of 24 (4-row ones, the last group ending in the partial tile); N=101 ends
-    # in a partial block of 5 rows (a 4-row micro-tile and a single row). With AVX-512, packed
-    # A larger than 512 KB runs one tile of 64 rows at a time: 130 rows (K=1100: 825 KB) end
-    # in a tile of 2 valid rows of 16 (one vector: 16-row micro-tiles), 203 in one of 11; K=700
-    # and 1100 end the pack's blocks of 8 columns in a partial one of 4.
+    # in a partial block of 5 rows (a 4-row micro-tile and a single row). 130 rows (K=1100:
+    # 633 KB with AVX2, groups of two tiles of 24, the last ending in one of 10) end with
+    # AVX-512 in a tile of 2 valid rows of 16 (one vector: 16-row micro-tiles); K=700 and 1100
+    # end the pack's blocks of 8 columns in a partial one of 4.
     k = 1100 if rows == 130 else 700
     a = random((rows, k), FLOAT, seed=21)
     w = random((101, k), FLOAT, seed=22)

@@ -9,6 +9,17 @@
 // in registers (AVX2's kStore4) M=16 0.99, M=32 1.01, M=64 1.04, M=256 1.04 of element by
 // element; kUnroll 4 M=16 1.03, M=64 1.04, M=256 1.04; one-vector tiles of 12 rows of W
 // M=16 1.00, K=768 N=3072 M=16 1.01.
+// Measured for M=64-256 and not kept (largem512; in ORT, one thread, transposed, loaded
+// machine, alternated with 9ab09d6 run by run in one process, median (p10-p90)): groups of one
+// 64-row tile of A against blocks of 48 rows of W from 512 KB of packed A (TryGroups; kernel
+// alone, one core: K=768 N=32000 M=256 0.96, K=N=768 M=256 0.96-1.00), in ORT M=256 K=N=768
+// 0.99 (0.94-1.04), K=768 N=32000 1.00 (0.97-1.01); A packed by 16 x 16 transposes in zmm
+// registers, 16 rows along K at a time (alone, A flushed from the caches, M=256 K=768: 115
+// against 174 us; A in cache 28 against 30), in ORT M=256 K=N=768 0.96-0.97, but with that
+// code in this file K=768 N=32000 M=64 (which runs no code of it) 1.05-1.06 (1.00-1.11)
+// while 9ab09d6 rebuilt here ran 1.00: the placement of the code, not located further (the
+// start of the hot loops mod 64 unchanged); StoreTile by 16 x 16 transposes and masked
+// stores: kernel alone 0.99-1.00.
 #include <immintrin.h>
 
 // GCC 12 flags the deliberately undefined lanes inside its own AVX-512 intrinsics
@@ -40,24 +51,7 @@ struct Simd {
   static constexpr int64_t kStageFromRows = 9;
   static constexpr bool kStageAliasedOnly = true;
   static constexpr int kUnroll = 1;
-  // Packed A of more than 512 KB (M > 128 at K=768) one tile at a time against blocks of 48
-  // rows of W (TryGroups in wide_gemm_impl.h). Kernel harness (pack + WideGemm in tasks as
-  // matmul.cc, one core, loaded machine, lowest of 3-15 per run, 4-6 alternated rounds, median
-  // ratio grouped / all tiles at once): K=768, N=32000, M=256 0.96 (blocks of 48 rows of W;
-  // 96 and 24: 1.00 and 1.01 of 48); N=3072 and 768, M=256 0.98-1.00. Groups from 256 KB
-  // (M=128) measured 1.00 in the harness, and in ORT, one thread, K=768, N=3072, 60 rounds,
-  // min-ratio to ORT 1.030 against 1.008 for all at once. In ORT (one thread, transposed,
-  // loaded machine, alternated with 9ab09d6 run by run, median (p10-p90)): M=256 K=N=768 0.99
-  // (0.94-1.04), K=768 N=32000 1.00 (0.97-1.01); M=64 and 128 (not grouped) 0.99 and 1.00.
-  // Also measured and not kept: A packed by 16 x 16 blocks in zmm registers, 16 rows along K
-  // at a time (pack alone, A flushed from the caches, M=256 K=768: 115 against 174 us; with A
-  // in cache 28 against 30): in ORT M=256 K=N=768 0.96-0.97 of 9ab09d6, but with that code in
-  // this file K=768 N=32000 M=64 1.05-1.06 (1.00-1.11), also with the new pack not called, so
-  // from where the code lands rather than from what runs (the hot loops' alignment mod 64 was
-  // unchanged); StoreTile by 16 x 16 transposes and masked stores (no faster: 0.99-1.00).
-  static constexpr int64_t kGroupBytes = 192 * 1024;
-  static constexpr int64_t kGroupFromBytes = 512 * 1024;
-  static constexpr int kGroupWRows = 48;
+  static constexpr int64_t kGroupBytes = 0;  // A's tiles all at once (TryGroups)
   // StoreTile element by element.
   static constexpr bool kStore4 = false;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
