@@ -431,15 +431,19 @@ def test_transposed_gemm_last_tile_of_one_vector_on_a_slice_matches_reference(ro
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
-@pytest.mark.parametrize("rows", [200, 203])
+@pytest.mark.parametrize("rows", [130, 200, 203])
 def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     # Packed A larger than 512 KB (K=700: 582 KB at 200 rows in tiles of 16, 605 KB at 203 in
     # tiles of 24 with a last one of 11) runs with AVX2 in groups of A's tiles against blocks
     # of 48 rows of W (wide_gemm_impl.h, TryGroups): groups of 7 tiles of 16 (6-row micro-tiles)
     # and of 3 tiles of 24 (4-row ones, the last group ending in the partial tile); N=101 ends
-    # in a partial block of 5 rows (a 4-row micro-tile and a single row).
-    a = random((rows, 700), FLOAT, seed=21)
-    w = random((101, 700), FLOAT, seed=22)
+    # in a partial block of 5 rows (a 4-row micro-tile and a single row). 130 rows (K=1100:
+    # 633 KB with AVX2, groups of two tiles of 24, the last ending in one of 10) end with
+    # AVX-512 in a tile of 2 valid rows of 16 (one vector: 16-row micro-tiles); K=700 and 1100
+    # end the pack's blocks of 8 columns in a partial one of 4.
+    k = 1100 if rows == 130 else 700
+    a = random((rows, k), FLOAT, seed=21)
+    w = random((101, k), FLOAT, seed=22)
     bias = random((101,), FLOAT, seed=23)
     attrs = {"transpose": 1, "scale": 0.5}
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)

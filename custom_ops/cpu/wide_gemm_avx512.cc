@@ -9,6 +9,17 @@
 // in registers (AVX2's kStore4) M=16 0.99, M=32 1.01, M=64 1.04, M=256 1.04 of element by
 // element; kUnroll 4 M=16 1.03, M=64 1.04, M=256 1.04; one-vector tiles of 12 rows of W
 // M=16 1.00, K=768 N=3072 M=16 1.01.
+// Measured for M=64-256 and not kept (largem512; in ORT, one thread, transposed, loaded
+// machine, alternated with 9ab09d6 run by run in one process, median (p10-p90)): groups of one
+// 64-row tile of A against blocks of 48 rows of W from 512 KB of packed A (TryGroups; kernel
+// alone, one core: K=768 N=32000 M=256 0.96, K=N=768 M=256 0.96-1.00), in ORT M=256 K=N=768
+// 0.99 (0.94-1.04), K=768 N=32000 1.00 (0.97-1.01); A packed by 16 x 16 transposes in zmm
+// registers, 16 rows along K at a time (alone, A flushed from the caches, M=256 K=768: 115
+// against 174 us; A in cache 28 against 30), in ORT M=256 K=N=768 0.96-0.97, but with that
+// code in this file K=768 N=32000 M=64 (which runs no code of it) 1.05-1.06 (1.00-1.11)
+// while 9ab09d6 rebuilt here ran 1.00: the placement of the code, not located further (the
+// start of the hot loops mod 64 unchanged); StoreTile by 16 x 16 transposes and masked
+// stores: kernel alone 0.99-1.00.
 #include <immintrin.h>
 
 // GCC 12 flags the deliberately undefined lanes inside its own AVX-512 intrinsics
