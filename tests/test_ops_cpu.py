@@ -352,6 +352,22 @@ def test_transposed_matmul_with_w_of_16_mb_streamed_matches_reference(rows, w_ty
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("k,n", [(1001, 1100), (1001, 4400), (1025, 1100)])
+def test_transposed_matmul_of_one_row_reading_w_in_order_matches_reference(w_type, k, n):
+    # One row of A reads W's rows one after another (row_dot_impl.h, SweepInOrder) where W
+    # streams from memory, and with AVX2 from 4 MB at K <= 1024 (row_dot_avx2.cc,
+    # OneRowInOrder): float32 K=1001 at N=1100 is 4.4 MB, N=4400 17.6 MB (16-bit W 2.2 and 8.8
+    # MB, the 1 x 8 tile), K=1025 the tile again. K=1001 is whole steps of four vectors, then
+    # whole vectors, then single elements; W is a column slice (rows K + 3 apart from element
+    # 3 on, 6 or 12 bytes off a vector boundary), with a bias and a scale.
+    attrs = {"slice_axis": 1, "slice_start": 3, "slice_size": k, "transpose": 1, "scale": 0.5}
+    a = random((1, k), FLOAT, seed=k)
+    w = random((n, k + 3), w_type, seed=n)
+    bias = random((n,), FLOAT, seed=29)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [16, 20, 70])
 @pytest.mark.parametrize("k", [512, 1024, 2048])
 def test_transposed_matmul_with_rows_of_w_pages_apart_matches_reference(rows, k):

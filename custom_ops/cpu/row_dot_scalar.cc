@@ -13,6 +13,7 @@ struct Simd {
   static constexpr int kCachedTileRows = 0;
   static constexpr int64_t kCachedTileMaxK = 0;
   static constexpr int64_t kCachedTileMaxWBytes = 0;
+  static constexpr bool OneRowInOrder(int64_t, int64_t) { return false; }
   static constexpr int TileCols(int) { return 4; }
   static V Pinned(V v) { return v; }
   static V Zero() { return 0.0f; }
