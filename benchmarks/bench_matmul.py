@@ -21,7 +21,8 @@ two flags tell a cell really above 1.00 from one within noise (``benchmarks/nois
 ``--aa`` times a second ORT session on its own copy of W^T in the same rounds (the A/A
 control: ORT2 time / ORT time is what identical kernels read apart in the cell);
 ``--placements N`` re-creates every session N times per (K, N, threads) on freshly allocated
-weights and pools the rounds, the cell's time and run counts split evenly over the
+weights, in N passes over the grid (so a cell's placements are minutes apart, and sample the
+load as well), and pools the rounds, the cell's time and run counts split evenly over the
 placements. Either adds per cell a 90% interval of the median, the per-placement medians and
 a verdict (meets, within noise, above) to the JSON and the Markdown.
 
@@ -360,42 +361,72 @@ def describe_cell(cell: Cell) -> str:
     return text
 
 
-def measure_shape(args: argparse.Namespace, isa: str, threads: int, k: int, n: int) -> list[Cell]:
-    """All cells of one (K, N) at one thread count, pooled over `args.placements` placements."""
+def shape_inputs(args: argparse.Namespace, k: int, n: int) -> tuple[np.ndarray, dict, dict]:
+    """W[N, K], A for each M, and each M's (view, dtype) cells; the same in every placement."""
     rng = np.random.default_rng(k * 100003 + n)
     w = rng.standard_normal((n, k), dtype=np.float32)  # W[N, K]
     feeds = {m: rng.standard_normal((m, k), dtype=np.float32) for m in args.m}
     dtypes = {m: ["float32"] + ([args.half] if m == 1 else []) for m in args.m}
     keys = {m: [(view, dtype) for view in VIEWS for dtype in dtypes[m]] for m in args.m}
-    placed: dict[int, list[np.ndarray]] = {m: [] for m in args.m}
-    columns: dict[int, dict] = {}
-    for _ in range(args.placements):
-        pl = Placement.create(args, w, threads)
-        for m in args.m:
-            times, columns[m] = time_placement(args, pl, feeds[m], keys[m])
-            placed[m].append(times)
-        del pl  # free this placement's sessions and weights before the next is allocated
-        gc.collect()
+    return w, feeds, keys
+
+
+def measure_placement(args: argparse.Namespace, threads: int, k: int, n: int) -> dict:
+    """One placement of one (K, N) at one thread count: M -> (seconds, columns) of its rounds.
+
+    The sessions and their weights are freed on return, before the next placement is made.
+    """
+    w, feeds, keys = shape_inputs(args, k, n)
+    pl = Placement.create(args, w, threads)
+    timed = {m: time_placement(args, pl, feeds[m], keys[m]) for m in args.m}
+    del pl
+    gc.collect()
+    return timed
+
+
+def shape_cells(
+    args: argparse.Namespace, isa: str, threads: int, k: int, n: int, placed: list[dict]
+) -> list[Cell]:
+    """All cells of one (K, N) at one thread count from its placements (`measure_placement`)."""
+    _, _, keys = shape_inputs(args, k, n)
     cells = []
     for m in args.m:
+        times = [timed[m][0] for timed in placed]
+        columns = placed[0][m][1]  # the same in every placement
         for key in keys[m]:
-            cell = make_cell(args, (isa, threads, k, n, m), key, placed[m], columns[m])
+            cell = make_cell(args, (isa, threads, k, n, m), key, times, columns)
             cells.append(cell)
             print(describe_cell(cell), file=sys.stderr, flush=True)
     return cells
 
 
 def worker(args: argparse.Namespace) -> int:
-    """Measures every shape and thread count for the ISA this process was started with."""
+    """Measures every shape and thread count for the ISA this process was started with.
+
+    With ``--placements N`` the grid is measured in N passes, one placement of every shape
+    per pass: a cell's placements are then a pass apart in time as well as in memory, so
+    that their spread (and the cell's interval) also holds the load of other processes
+    changing over minutes. Measured back to back (all placements of a shape, then the next
+    shape; load 3-4 on 2 cores), the three placements of a cell agreed within a run while
+    the cell moved by up to 0.2 between two runs, and 4 of 72 verdicts flipped between
+    meets and above.
+    """
     import onnxruntime as ort
 
     capped = os.environ.get(CAPPED_ENV)
     if capped and not Path(ort.__file__).is_relative_to(capped):
         raise SystemExit(f"expected the capped onnxruntime in {capped}, imported {ort.__file__}")
+    shapes = [(k, n, threads) for k, n in args.kn for threads in args.threads]
+    placed: dict[tuple[int, int, int], list[dict]] = {shape: [] for shape in shapes}
     cells = []
-    for k, n in args.kn:
-        for threads in args.threads:
-            cells += measure_shape(args, args.worker, threads, k, n)
+    for p in range(args.placements):
+        for k, n, threads in shapes:
+            placed[k, n, threads].append(measure_placement(args, threads, k, n))
+            if p + 1 < args.placements:
+                note = f"placement {p + 1} of {args.placements} timed"
+                print(f"{args.worker:6s} t={threads} K={k:5d} N={n:5d} {note}", file=sys.stderr)
+            else:
+                cells += shape_cells(args, args.worker, threads, k, n, placed.pop((k, n, threads)))
     for cell in cells:
         cell.ort_kernels = "avx2" if capped else "native"
     args.worker_output.write_text(json.dumps([asdict(c) for c in cells]))
@@ -455,9 +486,11 @@ def verdict_note(cells: list[Cell]) -> list[str]:
         lines.append(
             "- Placements: for each (K, N, threads) every session of the cells (ORT, ICL and "
             f"each other one timed) was created {placements} times, each time on freshly allocated "
-            "weights (the previous set freed first), and the cell's rounds were split evenly "
-            "over them (time and run counts); medians and p10-p90 are over the pooled rounds. "
-            "The per-placement medians show how much where W lands in memory moves a cell."
+            "weights (the previous set freed first), in passes over the grid (one placement of "
+            "every shape per pass, so a cell's placements are also a pass apart in time), and "
+            "the cell's rounds were split evenly over them (time and run counts); medians and "
+            "p10-p90 are over the pooled rounds. The per-placement medians show how much where "
+            "W lands in memory, and the load of the moment, move a cell."
         )
     if has_aa:
         lines.append(
@@ -767,8 +800,9 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=1,
         help="re-create every session on freshly allocated weights this many times per (K, N, "
-        "threads) and pool the rounds (placement of W in memory moves cells by several "
-        "percent); above 1 adds a verdict per cell",
+        "threads), in that many passes over the grid, and pool the rounds (where W lands in "
+        "memory and the load of the moment move cells by several percent); above 1 adds a "
+        "verdict per cell",
     )
     parser.add_argument(
         "--unprepacked",
