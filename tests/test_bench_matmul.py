@@ -2,6 +2,7 @@
 
 import argparse
 import datetime
+import json
 from dataclasses import asdict
 
 import numpy as np
@@ -158,3 +159,27 @@ def test_a_record_without_intervals_gets_no_verdicts():
     assert row.endswith("1.03 (0.98-1.08) min 1.03 **>** |")  # above 1.00, as before
     text = "\n".join(bench_matmul.markdown([cell], grid_args(), (1.0, 1.0), "", WHEN))
     assert "Verdict" not in text and "A/A" not in text and "Noise per cell" not in text
+
+
+def test_placements_are_passes_over_the_grid(monkeypatch, tmp_path):
+    order = []
+
+    def fake_placement(args, threads, k, n):
+        order.append((k, n, threads))
+        seconds = np.array([[1.0, 1.0, 1.0 + 0.01 * len(order), 1.0, 1.0]] * 4)
+        columns = {"ort": 0, "aa": 1}
+        columns |= {(view, "float32", None): 2 + i for i, view in enumerate(bench_matmul.VIEWS)}
+        return {4: (seconds, columns)}
+
+    monkeypatch.setattr(bench_matmul, "measure_placement", fake_placement)
+    monkeypatch.delenv(bench_matmul.CAPPED_ENV, raising=False)
+    out = tmp_path / "cells.json"
+    args = argparse.Namespace(worker="avx512", worker_output=out, kn=[(768, 768), (768, 3072)],
+                              threads=[1], m=[4], half="float16", placements=2, aa=True,
+                              baseline_library=None)  # fmt: skip
+    assert bench_matmul.worker(args) == 0
+    assert order == [(768, 768, 1), (768, 3072, 1)] * 2  # one placement of every shape per pass
+    cells = [Cell(**c) for c in json.loads(out.read_text())]
+    first = next(c for c in cells if (c.n, c.view) == (768, "transposed"))
+    assert first.placement_ratios == pytest.approx([1.01, 1.03])  # calls 1 and 3
+    assert first.runs == 8 and first.aa_ratio == pytest.approx(1.0)
