@@ -409,7 +409,10 @@ def worker(args: argparse.Namespace) -> int:
     changing over minutes. Measured back to back (all placements of a shape, then the next
     shape; load 3-4 on 2 cores), the three placements of a cell agreed within a run while
     the cell moved by up to 0.2 between two runs, and 4 of 72 verdicts flipped between
-    meets and above.
+    meets and above (the raw ratio's side of 1.00: 14 of 72). Measured in passes (two runs,
+    load 3.7-5.2), 1 of 72 flipped between meets and above (raw: 17 of 72); the intervals
+    were wider (median width 0.16 and 0.11 against 0.11 and 0.09), more cells read
+    within noise.
     """
     import onnxruntime as ort
 
