@@ -183,3 +183,16 @@ def test_placements_are_passes_over_the_grid(monkeypatch, tmp_path):
     first = next(c for c in cells if (c.n, c.view) == (768, "transposed"))
     assert first.placement_ratios == pytest.approx([1.01, 1.03])  # calls 1 and 3
     assert first.runs == 8 and first.aa_ratio == pytest.approx(1.0)
+
+
+def test_interleave_runs_every_runner_once_a_round_in_changing_order():
+    # Each round is a permutation of the runners, and a runner's predecessor changes from round
+    # to round (a rotated fixed order gave each runner the same predecessor in most rounds).
+    calls: list[int] = []
+    runners = [lambda i=i: calls.append(i) for i in range(4)]
+    times = bench_matmul.interleave(runners, budget_s=0.0, min_runs=40, max_runs=40)
+    assert times.shape == (40, 4)
+    rounds = [calls[8 + 4 * i : 12 + 4 * i] for i in range(40)]  # after two warm-up rounds
+    assert all(sorted(r) == [0, 1, 2, 3] for r in rounds)
+    predecessors = {r[r.index(1) - 1] for r in rounds if r.index(1) > 0}
+    assert len(predecessors) >= 2
