@@ -525,10 +525,15 @@ def verdict_note(cells: list[Cell]) -> list[str]:
     return lines
 
 
+def judged_float32(cells: list[Cell]) -> list[Cell]:
+    """The float32 cells that carry a verdict (none in a record made without them)."""
+    return [c for c in cells if c.w_dtype == "float32" and c.verdict is not None]
+
+
 def verdict_summary(cells: list[Cell], args: argparse.Namespace) -> list[str]:
     """Counts of each verdict per (ISA, threads, view), the A/A's median and spread, the
     placements' spread; nothing for a record without verdicts."""
-    f32 = [c for c in cells if c.w_dtype == "float32" and c.verdict is not None]
+    f32 = judged_float32(cells)
     if not f32:
         return []
     lines = [
@@ -569,7 +574,7 @@ def verdict_summary(cells: list[Cell], args: argparse.Namespace) -> list[str]:
 
 def noise_table(cells: list[Cell]) -> list[str]:
     """A row per judged float32 cell: its interval, the placements, the A/A, the verdict."""
-    f32 = [c for c in cells if c.w_dtype == "float32" and c.verdict is not None]
+    f32 = judged_float32(cells)
     if not f32:
         return []
     lines = [
