@@ -525,6 +525,16 @@ def verdict_note(cells: list[Cell]) -> list[str]:
     return lines
 
 
+def by_isa_threads_view(cells: list[Cell], args: argparse.Namespace):
+    """Yields (isa, threads, view, the cells of that group) for each group that has cells."""
+    for isa in args.isa:
+        for threads in args.threads:
+            for view in VIEWS:
+                group = [c for c in cells if (c.isa, c.threads, c.view) == (isa, threads, view)]
+                if group:
+                    yield isa, threads, view, group
+
+
 def judged_float32(cells: list[Cell]) -> list[Cell]:
     """The float32 cells that carry a verdict (none in a record made without them)."""
     return [c for c in cells if c.w_dtype == "float32" and c.verdict is not None]
@@ -547,28 +557,23 @@ def verdict_summary(cells: list[Cell], args: argparse.Namespace) -> list[str]:
         "| A/A d median (max) | placement spread median (max) |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for isa in args.isa:
-        for threads in args.threads:
-            for view in VIEWS:
-                group = [c for c in f32 if (c.isa, c.threads, c.view) == (isa, threads, view)]
-                if not group:
-                    continue
-                counts = [sum(c.verdict == v for c in group) for v in noise.VERDICTS]
-                aa = [c for c in group if c.aa_ratio is not None]
-                aa_text = d_text = ""
-                if aa:
-                    fields = ("aa_ratio", "aa_p10", "aa_p90")
-                    med = [float(np.median([getattr(c, f) for c in aa])) for f in fields]
-                    aa_text = f"{med[0]:.2f} ({med[1]:.2f}-{med[2]:.2f})"
-                    d = [noise.aa_deviation(c.aa_low, c.aa_high) for c in aa]
-                    d_text = f"{np.median(d):.3f} ({max(d):.3f})"
-                spreads = [s for c in group if (s := spread(c.placement_ratios)) is not None]
-                spread_text = f"{np.median(spreads):.3f} ({max(spreads):.3f})" if spreads else ""
-                lines.append(
-                    f"| {isa} | {threads} | {view} | "
-                    + " | ".join(f"{x} / {len(group)}" for x in counts)
-                    + f" | {aa_text} | {d_text} | {spread_text} |"
-                )
+    for isa, threads, view, group in by_isa_threads_view(f32, args):
+        counts = [sum(c.verdict == v for c in group) for v in noise.VERDICTS]
+        aa = [c for c in group if c.aa_ratio is not None]
+        aa_text = d_text = ""
+        if aa:
+            fields = ("aa_ratio", "aa_p10", "aa_p90")
+            med = [float(np.median([getattr(c, f) for c in aa])) for f in fields]
+            aa_text = f"{med[0]:.2f} ({med[1]:.2f}-{med[2]:.2f})"
+            d = [noise.aa_deviation(c.aa_low, c.aa_high) for c in aa]
+            d_text = f"{np.median(d):.3f} ({max(d):.3f})"
+        spreads = [s for c in group if (s := spread(c.placement_ratios)) is not None]
+        spread_text = f"{np.median(spreads):.3f} ({max(spreads):.3f})" if spreads else ""
+        lines.append(
+            f"| {isa} | {threads} | {view} | "
+            + " | ".join(f"{x} / {len(group)}" for x in counts)
+            + f" | {aa_text} | {d_text} | {spread_text} |"
+        )
     return lines + [""]
 
 
@@ -664,22 +669,17 @@ def markdown(
         "|---|---:|---|---:|---|---:|---:|---|---:|",
     ]
     f32 = [c for c in cells if c.w_dtype == "float32"]
-    for isa in args.isa:
-        for threads in args.threads:
-            for view in VIEWS:
-                group = [c for c in f32 if (c.isa, c.threads, c.view) == (isa, threads, view)]
-                if not group:
-                    continue
-                worst = max(group, key=lambda c: c.ratio)
-                met = sum(c.ratio <= GOAL for c in group)
-                worst_min = max(group, key=lambda c: c.min_ratio)
-                met_min = sum(c.min_ratio <= GOAL for c in group)
-                lines.append(
-                    f"| {isa} | {threads} | {view} | {worst.ratio:.2f} | "
-                    f"{worst.m}, {worst.k} x {worst.n} | {met} / {len(group)} | "
-                    f"{worst_min.min_ratio:.2f} | {worst_min.m}, {worst_min.k} x {worst_min.n} | "
-                    f"{met_min} / {len(group)} |"
-                )
+    for isa, threads, view, group in by_isa_threads_view(f32, args):
+        worst = max(group, key=lambda c: c.ratio)
+        met = sum(c.ratio <= GOAL for c in group)
+        worst_min = max(group, key=lambda c: c.min_ratio)
+        met_min = sum(c.min_ratio <= GOAL for c in group)
+        lines.append(
+            f"| {isa} | {threads} | {view} | {worst.ratio:.2f} | "
+            f"{worst.m}, {worst.k} x {worst.n} | {met} / {len(group)} | "
+            f"{worst_min.min_ratio:.2f} | {worst_min.m}, {worst_min.k} x {worst_min.n} | "
+            f"{met_min} / {len(group)} |"
+        )
     lines += [""] + verdict_summary(cells, args)
     lines += ["## The grid", ""]
     for isa in args.isa:
