@@ -648,9 +648,10 @@ def markdown(
         "- Bar: ORT `MatMul(A, W^T)` with W^T[K, N] a float32 initializer (MLAS prepacks it). "
         "ICL: `IclMatMul(A, W, transpose=1)` on W[N, K] (transposed) and `IclMatMul(A, W)` on "
         "W[K, N] (plain), W an initializer.",
-        "- Each cell: the sessions run in turn in one process on the same weights (the first "
-        "session of each round rotates); each ICL run's time is divided by the ORT run of the "
-        "same round. Cell = median (p10-p90) of those ratios, **ICL time / ORT time: at most "
+        "- Each cell: the sessions run once each per round in one process on the same weights "
+        "(each round in a new random order; results measured before 2026-12-04: in one order, "
+        "rotated); each ICL run's time is divided by the ORT run of the same round. "
+        "Cell = median (p10-p90) of those ratios, **ICL time / ORT time: at most "
         f"{GOAL:.2f} meets the goal**; cells above it are marked **>**. After `min`: the "
         "lowest ICL time over the lowest ORT time, which interference from other processes "
         "(it only ever adds time) disturbs least.",
