@@ -337,6 +337,27 @@ def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_typ
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("column_slice", [False, True])
+def test_plain_matmul_with_wide_float32_w_of_16_mb_split_along_k_matches_reference(
+    rows, column_slice
+):
+    # With AVX2 one or two rows of A against a whole float32 W of at least 16 MB whose rows are
+    # wider than a task along N (K=385, N=11001: 16.9 MB, rows 44 KB apart, not 32-byte
+    # aligned) split K into four slices of whole rows (104 + 104 + 104 + 73, the last not a
+    # whole step of the axpy form), each prefetching its rows a page ahead, summed into Y
+    # (AxpyStreamsK, matmul.cc); three to five rows, and W cut to its first 11000 columns (a
+    # column slice), split N. With the bias and the scale.
+    k, n = 385, 11001
+    attrs = {"scale": 0.5}
+    if column_slice:
+        attrs.update(slice_axis=1, slice_start=0, slice_size=n - 1)
+    a = random((rows, k), FLOAT, seed=50 + rows)
+    w = random((k, n), FLOAT, seed=51)
+    bias = random((n - 1 if column_slice else n,), FLOAT, seed=52)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 4])
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 def test_transposed_matmul_with_w_of_16_mb_streamed_matches_reference(rows, w_type):

@@ -11,8 +11,8 @@
 //  - Plain view: PanelGemm, which multiplies W's column panels in place (where more row tiles
 //    follow, its first row tile copies each slice of the panel for them: CopyingPanel, when
 //    per ISA in the traits), or for one to four rows of A streams W's rows past Y's rows in
-//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W, the threads split K
-//    instead of N (AxpySplitK).
+//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W (with AVX2 also a
+//    wide float32 W that streams from memory), the threads split K instead of N (AxpySplitK).
 //  - One row of A and a small 16-bit W (either view): one task (OneTask), no second thread.
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
@@ -33,6 +33,7 @@
 #include "cpu/isa.h"
 #include "cpu/panel_gemm.h"
 #include "cpu/parallel.h"
+#include "cpu/prefetch.h"
 #include "cpu/row_dot.h"
 #include "cpu/scratch.h"
 #include "cpu/wide_gemm.h"
@@ -130,7 +131,27 @@ bool OneTask(const MatMulProblem& p) {
   return OneRowHalfW(p) && p.k * p.view.cols * SizeOf(p.w_type) <= kOneTaskMaxBytes &&
          (p.view.transposed || p.view.cols <= AxpyWidest(1));  // the axpy form's Y in L1
 }
+// With AVX2, also one or two rows of A and a float32 W, whole (no column slice), that streams
+// from memory (StreamsFromMemory) and whose rows are wider than a task along N (AxpyWidest):
+// each task then reads its slice of W's rows whole, one stream of long runs, as ORT's MLAS
+// reads its prepacked B, where tasks along N read 16 KB of each row, rows 128 KB apart at
+// K=768, N=32000 (y's rows, 128-256 KB, stay in L2; AxpyRows prefetches each row a page
+// ahead). In ORT (ORT's MLAS capped to AVX2), K=768, N=32000, split / along N in the same
+// session (the choice switched run by run), loaded machine (load 2.8-3.5), medians of 50
+// alternated runs in two sessions: one thread M=1 0.94, 0.93, M=2 0.93, 0.93; two threads M=1
+// 0.99, 0.97, M=2 0.99, 0.96. Three and four rows split so (in axpy form, y's rows up to 512
+// KB) measured slower with one thread, M=3 1.04, 1.07, M=4 0.99, 1.04, faster with two, M=3
+// 0.92, 0.85, M=4 0.93, 0.86: they keep their panels in blocks of K (the thread count is not
+// known here).
+constexpr int64_t kAxpyStreamMaxRows = 2;
+bool AxpyStreamsK(const MatMulProblem& p) {
+  return CpuIsa() == Isa::kAvx2 && !p.view.transposed && p.w_type == ElemType::kFloat &&
+         p.m <= kAxpyStreamMaxRows && p.view.cols == p.view.ld &&
+         p.view.cols > AxpyWidest(p.m) && p.k >= kAxpySlices * kAxpyMinSliceRows &&
+         StreamsFromMemory(p.k * p.view.ld * SizeOf(p.w_type));
+}
 bool AxpySplitsK(const MatMulProblem& p) {
+  if (AxpyStreamsK(p)) return true;
   return !OneTask(p) && !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
          p.k >= kAxpySlices * kAxpyMinSliceRows &&
          ((OneRowHalfW(p) && p.view.cols <= kAxpySplitHalfMaxCols) ||
@@ -285,9 +306,9 @@ void FinishColumns(const MatMulProblem& p, const std::vector<float>& left,
   Epilogue(p, n0, nc, out, ldo);
 }
 
-// Y for the plain view, one or two rows of A and a narrow W (AxpySplitsK): the K slices of
-// W in parallel, each into its own partial Y (the first into Y), then their sum, the low-rank
-// term and the epilogue on all of Y.
+// Y for the plain view, one or two rows of A and a narrow or streamed W (AxpySplitsK): the K
+// slices of W in parallel, each into its own partial Y (the first into Y), then their sum, the
+// low-rank term and the epilogue on all of Y.
 Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
                        const std::vector<float>& left, const std::vector<int64_t>& offsets) {
   const int64_t n = p.view.cols;
