@@ -112,9 +112,19 @@ int64_t AxpyChunk(int64_t m, int64_t n) {
 // thread 0.74 (0.55-1.00), 0.81; two threads 0.78 (0.59-0.98), 1.00; AVX2 0.72 and 0.65);
 // at K=768, N=3072 (tasks by N read 1.5 KB of each row) the split was no faster: medians
 // 0.95-1.06, lowest times 1.05-1.19.
+// With AVX2 also a float32 W of any size whose rows are at most kAxpySplitNarrowRowBytes
+// apart (K=3072, N=768: a task of whole rows reads W as one stream). Tried before (a4b1864)
+// and reverted (805bda6) on bench_matmul's runs of the two builds in separate sessions, new /
+// old medians 0.76-1.19; but two sessions of the same build, each with its own copy of W,
+// differ by up to 10% (W's placement). In the same session, the choice switched run by run
+// (ORT's MLAS capped to AVX2, K=3072, N=768, load 1.3, medians of 100 alternated runs (p10-p90)
+// in two sessions, split / by N): one thread M=1 0.78 (0.65-0.96), 0.79; M=2 0.61
+// (0.52-0.77), 0.61; two threads M=1 0.84 (0.70-0.96), 0.84; M=2 0.74 (0.60-0.90), 0.74;
+// lowest times 0.71-0.81.
 constexpr int64_t kAxpySlices = 4;
 constexpr int64_t kAxpyMinSliceRows = 16;
 constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;
+constexpr int64_t kAxpySplitNarrowRowBytes = 3072;
 constexpr int64_t kAxpySplitHalfMaxCols = 1024;
 // One row of A and a 16-bit W of at most kOneTaskMaxBytes: one task, on the calling thread.
 // The product is bound by converting W (vcvtph2ps, measured on Zen 4 at half a zmm per
@@ -152,10 +162,12 @@ bool AxpyStreamsK(const MatMulProblem& p) {
 }
 bool AxpySplitsK(const MatMulProblem& p) {
   if (AxpyStreamsK(p)) return true;
+  const bool narrow_float = CpuIsa() == Isa::kAvx2 && p.w_type == ElemType::kFloat &&
+                            p.view.ld * SizeOf(p.w_type) <= kAxpySplitNarrowRowBytes;
   return !OneTask(p) && !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
          p.k >= kAxpySlices * kAxpyMinSliceRows &&
          ((OneRowHalfW(p) && p.view.cols <= kAxpySplitHalfMaxCols) ||
-          p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes);
+          p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes || narrow_float);
 }
 // Rows of A per task of A @ L, the low-rank term's first product.
 constexpr int64_t kLowRankRows = 32;
