@@ -207,13 +207,13 @@ def test_plain_matmul_split_along_k_matches_reference(a_type, w_type, rows):
     assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
 def test_plain_matmul_split_along_k_with_narrow_float32_w_of_any_size(rows):
-    # With AVX2 one or two rows of A and a float32 W whose rows are at most 3 KB apart (N=700,
+    # With AVX2 one to four rows of A and a float32 W whose rows are at most 3 KB apart (N=700,
     # rows not 32-byte aligned) split along K whatever W's size (5.9 MB here, above
-    # kAxpySplitMaxBytes): four slices of 528, 528, 528 and 517 rows (the last not a whole
-    # step of the axpy form), W a row slice from row 5, with a bias and a scale. Three rows:
-    # split along N.
+    # kAxpySplitMaxBytes), three and four rows in axpy form too: four slices of 528, 528, 528
+    # and 517 rows (the last not a whole step of the axpy form), W a row slice from row 5,
+    # with a bias and a scale. Five rows: split along N.
     attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": 2101, "scale": 0.5}
     a = random((rows, 2101), FLOAT, seed=35)
     w = random((2110, 700), FLOAT, seed=36)

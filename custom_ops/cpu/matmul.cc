@@ -11,8 +11,9 @@
 //  - Plain view: PanelGemm, which multiplies W's column panels in place (where more row tiles
 //    follow, its first row tile copies each slice of the panel for them: CopyingPanel, when
 //    per ISA in the traits), or for one to four rows of A streams W's rows past Y's rows in
-//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W (with AVX2 also a
-//    wide float32 W that streams from memory), the threads split K instead of N (AxpySplitK).
+//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W (with AVX2 one to
+//    four rows and a narrow float32 W, or one or two and a wide float32 W that streams from
+//    memory), the threads split K instead of N (AxpySplitK).
 //  - One row of A and a small 16-bit W (either view): one task (OneTask), no second thread.
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
@@ -120,11 +121,16 @@ int64_t AxpyChunk(int64_t m, int64_t n) {
 // (ORT's MLAS capped to AVX2, K=3072, N=768, load 1.3, medians of 100 alternated runs (p10-p90)
 // in two sessions, split / by N): one thread M=1 0.78 (0.65-0.96), 0.79; M=2 0.61
 // (0.52-0.77), 0.61; two threads M=1 0.84 (0.70-0.96), 0.84; M=2 0.74 (0.60-0.90), 0.74;
-// lowest times 0.71-0.81.
+// lowest times 0.71-0.81. Three and four rows of A too (kAxpySplitNarrowMaxRows; in axpy
+// form, PanelGemm's `axpy`, where by N they walk panels), the same way, load 3-4, medians of
+// 100 runs in two sessions: K=3072, N=768, one thread M=3 0.82, 0.81, M=4 0.90, 0.89; two
+// threads M=3 0.78, 0.79, M=4 0.77, 0.76; K=N=768 one thread M=3 0.84, 0.87, M=4 1.01, 1.02;
+// two threads M=3 0.85, 0.89, M=4 0.96, 1.01.
 constexpr int64_t kAxpySlices = 4;
 constexpr int64_t kAxpyMinSliceRows = 16;
 constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;
 constexpr int64_t kAxpySplitNarrowRowBytes = 3072;
+constexpr int64_t kAxpySplitNarrowMaxRows = 4;
 constexpr int64_t kAxpySplitHalfMaxCols = 1024;
 // One row of A and a 16-bit W of at most kOneTaskMaxBytes: one task, on the calling thread.
 // The product is bound by converting W (vcvtph2ps, measured on Zen 4 at half a zmm per
@@ -162,12 +168,17 @@ bool AxpyStreamsK(const MatMulProblem& p) {
 }
 bool AxpySplitsK(const MatMulProblem& p) {
   if (AxpyStreamsK(p)) return true;
-  const bool narrow_float = CpuIsa() == Isa::kAvx2 && p.w_type == ElemType::kFloat &&
-                            p.view.ld * SizeOf(p.w_type) <= kAxpySplitNarrowRowBytes;
-  return !OneTask(p) && !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
-         p.k >= kAxpySlices * kAxpyMinSliceRows &&
+  if (p.view.transposed || p.view.cols > AxpyWidest(p.m) ||
+      p.k < kAxpySlices * kAxpyMinSliceRows) {
+    return false;
+  }
+  if (CpuIsa() == Isa::kAvx2 && p.w_type == ElemType::kFloat &&
+      p.view.ld * SizeOf(p.w_type) <= kAxpySplitNarrowRowBytes) {
+    return p.m <= kAxpySplitNarrowMaxRows;
+  }
+  return !OneTask(p) && p.m <= 2 &&
          ((OneRowHalfW(p) && p.view.cols <= kAxpySplitHalfMaxCols) ||
-          p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes || narrow_float);
+          p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes);
 }
 // Rows of A per task of A @ L, the low-rank term's first product.
 constexpr int64_t kLowRankRows = 32;
@@ -318,7 +329,7 @@ void FinishColumns(const MatMulProblem& p, const std::vector<float>& left,
   Epilogue(p, n0, nc, out, ldo);
 }
 
-// Y for the plain view, one or two rows of A and a narrow or streamed W (AxpySplitsK): the K
+// Y for the plain view, one to four rows of A and a narrow or streamed W (AxpySplitsK): the K
 // slices of W in parallel, each into its own partial Y (the first into Y), then their sum, the
 // low-rank term and the epilogue on all of Y.
 Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
@@ -337,7 +348,7 @@ Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
     const void* w_rows = ElementAddress(p.w, p.w_type, p.view.offset + k0 * p.view.ld);
     float* y = t == 0 ? out : partials + (t - 1) * size;
     PanelGemm(p.a + k0, p.k, p.m, std::min(slice, p.k - k0), w_rows, p.w_type, p.view.ld, n,
-              p.scale, y, n);
+              p.scale, y, n, /*axpy=*/true);
   });
   if (!status.IsOK()) return status;
   for (int64_t t = 1; t < tasks; ++t) {

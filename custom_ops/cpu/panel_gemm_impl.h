@@ -473,11 +473,12 @@ inline int64_t Columns(int64_t m) {
   return int64_t{AltTile(m) ? Simd::kAltLanes : Simd::kLanes} * Simd::kWidth;
 }
 
+// `axpy`: one to four rows of A in axpy form whatever Axpy says (see PanelGemm).
 template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
-                    int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
+                    int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy, bool axpy) {
   static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
-  if (Axpy(m, k, k * ldw * int64_t{sizeof(TW)})) {
+  if (axpy || Axpy(m, k, k * ldw * int64_t{sizeof(TW)})) {
     const bool streams = kAxpyFoldTwoRows && StreamsFromMemory(k * ldw * int64_t{sizeof(TW)});
     switch (m) {
       case 1: return AxpyRows<1, true>(a, lda, k, w, ldw, n, alpha, y, ldy);
@@ -514,14 +515,16 @@ ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW*
 
 inline void Dispatch(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                      ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
-                     int64_t ldy) {
+                     int64_t ldy, bool axpy) {
   switch (w_type) {
     case ElemType::kFloat:
-      return Run(a, lda, m, k, static_cast<const float*>(w), ldw, n, alpha, y, ldy);
+      return Run(a, lda, m, k, static_cast<const float*>(w), ldw, n, alpha, y, ldy, axpy);
     case ElemType::kFloat16:
-      return Run(a, lda, m, k, static_cast<const Ort::Float16_t*>(w), ldw, n, alpha, y, ldy);
+      return Run(a, lda, m, k, static_cast<const Ort::Float16_t*>(w), ldw, n, alpha, y, ldy,
+                 axpy);
     case ElemType::kBFloat16:
-      return Run(a, lda, m, k, static_cast<const Ort::BFloat16_t*>(w), ldw, n, alpha, y, ldy);
+      return Run(a, lda, m, k, static_cast<const Ort::BFloat16_t*>(w), ldw, n, alpha, y, ldy,
+                 axpy);
   }
 }
 
