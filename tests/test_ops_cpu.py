@@ -207,6 +207,20 @@ def test_plain_matmul_split_along_k_matches_reference(a_type, w_type, rows):
     assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+def test_plain_matmul_split_along_k_with_narrow_float32_w_of_any_size(rows):
+    # With AVX2 one to four rows of A and a float32 W whose rows are at most 3 KB apart (N=700,
+    # rows not 32-byte aligned) split along K whatever W's size (5.9 MB here, above
+    # kAxpySplitMaxBytes), three and four rows in axpy form too: four slices of 528, 528, 528
+    # and 517 rows (the last not a whole step of the axpy form), W a row slice from row 5,
+    # with a bias and a scale. Five rows: split along N.
+    attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": 2101, "scale": 0.5}
+    a = random((rows, 2101), FLOAT, seed=35)
+    w = random((2110, 700), FLOAT, seed=36)
+    bias = random((700,), FLOAT, seed=37)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("a_type", [FLOAT, FLOAT16], ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("w_type", [FLOAT16, BFLOAT16], ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("view", ["plain", "transposed"])
@@ -335,6 +349,27 @@ def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_typ
     w = random((k, 62603), w_type, seed=15)
     attrs = {"scale": 0.5}
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("column_slice", [False, True])
+def test_plain_matmul_with_wide_float32_w_of_16_mb_split_along_k_matches_reference(
+    rows, column_slice
+):
+    # With AVX2 one or two rows of A against a whole float32 W of at least 16 MB whose rows are
+    # wider than a task along N (K=385, N=11001: 16.9 MB, rows 44 KB apart, not 32-byte
+    # aligned) split K into four slices of whole rows (104 + 104 + 104 + 73, the last not a
+    # whole step of the axpy form), each prefetching its rows a page ahead, summed into Y
+    # (AxpyStreamsK, matmul.cc); three to five rows, and W cut to its first 11000 columns (a
+    # column slice), split N. With the bias and the scale.
+    k, n = 385, 11001
+    attrs = {"scale": 0.5}
+    if column_slice:
+        attrs.update(slice_axis=1, slice_start=0, slice_size=n - 1)
+    a = random((rows, k), FLOAT, seed=50 + rows)
+    w = random((k, n), FLOAT, seed=51)
+    bias = random((n - 1 if column_slice else n,), FLOAT, seed=52)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 4])

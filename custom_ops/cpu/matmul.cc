@@ -11,8 +11,9 @@
 //  - Plain view: PanelGemm, which multiplies W's column panels in place (where more row tiles
 //    follow, its first row tile copies each slice of the panel for them: CopyingPanel, when
 //    per ISA in the traits), or for one to four rows of A streams W's rows past Y's rows in
-//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W, the threads split K
-//    instead of N (AxpySplitK).
+//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W (with AVX2 one to
+//    four rows and a narrow float32 W, or one or two and a wide float32 W that streams from
+//    memory), the threads split K instead of N (AxpySplitK).
 //  - One row of A and a small 16-bit W (either view): one task (OneTask), no second thread.
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
@@ -33,6 +34,7 @@
 #include "cpu/isa.h"
 #include "cpu/panel_gemm.h"
 #include "cpu/parallel.h"
+#include "cpu/prefetch.h"
 #include "cpu/row_dot.h"
 #include "cpu/scratch.h"
 #include "cpu/wide_gemm.h"
@@ -111,9 +113,24 @@ int64_t AxpyChunk(int64_t m, int64_t n) {
 // thread 0.74 (0.55-1.00), 0.81; two threads 0.78 (0.59-0.98), 1.00; AVX2 0.72 and 0.65);
 // at K=768, N=3072 (tasks by N read 1.5 KB of each row) the split was no faster: medians
 // 0.95-1.06, lowest times 1.05-1.19.
+// With AVX2 also a float32 W of any size whose rows are at most kAxpySplitNarrowRowBytes
+// apart (K=3072, N=768: a task of whole rows reads W as one stream). Tried before (a4b1864)
+// and reverted (805bda6) on bench_matmul's runs of the two builds in separate sessions, new /
+// old medians 0.76-1.19; but two sessions of the same build, each with its own copy of W,
+// differ by up to 10% (W's placement). In the same session, the choice switched run by run
+// (ORT's MLAS capped to AVX2, K=3072, N=768, load 1.3, medians of 100 alternated runs (p10-p90)
+// in two sessions, split / by N): one thread M=1 0.78 (0.65-0.96), 0.79; M=2 0.61
+// (0.52-0.77), 0.61; two threads M=1 0.84 (0.70-0.96), 0.84; M=2 0.74 (0.60-0.90), 0.74;
+// lowest times 0.71-0.81. Three and four rows of A too (kAxpySplitNarrowMaxRows; in axpy
+// form, PanelGemm's `axpy`, where by N they walk panels), the same way, load 3-4, medians of
+// 100 runs in two sessions: K=3072, N=768, one thread M=3 0.82, 0.81, M=4 0.90, 0.89; two
+// threads M=3 0.78, 0.79, M=4 0.77, 0.76; K=N=768 one thread M=3 0.84, 0.87, M=4 1.01, 1.02;
+// two threads M=3 0.85, 0.89, M=4 0.96, 1.01.
 constexpr int64_t kAxpySlices = 4;
 constexpr int64_t kAxpyMinSliceRows = 16;
 constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;
+constexpr int64_t kAxpySplitNarrowRowBytes = 3072;
+constexpr int64_t kAxpySplitNarrowMaxRows = 4;
 constexpr int64_t kAxpySplitHalfMaxCols = 1024;
 // One row of A and a 16-bit W of at most kOneTaskMaxBytes: one task, on the calling thread.
 // The product is bound by converting W (vcvtph2ps, measured on Zen 4 at half a zmm per
@@ -130,9 +147,36 @@ bool OneTask(const MatMulProblem& p) {
   return OneRowHalfW(p) && p.k * p.view.cols * SizeOf(p.w_type) <= kOneTaskMaxBytes &&
          (p.view.transposed || p.view.cols <= AxpyWidest(1));  // the axpy form's Y in L1
 }
+// With AVX2, also one or two rows of A and a float32 W, whole (no column slice), that streams
+// from memory (StreamsFromMemory) and whose rows are wider than a task along N (AxpyWidest):
+// each task then reads its slice of W's rows whole, one stream of long runs, as ORT's MLAS
+// reads its prepacked B, where tasks along N read 16 KB of each row, rows 128 KB apart at
+// K=768, N=32000 (y's rows, 128-256 KB, stay in L2; AxpyRows prefetches each row a page
+// ahead). In ORT (ORT's MLAS capped to AVX2), K=768, N=32000, split / along N in the same
+// session (the choice switched run by run), loaded machine (load 2.8-3.5), medians of 50
+// alternated runs in two sessions: one thread M=1 0.94, 0.93, M=2 0.93, 0.93; two threads M=1
+// 0.99, 0.97, M=2 0.99, 0.96. Three and four rows split so (in axpy form, y's rows up to 512
+// KB) measured slower with one thread, M=3 1.04, 1.07, M=4 0.99, 1.04, faster with two, M=3
+// 0.92, 0.85, M=4 0.93, 0.86: they keep their panels in blocks of K (the thread count is not
+// known here).
+constexpr int64_t kAxpyStreamMaxRows = 2;
+bool AxpyStreamsK(const MatMulProblem& p) {
+  return CpuIsa() == Isa::kAvx2 && !p.view.transposed && p.w_type == ElemType::kFloat &&
+         p.m <= kAxpyStreamMaxRows && p.view.cols == p.view.ld &&
+         p.view.cols > AxpyWidest(p.m) && p.k >= kAxpySlices * kAxpyMinSliceRows &&
+         StreamsFromMemory(p.k * p.view.ld * SizeOf(p.w_type));
+}
 bool AxpySplitsK(const MatMulProblem& p) {
-  return !OneTask(p) && !p.view.transposed && p.m <= 2 && p.view.cols <= AxpyWidest(p.m) &&
-         p.k >= kAxpySlices * kAxpyMinSliceRows &&
+  if (AxpyStreamsK(p)) return true;
+  if (p.view.transposed || p.view.cols > AxpyWidest(p.m) ||
+      p.k < kAxpySlices * kAxpyMinSliceRows) {
+    return false;
+  }
+  if (CpuIsa() == Isa::kAvx2 && p.w_type == ElemType::kFloat &&
+      p.view.ld * SizeOf(p.w_type) <= kAxpySplitNarrowRowBytes) {
+    return p.m <= kAxpySplitNarrowMaxRows;
+  }
+  return !OneTask(p) && p.m <= 2 &&
          ((OneRowHalfW(p) && p.view.cols <= kAxpySplitHalfMaxCols) ||
           p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes);
 }
@@ -285,9 +329,9 @@ void FinishColumns(const MatMulProblem& p, const std::vector<float>& left,
   Epilogue(p, n0, nc, out, ldo);
 }
 
-// Y for the plain view, one or two rows of A and a narrow W (AxpySplitsK): the K slices of
-// W in parallel, each into its own partial Y (the first into Y), then their sum, the low-rank
-// term and the epilogue on all of Y.
+// Y for the plain view, one to four rows of A and a narrow or streamed W (AxpySplitsK): the K
+// slices of W in parallel, each into its own partial Y (the first into Y), then their sum, the
+// low-rank term and the epilogue on all of Y.
 Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
                        const std::vector<float>& left, const std::vector<int64_t>& offsets) {
   const int64_t n = p.view.cols;
@@ -304,7 +348,7 @@ Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
     const void* w_rows = ElementAddress(p.w, p.w_type, p.view.offset + k0 * p.view.ld);
     float* y = t == 0 ? out : partials + (t - 1) * size;
     PanelGemm(p.a + k0, p.k, p.m, std::min(slice, p.k - k0), w_rows, p.w_type, p.view.ld, n,
-              p.scale, y, n);
+              p.scale, y, n, /*axpy=*/true);
   });
   if (!status.IsOK()) return status;
   for (int64_t t = 1; t < tasks; ++t) {

@@ -5,11 +5,13 @@
 namespace icl::cpu {
 
 void PanelGemm(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
-               ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
+               ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy,
+               bool axpy) {
   switch (CpuIsa()) {
-    case Isa::kAvx512: return PanelGemmAvx512(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
-    case Isa::kAvx2: return PanelGemmAvx2(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
-    default: return PanelGemmScalar(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
+    case Isa::kAvx512:
+      return PanelGemmAvx512(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy, axpy);
+    case Isa::kAvx2: return PanelGemmAvx2(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy, axpy);
+    default: return PanelGemmScalar(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy, axpy);
   }
 }
 

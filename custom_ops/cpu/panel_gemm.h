@@ -35,9 +35,12 @@ bool PanelGemmAxpy(int64_t m, int64_t k, int64_t w_bytes);
 
 // y[i * ldy + j] = alpha * sum_k a[i * lda + k] * W[k, j] for i < m, j < n, where W[k, j] is
 // element k * ldw + j of `w` (of type w_type), with the widest instruction set the CPU has.
-// Single-threaded: callers split the columns.
+// Single-threaded: callers split the columns. With `axpy`, up to kAxpyMaxRows rows of A are
+// computed in axpy form whatever AxpyForm says (AxpySplitK's tasks of whole rows of a narrow
+// W, matmul.cc).
 void PanelGemm(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
-               ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy);
+               ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy,
+               bool axpy = false);
 
 // Columns of the panels PanelGemm multiplies m rows of A by (m > kAxpyMaxRows), with the
 // instruction set PanelGemm uses: a block of columns that is a multiple of it leaves no
@@ -47,12 +50,13 @@ int64_t PanelGemmColumns(int64_t m);
 // One instantiation per instruction set (panel_gemm_<isa>.cc); PanelGemm picks one.
 void PanelGemmScalar(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                      ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
-                     int64_t ldy);
+                     int64_t ldy, bool axpy);
 void PanelGemmAvx2(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
-                   ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy);
+                   ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy,
+                   bool axpy);
 void PanelGemmAvx512(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                      ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
-                     int64_t ldy);
+                     int64_t ldy, bool axpy);
 
 int64_t PanelGemmScalarColumns(int64_t m);
 int64_t PanelGemmAvx2Columns(int64_t m);

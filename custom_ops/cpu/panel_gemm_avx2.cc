@@ -111,8 +111,9 @@ struct Simd {
 namespace icl::cpu {
 
 void PanelGemmAvx2(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
-                   ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
-  avx2::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
+                   ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy,
+                   bool axpy) {
+  avx2::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy, axpy);
 }
 
 int64_t PanelGemmAvx2Columns(int64_t m) { return avx2::Columns(m); }

@@ -61,8 +61,8 @@ namespace icl::cpu {
 
 void PanelGemmAvx512(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                      ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
-                     int64_t ldy) {
-  avx512::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
+                     int64_t ldy, bool axpy) {
+  avx512::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy, axpy);
 }
 
 int64_t PanelGemmAvx512Columns(int64_t m) { return avx512::Columns(m); }

@@ -344,6 +344,11 @@ inline void Opaque(T& v) {
 #endif
 }
 
+// AxpyRows prefetches the rows of its next pass where a pass reads at most this many bytes of
+// W, else each row this many bytes ahead (see AxpyRows).
+constexpr int64_t kAxpyAheadPassBytes = int64_t{256} << 10;
+constexpr int64_t kAxpyAheadInRowBytes = 4096;
+
 // A few rows of A, in axpy form: y[0..Rows)[0, n) stays in L1 while W's rows stream past it,
 // kStep at a time, each read as one contiguous run of n elements. A panel walk reads each row
 // of W in pieces of 256 bytes, each in another page when W is wide (N = 32000: 128 KB apart),
@@ -354,6 +359,17 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
                          int64_t n, float alpha, float* y, int64_t ldy) {
   constexpr int64_t kW = Simd::kWidth;
   constexpr int kStep = Rows <= 2 ? 8 : 4;  // rows of W per pass over y
+  // Where a pass reads at most kAxpyAheadPassBytes of W, the prefetch is of the next pass's
+  // rows at the same columns; a task of whole long rows (AxpySplitK over a wide W, matmul.cc:
+  // a pass of 1 MB at K=768, N=32000) would so prefetch a MB ahead, out of L2 before it is
+  // read, and there each row is prefetched kAxpyAheadInRowBytes (a page) ahead instead. In ORT
+  // (ORT's MLAS capped to AVX2), one thread, K=768, N=32000, split along K, time / 866b5ba's
+  // tasks along N in another session (W elsewhere: two sessions of the same code differ by up
+  // to 0.90), loaded machine (load 3-4), medians of 60 alternated runs: the row 4 KB ahead M=1
+  // 0.84, M=2 0.77 (2 KB ahead 0.84, 0.79); no software prefetch 1.02, 0.90 (with three and
+  // four rows split too: 1.12 and 1.31 against 0.85 and 0.83 with the prefetch).
+  const bool next_pass = int64_t{kStep} * n * int64_t{sizeof(TW)} <= kAxpyAheadPassBytes;
+  const int64_t ahead_by = next_pass ? kStep * ldw : kAxpyAheadInRowBytes / int64_t{sizeof(TW)};
   const int64_t nv = n / kW * kW;
   // Columns per cache line of W (one prefetch of each row per line).
   constexpr int64_t kLine = std::max<int64_t>(kW, 64 / int64_t{sizeof(TW)});
@@ -367,7 +383,7 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
       wr[s] = w + (kk + s) * ldw;
       for (int r = 0; r < Rows; ++r) ak[s][r] = Simd::Broadcast(a[r * lda + kk + s]);
     }
-    const bool ahead = kk + 2 * kStep <= k;
+    const bool ahead = !next_pass || kk + 2 * kStep <= k;
     // Each row of W through its own pointer, the prefetched rows as those pointers plus one
     // byte offset (x86's base + index), as g++ compiles it. Both opaque to clang (the wheel's
     // compiler), whose loop strength reduction otherwise made sixteen pointers of them (or a
@@ -385,7 +401,7 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
       for (int r = 0; r < Rows; ++r) Simd::Store(y + r * ldy + j, acc[r]);
     };
     const auto prefetch = [&](int64_t j) ICL_TARGET {
-      int64_t at = (j + kStep * ldw) * int64_t{sizeof(TW)};
+      int64_t at = (j + ahead_by) * int64_t{sizeof(TW)};
       Opaque(at);
       for (int s = 0; s < kStep; ++s)
         __builtin_prefetch(reinterpret_cast<const char*>(wr[s]) + at, 0, 2);
@@ -457,11 +473,12 @@ inline int64_t Columns(int64_t m) {
   return int64_t{AltTile(m) ? Simd::kAltLanes : Simd::kLanes} * Simd::kWidth;
 }
 
+// `axpy`: one to four rows of A in axpy form whatever Axpy says (see PanelGemm).
 template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
-                    int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy) {
+                    int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy, bool axpy) {
   static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
-  if (Axpy(m, k, k * ldw * int64_t{sizeof(TW)})) {
+  if (axpy || Axpy(m, k, k * ldw * int64_t{sizeof(TW)})) {
     const bool streams = kAxpyFoldTwoRows && StreamsFromMemory(k * ldw * int64_t{sizeof(TW)});
     switch (m) {
       case 1: return AxpyRows<1, true>(a, lda, k, w, ldw, n, alpha, y, ldy);
@@ -498,14 +515,16 @@ ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW*
 
 inline void Dispatch(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                      ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
-                     int64_t ldy) {
+                     int64_t ldy, bool axpy) {
   switch (w_type) {
     case ElemType::kFloat:
-      return Run(a, lda, m, k, static_cast<const float*>(w), ldw, n, alpha, y, ldy);
+      return Run(a, lda, m, k, static_cast<const float*>(w), ldw, n, alpha, y, ldy, axpy);
     case ElemType::kFloat16:
-      return Run(a, lda, m, k, static_cast<const Ort::Float16_t*>(w), ldw, n, alpha, y, ldy);
+      return Run(a, lda, m, k, static_cast<const Ort::Float16_t*>(w), ldw, n, alpha, y, ldy,
+                 axpy);
     case ElemType::kBFloat16:
-      return Run(a, lda, m, k, static_cast<const Ort::BFloat16_t*>(w), ldw, n, alpha, y, ldy);
+      return Run(a, lda, m, k, static_cast<const Ort::BFloat16_t*>(w), ldw, n, alpha, y, ldy,
+                 axpy);
   }
 }
 

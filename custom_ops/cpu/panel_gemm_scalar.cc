@@ -36,8 +36,8 @@ namespace icl::cpu {
 
 void PanelGemmScalar(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                      ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y,
-                     int64_t ldy) {
-  scalar::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy);
+                     int64_t ldy, bool axpy) {
+  scalar::Dispatch(a, lda, m, k, w, w_type, ldw, n, alpha, y, ldy, axpy);
 }
 
 int64_t PanelGemmScalarColumns(int64_t m) { return scalar::Columns(m); }
