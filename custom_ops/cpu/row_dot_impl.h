@@ -214,12 +214,15 @@ ICL_TARGET void Sweep(const RowDotProblem& p, const float* ap, int64_t n_begin, 
 // one sequential stream, as MLAS reads its prepacked B, where the 1 x 8 tile reads eight rows
 // of W side by side and prefetches the next eight (sixteen streams, each a few pages). Four
 // accumulators over K per row of W; the line 256 bytes ahead in the stream is prefetched
-// into L2 at every step, beside the hardware prefetcher. Measured in ORT, one thread, thread
-// CPU time, 8 placements of W per build, rounds in random order, loaded machine, time / the
-// 1 x 8 tile (866b5ba), K = 768: N = 32000, float32: AVX2 0.82-0.84, AVX-512 0.84-0.93;
-// float16: AVX2 0.90, AVX-512 0.88; N = 3072 (9.4 MB, W in L3): AVX2 0.88-0.90, AVX-512
-// 1.02-1.03 (kept the tile); K = 3072, N = 768, AVX2 1.2-1.3 (kept the tile). No prefetch,
-// or 128 bytes ahead: 0.93-1.0; 1 or 4 KB ahead: 1.03-1.05 against 0.92 without. Two, three
+// into L2 at every step, beside the hardware prefetcher. Measured in ORT, K = 768, N = 32000,
+// float32, in one session with the choice switched run by run (the same W; ORT's MLAS capped
+// to AVX2 for AVX2), loaded machine, medians of 200 rounds, in order / the 1 x 8 tile: AVX2
+// one thread 0.91 and 0.87, two threads 0.94; AVX-512 one thread 0.95 and 1.01, two threads
+// 1.03 (within the noise). Measured in separate sessions (each build's own copies of W, 6-8
+// of them, which alone move a cell by up to 10%), time / 866b5ba's tile: float16 W AVX2 0.90,
+// AVX-512 0.88 (bench_matmul's grid: 0.83-0.93); N = 3072 (9.4 MB, W in L3): AVX2 0.88-0.90,
+// AVX-512 1.02-1.03 (kept the tile); K = 3072, N = 768, AVX2 1.2-1.3 (kept the tile). No
+// prefetch, or 128 bytes ahead: 0.93-1.0; 1 or 4 KB ahead: 1.03-1.05 against 0.92 without. Two, three
 // and four rows of A read the same way (4, 4 and 2 accumulators a row; AVX2, N = 32000,
 // 6 placements): 1.00, 1.00 and 1.43 the time of their tiles, so they keep the tiles.
 template <typename TW>
