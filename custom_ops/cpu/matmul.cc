@@ -403,7 +403,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
   int64_t chunk = kGemmChunk;
   if (row_dot) {
     chunk = kRowDotChunk;
-  } else if (!p.view.transposed && PanelGemmAxpy(p.m, p.k, p.k * p.view.ld * SizeOf(p.w_type))) {
+  } else if (!p.view.transposed && PanelGemmAxpy(p.m, p.k, p.view.ld * SizeOf(p.w_type))) {
     chunk = AxpyChunk(p.m, n);
   } else if (wide) {
     chunk = GemmChunk(n);

@@ -23,11 +23,11 @@ int64_t PanelGemmColumns(int64_t m) {
   }
 }
 
-bool PanelGemmAxpy(int64_t m, int64_t k, int64_t w_bytes) {
+bool PanelGemmAxpy(int64_t m, int64_t k, int64_t row_bytes) {
   switch (CpuIsa()) {
-    case Isa::kAvx512: return PanelGemmAvx512Axpy(m, k, w_bytes);
-    case Isa::kAvx2: return PanelGemmAvx2Axpy(m, k, w_bytes);
-    default: return PanelGemmScalarAxpy(m, k, w_bytes);
+    case Isa::kAvx512: return PanelGemmAvx512Axpy(m, k, row_bytes);
+    case Isa::kAvx2: return PanelGemmAvx2Axpy(m, k, row_bytes);
+    default: return PanelGemmScalarAxpy(m, k, row_bytes);
   }
 }
 

@@ -10,7 +10,7 @@
 
 namespace icl::cpu {
 
-// True when PanelGemm computes m rows of A against k rows of W spanning w_bytes in axpy form:
+// True when PanelGemm computes m rows of A against k rows of W row_bytes apart in axpy form:
 // Y's rows stay in L1 while W's rows stream past in long runs, each row of W read once per
 // pass (see AxpyRows in panel_gemm_impl.h). One or two rows always; three or four when W
 // spans at least `from_bytes` (per ISA: Simd::kAxpyFromBytes), where the runs, which the
@@ -22,16 +22,20 @@ namespace icl::cpu {
 // `up_to_k` rows (0: never) a page (4 KB) or more apart, whatever its size, and never where
 // W's rows are `below_row_bytes` or more apart.
 constexpr int64_t kAxpyMaxRows = 4;
-inline bool AxpyForm(int64_t m, int64_t k, int64_t w_bytes, int64_t from_bytes,
+inline bool AxpyForm(int64_t m, int64_t k, int64_t row_bytes, int64_t from_bytes,
                      int64_t up_to_k, int64_t below_row_bytes) {
   if (m <= 2) return true;
-  const int64_t row_bytes = k > 0 ? w_bytes / k : 0;
   if (m > kAxpyMaxRows || row_bytes >= below_row_bytes) return false;
-  return w_bytes >= from_bytes || (k <= up_to_k && row_bytes >= 4096);
+  return k * row_bytes >= from_bytes || (k <= up_to_k && row_bytes >= 4096);
 }
 
-// AxpyForm with the instruction set PanelGemm uses, for k rows of W spanning w_bytes.
-bool PanelGemmAxpy(int64_t m, int64_t k, int64_t w_bytes);
+// W's rows at least this many bytes apart are wide: the panel walk takes them in shorter
+// blocks of K (BlockedPanels in panel_gemm_impl.h), and AVX2 never reads them in axpy form
+// for three or four rows of A (panel_gemm_avx2.cc, kAxpyBelowRowBytes).
+constexpr int64_t kWideBlockRowBytes = int64_t{16} << 10;
+
+// AxpyForm with the instruction set PanelGemm uses, for k rows of W row_bytes apart.
+bool PanelGemmAxpy(int64_t m, int64_t k, int64_t row_bytes);
 
 // y[i * ldy + j] = alpha * sum_k a[i * lda + k] * W[k, j] for i < m, j < n, where W[k, j] is
 // element k * ldw + j of `w` (of type w_type), with the widest instruction set the CPU has.
@@ -62,8 +66,8 @@ int64_t PanelGemmScalarColumns(int64_t m);
 int64_t PanelGemmAvx2Columns(int64_t m);
 int64_t PanelGemmAvx512Columns(int64_t m);
 
-bool PanelGemmScalarAxpy(int64_t m, int64_t k, int64_t w_bytes);
-bool PanelGemmAvx2Axpy(int64_t m, int64_t k, int64_t w_bytes);
-bool PanelGemmAvx512Axpy(int64_t m, int64_t k, int64_t w_bytes);
+bool PanelGemmScalarAxpy(int64_t m, int64_t k, int64_t row_bytes);
+bool PanelGemmAvx2Axpy(int64_t m, int64_t k, int64_t row_bytes);
+bool PanelGemmAvx512Axpy(int64_t m, int64_t k, int64_t row_bytes);
 
 }  // namespace icl::cpu

@@ -66,7 +66,7 @@ struct Simd {
   // M=3 1.09 (1.03-1.24), M=4 1.04 (0.91-1.31). Rows 3 KB apart stay in panels: K=N=768, W
   // from memory M=4 1.16 (0.95-1.33), in ORT 1.12-1.23; K=3072, N=768, W in cache M=4
   // 1.08-1.21.
-  static constexpr int64_t kAxpyBelowRowBytes = int64_t{16} << 10;
+  static constexpr int64_t kAxpyBelowRowBytes = kWideBlockRowBytes;
   // The panels walked in blocks of 128 rows of W (64 where W's rows are 16 KB or more apart)
   // up to 16 rows of A, the panel four to the right prefetched (BlockedPanels in
   // panel_gemm_impl.h, where the measurements are). Beyond 16 rows (but for a wide W, below)
@@ -118,8 +118,8 @@ void PanelGemmAvx2(const float* a, int64_t lda, int64_t m, int64_t k, const void
 
 int64_t PanelGemmAvx2Columns(int64_t m) { return avx2::Columns(m); }
 
-bool PanelGemmAvx2Axpy(int64_t m, int64_t k, int64_t w_bytes) {
-  return avx2::Axpy(m, k, w_bytes);
+bool PanelGemmAvx2Axpy(int64_t m, int64_t k, int64_t row_bytes) {
+  return avx2::Axpy(m, k, row_bytes);
 }
 
 }  // namespace icl::cpu

@@ -67,8 +67,8 @@ void PanelGemmAvx512(const float* a, int64_t lda, int64_t m, int64_t k, const vo
 
 int64_t PanelGemmAvx512Columns(int64_t m) { return avx512::Columns(m); }
 
-bool PanelGemmAvx512Axpy(int64_t m, int64_t k, int64_t w_bytes) {
-  return avx512::Axpy(m, k, w_bytes);
+bool PanelGemmAvx512Axpy(int64_t m, int64_t k, int64_t row_bytes) {
+  return avx512::Axpy(m, k, row_bytes);
 }
 
 }  // namespace icl::cpu

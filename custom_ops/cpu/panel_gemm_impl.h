@@ -202,10 +202,13 @@ struct BlockingOf<S, std::void_t<decltype(S::kBlockRows)>> {
 };
 using Blocking = BlockingOf<Simd>;
 
-// W's rows at least this many bytes apart are wide: blocks of Blocking::kWideRows rows of W up
-// to Blocking::kMaxRows rows of A, of Blocking::kRows beyond, up to Blocking::kWideMaxRows
-// (see BlockedPanels).
-constexpr int64_t kWideBlockRowBytes = int64_t{16} << 10;
+// Whether W's rows, ldw elements apart, are wide (kWideBlockRowBytes, panel_gemm.h): blocks of
+// Blocking::kWideRows rows of W up to Blocking::kMaxRows rows of A, of Blocking::kRows beyond,
+// up to Blocking::kWideMaxRows (see BlockedPanels).
+template <typename TW>
+constexpr bool WideRows(int64_t ldw) {
+  return ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
+}
 
 // Panels of `Lanes` vectors over columns [j, n) in blocks of kb rows of W: every panel of the
 // columns for one block of K, then the next block, the partial sums kept in y between blocks.
@@ -233,7 +236,7 @@ ICL_TARGET int64_t BlockedPanels(const float* a, int64_t lda, int64_t m, int64_t
                                  const TW* w, int64_t ldw, int64_t j, int64_t n, float alpha,
                                  float* y, int64_t ldy) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
-  const bool wide = ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
+  const bool wide = WideRows<TW>(ldw);
   const int64_t kb = wide && m <= Blocking::kMaxRows ? Blocking::kWideRows : Blocking::kRows;
   constexpr int64_t kAhead = Blocking::kAheadPanels * kCols;  // columns
   const int64_t end = j + (n - j) / kCols * kCols;
@@ -287,7 +290,7 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
                           int64_t ldy) {
   if constexpr (Blocking::kRows > 0) {
-    const bool wide = ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
+    const bool wide = WideRows<TW>(ldw);
     if ((m <= Blocking::kMaxRows || (wide && m <= Blocking::kWideMaxRows)) &&
         k > Blocking::kRows) {
       return BlockedPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
@@ -454,10 +457,10 @@ struct AxpyRuleOf<S, std::void_t<decltype(S::kAxpyUpToK)>> {
   static constexpr int64_t kUpToK = S::kAxpyUpToK, kBelowRowBytes = S::kAxpyBelowRowBytes;
 };
 
-// Whether m rows of A against k rows of W spanning w_bytes are computed in axpy form.
-inline bool Axpy(int64_t m, int64_t k, int64_t w_bytes) {
+// Whether m rows of A against k rows of W row_bytes apart are computed in axpy form.
+inline bool Axpy(int64_t m, int64_t k, int64_t row_bytes) {
   using Rule = AxpyRuleOf<Simd>;
-  return AxpyForm(m, k, w_bytes, Simd::kAxpyFromBytes, Rule::kUpToK, Rule::kBelowRowBytes);
+  return AxpyForm(m, k, row_bytes, Simd::kAxpyFromBytes, Rule::kUpToK, Rule::kBelowRowBytes);
 }
 
 // Whether m rows of A are computed in tiles of the alternative tile: when they are whole tiles
@@ -478,7 +481,7 @@ template <typename TW>
 ICL_TARGET void Run(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                     int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy, bool axpy) {
   static_assert(kAxpyMaxRows == 4, "the axpy switch covers 1 to 4 rows");
-  if (axpy || Axpy(m, k, k * ldw * int64_t{sizeof(TW)})) {
+  if (axpy || Axpy(m, k, ldw * int64_t{sizeof(TW)})) {
     const bool streams = kAxpyFoldTwoRows && StreamsFromMemory(k * ldw * int64_t{sizeof(TW)});
     switch (m) {
       case 1: return AxpyRows<1, true>(a, lda, k, w, ldw, n, alpha, y, ldy);

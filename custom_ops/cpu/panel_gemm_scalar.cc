@@ -42,8 +42,8 @@ void PanelGemmScalar(const float* a, int64_t lda, int64_t m, int64_t k, const vo
 
 int64_t PanelGemmScalarColumns(int64_t m) { return scalar::Columns(m); }
 
-bool PanelGemmScalarAxpy(int64_t m, int64_t k, int64_t w_bytes) {
-  return scalar::Axpy(m, k, w_bytes);
+bool PanelGemmScalarAxpy(int64_t m, int64_t k, int64_t row_bytes) {
+  return scalar::Axpy(m, k, row_bytes);
 }
 
 }  // namespace icl::cpu
