@@ -289,6 +289,14 @@ def cell_verdict(cell: Cell) -> str | None:
     return noise.verdict(cell.ratio, cell.ratio_low, goal, cell.aa_low, cell.aa_high)
 
 
+def placement_interval(placed: list[np.ndarray], column: int) -> tuple[float, float, list]:
+    """The 90% interval of the median ratio of `column`'s time to ORT's (column 0), pooled
+    over the placements (:func:`noise.median_interval`), and each placement's median."""
+    groups = [t[:, column] / t[:, 0] for t in placed]
+    low, high = noise.median_interval(groups)
+    return low, high, [float(np.median(g)) for g in groups]
+
+
 def make_cell(
     args: argparse.Namespace,
     where: tuple[str, int, int, int, int],
@@ -324,10 +332,10 @@ def make_cell(
         cell.unprepacked_ms = float(np.median(times[:, columns["unprepacked"]]) * 1e3)
         cell.unprepacked_min_ratio = float(icl_t.min() / times[:, columns["unprepacked"]].min())
     if args.aa or args.placements > 1:
-        groups = [t[:, columns[view, dtype, None]] / t[:, 0] for t in placed]
-        cell.ratio_low, cell.ratio_high = noise.median_interval(groups)
+        cell.ratio_low, cell.ratio_high, cell.placement_ratios = placement_interval(
+            placed, columns[view, dtype, None]
+        )
         cell.placements = len(placed)
-        cell.placement_ratios = [float(np.median(g)) for g in groups]
     if "aa" in columns:
         aa_t = times[:, columns["aa"]]
         aa = aa_t / ort_t
@@ -335,9 +343,9 @@ def make_cell(
         cell.aa_p10 = float(np.percentile(aa, 10))
         cell.aa_p90 = float(np.percentile(aa, 90))
         cell.aa_min_ratio = float(aa_t.min() / ort_t.min())
-        groups = [t[:, columns["aa"]] / t[:, 0] for t in placed]
-        cell.aa_low, cell.aa_high = noise.median_interval(groups)
-        cell.placement_aa_ratios = [float(np.median(g)) for g in groups]
+        cell.aa_low, cell.aa_high, cell.placement_aa_ratios = placement_interval(
+            placed, columns["aa"]
+        )
     cell.verdict = cell_verdict(cell)
     return cell
 
@@ -367,14 +375,18 @@ def describe_cell(cell: Cell) -> str:
     return text
 
 
-def shape_inputs(args: argparse.Namespace, k: int, n: int) -> tuple[np.ndarray, dict, dict]:
-    """W[N, K], A for each M, and each M's (view, dtype) cells; the same in every placement."""
+def cell_keys(args: argparse.Namespace) -> dict[int, list[tuple[str, str]]]:
+    """Each M's (view, dtype) cells: both views in float32, and the 16-bit W at M = 1."""
+    dtypes = {m: ["float32"] + ([args.half] if m == 1 else []) for m in args.m}
+    return {m: [(view, dtype) for view in VIEWS for dtype in dtypes[m]] for m in args.m}
+
+
+def shape_inputs(args: argparse.Namespace, k: int, n: int) -> tuple[np.ndarray, dict]:
+    """W[N, K] and A for each M; the same in every placement."""
     rng = np.random.default_rng(k * 100003 + n)
     w = rng.standard_normal((n, k), dtype=np.float32)  # W[N, K]
     feeds = {m: rng.standard_normal((m, k), dtype=np.float32) for m in args.m}
-    dtypes = {m: ["float32"] + ([args.half] if m == 1 else []) for m in args.m}
-    keys = {m: [(view, dtype) for view in VIEWS for dtype in dtypes[m]] for m in args.m}
-    return w, feeds, keys
+    return w, feeds
 
 
 def measure_placement(args: argparse.Namespace, threads: int, k: int, n: int) -> dict:
@@ -382,7 +394,8 @@ def measure_placement(args: argparse.Namespace, threads: int, k: int, n: int) ->
 
     The sessions and their weights are freed on return, before the next placement is made.
     """
-    w, feeds, keys = shape_inputs(args, k, n)
+    w, feeds = shape_inputs(args, k, n)
+    keys = cell_keys(args)
     pl = Placement.create(args, w, threads)
     timed = {m: time_placement(args, pl, feeds[m], keys[m]) for m in args.m}
     del pl
@@ -394,7 +407,7 @@ def shape_cells(
     args: argparse.Namespace, isa: str, threads: int, k: int, n: int, placed: list[dict]
 ) -> list[Cell]:
     """All cells of one (K, N) at one thread count from its placements (`measure_placement`)."""
-    _, _, keys = shape_inputs(args, k, n)
+    keys = cell_keys(args)
     cells = []
     for m in args.m:
         times = [timed[m][0] for timed in placed]
