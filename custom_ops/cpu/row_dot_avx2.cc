@@ -38,8 +38,8 @@ struct Simd {
   static constexpr int64_t kCachedTileMaxK = 1024;
   static constexpr int64_t kCachedTileMaxWBytes = int64_t{4} << 20;
   // One row of A walks W row after row (row_dot_impl.h, SweepInOrder) where W streams from
-  // memory, and from 4 MB at K <= 1024 (768 x 3072: 0.88-0.90 the time of the 1 x 8 tile;
-  // 3072 x 768: 1.2-1.3).
+  // memory, and from 4 MB at K <= 1024 (separate sessions, time / the 1 x 8 tile: 768 x 3072
+  // 0.88-0.90; 3072 x 768: 1.2-1.3).
   static bool OneRowInOrder(int64_t w_bytes, int64_t k) {
     return StreamsFromMemory(w_bytes) || (w_bytes >= (int64_t{4} << 20) && k <= 1024);
   }

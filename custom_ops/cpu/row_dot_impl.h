@@ -222,9 +222,9 @@ ICL_TARGET void Sweep(const RowDotProblem& p, const float* ap, int64_t n_begin, 
 // of them, which alone move a cell by up to 10%), time / 866b5ba's tile: float16 W AVX2 0.90,
 // AVX-512 0.88 (bench_matmul's grid: 0.83-0.93); N = 3072 (9.4 MB, W in L3): AVX2 0.88-0.90,
 // AVX-512 1.02-1.03 (kept the tile); K = 3072, N = 768, AVX2 1.2-1.3 (kept the tile). No
-// prefetch, or 128 bytes ahead: 0.93-1.0; 1 or 4 KB ahead: 1.03-1.05 against 0.92 without. Two, three
-// and four rows of A read the same way (4, 4 and 2 accumulators a row; AVX2, N = 32000,
-// 6 placements): 1.00, 1.00 and 1.43 the time of their tiles, so they keep the tiles.
+// prefetch, or 128 bytes ahead: 0.93-1.0; 1 or 4 KB ahead: 1.03-1.05 against 0.92 without.
+// Two, three and four rows of A read the same way (4, 4 and 2 accumulators a row; AVX2,
+// N = 32000, 6 placements): 1.00, 1.00 and 1.43 the time of their tiles, so they keep them.
 template <typename TW>
 ICL_TARGET void SweepInOrder(const RowDotProblem& p, int64_t n_begin, int64_t n_end) {
   constexpr int kAcc = 4;
