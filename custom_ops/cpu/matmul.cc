@@ -31,7 +31,6 @@
 #include <vector>
 
 #include "cpu/convert.h"
-#include "cpu/isa.h"
 #include "cpu/panel_gemm.h"
 #include "cpu/parallel.h"
 #include "cpu/prefetch.h"
@@ -48,13 +47,7 @@ namespace {
 // ICL_CPU_ISA=avx2, one thread, loaded machine, WideGemm's time / RowDot's, alternated:
 // K=768, N=3072: 16 rows 0.58, 12 rows 1.06, 8 rows 1.13; K=3072, N=768: 12 rows 1.21, 8
 // rows 1.34; K=768, N=32000, 16 rows 0.66); the portable build has no WideGemm.
-int64_t RowDotMaxRows() {
-  switch (CpuIsa()) {
-    case Isa::kAvx512:
-    case Isa::kAvx2: return 12;
-    default: return INT64_MAX;  // no WideGemm
-  }
-}
+int64_t RowDotMaxRows() { return WideGemmAvailable() ? 12 : INT64_MAX; }
 // Columns of Y per task: RowDot tasks stream 192 rows of W (576 KB at K=768), a whole number
 // of every RowDot tile's rows of W (8, 6, 4), so that no task ends in single rows, and N=768
 // splits into four tasks for two threads (RowDot alone, K=768, one core, time with tasks of
@@ -113,24 +106,13 @@ int64_t AxpyChunk(int64_t m, int64_t n) {
 // thread 0.74 (0.55-1.00), 0.81; two threads 0.78 (0.59-0.98), 1.00; AVX2 0.72 and 0.65);
 // at K=768, N=3072 (tasks by N read 1.5 KB of each row) the split was no faster: medians
 // 0.95-1.06, lowest times 1.05-1.19.
-// With AVX2 also a float32 W of any size whose rows are at most kAxpySplitNarrowRowBytes
-// apart (K=3072, N=768: a task of whole rows reads W as one stream). Tried before (a4b1864)
-// and reverted (805bda6) on bench_matmul's runs of the two builds in separate sessions, new /
-// old medians 0.76-1.19; but two sessions of the same build, each with its own copy of W,
-// differ by up to 10% (W's placement). In the same session, the choice switched run by run
-// (ORT's MLAS capped to AVX2, K=3072, N=768, load 1.3, medians of 100 alternated runs (p10-p90)
-// in two sessions, split / by N): one thread M=1 0.78 (0.65-0.96), 0.79; M=2 0.61
-// (0.52-0.77), 0.61; two threads M=1 0.84 (0.70-0.96), 0.84; M=2 0.74 (0.60-0.90), 0.74;
-// lowest times 0.71-0.81. Three and four rows of A too (kAxpySplitNarrowMaxRows; in axpy
-// form, PanelGemm's `axpy`, where by N they walk panels), the same way, load 3-4, medians of
-// 100 runs in two sessions: K=3072, N=768, one thread M=3 0.82, 0.81, M=4 0.90, 0.89; two
-// threads M=3 0.78, 0.79, M=4 0.77, 0.76; K=N=768 one thread M=3 0.84, 0.87, M=4 1.01, 1.02;
-// two threads M=3 0.85, 0.89, M=4 0.96, 1.01.
+// Per instruction set, also up to PanelGemmAxpySplitRule's rows of A and a float32 W whose rows
+// are at most kAxpySplitNarrowRowBytes apart, or that streams from memory (AVX2: measured in
+// its traits, panel_gemm_avx2.cc).
 constexpr int64_t kAxpySlices = 4;
 constexpr int64_t kAxpyMinSliceRows = 16;
 constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;
 constexpr int64_t kAxpySplitNarrowRowBytes = 3072;
-constexpr int64_t kAxpySplitNarrowMaxRows = 4;
 constexpr int64_t kAxpySplitHalfMaxCols = 1024;
 // One row of A and a 16-bit W of at most kOneTaskMaxBytes: one task, on the calling thread.
 // The product is bound by converting W (vcvtph2ps, measured on Zen 4 at half a zmm per
@@ -141,30 +123,24 @@ constexpr int64_t kAxpySplitHalfMaxCols = 1024;
 // AVX2 0.82-1.09). A 16-bit W of 4.7 MB (K=768, N=3072) still gains from two threads; sizes
 // between were not measured.
 constexpr int64_t kOneTaskMaxBytes = int64_t{2} << 20;
+// Bytes of W the product reads (K x N elements), and bytes its K rows span in the plain view
+// (rows ld apart: a column slice spans more than it reads).
+int64_t WReadBytes(const MatMulProblem& p) { return p.k * p.view.cols * SizeOf(p.w_type); }
+int64_t WSpanBytes(const MatMulProblem& p) { return p.k * p.view.ld * SizeOf(p.w_type); }
 // One row of A and a 16-bit W, which OneTask and AxpySplitsK treat apart (see above).
 bool OneRowHalfW(const MatMulProblem& p) { return p.m == 1 && SizeOf(p.w_type) == 2; }
 bool OneTask(const MatMulProblem& p) {
-  return OneRowHalfW(p) && p.k * p.view.cols * SizeOf(p.w_type) <= kOneTaskMaxBytes &&
+  return OneRowHalfW(p) && WReadBytes(p) <= kOneTaskMaxBytes &&
          (p.view.transposed || p.view.cols <= AxpyWidest(1));  // the axpy form's Y in L1
 }
-// With AVX2, also one or two rows of A and a float32 W, whole (no column slice), that streams
+// Where the instruction set splits K for a float32 W, whole (no column slice), that streams
 // from memory (StreamsFromMemory) and whose rows are wider than a task along N (AxpyWidest):
-// each task then reads its slice of W's rows whole, one stream of long runs, as ORT's MLAS
-// reads its prepacked B, where tasks along N read 16 KB of each row, rows 128 KB apart at
-// K=768, N=32000 (y's rows, 128-256 KB, stay in L2; AxpyRows prefetches each row a page
-// ahead). In ORT (ORT's MLAS capped to AVX2), K=768, N=32000, split / along N in the same
-// session (the choice switched run by run), loaded machine (load 2.8-3.5), medians of 50
-// alternated runs in two sessions: one thread M=1 0.94, 0.93, M=2 0.93, 0.93; two threads M=1
-// 0.99, 0.97, M=2 0.99, 0.96. Three and four rows split so (in axpy form, y's rows up to 512
-// KB) measured slower with one thread, M=3 1.04, 1.07, M=4 0.99, 1.04, faster with two, M=3
-// 0.92, 0.85, M=4 0.93, 0.86: they keep their panels in blocks of K (the thread count is not
-// known here).
-constexpr int64_t kAxpyStreamMaxRows = 2;
+// each task then reads its slice of W's rows whole (AxpySplitRule::stream_max_rows).
 bool AxpyStreamsK(const MatMulProblem& p) {
-  return CpuIsa() == Isa::kAvx2 && !p.view.transposed && p.w_type == ElemType::kFloat &&
-         p.m <= kAxpyStreamMaxRows && p.view.cols == p.view.ld &&
+  return !p.view.transposed && p.w_type == ElemType::kFloat &&
+         p.m <= PanelGemmAxpySplitRule().stream_max_rows && p.view.cols == p.view.ld &&
          p.view.cols > AxpyWidest(p.m) && p.k >= kAxpySlices * kAxpyMinSliceRows &&
-         StreamsFromMemory(p.k * p.view.ld * SizeOf(p.w_type));
+         StreamsFromMemory(WSpanBytes(p));
 }
 bool AxpySplitsK(const MatMulProblem& p) {
   if (AxpyStreamsK(p)) return true;
@@ -172,13 +148,14 @@ bool AxpySplitsK(const MatMulProblem& p) {
       p.k < kAxpySlices * kAxpyMinSliceRows) {
     return false;
   }
-  if (CpuIsa() == Isa::kAvx2 && p.w_type == ElemType::kFloat &&
+  const int64_t narrow_max_rows = PanelGemmAxpySplitRule().narrow_max_rows;
+  if (narrow_max_rows > 0 && p.w_type == ElemType::kFloat &&
       p.view.ld * SizeOf(p.w_type) <= kAxpySplitNarrowRowBytes) {
-    return p.m <= kAxpySplitNarrowMaxRows;
+    return p.m <= narrow_max_rows;
   }
   return !OneTask(p) && p.m <= 2 &&
          ((OneRowHalfW(p) && p.view.cols <= kAxpySplitHalfMaxCols) ||
-          p.k * p.view.ld * SizeOf(p.w_type) <= kAxpySplitMaxBytes);
+          WSpanBytes(p) <= kAxpySplitMaxBytes);
 }
 // Rows of A per task of A @ L, the low-rank term's first product.
 constexpr int64_t kLowRankRows = 32;
@@ -221,7 +198,7 @@ RowDotProblem RowDotRows(const MatMulProblem& p) {
   rd.lda = p.k;
   rd.rows = p.m;
   rd.k = p.k;
-  rd.w_bytes = p.k * p.view.cols * SizeOf(p.w_type);
+  rd.w_bytes = WReadBytes(p);
   return rd;
 }
 

@@ -31,4 +31,12 @@ bool PanelGemmAxpy(int64_t m, int64_t k, int64_t row_bytes) {
   }
 }
 
+AxpySplitRule PanelGemmAxpySplitRule() {
+  switch (CpuIsa()) {
+    case Isa::kAvx512: return PanelGemmAvx512AxpySplitRule();
+    case Isa::kAvx2: return PanelGemmAvx2AxpySplitRule();
+    default: return PanelGemmScalarAxpySplitRule();
+  }
+}
+
 }  // namespace icl::cpu

@@ -71,4 +71,6 @@ bool PanelGemmAvx512Axpy(int64_t m, int64_t k, int64_t row_bytes) {
   return avx512::Axpy(m, k, row_bytes);
 }
 
+AxpySplitRule PanelGemmAvx512AxpySplitRule() { return avx512::SplitRule(); }
+
 }  // namespace icl::cpu

@@ -463,6 +463,23 @@ inline bool Axpy(int64_t m, int64_t k, int64_t row_bytes) {
   return AxpyForm(m, k, row_bytes, Simd::kAxpyFromBytes, Rule::kUpToK, Rule::kBelowRowBytes);
 }
 
+// The traits' kAxpySplitNarrowMaxRows and kAxpySplitStreamMaxRows where they define them, else
+// zeros (see AxpySplitRule in panel_gemm.h).
+template <typename S, typename = void>
+struct AxpySplitOf {
+  static constexpr int64_t kNarrowMaxRows = 0, kStreamMaxRows = 0;
+};
+template <typename S>
+struct AxpySplitOf<S, std::void_t<decltype(S::kAxpySplitNarrowMaxRows)>> {
+  static constexpr int64_t kNarrowMaxRows = S::kAxpySplitNarrowMaxRows,
+                           kStreamMaxRows = S::kAxpySplitStreamMaxRows;
+};
+
+inline AxpySplitRule SplitRule() {
+  using Split = AxpySplitOf<Simd>;
+  return AxpySplitRule{Split::kNarrowMaxRows, Split::kStreamMaxRows};
+}
+
 // Whether m rows of A are computed in tiles of the alternative tile: when they are whole tiles
 // of it (AVX-512 8 x 3: M=8, K=768, N=768, 0.082 ms against 0.102 in tiles of 6 + 2 rows;
 // M=16-64 as fast; slower where it would leave a remainder (M=5, 6, 12), hence only for
