@@ -218,8 +218,7 @@ class Placement:
 
     @classmethod
     def create(cls, args: argparse.Namespace, w: np.ndarray, threads: int) -> Placement:
-        """Sessions on fresh copies of W[N, K]: ORT's, and IclMatMul's for each library."""
-        w = w.copy()
+        """Sessions on W[N, K]: ORT's, and IclMatMul's for each library (each copies it)."""
         w_t = np.ascontiguousarray(w.T)
         stored = {"transposed": w, "plain": w_t}
         return cls(
