@@ -156,12 +156,28 @@ def filesystem(path: Path) -> str:
     return f"{best[0]} ({best[1]})"
 
 
+def results_folder(value: str) -> Path:
+    """The argparse type of ``--out``: a folder, created when the results are written.
+
+    A path that names a file is refused when the arguments are read, not after the run (whose
+    results would then be lost).
+    """
+    import argparse
+
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{value} is a file; --out takes the folder the results are written into"
+        )
+    return path
+
+
 def output_arguments(parser: Any, name: str) -> None:
     """Adds ``--out DIR`` (default :data:`RESULTS`) and ``--report-only`` to an argparse parser.
 
     ``--report-only``: measure nothing, rewrite the report from ``name``'s JSON file in --out.
     """
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--out", type=results_folder, default=RESULTS, help="results folder")
     parser.add_argument(
         "--report-only",
         action="store_true",
