@@ -209,8 +209,8 @@ def test_plain_matmul_split_along_k_matches_reference(a_type, w_type, rows):
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
 def test_plain_matmul_split_along_k_with_narrow_float32_w_of_any_size(rows):
-    # With AVX2 one to four rows of A and a float32 W whose rows are at most 3 KB apart (N=700,
-    # rows not 32-byte aligned) split along K whatever W's size (5.9 MB here, above
+    # With AVX2 and AVX-512 one to four rows of A and a float32 W whose rows are at most 3 KB
+    # apart (N=700, rows not 32-byte aligned) split along K whatever W's size (5.9 MB here, above
     # kAxpySplitMaxBytes), three and four rows in axpy form too: four slices of 528, 528, 528
     # and 517 rows (the last not a whole step of the axpy form), W a row slice from row 5,
     # with a bias and a scale. Five rows: split along N.
@@ -356,10 +356,10 @@ def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_typ
 def test_plain_matmul_with_wide_float32_w_of_16_mb_split_along_k_matches_reference(
     rows, column_slice
 ):
-    # With AVX2 one or two rows of A against a whole float32 W of at least 16 MB whose rows are
-    # wider than a task along N (K=385, N=11001: 16.9 MB, rows 44 KB apart, not 32-byte
-    # aligned) split K into four slices of whole rows (104 + 104 + 104 + 73, the last not a
-    # whole step of the axpy form), each prefetching its rows a page ahead, summed into Y
+    # With AVX2 and AVX-512 one or two rows of A against a whole float32 W of at least 16 MB
+    # whose rows are wider than a task along N (K=385, N=11001: 16.9 MB, rows 44 KB apart, not
+    # 32-byte aligned) split K into four slices of whole rows (104 + 104 + 104 + 73, the last
+    # not a whole step of the axpy form), each prefetching its rows a page ahead, summed into Y
     # (AxpyStreamsK, matmul.cc); three to five rows, and W cut to its first 11000 columns (a
     # column slice), split N. With the bias and the scale.
     k, n = 385, 11001

@@ -11,9 +11,9 @@
 //  - Plain view: PanelGemm, which multiplies W's column panels in place (where more row tiles
 //    follow, its first row tile copies each slice of the panel for them: CopyingPanel, when
 //    per ISA in the traits), or for one to four rows of A streams W's rows past Y's rows in
-//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W (with AVX2 one to
-//    four rows and a narrow float32 W, or one or two and a wide float32 W that streams from
-//    memory), the threads split K instead of N (AxpySplitK).
+//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W (with AVX2 and
+//    AVX-512 one to four rows and a narrow float32 W, or one or two and a wide float32 W that
+//    streams from memory), the threads split K instead of N (AxpySplitK).
 //  - One row of A and a small 16-bit W (either view): one task (OneTask), no second thread.
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
@@ -107,8 +107,8 @@ int64_t AxpyChunk(int64_t m, int64_t n) {
 // at K=768, N=3072 (tasks by N read 1.5 KB of each row) the split was no faster: medians
 // 0.95-1.06, lowest times 1.05-1.19.
 // Per instruction set, also up to PanelGemmAxpySplitRule's rows of A and a float32 W whose rows
-// are at most kAxpySplitNarrowRowBytes apart, or that streams from memory (AVX2: measured in
-// its traits, panel_gemm_avx2.cc).
+// are at most kAxpySplitNarrowRowBytes apart, or that streams from memory (AVX2 and AVX-512:
+// measured in their traits, panel_gemm_avx2.cc and panel_gemm_avx512.cc).
 constexpr int64_t kAxpySlices = 4;
 constexpr int64_t kAxpyMinSliceRows = 16;
 constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;

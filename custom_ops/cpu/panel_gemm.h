@@ -41,7 +41,7 @@ bool PanelGemmAxpy(int64_t m, int64_t k, int64_t row_bytes);
 // one shares (AxpySplitsK in matmul.cc), for a float32 W read whole rows at a time: rows of A
 // 1 to narrow_max_rows where W's rows are narrow (kAxpySplitNarrowRowBytes there), and 1 to
 // stream_max_rows where W streams from memory and its rows are wider than a task (0: never).
-// The traits choose them, as measured (panel_gemm_avx2.cc).
+// The traits choose them, as measured (panel_gemm_avx2.cc, panel_gemm_avx512.cc).
 struct AxpySplitRule {
   int64_t narrow_max_rows = 0;
   int64_t stream_max_rows = 0;

@@ -36,6 +36,16 @@ struct Simd : PanelCopyAvx512 {
   // M=3 0.95-1.27 -> 0.50-0.60; W warm: 3072x768 M=4 0.31-0.36 -> 0.26-0.29, 768x3072 M=4
   // 0.22 -> 0.19). K=N=768 (2.4 MB, stays in L2/L3) keeps the panel walk.
   static constexpr int64_t kAxpyFromBytes = int64_t{4} << 20;
+  // The threads split K (AxpySplitsK in matmul.cc) where AVX2's traits say so
+  // (panel_gemm_avx2.cc): one to four rows of A and a float32 W whose rows are narrow, one or
+  // two rows and a float32 W that streams from memory with rows wider than a task. In ORT, the
+  // choice switched run by run in one session (ICL's W shared by both choices), load 0.4-0.7,
+  // 3 placements, medians of 150 alternated runs (60 at N=32000), split / by N: K=3072, N=768,
+  // one thread M=1 0.67, M=2 0.68, M=3 0.56, M=4 0.46, two threads 0.64, 0.71, 0.51, 0.48;
+  // K=N=768 one thread M=3 0.83, M=4 0.90, two threads 0.86, 1.03 (p10-p90 0.82-1.37);
+  // K=768, N=32000 one thread M=1 0.91, M=2 0.94, two threads 0.95, 0.92.
+  static constexpr int64_t kAxpySplitNarrowMaxRows = 4;
+  static constexpr int64_t kAxpySplitStreamMaxRows = 2;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
