@@ -39,11 +39,16 @@ struct Simd : PanelCopyAvx512 {
   // The threads split K (AxpySplitsK in matmul.cc) where AVX2's traits say so
   // (panel_gemm_avx2.cc): one to four rows of A and a float32 W whose rows are narrow, one or
   // two rows and a float32 W that streams from memory with rows wider than a task. In ORT, the
-  // choice switched run by run in one session (ICL's W shared by both choices), load 0.4-0.7,
-  // 3 placements, medians of 150 alternated runs (60 at N=32000), split / by N: K=3072, N=768,
-  // one thread M=1 0.67, M=2 0.68, M=3 0.56, M=4 0.46, two threads 0.64, 0.71, 0.51, 0.48;
-  // K=N=768 one thread M=3 0.83, M=4 0.90, two threads 0.86, 1.03 (p10-p90 0.82-1.37);
-  // K=768, N=32000 one thread M=1 0.91, M=2 0.94, two threads 0.95, 0.92.
+  // choice switched run by run in one session (ICL's W shared by both choices, each run right
+  // after a run of ORT's prepacked MatMul, so that neither inherits a W the other has just
+  // warmed), load 0.3-0.7, 3 placements, medians of 120 rounds (50 at N=32000), ICL / the ORT
+  // run before it, by N -> split: K=3072, N=768, one thread M=1 0.97 -> 0.70, M=2 0.96 -> 0.76,
+  // M=3 1.06 -> 0.80, M=4 1.06 -> 0.72; two threads 1.09 -> 0.77, 1.15 -> 0.88, 1.11 -> 0.66,
+  // 1.22 -> 0.83; K=N=768 one thread M=3 1.09 -> 0.99, M=4 0.96 -> 0.91, two threads 0.99 ->
+  // 0.90, 1.00 -> 0.83; K=768, N=32000 one thread M=1 0.83 -> 0.78, M=2 0.94 -> 0.85, two
+  // threads 0.92 -> 0.87, 0.94 -> 0.87. In bench_matmul against the library before
+  // (results/matmul_avx512split_vs_a3c9976.md, separate sessions): K=3072, N=768 M=3-4
+  // 0.79-0.86, M=1-2 0.91-0.96.
   static constexpr int64_t kAxpySplitNarrowMaxRows = 4;
   static constexpr int64_t kAxpySplitStreamMaxRows = 2;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
