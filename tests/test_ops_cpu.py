@@ -207,18 +207,21 @@ def test_plain_matmul_split_along_k_matches_reference(a_type, w_type, rows):
     assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5])
-def test_plain_matmul_split_along_k_with_narrow_float32_w_of_any_size(rows):
-    # With AVX2 and AVX-512 one to four rows of A and a float32 W whose rows are at most 3 KB
+@pytest.mark.parametrize("a_type", [FLOAT, FLOAT16], ids=lambda t: TensorProto.DataType.Name(t))
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 17, 64, 65])
+def test_plain_matmul_split_along_k_with_narrow_float32_w_of_any_size(a_type, rows):
+    # With AVX2 and AVX-512 up to 64 rows of A and a float32 W whose rows are at most 3 KB
     # apart (N=700, rows not 32-byte aligned) split along K whatever W's size (5.9 MB here, above
-    # kAxpySplitMaxBytes), three and four rows in axpy form too: four slices of 528, 528, 528
-    # and 517 rows (the last not a whole step of the axpy form), W a row slice from row 5,
-    # with a bias and a scale. Five rows: split along N.
+    # kAxpySplitMaxBytes): four slices of 528, 528, 528 and 517 rows (the last not a whole step
+    # of the axpy form), W a row slice from row 5, with a bias and a scale. One to four rows in
+    # axpy form, five to 64 in panels (W has 1024 rows or more: kPanelSplitFromK, with whole
+    # tiles and a remainder of rows); 65 rows: split along N. A and Y in float32 or float16.
     attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": 2101, "scale": 0.5}
-    a = random((rows, 2101), FLOAT, seed=35)
+    a = random((rows, 2101), a_type, seed=35)
     w = random((2110, 700), FLOAT, seed=36)
-    bias = random((700,), FLOAT, seed=37)
-    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+    bias = random((700,), a_type, seed=37)
+    expected = reference.icl_matmul(a, w, bias, **attrs)
+    assert_close(run_matmul(a, w, attrs, bias), expected, a_type)
 
 
 @pytest.mark.parametrize("a_type", [FLOAT, FLOAT16], ids=lambda t: TensorProto.DataType.Name(t))

@@ -12,8 +12,9 @@
 //    follow, its first row tile copies each slice of the panel for them: CopyingPanel, when
 //    per ISA in the traits), or for one to four rows of A streams W's rows past Y's rows in
 //    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W (with AVX2 and
-//    AVX-512 one to four rows and a narrow float32 W, or one or two and a wide float32 W that
-//    streams from memory), the threads split K instead of N (AxpySplitK).
+//    AVX-512 up to 64 rows and a narrow float32 W, beyond four only from 1024 rows of W, or
+//    one or two rows and a wide float32 W that streams from memory), the threads split K
+//    instead of N (SplitK).
 //  - One row of A and a small 16-bit W (either view): one task (OneTask), no second thread.
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base
@@ -106,13 +107,23 @@ int64_t AxpyChunk(int64_t m, int64_t n) {
 // thread 0.74 (0.55-1.00), 0.81; two threads 0.78 (0.59-0.98), 1.00; AVX2 0.72 and 0.65);
 // at K=768, N=3072 (tasks by N read 1.5 KB of each row) the split was no faster: medians
 // 0.95-1.06, lowest times 1.05-1.19.
-// Per instruction set, also up to PanelGemmAxpySplitRule's rows of A and a float32 W whose rows
-// are at most kAxpySplitNarrowRowBytes apart, or that streams from memory (AVX2 and AVX-512:
-// measured in their traits, panel_gemm_avx2.cc and panel_gemm_avx512.cc).
+// Per instruction set, also up to PanelGemmKSplitRule's rows of A and a float32 W whose rows
+// are at most kSplitKNarrowRowBytes apart, or that streams from memory (AVX2 and AVX-512:
+// measured in their traits, panel_gemm_avx2.cc and panel_gemm_avx512.cc). Beyond kAxpyMaxRows
+// rows of A the slices are walked in panels, and only where W has kPanelSplitFromK rows or
+// more: slices of 768 rows of a narrow W, each 2.4 MB in one piece, where tasks by N read a
+// strip of 768 bytes from each of 3072 rows (K=3072, N=768, in ORT, the choice switched run by
+// run in one session, each run right after an ORT run, medians of 100 rounds, split / by N:
+// AVX-512 one thread M=5 0.76, M=6 0.93, M=8 0.64, M=12 0.60, M=16 0.71, M=24 0.74, M=32
+// 0.71, M=48 0.93, M=64 0.92, two threads M=6 0.79, M=8 0.95, M=12 0.65, M=16 0.77, M=32
+// 0.91, M=64 0.97; AVX2 one thread M=6 0.90, M=8 0.88, M=16 0.97, M=32 0.91, M=64 0.99, two
+// threads 0.92, 0.92, 0.91, 0.82, 0.90; M=128 and 256 0.98-0.99, not split: the partial sums
+// grow with M). At K=N=768 the split was no faster (0.85-1.05, AVX-512 and AVX2, M=8-32).
 constexpr int64_t kAxpySlices = 4;
 constexpr int64_t kAxpyMinSliceRows = 16;
 constexpr int64_t kAxpySplitMaxBytes = int64_t{4} << 20;
-constexpr int64_t kAxpySplitNarrowRowBytes = 3072;
+constexpr int64_t kSplitKNarrowRowBytes = 3072;
+constexpr int64_t kPanelSplitFromK = 1024;
 constexpr int64_t kAxpySplitHalfMaxCols = 1024;
 // One row of A and a 16-bit W of at most kOneTaskMaxBytes: one task, on the calling thread.
 // The product is bound by converting W (vcvtph2ps, measured on Zen 4 at half a zmm per
@@ -127,7 +138,7 @@ constexpr int64_t kOneTaskMaxBytes = int64_t{2} << 20;
 // (rows ld apart: a column slice spans more than it reads).
 int64_t WReadBytes(const MatMulProblem& p) { return p.k * p.view.cols * SizeOf(p.w_type); }
 int64_t WSpanBytes(const MatMulProblem& p) { return p.k * p.view.ld * SizeOf(p.w_type); }
-// One row of A and a 16-bit W, which OneTask and AxpySplitsK treat apart (see above).
+// One row of A and a 16-bit W, which OneTask and SplitsK treat apart (see above).
 bool OneRowHalfW(const MatMulProblem& p) { return p.m == 1 && SizeOf(p.w_type) == 2; }
 bool OneTask(const MatMulProblem& p) {
   return OneRowHalfW(p) && WReadBytes(p) <= kOneTaskMaxBytes &&
@@ -135,24 +146,23 @@ bool OneTask(const MatMulProblem& p) {
 }
 // Where the instruction set splits K for a float32 W, whole (no column slice), that streams
 // from memory (StreamsFromMemory) and whose rows are wider than a task along N (AxpyWidest):
-// each task then reads its slice of W's rows whole (AxpySplitRule::stream_max_rows).
+// each task then reads its slice of W's rows whole (KSplitRule::stream_max_rows).
 bool AxpyStreamsK(const MatMulProblem& p) {
   return !p.view.transposed && p.w_type == ElemType::kFloat &&
-         p.m <= PanelGemmAxpySplitRule().stream_max_rows && p.view.cols == p.view.ld &&
+         p.m <= PanelGemmKSplitRule().stream_max_rows && p.view.cols == p.view.ld &&
          p.view.cols > AxpyWidest(p.m) && p.k >= kAxpySlices * kAxpyMinSliceRows &&
          StreamsFromMemory(WSpanBytes(p));
 }
-bool AxpySplitsK(const MatMulProblem& p) {
+bool SplitsK(const MatMulProblem& p) {
   if (AxpyStreamsK(p)) return true;
-  if (p.view.transposed || p.view.cols > AxpyWidest(p.m) ||
-      p.k < kAxpySlices * kAxpyMinSliceRows) {
-    return false;
-  }
-  const int64_t narrow_max_rows = PanelGemmAxpySplitRule().narrow_max_rows;
+  if (p.view.transposed || p.k < kAxpySlices * kAxpyMinSliceRows) return false;
+  // A narrow W's rows (at most 768 columns) fit AxpyWidest for up to kAxpyMaxRows rows of A.
+  const int64_t narrow_max_rows = PanelGemmKSplitRule().narrow_max_rows;
   if (narrow_max_rows > 0 && p.w_type == ElemType::kFloat &&
-      p.view.ld * SizeOf(p.w_type) <= kAxpySplitNarrowRowBytes) {
-    return p.m <= narrow_max_rows;
+      p.view.ld * SizeOf(p.w_type) <= kSplitKNarrowRowBytes) {
+    return p.m <= narrow_max_rows && (p.m <= kAxpyMaxRows || p.k >= kPanelSplitFromK);
   }
+  if (p.view.cols > AxpyWidest(p.m)) return false;
   return !OneTask(p) && p.m <= 2 &&
          ((OneRowHalfW(p) && p.view.cols <= kAxpySplitHalfMaxCols) ||
           WSpanBytes(p) <= kAxpySplitMaxBytes);
@@ -306,11 +316,11 @@ void FinishColumns(const MatMulProblem& p, const std::vector<float>& left,
   Epilogue(p, n0, nc, out, ldo);
 }
 
-// Y for the plain view, one to four rows of A and a narrow or streamed W (AxpySplitsK): the K
-// slices of W in parallel, each into its own partial Y (the first into Y), then their sum, the
-// low-rank term and the epilogue on all of Y.
-Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
-                       const std::vector<float>& left, const std::vector<int64_t>& offsets) {
+// Y for the plain view and a narrow or streamed W (SplitsK): the K slices of W in parallel, in
+// axpy form up to kAxpyMaxRows rows of A, else in panels, each into its own partial Y (the
+// first into Y), then their sum, the low-rank term and the epilogue on all of Y.
+Ort::Status SplitK(OrtKernelContext* context, const MatMulProblem& p,
+                   const std::vector<float>& left, const std::vector<int64_t>& offsets) {
   const int64_t n = p.view.cols;
   const int64_t size = p.m * n;
   const int64_t slice = ((p.k + kAxpySlices - 1) / kAxpySlices + 7) / 8 * 8;
@@ -325,7 +335,7 @@ Ort::Status AxpySplitK(OrtKernelContext* context, const MatMulProblem& p,
     const void* w_rows = ElementAddress(p.w, p.w_type, p.view.offset + k0 * p.view.ld);
     float* y = t == 0 ? out : partials + (t - 1) * size;
     PanelGemm(p.a + k0, p.k, p.m, std::min(slice, p.k - k0), w_rows, p.w_type, p.view.ld, n,
-              p.scale, y, n, /*axpy=*/true);
+              p.scale, y, n, /*axpy=*/p.m <= kAxpyMaxRows);
   });
   if (!status.IsOK()) return status;
   for (int64_t t = 1; t < tasks; ++t) {
@@ -358,7 +368,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
       return status;
     }
   }
-  if (AxpySplitsK(p)) return AxpySplitK(context, p, left, offsets);
+  if (SplitsK(p)) return SplitK(context, p, left, offsets);
   float* row_dot_a = nullptr;  // A packed once for every RowDot task
   if (row_dot && p.m > 1) {
     row_dot_a = ThreadScratch(ScratchSlot::kRowDotA,

@@ -31,11 +31,11 @@ bool PanelGemmAxpy(int64_t m, int64_t k, int64_t row_bytes) {
   }
 }
 
-AxpySplitRule PanelGemmAxpySplitRule() {
+KSplitRule PanelGemmKSplitRule() {
   switch (CpuIsa()) {
-    case Isa::kAvx512: return PanelGemmAvx512AxpySplitRule();
-    case Isa::kAvx2: return PanelGemmAvx2AxpySplitRule();
-    default: return PanelGemmScalarAxpySplitRule();
+    case Isa::kAvx512: return PanelGemmAvx512KSplitRule();
+    case Isa::kAvx2: return PanelGemmAvx2KSplitRule();
+    default: return PanelGemmScalarKSplitRule();
   }
 }
 

@@ -37,21 +37,22 @@ constexpr int64_t kWideBlockRowBytes = int64_t{16} << 10;
 // AxpyForm with the instruction set PanelGemm uses, for k rows of W row_bytes apart.
 bool PanelGemmAxpy(int64_t m, int64_t k, int64_t row_bytes);
 
-// Where an instruction set's axpy form gains from the threads splitting K beyond the rule every
-// one shares (AxpySplitsK in matmul.cc), for a float32 W read whole rows at a time: rows of A
-// 1 to narrow_max_rows where W's rows are narrow (kAxpySplitNarrowRowBytes there), and 1 to
-// stream_max_rows where W streams from memory and its rows are wider than a task (0: never).
-// The traits choose them, as measured (panel_gemm_avx2.cc, panel_gemm_avx512.cc).
-struct AxpySplitRule {
+// Where an instruction set gains from the threads splitting K beyond the rule every one shares
+// (SplitsK in matmul.cc), for a float32 W read in slices of whole rows: rows of A 1 to
+// narrow_max_rows where W's rows are narrow (kSplitKNarrowRowBytes there; beyond kAxpyMaxRows
+// rows, walked in panels, only from kPanelSplitFromK rows of W), and 1 to stream_max_rows where
+// W streams from memory and its rows are wider than a task (0: never). The traits choose them,
+// as measured (panel_gemm_avx2.cc, panel_gemm_avx512.cc).
+struct KSplitRule {
   int64_t narrow_max_rows = 0;
   int64_t stream_max_rows = 0;
 };
-AxpySplitRule PanelGemmAxpySplitRule();
+KSplitRule PanelGemmKSplitRule();
 
 // y[i * ldy + j] = alpha * sum_k a[i * lda + k] * W[k, j] for i < m, j < n, where W[k, j] is
 // element k * ldw + j of `w` (of type w_type), with the widest instruction set the CPU has.
 // Single-threaded: callers split the columns. With `axpy`, up to kAxpyMaxRows rows of A are
-// computed in axpy form whatever AxpyForm says (AxpySplitK's tasks of whole rows of a narrow
+// computed in axpy form whatever AxpyForm says (SplitK's tasks of whole rows of a narrow
 // W, matmul.cc).
 void PanelGemm(const float* a, int64_t lda, int64_t m, int64_t k, const void* w,
                ElemType w_type, int64_t ldw, int64_t n, float alpha, float* y, int64_t ldy,
@@ -81,8 +82,8 @@ bool PanelGemmScalarAxpy(int64_t m, int64_t k, int64_t row_bytes);
 bool PanelGemmAvx2Axpy(int64_t m, int64_t k, int64_t row_bytes);
 bool PanelGemmAvx512Axpy(int64_t m, int64_t k, int64_t row_bytes);
 
-AxpySplitRule PanelGemmScalarAxpySplitRule();
-AxpySplitRule PanelGemmAvx2AxpySplitRule();
-AxpySplitRule PanelGemmAvx512AxpySplitRule();
+KSplitRule PanelGemmScalarKSplitRule();
+KSplitRule PanelGemmAvx2KSplitRule();
+KSplitRule PanelGemmAvx512KSplitRule();
 
 }  // namespace icl::cpu

@@ -67,9 +67,9 @@ struct Simd {
   // from memory M=4 1.16 (0.95-1.33), in ORT 1.12-1.23; K=3072, N=768, W in cache M=4
   // 1.08-1.21.
   static constexpr int64_t kAxpyBelowRowBytes = kWideBlockRowBytes;
-  // The threads split K (AxpySplitsK in matmul.cc; tasks of whole rows of W, each one stream)
+  // The threads split K (SplitsK in matmul.cc; tasks of whole rows of W, each one stream)
   // for one to four rows of A and a float32 W of any size whose rows are narrow (at most
-  // kAxpySplitNarrowRowBytes apart, matmul.cc: K=3072, N=768). Tried before (a4b1864) and reverted
+  // kSplitKNarrowRowBytes apart, matmul.cc: K=3072, N=768). Tried before (a4b1864) and reverted
   // (805bda6) on bench_matmul's runs of the two builds in separate sessions, new / old medians
   // 0.76-1.19; but two sessions of the same build, each with its own copy of W, differ by up to
   // 10% (W's placement). In the same session, the choice switched run by run (ORT's MLAS capped
@@ -81,7 +81,9 @@ struct Simd {
   // one thread M=3 0.82, 0.81, M=4 0.90, 0.89; two threads M=3 0.78, 0.79, M=4 0.77, 0.76;
   // K=N=768 one thread M=3 0.84, 0.87, M=4 1.01, 1.02; two threads M=3 0.85, 0.89, M=4 0.96,
   // 1.01.
-  static constexpr int64_t kAxpySplitNarrowMaxRows = 4;
+  // Beyond four rows, up to 64 walked in panels where W has 1024 rows or more (kPanelSplitFromK,
+  // matmul.cc, where the measurements are).
+  static constexpr int64_t kSplitKNarrowMaxRows = 64;
   // Also one or two rows of A and a float32 W, whole (no column slice), that streams from
   // memory and whose rows are wider than a task along N: each task then reads its slice of W's
   // rows whole, one stream of long runs, as ORT's MLAS reads its prepacked B, where tasks along
@@ -93,7 +95,7 @@ struct Simd {
   // so (in axpy form, y's rows up to 512 KB) measured slower with one thread, M=3 1.04, 1.07,
   // M=4 0.99, 1.04, faster with two, M=3 0.92, 0.85, M=4 0.93, 0.86: they keep their panels in
   // blocks of K (the thread count is not known there).
-  static constexpr int64_t kAxpySplitStreamMaxRows = 2;
+  static constexpr int64_t kSplitKStreamMaxRows = 2;
   // The panels walked in blocks of 128 rows of W (64 where W's rows are 16 KB or more apart)
   // up to 16 rows of A, the panel four to the right prefetched (BlockedPanels in
   // panel_gemm_impl.h, where the measurements are). Beyond 16 rows (but for a wide W, below)
@@ -149,6 +151,6 @@ bool PanelGemmAvx2Axpy(int64_t m, int64_t k, int64_t row_bytes) {
   return avx2::Axpy(m, k, row_bytes);
 }
 
-AxpySplitRule PanelGemmAvx2AxpySplitRule() { return avx2::SplitRule(); }
+KSplitRule PanelGemmAvx2KSplitRule() { return avx2::SplitRule(); }
 
 }  // namespace icl::cpu

@@ -36,7 +36,7 @@ struct Simd : PanelCopyAvx512 {
   // M=3 0.95-1.27 -> 0.50-0.60; W warm: 3072x768 M=4 0.31-0.36 -> 0.26-0.29, 768x3072 M=4
   // 0.22 -> 0.19). K=N=768 (2.4 MB, stays in L2/L3) keeps the panel walk.
   static constexpr int64_t kAxpyFromBytes = int64_t{4} << 20;
-  // The threads split K (AxpySplitsK in matmul.cc) where AVX2's traits say so
+  // The threads split K (SplitsK in matmul.cc) where AVX2's traits say so
   // (panel_gemm_avx2.cc): one to four rows of A and a float32 W whose rows are narrow, one or
   // two rows and a float32 W that streams from memory with rows wider than a task. In ORT, the
   // choice switched run by run in one session (ICL's W shared by both choices, each run right
@@ -49,8 +49,10 @@ struct Simd : PanelCopyAvx512 {
   // threads 0.92 -> 0.87, 0.94 -> 0.87. In bench_matmul against the library before
   // (results/matmul_avx512split_vs_a3c9976.md, separate sessions): K=3072, N=768 M=3-4
   // 0.79-0.86, M=1-2 0.91-0.96.
-  static constexpr int64_t kAxpySplitNarrowMaxRows = 4;
-  static constexpr int64_t kAxpySplitStreamMaxRows = 2;
+  // Beyond four rows, up to 64 walked in panels where W has 1024 rows or more (kPanelSplitFromK,
+  // matmul.cc, where the measurements are).
+  static constexpr int64_t kSplitKNarrowMaxRows = 64;
+  static constexpr int64_t kSplitKStreamMaxRows = 2;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm512_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm512_loadu_ps(p); }
@@ -86,6 +88,6 @@ bool PanelGemmAvx512Axpy(int64_t m, int64_t k, int64_t row_bytes) {
   return avx512::Axpy(m, k, row_bytes);
 }
 
-AxpySplitRule PanelGemmAvx512AxpySplitRule() { return avx512::SplitRule(); }
+KSplitRule PanelGemmAvx512KSplitRule() { return avx512::SplitRule(); }
 
 }  // namespace icl::cpu

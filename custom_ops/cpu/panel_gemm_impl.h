@@ -363,7 +363,7 @@ ICL_TARGET void AxpyRows(const float* a, int64_t lda, int64_t k, const TW* w, in
   constexpr int64_t kW = Simd::kWidth;
   constexpr int kStep = Rows <= 2 ? 8 : 4;  // rows of W per pass over y
   // Where a pass reads at most kAxpyAheadPassBytes of W, the prefetch is of the next pass's
-  // rows at the same columns; a task of whole long rows (AxpySplitK over a wide W, matmul.cc:
+  // rows at the same columns; a task of whole long rows (SplitK over a wide W, matmul.cc:
   // a pass of 1 MB at K=768, N=32000) would so prefetch a MB ahead, out of L2 before it is
   // read, and there each row is prefetched kAxpyAheadInRowBytes (a page) ahead instead. In ORT
   // (ORT's MLAS capped to AVX2), one thread, K=768, N=32000, split along K, time / 866b5ba's
@@ -463,21 +463,21 @@ inline bool Axpy(int64_t m, int64_t k, int64_t row_bytes) {
   return AxpyForm(m, k, row_bytes, Simd::kAxpyFromBytes, Rule::kUpToK, Rule::kBelowRowBytes);
 }
 
-// The traits' kAxpySplitNarrowMaxRows and kAxpySplitStreamMaxRows where they define them, else
-// zeros (see AxpySplitRule in panel_gemm.h).
+// The traits' kSplitKNarrowMaxRows and kSplitKStreamMaxRows where they define them, else
+// zeros (see KSplitRule in panel_gemm.h).
 template <typename S, typename = void>
-struct AxpySplitOf {
+struct KSplitOf {
   static constexpr int64_t kNarrowMaxRows = 0, kStreamMaxRows = 0;
 };
 template <typename S>
-struct AxpySplitOf<S, std::void_t<decltype(S::kAxpySplitNarrowMaxRows)>> {
-  static constexpr int64_t kNarrowMaxRows = S::kAxpySplitNarrowMaxRows,
-                           kStreamMaxRows = S::kAxpySplitStreamMaxRows;
+struct KSplitOf<S, std::void_t<decltype(S::kSplitKNarrowMaxRows)>> {
+  static constexpr int64_t kNarrowMaxRows = S::kSplitKNarrowMaxRows,
+                           kStreamMaxRows = S::kSplitKStreamMaxRows;
 };
 
-inline AxpySplitRule SplitRule() {
-  using Split = AxpySplitOf<Simd>;
-  return AxpySplitRule{Split::kNarrowMaxRows, Split::kStreamMaxRows};
+inline KSplitRule SplitRule() {
+  using Split = KSplitOf<Simd>;
+  return KSplitRule{Split::kNarrowMaxRows, Split::kStreamMaxRows};
 }
 
 // Whether m rows of A are computed in tiles of the alternative tile: when they are whole tiles

@@ -46,6 +46,6 @@ bool PanelGemmScalarAxpy(int64_t m, int64_t k, int64_t row_bytes) {
   return scalar::Axpy(m, k, row_bytes);
 }
 
-AxpySplitRule PanelGemmScalarAxpySplitRule() { return scalar::SplitRule(); }
+KSplitRule PanelGemmScalarKSplitRule() { return scalar::SplitRule(); }
 
 }  // namespace icl::cpu
