@@ -62,6 +62,31 @@ def test_matmul_adds_the_low_rank_term_to_every_view(
     assert_close(run(node, feeds, FLOAT, (rows, n)), expected, FLOAT)
 
 
+@pytest.mark.parametrize("delta_transpose", [0, 1])
+@pytest.mark.parametrize("rows", [3, 8, 40])
+def test_matmul_low_rank_term_where_the_threads_split_k(delta_transpose, rows):
+    # A narrow float32 W (N=700) of 1030 rows: with AVX2 and AVX-512 the threads split K (four
+    # slices of 264 rows; three rows in axpy form, 8 and 40 in panels), each slice into its own
+    # partial Y; the low-rank term and the bias are added once, on their sum.
+    k, n, rank = 1030, 700, 4
+    a = random((rows, k), np.float32, 1)
+    w = random((k, n), np.float32, 2)
+    u, v = factors(k, n, rank, delta_transpose, np.float32)
+    bias = random((n,), np.float32, 3)
+    feeds = {"A": a, "W": w, "bias": bias, "U": u, "V": v}
+    node = helper.make_node(
+        "IclMatMul",
+        ["A", "W", "bias", "U", "V"],
+        ["Y"],
+        domain="ai.icl",
+        delta_transpose=delta_transpose,
+    )
+    expected = reference.icl_matmul(a, w, bias, u, v, delta_transpose=delta_transpose)
+    without = reference.icl_matmul(a, w, bias)
+    assert np.abs(expected - without).max() > 0.1  # the term is not negligible
+    assert_close(run(node, feeds, FLOAT, (rows, n)), expected, FLOAT)
+
+
 @pytest.mark.parametrize(
     "a_type,w_type", [(FLOAT16, FLOAT16), (BFLOAT16, BFLOAT16), (FLOAT, FLOAT16), (FLOAT16, FLOAT)]
 )
