@@ -30,7 +30,8 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
-from benchmarks.harness import RESULTS, results_folder, write_markdown
+from benchmarks import harness
+from benchmarks.harness import write_markdown
 from icl_onnx.testing.protobuf_wire import field as _field
 
 V, H = 64, 32
@@ -251,7 +252,7 @@ def run_case(builder: Callable[[Path], list[str]]) -> dict:
 def main() -> None:
     """Runs every case and writes the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=results_folder, default=RESULTS)
+    harness.out_argument(parser)
     args = parser.parse_args()
     lines = [
         "# Bad input: what `icl-onnx optimize` says and leaves behind",

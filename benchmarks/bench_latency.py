@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="BERT and the with-past decoder, 2 threads, 20 rounds"
     )
-    parser.add_argument("--out", type=harness.results_folder, default=harness.RESULTS)
+    harness.out_argument(parser)
     parser.add_argument(
         "--work", type=Path, help="keep the models here, reuse their exports (default: a temp dir)"
     )

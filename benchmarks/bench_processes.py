@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefill", type=int, default=128, help="latency: prefill tokens")
     parser.add_argument("--latency-runs", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=harness.results_folder, default=harness.RESULTS)
+    harness.out_argument(parser)
     parser.add_argument(
         "--merge",
         action="store_true",

@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--lengths", type=int, nargs="*", default=[16, 128])
-    parser.add_argument("--out", type=harness.results_folder, default=harness.RESULTS)
+    harness.out_argument(parser)
     args = parser.parse_args(argv)
     args.replicas = sorted(set(args.replicas))
 

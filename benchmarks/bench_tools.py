@@ -36,7 +36,7 @@ import numpy as np
 import icl_onnx
 from benchmarks import harness
 from benchmarks._tool_passes import TOOLS
-from benchmarks.harness import RESULTS, mb, results_folder
+from benchmarks.harness import mb
 from benchmarks.model_zoo import ARCHITECTURES, build_model
 from icl_onnx.check.measure import run_worker
 from icl_onnx.check.model_info import read_model_info
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset")
     p.add_argument("--runs", type=int, default=20, help="timed runs of each model (latency)")
     p.add_argument("--threads", type=int, default=1, help="ORT intra-op threads (latency)")
-    p.add_argument("--out", type=results_folder, default=RESULTS)
+    harness.out_argument(p)
     p.add_argument("--name", default="tools", help="base name of the result files")
     args = p.parse_args(argv)
     if args.quick:

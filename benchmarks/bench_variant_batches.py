@@ -754,7 +754,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dry-run", action="store_true", help="tiny sizes (hidden 64, vocab 512, K 1 2)"
     )
     parser.add_argument("--work", type=Path, help="cache of the models (default: temp dir)")
-    parser.add_argument("--out", type=harness.results_folder, default=harness.RESULTS)
+    harness.out_argument(parser)
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the .md and .png from the .json"
     )

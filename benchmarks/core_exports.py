@@ -25,16 +25,8 @@ from pathlib import Path
 import onnxruntime as ort
 
 import icl_onnx
-from benchmarks.harness import (
-    RESULTS,
-    describe,
-    mb,
-    metadata,
-    results_folder,
-    table,
-    write_json,
-    write_markdown,
-)
+from benchmarks import harness
+from benchmarks.harness import describe, mb, metadata, table, write_json, write_markdown
 from icl_onnx.check import check_models
 from icl_onnx.model_io import load_model
 from icl_onnx.models import build_model
@@ -154,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--arch", nargs="*", default=["bert", "llama"])
     parser.add_argument("--exporter", nargs="*", default=["torchscript", "dynamo"])
-    parser.add_argument("--out", type=results_folder, default=RESULTS)
+    harness.out_argument(parser)
     args = parser.parse_args(argv)
     meta = metadata()
     rows = []

@@ -28,16 +28,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from benchmarks.harness import (
-    RESULTS,
-    describe,
-    mb,
-    metadata,
-    results_folder,
-    table,
-    write_json,
-    write_markdown,
-)
+from benchmarks import harness
+from benchmarks.harness import describe, mb, metadata, table, write_json, write_markdown
 from icl_onnx.check import check_models
 from icl_onnx.folders import optimize_folder
 from icl_onnx.testing import clients
@@ -168,7 +160,7 @@ _BYTES = ("file_bytes", "ort_graph_bytes", "session_rss_delta", "peak_rss")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=results_folder, default=RESULTS)
+    harness.out_argument(parser)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", help="run the cases whose label contains this text")
     args = parser.parse_args()

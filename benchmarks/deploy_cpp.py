@@ -21,16 +21,8 @@ import tempfile
 from pathlib import Path
 
 import icl_onnx
-from benchmarks.harness import (
-    RESULTS,
-    describe,
-    mb,
-    metadata,
-    results_folder,
-    table,
-    write_json,
-    write_markdown,
-)
+from benchmarks import harness
+from benchmarks.harness import describe, mb, metadata, table, write_json, write_markdown
 from icl_onnx.models import build_model
 from icl_onnx.pipeline import optimize_file
 from icl_onnx.testing.cpp_example import build_example
@@ -93,7 +85,7 @@ def write_markdown_report(rows: list[dict], path: Path, rounds: int, meta: dict)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=results_folder, default=RESULTS)
+    harness.out_argument(parser)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     meta = metadata()

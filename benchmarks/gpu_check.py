@@ -364,7 +364,7 @@ def write_report(out_dir: Path, result: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=harness.results_folder, default=harness.RESULTS)
+    harness.out_argument(parser)
     parser.add_argument("--skip-benchmark", action="store_true", help="correctness only")
     args = parser.parse_args()
     started = time.time()

@@ -172,12 +172,17 @@ def results_folder(value: str) -> Path:
     return path
 
 
+def out_argument(parser: Any) -> None:
+    """Adds ``--out DIR`` (default :data:`RESULTS`, read by :func:`results_folder`)."""
+    parser.add_argument("--out", type=results_folder, default=RESULTS, help="results folder")
+
+
 def output_arguments(parser: Any, name: str) -> None:
-    """Adds ``--out DIR`` (default :data:`RESULTS`) and ``--report-only`` to an argparse parser.
+    """Adds ``--out DIR`` (:func:`out_argument`) and ``--report-only`` to an argparse parser.
 
     ``--report-only``: measure nothing, rewrite the report from ``name``'s JSON file in --out.
     """
-    parser.add_argument("--out", type=results_folder, default=RESULTS, help="results folder")
+    out_argument(parser)
     parser.add_argument(
         "--report-only",
         action="store_true",

@@ -285,7 +285,7 @@ def to_markdown(r: dict, hidden: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--out", type=harness.results_folder, default=harness.RESULTS)
+    harness.out_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
