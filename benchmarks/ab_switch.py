@@ -18,7 +18,12 @@ settings read 0.79-0.85 of each other at K=3072, N=768, M=6; with equal predeces
 0.96-1.04.) The ratio per variant and round is its time over the ORT run just before it;
 the report gives the median and the 10th-90th percentiles, and each variant's median time
 over the first variant's, round by round. Sessions are re-created on ``--placements`` copies
-of the weights, the rounds cycling through them.
+of the weights, the rounds cycling through them. A variant ``library=PATH`` runs another build
+instead, on sessions of its own (so on its own copy of W, as two builds in bench_matmul): the
+same schedule then compares builds in separate sessions. With ``--evict-mb``, a buffer of that
+size is read before every ORT run (not timed), so that ORT and the variant read W from memory,
+as in a model whose weights do not fit the last-level cache; without it, ORT's W and ICL's W
+(9.4 MB each at K=768, N=3072) both stay in a 32 MB L3.
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ def schedule(rounds: int, variants: int, rng: np.random.Generator) -> Iterator[t
 
 
 def parse_variant(text: str) -> dict[str, str]:
-    """``default`` (no variables) or ``NAME=VALUE[,NAME=VALUE...]`` as a dict."""
+    """``default`` (no variables) or ``NAME=VALUE[,NAME=VALUE...]`` as a dict (``library``: a
+    build of its own, see the module docstring)."""
     if text == "default":
         return {}
     pairs = [item.split("=", 1) for item in text.split(",")]
@@ -97,19 +103,27 @@ def measure(args: argparse.Namespace) -> list[VariantSummary]:
     w_t = np.ascontiguousarray(w.T)
     stored = w if args.view == "transposed" else w_t
     ort_sessions = [session(ort_model(w_t, False), args.threads) for _ in range(args.placements)]
-    icl_sessions = [
-        session(icl_model(stored, args.view == "transposed"), args.threads, args.library)
-        for _ in range(args.placements)
+
+    def icl_sessions(library: Path) -> list:
+        model = icl_model(stored, args.view == "transposed")
+        return [session(model, args.threads, library) for _ in range(args.placements)]
+
+    shared = icl_sessions(args.library)  # every variant without a library of its own
+    sessions = [
+        icl_sessions(Path(settings["library"])) if "library" in settings else shared
+        for settings in args.variants
     ]
     a = rng.standard_normal((args.m, args.k), dtype=np.float32)
     feeds = {"A": a}
-    keys = {key for settings in args.variants for key in settings}
+    keys = {key for settings in args.variants for key in settings} - {"library"}
+    env = [{k: v for k, v in settings.items() if k != "library"} for settings in args.variants]
     expected = ort_sessions[0].run(None, feeds)[0]
-    for text, settings in zip(args.variant_names, args.variants, strict=True):
-        _set_variant(keys, settings)
-        got = icl_sessions[0].run(None, feeds)[0]
+    for v, text in enumerate(args.variant_names):
+        _set_variant(keys, env[v])
+        got = sessions[v][0].run(None, feeds)[0]
         if not np.allclose(got, expected, rtol=1e-3, atol=1e-3 * np.sqrt(args.k)):
             raise SystemExit(f"ab_switch: variant {text} differs from ORT's MatMul")
+    junk = np.ones(args.evict_mb * (1 << 20) // 8) if args.evict_mb else None
     clock = time.thread_time if args.threads == 1 else time.perf_counter
     icl = np.zeros((args.rounds, len(args.variants)))
     ort = np.zeros_like(icl)
@@ -117,13 +131,15 @@ def measure(args: argparse.Namespace) -> list[VariantSummary]:
     for r, run in schedule(args.rounds, len(args.variants), np.random.default_rng(args.seed)):
         p = r % args.placements
         if run == ORT:
+            if junk is not None:
+                junk.sum()
             start = clock()
             ort_sessions[p].run(None, feeds)
             last_ort = clock() - start
             continue
-        _set_variant(keys, args.variants[run])
+        _set_variant(keys, env[run])
         start = clock()
-        icl_sessions[p].run(None, feeds)
+        sessions[run][p].run(None, feeds)
         icl[r, run] = clock() - start
         ort[r, run] = last_ort
     return summarize(args.variant_names, icl, ort)
@@ -140,22 +156,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--placements", type=int, default=3)
     parser.add_argument("--seed", type=int, default=None, help="of the orders (default: random)")
+    parser.add_argument(
+        "--evict-mb", type=int, default=0, help="read this many MB before every ORT run"
+    )
     parser.add_argument("variants", nargs="+", metavar="VARIANT", help="default or NAME=VALUE,...")
     args = parser.parse_args(argv)
     if not args.library.is_file():
         parser.error(f"--library {args.library}: no such file")
     if min(args.k, args.n, args.m, args.threads, args.rounds, args.placements) < 1:
         parser.error("--k, --n, --m, --threads, --rounds and --placements must be positive")
+    if args.evict_mb < 0:
+        parser.error("--evict-mb must not be negative")
     try:
         args.variants, args.variant_names = [parse_variant(v) for v in args.variants], args.variants
     except argparse.ArgumentTypeError as error:
         parser.error(str(error))
+    for settings in args.variants:
+        if "library" in settings and not Path(settings["library"]).is_file():
+            parser.error(f"library={settings['library']}: no such file")
     if args.seed is None:
         args.seed = int.from_bytes(os.urandom(4), "little")
     summaries = measure(args)
     print(
         f"K={args.k} N={args.n} M={args.m} {args.view}, {args.threads} thread(s), "
-        f"{args.rounds} rounds, {args.placements} placements, seed {args.seed}, "
+        f"{args.rounds} rounds, {args.placements} placements, evict {args.evict_mb} MB, "
+        f"seed {args.seed}, "
         f"load {os.getloadavg()[0]:.2f}"
     )
     first = args.variant_names[0]

@@ -48,3 +48,28 @@ def test_a_missing_library_is_a_usage_error(tmp_path, capsys):
         )
     assert exit_info.value.code == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_library_variant_is_parsed_and_must_exist(tmp_path, capsys):
+    assert ab_switch.parse_variant("library=/x/libicl_ops.so") == {"library": "/x/libicl_ops.so"}
+    library = tmp_path / "libicl_ops.so"
+    library.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        ab_switch.main(
+            ["--library", str(library), "--k", "8", "--n", "8", "--m", "1", "--view", "plain"]
+            + ["default", f"library={tmp_path / 'other.so'}"]
+        )
+    assert exit_info.value.code == 2
+    assert "other.so: no such file" in capsys.readouterr().err
+
+
+def test_a_negative_eviction_is_a_usage_error(tmp_path, capsys):
+    library = tmp_path / "libicl_ops.so"
+    library.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        ab_switch.main(
+            ["--library", str(library), "--k", "8", "--n", "8", "--m", "1", "--view", "plain"]
+            + ["--evict-mb", "-1", "default"]
+        )
+    assert exit_info.value.code == 2
+    assert "--evict-mb must not be negative" in capsys.readouterr().err
