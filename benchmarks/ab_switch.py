@@ -23,7 +23,12 @@ instead, on sessions of its own (so on its own copy of W, as two builds in bench
 same schedule then compares builds in separate sessions. With ``--evict-mb``, a buffer of that
 size is read before every ORT run (not timed), so that ORT and the variant read W from memory,
 as in a model whose weights do not fit the last-level cache; without it, ORT's W and ICL's W
-(9.4 MB each at K=768, N=3072) both stay in a 32 MB L3.
+(9.4 MB each at K=768, N=3072) both stay in a 32 MB L3. With ``--before icl``, one run of
+another IclMatMul session (the same view, on a W of its own, ``--library``'s build with its
+own choices, untimed) comes between the ORT run and the variant, as a MatMul meets it after
+another shared weight's MatMul. What precedes a run can move a choice's gain by 10-20% (a K
+split over a 9.4 MB W, K=768, N=3072, M=1: 0.84 of the other choice after one predecessor and
+1.15 after the other, in runs minutes apart): keep a change only where it holds under both.
 """
 
 from __future__ import annotations
@@ -109,6 +114,7 @@ def measure(args: argparse.Namespace) -> list[VariantSummary]:
         return [session(model, args.threads, library) for _ in range(args.placements)]
 
     shared = icl_sessions(args.library)  # every variant without a library of its own
+    before = icl_sessions(args.library) if args.before == "icl" else None
     sessions = [
         icl_sessions(Path(settings["library"])) if "library" in settings else shared
         for settings in args.variants
@@ -137,6 +143,9 @@ def measure(args: argparse.Namespace) -> list[VariantSummary]:
             ort_sessions[p].run(None, feeds)
             last_ort = clock() - start
             continue
+        if before is not None:
+            _set_variant(keys, {})  # the predecessor runs the build's own choices
+            before[p].run(None, feeds)
         _set_variant(keys, env[run])
         start = clock()
         sessions[run][p].run(None, feeds)
@@ -159,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--evict-mb", type=int, default=0, help="read this many MB before every ORT run"
     )
+    parser.add_argument(
+        "--before",
+        choices=("ort", "icl"),
+        default="ort",
+        help="icl: another IclMatMul session runs between the ORT run and each variant",
+    )
     parser.add_argument("variants", nargs="+", metavar="VARIANT", help="default or NAME=VALUE,...")
     args = parser.parse_args(argv)
     if not args.library.is_file():
@@ -180,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"K={args.k} N={args.n} M={args.m} {args.view}, {args.threads} thread(s), "
         f"{args.rounds} rounds, {args.placements} placements, evict {args.evict_mb} MB, "
+        f"before {args.before}, "
         f"seed {args.seed}, "
         f"load {os.getloadavg()[0]:.2f}"
     )

@@ -73,3 +73,15 @@ def test_a_negative_eviction_is_a_usage_error(tmp_path, capsys):
         )
     assert exit_info.value.code == 2
     assert "--evict-mb must not be negative" in capsys.readouterr().err
+
+
+def test_an_unknown_predecessor_is_a_usage_error(tmp_path, capsys):
+    library = tmp_path / "libicl_ops.so"
+    library.write_bytes(b"")
+    with pytest.raises(SystemExit) as exit_info:
+        ab_switch.main(
+            ["--library", str(library), "--k", "8", "--n", "8", "--m", "1", "--view", "plain"]
+            + ["--before", "gather", "default"]
+        )
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'gather'" in capsys.readouterr().err
