@@ -195,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"K={args.k} N={args.n} M={args.m} {args.view}, {args.threads} thread(s), "
         f"{args.rounds} rounds, {args.placements} placements, evict {args.evict_mb} MB, "
-        f"before {args.before}, "
-        f"seed {args.seed}, "
-        f"load {os.getloadavg()[0]:.2f}"
+        f"before {args.before}, seed {args.seed}, load {os.getloadavg()[0]:.2f}"
     )
     first = args.variant_names[0]
     for s in summaries:

@@ -18,6 +18,7 @@ child that reads its own memory after importing it is charged well under 1 MB.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -162,8 +163,6 @@ def results_folder(value: str) -> Path:
     A path that names a file is refused when the arguments are read, not after the run (whose
     results would then be lost).
     """
-    import argparse
-
     path = Path(value)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(

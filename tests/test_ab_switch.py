@@ -25,6 +25,7 @@ def test_every_variant_runs_once_per_round_right_after_ort():
 def test_variant_settings_are_parsed_or_refused():
     assert ab_switch.parse_variant("default") == {}
     assert ab_switch.parse_variant("ICLX_A=4,ICLX_B=0") == {"ICLX_A": "4", "ICLX_B": "0"}
+    assert ab_switch.parse_variant("library=/x/libicl_ops.so") == {"library": "/x/libicl_ops.so"}
     for bad in ("ICLX_A", "=4", "ICLX_A=4,"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected 'default' or NAME=VALUE"):
             ab_switch.parse_variant(bad)
@@ -40,48 +41,25 @@ def test_summary_pairs_each_run_with_the_ort_run_before_it():
     assert second.over_first[0] == pytest.approx(0.5)  # 0.5, 0.75, 0.5
 
 
-def test_a_missing_library_is_a_usage_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        ab_switch.main(
-            ["--library", str(tmp_path / "none.so"), "--k", "8", "--n", "8", "--m", "1"]
-            + ["--view", "plain", "default"]
-        )
-    assert exit_info.value.code == 2
-    assert "no such file" in capsys.readouterr().err
-
-
-def test_a_library_variant_is_parsed_and_must_exist(tmp_path, capsys):
-    assert ab_switch.parse_variant("library=/x/libicl_ops.so") == {"library": "/x/libicl_ops.so"}
-    library = tmp_path / "libicl_ops.so"
-    library.write_bytes(b"")
-    with pytest.raises(SystemExit) as exit_info:
-        ab_switch.main(
-            ["--library", str(library), "--k", "8", "--n", "8", "--m", "1", "--view", "plain"]
-            + ["default", f"library={tmp_path / 'other.so'}"]
-        )
-    assert exit_info.value.code == 2
-    assert "other.so: no such file" in capsys.readouterr().err
-
-
-def test_a_negative_eviction_is_a_usage_error(tmp_path, capsys):
-    library = tmp_path / "libicl_ops.so"
-    library.write_bytes(b"")
+@pytest.mark.parametrize(
+    "library_exists,extra,message",
+    [
+        (False, ["default"], "none.so: no such file"),
+        (True, ["default", "library=OTHER"], "other.so: no such file"),
+        (True, ["--evict-mb", "-1", "default"], "--evict-mb must not be negative"),
+        (True, ["--before", "gather", "default"], "invalid choice: 'gather'"),
+    ],
+    ids=["missing_library", "missing_variant_library", "negative_eviction", "unknown_before"],
+)
+def test_bad_arguments_are_usage_errors(library_exists, extra, message, tmp_path, capsys):
+    library = tmp_path / ("libicl_ops.so" if library_exists else "none.so")
+    if library_exists:
+        library.write_bytes(b"")
+    extra = [arg.replace("OTHER", str(tmp_path / "other.so")) for arg in extra]
     with pytest.raises(SystemExit) as exit_info:
         ab_switch.main(
             ["--library", str(library), "--k", "8", "--n", "8", "--m", "1", "--view", "plain"]
-            + ["--evict-mb", "-1", "default"]
+            + extra
         )
     assert exit_info.value.code == 2
-    assert "--evict-mb must not be negative" in capsys.readouterr().err
-
-
-def test_an_unknown_predecessor_is_a_usage_error(tmp_path, capsys):
-    library = tmp_path / "libicl_ops.so"
-    library.write_bytes(b"")
-    with pytest.raises(SystemExit) as exit_info:
-        ab_switch.main(
-            ["--library", str(library), "--k", "8", "--n", "8", "--m", "1", "--view", "plain"]
-            + ["--before", "gather", "default"]
-        )
-    assert exit_info.value.code == 2
-    assert "invalid choice: 'gather'" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
