@@ -1,23 +1,15 @@
-"""Worker processes of ``bench_processes``: ``python -m benchmarks._memory_worker MODE REQUEST``.
-
-MODE is ``serve`` or ``latency``.
+"""Worker processes of ``bench_processes``: ``python -m benchmarks._memory_worker serve REQUEST``.
 
 ``serve``: opens one session on the request's model (or none, for the baseline), runs prefill
 chunks whose token ids cover the whole vocabulary (ONNX Runtime maps external data lazily, so a
 Gather table's pages are resident only for the ids read), prints one JSON line with its memory
 from ``/proc/self/status`` (after the imports and after the workload), then waits until its stdin
 closes, so the parent can read the PSS of several live workers side by side.
-
-``latency``: opens one session per entry of ``sessions`` and runs them alternately on a prefill
-chunk and on a single token (a decode step: after a zero KV cache as long as the prefill when
-the model takes one, otherwise the matrix shapes of one), printing the median seconds of each as
-JSON. Alternating exposes every session to the same background load.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 from typing import Any
@@ -95,29 +87,7 @@ def serve(request: dict[str, Any]) -> None:
     sys.stdin.read()
 
 
-def latency(request: dict[str, Any]) -> None:
-    """Median prefill and single-token latency of each session, run alternately."""
-    sessions = [open_session(spec, request["threads"]) for spec in request["sessions"]]
-    result: dict[str, list[float]] = {}
-    for label, length, past in (
-        ("prefill", request["prefill"], 0),
-        ("decode", 1, request["prefill"]),
-    ):
-        ids = np.arange(7, 7 + length, dtype=np.int64)[None]
-        inputs = [feeds(s, ids, past) for s in sessions]
-        for session, feed in zip(sessions, inputs, strict=True):
-            session.run(None, feed)  # warm-up
-        times: list[list[float]] = [[] for _ in sessions]
-        for _ in range(request["runs"]):
-            for i, (session, feed) in enumerate(zip(sessions, inputs, strict=True)):
-                start = time.perf_counter()
-                session.run(None, feed)
-                times[i].append(time.perf_counter() - start)
-        result[label] = [statistics.median(t) for t in times]
-    print(json.dumps(result), flush=True)
-
-
 if __name__ == "__main__":
     command, request_path = sys.argv[1], sys.argv[2]
     body = json.loads(open(request_path).read())
-    {"serve": serve, "latency": latency}[command](body)
+    {"serve": serve}[command](body)
