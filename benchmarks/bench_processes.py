@@ -22,7 +22,8 @@ num_attention_heads=H//64, num_key_value_heads=H//64, tie_word_embeddings=True)`
 weights (``torch.manual_seed(0)``), ``save_pretrained(SRC)``, then ``optimum-cli export onnx
 --model SRC --task text-generation-with-past OUT``; pass ``OUT/model.onnx``.
 
-Latency: the original, icl-onnx default and icl-onnx shared sessions run in one process
+Latency: the original, icl-onnx default and icl-onnx shared sessions (shared also on the output
+of ``--read-weights-in-place``, which the shared mode's warning advises) run in one process
 (``benchmarks._latency_worker``: a shuffled order each round, intra-op spinning off) on a
 prefill chunk and on one token (a decode step after a zero KV cache as long as the prefill for
 the Optimum export; the other exports have no cache, so one token without one); each session's
@@ -99,7 +100,7 @@ def weight_bytes(path: Path) -> int:
 
 def build_files(name: str, args: argparse.Namespace, folder: Path) -> dict[str, Path]:
     """Exports one model (or copies the Optimum export) and writes the four files rows open."""
-    keys = ("original_inline", "original_external", "icl_inline", "icl_external")
+    keys = ("original_inline", "original_external", "icl_inline", "icl_external", "icl_in_place")
     files = {key: folder / f"{name}.{key}.onnx" for key in keys}
     arch, exporter = name.split("-")
     if exporter == "optimum":
@@ -113,6 +114,11 @@ def build_files(name: str, args: argparse.Namespace, folder: Path) -> dict[str, 
     optimize_file(files["original_inline"], files["icl_inline"], external_data=False)
     # what optimize writes by default above 16 MiB of weights (forced for smaller test runs)
     optimize_file(files["original_inline"], files["icl_external"], external_data=True)
+    # every other large float MatMul weight read in place too (latency of the shared mode only)
+    optimize_file(
+        files["original_inline"], files["icl_in_place"], external_data=True,
+        read_weights_in_place=True,
+    )  # fmt: skip
     return files
 
 
@@ -153,6 +159,10 @@ def run_workers(request: dict[str, Any], counts: list[int], folder: Path) -> dic
 def latency(files: dict[str, Path], args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """Prefill and one-token time of icl-onnx default and shared against the original.
 
+    Shared twice: on icl-onnx's default output, where ORT packs the layers' weights on every
+    call (``create_session`` warns), and on the output of ``--read-weights-in-place``, which
+    reads them in place (what the warning advises).
+
     The three sessions run in one process in a shuffled order each round, intra-op spinning off
     (``_latency_worker``, as ``bench_latency``): with spinning on, three pools of two threads on
     two cores slowed whichever session ran next (shared / default for one token read 1.31 in a
@@ -168,6 +178,7 @@ def latency(files: dict[str, Path], args: argparse.Namespace, folder: Path) -> d
             {"model": str(files["original_inline"]), "spinning": False},
             {"model": str(files["icl_external"]), "spinning": False},
             {"model": str(files["icl_external"]), "shared": True, "spinning": False},
+            {"model": str(files["icl_in_place"]), "shared": True, "spinning": False},
         ],
     }
     path = folder / "latency.json"
@@ -180,7 +191,14 @@ def latency(files: dict[str, Path], args: argparse.Namespace, folder: Path) -> d
         cwd=harness.ROOT,
     )
     ratios = json.loads(proc.stdout.strip().splitlines()[-1])
-    out: dict[str, Any] = {"labels": ["original", "icl-onnx default", "icl-onnx shared"]}
+    out: dict[str, Any] = {
+        "labels": [
+            "original",
+            "icl-onnx default",
+            "icl-onnx shared",
+            "icl-onnx --read-weights-in-place, shared",
+        ]
+    }
     for cell, per_session in ratios.items():
         out[cell] = [statistics.median(r) for r in per_session]
         shared, default = per_session[2], per_session[1]
@@ -348,7 +366,7 @@ def to_markdown(results: list[dict], args: argparse.Namespace, meta: dict) -> li
             f"{'met' if g['shared_total'] <= g['shared_limit'] else 'NOT met'}. The original "
             f"as exported: {mb(g['original_total'])} MB ({g['original_copies']:.2f} × its "
             "weights).",
-            f"- Latency (the three sessions in one process, a shuffled order each round, "
+            f"- Latency (the sessions in one process, a shuffled order each round, "
             f"intra-op spinning off; median over rounds of the time over the original's in the "
             f"same round), prefill {args.prefill} tokens / one token: {ratios}. Shared against "
             f"icl-onnx default: {shared_vs_default}.",

@@ -30,22 +30,32 @@ def _token_model(path, scale: float) -> None:
     save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
 
 
-def test_latency_alternates_three_sessions_with_spinning_off(tmp_path):
-    files = {"original_inline": tmp_path / "a.onnx", "icl_external": tmp_path / "b.onnx"}
-    _token_model(files["original_inline"], 1.0)
-    _token_model(files["icl_external"], 2.0)
+def test_latency_alternates_the_sessions_with_spinning_off(tmp_path):
+    files = {
+        "original_inline": tmp_path / "a.onnx",
+        "icl_external": tmp_path / "b.onnx",
+        "icl_in_place": tmp_path / "c.onnx",
+    }
+    for scale, path in enumerate(files.values(), start=1):
+        _token_model(path, float(scale))
     args = argparse.Namespace(threads=1, latency_runs=3, prefill=16)
 
     result = bench_processes.latency(files, args, tmp_path)
 
     request = json.loads((tmp_path / "latency.json").read_text())
-    assert [s.get("shared", False) for s in request["sessions"]] == [False, False, True]
+    assert [(s["model"], s.get("shared", False)) for s in request["sessions"]] == [
+        (str(files["original_inline"]), False),
+        (str(files["icl_external"]), False),
+        (str(files["icl_external"]), True),
+        (str(files["icl_in_place"]), True),
+    ]
     assert all(s["spinning"] is False for s in request["sessions"])
     assert request["cells"] == [["prefill", 16, 0], ["decode", 1, 16]]
-    assert result["labels"] == ["original", "icl-onnx default", "icl-onnx shared"]
+    assert result["labels"][:3] == ["original", "icl-onnx default", "icl-onnx shared"]
+    assert len(result["labels"]) == 4
     for cell in ("prefill", "decode"):
         ratios = result[cell]
-        assert len(ratios) == 3
+        assert len(ratios) == 4
         assert ratios[0] == 1.0  # each round's original over itself
         assert all(r > 0 for r in ratios)
         assert result[f"{cell}_shared_vs_default"] > 0
