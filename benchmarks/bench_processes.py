@@ -410,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     parser.add_argument("--chunk", type=int, default=256, help="prefill tokens per run")
     parser.add_argument("--prefill", type=int, default=128, help="latency: prefill tokens")
-    parser.add_argument("--latency-runs", type=int, default=20)
+    parser.add_argument("--latency-runs", type=int, default=60)
     parser.add_argument("--threads", type=int, default=2)
     harness.out_argument(parser)
     parser.add_argument(
