@@ -99,7 +99,11 @@ def weight_bytes(path: Path) -> int:
 
 
 def build_files(name: str, args: argparse.Namespace, folder: Path) -> dict[str, Path]:
-    """Exports one model (or copies the Optimum export) and writes the four files rows open."""
+    """Exports one model (or copies the Optimum export) and writes the files it is read from.
+
+    The four files the rows open, and the output of ``--read-weights-in-place`` (the latency
+    line's fourth session).
+    """
     keys = ("original_inline", "original_external", "icl_inline", "icl_external", "icl_in_place")
     files = {key: folder / f"{name}.{key}.onnx" for key in keys}
     arch, exporter = name.split("-")
@@ -163,7 +167,7 @@ def latency(files: dict[str, Path], args: argparse.Namespace, folder: Path) -> d
     call (``create_session`` warns), and on the output of ``--read-weights-in-place``, which
     reads them in place (what the warning advises).
 
-    The three sessions run in one process in a shuffled order each round, intra-op spinning off
+    The sessions run in one process in a shuffled order each round, intra-op spinning off
     (``_latency_worker``, as ``bench_latency``): with spinning on, three pools of two threads on
     two cores slowed whichever session ran next (shared / default for one token read 1.31 in a
     fixed order and 2.29 in a shuffled one, 0.99 and 1.03 with spinning off). Returns, per
