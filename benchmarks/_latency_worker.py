@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks import harness
 from benchmarks._memory_worker import feeds, open_session
 
 
@@ -47,6 +50,16 @@ def measure(request: dict[str, Any]) -> dict[str, list[list[float]]]:
                 ratios[i].append(seconds / spent[0])
         out[label] = ratios
     return out
+
+
+def run(request: dict[str, Any], path: Path) -> dict[str, list[list[float]]]:
+    """Writes ``request`` to ``path`` and returns :func:`measure`'s result from a child process."""
+    path.write_text(json.dumps(request))
+    proc = subprocess.run(
+        harness.child_command("benchmarks._latency_worker", path),
+        capture_output=True, text=True, check=True, cwd=harness.ROOT,
+    )  # fmt: skip
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

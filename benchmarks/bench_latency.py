@@ -28,9 +28,7 @@ The ICL op library comes from ``icl_onnx.library_path()`` (``ICL_ONNX_LIBRARY`` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +38,7 @@ from typing import Any
 import numpy as np
 
 import icl_onnx
-from benchmarks import harness
+from benchmarks import _latency_worker, harness
 from benchmarks.bench_processes import run_workers, weight_bytes
 from benchmarks.model_zoo import export_llama_with_past
 from icl_onnx.models import build_model
@@ -104,13 +102,7 @@ def latency(
             {"model": str(files[f]), "shared": s, "spinning": False} for _, f, s in SESSIONS
         ],
     }
-    path = folder / "latency-request.json"
-    path.write_text(json.dumps(request))
-    proc = subprocess.run(
-        harness.child_command("benchmarks._latency_worker", path),
-        capture_output=True, text=True, check=True, cwd=harness.ROOT,
-    )  # fmt: skip
-    measured = json.loads(proc.stdout.strip().splitlines()[-1])
+    measured = _latency_worker.run(request, folder / "latency-request.json")
     return {
         cell: {label: stats(r) for (label, _, _), r in zip(SESSIONS, per, strict=True)}
         for cell, per in measured.items()

@@ -51,14 +51,13 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from benchmarks import harness
+from benchmarks import _latency_worker, harness
 from icl_onnx.model_io import save_model
 from icl_onnx.models import build_model
 from icl_onnx.pipeline import optimize_file
 from icl_onnx.torch_export import export_onnx
 
 WORKER = "benchmarks._memory_worker"
-LATENCY_WORKER = "benchmarks._latency_worker"
 MODELS = ("bert-torchscript", "bert-dynamo", "llama-torchscript", "llama-dynamo")
 
 
@@ -185,16 +184,7 @@ def latency(files: dict[str, Path], args: argparse.Namespace, folder: Path) -> d
             {"model": str(files["icl_in_place"]), "shared": True, "spinning": False},
         ],
     }
-    path = folder / "latency.json"
-    path.write_text(json.dumps(request))
-    proc = subprocess.run(
-        harness.child_command(LATENCY_WORKER, str(path)),
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=harness.ROOT,
-    )
-    ratios = json.loads(proc.stdout.strip().splitlines()[-1])
+    ratios = _latency_worker.run(request, folder / "latency.json")
     out: dict[str, Any] = {
         "labels": [
             "original",
