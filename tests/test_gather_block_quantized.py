@@ -42,7 +42,7 @@ def icl_model(dtype, index_type: int, with_zero_points: bool, **attrs) -> bytes:
         [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types, strict=False)],
         [helper.make_tensor_value_info("Y", ONNX_TYPE[dtype], None)],
     )
-    return helper.make_model(graph, opset_imports=OPSETS).SerializeToString()
+    return helper.make_model(graph, opset_imports=OPSETS, ir_version=10).SerializeToString()
 
 
 def icl_gather(b, indices, scales, zero_points, provider="CPUExecutionProvider", **attrs):
@@ -78,7 +78,7 @@ def ort_gather_block_quantized(b, indices, scales, zero_points, bits: int, block
         [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types, strict=False)],
         [helper.make_tensor_value_info("Y", ONNX_TYPE[scales.dtype.type], None)],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {
         "data": b.reshape(n, n_blocks * blob),
@@ -248,7 +248,7 @@ def test_schema_infers_shape_and_type():
             onnx.numpy_helper.from_array(scales, "scales"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     (y,) = [v.type.tensor_type for v in inferred.graph.value_info if v.name == "Y"]

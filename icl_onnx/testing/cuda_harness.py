@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -130,15 +131,17 @@ def materialize_view(w: Any, dtype: Any = None, **view: Any) -> Any:
 
     Args:
         w: the stored 2-D weight.
-        dtype: the result's dtype, ``w``'s when None. The scale is applied in float64 and the
-            result rounded once.
+        dtype: the result's dtype, ``w``'s when None. The scale, a float32 as the attribute
+            is (and as the kernels and ``icl_onnx.reference`` read it), is applied in float64
+            and the result rounded once.
         **view: the view attributes.
     """
     v = ViewAttrs.from_attrs(view, allow_output_dtype=False)
     out_dtype = w.dtype if dtype is None else dtype
     selected = v.select(w)
     if v.scale != 1.0:
-        return (selected.double() * v.scale).to(out_dtype).contiguous()
+        scale = struct.unpack("f", struct.pack("f", v.scale))[0]
+        return (selected.double() * scale).to(out_dtype).contiguous()
     return selected.to(out_dtype).contiguous()
 
 
