@@ -24,6 +24,12 @@ PROJECTION = _CROSS.standard_normal((H, H)).astype(np.float32)
 F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 
 
+#: The CUDA provider with float32 products at full precision. ORT's default (use_tf32=1) rounds
+#: their inputs to TF32, in its MatMul and in IclMatMul alike: use this where a test compares a
+#: CUDA session with a float64 reference at float32 tolerances.
+CUDA_FP32 = ("CUDAExecutionProvider", {"use_tf32": "0"})
+
+
 def ort_cuda_missing() -> str | None:
     """Why an ORT CUDA session cannot run here (the skip reason), or None when it can."""
     import onnxruntime as ort
@@ -77,12 +83,12 @@ def tied_model(
         outputs,
         inits,
     )
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18), *extra_opsets])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18), *extra_opsets], ir_version=10)
 
 
 def _model(nodes, inits, inputs, outputs) -> onnx.ModelProto:
     graph = h.make_graph(nodes, "g", inputs, outputs, [nh.from_array(a, n) for n, a in inits])
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10)
 
 
 def encoder() -> onnx.ModelProto:

@@ -16,6 +16,7 @@ import subprocess
 import numpy as np
 import onnxruntime as ort
 import pytest
+from builders import CUDA_FP32
 from onnx import TensorProto, helper
 
 import icl_onnx
@@ -128,7 +129,7 @@ def test_cpu_session_runs_icl_ops_with_cuda_kernels_registered():
         ],
         initializer=[helper.make_tensor("W", FLOAT, w.shape, w.ravel())],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
     sess = icl_onnx.create_session(model.SerializeToString())
     y, e = sess.run(None, {"A": a, "I": idx})
     np.testing.assert_allclose(y, reference.icl_matmul(a, w, transpose=1), rtol=1e-5, atol=1e-4)
@@ -257,13 +258,56 @@ def test_ort_cuda_session_matches_reference(view_name):
         ],
         initializer=[helper.make_tensor("W", FLOAT, w.shape, w.ravel())],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
     options = icl_onnx.session_options()
     # Fail instead of quietly running a node on the CPU kernels.
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     sess = ort.InferenceSession(
-        model.SerializeToString(), sess_options=options, providers=["CUDAExecutionProvider"]
+        model.SerializeToString(), sess_options=options, providers=[CUDA_FP32]
     )
     y, e = sess.run(None, {"A": a, "I": idx})
     np.testing.assert_allclose(y, reference.icl_matmul(a, w, **attrs), rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(e, reference.icl_gather(w, idx, **attrs))
+
+
+@needs_ort_cuda
+@pytest.mark.parametrize("use_tf32", ["0", "1"])
+def test_ort_cuda_matmul_follows_the_sessions_use_tf32(use_tf32):
+    # IclMatMul on the transposed view beside ORT's MatMul on the materialised copy, in one
+    # session: both round float32 inputs to TF32 or neither (use_tf32=1 is ORT's default; where
+    # the GPU has no TF32, neither does). TF32 errors here are ~1e-2, float32's ~1e-5.
+    k, n = 768, 512
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    a = rng.standard_normal((8, k)).astype(np.float32)
+    nodes = [
+        helper.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl", transpose=1),
+        helper.make_node("MatMul", ["A", "WT"], ["Z"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("A", FLOAT, [8, k])],
+        [
+            helper.make_tensor_value_info("Y", FLOAT, [8, n]),
+            helper.make_tensor_value_info("Z", FLOAT, [8, n]),
+        ],
+        initializer=[
+            helper.make_tensor("W", FLOAT, w.shape, w.ravel()),
+            helper.make_tensor("WT", FLOAT, (k, n), np.ascontiguousarray(w.T).ravel()),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    options = icl_onnx.session_options()
+    options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    sess = ort.InferenceSession(
+        model.SerializeToString(),
+        sess_options=options,
+        providers=[("CUDAExecutionProvider", {"use_tf32": use_tf32})],
+    )
+    y, z = sess.run(None, {"A": a})
+    want = a.astype(np.float64) @ w.astype(np.float64).T
+    err_icl, err_ort = np.abs(y - want).max(), np.abs(z - want).max()
+    assert (err_icl > 1e-3) == (err_ort > 1e-3), (err_icl, err_ort)
+    if use_tf32 == "0":
+        assert err_icl < 1e-3, err_icl

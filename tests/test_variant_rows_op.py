@@ -12,7 +12,7 @@ import ml_dtypes
 import numpy as np
 import onnxruntime as ort
 import pytest
-from builders import ort_cuda_missing
+from builders import CUDA_FP32, ort_cuda_missing
 from node_runner import assert_close, random, run
 from onnx import TensorProto, helper
 
@@ -311,9 +311,9 @@ def test_cuda_kernel_gives_each_batch_row_its_variant(a_type, delta_transpose):
     options = icl_onnx.session_options()
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     session = ort.InferenceSession(
-        helper.make_model(graph, opset_imports=OPSETS).SerializeToString(),
+        helper.make_model(graph, opset_imports=OPSETS, ir_version=10).SerializeToString(),
         sess_options=options,
-        providers=["CUDAExecutionProvider"],
+        providers=[CUDA_FP32],
     )
     (y,) = session.run(None, feeds)
     assert_close(y, reference.icl_matmul(a, w, bias, u, v, ids, **attrs), a_type)

@@ -65,9 +65,10 @@ const Api* Load(std::string& error) {
   return &loaded.api;
 }
 
-Handle HandleFor(cudaStream_t stream, std::string& error) {
+Handle HandleFor(cudaStream_t stream, Handle shared, std::string& error) {
   const Api* api = Load(error);
   if (api == nullptr) return nullptr;
+  if (shared != nullptr) return shared;  // already bound to the stream by its owner
   int device = 0;
   if (cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) {
     error = std::string("cudaGetDevice: ") + cudaGetErrorString(e);

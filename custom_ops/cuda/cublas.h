@@ -16,6 +16,7 @@ using Status = int;  // cublasStatus_t
 constexpr Status kSuccess = 0;
 enum Operation : int { kOpN = 0, kOpT = 1 };  // cublasOperation_t
 constexpr int kCompute32F = 68;               // CUBLAS_COMPUTE_32F: float accumulate, no TF32
+constexpr int kCompute32FFastTF32 = 77;       // CUBLAS_COMPUTE_32F_FAST_TF32: float inputs as TF32
 constexpr int kGemmDefault = -1;              // CUBLAS_GEMM_DEFAULT
 constexpr int kDefaultMath = 0;               // CUBLAS_DEFAULT_MATH
 
@@ -35,9 +36,11 @@ struct Api {
 // variable ICL_ONNX_CUBLAS names a library to use instead.
 const Api* Load(std::string& error);
 
-// The calling thread's handle for the current device (created on first use, kept for the life
-// of the thread) with its stream set to `stream`; nullptr with `error` filled on failure.
-Handle HandleFor(cudaStream_t stream, std::string& error);
+// The handle to run on `stream`: `shared` when it is not null (ORT's handle for its compute
+// stream, used as ORT configured it), else the calling thread's own handle for the current device
+// (created on first use, kept for the life of the thread) with its stream set to `stream`;
+// nullptr with `error` filled on failure.
+Handle HandleFor(cudaStream_t stream, Handle shared, std::string& error);
 
 // A readable name of a cublasStatus_t.
 const char* StatusName(Status status);

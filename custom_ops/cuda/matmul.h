@@ -57,6 +57,8 @@ class MatMulKernel {
     p.v = call.v;
     p.rank = call.rank;
     p.delta_transposed = call.delta_transposed;
+    p.cublas_handle = CudaResource(context, kCublasHandleResource);
+    p.tf32 = CudaResource(context, kUseTf32Resource) != nullptr;
 
     Ort::KernelContext ctx(context);
     auto stream = static_cast<cudaStream_t>(ctx.GetGPUComputeStream());

@@ -57,18 +57,22 @@ MixedPlan PlanMixed(const MatMulProblem& p) {
 
 int64_t Align256(int64_t bytes) { return (bytes + 255) / 256 * 256; }
 
-// Column-major Y^T[n, m] = alpha * op(W)[n, k] @ A^T[k, m] + beta * Y^T.
-std::string Gemm(cublas::Handle handle, bool w_transposed, int64_t m, int64_t n, int64_t k,
-                 float alpha, const void* w, ElemType w_type, int64_t ldw, const void* a,
-                 ElemType a_type, float beta, void* y, ElemType y_type, int64_t ldy) {
+// Column-major Y^T[n, m] = alpha * op(W)[n, k] @ A^T[k, m] + beta * Y^T. `tf32`: float32
+// inputs go through the tensor cores as TF32 (ORT's use_tf32); 16-bit inputs are not affected.
+std::string Gemm(cublas::Handle handle, bool tf32, bool w_transposed, int64_t m, int64_t n,
+                 int64_t k, float alpha, const void* w, ElemType w_type, int64_t ldw,
+                 const void* a, ElemType a_type, float beta, void* y, ElemType y_type,
+                 int64_t ldy) {
   std::string error;
   const cublas::Api* api = cublas::Load(error);
   if (api == nullptr) return error;
+  const bool float_inputs = w_type == ElemType::kFloat && a_type == ElemType::kFloat;
+  const int compute = tf32 && float_inputs ? cublas::kCompute32FFastTF32 : cublas::kCompute32F;
   const cublas::Status s = api->gemm_ex(
       handle, w_transposed ? cublas::kOpT : cublas::kOpN, cublas::kOpN, static_cast<int>(n),
       static_cast<int>(m), static_cast<int>(k), &alpha, w, CudaType(w_type),
       static_cast<int>(ldw), a, CudaType(a_type), static_cast<int>(k), &beta, y,
-      CudaType(y_type), static_cast<int>(ldy), cublas::kCompute32F, cublas::kGemmDefault);
+      CudaType(y_type), static_cast<int>(ldy), compute, cublas::kGemmDefault);
   if (s != cublas::kSuccess) return std::string("cublasGemmEx: ") + cublas::StatusName(s);
   return "";
 }
@@ -77,11 +81,11 @@ std::string Gemm(cublas::Handle handle, bool w_transposed, int64_t m, int64_t n,
 // Plain: L = U [k, r] and R = V [r, n]; transposed: L = V^T (V [r, k]), R = U^T (U [n, r]).
 std::string AddLowRank(const MatMulProblem& p, void* t, cublas::Handle handle) {
   const bool tr = p.delta_transposed;
-  std::string err = Gemm(handle, tr, p.m, p.rank, p.k, 1.0f, tr ? p.v : p.u, p.a_type,
+  std::string err = Gemm(handle, p.tf32, tr, p.m, p.rank, p.k, 1.0f, tr ? p.v : p.u, p.a_type,
                          tr ? p.k : p.rank, p.a, p.a_type, 0.0f, t, p.a_type, p.rank);
   if (!err.empty()) return err;
-  return Gemm(handle, tr, p.m, p.n, p.rank, 1.0f, tr ? p.u : p.v, p.a_type, tr ? p.rank : p.n, t,
-              p.a_type, 1.0f, p.y, p.a_type, p.n);
+  return Gemm(handle, p.tf32, tr, p.m, p.n, p.rank, 1.0f, tr ? p.u : p.v, p.a_type,
+              tr ? p.rank : p.n, t, p.a_type, 1.0f, p.y, p.a_type, p.n);
 }
 
 std::string CudaError(const char* what, cudaError_t e) {
@@ -102,7 +106,7 @@ std::string LaunchSameType(const MatMulProblem& p, cublas::Handle handle, cudaSt
   if (std::string err = FillWithBias(p, p.y, p.a_type, p.n, 0, p.n, stream); !err.empty()) {
     return err;
   }
-  return Gemm(handle, p.w_transposed, p.m, p.n, p.k, p.scale,
+  return Gemm(handle, p.tf32, p.w_transposed, p.m, p.n, p.k, p.scale,
               Advance(p.w, p.w_offset, p.w_type), p.w_type, p.w_ld, p.a, p.a_type,
               p.bias != nullptr ? 1.0f : 0.0f, p.y, p.a_type, p.n);
 }
@@ -144,8 +148,9 @@ std::string LaunchMixed(const MatMulProblem& p, void* workspace, cublas::Handle 
         !err.empty()) {
       return err;
     }
-    if (std::string err = Gemm(handle, p.w_transposed, p.m, cols, p.k, p.scale, w, ElemType::kFloat,
-                               ldw, a, ElemType::kFloat, beta, y, ElemType::kFloat, ldy);
+    if (std::string err = Gemm(handle, p.tf32, p.w_transposed, p.m, cols, p.k, p.scale, w,
+                               ElemType::kFloat, ldw, a, ElemType::kFloat, beta, y,
+                               ElemType::kFloat, ldy);
         !err.empty()) {
       return err;
     }
@@ -185,7 +190,8 @@ std::string LaunchLowRankTerm(const MatMulProblem& p, void* t, cudaStream_t stre
   }
   if (t == nullptr) return "missing workspace";
   std::string error;
-  cublas::Handle handle = cublas::HandleFor(stream, error);
+  cublas::Handle handle =
+      cublas::HandleFor(stream, static_cast<cublas::Handle>(p.cublas_handle), error);
   if (handle == nullptr) return error;
   return AddLowRank(p, t, handle);
 }
@@ -204,7 +210,8 @@ std::string LaunchMatMul(const MatMulProblem& p, void* workspace, cudaStream_t s
   }
   if (MatMulWorkspaceBytes(p) > 0 && workspace == nullptr) return "missing workspace";
   std::string error;
-  cublas::Handle handle = cublas::HandleFor(stream, error);
+  cublas::Handle handle =
+      cublas::HandleFor(stream, static_cast<cublas::Handle>(p.cublas_handle), error);
   if (handle == nullptr) return error;
   if (p.rank > 0 && p.a_type != p.w_type) return "low-rank factors need A and W of one type";
   error = p.a_type == p.w_type ? LaunchSameType(p, handle, stream)

@@ -33,6 +33,12 @@ struct MatMulProblem {
   const void* v = nullptr;
   int64_t rank = 0;
   bool delta_transposed = false;
+  // In an ORT session: the CUDA provider's cuBLAS handle for the compute stream (no second
+  // handle, so no second cuBLAS workspace on the device) and its use_tf32 option, which float32
+  // products then follow as ORT's MatMul does. Null and false: the thread's own handle, full
+  // float32 (the harness).
+  void* cublas_handle = nullptr;
+  bool tf32 = false;
 };
 
 // Device scratch bytes LaunchMatMul needs for `p` (0 when A and W share a type).

@@ -18,6 +18,25 @@ inline constexpr const char* kProvider = "CUDAExecutionProvider";
 inline constexpr Backend kBackend{/*label=*/" (CUDA)", /*low_rank_with_cast_view=*/false,
                                   /*gather_indices_on_host=*/false};
 
+// ORT's CUDA provider resources, as onnxruntime/core/providers/cuda/cuda_resource.h numbers
+// them (version 3; the headers the build uses do not ship that file).
+inline constexpr int kCudaResourceVersion = 3;
+inline constexpr int kCublasHandleResource = 10002;  // CudaResource::cublas_handle_t
+inline constexpr int kUseTf32Resource = 10011;       // CudaResource::use_tf32_t
+
+// The CUDA provider's resource `id` for the kernel context's stream, or nullptr where this ORT
+// does not have it (an older provider answers nullptr or an error, which is dropped).
+inline void* CudaResource(const OrtKernelContext* context, int id) {
+  void* resource = nullptr;
+  const OrtApi& api = Ort::GetApi();
+  if (OrtStatus* status =
+          api.KernelContext_GetResource(context, kCudaResourceVersion, id, &resource)) {
+    api.ReleaseStatus(status);
+    return nullptr;
+  }
+  return resource;
+}
+
 inline Ort::Status Failure(const std::string& op, const std::string& message) {
   return Ort::Status((op + " (CUDA): " + message).c_str(), ORT_FAIL);
 }
