@@ -91,6 +91,12 @@ def cpu_flags() -> set[str]:
 def _version(package: str) -> str:
     import importlib.metadata  # not at the top: it costs a child process megabytes of RSS
 
+    # The module this process imported, where it did: two installed distributions of one
+    # module (the CPU onnxruntime and a carried onnxruntime-gpu ahead of it on sys.path) would
+    # otherwise report the one that was not used.
+    version = getattr(sys.modules.get(package), "__version__", None)
+    if isinstance(version, str):
+        return version
     names = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}.get(package, (package,))
     for name in names:
         try:
