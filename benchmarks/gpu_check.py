@@ -319,6 +319,7 @@ def write_report(out_dir: Path, name: str, result: dict) -> None:
         f"- torch {result['torch']}, CUDA {result['torch_cuda']}; harness built with CUDA "
         f"{result['harness_cuda']} for archs {result['archs']}; loaded kernel image: binary "
         f"{result['kernel_binary']}, PTX {result['kernel_ptx']}",
+        f"- harness: {result['harness_path']}; op library (ORT sessions): {result['library']}",
         f"- cuBLAS in the process: {', '.join(result['cublas']) or 'none'}",
         f"- free device memory before/after: {result['mem_free_before']} / "
         f"{result['mem_free_after']} bytes",
@@ -426,6 +427,8 @@ def main() -> int:
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "machine": harness.metadata(("torch", "numpy", "onnxruntime")),
+        "harness_path": h.path,
+        "library": os.environ.get("ICL_ONNX_LIBRARY", "(icl_onnx.library_path())"),
         "harness_cuda": h.cuda_version(),
         "archs": h.arch_list(),
         "kernel_binary": binary,
