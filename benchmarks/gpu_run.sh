@@ -9,7 +9,8 @@
 #            under compute-sanitizer memcheck
 #   ort      onnxruntime-gpu from the carried wheel parts: gpu_check's ORT session check, the
 #            tests that run an ORT CUDA session (-k cuda), and `icl-onnx check --providers cuda`
-#            on the exports carried in out/gpu/ (made here by `icl-onnx demo`)
+#            on the exports carried in out/gpu/ (made on the build machine: GPU.md), then on
+#            the demo's default BERT, exported and optimized here
 #   stash    only keep the carried wheel parts (a call that brings one more part)
 #
 # Every stage first copies what was carried in .whl/ to /tmp/icl-whl/, which lasts while the
