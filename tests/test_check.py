@@ -440,6 +440,18 @@ def test_bad_model_files_exit_2_with_one_line(cli, tied, tmp_path, capsys):
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_cuda_sessions_compare_at_full_float32_on_the_chosen_device():
+    # ORT's default TF32 would round MatMul inputs to 10 bits in both models (docs/check.md);
+    # the arena grows by what is asked, so the GPU memory read is the model's.
+    from icl_onnx.check._worker import _provider_options
+
+    request = {"providers": ["CUDAExecutionProvider", "CPUExecutionProvider"], "device_id": 1}
+    assert _provider_options(request) == [
+        {"device_id": "1", "arena_extend_strategy": "kSameAsRequested", "use_tf32": "0"},
+        {},
+    ]
+
+
 def test_cuda_provider_without_cuda_ep_is_a_clear_exit_2(cli, tied, scaled, capsys):
     import onnxruntime as ort
 
