@@ -1,6 +1,6 @@
-"""Worker processes of ``bench_processes``: ``python -m benchmarks._memory_worker serve REQUEST``.
+"""Worker processes of ``bench_processes``: ``python -m benchmarks._memory_worker REQUEST``.
 
-``serve``: opens one session on the request's model (or none, for the baseline), runs prefill
+Each opens one session on the request's model (or none, for the baseline), runs prefill
 chunks whose token ids cover the whole vocabulary (ONNX Runtime maps external data lazily, so a
 Gather table's pages are resident only for the ids read), prints one JSON line with its memory
 from ``/proc/self/status`` (after the imports and after the workload), then waits until its stdin
@@ -88,6 +88,4 @@ def serve(request: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    command, request_path = sys.argv[1], sys.argv[2]
-    body = json.loads(open(request_path).read())
-    {"serve": serve}[command](body)
+    serve(json.loads(open(sys.argv[1]).read()))

@@ -2,7 +2,7 @@
 
 For each model (tied-embedding BERT and Llama from transformers configs, random weights,
 exported with TorchScript or dynamo) and each way of storing and opening it, N = 1, 2, 4 worker
-processes (``benchmarks._memory_worker serve``) each open a session and run prefill chunks that
+processes (``benchmarks._memory_worker``) each open a session and run prefill chunks that
 cover the whole vocabulary. The workers are started one after another and kept alive; when N are
 alive the parent sums ``Pss_Anon`` (private) and ``Pss_File`` (file-backed pages shared
 through the page cache) from ``/proc/PID/smaps_rollup`` over them and subtracts the same sum
@@ -135,7 +135,7 @@ def run_workers(request: dict[str, Any], counts: list[int], folder: Path) -> dic
     try:
         for n in range(1, max(counts) + 1):
             proc = subprocess.Popen(
-                harness.child_command(WORKER, "serve", path),
+                harness.child_command(WORKER, path),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
