@@ -10,7 +10,7 @@
 #   ort      onnxruntime-gpu from the carried wheel parts: gpu_check's ORT session check, the
 #            tests that run an ORT CUDA session (-k cuda), and `icl-onnx check --providers cuda`
 #            on the exports carried in out/gpu/ (made on the build machine: GPU.md), then on
-#            the demo's default BERT, exported and optimized here
+#            the demo's default BERT (`icl-onnx demo` here)
 #   stash    only keep the carried wheel parts (a call that brings one more part)
 #
 # Every stage first copies what was carried in .whl/ to /tmp/icl-whl/, which lasts while the
@@ -102,14 +102,9 @@ if [ "$STAGE" = ort ] || [ "$STAGE" = all ]; then
     step "check_$name" 120 python3 -m icl_onnx.cli.main check "$original" \
       "${original%.onnx}.icl.onnx" --providers cuda,cpu --json -q
   done
-  # The demo's default model (BERT, hidden 768, vocab 30000), exported and optimized here.
-  mkdir -p /tmp/icl-default
-  step default_export 200 python3 -c "import sys; from icl_onnx.models import build_model
-from icl_onnx.torch_export import export_onnx
-m, i = build_model('bert', hidden=768, vocab=30000, layers=2)
-export_onnx(m, sys.argv[1], i, dynamo=False)" /tmp/icl-default/bert-torchscript.onnx
-  step default_optimize 120 python3 -m icl_onnx.cli.main optimize \
-    /tmp/icl-default/bert-torchscript.onnx -o /tmp/icl-default/bert-torchscript.icl.onnx
+  # The demo's default model (BERT, hidden 768, vocab 30000): exported, optimized and checked
+  # on the CPU by `icl-onnx demo` here, then checked on the GPU.
+  step default_demo 300 python3 -m icl_onnx.cli.main demo --out-dir /tmp/icl-default
   step check_default_bert 150 python3 -m icl_onnx.cli.main check \
     /tmp/icl-default/bert-torchscript.onnx /tmp/icl-default/bert-torchscript.icl.onnx \
     --providers cuda,cpu --json -q
