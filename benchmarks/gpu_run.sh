@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The device-machine side of benchmarks/GPU.md: results under $OUT (or ./gpu_out).
 #
-#   bash benchmarks/gpu_run.sh [STAGE]    STAGE: harness | bench | ort | stash | all (default)
+#   bash benchmarks/gpu_run.sh [STAGE]    STAGE: harness | bench | ort | genai | stash | all
+#                                         (all, the default: harness, bench and ort)
 #
 #   harness  build facts and every kernel x dtype x view case through the ctypes harness
 #            (gpu_check without the throughput table), then tests/test_ops_cuda.py
@@ -11,6 +12,10 @@
 #            tests that run an ORT CUDA session (-k cuda), and `icl-onnx check --providers cuda`
 #            on the exports carried in out/gpu/ (made on the build machine: GPU.md), then on
 #            the demo's default BERT (`icl-onnx demo` here)
+#   genai    onnxruntime-gpu as for ort, and onnxruntime-genai-cuda from its carried wheel:
+#            `benchmarks/gpu_genai.py run` on the GenAI CUDA folders carried in out/gpu-genai/
+#            (built on the build machine: `python -m benchmarks.gpu_genai prepare`) and on a
+#            large one built here
 #   stash    only keep the carried wheel parts (a call that brings one more part)
 #
 # Every stage first copies what was carried in .whl/ to /tmp/icl-whl/, which lasts while the
@@ -77,8 +82,8 @@ if [ "$STAGE" = bench ] || [ "$STAGE" = all ]; then
     "${PYTEST[@]}" tests/test_ops_cuda.py -k "kernel and not ort"
 fi
 
-if [ "$STAGE" = ort ] || [ "$STAGE" = all ]; then
-  wheel=/tmp/icl-whl/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
+install_ort() {  # onnxruntime-gpu from the carried parts, and the CUDA libraries it needs
+  local wheel=/tmp/icl-whl/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
   if [ ! -f "$wheel" ]; then
     cat /tmp/icl-whl/ort.part* >"$wheel"
   fi
@@ -86,11 +91,16 @@ if [ "$STAGE" = ort ] || [ "$STAGE" = all ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/icl-site \
     "$wheel" 2>&1 | tail -n 2
   # The CUDA EP's libraries (cuBLAS, cuDNN, cuFFT, ...) from the image's nvidia packages.
+  local site nvlibs
   site=$(python3 -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
   nvlibs=$(find "$site/nvidia" -name 'lib*.so*' -printf '%h\n' 2>/dev/null | sort -u | paste -sd:)
   export LD_LIBRARY_PATH="${nvlibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   python3 -c "import onnxruntime as o; print(o.__version__, o.__file__, o.get_available_providers())" \
     2>&1 | tee -a "$OUT/env.txt"
+}
+
+if [ "$STAGE" = ort ] || [ "$STAGE" = all ]; then
+  install_ort
   step gpu_check_ort 180 python3 -m benchmarks.gpu_check --out "$OUT" --name gpu_h200_ort \
     --skip-correctness --skip-benchmark
   step pytest_ort 240 "${PYTEST[@]}" tests/test_ops_cuda.py tests/test_check.py \
@@ -108,6 +118,18 @@ if [ "$STAGE" = ort ] || [ "$STAGE" = all ]; then
   step check_default_bert 150 python3 -m icl_onnx.cli.main check \
     /tmp/icl-default/bert-torchscript.onnx /tmp/icl-default/bert-torchscript.icl.onnx \
     --providers cuda,cpu --json -q
+fi
+
+if [ "$STAGE" = genai ]; then
+  install_ort
+  python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/icl-site \
+    /tmp/icl-whl/onnxruntime_genai_cuda-*.whl 2>&1 | tail -n 2
+  python3 -c "import onnxruntime_genai as og; print('onnxruntime-genai', og.__version__, og.__file__)" \
+    2>&1 | tee -a "$OUT/env.txt"
+  # The large build is made here (525 MB of LM head: too large to carry).
+  step gpu_genai_prepare 300 python3 -m benchmarks.gpu_genai prepare out/gpu-genai \
+    --names llama-v128k-bf16-cuda
+  step gpu_genai 400 python3 -m benchmarks.gpu_genai run out/gpu-genai/llama-*-cuda --out "$OUT"
 fi
 
 log "stage $STAGE rc=$rc"
