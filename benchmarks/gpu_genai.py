@@ -85,10 +85,10 @@ def generate(folder: str, verbose: bool, cpu: bool, exact_arena: bool = False) -
         exact_arena: the CUDA provider's arena grows by what is asked
             (``arena_extend_strategy=kSameAsRequested``), not in powers of two.
     """
-    import numpy as np
     import onnxruntime_genai as og
 
     from icl_onnx.check.gpu import GpuMemoryProbe
+    from icl_onnx.testing._generate_genai import greedy
     from icl_onnx.testing.clients import NEW_TOKENS, PROMPT
 
     probe = None if cpu else GpuMemoryProbe()
@@ -110,22 +110,8 @@ def generate(folder: str, verbose: bool, cpu: bool, exact_arena: bool = False) -
         config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     model = og.Model(config)
     loaded = probe.used() if probe else None
-    params = og.GeneratorParams(model)
-    params.set_search_options(do_sample=False, max_length=len(PROMPT) + NEW_TOKENS)
-    generator = og.Generator(model, params)
-    start = time.perf_counter()
-    generator.append_tokens(PROMPT)
-    logits = np.array(generator.get_output("logits"), dtype=np.float32)
-    generator.generate_next_token()
-    first = time.perf_counter()
-    while not generator.is_done():
-        generator.generate_next_token()
-    end = time.perf_counter()
     return {
-        "tokens": [int(t) for t in generator.get_sequence(0)],
-        "logits": logits.reshape(-1, logits.shape[-1])[-1].tolist(),
-        "first_token_s": first - start,
-        "decode_s": end - first,
+        **greedy(model, PROMPT, NEW_TOKENS, with_logits=True),
         "gpu_mib": {
             "model": _mib(before, loaded),
             "after_generation": _mib(before, probe.used() if probe else None),
