@@ -15,8 +15,8 @@ Two steps, on two machines:
   would (the op library copied in is ``ICL_ONNX_LIBRARY``'s, the CUDA build); then, each in a
   fresh process and the two models alternated, greedy tokens from ``og.Model(folder)`` on
   CUDA, the first step's logits, the device memory the model takes (``cudaMemGetInfo``, as
-  ``check`` reads it), and, with ORT's verbose log, which execution provider ORT placed the
-  ICL nodes on. Writes
+  ``check`` reads it), and, from ORT's profile (as ``check`` reads it), the execution provider
+  each ICL node ran on. Writes
   ``gpu_h200_genai.md`` and ``.json``; exit status 1 where tokens differ or an ICL node is
   not on CUDA.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -75,12 +74,13 @@ def prepare(out_dir: Path, names: list[str]) -> None:
         print(f"built {out_dir / name}")
 
 
-def generate(folder: str, verbose: bool, cpu: bool, exact_arena: bool = False) -> dict:
+def generate(folder: str, profile: str | None, cpu: bool, exact_arena: bool = False) -> dict:
     """Greedy tokens, first-step logits and the process's GPU memory (in this process).
 
     Args:
         folder: the GenAI folder.
-        verbose: ORT's verbose log on stderr (it names the provider of every node).
+        profile: ORT profiles the decoder's session into a JSON file named from this prefix,
+            written when the model is released.
         cpu: the folder's providers cleared (GenAI's CPU), for a dry run without a GPU.
         exact_arena: the CUDA provider's arena grows by what is asked
             (``arena_extend_strategy=kSameAsRequested``), not in powers of two.
@@ -97,8 +97,8 @@ def generate(folder: str, verbose: bool, cpu: bool, exact_arena: bool = False) -
     if cpu:
         config.clear_providers()
     options: dict = {}
-    if verbose:
-        options["log_severity_level"] = 0
+    if profile:
+        options["enable_profiling"] = profile
     if exact_arena:
         decoder = json.loads((Path(folder) / "genai_config.json").read_text())["model"]["decoder"]
         providers = decoder["session_options"]["provider_options"]
@@ -110,7 +110,7 @@ def generate(folder: str, verbose: bool, cpu: bool, exact_arena: bool = False) -
         config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
     model = og.Model(config)
     loaded = probe.used() if probe else None
-    return {
+    result = {
         **greedy(model, PROMPT, NEW_TOKENS, with_logits=True),
         "gpu_mib": {
             "model": _mib(before, loaded),
@@ -118,6 +118,8 @@ def generate(folder: str, verbose: bool, cpu: bool, exact_arena: bool = False) -
             "source": probe.source if probe else "none",
         },
     }
+    del model  # ends the session, which writes the profile
+    return result
 
 
 def _mib(before: int | None, after: int | None) -> float | None:
@@ -125,15 +127,10 @@ def _mib(before: int | None, after: int | None) -> float | None:
     return None if before is None or after is None else round((after - before) / 2**20, 1)
 
 
-def child(
-    folder: Path, cpu: bool, verbose: bool = False, exact_arena: bool = False
-) -> tuple[dict, str]:
-    """:func:`generate` in a fresh process; returns its JSON and its stderr."""
-    flags = [
-        f
-        for f, on in (("--verbose", verbose), ("--cpu", cpu), ("--exact-arena", exact_arena))
-        if on
-    ]
+def child(folder: Path, cpu: bool, profile: str | None = None, exact_arena: bool = False) -> dict:
+    """:func:`generate` in a fresh process; returns its JSON."""
+    flags = [f for f, on in (("--cpu", cpu), ("--exact-arena", exact_arena)) if on]
+    flags += ["--profile", profile] if profile else []
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.gpu_genai", "_generate", str(folder), *flags],
         capture_output=True, text=True, timeout=600,
@@ -141,41 +138,22 @@ def child(
     if proc.returncode != 0:
         raise RuntimeError(f"generation from {folder} exited {proc.returncode}:\n"
                            f"{(proc.stdout + proc.stderr)[-3000:]}")  # fmt: skip
-    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-#: ORT's verbose log: "All nodes placed on [CPUExecutionProvider]. Number of nodes: 41", or per
-#: provider "Node(s) placed on [CUDAExecutionProvider]. Number of nodes: 12" then one line per
-#: node, "  IclMatMul (/lm_head/MatMul)".
-_ALL = re.compile(r"All nodes placed on \[(\w+)\]")
-_PLACED = re.compile(r"Node\(s\) placed on \[(\w+)\]")
-_NODE = re.compile(r"^\s+(Icl\w+) \(")
+def icl_providers(folder: Path, cpu: bool) -> dict[str, list[str]]:
+    """ICL op types per execution provider that ran them, from a profiled run of ``folder``."""
+    from icl_onnx.check.profile import ICL_OPS, node_providers
 
-
-def icl_ops(model: Path) -> list[str]:
-    """The ICL op types of a model's main graph, one entry per node."""
-    import onnx
-
-    graph = onnx.load(str(model), load_external_data=False).graph
-    return [n.op_type for n in graph.node if n.domain == "ai.icl"]
-
-
-def icl_placements(log: str, ops: list[str]) -> dict[str, list[str]]:
-    """ICL op types per execution provider, from ORT's verbose log (``ops``: the model's)."""
-    placed: dict[str, list[str]] = {}
-    provider = None
-    for line in log.splitlines():
-        message = line.split("] ", 1)[-1] if "] " in line else line
-        if found := _ALL.search(line):
-            placed[found.group(1)] = list(ops)
-            continue
-        if found := _PLACED.search(line):
-            provider = found.group(1)
-            continue
-        node = _NODE.match(message)
-        if provider and node:
-            placed.setdefault(provider, []).append(node.group(1))
-    return placed
+    with tempfile.TemporaryDirectory() as tmp:
+        child(folder, cpu, profile=str(Path(tmp) / "profile"))
+        (path,) = Path(tmp).glob("profile*.json")
+        nodes, _ = node_providers(path)
+    ran: dict[str, list[str]] = {}
+    for op, provider in nodes.values():
+        if op in ICL_OPS:
+            ran.setdefault(provider, []).append(op)
+    return ran
 
 
 def exact_arena_mib(src: Path, dst: Path) -> dict[str, float | str | None]:
@@ -187,7 +165,7 @@ def exact_arena_mib(src: Path, dst: Path) -> dict[str, float | str | None]:
     taken: dict[str, float | str | None] = {}
     for label, folder in (("original", src), ("optimized", dst)):
         try:
-            taken[label] = child(folder, False, exact_arena=True)[0]["gpu_mib"]["model"]
+            taken[label] = child(folder, False, exact_arena=True)["gpu_mib"]["model"]
         except RuntimeError as error:
             taken[label] = f"failed: {str(error).splitlines()[-1][:200]}"
     return taken
@@ -212,10 +190,9 @@ def run_folders(folders: list[Path], out: Path, cpu: bool = False) -> int:
         runs: dict[str, list[dict]] = {"original": [], "optimized": []}
         for _ in range(ROUNDS):  # alternated, each run a fresh process
             for label, folder in (("original", src), ("optimized", dst)):
-                runs[label].append(child(folder, cpu)[0])
+                runs[label].append(child(folder, cpu))
         exact = {} if cpu else exact_arena_mib(src, dst)
-        _, log = child(dst, cpu, verbose=True)
-        placed = icl_placements(log, icl_ops(dst / "model.onnx"))
+        placed = icl_providers(dst, cpu)
         orig, opt = runs["original"][0], runs["optimized"][0]
         same = all(r["tokens"] == orig["tokens"] for r in runs["original"] + runs["optimized"])
         logit_diff = max(abs(a - b) for a, b in zip(orig["logits"], opt["logits"], strict=True))
@@ -265,8 +242,8 @@ def write_report(rows: list[dict], out: Path, cpu: bool) -> None:
         "(the primary context made); a list holds one value per round. With ORT's default "
         "arena, which grows in powers of two, a reading moves with the order of allocations; "
         "`exact arena`: one more run of each with the CUDA provider's "
-        "`arena_extend_strategy=kSameAsRequested`. ICL nodes by provider: from ORT's verbose "
-        "log (`Node(s) placed on`).",
+        "`arena_extend_strategy=kSameAsRequested`. ICL nodes by provider: from ORT's "
+        "profile (the provider each ICL node ran on).",
         "",
         "| folder | tokens equal | max abs logit diff (first step) | GPU MiB after og.Model, "
         "original / optimized | after generating | exact arena, after og.Model | "
@@ -319,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--cpu", action="store_true", help="dry run on GenAI's CPU (no GPU here)")
     g = sub.add_parser("_generate", help=argparse.SUPPRESS)
     g.add_argument("folder")
-    g.add_argument("--verbose", action="store_true")
+    g.add_argument("--profile")
     g.add_argument("--cpu", action="store_true")
     g.add_argument("--exact-arena", action="store_true")
     args = parser.parse_args(argv)
@@ -327,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare(args.out_dir, args.names)
         return 0
     if args.command == "_generate":
-        print(json.dumps(generate(args.folder, args.verbose, args.cpu, args.exact_arena)))
+        print(json.dumps(generate(args.folder, args.profile, args.cpu, args.exact_arena)))
         return 0
     return run_folders(args.folders, args.out, args.cpu)
 
