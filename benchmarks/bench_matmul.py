@@ -432,11 +432,7 @@ def worker(args: argparse.Namespace) -> int:
     were wider (median width 0.16 and 0.11 against 0.11 and 0.09), more cells read
     within noise.
     """
-    import onnxruntime as ort
-
-    capped = os.environ.get(CAPPED_ENV)
-    if capped and not Path(ort.__file__).is_relative_to(capped):
-        raise SystemExit(f"expected the capped onnxruntime in {capped}, imported {ort.__file__}")
+    check_capped_ort()
     shapes = [(k, n, threads) for k, n in args.kn for threads in args.threads]
     placed: dict[tuple[int, int, int], list[dict]] = {shape: [] for shape in shapes}
     cells = []
@@ -449,7 +445,7 @@ def worker(args: argparse.Namespace) -> int:
             else:
                 cells += shape_cells(args, args.worker, threads, k, n, placed.pop((k, n, threads)))
     for cell in cells:
-        cell.ort_kernels = "avx2" if capped else "native"
+        cell.ort_kernels = "avx2" if os.environ.get(CAPPED_ENV) else "native"
     args.worker_output.write_text(json.dumps([asdict(c) for c in cells]))
     return 0
 
@@ -898,6 +894,37 @@ def main() -> int:
     return 0
 
 
+def check_capped_ort() -> None:
+    """Exits unless a worker told to use the capped ORT (isa_environment) imported that copy."""
+    import onnxruntime as ort
+
+    capped = os.environ.get(CAPPED_ENV)
+    if capped and not Path(ort.__file__).is_relative_to(capped):
+        raise SystemExit(f"expected the capped onnxruntime in {capped}, imported {ort.__file__}")
+
+
+def isa_environment(isa: str, capped_bar: bool) -> dict[str, str]:
+    """The environment of a worker process for `isa`: the library capped with ICL_CPU_ISA for
+    avx2, and there (with `capped_bar`) ORT's copy whose MLAS is capped to AVX2 first on the path.
+    """
+    env = dict(os.environ)
+    env.pop("ICL_CPU_ISA", None)
+    env.pop(CAPPED_ENV, None)
+    if isa != "avx2":
+        return env
+    env["ICL_CPU_ISA"] = "avx2"
+    if capped_bar:
+        capped = mlas_avx2.capped_onnxruntime()
+        if capped.path is None:
+            print(f"avx2 bar: {capped.reason}; MLAS's own kernels", file=sys.stderr)
+        else:
+            env[CAPPED_ENV] = str(capped.path)
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(capped.path)] + env.get("PYTHONPATH", "").split(os.pathsep)
+            ).rstrip(os.pathsep)
+    return env
+
+
 def measure(args: argparse.Namespace) -> dict:
     """Runs one worker process per ISA; returns the record the JSON file holds."""
     load_before = os.getloadavg()[0]
@@ -905,20 +932,7 @@ def measure(args: argparse.Namespace) -> dict:
     cells: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for isa in args.isa:
-            env = dict(os.environ)
-            env.pop("ICL_CPU_ISA", None)
-            env.pop(CAPPED_ENV, None)
-            if isa == "avx2":
-                env["ICL_CPU_ISA"] = "avx2"
-                if args.avx2_bar == "capped":
-                    capped = mlas_avx2.capped_onnxruntime()
-                    if capped.path is None:
-                        print(f"avx2 bar: {capped.reason}; MLAS's own kernels", file=sys.stderr)
-                    else:
-                        env[CAPPED_ENV] = str(capped.path)
-                        env["PYTHONPATH"] = os.pathsep.join(
-                            [str(capped.path)] + env.get("PYTHONPATH", "").split(os.pathsep)
-                        ).rstrip(os.pathsep)
+            env = isa_environment(isa, capped_bar=args.avx2_bar == "capped")
             out = Path(tmp) / f"{isa}.json"
             command = harness.child_command(
                 "benchmarks.bench_matmul", *sys.argv[1:], "--worker", isa, "--worker-output", out

@@ -163,6 +163,17 @@ class MatMulInput {
     return ReadViewAttrs(info, std::string(kOp) + backend.label, out.attrs_);
   }
 
+  // W's data and size in bytes where W is a constant initializer of a W type; else null, 0.
+  std::pair<const void*, size_t> ConstantW() const {
+    ElemType type;
+    int64_t count = 0, bytes = 0;
+    if (!constant_w_.present || !ToElemType(constant_w_.onnx_type, type) ||
+        !ElementCount(constant_w_.shape, count) || !CheckedMul(count, SizeOf(type), bytes)) {
+      return {nullptr, 0};
+    }
+    return {constant_w_data_, static_cast<size_t>(bytes)};
+  }
+
   // Reads and checks one call's inputs and allocates Y; an error status names what is wrong.
   Ort::Status Read(OrtKernelContext* context, MatMulCall& call) const {
     Ort::KernelContext ctx(context);

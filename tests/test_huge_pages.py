@@ -1,0 +1,163 @@
+"""IclMatMul's CPU kernel backs a constant W with transparent huge pages (cpu/huge_pages.h).
+
+Each case runs in a child process, so that the process's huge-page count moves only with the
+session it creates: AnonHugePages (smaps_rollup) before and after creating the session, then one
+run against numpy (the collapse copies W's pages; the values must not change).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import mmap
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+MIB = 1 << 20
+_THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import onnx
+    from onnx import helper as h, numpy_helper as nh
+    from icl_onnx import create_session
+
+    dtype = np.dtype(sys.argv[1])
+    n, k = int(sys.argv[2]), int(sys.argv[3])
+    rng = np.random.default_rng(1)
+    elem = onnx.helper.np_dtype_to_tensor_dtype(dtype)
+    w0 = np.random.default_rng(0).standard_normal((n, k)).astype(dtype)
+    graph = h.make_graph(
+        [h.make_node("IclMatMul", ["A", "W"], ["Y"], domain="ai.icl", transpose=1)],
+        "g",
+        [h.make_tensor_value_info("A", elem, ["M", k])],
+        [h.make_tensor_value_info("Y", elem, ["M", n])],
+        initializer=[nh.from_array(w0, "W")],
+    )
+    model = h.make_model(
+        graph, opset_imports=[h.make_opsetid("", 18), h.make_opsetid("ai.icl", 1)], ir_version=10
+    ).SerializeToString()
+    del graph, w0  # numpy asks for huge pages for its own large arrays: none stays alive
+
+    def huge_kib():
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("AnonHugePages:"):
+                    return int(line.split()[1])
+        return 0
+
+    before = huge_kib()
+    session = create_session(model)
+    after = huge_kib()
+    # W drawn again only now, after the count.
+    w = np.random.default_rng(0).standard_normal((n, k)).astype(dtype)
+    a = rng.standard_normal((3, k)).astype(dtype)
+    y = session.run(None, {"A": a})[0]
+    ref = (a.astype(np.float32) @ w.astype(np.float32).T)
+    tol = 1e-4 if dtype == np.float32 else 3e-2
+    err = float(np.max(np.abs(y.astype(np.float32) - ref)) / np.max(np.abs(ref)))
+    print(json.dumps({"added_kib": after - before, "rel_err": err, "tol": tol}))
+    """
+)
+
+
+def _collapse_supported() -> bool:
+    """Whether this kernel collapses an anonymous mapping into huge pages (MADV_COLLAPSE)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    size = 6 * MIB  # holds at least one aligned 2 MiB block
+    region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buffer = (ctypes.c_char * size).from_buffer(region)
+    try:
+        for offset in range(0, size, mmap.PAGESIZE):
+            region[offset] = 1
+        start = ctypes.addressof(buffer)
+        first = (start + 2 * MIB - 1) & ~(2 * MIB - 1)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        return libc.madvise(first, 2 * MIB, 25) == 0  # MADV_COLLAPSE
+    finally:
+        del buffer
+        region.close()
+
+
+def _thp_mode() -> str:
+    """The bracketed word of /sys/.../transparent_hugepage/enabled ("" if unreadable)."""
+    try:
+        text = _THP_ENABLED.read_text()
+    except OSError:
+        return ""
+    return text[text.find("[") + 1 : text.find("]")] if "[" in text else ""
+
+
+def _run_child(dtype: str, n: int, k: int, disable: bool) -> dict:
+    env = dict(os.environ)
+    env.pop("ICL_ONNX_HUGE_PAGES", None)
+    if disable:
+        env["ICL_ONNX_HUGE_PAGES"] = "0"
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, dtype, str(n), str(k)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+needs_collapse = pytest.mark.skipif(
+    not _collapse_supported(), reason="this kernel does not collapse to huge pages (MADV_COLLAPSE)"
+)
+
+# W of 12 MiB in both types: at least 4 aligned 2 MiB blocks lie wholly inside it wherever it lands.
+CASES = [("float32", 3072, 1024), ("float16", 3072, 2048)]
+
+
+@needs_collapse
+@pytest.mark.parametrize(("dtype", "n", "k"), CASES)
+def test_constant_w_is_collapsed_and_values_unchanged(dtype: str, n: int, k: int) -> None:
+    result = _run_child(dtype, n, k, disable=False)
+    assert result["added_kib"] >= 8 * 1024, result
+    assert result["rel_err"] <= result["tol"], result
+
+
+@needs_collapse
+@pytest.mark.skipif(
+    _thp_mode() == "always", reason="with THP 'always', ORT's own buffers get huge pages too"
+)
+def test_opt_out_leaves_pages_alone() -> None:
+    result = _run_child("float32", 3072, 1024, disable=True)
+    assert result["added_kib"] < 2 * 1024, result
+    assert result["rel_err"] <= result["tol"], result
+
+
+@needs_collapse
+def test_bench_huge_pages_cell(tmp_path: Path) -> None:
+    """One cell of benchmarks/bench_huge_pages.py in its own process: the collapsed session's W
+    is in huge pages and every ratio is a timing."""
+    out = tmp_path / "cell.json"
+    command = [
+        sys.executable, "-m", "benchmarks.bench_huge_pages", "--worker", "avx512",
+        "--cell", "256,8192,2,plain,1", "--worker-output", str(out),
+        "--cell-seconds", "0.05", "--min-runs", "3", "--max-runs", "5",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "ICL_ONNX_HUGE_PAGES"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[1]
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    cell = json.loads(out.read_text())
+    assert (cell["k"], cell["n"], cell["m"], cell["view"]) == (256, 8192, 2, "plain")
+    assert 4 <= cell["icl_collapsed_mib"] <= cell["w_mib"]
+    for key in ("small_over_ort", "huge_over_ort", "huge_over_small", "all_huge_over_ort"):
+        median, p10, p90 = cell[key]
+        assert 0 < p10 <= median <= p90, (key, cell[key])
+    assert cell["rounds"][0] >= 3
