@@ -146,9 +146,8 @@ def markdown(record: dict) -> list[str]:
         "",
         f"`python -m benchmarks.bench_huge_pages {record['command']}`, {when:%Y-%m-%d %H:%M} UTC.",
         "",
-        f"- CPU: {record['cpu']}; onnxruntime {record['machine'].get('onnxruntime')}; "
-        f"1-minute load average before / after: {record['load_average'][0]:.2f} / "
-        f"{record['load_average'][1]:.2f}.",
+        f"- {harness.describe(record['machine'])} 1-minute load average before / after: "
+        f"{record['load_average'][0]:.2f} / {record['load_average'][1]:.2f}.",
         "- Per cell, in one process, alternated round by round in a random order: ORT's MatMul "
         "on W^T (prepacked), IclMatMul created with `ICL_ONNX_HUGE_PAGES=0` (W in 4 KiB pages) "
         "and IclMatMul created by default (W collapsed into 2 MiB pages), each on its own copy "
@@ -207,6 +206,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--worker", choices=ISAS, help=argparse.SUPPRESS)
     parser.add_argument("--worker-output", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--cell", help=argparse.SUPPRESS)
+    parser.add_argument("--replot", type=Path, help="rewrite --output from this JSON record")
     return parser.parse_args()
 
 
@@ -214,10 +214,16 @@ def main() -> int:
     args = parse_args()
     if args.worker:
         return worker(args)
+    if args.replot:
+        lines = markdown(json.loads(args.replot.read_text()))
+        harness.write_markdown(args.output, lines)
+        print("\n".join(lines))
+        return 0
     if not sys.platform.startswith("linux"):
         raise SystemExit("bench_huge_pages: Linux only (MADV_COLLAPSE, /proc/self/smaps_rollup)")
     load_before = os.getloadavg()[0]
     when = datetime.datetime.now(datetime.UTC)
+    machine = harness.metadata()
     cells: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "cell.json"
@@ -248,7 +254,7 @@ def main() -> int:
         "command": shlex.join(sys.argv[1:]),
         "measured": when.isoformat(),
         "cpu": cpu_name(),
-        "machine": harness.metadata(),
+        "machine": machine,
         "load_average": [load_before, os.getloadavg()[0]],
         "cells": cells,
     }

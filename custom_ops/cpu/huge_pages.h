@@ -21,7 +21,8 @@ namespace icl::cpu {
 // resident size stays the same (W's pages are all present). The content never changes, so
 // this cannot fail a call: a refusal (no MADV_COLLAPSE, no free huge page, a file mapping the
 // kernel will not collapse) leaves W as it was. It costs a copy of W once, at session
-// creation.
+// creation. A W that ORT maps from an external data file is page cache, which Linux collapses
+// only when built with CONFIG_READ_ONLY_THP_FOR_FS.
 bool CollapseToHugePages(const void* data, size_t bytes);
 
 }  // namespace icl::cpu
