@@ -40,7 +40,7 @@ CMAKE := $(firstword $(wildcard $(VENV)/bin/cmake) cmake)
 SANITIZE_BUILD := build/sanitize
 SANITIZE_TESTS := tests/test_ops_cpu.py tests/test_low_rank_ops.py \
 	tests/test_gather_block_quantized.py tests/test_untrusted_ops.py tests/test_variant_rows_op.py \
-	$(wildcard tests/test_fuzz_ops.py)
+	tests/test_huge_pages.py $(wildcard tests/test_fuzz_ops.py)
 # The tests run once with the kernels the CPU picks (ICL_CPU_ISA=native is no cap) and once
 # capped to the AVX2 ones, which an AVX-512 machine would otherwise never run.
 SANITIZE_ISAS := native avx2

@@ -1,16 +1,17 @@
 """IclMatMul with W in transparent huge pages against W in 4 KiB pages (cpu/huge_pages.h).
 
-The CPU kernel asks Linux to collapse a constant W into 2 MiB pages when ORT creates it
-(``ICL_ONNX_HUGE_PAGES=0`` turns that off). Per cell, in one process, three sessions run
-alternated round by round (``bench_matmul.interleave``): ORT's MatMul with W^T prepacked (the
-bar), IclMatMul created with the collapse off (its W in 4 KiB pages), and IclMatMul created
-with it on; each on its own copy of W. Ratios are per round: ICL over the ORT run of the same
-round, and huge over 4 KiB. Then every anonymous mapping of the process of 4 MiB or more is
-collapsed too, ORT's prepacked buffers with it, and ORT and the collapsed IclMatMul run
-alternated again: what is left of the gain when ORT reads huge pages as well (as on a system
-whose THP setting is ``always``). Each cell runs in a fresh process: memory freed by an
-earlier cell's sessions stays in huge pages, and a later W placed there would not be in 4 KiB
-pages when created with the collapse off::
+The CPU kernel asks Linux to collapse a constant W into 2 MiB pages when ORT creates it (in
+the background by default; ``ICL_ONNX_HUGE_PAGES=sync`` during creation, ``0`` never). Per
+cell, in one process, three sessions run alternated round by round
+(``bench_matmul.interleave``): ORT's MatMul with W^T prepacked (the bar), IclMatMul created
+with the collapse off (its W in 4 KiB pages), and IclMatMul created with ``sync`` (W collapsed
+when its creation returns); each on its own copy of W. Ratios are per round: ICL over the ORT
+run of the same round, and huge over 4 KiB. Then every anonymous mapping of the process of
+4 MiB or more is collapsed too, ORT's prepacked buffers with it, and ORT and the collapsed
+IclMatMul run alternated again: what is left of the gain when ORT reads huge pages as well
+(as on a system whose THP setting is ``always``). Each cell runs in a fresh process: memory
+freed by an earlier cell's sessions stays in huge pages, and a later W placed there would not
+be in 4 KiB pages when created with the collapse off::
 
     python -m benchmarks.bench_huge_pages --output benchmarks/results/huge_pages.md
 """
@@ -45,7 +46,7 @@ from benchmarks.bench_matmul import (
 )
 
 MADV_COLLAPSE = 25
-OFF_ENV = "ICL_ONNX_HUGE_PAGES"
+MODE_ENV = "ICL_ONNX_HUGE_PAGES"
 
 
 def anon_huge_mib() -> float:
@@ -77,16 +78,16 @@ def summary(ratios: np.ndarray) -> list[float]:
 
 
 def icl_session(model: bytes, threads: int, huge: bool):
-    """An IclMatMul session (its own copy of W), created with the collapse on or off."""
-    before = os.environ.pop(OFF_ENV, None)
-    if not huge:
-        os.environ[OFF_ENV] = "0"
+    """An IclMatMul session (its own copy of W), W collapsed during its creation (``sync``, so
+    that no run meets the collapse in progress) or not at all (``0``)."""
+    before = os.environ.pop(MODE_ENV, None)
+    os.environ[MODE_ENV] = "sync" if huge else "0"
     try:
         return session(model, threads)
     finally:
-        os.environ.pop(OFF_ENV, None)
+        os.environ.pop(MODE_ENV, None)
         if before is not None:
-            os.environ[OFF_ENV] = before
+            os.environ[MODE_ENV] = before
 
 
 def measure_cell(args: argparse.Namespace, k: int, n: int, m: int, view: str, threads: int):
@@ -150,7 +151,8 @@ def markdown(record: dict) -> list[str]:
         f"{record['load_average'][0]:.2f} / {record['load_average'][1]:.2f}.",
         "- Per cell, in one process, alternated round by round in a random order: ORT's MatMul "
         "on W^T (prepacked), IclMatMul created with `ICL_ONNX_HUGE_PAGES=0` (W in 4 KiB pages) "
-        "and IclMatMul created by default (W collapsed into 2 MiB pages), each on its own copy "
+        "and IclMatMul created with `ICL_ONNX_HUGE_PAGES=sync` (W collapsed into 2 MiB pages "
+        "when its creation returns), each on its own copy "
         "of W. Ratios per round, median (p10-p90): **4k/ORT** and **huge/ORT** (ICL time over "
         "the ORT run of the same round), **huge/4k**. Then every anonymous mapping of 4 MiB or "
         "more in the process was collapsed too (ORT's prepacked buffer with it) and the "

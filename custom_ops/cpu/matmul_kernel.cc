@@ -6,7 +6,6 @@
 
 #include "cpu/backend.h"
 #include "cpu/convert.h"
-#include "cpu/huge_pages.h"
 #include "cpu/matmul.h"
 #include "cpu/parallel.h"
 
@@ -37,9 +36,9 @@ Ort::Status MatMulKernel::Create(const OrtKernelInfo* info, std::unique_ptr<MatM
   if (Ort::Status status = MatMulInput::Create(info, kBackend, input); !status.IsOK()) {
     return status;
   }
-  // W is read in place on every call: huge pages spare those reads most TLB misses.
-  if (const auto [w, bytes] = input.ConstantW(); w != nullptr) CollapseToHugePages(w, bytes);
   out.reset(new MatMulKernel(input));
+  // W is read in place on every call: huge pages spare those reads most TLB misses.
+  if (const auto [w, bytes] = input.ConstantW(); w != nullptr) out->huge_pages_.Request(w, bytes);
   return Ort::Status{nullptr};
 }
 

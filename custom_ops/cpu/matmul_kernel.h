@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "common/matmul_input.h"
+#include "cpu/huge_pages.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace icl::cpu {
@@ -22,6 +23,7 @@ class MatMulKernel {
   explicit MatMulKernel(const MatMulInput& input) : input_(input) {}
 
   MatMulInput input_;
+  HugePages huge_pages_;  // W collapsed into huge pages (a constant W), cancelled with the kernel
 };
 
 }  // namespace icl::cpu
