@@ -10,6 +10,7 @@ closes, so the parent can read the PSS of several live workers side by side.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -20,14 +21,26 @@ import onnxruntime as ort
 import icl_onnx
 from icl_onnx._proc import memory_status
 
+HUGE_PAGES_ENV = "ICL_ONNX_HUGE_PAGES"
+
 
 def open_session(spec: dict[str, Any], threads: int) -> ort.InferenceSession:
     """Opens a CPU session as ``spec`` says.
 
     Keys: ``model``, ``shared`` (icl-onnx's option), ``prepacking`` and ``constant_folding``
     (plain ORT switches, for the zero-tool workaround), ``spinning`` (False: idle intra-op
-    workers park at once, so sessions run in turn do not slow each other).
+    workers park at once, so sessions run in turn do not slow each other), ``huge_pages``
+    (``ICL_ONNX_HUGE_PAGES`` while the session is created).
     """
+    if "huge_pages" in spec:
+        previous = os.environ.get(HUGE_PAGES_ENV)
+        os.environ[HUGE_PAGES_ENV] = spec["huge_pages"]
+        try:
+            return open_session({k: v for k, v in spec.items() if k != "huge_pages"}, threads)
+        finally:
+            os.environ.pop(HUGE_PAGES_ENV, None)
+            if previous is not None:
+                os.environ[HUGE_PAGES_ENV] = previous
     options = icl_onnx.session_options(share_across_processes=spec.get("shared", False))
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
