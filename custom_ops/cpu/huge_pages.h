@@ -4,8 +4,9 @@
 // 4 KiB page ends every 1024 floats, while MLAS reads its own packed copy. With 4 KiB pages each
 // new page costs a TLB miss, and under a hypervisor a miss walks two page tables. Measured here
 // (Zen 4 guest, one thread, alternated in one process, W collapsed / W in 4 KiB pages):
-// K=768, N=32000, M=1, transposed 0.68; plain 768 x 32000, M=16, 0.85 (AVX2) and 0.87
-// (AVX-512); M=256, 768 x 3072, 0.98-0.99 (benchmarks/results/huge_pages.md).
+// K=768, N=32000, M=1, transposed 0.68-0.87 in different runs; plain 768 x 32000, M=16, 0.85
+// (AVX2) and 0.87 (AVX-512); M=256, 768 x 3072, 0.98-0.99 (benchmarks/results/huge_pages.md).
+// End to end (a 2-layer tied Llama stored inline) a few percent at most (huge_pages_e2e.md).
 //
 // Linux (6.1 and later) collapses a range into huge pages on request (MADV_COLLAPSE): only the
 // 2 MiB-aligned blocks wholly inside W, so no memory outside W changes and the resident size
