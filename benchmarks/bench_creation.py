@@ -146,10 +146,7 @@ def main() -> int:
         "rounds": args.rounds,
         "times_ms": times,
     }
-    harness.write_json(args.output.with_suffix(".json"), record)
-    lines = markdown(record)
-    harness.write_markdown(args.output, lines)
-    print("\n".join(lines))
+    harness.write_record(args.output, record, markdown)
     return 0
 
 

@@ -260,10 +260,7 @@ def main() -> int:
         "load_average": [load_before, os.getloadavg()[0]],
         "cells": cells,
     }
-    harness.write_json(args.output.with_suffix(".json"), record)
-    lines = markdown(record)
-    harness.write_markdown(args.output, lines)
-    print("\n".join(lines))
+    harness.write_record(args.output, record, markdown)
     return 0
 
 

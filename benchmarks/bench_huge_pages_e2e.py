@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -117,16 +118,13 @@ def main() -> int:
                 latency = measure(name, threads, args, files, Path(tmp))
                 results.append({"model": name, "threads": threads, "latency": latency})
     record = {
-        "command": " ".join(sys.argv[1:]),
+        "command": shlex.join(sys.argv[1:]),
         "measured": when.isoformat(),
         "machine": machine,
         "runs": args.runs,
         "results": results,
     }
-    harness.write_json(args.output.with_suffix(".json"), record)
-    lines = markdown(record)
-    harness.write_markdown(args.output, lines)
-    print("\n".join(lines))
+    harness.write_record(args.output, record, markdown)
     return 0
 
 

@@ -23,7 +23,7 @@ import datetime
 import os
 import platform
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +221,15 @@ def write_json(path: Path, data: Any, indent: int = 1) -> None:
 def write_markdown(path: Path, lines: Iterable[str]) -> None:
     """Writes the markdown ``lines`` (one trailing newline), atomically."""
     _write_atomic(path, "\n".join(lines) + "\n")
+
+
+def write_record(output: Path, record: Any, markdown: Callable[[Any], list[str]]) -> None:
+    """Writes ``record`` as ``output``'s JSON sibling and ``markdown(record)`` as ``output``,
+    both atomically, and prints the markdown."""
+    write_json(Path(output).with_suffix(".json"), record)
+    lines = markdown(record)
+    write_markdown(output, lines)
+    print("\n".join(lines))
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: str = "") -> list[str]:
