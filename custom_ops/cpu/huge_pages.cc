@@ -67,6 +67,7 @@ class Collapser {
     return *collapser;
   }
 
+  // The request's ticket; throws where the thread cannot be started or the queue not grow.
   uint64_t Submit(Blocks blocks) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!started_) {
@@ -159,8 +160,14 @@ void HugePages::Request(const void* data, size_t bytes) {
     case Mode::kBackground:
       if (forked_child.load()) {
         Collapse(blocks);
-      } else {
+        return;
+      }
+      // Huge pages are an optimisation: a thread or memory that cannot be had leaves W as it
+      // is rather than failing the session.
+      try {
         ticket_ = Collapser::Get().Submit(blocks);
+      } catch (...) {
+        ticket_ = 0;
       }
       return;
   }
