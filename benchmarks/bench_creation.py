@@ -3,9 +3,9 @@ collapsed into huge pages (cpu/huge_pages.h) in the background by default, durin
 with ``ICL_ONNX_HUGE_PAGES=sync``, and not at all with ``0``.
 
 Each creation runs in a fresh process (``icl_onnx.create_session`` on the serialized model, W
-inline, so ORT holds it in its own memory); the three variants alternate in a new random order
-every round, and the table gives the median and the 10th-90th percentiles of each, in ms, and
-every round's difference sync - 0::
+inline, so ORT holds it in its own memory); the four variants alternate in a new random order
+every round. The table gives the median and the 10th-90th percentiles of each, in ms, and for
+the default how long after creation the collapse took; below it, every round's sync - 0::
 
     python -m benchmarks.bench_creation --output benchmarks/results/huge_pages_creation.md
 """
