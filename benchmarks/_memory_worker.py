@@ -10,7 +10,6 @@ closes, so the parent can read the PSS of several live workers side by side.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -19,9 +18,8 @@ import numpy as np
 import onnxruntime as ort
 
 import icl_onnx
+from benchmarks.harness import huge_pages_mode
 from icl_onnx._proc import memory_status
-
-HUGE_PAGES_ENV = "ICL_ONNX_HUGE_PAGES"
 
 
 def open_session(spec: dict[str, Any], threads: int) -> ort.InferenceSession:
@@ -33,14 +31,8 @@ def open_session(spec: dict[str, Any], threads: int) -> ort.InferenceSession:
     (``ICL_ONNX_HUGE_PAGES`` while the session is created).
     """
     if "huge_pages" in spec:
-        previous = os.environ.get(HUGE_PAGES_ENV)
-        os.environ[HUGE_PAGES_ENV] = spec["huge_pages"]
-        try:
+        with huge_pages_mode(spec["huge_pages"]):
             return open_session({k: v for k, v in spec.items() if k != "huge_pages"}, threads)
-        finally:
-            os.environ.pop(HUGE_PAGES_ENV, None)
-            if previous is not None:
-                os.environ[HUGE_PAGES_ENV] = previous
     options = icl_onnx.session_options(share_across_processes=spec.get("shared", False))
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import shlex
 import subprocess
 import sys
@@ -68,9 +67,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict[str, list[float]]:
     for _ in range(args.rounds):
         for name in order.permutation(list(VARIANTS)):
             which, flag = VARIANTS[name]
-            env = {k: v for k, v in os.environ.items() if k != "ICL_ONNX_HUGE_PAGES"}
-            if flag is not None:
-                env["ICL_ONNX_HUGE_PAGES"] = flag
+            env = harness.huge_pages_environment(flag)
             wait = ["--wait"] if which == "icl" and flag is None else []
             command = harness.child_command(
                 "benchmarks.bench_creation", "--child", paths[which], *wait

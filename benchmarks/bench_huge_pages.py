@@ -37,37 +37,38 @@ from benchmarks.bench_matmul import (
     ISAS,
     VIEWS,
     check_capped_ort,
-    cpu_name,
     icl_model,
     interleave,
     isa_environment,
     ort_model,
     session,
 )
+from icl_onnx._proc import proc_bytes
 
 MADV_COLLAPSE = 25
-MODE_ENV = "ICL_ONNX_HUGE_PAGES"
 
 
 def anon_huge_mib() -> float:
     """The process's AnonHugePages, MiB."""
-    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
-        if line.startswith("AnonHugePages:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return proc_bytes("/proc/self/smaps_rollup", ("AnonHugePages",)).get("AnonHugePages", 0) / 2**20
+
+
+def madvise_collapse(address: int, length: int) -> bool:
+    """Whether Linux collapsed [address, address + length) into huge pages (MADV_COLLAPSE)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc.madvise(address, length, MADV_COLLAPSE) == 0
 
 
 def collapse_process() -> int:
     """Asks the kernel to collapse every writable anonymous mapping of 4 MiB or more; MiB asked."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     asked = 0
     for line in Path("/proc/self/maps").read_text().splitlines():
         fields = line.split()
         low, high = (int(x, 16) for x in fields[0].split("-"))
         anonymous = len(fields) < 6 or fields[5] == "[heap]"
         if anonymous and "w" in fields[1] and high - low >= 4 << 20:
-            if libc.madvise(low, high - low, MADV_COLLAPSE) == 0:
+            if madvise_collapse(low, high - low):
                 asked += high - low
     return asked >> 20
 
@@ -80,14 +81,8 @@ def summary(ratios: np.ndarray) -> list[float]:
 def icl_session(model: bytes, threads: int, huge: bool):
     """An IclMatMul session (its own copy of W), W collapsed during its creation (``sync``, so
     that no run meets the collapse in progress) or not at all (``0``)."""
-    before = os.environ.pop(MODE_ENV, None)
-    os.environ[MODE_ENV] = "sync" if huge else "0"
-    try:
+    with harness.huge_pages_mode("sync" if huge else "0"):
         return session(model, threads)
-    finally:
-        os.environ.pop(MODE_ENV, None)
-        if before is not None:
-            os.environ[MODE_ENV] = before
 
 
 def measure_cell(args: argparse.Namespace, k: int, n: int, m: int, view: str, threads: int):
@@ -255,7 +250,6 @@ def main() -> int:
     record = {
         "command": shlex.join(sys.argv[1:]),
         "measured": when.isoformat(),
-        "cpu": cpu_name(),
         "machine": machine,
         "load_average": [load_before, os.getloadavg()[0]],
         "cells": cells,

@@ -19,11 +19,12 @@ child that reads its own memory after importing it is charged well under 1 MB.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,35 @@ def write_json(path: Path, data: Any, indent: int = 1) -> None:
 def write_markdown(path: Path, lines: Iterable[str]) -> None:
     """Writes the markdown ``lines`` (one trailing newline), atomically."""
     _write_atomic(path, "\n".join(lines) + "\n")
+
+
+#: The op library's huge-page switch (docs/operators.md, Kernels): "0", "sync", or unset for the
+#: default (collapsed in the background). The library reads it when ORT creates a kernel.
+HUGE_PAGES_ENV = "ICL_ONNX_HUGE_PAGES"
+
+
+def huge_pages_environment(mode: str | None) -> dict[str, str]:
+    """A copy of this process's environment for a child, with :data:`HUGE_PAGES_ENV` set to
+    ``mode``, or unset for None."""
+    env = {k: v for k, v in os.environ.items() if k != HUGE_PAGES_ENV}
+    if mode is not None:
+        env[HUGE_PAGES_ENV] = mode
+    return env
+
+
+@contextlib.contextmanager
+def huge_pages_mode(mode: str | None) -> Iterator[None]:
+    """:data:`HUGE_PAGES_ENV` set to ``mode`` (unset for None) in this process while the block
+    runs (sessions created there follow it), then restored."""
+    before = os.environ.pop(HUGE_PAGES_ENV, None)
+    if mode is not None:
+        os.environ[HUGE_PAGES_ENV] = mode
+    try:
+        yield
+    finally:
+        os.environ.pop(HUGE_PAGES_ENV, None)
+        if before is not None:
+            os.environ[HUGE_PAGES_ENV] = before
 
 
 def write_record(output: Path, record: Any, markdown: Callable[[Any], list[str]]) -> None:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import ctypes
 import json
 import mmap
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from benchmarks.bench_huge_pages import madvise_collapse
+from benchmarks.harness import huge_pages_environment
 
 MIB = 1 << 20
 _THP_ENABLED = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -31,6 +33,7 @@ _CHILD = textwrap.dedent(
     import onnx
     from onnx import helper as h, numpy_helper as nh
     from icl_onnx import create_session
+    from icl_onnx._proc import proc_bytes
 
     scenario, dtype = sys.argv[1], np.dtype(sys.argv[2])
     n, k = int(sys.argv[3]), int(sys.argv[4])
@@ -50,11 +53,8 @@ _CHILD = textwrap.dedent(
     del graph, w0  # numpy asks for huge pages for its own large arrays: none stays alive
 
     def huge_kib():
-        with open("/proc/self/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("AnonHugePages:"):
-                    return int(line.split()[1])
-        return 0
+        rollup = proc_bytes("/proc/self/smaps_rollup", ("AnonHugePages",))
+        return rollup.get("AnonHugePages", 0) // 1024
 
     def error(session):
         w = np.random.default_rng(0).standard_normal((n, k)).astype(dtype)
@@ -104,9 +104,7 @@ def _collapse_supported() -> bool:
             region[offset] = 1
         start = ctypes.addressof(buffer)
         first = (start + 2 * MIB - 1) & ~(2 * MIB - 1)
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        return libc.madvise(first, 2 * MIB, 25) == 0  # MADV_COLLAPSE
+        return madvise_collapse(first, 2 * MIB)
     finally:
         del buffer
         region.close()
@@ -122,15 +120,11 @@ def _thp_mode() -> str:
 
 
 def _run_child(scenario: str, dtype: str, n: int, k: int, mode: str | None) -> dict:
-    env = dict(os.environ)
-    env.pop("ICL_ONNX_HUGE_PAGES", None)
-    if mode is not None:
-        env["ICL_ONNX_HUGE_PAGES"] = mode
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, scenario, dtype, str(n), str(k)],
         capture_output=True,
         text=True,
-        env=env,
+        env=huge_pages_environment(mode),
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
@@ -189,7 +183,7 @@ def test_bench_huge_pages_cell(tmp_path: Path) -> None:
         "--cell", "256,8192,2,plain,1", "--worker-output", str(out),
         "--cell-seconds", "0.05", "--min-runs", "3", "--max-runs", "5",
     ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k != "ICL_ONNX_HUGE_PAGES"}
+    env = huge_pages_environment(None)
     done = subprocess.run(
         command, capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[1]
     )
