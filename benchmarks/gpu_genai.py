@@ -272,9 +272,8 @@ def write_report(rows: list[dict], out: Path, cpu: bool) -> None:
         med = {k: statistics.median(v) for k, v in r["decode_s"].items()}
         lines.append(f"- {r['folder']}: original {med['original']:.4f} s, optimized "
                      f"{med['optimized']:.4f} s")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_h200_genai.md").write_text("\n".join(lines) + "\n")
-    (out / "gpu_h200_genai.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    harness.write_json(out / "gpu_h200_genai.json", {"meta": meta, "rows": rows})
+    harness.write_markdown(out / "gpu_h200_genai.md", lines)
     print("\n".join(lines))
 
 
