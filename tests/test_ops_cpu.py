@@ -288,6 +288,22 @@ def test_plain_matmul_with_narrow_float32_w_matches_reference(rows):
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("rows", [17, 19, 40])
+def test_plain_matmul_with_the_copy_spread_over_row_tiles_matches_reference(rows):
+    # With AVX2, from 17 rows of A (three row tiles, beyond the blocked walk) the row tiles of
+    # each unit of a panel (a slice of up to 4096 rows of W) copy the next unit between them
+    # (SpreadPanels): K=4200 is slices of 4096 and 104 rows, so the unit prefetched ahead is
+    # sometimes shorter than the one copied; 17, 19 and 40 rows are tiles of 6+6+5, 6+6+4+3 and
+    # six of 6 then 4. W's view is columns 5 to 815 of 900 (rows 3.6 KB apart, neither narrow
+    # nor wide, each row off a vector boundary): four tasks of 13 panels of 16 columns, the
+    # last 11 such panels, one of 8 and a tail of 3. With a bias and a scale.
+    attrs = {"slice_axis": 1, "slice_start": 5, "slice_size": 811, "scale": 0.5}
+    a = random((rows, 4200), FLOAT, seed=rows)
+    w = random((4200, 900), FLOAT, seed=41)
+    bias = random((811,), FLOAT, seed=42)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [7, 8, 9, 24, 25, 70])
 @pytest.mark.parametrize("n", [700, 1100])
 def test_plain_matmul_with_float32_w_of_few_rows_matches_reference(rows, n):

@@ -10,11 +10,12 @@
 //    uses RowDot for every M.
 //  - Plain view: PanelGemm, which multiplies W's column panels in place (where more row tiles
 //    follow, its first row tile copies each slice of the panel for them: CopyingPanel, when
-//    per ISA in the traits), or for one to four rows of A streams W's rows past Y's rows in
-//    axpy form (PanelGemmAxpy); with one or two rows of A and a narrow W (with AVX2 and
-//    AVX-512 up to 64 rows and a narrow float32 W, beyond four only from 1024 rows of W, or
-//    one or two rows and a wide float32 W that streams from memory), the threads split K
-//    instead of N (SplitK).
+//    per ISA in the traits; with AVX2 from three row tiles, the tiles of each slice copy the
+//    next one between them as they compute: SpreadPanels), or for one to four rows of A
+//    streams W's rows past Y's rows in axpy form (PanelGemmAxpy); with one or two rows of A
+//    and a narrow W (with AVX2 and AVX-512 up to 64 rows and a narrow float32 W, beyond four
+//    only from 1024 rows of W, or one or two rows and a wide float32 W that streams from
+//    memory), the threads split K instead of N (SplitK).
 //  - One row of A and a small 16-bit W (either view): one task (OneTask), no second thread.
 // The epilogue (the low-rank term (A @ L) @ R with A @ L computed once per call, bias,
 // conversion of Y to 16 bits) runs on the chunk while it is in cache. With variant_ids the base

@@ -21,6 +21,12 @@ struct PanelCopyAvx512 {
   // the first tile's copy (K=768, N=768 and 3072, M=16-256) was 3-10% slower than in place.
   static constexpr int kCopyShortAfterTiles = 0;
   static constexpr int kCopyShortNarrowAfterTiles = 0;
+  // No kSpreadFromTiles: the copy is never spread over the row tiles (SpreadPanels in
+  // panel_gemm_impl.h). In ORT, one thread, alternated against the first tile's copy (and the
+  // in-place walk at K=768), spread in slices of 256 rows / before, median of 25 runs:
+  // K=3072, N=768 M=32-256 1.02-1.06; K=768, N=3072 M=64-256 1.03-1.04; K=768, N=32000
+  // M=32-256 1.03-1.05; K=N=768 0.99-1.02. In slices of 1024 or 4096 rows (AVX2's choice)
+  // no faster: M=24 1.04-1.12, M=64-256 0.97-1.04 (K=3072, N=768 M=128-256 0.97-1.00).
 };
 
 }  // namespace icl::cpu

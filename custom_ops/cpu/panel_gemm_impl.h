@@ -18,7 +18,10 @@
 //     AxpyForm in panel_gemm.h);
 //     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows and
 //     kWideBlockMaxRows: the panels walked in blocks of K (see BlockedPanels; without
-//     kBlockRows, or 0, never).
+//     kBlockRows, or 0, never);
+//     optionally kSpreadFromTiles and kSpreadRows: from that many row tiles, a float32 W's copy
+//     spread over the tiles, in slices of kSpreadRows rows of W (see SpreadPanels; without
+//     them, never).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
 
@@ -167,6 +170,145 @@ ICL_TARGET void CopyingPanel(const float* a, int64_t lda, int64_t m, int64_t k, 
   }
 }
 
+// The traits' kSpreadFromTiles and kSpreadRows for a W of type TW: a float32 W's where the
+// traits define them, else 0 (never spread; 16-bit W never is).
+template <typename TW, typename S = Simd, typename = void>
+struct Spread {
+  static constexpr int kFromTiles = 0;
+  static constexpr int64_t kRows = 0;
+};
+template <typename TW, typename S>
+struct Spread<TW, S, std::void_t<decltype(S::kSpreadFromTiles)>> {
+  static constexpr int kFromTiles = sizeof(TW) == sizeof(float) ? S::kSpreadFromTiles : 0;
+  static constexpr int64_t kRows = S::kSpreadRows;
+};
+
+// Rows rows of A times k rows of a panel of W already copied (float32, kCols apart), while
+// this tile also copies rows [0, copy_rows) of the panel read next (`src`, ldw apart) into
+// `dst`, one row every k / copy_rows steps of K, and prefetches into L2 the same rows of the
+// one after it (`ahead`, its first ahead_rows rows; null: none). The copy's loads feed only
+// stores, so the FMAs, which read the copy, never wait on them (SpreadPanels).
+template <int Rows, int Lanes, typename TW>
+ICL_TARGET void SpreadTile(const float* a, int64_t lda, int64_t k, const float* w,
+                           const TW* src, int64_t ldw, float* dst, int64_t copy_rows,
+                           const TW* ahead, int64_t ahead_rows, float alpha, float* y,
+                           int64_t ldy, bool first, bool last) {
+  constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
+  constexpr int64_t kPanelBytes = kCols * int64_t{sizeof(TW)};
+  const auto copy_row = [&](int64_t s) ICL_TARGET {
+    for (int l = 0; l < Lanes; ++l) {
+      Simd::Store(dst + s * kCols + l * Simd::kWidth,
+                  Simd::LoadW(src + s * ldw + l * Simd::kWidth));
+    }
+    if (s < ahead_rows) {
+      const char* line = reinterpret_cast<const char*>(ahead + s * ldw);
+      for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 2);
+    }
+  };
+  typename Simd::V acc[Rows][Lanes];
+  for (int r = 0; r < Rows; ++r)
+    for (int l = 0; l < Lanes; ++l)
+      acc[r][l] = first ? Simd::Zero() : Simd::Load(y + r * ldy + l * Simd::kWidth);
+  const int64_t every = copy_rows > 0 ? std::max<int64_t>(1, k / copy_rows) : 0;
+  int64_t copied = 0;
+  int64_t copy_at = copy_rows > 0 ? 0 : k;  // the step of K that copies the next row
+  for (int64_t kk = 0; kk < k; ++kk) {
+    if (kk == copy_at) {
+      copy_row(copied++);
+      copy_at = copied < copy_rows ? copy_at + every : k;
+    }
+    typename Simd::V wv[Lanes];
+    for (int l = 0; l < Lanes; ++l) wv[l] = Simd::Load(w + kk * kCols + l * Simd::kWidth);
+    for (int r = 0; r < Rows; ++r) {
+      const typename Simd::V av = Simd::Broadcast(a[r * lda + kk]);
+      for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(av, wv[l], acc[r][l]);
+    }
+  }
+  while (copied < copy_rows) copy_row(copied++);  // more rows to copy than steps of K
+  for (int r = 0; r < Rows; ++r)
+    for (int l = 0; l < Lanes; ++l)
+      Simd::Store(y + r * ldy + l * Simd::kWidth,
+                  last ? Simd::Scale(acc[r][l], alpha) : acc[r][l]);
+}
+
+// A SpreadTile of `rows` rows, 0 < rows <= Max; the other parameters: as for SpreadTile.
+template <int Max, int Lanes, typename TW>
+ICL_TARGET void SpreadRemainder(int64_t rows, const float* a, int64_t lda, int64_t k,
+                                const float* w, const TW* src, int64_t ldw, float* dst,
+                                int64_t copy_rows, const TW* ahead, int64_t ahead_rows,
+                                float alpha, float* y, int64_t ldy, bool first, bool last) {
+  if constexpr (Max > 0) {
+    if (rows == Max) {
+      return SpreadTile<Max, Lanes>(a, lda, k, w, src, ldw, dst, copy_rows, ahead, ahead_rows,
+                                    alpha, y, ldy, first, last);
+    }
+    SpreadRemainder<Max - 1, Lanes>(rows, a, lda, k, w, src, ldw, dst, copy_rows, ahead,
+                                    ahead_rows, alpha, y, ldy, first, last);
+  }
+}
+
+// Panels of `Lanes` vectors over columns [j, n) in slices of Simd::kSpreadRows rows of W, like
+// the copying walk of Panels, but each unit (a slice of a panel: panel after panel, slice
+// after slice) is copied while the unit before computes: every row tile of that unit copies
+// its share of the rows (SpreadTile), double-buffered, so all tiles read a copy and none waits
+// on W. Only the first unit is copied as it is read, by its first row tile (CopyingPanel's).
+// Where the copying tile of CopyingPanel reads one line of each of 768 rows a page or more
+// apart, the core waits on each (its FMAs need the line; see the profile in
+// panel_gemm_avx2.cc); spread over the tiles, those loads overlap the arithmetic. Needs two
+// row tiles or more (m > Rows). Returns the first column not covered.
+template <int Rows, int Lanes, typename TW>
+ICL_TARGET int64_t SpreadPanels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
+                                int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
+                                int64_t ldy) {
+  constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
+  constexpr int64_t kSlice = Spread<TW>::kRows;
+  const int64_t end = j + (n - j) / kCols * kCols;
+  if (end == j) return j;
+  const int64_t slices = (k + kSlice - 1) / kSlice;
+  const int64_t units = (end - j) / kCols * slices;
+  const auto unit_w = [&](int64_t u) {
+    return w + (u % slices) * kSlice * ldw + j + u / slices * kCols;
+  };
+  const auto unit_rows = [&](int64_t u) { return std::min(kSlice, k - (u % slices) * kSlice); };
+  float* buffers = ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(2 * kSlice * kCols));
+  int64_t tiles = 0;
+  for (int64_t r = 0, t; r < m; r += t, ++tiles) t = TileRows<Rows>(m - r);
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t k0 = (u % slices) * kSlice;
+    const int64_t rows = unit_rows(u);
+    const bool first = k0 == 0, last = k0 + rows >= k;
+    float* y_panel = y + j + u / slices * kCols;
+    float* copy = buffers + (u % 2) * kSlice * kCols;
+    float* next_copy = buffers + (u + 1) % 2 * kSlice * kCols;
+    const TW* next = u + 1 < units ? unit_w(u + 1) : nullptr;
+    const int64_t next_rows = u + 1 < units ? unit_rows(u + 1) : 0;
+    const TW* ahead = u + 2 < units ? unit_w(u + 2) : nullptr;
+    const int64_t ahead_rows = u + 2 < units ? unit_rows(u + 2) : 0;
+    int64_t r = 0, tile = 0;
+    if (u == 0) {
+      r = TileRows<Rows>(m);
+      Remainder<Rows, Lanes, true>(r, a, lda, rows, unit_w(0), ldw,
+                                   static_cast<const TW*>(nullptr), 0, copy, 0, alpha, y_panel,
+                                   ldy, first, last);
+      tile = 1;
+    }
+    // The next unit's rows, in equal shares over this unit's tiles left.
+    const int64_t share = (next_rows + (tiles - tile) - 1) / std::max<int64_t>(1, tiles - tile);
+    for (int64_t s0 = 0, t; r < m; r += t, s0 += share) {
+      t = TileRows<Rows>(m - r);
+      const int64_t s = std::min(next_rows, s0);
+      const int64_t count = std::min(next_rows, s0 + share) - s;
+      SpreadRemainder<Rows, Lanes>(t, a + r * lda + k0, lda, rows, copy,
+                                   next == nullptr ? next : next + s * ldw, ldw,
+                                   next_copy + s * kCols, count,
+                                   ahead == nullptr ? ahead : ahead + s * ldw,
+                                   std::max<int64_t>(0, ahead_rows - s), alpha,
+                                   y_panel + r * ldy, ldy, first, last);
+    }
+  }
+  return end;
+}
+
 // From this many rows of float32 W, a panel read in place no longer stays in cache.
 constexpr int64_t kPackFromRows = 1024;
 
@@ -284,7 +426,8 @@ ICL_TARGET int64_t BlockedPanels(const float* a, int64_t lda, int64_t m, int64_t
 // memory (a copy made ahead of the tiles, in ORT, two threads, ms in place -> copied: float32
 // K=2112, N=768, M=128 8.5 -> 4.2; float16 K=768, N=30000, M=16 12.2 -> 8.3, M=256 84 -> 59).
 // Whether a shorter or narrower W, or fewer rows of A, pay for the copy differs per ISA: the
-// measurements are with the constants in each traits struct.
+// measurements are with the constants in each traits struct. Where the traits spread the copy
+// over the row tiles (Spread), SpreadPanels walks the panels instead.
 template <int Rows, int Lanes, typename TW>
 ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
@@ -294,6 +437,11 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
     if ((m <= Blocking::kMaxRows || (wide && m <= Blocking::kWideMaxRows)) &&
         k > Blocking::kRows) {
       return BlockedPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
+    }
+  }
+  if constexpr (Spread<TW>::kFromTiles > 0) {
+    if (m > (Spread<TW>::kFromTiles - 1) * Rows) {
+      return SpreadPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
     }
   }
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
