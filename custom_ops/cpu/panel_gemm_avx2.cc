@@ -46,9 +46,13 @@ struct Simd {
   // K=768, N=768, copied / in place M=12 1.08, M=16 1.10 (in ORT, one thread, medians).
   static constexpr int kCopyShortNarrowAfterTiles = 4;
   // From three row tiles (beyond the blocked walk: M > 16, or M > 32 for rows 16 KB or more
-  // apart) the copy of a float32 W is spread over all row tiles, each copying a share of the
-  // next panel's rows while it computes on this one's copy (SpreadPanels in
-  // panel_gemm_impl.h), so that no tile waits on W as the copying tile above does. The whole
+  // apart), where the panels are copied (so for a short narrow W only beyond four tiles, as
+  // kCopyShortNarrowAfterTiles says: K=N=768, alternated, two sessions each, spread / in
+  // place, M=20 0.99, M=24 1.08, two threads M=24 1.02; M=32 1.02, M=40-48 0.97-0.99, two
+  // threads M=32-64 0.93-0.97), the copy of a float32 W is spread over all row tiles, each
+  // copying a share of the next panel's rows while it computes on this one's copy
+  // (SpreadPanels in panel_gemm_impl.h), so that no tile waits on W as the copying tile above
+  // does. The whole
   // grid of bench_matmul (3 placements of W, pooled; ORT's MLAS capped to AVX2), against the
   // first tile's copy in the same rounds, spread / before, median of the runs: one thread
   // K=768, N=3072 M=32 0.90, M=64 0.96, M=128 0.95, M=256 0.99; K=3072, N=768 0.94, 0.99,
