@@ -46,13 +46,9 @@ struct Simd {
   // K=768, N=768, copied / in place M=12 1.08, M=16 1.10 (in ORT, one thread, medians).
   static constexpr int kCopyShortNarrowAfterTiles = 4;
   // From three row tiles (beyond the blocked walk: M > 16, or M > 32 for rows 16 KB or more
-  // apart), where the panels are copied (so for a short narrow W only beyond four tiles, as
-  // kCopyShortNarrowAfterTiles says: K=N=768, alternated, two sessions each, spread / in
-  // place, M=20 0.99, M=24 1.08, two threads M=24 1.02; M=32 1.02, M=40-48 0.97-0.99, two
-  // threads M=32-64 0.93-0.97), the copy of a float32 W is spread over all row tiles, each
-  // copying a share of the next panel's rows while it computes on this one's copy
-  // (SpreadPanels in panel_gemm_impl.h), so that no tile waits on W as the copying tile above
-  // does. The whole
+  // apart) the copy of a float32 W is spread over all row tiles, each copying a share of the
+  // next panel's rows while it computes on this one's copy (SpreadPanels in
+  // panel_gemm_impl.h), so that no tile waits on W as the copying tile above does. The whole
   // grid of bench_matmul (3 placements of W, pooled; ORT's MLAS capped to AVX2), against the
   // first tile's copy in the same rounds, spread / before, median of the runs: one thread
   // K=768, N=3072 M=32 0.90, M=64 0.96, M=128 0.95, M=256 0.99; K=3072, N=768 0.94, 0.99,
@@ -60,9 +56,13 @@ struct Simd {
   // threads 0.92-0.99 over the same cells; the cells it does not reach 0.99-1.04 (median
   // 1.01). (Two sessions of one build read 0.94-0.97 against each other in the plain view
   // with one placement each: single-placement A/B runs of this path need swapped roles or
-  // placements.) From two tiles, or before the blocked walk at M=8-16, it was slower (M=8-16
-  // 1.06-2.07), as was the blocked walk with its copy spread so (blocks of 128 rows, M=7-16:
-  // 1.07-1.18 at K=768, N=3072 and 32000, 0.97-1.07 at K=3072, N=768).
+  // placements.) Measured and not kept: spreading only where Panels copies (a short narrow W
+  // read in place up to four tiles, M=24: 1.01-1.04 against spread, and 1.08-1.09 under
+  // SplitK's slices of K=3072, N=768), each copy followed by its steps of K in a loop of their
+  // own (0.98-1.03; both with 3 placements). From two tiles, or before the blocked walk at
+  // M=8-16, it was slower (M=8-16 1.06-2.07), as was the blocked walk with its copy spread so
+  // (blocks of 128 rows, M=7-16: 1.07-1.18 at K=768, N=3072 and 32000, 0.97-1.07 at K=3072,
+  // N=768).
   static constexpr int kSpreadFromTiles = 3;
   // Spread, the slices are of up to 4096 rows (two copies of a 16-column panel: 512 KB, in
   // L2): slices of 768 rows / whole K=3072 (N=768, 3 placements, roles swapped), one thread

@@ -19,9 +19,9 @@
 //     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows and
 //     kWideBlockMaxRows: the panels walked in blocks of K (see BlockedPanels; without
 //     kBlockRows, or 0, never);
-//     optionally kSpreadFromTiles and kSpreadRows: from that many row tiles, a float32 W that
-//     Panels copies has its copy spread over the tiles, in slices of kSpreadRows rows of W
-//     (see SpreadPanels; without them, never).
+//     optionally kSpreadFromTiles and kSpreadRows: from that many row tiles, a float32 W's copy
+//     spread over the tiles, in slices of kSpreadRows rows of W (see SpreadPanels; without
+//     them, never).
 // As for RowDot (row_dot_impl.h), each file's instantiations live in its own namespace.
 #pragma once
 
@@ -188,18 +188,6 @@ struct Spread<TW, S, std::void_t<decltype(S::kSpreadFromTiles)>> {
 // `dst`, one row every k / copy_rows steps of K, and prefetches into L2 the same rows of the
 // one after it (`ahead`, its first ahead_rows rows; null: none). The copy's loads feed only
 // stores, so the FMAs, which read the copy, never wait on them (SpreadPanels).
-template <int Rows, int Lanes>
-ICL_TARGET inline __attribute__((always_inline)) void SpreadStep(
-    const float* a, int64_t lda, int64_t kk, const float* w_row,
-    typename Simd::V (&acc)[Rows][Lanes]) {
-  typename Simd::V wv[Lanes];
-  for (int l = 0; l < Lanes; ++l) wv[l] = Simd::Load(w_row + l * Simd::kWidth);
-  for (int r = 0; r < Rows; ++r) {
-    const typename Simd::V av = Simd::Broadcast(a[r * lda + kk]);
-    for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(av, wv[l], acc[r][l]);
-  }
-}
-
 template <int Rows, int Lanes, typename TW>
 ICL_TARGET void SpreadTile(const float* a, int64_t lda, int64_t k, const float* w,
                            const TW* src, int64_t ldw, float* dst, int64_t copy_rows,
@@ -207,25 +195,36 @@ ICL_TARGET void SpreadTile(const float* a, int64_t lda, int64_t k, const float* 
                            int64_t ldy, bool first, bool last) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   constexpr int64_t kPanelBytes = kCols * int64_t{sizeof(TW)};
+  const auto copy_row = [&](int64_t s) ICL_TARGET {
+    for (int l = 0; l < Lanes; ++l) {
+      Simd::Store(dst + s * kCols + l * Simd::kWidth,
+                  Simd::LoadW(src + s * ldw + l * Simd::kWidth));
+    }
+    if (s < ahead_rows) {
+      const char* line = reinterpret_cast<const char*>(ahead + s * ldw);
+      for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 2);
+    }
+  };
   typename Simd::V acc[Rows][Lanes];
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l)
       acc[r][l] = first ? Simd::Zero() : Simd::Load(y + r * ldy + l * Simd::kWidth);
-  // A row copied, then `every` steps of K (fewer where K ends first), then the steps left.
-  // (Against one loop testing each step for a copy: 0.97-1.00 of the time, K=768, M=32-128.)
   const int64_t every = copy_rows > 0 ? std::max<int64_t>(1, k / copy_rows) : 0;
-  int64_t kk = 0;
-  for (int64_t c = 0; c < copy_rows; ++c, src += ldw, dst += kCols) {
-    for (int l = 0; l < Lanes; ++l)
-      Simd::Store(dst + l * Simd::kWidth, Simd::LoadW(src + l * Simd::kWidth));
-    if (c < ahead_rows) {
-      const char* line = reinterpret_cast<const char*>(ahead + c * ldw);
-      for (int64_t b = 0; b < kPanelBytes; b += 64) __builtin_prefetch(line + b, 0, 2);
+  int64_t copied = 0;
+  int64_t copy_at = copy_rows > 0 ? 0 : k;  // the step of K that copies the next row
+  for (int64_t kk = 0; kk < k; ++kk) {
+    if (kk == copy_at) {
+      copy_row(copied++);
+      copy_at = copied < copy_rows ? copy_at + every : k;
     }
-    for (const int64_t stop = std::min(k, kk + every); kk < stop; ++kk)
-      SpreadStep<Rows, Lanes>(a, lda, kk, w + kk * kCols, acc);
+    typename Simd::V wv[Lanes];
+    for (int l = 0; l < Lanes; ++l) wv[l] = Simd::Load(w + kk * kCols + l * Simd::kWidth);
+    for (int r = 0; r < Rows; ++r) {
+      const typename Simd::V av = Simd::Broadcast(a[r * lda + kk]);
+      for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(av, wv[l], acc[r][l]);
+    }
   }
-  for (; kk < k; ++kk) SpreadStep<Rows, Lanes>(a, lda, kk, w + kk * kCols, acc);
+  while (copied < copy_rows) copy_row(copied++);  // more rows to copy than steps of K
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l)
       Simd::Store(y + r * ldy + l * Simd::kWidth,
@@ -428,8 +427,7 @@ ICL_TARGET int64_t BlockedPanels(const float* a, int64_t lda, int64_t m, int64_t
 // K=2112, N=768, M=128 8.5 -> 4.2; float16 K=768, N=30000, M=16 12.2 -> 8.3, M=256 84 -> 59).
 // Whether a shorter or narrower W, or fewer rows of A, pay for the copy differs per ISA: the
 // measurements are with the constants in each traits struct. Where the traits spread the copy
-// over the row tiles (Spread), SpreadPanels walks the panels that would be copied, from that
-// many tiles.
+// over the row tiles (Spread), SpreadPanels walks the panels instead.
 template <int Rows, int Lanes, typename TW>
 ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, const TW* w,
                           int64_t ldw, int64_t j, int64_t n, float alpha, float* y,
@@ -441,15 +439,15 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
       return BlockedPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
     }
   }
+  if constexpr (Spread<TW>::kFromTiles > 0) {
+    if (m > (Spread<TW>::kFromTiles - 1) * Rows) {
+      return SpreadPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
+    }
+  }
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   constexpr int64_t kSlice = Simd::kCopiedRows;
   const int64_t tiles = CopyAfterTiles<TW>(k, ldw);
   const bool copying = tiles > 0 && m > tiles * Rows;
-  if constexpr (Spread<TW>::kFromTiles > 0) {
-    if (copying && m > (Spread<TW>::kFromTiles - 1) * Rows) {
-      return SpreadPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
-    }
-  }
   float* copy =
       copying ? ThreadScratch(ScratchSlot::kPanel, static_cast<size_t>(kSlice * kCols)) : nullptr;
   // The L1 prefetch only where W's rows share pages (under 4 KB apart).
