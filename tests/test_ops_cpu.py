@@ -317,6 +317,22 @@ def test_plain_matmul_with_float32_w_of_few_rows_matches_reference(rows, n):
     assert_close(run_matmul(a, w, {}), reference.icl_matmul(a, w), FLOAT)
 
 
+@pytest.mark.parametrize("rows", [7, 16, 20])
+@pytest.mark.parametrize("n", [1024, 3072])
+def test_plain_matmul_with_rows_a_page_apart_matches_reference(rows, n):
+    # float32 W of K=300 rows (short: read in place by AVX-512) whose rows are a multiple of
+    # 4 KB apart (N=1024 and 3072): every ISA copies each panel by its first row tile beyond
+    # one tile (panel_gemm_impl.h, CopyAfterTiles): 7 rows (6 + 1; AVX2 4 + 3), 16 (AVX-512 two
+    # tiles of 8), 20. The view is columns 5 to 1004 / 3004 of the row: W's rows keep their
+    # stride, the panels start off a vector boundary and end in a tail. With a bias and a scale.
+    size = n - 20
+    attrs = {"slice_axis": 1, "slice_start": 5, "slice_size": size, "scale": 0.5}
+    a = random((rows, 300), FLOAT, seed=rows)
+    w = random((300, n), FLOAT, seed=43)
+    bias = random((size,), FLOAT, seed=44)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("rows", [3, 6, 7, 13, 64])
 @pytest.mark.parametrize("k", [129, 256, 385])
@@ -515,6 +531,21 @@ def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     a = random((rows, k), FLOAT, seed=21)
     w = random((101, k), FLOAT, seed=22)
     bias = random((101,), FLOAT, seed=23)
+    attrs = {"transpose": 1, "scale": 0.5}
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
+@pytest.mark.parametrize("rows", [130, 200])
+@pytest.mark.parametrize("k", [2100, 3072])
+def test_transposed_gemm_in_groups_of_64_row_tiles_matches_reference(rows, k):
+    # AVX-512 packs A in tiles of 64 rows and, above 1 MB packed, runs groups of one tile
+    # against blocks of 48 rows of W (TryGroups): 130 rows end in a tile of 2 (one vector),
+    # 200 in one of 8; N=101 ends in a block of 5 rows. At K=3072 W's rows are 12 KB apart and
+    # alias, so each block's rows are copied once per group. (AVX2: groups of its tiles of 16
+    # and 24 rows; the same references.)
+    a = random((rows, k), FLOAT, seed=45)
+    w = random((101, k), FLOAT, seed=46)
+    bias = random((101,), FLOAT, seed=47)
     attrs = {"transpose": 1, "scale": 0.5}
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 

@@ -18,7 +18,9 @@ struct PanelCopyAvx512 {
   // 3072, N=768, M=24 and 32: 0.65-0.81 (benchmarks/results/matmul_cpu_vs_3564154.md).
   static constexpr int kCopyNarrowAfterTiles = 4;
   // A float32 W of fewer than kPackFromRows rows is never copied: in place stays in cache, and
-  // the first tile's copy (K=768, N=768 and 3072, M=16-256) was 3-10% slower than in place.
+  // the first tile's copy (K=768, N=768 and 3072, M=16-256) was 3-10% slower than in place
+  // (AMD EPYC). Except where its rows share their offset in a page (CopyAfterTiles in
+  // panel_gemm_impl.h: K=768, N=3072 on an Intel Xeon 0.53-0.78 copied).
   static constexpr int kCopyShortAfterTiles = 0;
   static constexpr int kCopyShortNarrowAfterTiles = 0;
   // No kSpreadFromTiles: the copy is never spread over the row tiles (SpreadPanels in
