@@ -339,7 +339,8 @@ def test_plain_matmul_with_rows_a_page_apart_matches_reference(rows, n):
 @pytest.mark.parametrize("n", [1003, 4099])
 def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
     # With AVX2 the plain GEMM walks the panels in blocks of 128 rows of W up to 16 rows of A
-    # (BlockedPanels), of 64 rows where W's rows are 16 KB or more apart (float32 N=4099):
+    # (BlockedPanels), of 64 rows where W's rows are 16 KB or more apart (float32 N=4099); with
+    # AVX-512 up to 64 rows of A (6 to 64 here), wide rows from 17 (64 here):
     # K=129 ends in a block of one row, 256 in two whole blocks of 128 (four of 64), 385 in
     # three and a row (six and a row); 3 and 6 rows are one tile read in place, 7 (4 + 3) and
     # 13 have their first tile copy each block of a panel, 64 walks all of K. N=1003 and 4099

@@ -141,6 +141,7 @@ struct Simd {
   // 0.92, M=32 0.98 and 0.97; blocks of 32 M=32 0.99; two threads (process CPU time, blocks
   // of 128) M=24 1.01, M=32 0.93 and 1.01.
   static constexpr int64_t kWideBlockMaxRows = 32;
+  static constexpr int64_t kWideBlockFromRows = 0;  // from the first row of A
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }

@@ -28,6 +28,22 @@ struct Simd : PanelCopyAvx512 {
   // No L1 prefetch and no merged last tile: not measured on AVX-512 (kept as tuned).
   static constexpr int64_t kL1AheadRows = 0;
   static constexpr bool kMergeLastTile = false;
+  // The panels walked in blocks of 128 rows of W up to 64 rows of A, of 64 where W's rows are
+  // 16 KB or more apart, there only from 17 rows of A (BlockedPanels in panel_gemm_impl.h,
+  // AVX2's blocks; AVX-512 had walked all of K, measured on an AMD EPYC). Intel Xeon (2 MB
+  // L2), in ORT, alternated, 3 placements, median of 15-30 runs, blocks / all of K, one and two
+  // threads: K=768, N=3072 M=8 0.63 and 0.75, M=16 0.76 and 0.81, M=32 0.77 and 0.85, M=64
+  // 0.81 and 0.84; K=3072, N=768 (the slices of SplitK) M=8-32 0.92-0.98; K=768, N=32000
+  // M=32 0.74 and 0.77, M=64 0.87 and 0.82; K=N=768 0.93-1.03; blocks of 256 rows: 1.00-1.17
+  // against 128. Not below 17 rows for wide rows: K=768, N=32000 M=8 1.02 and 1.12, M=16
+  // 0.99 and 1.04 (in blocks, lowest times 1.14-1.26). Nor beyond 64 rows for wide rows (one
+  // thread, N=32000 M=128 1.02, M=256 1.10; narrow ones beyond 64 not measured).
+  static constexpr int64_t kBlockRows = 128;
+  static constexpr int kBlockAheadPanels = 4;
+  static constexpr int64_t kBlockMaxRows = 64;
+  static constexpr int64_t kWideBlockRows = 64;
+  static constexpr int64_t kWideBlockMaxRows = 64;
+  static constexpr int64_t kWideBlockFromRows = 17;
   // Three or four rows of A in axpy form from 4 MB of W (K=3072, N=768 and K=768, N=3072:
   // 9.4 MB): there the panel walk, whose next-panel prefetch reaches a whole panel ahead (768 KB
   // at K=3072), read W at 7-10 GB/s from memory, the axpy rows at 16-19 (kernel alone, one core,

@@ -16,9 +16,9 @@
 //     prefetch of the copying tile; 0: none), kMergeLastTile (see TileRows) and
 //     kAxpyFromBytes (three or four rows of A in axpy form from this many bytes of W: see
 //     AxpyForm in panel_gemm.h);
-//     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows and
-//     kWideBlockMaxRows: the panels walked in blocks of K (see BlockedPanels; without
-//     kBlockRows, or 0, never);
+//     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows,
+//     kWideBlockMaxRows and kWideBlockFromRows: the panels walked in blocks of K (see
+//     BlockedPanels; without kBlockRows, or 0, never);
 //     optionally kSpreadFromTiles and kSpreadRows: from that many row tiles, a float32 W's copy
 //     spread over the tiles, in slices of kSpreadRows rows of W (see SpreadPanels; without
 //     them, never).
@@ -341,24 +341,26 @@ constexpr int64_t CopyAfterTiles(int64_t k, int64_t ldw) {
   }
 }
 
-// The traits' kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows and
-// kWideBlockMaxRows where they define them, else zeros (no walk in blocks of K).
+// The traits' kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows,
+// kWideBlockMaxRows and kWideBlockFromRows where they define them, else zeros (no walk in
+// blocks of K).
 template <typename S, typename = void>
 struct BlockingOf {
   static constexpr int64_t kRows = 0, kAheadPanels = 0, kMaxRows = 0, kWideRows = 0,
-                           kWideMaxRows = 0;
+                           kWideMaxRows = 0, kWideFromRows = 0;
 };
 template <typename S>
 struct BlockingOf<S, std::void_t<decltype(S::kBlockRows)>> {
   static constexpr int64_t kRows = S::kBlockRows, kAheadPanels = S::kBlockAheadPanels,
                            kMaxRows = S::kBlockMaxRows, kWideRows = S::kWideBlockRows,
-                           kWideMaxRows = S::kWideBlockMaxRows;
+                           kWideMaxRows = S::kWideBlockMaxRows,
+                           kWideFromRows = S::kWideBlockFromRows;
 };
 using Blocking = BlockingOf<Simd>;
 
 // Whether W's rows, ldw elements apart, are wide (kWideBlockRowBytes, panel_gemm.h): blocks of
-// Blocking::kWideRows rows of W up to Blocking::kMaxRows rows of A, of Blocking::kRows beyond,
-// up to Blocking::kWideMaxRows (see BlockedPanels).
+// Blocking::kWideRows rows of W from Blocking::kWideFromRows rows of A up to Blocking::kMaxRows,
+// of Blocking::kRows beyond, up to Blocking::kWideMaxRows (see BlockedPanels).
 template <typename TW>
 constexpr bool WideRows(int64_t ldw) {
   return ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
@@ -447,7 +449,7 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
   if constexpr (Blocking::kRows > 0) {
     const bool wide = WideRows<TW>(ldw);
     if ((m <= Blocking::kMaxRows || (wide && m <= Blocking::kWideMaxRows)) &&
-        k > Blocking::kRows) {
+        (!wide || m >= Blocking::kWideFromRows) && k > Blocking::kRows) {
       return BlockedPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
     }
   }
