@@ -338,15 +338,15 @@ def test_plain_matmul_with_rows_a_page_apart_matches_reference(rows, n):
 @pytest.mark.parametrize("k", [129, 256, 385])
 @pytest.mark.parametrize("n", [1003, 4099])
 def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
-    # With AVX2 the plain GEMM walks the panels in blocks of 128 rows of W up to 16 rows of A
-    # (BlockedPanels), of 64 rows where W's rows are 16 KB or more apart (float32 N=4099); with
-    # AVX-512 up to 64 rows of A (6 to 64 here), wide rows from 17 (64 here):
-    # K=129 ends in a block of one row, 256 in two whole blocks of 128 (four of 64), 385 in
-    # three and a row (six and a row); 3 and 6 rows are one tile read in place, 7 (4 + 3) and
-    # 13 have their first tile copy each block of a panel, 64 walks all of K. N=1003 and 4099
-    # leave a one-vector panel and three columns past the vectors, and with the row slice of W
-    # (from row 5) and the scale every block must add to the partial sums of the one before
-    # and only the last scale them.
+    # The plain GEMM walks the panels in blocks of K (BlockedPanels): AVX2 in blocks of 32 rows
+    # of W up to 16 rows of A (up to 32 where W's rows are 16 KB or more apart: float32
+    # N=4099), AVX-512 in blocks of 128 (64 for such wide rows) up to 64 rows of A (wide rows
+    # from 17). K=129 ends in a block of one row (4 x 32 + 1, 128 + 1, 2 x 64 + 1), 256 in
+    # whole blocks, 385 in a block of one row again; with AVX2 3 and 6 rows are one tile read
+    # in place, 7 (4 + 3) and 13 have their first tile copy each block of a panel, 64 walks
+    # all of K (AVX-512: in blocks). N=1003 and 4099 leave a one-vector panel and three
+    # columns past the vectors, and with the row slice of W (from row 5) and the scale every
+    # block must add to the partial sums of the one before and only the last scale them.
     attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": k, "scale": 0.5}
     a = random((rows, k), FLOAT, seed=30)
     w = random((k + 9, n), w_type, seed=31)

@@ -129,10 +129,21 @@ struct Simd {
   // 36.2); K=768, N=3072, M=32 1.06 (1.51 -> 1.62), M=64 1.03 (2.97 -> 3.23); K=3072, N=768,
   // M=32 1.01, M=64 0.98; in ORT (bench_matmul, one thread, against af95f10) K=768, N=32000,
   // M=64 1.08-1.12.
-  static constexpr int64_t kBlockRows = 128;
+  // Those blocks were 128 rows (64 for wide rows), measured on an AMD EPYC; on an Intel Xeon
+  // (2 MB L2), blocks of 32 rows (a task's block of 192 columns in L1: 24 KB), wide rows too:
+  // PanelGemm alone, one core, W cold (8 MB touched between runs), fastest of 200, ms, 128 ->
+  // 32 rows: K=N=768 M=8 0.236 -> 0.134, M=16 0.306 -> 0.226; K=768, N=3072 M=8 0.868 ->
+  // 0.714; K=768, N=32000 (64 -> 32) M=8 11.4 -> 7.7, M=12 12.9 -> 9.2 (16 and 24 rows about
+  // as fast, 48-96 slower). In ORT, alternated, 3 placements, median of 15 runs, one and two
+  // threads, 32 / 128 rows: K=N=768 M=6 0.57 and 0.84, M=8 0.59 and 0.82, M=16 0.71 and 0.90;
+  // K=768, N=3072 M=6-16 0.57-0.81; K=3072, N=768 (SplitK's slices) M=6-16 0.64-0.86; K=768,
+  // N=32000 M=6-16 0.33-0.44, M=32 0.63-0.64; M=32 elsewhere (not blocked) 0.97-1.01. Blocks
+  // of 32 up to 64 rows of A (128 for wide rows): K=768, N=3072 M=24, 32 0.78-0.89, but
+  // K=N=768 and K=3072, N=768 M=32, 64 1.07-1.17, and K=768, N=32000 M=128 1.14.
+  static constexpr int64_t kBlockRows = 32;
   static constexpr int kBlockAheadPanels = 4;
   static constexpr int64_t kBlockMaxRows = 16;
-  static constexpr int64_t kWideBlockRows = 64;
+  static constexpr int64_t kWideBlockRows = 32;
   // W's rows 16 KB or more apart are walked in blocks up to 32 rows of A, of 128 rows of W
   // beyond 16 rows of A. PanelGemm alone, loaded machine, K=768, N=32000, blocks / whole K,
   // median of 12-20 alternated runs (p10-p90), one core (thread CPU time): blocks of 128 rows
