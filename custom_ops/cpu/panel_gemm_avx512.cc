@@ -36,7 +36,9 @@ struct Simd : PanelCopyAvx512 {
   // 0.81 and 0.84; K=3072, N=768 (the slices of SplitK) M=8-32 0.92-0.98; K=768, N=32000
   // M=32 0.74 and 0.77, M=64 0.87 and 0.82; K=N=768 0.93-1.03; blocks of 256 rows: 1.00-1.17
   // against 128. Not below 17 rows for wide rows: K=768, N=32000 M=8 1.02 and 1.12, M=16
-  // 0.99 and 1.04 (in blocks, lowest times 1.14-1.26). Nor beyond 64 rows for wide rows (one
+  // 0.99 and 1.04 (in blocks, lowest times 1.14-1.26; but this build against the one before,
+  // the same code at those cells, read 1.05-1.10 there: not resolved, kept as before). Nor
+  // beyond 64 rows for wide rows (one
   // thread, N=32000 M=128 1.02, M=256 1.10; narrow ones beyond 64 not measured).
   static constexpr int64_t kBlockRows = 128;
   static constexpr int kBlockAheadPanels = 4;

@@ -371,8 +371,9 @@ inline void RunTiles(const PackedA& a, const void* w, ElemType w_type, int64_t l
   }
 }
 
-// Where packed A is larger than Simd::kGroupFromBytes (and W float32), A's tiles are cut into groups of at most about Simd::kGroupBytes, and W's rows into
-// blocks of Simd::kGroupWRows rows: each block of W runs against every group in turn, so that
+// Where packed A is larger than Simd::kGroupFromBytes (and W float32), A's tiles are cut
+// into groups of at most about Simd::kGroupBytes, and W's rows into blocks of
+// Simd::kGroupWRows rows: each block of W runs against every group in turn, so that
 // the group (A streamed from L2 on every W row block) and the block of W both stay in L2
 // while the next block of W streams in, and W is still read from memory once. (AVX2 Micro
 // 3 x 4 alone, one core, K=768, 4 rows of W in L1, nothing else in L2, GFLOP/s with 1/4/10/20
