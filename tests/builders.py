@@ -12,6 +12,9 @@ from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
 
+#: The IR version of the models the tests build inline.
+IR_VERSION = 10
+
 V, H = 64, 32
 W = np.random.default_rng(0).standard_normal((V, H)).astype(np.float32)
 BIAS = np.random.default_rng(1).standard_normal((V,)).astype(np.float32)
@@ -83,12 +86,14 @@ def tied_model(
         outputs,
         inits,
     )
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18), *extra_opsets], ir_version=10)
+    return h.make_model(
+        graph, opset_imports=[h.make_opsetid("", 18), *extra_opsets], ir_version=IR_VERSION
+    )
 
 
 def _model(nodes, inits, inputs, outputs) -> onnx.ModelProto:
     graph = h.make_graph(nodes, "g", inputs, outputs, [nh.from_array(a, n) for n, a in inits])
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=IR_VERSION)
 
 
 def encoder() -> onnx.ModelProto:

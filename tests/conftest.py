@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from builders import IR_VERSION
 from onnx import TensorProto, helper
 
 import icl_onnx
@@ -26,7 +27,7 @@ def icl_library() -> str:
         [helper.make_tensor("W", TensorProto.FLOAT, weight.shape, weight.reshape(-1).tolist())],
     )
     opsets = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
-    model = helper.make_model(graph, opset_imports=opsets, ir_version=10)
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION)
     try:
         path = icl_onnx.library_path()
         session = icl_onnx.create_session(model.SerializeToString())

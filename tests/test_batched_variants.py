@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from builders import IR_VERSION
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -53,7 +54,7 @@ def _graph_model(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
         [h.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", "seq", H])],
         inits,
     )
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=IR_VERSION)
 
 
 def _base_weights(rng) -> dict[str, np.ndarray]:
@@ -179,7 +180,7 @@ def _branching_model(w: np.ndarray) -> onnx.ModelProto:
         [h.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", "seq", N])],
         [nh.from_array(w, "W")],
     )
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=IR_VERSION)
 
 
 @pytest.mark.parametrize("cond", [True, False])
@@ -225,7 +226,7 @@ def _table_and_transposed_copy(e: np.ndarray, wt: np.ndarray) -> onnx.ModelProto
         ],
         [nh.from_array(e, "E"), nh.from_array(wt, "Wt"), nh.from_array(np.array([-1, p]), "flat")],
     )
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=IR_VERSION)
 
 
 def test_a_batched_weight_that_is_a_transposed_copy_keeps_its_delta_when_shared(tmp_path):

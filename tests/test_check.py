@@ -12,7 +12,7 @@ import builders
 import numpy as np
 import onnx
 import pytest
-from builders import H, V, W
+from builders import IR_VERSION, H, V, W
 from onnx import TensorProto, helper, numpy_helper
 
 from icl_onnx.check import check_models, memory_regressions
@@ -29,7 +29,7 @@ OPSETS = [helper.make_opsetid("", 18), helper.make_opsetid("ai.icl", 1)]
 
 def _model(nodes, inputs, outputs, initializers) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializers)
-    return helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    return helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION)
 
 
 def _ids(dtype=TensorProto.INT64, name="ids"):

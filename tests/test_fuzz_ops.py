@@ -40,6 +40,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
+from builders import IR_VERSION
 from onnx import TensorProto, helper
 
 from icl_onnx import reference
@@ -129,7 +130,9 @@ class Case:
             ],
             [helper.make_tensor_value_info("Y", self.y_type, None)],
         )
-        return helper.make_model(graph, opset_imports=OPSETS, ir_version=10).SerializeToString()
+        return helper.make_model(
+            graph, opset_imports=OPSETS, ir_version=IR_VERSION
+        ).SerializeToString()
 
     def describe(self) -> str:
         """A minimal description to rebuild the case by hand."""

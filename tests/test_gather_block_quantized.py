@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from builders import IR_VERSION
 from onnx import TensorProto, helper
 
 import icl_onnx
@@ -42,7 +43,7 @@ def icl_model(dtype, index_type: int, with_zero_points: bool, **attrs) -> bytes:
         [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types, strict=False)],
         [helper.make_tensor_value_info("Y", ONNX_TYPE[dtype], None)],
     )
-    return helper.make_model(graph, opset_imports=OPSETS, ir_version=10).SerializeToString()
+    return helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION).SerializeToString()
 
 
 def icl_gather(b, indices, scales, zero_points, provider="CPUExecutionProvider", **attrs):
@@ -78,7 +79,7 @@ def ort_gather_block_quantized(b, indices, scales, zero_points, bits: int, block
         [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types, strict=False)],
         [helper.make_tensor_value_info("Y", ONNX_TYPE[scales.dtype.type], None)],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {
         "data": b.reshape(n, n_blocks * blob),
@@ -248,7 +249,7 @@ def test_schema_infers_shape_and_type():
             onnx.numpy_helper.from_array(scales, "scales"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION)
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     (y,) = [v.type.tensor_type for v in inferred.graph.value_info if v.name == "Y"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from builders import IR_VERSION
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -54,7 +55,9 @@ def _icl_matmul_model(path: Path, w: np.ndarray) -> None:
         [nh.from_array(w, "W")],
     )
     model = h.make_model(
-        graph, opset_imports=[h.make_opsetid("", 18), h.make_opsetid("ai.icl", 1)], ir_version=10
+        graph,
+        opset_imports=[h.make_opsetid("", 18), h.make_opsetid("ai.icl", 1)],
+        ir_version=IR_VERSION,
     )
     onnx.save(model, str(path))
 

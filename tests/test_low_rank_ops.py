@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from builders import CUDA_FP32, ort_cuda_missing
+from builders import CUDA_FP32, IR_VERSION, ort_cuda_missing
 from node_runner import BFLOAT16, DTYPES, FLOAT, FLOAT16, OPSETS, assert_close, random, run
 from onnx import helper
 
@@ -170,7 +170,7 @@ def test_schemas_accept_and_infer_the_factor_inputs():
         [helper.make_tensor_value_info(n, t, s) for n, (t, s) in tensors.items()],
         [helper.make_tensor_value_info("Y", FLOAT, ["rows", "cols"])],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION)
     icl_onnx.schemas.register()
     onnx.checker.check_model(model)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
@@ -227,7 +227,7 @@ def test_cuda_kernels_add_the_low_rank_term(delta_transpose):
     options = icl_onnx.session_options()
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     session = ort.InferenceSession(
-        helper.make_model(graph, opset_imports=OPSETS, ir_version=10).SerializeToString(),
+        helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION).SerializeToString(),
         sess_options=options,
         providers=[CUDA_FP32],
     )

@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 import onnxruntime as ort
 import pytest
-from builders import CUDA_FP32
+from builders import CUDA_FP32, IR_VERSION
 from onnx import TensorProto, helper
 
 import icl_onnx
@@ -129,7 +129,7 @@ def test_cpu_session_runs_icl_ops_with_cuda_kernels_registered():
         ],
         initializer=[helper.make_tensor("W", FLOAT, w.shape, w.ravel())],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION)
     sess = icl_onnx.create_session(model.SerializeToString())
     y, e = sess.run(None, {"A": a, "I": idx})
     np.testing.assert_allclose(y, reference.icl_matmul(a, w, transpose=1), rtol=1e-5, atol=1e-4)
@@ -258,7 +258,7 @@ def test_ort_cuda_session_matches_reference(view_name):
         ],
         initializer=[helper.make_tensor("W", FLOAT, w.shape, w.ravel())],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION)
     options = icl_onnx.session_options()
     # Fail instead of quietly running a node on the CPU kernels.
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
@@ -297,7 +297,7 @@ def test_ort_cuda_matmul_follows_the_sessions_use_tf32(use_tf32):
             helper.make_tensor("WT", FLOAT, (k, n), np.ascontiguousarray(w.T).ravel()),
         ],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION)
     options = icl_onnx.session_options()
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     sess = ort.InferenceSession(

@@ -18,6 +18,7 @@ import ml_dtypes
 import numpy as np
 import onnx
 import pytest
+from builders import IR_VERSION
 from node_runner import run as run_node
 from onnx import helper as h
 
@@ -96,7 +97,7 @@ def _model(op: OpSpec, types: dict[str, str], n_inputs: int | None = None) -> by
         [h.make_tensor_value_info(op.outputs[0].name, ALL_TYPES[out_type], None)],
     )
     opsets = [h.make_opsetid("", 18), h.make_opsetid(op.domain, op.version)]
-    return h.make_model(graph, opset_imports=opsets, ir_version=10).SerializeToString()
+    return h.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION).SerializeToString()
 
 
 def _combinations(op: OpSpec) -> list[dict[str, str]]:

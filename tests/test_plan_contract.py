@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from builders import IR_VERSION
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -42,7 +43,7 @@ def vi(name, shape, dtype=TensorProto.FLOAT):
 def make(nodes, inits, inputs, outputs):
     graph = h.make_graph(nodes, "g", inputs, outputs, [nh.from_array(a, n) for n, a in inits])
     proto = h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
-    proto.ir_version = 10
+    proto.ir_version = IR_VERSION
     onnx.checker.check_model(proto, full_check=True)
     return proto
 

@@ -15,6 +15,7 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 import pytest
+from builders import IR_VERSION
 from onnx import TensorProto
 from onnx import helper as h
 from onnx import numpy_helper as nh
@@ -28,7 +29,7 @@ RNG = np.random.default_rng(0)
 W = RNG.standard_normal((V, H)).astype(np.float32)
 WT = np.ascontiguousarray(W.T)
 MIN = 16
-IR_VERSION, OPSET = 10, 18
+OPSET = 18
 
 needs_ops = pytest.mark.usefixtures("icl_library")
 

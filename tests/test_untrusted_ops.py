@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
+from builders import IR_VERSION
 from onnx import TensorProto, helper
 
 import icl_onnx
@@ -74,7 +75,9 @@ class Case:
         node = helper.make_node(self.op, names, ["Y"], domain="ai.icl", **self.attrs)
         output = helper.make_tensor_value_info("Y", self.y_type, None)
         graph = helper.make_graph([node], "untrusted", graph_inputs, [output])
-        return helper.make_model(graph, opset_imports=OPSETS, ir_version=10).SerializeToString()
+        return helper.make_model(
+            graph, opset_imports=OPSETS, ir_version=IR_VERSION
+        ).SerializeToString()
 
 
 def run_in_child(case: Case, library: str, tmp_path) -> dict:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
-from builders import ort_cuda_missing
+from builders import IR_VERSION, ort_cuda_missing
 from lora_models import ALL_LINEAR, VARIANTS, Variant, export_with_past
 from onnx import TensorProto
 from onnx import helper as h
@@ -75,7 +75,7 @@ def _counting_decoder() -> onnx.ModelProto:
             h.make_tensor("off_on", TensorProto.FLOAT, [2], [0.0, 1.0]),
         ],
     )
-    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=IR_VERSION)
 
 
 def test_each_row_decodes_through_its_own_variant_id_at_every_step():

@@ -12,7 +12,7 @@ import ml_dtypes
 import numpy as np
 import onnxruntime as ort
 import pytest
-from builders import CUDA_FP32, ort_cuda_missing
+from builders import CUDA_FP32, IR_VERSION, ort_cuda_missing
 from node_runner import assert_close, random, run
 from onnx import TensorProto, helper
 
@@ -182,7 +182,7 @@ def dynamic_session(node) -> ort.InferenceSession:
         [helper.make_tensor_value_info(name, types[name], None) for name in node.input if name],
         [helper.make_tensor_value_info("Y", FLOAT, None)],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION)
     return icl_onnx.create_session(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
@@ -272,7 +272,7 @@ def test_ids_of_another_type_fail_session_creation():
         [helper.make_tensor_value_info(name, types[name], None) for name in node.input if name],
         [helper.make_tensor_value_info("Y", FLOAT, None)],
     )
-    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=10)
+    model = helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION)
     with pytest.raises(Exception) as info:  # noqa: PT011 - ORT's own exception classes
         icl_onnx.create_session(model.SerializeToString(), providers=["CPUExecutionProvider"])
     text = str(info.value)
@@ -311,7 +311,7 @@ def test_cuda_kernel_gives_each_batch_row_its_variant(a_type, delta_transpose):
     options = icl_onnx.session_options()
     options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
     session = ort.InferenceSession(
-        helper.make_model(graph, opset_imports=OPSETS, ir_version=10).SerializeToString(),
+        helper.make_model(graph, opset_imports=OPSETS, ir_version=IR_VERSION).SerializeToString(),
         sess_options=options,
         providers=[CUDA_FP32],
     )
