@@ -120,10 +120,10 @@ struct Simd {
   // M=4 0.99, 1.04, faster with two, M=3 0.92, 0.85, M=4 0.93, 0.86: they keep their panels in
   // blocks of K (the thread count is not known there).
   static constexpr int64_t kSplitKStreamMaxRows = 2;
-  // The panels walked in blocks of 128 rows of W (64 where W's rows are 16 KB or more apart)
-  // up to 16 rows of A, the panel four to the right prefetched (BlockedPanels in
-  // panel_gemm_impl.h, where the measurements are). Beyond 16 rows (but for a wide W, below)
-  // no faster: PanelGemm
+  // The panels walked in blocks of kBlockRows rows of W (kWideBlockRows where W's rows are
+  // 16 KB or more apart) up to 16 rows of A, the panel four to the right prefetched
+  // (BlockedPanels in panel_gemm_impl.h, where the measurements with blocks of 128 and 64 on
+  // an AMD EPYC are). Beyond 16 rows (but for a wide W, below) no faster: PanelGemm
   // alone, one core, loaded machine, blocks / whole K, median of 10-30 alternated ratios
   // (fastest runs, ms): K=768, N=32000, M=32 0.98 (20.9 -> 20.4), M=64 1.01-1.11 (35.6 ->
   // 36.2); K=768, N=3072, M=32 1.06 (1.51 -> 1.62), M=64 1.03 (2.97 -> 3.23); K=3072, N=768,
@@ -144,8 +144,9 @@ struct Simd {
   static constexpr int kBlockAheadPanels = 4;
   static constexpr int64_t kBlockMaxRows = 16;
   static constexpr int64_t kWideBlockRows = 32;
-  // W's rows 16 KB or more apart are walked in blocks up to 32 rows of A, of 128 rows of W
-  // beyond 16 rows of A. PanelGemm alone, loaded machine, K=768, N=32000, blocks / whole K,
+  // W's rows 16 KB or more apart are walked in blocks up to 32 rows of A, of kBlockRows rows
+  // of W beyond 16 rows of A (128 when this was measured, on the EPYC). PanelGemm alone,
+  // loaded machine, K=768, N=32000, blocks / whole K,
   // median of 12-20 alternated runs (p10-p90), one core (thread CPU time): blocks of 128 rows
   // M=17 0.90 (0.88-0.93), M=20 0.94 (0.92-0.96), M=24 0.93 (0.88-0.96), M=32 0.99
   // (0.97-1.00) and 0.91 (0.86-0.97), float16 W M=32 0.94 (0.87-1.00); blocks of 64 M=24

@@ -30,16 +30,19 @@ struct Simd : PanelCopyAvx512 {
   static constexpr bool kMergeLastTile = false;
   // The panels walked in blocks of 128 rows of W up to 64 rows of A, of 64 where W's rows are
   // 16 KB or more apart, there only from 17 rows of A (BlockedPanels in panel_gemm_impl.h,
-  // AVX2's blocks; AVX-512 had walked all of K, measured on an AMD EPYC). Intel Xeon (2 MB
-  // L2), in ORT, alternated, 3 placements, median of 15-30 runs, blocks / all of K, one and two
-  // threads: K=768, N=3072 M=8 0.63 and 0.75, M=16 0.76 and 0.81, M=32 0.77 and 0.85, M=64
-  // 0.81 and 0.84; K=3072, N=768 (the slices of SplitK) M=8-32 0.92-0.98; K=768, N=32000
-  // M=32 0.74 and 0.77, M=64 0.87 and 0.82; K=N=768 0.93-1.03; blocks of 256 rows: 1.00-1.17
-  // against 128. Not below 17 rows for wide rows: K=768, N=32000 M=8 1.02 and 1.12, M=16
-  // 0.99 and 1.04 (in blocks, lowest times 1.14-1.26; but this build against the one before,
-  // the same code at those cells, read 1.05-1.10 there: not resolved, kept as before). Nor
-  // beyond 64 rows for wide rows (one
-  // thread, N=32000 M=128 1.02, M=256 1.10; narrow ones beyond 64 not measured).
+  // AVX2's block sizes before its blocks of 32; AVX-512 had walked all of K, measured on an
+  // AMD EPYC). Intel Xeon (2 MB L2), in ORT, alternated, 3 placements, median of 15-30 runs,
+  // blocks / all of K, one and two threads: K=768, N=3072 M=8 0.63 and 0.75, M=16 0.76 and
+  // 0.81, M=32 0.77 and 0.85, M=64 0.81 and 0.84; K=3072, N=768 (the slices of SplitK) M=8-32
+  // 0.92-0.98; K=768, N=32000 M=32 0.74 and 0.77, M=64 0.87 and 0.82; K=N=768 0.93-1.03.
+  // Blocks of 256 rows: 1.00-1.17 against 128. Blocks of 32 (AVX2's): PanelGemm alone, one
+  // core, W cold, fastest of 200, time / blocks of 128, K=768: N=768 M=8-32 0.98-1.02, M=64
+  // 1.14; N=3072 M=8 1.03, M=32 1.27, M=64 1.29; N=32000 (64 -> 32) M=32 1.03, M=64 1.06.
+  // Not below 17 rows for wide rows: K=768, N=32000 M=8 1.02 and 1.12, M=16 0.99 and 1.04
+  // (in blocks, lowest times 1.14-1.26; but this build against the one before, the same code
+  // at those cells, read 1.05-1.10 there: not resolved, kept as before). Nor beyond 64 rows
+  // for wide rows (one thread, N=32000 M=128 1.02, M=256 1.10; narrow ones beyond 64 not
+  // measured).
   static constexpr int64_t kBlockRows = 128;
   static constexpr int kBlockAheadPanels = 4;
   static constexpr int64_t kBlockMaxRows = 64;

@@ -387,6 +387,8 @@ constexpr bool WideRows(int64_t ldw) {
 // K=3072, N=768, M=8 0.91. W's rows 16 KB or more apart take blocks of 64 rows (K=768,
 // N=32000, blocks of 64 / of 128, median of 8-25 alternated ratios, loaded machine: M=6
 // 0.82, M=8 0.81-0.92, M=16 0.85-0.93; K=768, N=3072, M=16 1.10; K=3072, N=768, M=8 1.05).
+// (Those are an AMD EPYC's numbers; the block sizes each ISA takes now, and where they were
+// measured, are in its traits: panel_gemm_avx2.cc, panel_gemm_avx512.cc.)
 template <int Rows, int Lanes, typename TW>
 ICL_TARGET int64_t BlockedPanels(const float* a, int64_t lda, int64_t m, int64_t k,
                                  const TW* w, int64_t ldw, int64_t j, int64_t n, float alpha,
