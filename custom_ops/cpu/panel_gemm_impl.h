@@ -334,8 +334,9 @@ constexpr int64_t CopyAfterTiles(int64_t k, int64_t ldw) {
   if constexpr (sizeof(TW) != sizeof(float)) {
     return Simd::kCopyAfterTiles;
   } else {
-    const bool narrow = ldw * int64_t{sizeof(TW)} <= kNarrowRowBytes;
-    if (ldw * int64_t{sizeof(TW)} % kAliasedRowBytes == 0) return 1;
+    const int64_t row_bytes = ldw * int64_t{sizeof(TW)};
+    if (row_bytes % kAliasedRowBytes == 0) return 1;
+    const bool narrow = row_bytes <= kNarrowRowBytes;
     if (k >= kPackFromRows) return narrow ? Simd::kCopyNarrowAfterTiles : Simd::kCopyAfterTiles;
     return narrow ? Simd::kCopyShortNarrowAfterTiles : Simd::kCopyShortAfterTiles;
   }
