@@ -491,16 +491,17 @@ def test_transposed_gemm_staging_y_matches_reference(a_type, rows, k, n):
 
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 @pytest.mark.parametrize("rows", [32, 128, 145])
-@pytest.mark.parametrize("k", [1024, 3072])
+@pytest.mark.parametrize("k", [1024, 3072, 5120])
 def test_transposed_gemm_last_tile_of_one_vector_matches_reference(w_type, rows, k):
     # float32 W rows a multiple of 4 KB apart: with AVX2, 6 rows of W alias in L1, so where A
     # in tiles of 16 rows would run in groups (over 512 KB packed) and the last tile of 24
     # would be one vector (1-8 rows), A keeps its tiles of 24 rows (wide_gemm.cc,
     # PackedATileRows) and the last tile walks K in two runs side by side (wide_gemm_impl.h,
-    # WRowBlock, MicroSplit): 145 rows end in a tile of 1, 128 at K=3072 in one of 8 (1.8 MB
-    # packed: groups of one tile, the last group that tile alone, TryGroups); 32 rows, and 128
-    # at K=1024 (512 KB in tiles of 16), keep tiles of 16, as does a 16-bit W. N=101: a
-    # partial block.
+    # WRowBlock, MicroSplit): 32 rows at K=5120 (983 KB packed: groups of one tile, the last
+    # group that tile alone, TryGroups). From 49 rows a float32 W walks K in chunks instead
+    # (TryChunks): 145 rows end in a tile of 1, 128 at K=3072 and 5120 in one of 8, against
+    # 12 rows of W at a time. 32 rows at K=1024 and 3072, 128 at K=1024 (512 KB in tiles of
+    # 16), and a 16-bit W keep tiles of 16. N=101: a partial block.
     a = random((rows, k), FLOAT, seed=24)
     w = random((101, k), w_type, seed=25)
     bias = random((101,), FLOAT, seed=26)
@@ -518,17 +519,15 @@ def test_transposed_gemm_last_tile_of_one_vector_on_a_slice_matches_reference(ro
     assert_close(run_matmul(a, w, attrs), reference.icl_matmul(a, w, **attrs), FLOAT)
 
 
-@pytest.mark.parametrize("rows", [130, 200, 203])
+@pytest.mark.parametrize("rows", [40, 48])
 def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
-    # Packed A larger than 512 KB (K=700: 582 KB at 200 rows in tiles of 16, 605 KB at 203 in
-    # tiles of 24 with a last one of 11) runs with AVX2 in groups of A's tiles against blocks
-    # of 48 rows of W (wide_gemm_impl.h, TryGroups): groups of 7 tiles of 16 (6-row micro-tiles)
-    # and of 3 tiles of 24 (4-row ones, the last group ending in the partial tile); N=101 ends
-    # in a partial block of 5 rows (a 4-row micro-tile and a single row). 130 rows (K=1100:
-    # 633 KB with AVX2, groups of two tiles of 24, the last ending in one of 10) end with
-    # AVX-512 in a tile of 2 valid rows of 16 (one vector: 16-row micro-tiles); K=700 and 1100
-    # end the pack's blocks of 8 columns in a partial one of 4.
-    k = 1100 if rows == 130 else 700
+    # Packed A larger than 512 KB (K=2900: 2 tiles of 24 rows, 557 KB) runs with AVX2 in groups
+    # of A's tiles against blocks of 48 rows of W (wide_gemm_impl.h, TryGroups): groups of one
+    # tile, the last of 16 valid rows (40) or 24 (48); N=101 ends in a partial block of 5 rows
+    # (a 4-row micro-tile and a single row); K=2900 ends the pack's blocks of 8 columns in a
+    # partial one of 4. (From 49 rows a float32 W walks K in chunks: TryChunks. With
+    # AVX-512 A is one tile of 64 rows, 742 KB, and runs whole: Run.)
+    k = 2900
     a = random((rows, k), FLOAT, seed=21)
     w = random((101, k), FLOAT, seed=22)
     bias = random((101,), FLOAT, seed=23)
@@ -536,18 +535,39 @@ def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
-@pytest.mark.parametrize("rows", [130, 200])
-@pytest.mark.parametrize("k", [2100, 3072])
+@pytest.mark.parametrize("rows", [40, 64])
+@pytest.mark.parametrize("k", [4200, 5120])
 def test_transposed_gemm_in_groups_of_64_row_tiles_matches_reference(rows, k):
-    # AVX-512 packs A in tiles of 64 rows and, above 1 MB packed, runs groups of one tile
-    # against blocks of 48 rows of W (TryGroups): 130 rows end in a tile of 2 (one vector),
-    # 200 in one of 8; N=101 ends in a block of 5 rows. At K=3072 W's rows are 12 KB apart and
-    # alias, so each block's rows are copied once per group. (AVX2: groups of its tiles of 16
-    # and 24 rows; the same references.)
+    # AVX-512 packs A in tiles of 64 rows and, above 1 MB packed (one tile from K=4097; from
+    # two tiles a float32 W walks K in chunks instead: TryChunks), runs it against blocks of
+    # 48 rows of W (TryGroups): N=101 ends in a block of 5 rows. At K=5120 W's rows are 20 KB
+    # apart and alias, so each block's rows are copied first. (AVX2: groups of its tiles of
+    # 24 rows, the last of 16 valid rows with 40; the same references.)
     a = random((rows, k), FLOAT, seed=45)
     w = random((101, k), FLOAT, seed=46)
     bias = random((101,), FLOAT, seed=47)
     attrs = {"transpose": 1, "scale": 0.5}
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
+@pytest.mark.parametrize("rows", [65, 100, 200])
+@pytest.mark.parametrize("k", [700, 1001])
+@pytest.mark.parametrize("sliced", [False, True], ids=["whole", "slice"])
+def test_transposed_gemm_in_chunks_of_k_matches_reference(rows, k, sliced):
+    # From two tiles of A (AVX-512: 65 rows, AVX2: 49) and a float32 W, the transposed GEMM
+    # walks K in chunks sized from the L1 cache (wide_gemm_impl.h, TryChunks: 128 steps with
+    # AVX-512, 336 with AVX2 on a 48 KB L1, 96 and 224 on a 32 KB one), keeps each tile's sums
+    # between chunks and stores Y in blocks transposed in registers (StoreChunkTile). K=700
+    # and 1001 end in a partial chunk; 65 rows end in a tile of 1 valid row of one vector,
+    # 100 in one of 36 (three vectors with AVX-512), 200 in one of 8; N=101 makes tasks of 64
+    # and 37 rows of W, which end in micro-tiles of fewer rows and a partial block of Y's
+    # columns. The slice reads K elements of rows 1030 floats apart, from an offset of 3.
+    w = random((101, 1030 if sliced else k), FLOAT, seed=48)
+    attrs = {"transpose": 1, "scale": 0.5}
+    if sliced:
+        attrs |= {"slice_axis": 1, "slice_start": 3, "slice_size": k}
+    a = random((rows, k), FLOAT, seed=49)
+    bias = random((101,), FLOAT, seed=50)
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 

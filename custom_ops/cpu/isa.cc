@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <unistd.h>
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -51,6 +53,14 @@ Isa Detect() {
 Isa CpuIsa() {
   static const Isa isa = Detect();
   return isa;
+}
+
+int64_t L1DataBytes() {
+  static const int64_t bytes = [] {
+    const long b = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    return b >= 4096 && b <= (1L << 24) ? int64_t{b} : int64_t{32} << 10;
+  }();
+  return bytes;
 }
 
 }  // namespace icl::cpu

@@ -20,7 +20,8 @@ enum class ScratchSlot {
   kRowDotA = 8,      // A laid out for RowDot (RowDotPack), shared by the call's tasks
   kPartialSums = 9,  // the calling thread's partial Y of each K slice but the first
   kStagedY = 10,     // WideGemm's columns of Y, copied into Y a few whole lines at a time
-  kCount = 11,  // how many slots there are
+  kChunkSums = 11,   // WideGemm's sums of each tile of A and row of W between chunks of K
+  kCount = 12,  // how many slots there are
 };
 
 // Returns at least `n` floats owned by the calling thread, valid until its next call with the

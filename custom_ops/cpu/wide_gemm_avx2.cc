@@ -56,6 +56,11 @@ struct Simd {
   static constexpr int64_t kGroupBytes = 288 * 1024;
   static constexpr int64_t kGroupFromBytes = 512 * 1024;
   static constexpr int kGroupWRows = 48;
+  // K in chunks from 65 rows of A (TryChunks in wide_gemm_impl.h, with the measurements):
+  // M=64 in chunks measured 0.95-1.01 of whole in ORT, but 1.05-1.06 at K=768, N=32000 (one
+  // and two threads, two runs each); kernel harness, one core, GFLOP/s whole -> in chunks of
+  // 384 steps: M=24 100 -> 105, M=32 113 -> 108, M=48 113 -> 110.
+  static constexpr int64_t kChunkFromRows = 65;
   // StoreTile transposes 4 x 8 blocks of the tile's result in registers (element by element it
   // took 4-5% of the GEMM: M=256, K=768, N=768, one core).
   static constexpr bool kStore4 = true;
@@ -88,6 +93,29 @@ struct Simd {
   ICL_TARGET static V Fma(V a, V b, V acc) { return _mm256_fmadd_ps(a, b, acc); }
   ICL_TARGET static V Add(V a, V b) { return _mm256_add_ps(a, b); }
   ICL_TARGET static void Store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  // dst[j * ldd + i] = alpha * src[i * lds + j] for i, j < 8: 8 x 8 in registers.
+  ICL_TARGET static void StoreTransposed(const float* src, int64_t lds, float alpha, float* dst,
+                                         int64_t ldd) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    const __m256 s = _mm256_set1_ps(alpha);
+    for (int j = 0; j < 4; ++j) {
+      _mm256_storeu_ps(dst + j * ldd,
+                       _mm256_mul_ps(s, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20)));
+      _mm256_storeu_ps(dst + (j + 4) * ldd,
+                       _mm256_mul_ps(s, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31)));
+    }
+  }
 };
 
 }  // namespace icl::cpu::avx2

@@ -60,6 +60,11 @@ struct Simd {
   static constexpr int64_t kGroupBytes = 576 * 1024;
   static constexpr int64_t kGroupFromBytes = 1024 * 1024;
   static constexpr int kGroupWRows = 48;
+  // K in chunks from two tiles of A (TryChunks in wide_gemm_impl.h, with the measurements:
+  // with one tile there is nothing to reuse; kernel harness, one core, GFLOP/s whole -> in
+  // chunks: M=64 154 -> 162, within the noise, M=32 163 -> 143). With chunks, TryGroups
+  // takes a float32 W only with one tile of A (M <= 64) over 1 MB (K > 4096).
+  static constexpr int64_t kChunkFromRows = 65;
   // StoreTile element by element.
   static constexpr bool kStore4 = false;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
@@ -68,6 +73,37 @@ struct Simd {
   ICL_TARGET static V Fma(V a, V b, V acc) { return _mm512_fmadd_ps(a, b, acc); }
   ICL_TARGET static V Add(V a, V b) { return _mm512_add_ps(a, b); }
   ICL_TARGET static void Store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  // dst[j * ldd + i] = alpha * src[i * lds + j] for i, j < 16: 16 x 16 in registers.
+  ICL_TARGET static void StoreTransposed(const float* src, int64_t lds, float alpha, float* dst,
+                                         int64_t ldd) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    // Within each 128-bit lane: row i's lane holds elements 4 q .. 4 q + 3 of column i % 4 ...
+    for (int i = 0; i < 16; i += 4) {
+      r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+      r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+      r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    // ... then the 128-bit lanes regrouped in two rounds.
+    for (int h = 0; h < 16; h += 8) {
+      for (int i = 0; i < 4; ++i) {
+        t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+        t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+      }
+    }
+    const __m512 s = _mm512_set1_ps(alpha);
+    for (int i = 0; i < 8; ++i) {
+      _mm512_storeu_ps(dst + i * ldd,
+                       _mm512_mul_ps(s, _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88)));
+      _mm512_storeu_ps(dst + (i + 8) * ldd,
+                       _mm512_mul_ps(s, _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD)));
+    }
+  }
 };
 
 }  // namespace icl::cpu::avx512

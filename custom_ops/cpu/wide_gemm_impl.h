@@ -10,7 +10,9 @@
 // from kStageFromRows rows of A, and only where Y's rows alias in L1 if kStageAliasedOnly:
 // StageY; kStageBlocks = 0: never), kGroupBytes, kGroupFromBytes and kGroupWRows (groups of
 // A's tiles and blocks of W's rows: TryGroups; kGroupBytes = 0: none, the other two then
-// unused), kUnroll (steps of K per prefetch step in Micro), kStore4
+// unused), kChunkFromRows (TryChunks from that many rows of A; 0: never), kUnroll (steps of K
+// per prefetch step in Micro), StoreTransposed(src, lds, alpha, dst, ldd) (dst[j * ldd + i] =
+// alpha * src[i * lds + j] for i, j < kWidth), kStore4
 // (StoreTile stores 4 rows of W at a time with Store4(out, ld, valid, alpha, y, ldy):
 // y[i][0, 4) = alpha * out[0, 4)[i] for i < valid, out's rows ld apart, reading
 // out[0, 4)[0, kTileRows)), Zero(), Load(const float*), Broadcast(float), Fma(a, b, acc),
@@ -21,6 +23,7 @@
 #include <cstdint>
 
 #include "cpu/convert.h"
+#include "cpu/isa.h"
 #include "cpu/prefetch.h"
 #include "cpu/scratch.h"
 #include "cpu/wide_gemm.h"
@@ -43,10 +46,10 @@ constexpr int64_t Prefetches(int64_t k) { return k / Simd::kUnroll + k % Simd::k
 // the FMAs if Prefetch. Both of Micro's loops call it: a function with ICL_TARGET (a lambda
 // does not take Micro's target attribute unless given it, as AxpyRows' are). (With the prefetch step before A's loads,
 // g++ folded A's loads into the FMAs of tiles with 2 or 3 rows of W: one load per row.)
-template <int Lanes, int Rows, bool Prefetch>
+template <int Lanes, int Rows, bool Prefetch, class P>
 ICL_TARGET inline __attribute__((always_inline)) void MicroStep(
     const float* at, const float* w, int64_t ldw, typename Simd::V (&acc)[Rows][Lanes],
-    Prefetcher& prefetch) {
+    P& prefetch) {
   typename Simd::V a[Lanes];
   for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + l * Simd::kWidth);
   if constexpr (Prefetch) prefetch.Step();
@@ -56,15 +59,22 @@ ICL_TARGET inline __attribute__((always_inline)) void MicroStep(
   }
 }
 
-// One A^T tile (Lanes vectors wide) against Rows rows of float W, over all of K; the result
-// lands in out[Rows][kTileRows] (lanes beyond the tile's width are left untouched).
-template <int Lanes, int Rows>
+// One A^T tile (Lanes vectors wide) against Rows rows of float W, over k steps of K; the
+// result lands in out[Rows][kTileRows] (lanes beyond the tile's width are left untouched),
+// added to what out holds where Accumulate and `add` (TryChunks' chunks of K after the first).
+// P: the prefetcher, stepped as K advances (Prefetcher, or NoPrefetch).
+template <int Lanes, int Rows, bool Accumulate = false, class P = Prefetcher>
 ICL_TARGET void Micro(const float* at, int64_t k, const float* w, int64_t ldw, float* out,
-                      Prefetcher& prefetch) {
+                      P& prefetch, bool add = false) {
   constexpr int kW = Simd::kWidth;
   typename Simd::V acc[Rows][Lanes];
-  for (int r = 0; r < Rows; ++r)
-    for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Zero();
+  if (Accumulate && add) {
+    for (int r = 0; r < Rows; ++r)
+      for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Load(out + r * kTileRows + l * kW);
+  } else {
+    for (int r = 0; r < Rows; ++r)
+      for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Zero();
+  }
   // Simd::kUnroll steps of K per pass, one prefetch step per pass (see Prefetches).
   constexpr int kU = Simd::kUnroll;
   int64_t kk = 0;
@@ -75,11 +85,11 @@ ICL_TARGET void Micro(const float* at, int64_t k, const float* w, int64_t ldw, f
       // folded A's loads into the FMAs (AVX2, 3 x 4 tile).
 #pragma GCC unroll 1
       for (int u = 0; u < kU; ++u)
-        MicroStep<Lanes, Rows, false>(at + u * Lanes * kW, w + kk + u, ldw, acc, prefetch);
+        MicroStep<Lanes, Rows, false, P>(at + u * Lanes * kW, w + kk + u, ldw, acc, prefetch);
     }
   }
   for (; kk < k; ++kk, at += Lanes * kW) {
-    MicroStep<Lanes, Rows, true>(at, w + kk, ldw, acc, prefetch);
+    MicroStep<Lanes, Rows, true, P>(at, w + kk, ldw, acc, prefetch);
   }
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l) Simd::Store(out + r * kTileRows + l * kW, acc[r][l]);
@@ -344,6 +354,146 @@ ICL_TARGET void Run(const PackedA& a, const void* w, ElemType w_type, int64_t ld
   }
 }
 
+// Micro's prefetcher where nothing is prefetched: TryChunks' tiles after the first read the
+// chunk's rows of W from L2 (measured, AVX-512, kernel harness: prefetching the next
+// micro-tile's sums and rows of W into L1 was 3-4% slower at M=256, K=N=768).
+struct NoPrefetch {
+  void Step() {}
+};
+
+// TryChunks' first tile of each chunk, which reads the chunk's rows of W from memory: the
+// next micro-tile's rows (their chunk: `rows` runs of `bytes`, `stride` apart) streamed into
+// L2 one line a step. Without it W's short runs (512 bytes of each row at AVX-512's 128
+// steps) came from memory on demand: kernel harness, one core, K=768, N=32000, M=128,
+// GFLOP/s 153 at once (Run), 120 in chunks, 155-165 in chunks with this.
+struct RowsPrefetcher {
+  const char* next = nullptr;
+  int64_t stride = 0, bytes = 0, rows = 0, at = 0;
+  void Step() {
+    if (rows == 0) return;
+    __builtin_prefetch(next + at, /*rw=*/0, /*locality=*/2);
+    at += 64;
+    if (at >= bytes) {
+      at = 0;
+      next += stride;
+      --rows;
+    }
+  }
+};
+
+// y[i][n] = alpha * c[n][i] for i < valid, n < rows (c: a tile's sums, rows kTileRows apart):
+// blocks of kWidth x kWidth transposed in registers (Simd::StoreTransposed), whole vectors of
+// Y's rows at a time, the edges element by element.
+ICL_TARGET inline void StoreChunkTile(const float* c, int64_t rows, int64_t valid, float alpha,
+                                      float* y, int64_t ldy) {
+  constexpr int64_t kW = Simd::kWidth;
+  const int64_t rows_w = rows / kW * kW, valid_w = valid / kW * kW;
+  for (int64_t n0 = 0; n0 < rows_w; n0 += kW)
+    for (int64_t i0 = 0; i0 < valid_w; i0 += kW)
+      Simd::StoreTransposed(c + n0 * kTileRows + i0, kTileRows, alpha, y + i0 * ldy + n0, ldy);
+  for (int64_t i = 0; i < valid; ++i) {
+    for (int64_t n = i < valid_w ? rows_w : 0; n < rows; ++n)
+      y[i * ldy + n] = alpha * c[n * kTileRows + i];
+  }
+}
+
+// One chunk of `steps` steps of K of an A^T tile (Lanes vectors wide, at `at`) against `rows`
+// rows of W: micro-tiles of Rows rows, then Rows / 2 ... for the rest; their sums go to (or,
+// where `add`, are added to) c[rows][kTileRows].
+template <int Lanes, int Rows>
+ICL_TARGET void ChunkRows(const float* at, int64_t steps, const float* w, int64_t ldw,
+                          int64_t rows, float* c, bool add, bool first_tile) {
+  int64_t n = 0;
+  for (; n + Rows <= rows; n += Rows) {
+    const float* wn = w + n * ldw;
+    float* cn = c + n * kTileRows;
+    if (first_tile) {
+      RowsPrefetcher next;
+      if (n + Rows < rows) {
+        next.next = reinterpret_cast<const char*>(wn + Rows * ldw);
+        next.stride = ldw * int64_t{sizeof(float)};
+        next.bytes = steps * int64_t{sizeof(float)};
+        next.rows = std::min<int64_t>(Rows, rows - n - Rows);
+      }
+      Micro<Lanes, Rows, true>(at, steps, wn, ldw, cn, next, add);
+    } else {
+      NoPrefetch none;
+      Micro<Lanes, Rows, true>(at, steps, wn, ldw, cn, none, add);
+    }
+  }
+  if constexpr (Rows > 1) {
+    if (n < rows)
+      ChunkRows<Lanes, Rows / 2>(at, steps, w + n * ldw, ldw, rows - n, c + n * kTileRows, add,
+                                 first_tile);
+  }
+}
+
+// ChunkRows with the micro-tile's rows of W for tiles `width` floats wide.
+ICL_TARGET inline void ChunkTile(int64_t width, const float* at, int64_t steps, const float* w,
+                                 int64_t ldw, int64_t rows, float* c, bool add, bool first) {
+  constexpr int kLast = Simd::kTileLanes - 1;
+  switch (width / Simd::kWidth) {
+    case 4:
+      if constexpr (Simd::kTileLanes >= 4)
+        return ChunkRows<4, Simd::kWRows[kLast]>(at, steps, w, ldw, rows, c, add, first);
+      return;
+    case 3: return ChunkRows<3, Simd::kWRows[2]>(at, steps, w, ldw, rows, c, add, first);
+    case 2: return ChunkRows<2, Simd::kWRows[1]>(at, steps, w, ldw, rows, c, add, first);
+    default: return ChunkRows<1, Simd::kWRows[0]>(at, steps, w, ldw, rows, c, add, first);
+  }
+}
+
+// Steps of K per chunk (TryChunks): a tile's chunk of A fills two thirds of L1, in whole
+// cache lines of W's rows (16 floats), 64 to 512. AVX-512 (tiles of 64 rows) on a 48 KB L1:
+// 128 steps (32 KB); AVX2 (24 rows): 336.
+inline int64_t ChunkSteps(int64_t tile_rows) {
+  const int64_t steps = L1DataBytes() * 2 / 3 / (tile_rows * int64_t{sizeof(float)});
+  return std::clamp<int64_t>(steps / 16 * 16, 64, 512);
+}
+
+// Where A has many rows (Simd::kChunkFromRows; float32 W): K in chunks (ChunkSteps), and for
+// each chunk every tile of A in turn against all the rows of W, as in a GEBP: the tile's chunk
+// of A stays in L1 while the rows' chunk of W (all the task's rows: at most 512 rows of 128
+// or 336 steps, 256-690 KB) stays in L2 for the tiles after the first (the first streams it
+// in: RowsPrefetcher); each tile's sums against every row wait in a per-thread buffer between
+// chunks (at most 512 KB), and after the last chunk go to Y in blocks transposed in registers
+// (StoreChunkTile). Run, before, holds a micro-tile's rows of W (all of K) in L1 and streams
+// the whole tile of A from L2 for each of them, and stores each micro-tile's result element
+// by element (StoreTile: 7% of the time at M=256, K=N=768, AVX-512; the chunks' loads of the
+// sums cost 2%). In ORT, transposed view, Intel Xeon, two runs of each build alternated (the
+// grid of bench_matmul, 2 placements), median ICL/ORT whole -> in chunks: AVX-512 one thread
+// K=3072 N=768 M=128 1.26-1.28 -> 0.96-1.05, M=256 1.36-1.41 -> 1.07-1.13, K=N=768 M=128
+// 1.21 -> 1.07-1.13, M=256 1.22-1.24 -> 1.10-1.15, two threads 0.81-0.99 of before; K=768,
+// N=3072 and 32000 0.95-1.03 of before, as the unchanged plain view's cells (0.94-1.06).
+// AVX2: M=256 0.92-0.97 of before, K=3072 N=768 M=128 0.91-0.97, the rest 0.97-1.02.
+// False where it does not apply.
+template <class S = Simd>
+ICL_TARGET bool TryChunks(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
+                          int64_t rows, float alpha, float* y, int64_t ldy) {
+  if constexpr (S::kChunkFromRows > 0) {
+    const int64_t kc = ChunkSteps(a.tile_rows);
+    if (w_type != ElemType::kFloat || a.m < S::kChunkFromRows || a.k < kc) return false;
+    const int64_t tiles = PackedATiles(a);
+    float* c = ThreadScratch(ScratchSlot::kChunkSums,
+                             static_cast<size_t>(tiles * rows * kTileRows));
+    const float* wf = static_cast<const float*>(w);
+    for (int64_t k0 = 0; k0 < a.k; k0 += kc) {
+      const int64_t steps = std::min(kc, a.k - k0);
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t m0 = t * a.tile_rows;
+        const int64_t width = TileWidth(a, m0);
+        float* ct = c + t * rows * kTileRows;
+        ChunkTile(width, a.data + m0 * a.k + k0 * width, steps, wf + k0, ldw, rows, ct, k0 > 0,
+                  t == 0);
+        if (k0 + steps == a.k)
+          StoreChunkTile(ct, rows, std::min(a.tile_rows, a.m - m0), alpha, y + m0 * ldy, ldy);
+      }
+    }
+    return true;
+  }
+  return false;
+}
+
 // RunSplit where it applies (an ISA with Simd::kSplitRows > 0); false where it does not.
 template <int SplitRows = Simd::kSplitRows>
 ICL_TARGET bool TryRunSplit(const PackedA& a, const void* w, ElemType w_type, int64_t ldw,
@@ -419,6 +569,7 @@ inline void Dispatch(const PackedA& a, const void* w, ElemType w_type, int64_t l
                      int64_t rows, float alpha, float* y, int64_t ldy) {
   static_assert(Simd::kTileLanes >= 3 && Simd::kTileLanes <= 4, "tiles of 3 or 4 vectors");
   if (TryRunSplit(a, w, w_type, ldw, rows, alpha, y, ldy)) return;
+  if (TryChunks(a, w, w_type, ldw, rows, alpha, y, ldy)) return;
   if (TryGroups(a, w, w_type, ldw, rows, alpha, y, ldy)) return;
   RunTiles(a, w, w_type, ldw, rows, alpha, y, ldy, TileWidth(a, 0));
 }
