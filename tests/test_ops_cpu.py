@@ -334,17 +334,18 @@ def test_plain_matmul_with_rows_a_page_apart_matches_reference(rows, n):
 
 
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
-@pytest.mark.parametrize("rows", [3, 6, 7, 13, 64])
+@pytest.mark.parametrize("rows", [3, 6, 7, 13, 64, 131, 257])
 @pytest.mark.parametrize("k", [129, 256, 385])
 @pytest.mark.parametrize("n", [1003, 4099])
 def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
     # The plain GEMM walks the panels in blocks of K (BlockedPanels): AVX2 in blocks of 32 rows
     # of W up to 16 rows of A (up to 32 where W's rows are 16 KB or more apart: float32
-    # N=4099), AVX-512 in blocks of 128 (64 for such wide rows) up to 64 rows of A (wide rows
-    # from 17). K=129 ends in a block of one row (4 x 32 + 1, 128 + 1, 2 x 64 + 1), 256 in
-    # whole blocks, 385 in a block of one row again; with AVX2 3 and 6 rows are one tile read
-    # in place, 7 (4 + 3) and 13 have their first tile copy each block of a panel, 64 walks
-    # all of K (AVX-512: in blocks). N=1003 and 4099 leave a one-vector panel and three
+    # N=4099), AVX-512 in blocks of 128 up to 256 rows of A (64 for such wide rows, from 17
+    # rows of A). K=129 ends in a block of one row (4 x 32 + 1,
+    # 128 + 1, 2 x 64 + 1), 256 in whole blocks, 385 in a block of one row again; with AVX2 3
+    # and 6 rows are one tile read in place, 7 (4 + 3) and 13 have their first tile copy each
+    # block of a panel, 64 and more walk all of K (AVX-512: in blocks up to 256, 131 ending in
+    # a tile of 5 rows; 257 over all of K). N=1003 and 4099 leave a one-vector panel and three
     # columns past the vectors, and with the row slice of W (from row 5) and the scale every
     # block must add to the partial sums of the one before and only the last scale them.
     attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": k, "scale": 0.5}

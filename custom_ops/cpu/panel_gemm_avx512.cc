@@ -40,12 +40,17 @@ struct Simd : PanelCopyAvx512 {
   // 1.14; N=3072 M=8 1.03, M=32 1.27, M=64 1.29; N=32000 (64 -> 32) M=32 1.03, M=64 1.06.
   // Not below 17 rows for wide rows: K=768, N=32000 M=8 1.02 and 1.12, M=16 0.99 and 1.04
   // (in blocks, lowest times 1.14-1.26; but this build against the one before, the same code
-  // at those cells, read 1.05-1.10 there: not resolved, kept as before). Nor beyond 64 rows
-  // for wide rows (one thread, N=32000 M=128 1.02, M=256 1.10; narrow ones beyond 64 not
-  // measured).
+  // at those cells, read 1.05-1.10 there: not resolved, kept as before). Beyond 64 rows, up
+  // to 256 (wide rows too, in blocks of 64), where the panels had been walked over all of K,
+  // each copied by its first row tile (CopyingPanel): in ORT, one and two threads, 3 runs of
+  // each build alternated, 2 placements, medians, blocks / all of K: K=768, N=3072 M=96-128
+  // 0.88-0.94, M=256 0.95-0.96; K=3072, N=768 M=96-256 0.90-0.97; K=768, N=32000 M=96-128
+  // 0.89-0.95, M=256 1.01-1.03; K=N=768 1.01-1.03 (the transposed view's cells, unchanged
+  // code: 0.96-1.05). (Measured earlier, wide rows in blocks of 128: one thread, N=32000
+  // M=128 1.02, M=256 1.10.) Beyond 256 rows not measured: all of K, as before.
   static constexpr int64_t kBlockRows = 128;
   static constexpr int kBlockAheadPanels = 4;
-  static constexpr int64_t kBlockMaxRows = 64;
+  static constexpr int64_t kBlockMaxRows = 256;
   static constexpr int64_t kWideBlockRows = 64;
   static constexpr int64_t kWideBlockMaxRows = 64;
   static constexpr int64_t kWideBlockFromRows = 17;
