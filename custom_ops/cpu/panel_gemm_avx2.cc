@@ -139,7 +139,12 @@ struct Simd {
   // K=768, N=3072 M=6-16 0.57-0.81; K=3072, N=768 (SplitK's slices) M=6-16 0.64-0.86; K=768,
   // N=32000 M=6-16 0.33-0.44, M=32 0.63-0.64; M=32 elsewhere (not blocked) 0.97-1.01. Blocks
   // of 32 up to 64 rows of A (128 for wide rows): K=768, N=3072 M=24, 32 0.78-0.89, but
-  // K=N=768 and K=3072, N=768 M=32, 64 1.07-1.17, and K=768, N=32000 M=128 1.14.
+  // K=N=768 and K=3072, N=768 M=32, 64 1.07-1.17, and K=768, N=32000 M=128 1.14. Blocks of
+  // 32 up to 256 rows of A (as AVX-512's up to 256 since 9484dde), in ORT, 3 runs of each
+  // build alternated, 2 placements: K=768, N=3072 M=32 0.86-0.88, M=64 0.97-1.00, but
+  // M=128-256 1.13-1.45, K=N=768 M=32-256 1.09-1.23, K=3072, N=768 M=32-64 1.09-1.18 (M=128-256
+  // 0.95-1.02), K=768, N=32000 M=128-256 1.13-1.16 (the kernel harness, one core, W hot, had
+  // read K=3072, N=768 M=128-256 1.2-1.45x faster: not what ORT measured).
   static constexpr int64_t kBlockRows = 32;
   static constexpr int kBlockAheadPanels = 4;
   static constexpr int64_t kBlockMaxRows = 16;
