@@ -499,7 +499,7 @@ def test_transposed_gemm_last_tile_of_one_vector_matches_reference(w_type, rows,
     # would be one vector (1-8 rows), A keeps its tiles of 24 rows (wide_gemm.cc,
     # PackedATileRows) and the last tile walks K in two runs side by side (wide_gemm_impl.h,
     # WRowBlock, MicroSplit): 32 rows at K=5120 (983 KB packed: groups of one tile, the last
-    # group that tile alone, TryGroups). From 49 rows a float32 W walks K in chunks instead
+    # group that tile alone, TryGroups). From 65 rows a float32 W walks K in chunks instead
     # (TryChunks): 145 rows end in a tile of 1, 128 at K=3072 and 5120 in one of 8, against
     # 12 rows of W at a time. 32 rows at K=1024 and 3072, 128 at K=1024 (512 KB in tiles of
     # 16), and a 16-bit W keep tiles of 16. N=101: a partial block.
@@ -526,8 +526,8 @@ def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     # of A's tiles against blocks of 48 rows of W (wide_gemm_impl.h, TryGroups): groups of one
     # tile, the last of 16 valid rows (40) or 24 (48); N=101 ends in a partial block of 5 rows
     # (a 4-row micro-tile and a single row); K=2900 ends the pack's blocks of 8 columns in a
-    # partial one of 4. (From 49 rows a float32 W walks K in chunks: TryChunks. With
-    # AVX-512 A is one tile of 64 rows, 742 KB, and runs whole: Run.)
+    # partial one of 4. (From 65 rows a float32 W walks K in chunks with AVX2, from 33 with
+    # AVX-512: TryChunks.)
     k = 2900
     a = random((rows, k), FLOAT, seed=21)
     w = random((101, k), FLOAT, seed=22)
@@ -536,14 +536,15 @@ def test_transposed_gemm_in_groups_of_a_tiles_matches_reference(rows):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
-@pytest.mark.parametrize("rows", [40, 64])
+@pytest.mark.parametrize("rows", [13, 16])
 @pytest.mark.parametrize("k", [4200, 5120])
 def test_transposed_gemm_in_groups_of_64_row_tiles_matches_reference(rows, k):
     # AVX-512 packs A in tiles of 64 rows and, above 1 MB packed (one tile from K=4097; from
-    # two tiles a float32 W walks K in chunks instead: TryChunks), runs it against blocks of
-    # 48 rows of W (TryGroups): N=101 ends in a block of 5 rows. At K=5120 W's rows are 20 KB
-    # apart and alias, so each block's rows are copied first. (AVX2: groups of its tiles of
-    # 24 rows, the last of 16 valid rows with 40; the same references.)
+    # 33 rows a float32 W walks K in chunks instead: TryChunks), runs it against blocks of 48
+    # rows of W (TryGroups): one vector wide here (13 and 16 rows, beyond RowDot's 12), N=101
+    # ends in a block of 5 rows. At K=5120 W's rows are 20 KB apart and alias, so each block's
+    # rows are copied first. (AVX2: one tile of 24 rows, under 512 KB: run whole; the same
+    # references.)
     a = random((rows, k), FLOAT, seed=45)
     w = random((101, k), FLOAT, seed=46)
     bias = random((101,), FLOAT, seed=47)
@@ -551,18 +552,19 @@ def test_transposed_gemm_in_groups_of_64_row_tiles_matches_reference(rows, k):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
-@pytest.mark.parametrize("rows", [65, 100, 200])
+@pytest.mark.parametrize("rows", [40, 65, 100, 200])
 @pytest.mark.parametrize("k", [700, 1001])
 @pytest.mark.parametrize("sliced", [False, True], ids=["whole", "slice"])
 def test_transposed_gemm_in_chunks_of_k_matches_reference(rows, k, sliced):
-    # From two tiles of A (AVX-512: 65 rows, AVX2: 49) and a float32 W, the transposed GEMM
-    # walks K in chunks sized from the L1 cache (wide_gemm_impl.h, TryChunks: 128 steps with
-    # AVX-512, 336 with AVX2 on a 48 KB L1, 96 and 224 on a 32 KB one), keeps each tile's sums
-    # between chunks and stores Y in blocks transposed in registers (StoreChunkTile). K=700
-    # and 1001 end in a partial chunk; 65 rows end in a tile of 1 valid row of one vector,
-    # 100 in one of 36 (three vectors with AVX-512), 200 in one of 8; N=101 makes tasks of 64
-    # and 37 rows of W, which end in micro-tiles of fewer rows and a partial block of Y's
-    # columns. The slice reads K elements of rows 1030 floats apart, from an offset of 3.
+    # From 33 rows of A with AVX-512 and from 65 with AVX2, and a float32 W, the transposed
+    # GEMM walks K in chunks sized from the L1 cache (wide_gemm_impl.h, TryChunks: 128 steps
+    # with AVX-512, 336 with AVX2 on a 48 KB L1, 96 and 224 on a 32 KB one), keeps each tile's
+    # sums between chunks and stores Y in blocks transposed in registers (StoreChunkTile).
+    # K=700 and 1001 end in a partial chunk; 40 rows are one tile of three vectors with
+    # AVX-512, 65 rows end in a tile of 1 valid row of one vector, 100 in one of 36 (three
+    # vectors with AVX-512), 200 in one of 8; N=101 makes tasks of 64 and 37 rows of W, which
+    # end in micro-tiles of fewer rows and a partial block of Y's columns. The slice reads K
+    # elements of rows 1030 floats apart, from an offset of 3.
     w = random((101, 1030 if sliced else k), FLOAT, seed=48)
     attrs = {"transpose": 1, "scale": 0.5}
     if sliced:

@@ -60,11 +60,14 @@ struct Simd {
   static constexpr int64_t kGroupBytes = 576 * 1024;
   static constexpr int64_t kGroupFromBytes = 1024 * 1024;
   static constexpr int kGroupWRows = 48;
-  // K in chunks from two tiles of A (TryChunks in wide_gemm_impl.h, with the measurements:
-  // with one tile there is nothing to reuse; kernel harness, one core, GFLOP/s whole -> in
-  // chunks: M=64 154 -> 162, within the noise, M=32 163 -> 143). With chunks, TryGroups
-  // takes a float32 W only with one tile of A (M <= 64) over 1 MB (K > 4096).
-  static constexpr int64_t kChunkFromRows = 65;
+  // K in chunks from 33 rows of A (TryChunks in wide_gemm_impl.h, with the measurements from
+  // 65 rows). One tile of A, in ORT, 3 runs of each build alternated, 2 placements, median
+  // ICL/ORT in chunks / whole: M=48 and 64 0.86-0.99 (K=3072, N=768 0.86-0.89, K=768, N=32000
+  // 0.88-0.95); from 17 rows (tiles of two vectors) / from 33: M=20-32 1.04-1.22 at K=768,
+  // N=768 and 3072 (K=3072, N=768, where RunSplit runs either way, and N=32000: 0.85-1.03,
+  // the noise of those cells). With chunks TryGroups takes a float32 W only below 33 rows, in
+  // one tile of A over 1 MB (K > 4096).
+  static constexpr int64_t kChunkFromRows = 33;
   // StoreTile element by element.
   static constexpr bool kStore4 = false;
   ICL_TARGET static V Zero() { return _mm512_setzero_ps(); }
