@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "cpu/isa.h"
+#include "cpu/transpose8.h"
 
 namespace icl::cpu {
 
@@ -38,34 +39,6 @@ int64_t PackedASize(int64_t m, int64_t k) { return (m + TileRows()) * k; }
 
 int64_t PackedATiles(const PackedA& a) { return (a.m + a.tile_rows - 1) / a.tile_rows; }
 
-namespace {
-
-// dst[j * ldd + i] = src[i * lds + j] for i < rows (<= 8), j < 8; rows beyond `rows` are
-// zero. The 8 x 8 transpose in registers (unpack, shuffle, then swap of 128-bit halves).
-__attribute__((target("avx2"))) void Transpose8(const float* src, int64_t lds, int64_t rows,
-                                                float* dst, int64_t ldd) {
-  __m256 r[8];
-  for (int i = 0; i < 8; ++i)
-    r[i] = i < rows ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
-  __m256 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-  }
-  for (int j = 0; j < 4; ++j) {
-    _mm256_storeu_ps(dst + j * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
-    _mm256_storeu_ps(dst + (j + 4) * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
-  }
-}
-
-}  // namespace
-
 // WideGemm runs only where AVX2 is (WideGemmAvailable), so the packing may use it. Blocks of
 // 8 x 8 transposed in registers: element by element (row by row over all of K, each store on
 // another line of a tile larger than L1) it took 0.20 ms at M=256, K=768 on one core, 7% of
@@ -83,7 +56,7 @@ __attribute__((target("avx2"))) void PackATile(const float* a, int64_t lda, int6
     for (int64_t i0 = 0; i0 < width; i0 += 8) {
       const int64_t rows = std::max<int64_t>(0, valid - i0);
       for (int64_t k1 = k0; k1 < std::min(k0 + 16, k8); k1 += 8)
-        Transpose8(a + (m0 + i0) * lda + k1, lda, rows, tile + k1 * width + i0, width);
+        Transpose8<false>(a + (m0 + i0) * lda + k1, lda, rows, tile + k1 * width + i0, width);
     }
   }
   for (int64_t kk = k8; kk < out.k; ++kk) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cpu/transpose8.h"
 #include "cpu/wide_gemm.h"
 
 #define ICL_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -96,25 +97,7 @@ struct Simd {
   // dst[j * ldd + i] = alpha * src[i * lds + j] for i, j < 8: 8 x 8 in registers.
   ICL_TARGET static void StoreTransposed(const float* src, int64_t lds, float alpha, float* dst,
                                          int64_t ldd) {
-    __m256 r[8], t[8];
-    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
-    for (int i = 0; i < 8; i += 2) {
-      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-      r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-      r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-      r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-      r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    const __m256 s = _mm256_set1_ps(alpha);
-    for (int j = 0; j < 4; ++j) {
-      _mm256_storeu_ps(dst + j * ldd,
-                       _mm256_mul_ps(s, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20)));
-      _mm256_storeu_ps(dst + (j + 4) * ldd,
-                       _mm256_mul_ps(s, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31)));
-    }
+    Transpose8<true>(src, lds, 8, dst, ldd, alpha);
   }
 };
 
