@@ -456,8 +456,8 @@ inline int64_t ChunkSteps(int64_t tile_rows) {
 // of A stays in L1 while the rows' chunk of W (all the task's rows: at most 512 rows of 128
 // or 336 steps, 256-690 KB) stays in L2 for the tiles after the first (the first streams it
 // in: RowsPrefetcher); each tile's sums against every row wait in a per-thread buffer between
-// chunks (at most 512 KB), and after the last chunk go to Y in blocks transposed in registers
-// (StoreChunkTile). Run, before, holds a micro-tile's rows of W (all of K) in L1 and streams
+// chunks (M x 512 rows x 4 bytes: 512 KB at M=256), and after the last chunk go to Y in blocks
+// transposed in registers (StoreChunkTile). Run, before, holds a micro-tile's rows of W (all of K) in L1 and streams
 // the whole tile of A from L2 for each of them, and stores each micro-tile's result element
 // by element (StoreTile: 7% of the time at M=256, K=N=768, AVX-512; the chunks' loads of the
 // sums cost 2%). In ORT, transposed view, Intel Xeon, two runs of each build alternated (the
