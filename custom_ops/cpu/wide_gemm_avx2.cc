@@ -62,6 +62,7 @@ struct Simd {
   // and two threads, two runs each); kernel harness, one core, GFLOP/s whole -> in chunks of
   // 384 steps: M=24 100 -> 105, M=32 113 -> 108, M=48 113 -> 110.
   static constexpr int64_t kChunkFromRows = 65;
+  static constexpr bool kChunkAliasedNarrow = false;  // not measured with AVX2
   // StoreTile transposes 4 x 8 blocks of the tile's result in registers (element by element it
   // took 4-5% of the GEMM: M=256, K=768, N=768, one core).
   static constexpr bool kStore4 = true;

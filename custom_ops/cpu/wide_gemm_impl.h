@@ -10,9 +10,10 @@
 // from kStageFromRows rows of A, and only where Y's rows alias in L1 if kStageAliasedOnly:
 // StageY; kStageBlocks = 0: never), kGroupBytes, kGroupFromBytes and kGroupWRows (groups of
 // A's tiles and blocks of W's rows: TryGroups; kGroupBytes = 0: none, the other two then
-// unused), kChunkFromRows (TryChunks from that many rows of A; 0: never), kUnroll (steps of K
-// per prefetch step in Micro), StoreTransposed(src, lds, alpha, dst, ldd) (dst[j * ldd + i] =
-// alpha * src[i * lds + j] for i, j < kWidth), kStore4
+// unused), kChunkFromRows (TryChunks from that many rows of A; 0: never) and
+// kChunkAliasedNarrow (TryChunks also for one tile of one vector against rows of W that alias
+// in L1), kUnroll (steps of K per prefetch step in Micro), StoreTransposed(src, lds, alpha,
+// dst, ldd) (dst[j * ldd + i] = alpha * src[i * lds + j] for i, j < kWidth), kStore4
 // (StoreTile stores 4 rows of W at a time with Store4(out, ld, valid, alpha, y, ldy):
 // y[i][0, 4) = alpha * out[0, 4)[i] for i < valid, out's rows ld apart, reading
 // out[0, 4)[0, kTileRows)), Zero(), Load(const float*), Broadcast(float), Fma(a, b, acc),
@@ -472,7 +473,12 @@ ICL_TARGET bool TryChunks(const PackedA& a, const void* w, ElemType w_type, int6
                           int64_t rows, float alpha, float* y, int64_t ldy) {
   if constexpr (S::kChunkFromRows > 0) {
     const int64_t kc = ChunkSteps(a.tile_rows);
-    if (w_type != ElemType::kFloat || a.m < S::kChunkFromRows || a.k < kc) return false;
+    // Also, where the traits say so, a tile of one vector against rows of W that alias in L1,
+    // which Run would copy block by block.
+    const bool aliased_narrow = S::kChunkAliasedNarrow && TileWidth(a, 0) == S::kWidth &&
+                                RowsAlias<S::kWRows[0]>(ldw * int64_t{sizeof(float)});
+    if (w_type != ElemType::kFloat || (a.m < S::kChunkFromRows && !aliased_narrow) || a.k < kc)
+      return false;
     const int64_t tiles = PackedATiles(a);
     float* c = ThreadScratch(ScratchSlot::kChunkSums,
                              static_cast<size_t>(tiles * rows * kTileRows));
