@@ -458,10 +458,10 @@ inline int64_t ChunkSteps(int64_t tile_rows) {
 // or 336 steps, 256-690 KB) stays in L2 for the tiles after the first (the first streams it
 // in: RowsPrefetcher); each tile's sums against every row wait in a per-thread buffer between
 // chunks (M x 512 rows x 4 bytes: 512 KB at M=256), and after the last chunk go to Y in blocks
-// transposed in registers (StoreChunkTile). Run, before, holds a micro-tile's rows of W (all of K) in L1 and streams
-// the whole tile of A from L2 for each of them, and stores each micro-tile's result element
-// by element (StoreTile: 7% of the time at M=256, K=N=768, AVX-512; the chunks' loads of the
-// sums cost 2%). In ORT, transposed view, Intel Xeon, two runs of each build alternated (the
+// transposed in registers (StoreChunkTile). Run, before, holds a micro-tile's rows of W (all
+// of K) in L1 and streams the whole tile of A from L2 for each of them, and stores each
+// micro-tile's result element by element (StoreTile: 7% of the time at M=256, K=N=768,
+// AVX-512; the chunks' loads of the sums cost 2%). In ORT, transposed view, Intel Xeon, two runs of each build alternated (the
 // grid of bench_matmul, 2 placements), median ICL/ORT whole -> in chunks: AVX-512 one thread
 // K=3072 N=768 M=128 1.26-1.28 -> 0.96-1.05, M=256 1.36-1.41 -> 1.07-1.13, K=N=768 M=128
 // 1.21 -> 1.07-1.13, M=256 1.22-1.24 -> 1.10-1.15, two threads 0.81-0.99 of before; K=768,
