@@ -409,13 +409,15 @@ def test_plain_matmul_with_wide_float32_w_of_16_mb_split_along_k_matches_referen
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
-@pytest.mark.parametrize("rows", [1, 2, 4])
+@pytest.mark.parametrize("rows", [1, 2, 4, 13, 16])
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 def test_transposed_matmul_with_w_of_16_mb_streamed_matches_reference(rows, w_type):
     # A W of at least 16 MB (K=67 float32 or K=134 16-bit rows, N=62603) streams from memory:
     # RowDot's one tile of two rows of A then takes W into its FMAs (row_dot_impl.h, Fold;
-    # prefetch.h, StreamsFromMemory), two tiles of two rows (AVX2, four rows) do not; K ends
-    # in a partial vector, N in single rows of W after the last whole tile, with a bias.
+    # prefetch.h, StreamsFromMemory), two tiles of two rows (AVX2, four rows) do not; with
+    # AVX-512, 13 and 16 rows of A run RowDot against a float32 W (wide_gemm.cc,
+    # WideGemmFromRows), WideGemm against a 16-bit one and with AVX2; K ends in a partial
+    # vector, N in single rows of W after the last whole tile, with a bias.
     k = 67 if w_type == FLOAT else 134
     a = random((rows, k), FLOAT, seed=rows)
     w = random((62603, k), w_type, seed=16)

@@ -43,13 +43,22 @@
 namespace icl::cpu {
 namespace {
 
+// Bytes of W the product reads (K x N elements), and bytes its K rows span in the plain view
+// (rows ld apart: a column slice spans more than it reads).
+int64_t WReadBytes(const MatMulProblem& p) { return p.k * p.view.cols * SizeOf(p.w_type); }
+int64_t WSpanBytes(const MatMulProblem& p) { return p.k * p.view.ld * SizeOf(p.w_type); }
+
 // Up to this many rows of A, RowDot beats the GEMM that follows it (one core, K=768,
 // N=30000, GFLOP/s RowDot vs WideGemm: 8 rows 56 vs 42, 12 rows 61 vs 60, 16 rows 69 vs 80,
 // 32 rows 79 vs 95). With AVX2 only, the same boundary (benchmarks/bench_matmul.py with
 // ICL_CPU_ISA=avx2, one thread, loaded machine, WideGemm's time / RowDot's, alternated:
 // K=768, N=3072: 16 rows 0.58, 12 rows 1.06, 8 rows 1.13; K=3072, N=768: 12 rows 1.21, 8
-// rows 1.34; K=768, N=32000, 16 rows 0.66); the portable build has no WideGemm.
-int64_t RowDotMaxRows() { return WideGemmAvailable() ? 12 : INT64_MAX; }
+// rows 1.34; K=768, N=32000, 16 rows 0.66); the portable build has no WideGemm. Where W
+// streams from memory, AVX-512 keeps RowDot further (WideGemmFromRows, wide_gemm.cc).
+int64_t RowDotMaxRows(const MatMulProblem& p) {
+  if (!WideGemmAvailable()) return INT64_MAX;
+  return WideGemmFromRows(p.w_type == ElemType::kFloat ? WReadBytes(p) : 0) - 1;
+}
 // Columns of Y per task: RowDot tasks stream 192 rows of W (576 KB at K=768), a whole number
 // of every RowDot tile's rows of W (8, 6, 4), so that no task ends in single rows, and N=768
 // splits into four tasks for two threads (RowDot alone, K=768, one core, time with tasks of
@@ -135,10 +144,6 @@ constexpr int64_t kAxpySplitHalfMaxCols = 1024;
 // AVX2 0.82-1.09). A 16-bit W of 4.7 MB (K=768, N=3072) still gains from two threads; sizes
 // between were not measured.
 constexpr int64_t kOneTaskMaxBytes = int64_t{2} << 20;
-// Bytes of W the product reads (K x N elements), and bytes its K rows span in the plain view
-// (rows ld apart: a column slice spans more than it reads).
-int64_t WReadBytes(const MatMulProblem& p) { return p.k * p.view.cols * SizeOf(p.w_type); }
-int64_t WSpanBytes(const MatMulProblem& p) { return p.k * p.view.ld * SizeOf(p.w_type); }
 // One row of A and a 16-bit W, which OneTask and SplitsK treat apart (see above).
 bool OneRowHalfW(const MatMulProblem& p) { return p.m == 1 && SizeOf(p.w_type) == 2; }
 bool OneTask(const MatMulProblem& p) {
@@ -361,7 +366,7 @@ Ort::Status RunMatMul(OrtKernelContext* context, const MatMulProblem& p) {
     Epilogue(p, 0, n, out, n);
     return Ort::Status{nullptr};
   }
-  const bool row_dot = p.view.transposed && p.m <= RowDotMaxRows();
+  const bool row_dot = p.view.transposed && p.m <= RowDotMaxRows(p);
   std::vector<float> left;  // A_g @ L_g of every low-rank group, at offsets[g]
   std::vector<int64_t> offsets;
   if (!p.deltas.empty()) {

@@ -5,11 +5,24 @@
 #include <algorithm>
 
 #include "cpu/isa.h"
+#include "cpu/prefetch.h"
 #include "cpu/transpose8.h"
 
 namespace icl::cpu {
 
 bool WideGemmAvailable() { return CpuIsa() >= Isa::kAvx2; }
+
+// From 13 rows of A (matmul.cc, RowDotMaxRows, gives the measurements), and with AVX-512 from
+// 17 where a float32 W streams from memory (StreamsFromMemory): there WideGemm's tiles of one
+// vector (13-16 rows) broadcast each element of W to only 16 lanes, each tile of W from 16
+// rows of W, and RowDot's tiles of 4 x 6 read W once per four rows of A from L1. In ORT,
+// Intel Xeon (AVX-512), K=768, N=32000 (98 MB), 3 runs of each build alternated, 2
+// placements, medians of the runs' ICL/ORT, RowDot / WideGemm: one thread M=13 0.85, M=16
+// 0.89, two threads 0.87, 0.90. Not where W stays in the caches: K=3072, N=768 1.08-1.21,
+// K=N=768 and K=768, N=3072 1.00-1.07. 16-bit W and sizes between 9.4 and 98 MB not measured.
+int64_t WideGemmFromRows(int64_t w_bytes) {
+  return CpuIsa() >= Isa::kAvx512 && StreamsFromMemory(w_bytes) ? 17 : 13;
+}
 
 namespace {
 

@@ -35,6 +35,10 @@ struct PackedA {
 // True when the CPU has what WideGemm needs (AVX2 + FMA + F16C at least).
 bool WideGemmAvailable();
 
+// Rows of A from which WideGemm, not RowDot, multiplies a float32 W of w_bytes (0: a 16-bit
+// W), where WideGemmAvailable.
+int64_t WideGemmFromRows(int64_t w_bytes);
+
 // Rows of A per packed tile (PackedA::tile_rows) for A[m, k] against rows of W w_row_bytes
 // apart (0 for a 16-bit W), floats that PackedA::data needs for A[m, k], and the number of
 // tiles of `a` (whose m and tile_rows are set).
