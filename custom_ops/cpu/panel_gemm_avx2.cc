@@ -159,6 +159,9 @@ struct Simd {
   // of 128) M=24 1.01, M=32 0.93 and 1.01.
   static constexpr int64_t kWideBlockMaxRows = 32;
   static constexpr int64_t kWideBlockFromRows = 0;  // from the first row of A
+  // No other block size for wide rows and few rows of A (AVX-512's kWideFewBlockRows).
+  static constexpr int64_t kWideFewBlockRows = kWideBlockRows;
+  static constexpr int64_t kWideFewMaxRows = 0;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }

@@ -29,18 +29,26 @@ struct Simd : PanelCopyAvx512 {
   static constexpr int64_t kL1AheadRows = 0;
   static constexpr bool kMergeLastTile = false;
   // The panels walked in blocks of 128 rows of W up to 64 rows of A, of 64 where W's rows are
-  // 16 KB or more apart, there only from 17 rows of A (BlockedPanels in panel_gemm_impl.h,
-  // AVX2's block sizes before its blocks of 32; AVX-512 had walked all of K, measured on an
-  // AMD EPYC). Intel Xeon (2 MB L2), in ORT, alternated, 3 placements, median of 15-30 runs,
-  // blocks / all of K, one and two threads: K=768, N=3072 M=8 0.63 and 0.75, M=16 0.76 and
-  // 0.81, M=32 0.77 and 0.85, M=64 0.81 and 0.84; K=3072, N=768 (the slices of SplitK) M=8-32
-  // 0.92-0.98; K=768, N=32000 M=32 0.74 and 0.77, M=64 0.87 and 0.82; K=N=768 0.93-1.03.
+  // 16 KB or more apart, there from 5 rows of A and in blocks of 32 up to 16 (BlockedPanels in
+  // panel_gemm_impl.h, AVX2's block sizes before its blocks of 32; AVX-512 had walked all of
+  // K, measured on an AMD EPYC). Intel Xeon (2 MB L2), in ORT, alternated, 3 placements,
+  // median of 15-30 runs, blocks / all of K, one and two threads: K=768, N=3072 M=8 0.63 and
+  // 0.75, M=16 0.76 and 0.81, M=32 0.77 and 0.85, M=64 0.81 and 0.84; K=3072, N=768 (the
+  // slices of SplitK) M=8-32 0.92-0.98; K=768, N=32000 M=32 0.74 and 0.77, M=64 0.87 and
+  // 0.82; K=N=768 0.93-1.03.
   // Blocks of 256 rows: 1.00-1.17 against 128. Blocks of 32 (AVX2's): PanelGemm alone, one
   // core, W cold, fastest of 200, time / blocks of 128, K=768: N=768 M=8-32 0.98-1.02, M=64
   // 1.14; N=3072 M=8 1.03, M=32 1.27, M=64 1.29; N=32000 (64 -> 32) M=32 1.03, M=64 1.06.
-  // Not below 17 rows for wide rows: K=768, N=32000 M=8 1.02 and 1.12, M=16 0.99 and 1.04
-  // (in blocks, lowest times 1.14-1.26; but this build against the one before, the same code
-  // at those cells, read 1.05-1.10 there: not resolved, kept as before). Beyond 64 rows, up
+  // Wide rows from 5 rows of A (kWideBlockFromRows), and up to 16 rows in blocks of 32
+  // (kWideFew*): in ORT, K=768, N=32000, 3 runs of each build alternated, 2 placements,
+  // medians of ICL/ORT, blocks of 32 / all of K: one thread M=5 0.71, M=6 0.67, M=8 0.59, M=9
+  // 0.63, M=12 0.67, M=16 0.65; two threads 0.71, 0.69, 0.62, 0.64, 0.69, 0.65 (ICL/ORT
+  // 1.10-1.36 -> 0.70-0.88). Blocks of 16 as fast (M=9-16); blocks of 64 had measured no
+  // faster than all of K (M=8 1.02 and 1.12, M=16 0.99 and 1.04). Measured and not kept: three
+  // and four rows in blocks of 32 rather than in axpy form (0.94-1.05); five to eight rows in
+  // axpy form, two rows of W a pass (0.67-0.77 of all of K, blocks 0.59-0.71); blocks of 32
+  // also at M=32-64 (1.00-1.13 against 64) or for rows of W less than 16 KB apart (K=N=768,
+  // K=768, N=3072, K=3072, N=768, M=5-16: 0.97-1.20 against 128). Beyond 64 rows, up
   // to 256 (wide rows too, in blocks of 64), where the panels had been walked over all of K,
   // each copied by its first row tile (CopyingPanel): in ORT, one and two threads, 3 runs of
   // each build alternated, 2 placements, medians, blocks / all of K: K=768, N=3072 M=96-128
@@ -53,7 +61,9 @@ struct Simd : PanelCopyAvx512 {
   static constexpr int64_t kBlockMaxRows = 256;
   static constexpr int64_t kWideBlockRows = 64;
   static constexpr int64_t kWideBlockMaxRows = 64;
-  static constexpr int64_t kWideBlockFromRows = 17;
+  static constexpr int64_t kWideBlockFromRows = 5;
+  static constexpr int64_t kWideFewBlockRows = 32;
+  static constexpr int64_t kWideFewMaxRows = 16;
   // Three or four rows of A in axpy form from 4 MB of W (K=3072, N=768 and K=768, N=3072:
   // 9.4 MB): there the panel walk, whose next-panel prefetch reaches a whole panel ahead (768 KB
   // at K=3072), read W at 7-10 GB/s from memory, the axpy rows at 16-19 (kernel alone, one core,

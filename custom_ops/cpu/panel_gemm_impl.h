@@ -17,8 +17,8 @@
 //     kAxpyFromBytes (three or four rows of A in axpy form from this many bytes of W: see
 //     AxpyForm in panel_gemm.h);
 //     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows,
-//     kWideBlockMaxRows and kWideBlockFromRows: the panels walked in blocks of K (see
-//     BlockedPanels; without kBlockRows, or 0, never);
+//     kWideBlockMaxRows, kWideBlockFromRows, kWideFewBlockRows and kWideFewMaxRows: the panels
+//     walked in blocks of K (see BlockedPanels; without kBlockRows, or 0, never);
 //     optionally kSpreadFromTiles and kSpreadRows: from that many row tiles, a float32 W's copy
 //     spread over the tiles, in slices of kSpreadRows rows of W (see SpreadPanels; without
 //     them, never).
@@ -343,25 +343,29 @@ constexpr int64_t CopyAfterTiles(int64_t k, int64_t ldw) {
 }
 
 // The traits' kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows,
-// kWideBlockMaxRows and kWideBlockFromRows where they define them, else zeros (no walk in
-// blocks of K).
+// kWideBlockMaxRows, kWideBlockFromRows, kWideFewBlockRows and kWideFewMaxRows where they
+// define them, else zeros (no walk in blocks of K).
 template <typename S, typename = void>
 struct BlockingOf {
   static constexpr int64_t kRows = 0, kAheadPanels = 0, kMaxRows = 0, kWideRows = 0,
-                           kWideMaxRows = 0, kWideFromRows = 0;
+                           kWideMaxRows = 0, kWideFromRows = 0, kWideFewRows = 0,
+                           kWideFewMaxRows = 0;
 };
 template <typename S>
 struct BlockingOf<S, std::void_t<decltype(S::kBlockRows)>> {
   static constexpr int64_t kRows = S::kBlockRows, kAheadPanels = S::kBlockAheadPanels,
                            kMaxRows = S::kBlockMaxRows, kWideRows = S::kWideBlockRows,
                            kWideMaxRows = S::kWideBlockMaxRows,
-                           kWideFromRows = S::kWideBlockFromRows;
+                           kWideFromRows = S::kWideBlockFromRows,
+                           kWideFewRows = S::kWideFewBlockRows,
+                           kWideFewMaxRows = S::kWideFewMaxRows;
 };
 using Blocking = BlockingOf<Simd>;
 
 // Whether W's rows, ldw elements apart, are wide (kWideBlockRowBytes, panel_gemm.h): blocks of
-// Blocking::kWideRows rows of W from Blocking::kWideFromRows rows of A up to Blocking::kMaxRows,
-// of Blocking::kRows beyond, up to Blocking::kWideMaxRows (see BlockedPanels).
+// Blocking::kWideFewRows rows of W from Blocking::kWideFromRows rows of A up to
+// Blocking::kWideFewMaxRows, of Blocking::kWideRows beyond up to Blocking::kMaxRows, of
+// Blocking::kRows beyond, up to Blocking::kWideMaxRows (see BlockedPanels).
 template <typename TW>
 constexpr bool WideRows(int64_t ldw) {
   return ldw * int64_t{sizeof(TW)} >= kWideBlockRowBytes;
@@ -396,7 +400,12 @@ ICL_TARGET int64_t BlockedPanels(const float* a, int64_t lda, int64_t m, int64_t
                                  float* y, int64_t ldy) {
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   const bool wide = WideRows<TW>(ldw);
-  const int64_t kb = wide && m <= Blocking::kMaxRows ? Blocking::kWideRows : Blocking::kRows;
+  int64_t kb = Blocking::kRows;
+  if (wide && m <= Blocking::kWideFewMaxRows) {
+    kb = Blocking::kWideFewRows;
+  } else if (wide && m <= Blocking::kMaxRows) {
+    kb = Blocking::kWideRows;
+  }
   constexpr int64_t kAhead = Blocking::kAheadPanels * kCols;  // columns
   const int64_t end = j + (n - j) / kCols * kCols;
   if (end == j) return j;
