@@ -42,20 +42,61 @@ inline int64_t TileWidth(const PackedA& a, int64_t m0) {
 // Prefetch steps of Micro over k steps of K.
 constexpr int64_t Prefetches(int64_t k) { return k / Simd::kUnroll + k % Simd::kUnroll; }
 
-// One step of K of Micro: acc[r][l] += at[l] * w[r * ldw] (A's Lanes vectors at `at`, the
-// step's element of each of W's Rows rows at w), with one prefetch step between A's loads and
+// W's rows as Micro reads them: rows(r), row r's element at the current step of K.
+// StridedRows: row r at w + r * ldw, one pointer moved along K by the caller.
+struct StridedRows {
+  const float* w;
+  int64_t ldw;
+  float operator()(int r) const { return w[r * ldw]; }
+};
+// GroupedRows: one base per four rows and the row offsets 0, ldw, 2 ldw and 3 ldw (two index
+// registers, ldw and 3 ldw, with x86's scales), advanced one element a step. For more than 8
+// rows StridedRows takes a pointer per row, more than the general registers hold: g++ kept
+// five of the 16 rows' pointers of the AVX-512 1 x 16 tile in vector registers, moving each
+// back on every step (vmovq, on the port of one of the two FMA pipes), and the 2 x 14 tile's
+// in memory (four loads a step).
+template <int Rows>
+struct GroupedRows {
+  static constexpr int kGroups = (Rows + 3) / 4;
+  const float* base[kGroups];
+  int64_t ldw, ldw3;
+  GroupedRows(const float* w, int64_t ld) : ldw(ld), ldw3(3 * ld) {
+    for (int g = 0; g < kGroups; ++g) base[g] = w + 4 * g * ld;
+    // Opaque, so that g++ keeps 3 ldw in a register rather than forming it from ldw on every
+    // step (a lea per group and step).
+    asm("" : "+r"(ldw3));
+  }
+  float operator()(int r) const {
+    const float* p = base[r / 4];
+    switch (r % 4) {
+      case 0: return p[0];
+      case 1: return p[ldw];
+      case 2: return p[2 * ldw];
+      default: return p[ldw3];
+    }
+  }
+  void Advance() {
+    for (int g = 0; g < kGroups; ++g) ++base[g];
+  }
+};
+// Micro reads more than this many rows of W through GroupedRows where it takes one step of K
+// a pass (Simd::kUnroll = 1: AVX-512; AVX2's 1 x 12 tile, four steps a pass, not measured).
+constexpr int kStridedMaxRows = 8;
+
+// One step of K of Micro: acc[r][l] += at[l] * rows(r) (A's Lanes vectors at `at`, the
+// step's element of each of W's Rows rows), with one prefetch step between A's loads and
 // the FMAs if Prefetch. Both of Micro's loops call it: a function with ICL_TARGET (a lambda
-// does not take Micro's target attribute unless given it, as AxpyRows' are). (With the prefetch step before A's loads,
-// g++ folded A's loads into the FMAs of tiles with 2 or 3 rows of W: one load per row.)
-template <int Lanes, int Rows, bool Prefetch, class P>
+// does not take Micro's target attribute unless given it, as AxpyRows' are). (With the
+// prefetch step before A's loads, g++ folded A's loads into the FMAs of tiles with 2 or 3
+// rows of W: one load per row.)
+template <int Lanes, int Rows, bool Prefetch, class P, class R>
 ICL_TARGET inline __attribute__((always_inline)) void MicroStep(
-    const float* at, const float* w, int64_t ldw, typename Simd::V (&acc)[Rows][Lanes],
-    P& prefetch) {
+    const float* at, const R& rows, typename Simd::V (&acc)[Rows][Lanes], P& prefetch) {
   typename Simd::V a[Lanes];
   for (int l = 0; l < Lanes; ++l) a[l] = Simd::Load(at + l * Simd::kWidth);
   if constexpr (Prefetch) prefetch.Step();
   for (int r = 0; r < Rows; ++r) {
-    const typename Simd::V b = Simd::Broadcast(w[r * ldw]);
+    const typename Simd::V b = Simd::Broadcast(rows(r));
     for (int l = 0; l < Lanes; ++l) acc[r][l] = Simd::Fma(a[l], b, acc[r][l]);
   }
 }
@@ -85,12 +126,26 @@ ICL_TARGET void Micro(const float* at, int64_t k, const float* w, int64_t ldw, f
       // Not unrolled: g++ then interleaved the steps, spilled two accumulators per pass and
       // folded A's loads into the FMAs (AVX2, 3 x 4 tile).
 #pragma GCC unroll 1
-      for (int u = 0; u < kU; ++u)
-        MicroStep<Lanes, Rows, false, P>(at + u * Lanes * kW, w + kk + u, ldw, acc, prefetch);
+      for (int u = 0; u < kU; ++u) {
+        MicroStep<Lanes, Rows, false>(at + u * Lanes * kW, StridedRows{w + kk + u, ldw}, acc,
+                                      prefetch);
+      }
     }
   }
-  for (; kk < k; ++kk, at += Lanes * kW) {
-    MicroStep<Lanes, Rows, true, P>(at, w + kk, ldw, acc, prefetch);
+  if constexpr (kU == 1 && Rows > kStridedMaxRows) {
+    // In ORT, AVX-512, 3 runs of each build alternated, 2 placements, median ICL/ORT,
+    // GroupedRows / StridedRows, transposed view, one and two threads: M=16 (1 x 16) K=768,
+    // N=3072 0.94 and 0.98, K=N=768 0.97 and 0.99, K=3072, N=768 0.99 and 0.98; M=32 (2 x 14)
+    // 0.95-1.00, K=3072, N=768 0.83 and 0.86 (the plain view's cells, unchanged, 0.96-1.05);
+    // measured with an earlier form of this (the four bases fixed, three row offsets advanced
+    // each step, as g++ compiled it). This code, on a noisier machine (the plain view's cells
+    // 0.91-1.18): one thread M=16 0.88-0.91, M=32 0.90-1.01; two threads 0.96-1.08.
+    GroupedRows<Rows> rows(w, ldw);
+    for (; kk < k; ++kk, at += Lanes * kW, rows.Advance())
+      MicroStep<Lanes, Rows, true>(at, rows, acc, prefetch);
+  } else {
+    for (; kk < k; ++kk, at += Lanes * kW)
+      MicroStep<Lanes, Rows, true>(at, StridedRows{w + kk, ldw}, acc, prefetch);
   }
   for (int r = 0; r < Rows; ++r)
     for (int l = 0; l < Lanes; ++l) Simd::Store(out + r * kTileRows + l * kW, acc[r][l]);
@@ -461,8 +516,9 @@ inline int64_t ChunkSteps(int64_t tile_rows) {
 // transposed in registers (StoreChunkTile). Run, before, holds a micro-tile's rows of W (all
 // of K) in L1 and streams the whole tile of A from L2 for each of them, and stores each
 // micro-tile's result element by element (StoreTile: 7% of the time at M=256, K=N=768,
-// AVX-512; the chunks' loads of the sums cost 2%). In ORT, transposed view, Intel Xeon, two runs of each build alternated (the
-// grid of bench_matmul, 2 placements), median ICL/ORT whole -> in chunks: AVX-512 one thread
+// AVX-512; the chunks' loads of the sums cost 2%). In ORT, transposed view, Intel Xeon, two
+// runs of each build alternated (the grid of bench_matmul, 2 placements), median ICL/ORT
+// whole -> in chunks: AVX-512 one thread
 // K=3072 N=768 M=128 1.26-1.28 -> 0.96-1.05, M=256 1.36-1.41 -> 1.07-1.13, K=N=768 M=128
 // 1.21 -> 1.07-1.13, M=256 1.22-1.24 -> 1.10-1.15, two threads 0.81-0.99 of before; K=768,
 // N=3072 and 32000 0.95-1.03 of before, as the unchanged plain view's cells (0.94-1.06).
