@@ -356,29 +356,14 @@ def test_plain_matmul_in_blocks_of_k_matches_reference(w_type, rows, k, n):
 
 
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
-@pytest.mark.parametrize("rows", [5, 8, 9, 16])
-def test_plain_matmul_of_wide_w_in_short_blocks_of_k_for_few_rows_matches_reference(w_type, rows):
-    # With AVX-512 W's rows 16 KB or more apart (N=4099 float32, 8197 16-bit) are walked in
-    # blocks of 32 rows of W from 5 up to 16 rows of A (kWideFewBlockRows; K=385: twelve
-    # blocks and a row); tiles of 8 x 3 (8, 16 rows) and of 6 x 4 (5, 9 rows), the last panel
-    # of one vector and columns past the vectors, with the row slice of W, a bias and the scale.
-    k = 385
-    n = 4099 if w_type == FLOAT else 8197
-    attrs = {"slice_axis": 0, "slice_start": 7, "slice_size": k, "scale": 0.5}
-    a = random((rows, k), FLOAT, seed=43)
-    w = random((k + 9, n), w_type, seed=44)
-    bias = random((n,), FLOAT, seed=45)
-    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
-
-
-@pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
-@pytest.mark.parametrize("rows", [17, 32, 33])
-def test_plain_matmul_of_wide_w_in_blocks_of_k_beyond_16_rows_matches_reference(w_type, rows):
-    # With AVX2 W's rows 16 KB or more apart (N=4099 float32, 8197 16-bit) are walked in blocks
-    # of 128 rows of W up to 32 rows of A beyond 16 (kWideBlockMaxRows; K=385: three blocks and
-    # a row, each block of a panel copied by the first row tile for the others), 33 rows over
-    # all of K; N leaves a one-vector panel and columns past the vectors, with the row slice
-    # of W, a bias and the scale.
+@pytest.mark.parametrize("rows", [5, 8, 9, 16, 17, 32, 33])
+def test_plain_matmul_of_wide_w_in_blocks_of_k_matches_reference(w_type, rows):
+    # W's rows 16 KB or more apart (N=4099 float32, 8197 16-bit; K=385) are walked in blocks of
+    # K (BlockedPanels): with AVX-512 of 32 rows of W from 5 up to 16 rows of A
+    # (kWideFewBlockRows: twelve blocks and a row; tiles of 8 x 3 and of 6 x 4), of 64 beyond;
+    # with AVX2 of 32 up to 32 rows of A (kWideBlockMaxRows; each block of a panel copied by
+    # the first row tile for the others), 33 rows beyond that walk; N leaves a one-vector
+    # panel and columns past the vectors, with the row slice of W, a bias and the scale.
     k = 385
     n = 4099 if w_type == FLOAT else 8197
     attrs = {"slice_axis": 0, "slice_start": 5, "slice_size": k, "scale": 0.5}
