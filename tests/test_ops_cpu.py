@@ -373,6 +373,20 @@ def test_plain_matmul_of_wide_w_in_blocks_of_k_matches_reference(w_type, rows):
     assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
 
 
+@pytest.mark.parametrize("rows", [129, 200])
+def test_plain_matmul_of_a_large_a_in_blocks_of_k_matches_reference(rows):
+    # With AVX2, beyond 16 rows of A where A spans 1 MB or more (K=2049: 1.06 MB at 129 rows),
+    # the panels of a float32 W are walked in blocks of 256 rows of W (kBigABlockRows: eight
+    # blocks and a row, each block of a panel copied by the first row tile for the others);
+    # N leaves columns past the vectors, with the row slice of W, a bias and the scale.
+    k = 2049
+    attrs = {"slice_axis": 0, "slice_start": 3, "slice_size": k, "scale": 0.5}
+    a = random((rows, k), FLOAT, seed=46)
+    w = random((k + 5, 100), FLOAT, seed=47)
+    bias = random((100,), FLOAT, seed=48)
+    assert_close(run_matmul(a, w, attrs, bias), reference.icl_matmul(a, w, bias, **attrs), FLOAT)
+
+
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8])
 @pytest.mark.parametrize("w_type", DTYPES, ids=lambda t: TensorProto.DataType.Name(t))
 def test_plain_matmul_with_w_of_16_mb_in_axpy_form_matches_reference(rows, w_type):

@@ -162,6 +162,21 @@ struct Simd {
   // No other block size for wide rows and few rows of A (AVX-512's kWideFewBlockRows).
   static constexpr int64_t kWideFewBlockRows = kWideBlockRows;
   static constexpr int64_t kWideFewMaxRows = 0;
+  // Beyond 16 rows of A (up to 256), where A spans 1 MB or more (M=128 at K=3072: 1.5 MB; with
+  // the panel walk over all of K each panel streamed all of A from L3), the panels are walked
+  // in blocks of 256 rows of W (128 KB of A at M=128), not spread over all of K: in ORT
+  // (ORT's MLAS capped to AVX2), 3 runs of each build alternated, 2 placements, median
+  // ICL/ORT, blocks of 256 / before: K=3072, N=768 M=128 0.85 and 0.77 (one and two threads),
+  // M=256 0.89 and 0.83 (ICL/ORT 1.28-1.50 -> 1.10-1.19); this rule, again: M=128 0.90 and
+  // 0.84, M=256 0.93 and 0.90 (the cells it leaves alone 0.97-1.09). Where A is smaller the
+  // blocks were slower: K=N=768 M=128-256 1.02-1.06, K=768, N=3072 M=128-256 1.01-1.07 (A
+  // 384-768 KB), at M=32-64 K=N=768 1.09-1.23 and K=3072, N=768 (SplitK's slices) 1.10-1.27,
+  // though K=768, N=3072 M=32-64 read 0.93-0.98 (not taken: one shape against two); blocks of
+  // 128 rows likewise (K=3072, N=768 M=128-256 0.79-0.94). Wide rows, 16-bit W and beyond 256
+  // rows of A: not measured, as before.
+  static constexpr int64_t kBigABlockRows = 256;
+  static constexpr int64_t kBigAMaxRows = 256;
+  static constexpr int64_t kBigAFromBytes = int64_t{1} << 20;
   ICL_TARGET static V Zero() { return _mm256_setzero_ps(); }
   ICL_TARGET static V Broadcast(float v) { return _mm256_set1_ps(v); }
   ICL_TARGET static V Load(const float* p) { return _mm256_loadu_ps(p); }

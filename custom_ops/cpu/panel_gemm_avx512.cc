@@ -64,6 +64,10 @@ struct Simd : PanelCopyAvx512 {
   static constexpr int64_t kWideBlockFromRows = 5;
   static constexpr int64_t kWideFewBlockRows = 32;
   static constexpr int64_t kWideFewMaxRows = 16;
+  // No other block size for a large A (AVX2's kBigABlockRows): blocks of 128 up to 256 rows.
+  static constexpr int64_t kBigABlockRows = 0;
+  static constexpr int64_t kBigAMaxRows = 0;
+  static constexpr int64_t kBigAFromBytes = 0;
   // Three or four rows of A in axpy form from 4 MB of W (K=3072, N=768 and K=768, N=3072:
   // 9.4 MB): there the panel walk, whose next-panel prefetch reaches a whole panel ahead (768 KB
   // at K=3072), read W at 7-10 GB/s from memory, the axpy rows at 16-19 (kernel alone, one core,

@@ -17,8 +17,9 @@
 //     kAxpyFromBytes (three or four rows of A in axpy form from this many bytes of W: see
 //     AxpyForm in panel_gemm.h);
 //     optionally kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows,
-//     kWideBlockMaxRows, kWideBlockFromRows, kWideFewBlockRows and kWideFewMaxRows: the panels
-//     walked in blocks of K (see BlockedPanels; without kBlockRows, or 0, never);
+//     kWideBlockMaxRows, kWideBlockFromRows, kWideFewBlockRows, kWideFewMaxRows,
+//     kBigABlockRows, kBigAMaxRows and kBigAFromBytes: the panels walked in blocks of K (see
+//     BlockedPanels and BigABlocks; without kBlockRows, or 0, never);
 //     optionally kSpreadFromTiles and kSpreadRows: from that many row tiles, a float32 W's copy
 //     spread over the tiles, in slices of kSpreadRows rows of W (see SpreadPanels; without
 //     them, never).
@@ -343,13 +344,14 @@ constexpr int64_t CopyAfterTiles(int64_t k, int64_t ldw) {
 }
 
 // The traits' kBlockRows, kBlockAheadPanels, kBlockMaxRows, kWideBlockRows,
-// kWideBlockMaxRows, kWideBlockFromRows, kWideFewBlockRows and kWideFewMaxRows where they
-// define them, else zeros (no walk in blocks of K).
+// kWideBlockMaxRows, kWideBlockFromRows, kWideFewBlockRows, kWideFewMaxRows, kBigABlockRows,
+// kBigAMaxRows and kBigAFromBytes where they define them, else zeros (no walk in blocks of K).
 template <typename S, typename = void>
 struct BlockingOf {
   static constexpr int64_t kRows = 0, kAheadPanels = 0, kMaxRows = 0, kWideRows = 0,
                            kWideMaxRows = 0, kWideFromRows = 0, kWideFewRows = 0,
-                           kWideFewMaxRows = 0;
+                           kWideFewMaxRows = 0, kBigARows = 0, kBigAMaxRows = 0,
+                           kBigAFromBytes = 0;
 };
 template <typename S>
 struct BlockingOf<S, std::void_t<decltype(S::kBlockRows)>> {
@@ -358,9 +360,22 @@ struct BlockingOf<S, std::void_t<decltype(S::kBlockRows)>> {
                            kWideMaxRows = S::kWideBlockMaxRows,
                            kWideFromRows = S::kWideBlockFromRows,
                            kWideFewRows = S::kWideFewBlockRows,
-                           kWideFewMaxRows = S::kWideFewMaxRows;
+                           kWideFewMaxRows = S::kWideFewMaxRows,
+                           kBigARows = S::kBigABlockRows, kBigAMaxRows = S::kBigAMaxRows,
+                           kBigAFromBytes = S::kBigAFromBytes;
 };
 using Blocking = BlockingOf<Simd>;
+
+// Whether m rows of A beyond Blocking::kMaxRows (up to Blocking::kBigAMaxRows) against k rows of
+// a float32 W whose rows are not wide walk the panels in blocks of Blocking::kBigARows rows of
+// W: where A spans at least Blocking::kBigAFromBytes, so that a block of A stays in L2 for all
+// the panels (0: never; 16-bit W not measured).
+template <typename TW>
+bool BigABlocks(int64_t m, int64_t k, bool wide) {
+  return std::is_same_v<TW, float> && Blocking::kBigAFromBytes > 0 && !wide &&
+         m > Blocking::kMaxRows && m <= Blocking::kBigAMaxRows &&
+         m * k * int64_t{sizeof(float)} >= Blocking::kBigAFromBytes;
+}
 
 // Whether W's rows, ldw elements apart, are wide (kWideBlockRowBytes, panel_gemm.h): blocks of
 // Blocking::kWideFewRows rows of W from Blocking::kWideFromRows rows of A up to
@@ -401,7 +416,9 @@ ICL_TARGET int64_t BlockedPanels(const float* a, int64_t lda, int64_t m, int64_t
   constexpr int64_t kCols = int64_t{Lanes} * Simd::kWidth;
   const bool wide = WideRows<TW>(ldw);
   int64_t kb = Blocking::kRows;
-  if (wide && m <= Blocking::kWideFewMaxRows) {
+  if (BigABlocks<TW>(m, k, wide)) {
+    kb = Blocking::kBigARows;
+  } else if (wide && m <= Blocking::kWideFewMaxRows) {
     kb = Blocking::kWideFewRows;
   } else if (wide && m <= Blocking::kMaxRows) {
     kb = Blocking::kWideRows;
@@ -460,8 +477,9 @@ ICL_TARGET int64_t Panels(const float* a, int64_t lda, int64_t m, int64_t k, con
                           int64_t ldy) {
   if constexpr (Blocking::kRows > 0) {
     const bool wide = WideRows<TW>(ldw);
-    if ((m <= Blocking::kMaxRows || (wide && m <= Blocking::kWideMaxRows)) &&
-        (!wide || m >= Blocking::kWideFromRows) && k > Blocking::kRows) {
+    if (((m <= Blocking::kMaxRows || (wide && m <= Blocking::kWideMaxRows)) &&
+         (!wide || m >= Blocking::kWideFromRows) && k > Blocking::kRows) ||
+        BigABlocks<TW>(m, k, wide)) {
       return BlockedPanels<Rows, Lanes>(a, lda, m, k, w, ldw, j, n, alpha, y, ldy);
     }
   }
