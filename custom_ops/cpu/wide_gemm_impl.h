@@ -518,10 +518,10 @@ inline int64_t ChunkSteps(int64_t tile_rows) {
 // micro-tile's result element by element (StoreTile: 7% of the time at M=256, K=N=768,
 // AVX-512; the chunks' loads of the sums cost 2%). In ORT, transposed view, Intel Xeon, two
 // runs of each build alternated (the grid of bench_matmul, 2 placements), median ICL/ORT
-// whole -> in chunks: AVX-512 one thread
-// K=3072 N=768 M=128 1.26-1.28 -> 0.96-1.05, M=256 1.36-1.41 -> 1.07-1.13, K=N=768 M=128
-// 1.21 -> 1.07-1.13, M=256 1.22-1.24 -> 1.10-1.15, two threads 0.81-0.99 of before; K=768,
-// N=3072 and 32000 0.95-1.03 of before, as the unchanged plain view's cells (0.94-1.06).
+// whole -> in chunks: AVX-512 one thread K=3072 N=768 M=128 1.26-1.28 -> 0.96-1.05, M=256
+// 1.36-1.41 -> 1.07-1.13, K=N=768 M=128 1.21 -> 1.07-1.13, M=256 1.22-1.24 -> 1.10-1.15, two
+// threads 0.81-0.99 of before; K=768, N=3072 and 32000 0.95-1.03 of before, as the unchanged
+// plain view's cells (0.94-1.06).
 // AVX2: M=256 0.92-0.97 of before, K=3072 N=768 M=128 0.91-0.97, the rest 0.97-1.02.
 // False where it does not apply.
 template <class S = Simd>
